@@ -1,0 +1,283 @@
+"""The engine: runs a stream of graphs, swapping live between them.
+
+Structure (all inside one TaskGroup, nothing fire-and-forget)::
+
+    Engine.run
+     ├── inotify hub             shared watcher for every resource
+     ├── graph stream consumer   validates nothing itself: frontends send
+     │                           valid graphs or InputErrors
+     ├── worker per vertex       engine/worker.py
+     └── converger wait          only with a converged timeout
+
+Live changeover: when the frontend yields a new graph, vertices whose
+resource is unchanged (`Resource.same_as`) keep their running worker and
+are not checked again; changed ones are replaced, removed ones stopped, new
+ones started, and edges are rewired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import InputError, InputErrors
+from ..events.inotify import InotifyHub
+from ..graph.model import Graph, Key
+from ..report.events import (
+    Converged,
+    Event,
+    Finished,
+    GraphRejected,
+    GraphStarted,
+    GraphSwapped,
+    Reporter,
+    Stopping,
+    VertexState,
+)
+from ..resources.base import Context, Resource
+from ..world.base import World
+from .converger import Converger
+from .worker import Status, Worker
+
+log = logging.getLogger("pymgmt.engine")
+
+GraphStream = AsyncIterator["Graph[Resource] | InputError"]
+
+
+class Frontend(Protocol):
+    """Anything that yields graphs: the YAML file, the Python API, later etcd."""
+
+    def graphs(self, hub: InotifyHub) -> GraphStream:
+        """Yield the first graph, then a new one (or an InputError) per change.
+
+        `hub` is the running inotify hub, for frontends that watch files.
+        """
+        ...
+
+
+class _VertexLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"{self.extra['vertex']}: {msg}", kwargs  # type: ignore[index]
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        world: World,
+        reporter: Reporter,
+        state_dir: Path,
+        noop: bool = False,
+        converged_timeout: float | None = None,
+    ) -> None:
+        self.world = world
+        self.reporter = reporter
+        self.state_dir = state_dir
+        self.noop = noop
+        self.converged_timeout = converged_timeout
+        self.converger = Converger()
+        self.hub = InotifyHub()
+        self.workers: dict[Key, Worker] = {}
+        self.graph: Graph[Resource] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop: asyncio.Future[str] | None = None
+
+    def emit(self, event: Event) -> None:
+        self.reporter.emit(event)
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, frontend: Frontend) -> None:
+        """Run until converged (with a timeout) or stopped.
+
+        Raises the frontend's InputError if its very first graph is invalid;
+        later invalid graphs are reported and the running graph is kept.
+        """
+        try:
+            await self._run(frontend)
+        except BaseExceptionGroup as eg:
+            bad = eg.subgroup(InputError)
+            if bad is None:
+                raise
+            first: BaseException = bad
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+
+    async def _run(self, frontend: Frontend) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                hub_started: asyncio.Future[None] = loop.create_future()
+                hub_task = tg.create_task(self.hub.run(hub_started), name="inotify hub")
+                await hub_started
+                first_graph = loop.create_future()
+                graphs = frontend.graphs(self.hub)
+                feed = tg.create_task(self._consume(graphs, first_graph), name="graph stream")
+                conv: asyncio.Task[None] | None = None
+                try:
+                    await first_graph  # raises the InputError of a bad first graph
+                    if self.converged_timeout is not None:
+                        conv = tg.create_task(self._converged(self.converged_timeout))
+                    reason = await self._stop
+                    self.emit(Stopping(reason))
+                finally:
+                    feed.cancel()
+                    if not first_graph.done():
+                        first_graph.cancel()
+                    await self._stop_workers(list(self.workers.values()))
+                    self.emit(Finished(self.final_states()))
+                    if conv is not None:
+                        conv.cancel()
+                    hub_task.cancel()
+        finally:
+            self._tg = None
+
+    def stop(self, reason: str) -> None:
+        """Ask a running engine to stop gracefully (signal handlers call this)."""
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(reason)
+
+    async def _converged(self, timeout: float) -> None:
+        await self.converger.wait_converged(timeout)
+        self.emit(Converged(timeout))
+        self.stop("converged")
+
+    async def _consume(self, graphs: GraphStream, first: asyncio.Future[None]) -> None:
+        async for item in graphs:
+            if isinstance(item, InputError):
+                if not first.done():
+                    first.set_exception(item)
+                    return
+                errors = item.errors if isinstance(item, InputErrors) else [item]
+                self.emit(GraphRejected(errors))
+                continue
+            await self.swap(item)
+            if not first.done():
+                first.set_result(None)
+
+    # -- changeover ------------------------------------------------------------------
+
+    async def swap(self, new: Graph[Resource]) -> None:
+        """Make `new` the running graph, touching only what changed."""
+        first = self.graph is None
+        old = self.workers
+        keep: dict[Key, Worker] = {}
+        replaced: list[str] = []
+        added: list[Resource] = []
+        stopping: list[Worker] = []
+        for key, res in new.vertices.items():
+            w = old.get(key)
+            if w is not None and w.res.same_as(res):
+                keep[key] = w
+            else:
+                if w is not None:
+                    stopping.append(w)
+                    replaced.append(str(res))
+                added.append(res)
+        removed = [w for k, w in old.items() if k not in new.vertices]
+        await self._stop_workers(stopping + removed)
+        self.graph = new
+        self.workers = dict(keep)
+        started = [self._new_worker(res) for res in added]
+        self._wire(new)
+        if first:
+            self.emit(GraphStarted(new.name, new.source, len(new.vertices), len(new.edges)))
+        else:
+            self.emit(
+                GraphSwapped(
+                    new.name,
+                    kept=len(keep),
+                    replaced=replaced,
+                    added=[str(r) for r in added if str(r) not in replaced],
+                    removed=[w.name for w in removed],
+                )
+            )
+        assert self._tg is not None
+        for w in started:
+            w.task = self._tg.create_task(w.run(self._context), name=w.name)
+
+    def _new_worker(self, res: Resource) -> Worker:
+        w = Worker(self, res)
+        self.workers[res.key] = w
+        w.poke()  # busy from birth, so the converger never sees a gap
+        return w
+
+    def _wire(self, graph: Graph[Resource]) -> None:
+        parents, children = graph.adjacency()
+        for key, w in self.workers.items():
+            w.parents = [self.workers[k] for k in parents[key]]
+            w.children = [self.workers[k] for k in children[key]]
+        for w in self.workers.values():
+            # A kept vertex may have lost a failed parent: let it re-evaluate.
+            if w.dirty:
+                w.poke()
+
+    async def _stop_workers(self, workers: list[Worker]) -> None:
+        tasks = [w.task for w in workers if w.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def _context(self, w: Worker) -> Context:
+        res = w.res
+        return Context(
+            hostname=self.world.hostname,
+            log=_VertexLog(logging.getLogger("pymgmt.resource"), {"vertex": w.name}),  # type: ignore[arg-type]
+            state_dir=self.state_dir / "state" / f"{res.kind}-{_safe(res.name)}",
+            world=self.world,
+            inotify=self.hub,
+            _event=w.on_event,
+            _ready=w.on_ready,
+        )
+
+    def wake_children(self, w: Worker) -> None:
+        for c in w.children:
+            c.poke()
+
+    # -- results ------------------------------------------------------------------
+
+    def final_states(self) -> list[VertexState]:
+        out: list[VertexState] = []
+        for w in self.workers.values():
+            if w.status is Status.OK:
+                out.append(VertexState(w.name, "ok"))
+            elif w.status is Status.FAILED:
+                out.append(VertexState(w.name, "failed"))
+            else:
+                blockers = sorted({a.name for a in _failed_ancestors(w)})
+                out.append(VertexState(w.name, "skipped" if blockers else "pending", blockers))
+        return out
+
+    def check_counts(self) -> dict[str, int]:
+        return {w.name: w.checks for w in self.workers.values()}
+
+
+def _failed_ancestors(w: Worker) -> list[Worker]:
+    seen: set[int] = set()
+    out: list[Worker] = []
+    stack = list(w.parents)
+    while stack:
+        p = stack.pop()
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if p.status is Status.FAILED:
+            out.append(p)
+        stack.extend(p.parents)
+    return out
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+
+
+__all__ = ["Engine", "GraphStream"]

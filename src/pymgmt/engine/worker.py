@@ -1,0 +1,189 @@
+"""One worker per vertex: its watch, and the loop that checks and applies.
+
+Scheduling is local, with no global scheduler: a vertex runs when it is
+*dirty* (it has never run, its watch fired, or an upstream vertex changed
+something) and *all its parents are OK* (their last check succeeded and
+nothing happened since). When a vertex finishes it pokes its children, which
+re-evaluate. Independent branches therefore run at the same time and the
+makespan of a graph is its critical path.
+
+Bursts of events collapse: an event only sets ``dirty`` and wakes the loop,
+so any number of events that arrive during one check cause exactly one more.
+
+A worker is *busy* from the moment something wakes it until its loop has
+nothing left to do; the converger counts busy workers, so "converged" needs
+no polling and no graph walk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import PymgmtError
+from ..report.events import ChangeInfo, Checked, Failed
+from ..resources.base import Context, Plan, Resource
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("pymgmt.engine")
+
+
+class Status(enum.Enum):
+    PENDING = "pending"  # has not completed a check yet
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class Worker:
+    def __init__(self, engine: Engine, res: Resource) -> None:
+        self.engine = engine
+        self.res = res
+        self.name = str(res)
+        self.parents: list[Worker] = []
+        self.children: list[Worker] = []
+        self.status = Status.PENDING
+        self.dirty = True
+        self.reason: Literal["start", "event", "upstream"] = "start"
+        self.watching = False
+        self.converged_once = False  # reached OK under these params
+        self.checks = 0  # completed check() calls, for tests and stats
+        self.wake = asyncio.Event()
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+        self.ctx: Context | None = None
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} {self.status.value} dirty={self.dirty}>"
+
+    # -- signals from outside ---------------------------------------------------
+
+    def poke(self) -> None:
+        """Ask the loop to re-evaluate (a parent finished, or an event)."""
+        self._set_busy(True)
+        self.wake.set()
+
+    def on_event(self) -> None:
+        self.dirty = True
+        self.reason = "event"
+        self.poke()
+
+    def on_ready(self) -> None:
+        if not self.watching:
+            self.watching = True
+            self.poke()
+
+    def mark_upstream_changed(self) -> None:
+        if not self.dirty:
+            self.dirty = True
+            self.reason = "upstream"
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self.busy:
+            self.busy = busy
+            self.engine.converger.busy_changed(+1 if busy else -1)
+
+    # -- the task ------------------------------------------------------------------
+
+    async def run(self, make_context: Callable[[Worker], Context]) -> None:
+        self._set_busy(True)
+        ctx = self.ctx = make_context(self)
+        try:
+            try:
+                await self.res.init(ctx)
+            except Exception as e:
+                self._fail("init", e)
+                return
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(ctx), name=f"watch {self.name}")
+                await self._loop()
+        finally:
+            self._set_busy(False)
+            try:
+                await self.res.cleanup()
+            except Exception as e:  # cleanup trouble must not hide the real exit
+                log.warning("%s: cleanup failed: %s", self.name, e)
+
+    async def _watch(self, ctx: Context) -> None:
+        try:
+            await self.res.watch(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._fail("watch", e)
+
+    def _fail(self, phase: Literal["init", "watch", "check", "apply"], e: Exception) -> None:
+        self.status = Status.FAILED
+        msg = str(e) if isinstance(e, PymgmtError | OSError) else f"{type(e).__name__}: {e}"
+        self.engine.emit(Failed(self.name, phase, msg))
+        if phase in ("init", "watch"):
+            # Without a watch nothing will ever wake this vertex again.
+            self.watching = True
+            self.dirty = False
+            self.engine.wake_children(self)
+
+    async def _loop(self) -> None:
+        while True:
+            if not self.wake.is_set():
+                self._set_busy(False)
+                await self.wake.wait()
+            self.wake.clear()
+            if not self.watching or not self.dirty:
+                continue
+            if any(p.status is not Status.OK for p in self.parents):
+                continue  # a parent will poke us when it is OK
+            await self._process()
+
+    async def _process(self) -> None:
+        self.dirty = False
+        reason = self.reason
+        self.status = Status.RUNNING
+        noop = self.engine.noop or self.res.meta.noop
+        start = time.monotonic()
+        phase: Literal["check", "apply"] = "check"
+        try:
+            plan = await self.res.check()
+            self.checks += 1
+            applied = False
+            if plan and not noop:
+                phase = "apply"
+                await self.res.apply(plan)
+                applied = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._fail(phase, e)
+            return
+        drift = applied and self.converged_once
+        self.status = Status.OK
+        self.converged_once = True
+        self.engine.emit(
+            Checked(
+                vertex=self.name,
+                reason=reason,
+                changes=self._changes(plan),
+                applied=applied,
+                noop=bool(plan) and noop,
+                drift=drift,
+                seconds=time.monotonic() - start,
+            )
+        )
+        if applied:
+            for c in self.children:
+                c.mark_upstream_changed()
+        for c in self.children:
+            c.poke()
+
+    def _changes(self, plan: Plan) -> list[ChangeInfo]:
+        red = self.res.redact
+        return [
+            ChangeInfo(c.field, red(c.field, c.old), red(c.field, c.new),
+                       "" if c.field in self.res.secrets else c.diff)
+            for c in plan.changes
+        ]

@@ -1,0 +1,192 @@
+"""One inotify instance shared by every resource of an agent.
+
+Why a hub: 10k managed files must not cost 10k inotify watches or 10k
+reader tasks. Files are watched through their *parent directory* (a watch on
+the file itself dies with the file: inotify sends DELETE_SELF and then
+nothing for the recreated file), so all files in one directory share one
+kernel watch, and events are dispatched by name with a dict lookup.
+
+A path whose directories do not exist yet is watched through its nearest
+existing ancestor; when the next directory towards it appears, the
+subscription moves down, and when a watched directory disappears it moves
+back up. Every move also fires the callback, because the path may have
+changed in between: spurious events are harmless, missed events are bugs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from asyncinotify import Inotify, Mask
+
+log = logging.getLogger("pymgmt.inotify")
+
+_DIR_MASK = (
+    Mask.CREATE
+    | Mask.DELETE
+    | Mask.MODIFY
+    | Mask.CLOSE_WRITE
+    | Mask.ATTRIB
+    | Mask.MOVED_FROM
+    | Mask.MOVED_TO
+    | Mask.DELETE_SELF
+    | Mask.MOVE_SELF
+    | Mask.ONLYDIR
+)
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A wish to hear about changes to one path."""
+
+    path: str
+    callback: Callable[[], None]
+    parts: tuple[str, ...] = ()
+    watched: _DirWatch | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class _DirWatch:
+    dir: str
+    wd: object
+    by_name: dict[str, set[Subscription]] = field(default_factory=dict)
+
+
+class InotifyHub:
+    """Watches paths for the whole agent; start with `run` in a TaskGroup."""
+
+    def __init__(self) -> None:
+        self._inotify: Inotify | None = None
+        self._dirs: dict[str, _DirWatch] = {}
+        self._by_wd: dict[int, _DirWatch] = {}
+
+    async def run(self, started: asyncio.Future[None] | None = None) -> None:
+        """Read and dispatch events until cancelled; closes the fd on exit."""
+        with Inotify() as ino:
+            self._inotify = ino
+            if started is not None:
+                started.set_result(None)
+            try:
+                async for event in ino:
+                    self._dispatch(event)
+            finally:
+                self._inotify = None
+                self._dirs.clear()
+                self._by_wd.clear()
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._dirs)
+
+    def subscribe(self, path: str, callback: Callable[[], None]) -> Subscription:
+        """Call `callback` whenever `path` (a file or a directory) may have changed."""
+        path = os.path.abspath(path).rstrip("/") or "/"
+        parts = tuple(p for p in path.split("/") if p)
+        sub = Subscription(path=path, callback=callback, parts=parts)
+        self._attach(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._detach(sub)
+
+    # -- internals ------------------------------------------------------------
+
+    def _attach(self, sub: Subscription) -> None:
+        """Hang `sub` on the deepest existing directory on its way."""
+        ino = self._inotify
+        if ino is None:
+            raise RuntimeError("InotifyHub.subscribe before run() started")
+        # Try the parent first, then walk up: most paths' parents exist.
+        for depth in range(len(sub.parts) - 1, -1, -1):
+            d = "/" + "/".join(sub.parts[:depth])
+            dw = self._dirs.get(d)
+            if dw is None:
+                try:
+                    watch = ino.add_watch(d, _DIR_MASK)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue
+                dw = _DirWatch(dir=d, wd=watch)
+                self._dirs[d] = dw
+                self._by_wd[watch.wd] = dw
+            name = sub.parts[depth] if depth < len(sub.parts) else ""
+            dw.by_name.setdefault(name, set()).add(sub)
+            sub.watched = dw
+            return
+        raise FileNotFoundError(sub.path)  # not even "/" could be watched
+
+    def _detach(self, sub: Subscription) -> None:
+        dw = sub.watched
+        sub.watched = None
+        if dw is None:
+            return
+        depth = len([p for p in dw.dir.split("/") if p])
+        name = sub.parts[depth] if depth < len(sub.parts) else ""
+        subs = dw.by_name.get(name)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del dw.by_name[name]
+        if not dw.by_name:
+            self._drop(dw)
+
+    def _drop(self, dw: _DirWatch) -> None:
+        self._dirs.pop(dw.dir, None)
+        wd = dw.wd
+        self._by_wd.pop(wd.wd, None)  # type: ignore[attr-defined]
+        if self._inotify is not None:
+            try:
+                self._inotify.rm_watch(wd)
+            except OSError:
+                pass  # the kernel already dropped it (directory deleted)
+
+    def _reattach(self, subs: list[Subscription]) -> None:
+        for sub in subs:
+            self._detach(sub)
+            try:
+                self._attach(sub)
+            except FileNotFoundError:
+                log.warning("cannot watch any directory above %s", sub.path)
+            sub.callback()
+
+    def _dispatch(self, event: object) -> None:
+        mask: Mask = event.mask  # type: ignore[attr-defined]
+        if mask & Mask.Q_OVERFLOW:
+            # The kernel dropped events: everyone may have changed.
+            for dw in list(self._dirs.values()):
+                for subs in dw.by_name.values():
+                    for sub in list(subs):
+                        sub.callback()
+            return
+        watch = event.watch  # type: ignore[attr-defined]
+        if watch is None:
+            return
+        dw = self._by_wd.get(watch.wd)
+        if dw is None:
+            return
+        if mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
+            # The directory itself went away: move everyone up a level.
+            everyone = [s for subs in dw.by_name.values() for s in subs]
+            self._drop(dw)
+            for s in everyone:
+                s.watched = None
+            self._reattach(everyone)
+            return
+        name = event.name  # type: ignore[attr-defined]
+        if name is None:
+            return
+        subs = dw.by_name.get(str(name))
+        if not subs:
+            return
+        depth = len([p for p in dw.dir.split("/") if p])
+        moving: list[Subscription] = []
+        for sub in list(subs):
+            if depth == len(sub.parts) - 1:
+                sub.callback()  # an event on the path itself
+            else:
+                moving.append(sub)  # a directory on the way appeared/changed
+        if moving:
+            self._reattach(moving)

@@ -1,0 +1,58 @@
+"""Topological order and cycle detection (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .model import Key
+
+
+def toposort(vertices: Iterable[Key], edges: Iterable[tuple[Key, Key]]) -> list[Key]:
+    """Kahn's algorithm; raises `CycleError` naming one cycle's path."""
+    order_hint = list(vertices)
+    children: dict[Key, list[Key]] = {v: [] for v in order_hint}
+    indeg: dict[Key, int] = dict.fromkeys(order_hint, 0)
+    for src, dst in edges:
+        children[src].append(dst)
+        indeg[dst] += 1
+    ready = [v for v in order_hint if indeg[v] == 0]
+    out: list[Key] = []
+    while ready:
+        v = ready.pop()
+        out.append(v)
+        for c in children[v]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    if len(out) != len(order_hint):
+        left = {v for v in order_hint if indeg[v] > 0}
+        raise CycleError(find_cycle(left, children))
+    return out
+
+
+def find_cycle(left: set[Key], children: dict[Key, list[Key]]) -> list[Key]:
+    """One cycle among `left`, the vertices Kahn's algorithm could not free.
+
+    Each of them still has a parent in `left`, so walking parents must loop.
+    """
+    parents: dict[Key, list[Key]] = {v: [] for v in left}
+    for v in left:
+        for c in children[v]:
+            if c in left:
+                parents[c].append(v)
+    path: list[Key] = []
+    index: dict[Key, int] = {}
+    v = min(left)
+    while v not in index:
+        index[v] = len(path)
+        path.append(v)
+        v = parents[v][0]
+    loop = path[index[v] :]
+    loop.reverse()
+    return [*loop, loop[0]]
+
+
+class CycleError(ValueError):
+    def __init__(self, cycle: list[Key]) -> None:
+        self.cycle = cycle
+        super().__init__(" -> ".join(f"{k}[{n}]" for k, n in cycle))

@@ -1,0 +1,94 @@
+"""Metaparameters: per-resource settings enforced by the engine, not by kinds.
+
+The specification is mgmt's "Metaparameters in mgmt" article. Every resource
+carries one `MetaParams`; the YAML frontend reads it from a ``meta:`` block.
+Defaults are the zero values a user would expect (no retry, no poll, no
+rate limit), so an absent ``meta:`` block changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+_SEMA_RE = re.compile(r"^(?P<id>[^:\s]+)(?::(?P<size>-?\d+))?$")
+
+
+def parse_sema(spec: str) -> tuple[str, int]:
+    """Split ``"name"`` / ``"name:size"`` into (id, size); size defaults to 1.
+
+    Raises ValueError with a user-facing message for a malformed id or a size
+    below one (a semaphore of size zero could never be acquired).
+    """
+    m = _SEMA_RE.match(spec)
+    if not m:
+        raise ValueError(f"bad semaphore id {spec!r}: expected 'name' or 'name:size'")
+    size = int(m["size"]) if m["size"] is not None else 1
+    if size < 1:
+        raise ValueError(f"bad semaphore id {spec!r}: size must be at least 1")
+    return m["id"], size
+
+
+@dataclass(kw_only=True)
+class MetaParams:
+    """Engine-enforced settings shared by every resource kind."""
+
+    noop: bool = field(default=False, metadata={"doc": "report what would change; change nothing"})
+    retry: int = field(
+        default=0, metadata={"doc": "retries after a failure; negative retries forever"}
+    )
+    delay: int = field(default=0, metadata={"doc": "milliseconds to wait between retries"})
+    backoff: Literal["none", "exponential"] = field(
+        default="none", metadata={"doc": "how the delay grows between retries"}
+    )
+    maxdelay: int = field(
+        default=0, metadata={"doc": "cap in milliseconds for exponential back-off (0 = none)"}
+    )
+    timeout: int = field(
+        default=0, metadata={"doc": "milliseconds one check/apply may take (0 = no limit)"}
+    )
+    poll: int = field(default=0, metadata={"doc": "poll every N seconds instead of watching"})
+    limit: float = field(
+        default=math.inf, metadata={"doc": "check/apply runs per second (token bucket rate)"}
+    )
+    burst: int = field(default=0, metadata={"doc": "token bucket size"})
+    sema: list[str] = field(
+        default_factory=list, metadata={"doc": "semaphores held during check/apply: 'id[:size]'"}
+    )
+    autoedge: bool = field(default=True, metadata={"doc": "add automatic dependency edges"})
+    autogroup: bool = field(default=True, metadata={"doc": "allow grouping with similar resources"})
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) pairs for every invalid setting."""
+        out: list[tuple[str, str]] = []
+        if self.delay < 0:
+            out.append(("delay", "must not be negative"))
+        if self.maxdelay < 0:
+            out.append(("maxdelay", "must not be negative"))
+        if self.timeout < 0:
+            out.append(("timeout", "must not be negative"))
+        if self.poll < 0:
+            out.append(("poll", "must not be negative"))
+        if self.burst < 0:
+            out.append(("burst", "must not be negative"))
+        if self.limit <= 0:
+            out.append(("limit", "must be positive (omit it for no limit)"))
+        elif not math.isinf(self.limit) and self.burst == 0:
+            out.append(("burst", "a finite limit needs a burst of at least 1"))
+        for spec in self.sema:
+            try:
+                parse_sema(spec)
+            except ValueError as e:
+                out.append(("sema", str(e)))
+        return out
+
+    def non_default(self) -> dict[str, object]:
+        """The settings that differ from the defaults, for display."""
+        default = MetaParams()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }

@@ -1,0 +1,104 @@
+"""Typed events the engine emits; reporters turn them into text or JSON.
+
+The engine never formats a message for people: it states what happened,
+and the console, JSON and recap reporters decide how to show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeInfo:
+    field: str
+    old: object
+    new: object
+    diff: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStarted:
+    name: str
+    source: str
+    vertices: int
+    edges: int
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSwapped:
+    name: str
+    kept: int
+    replaced: list[str]
+    added: list[str]
+    removed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRejected:
+    """A new version of the input was invalid; the running graph is kept."""
+
+    errors: list[InputError]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One check (and maybe apply) of a vertex finished without error."""
+
+    vertex: str
+    reason: Literal["start", "event", "upstream"]
+    changes: list[ChangeInfo]
+    applied: bool
+    noop: bool
+    drift: bool
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    vertex: str
+    phase: Literal["init", "watch", "check", "apply"]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Converged:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VertexState:
+    """Where a vertex stood when the run ended."""
+
+    vertex: str
+    status: Literal["ok", "failed", "skipped", "pending"]
+    blocked_by: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    states: list[VertexState]
+
+
+Event = (
+    GraphStarted
+    | GraphSwapped
+    | GraphRejected
+    | Checked
+    | Failed
+    | Converged
+    | Stopping
+    | Finished
+)
+
+
+class Reporter(Protocol):
+    def emit(self, event: Event) -> None: ...

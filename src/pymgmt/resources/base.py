@@ -1,0 +1,224 @@
+"""The resource API: typed declarative kinds with observe / plan / apply verbs.
+
+A kind is one class::
+
+    class File(Resource, kind="file"):
+        path: str = param("", doc="...")
+
+Each param is declared once, with its type, default and a one-line doc; the
+YAML frontend, the Python API, validation and the docs all read that one
+declaration. Classes are turned into keyword-only dataclasses automatically.
+
+Lifecycle, driven by the engine (resources never import the engine; they get
+a `Context`):
+
+``problems()``
+    static cross-field validation, before anything runs.
+``init(ctx)`` / ``cleanup()``
+    open and close what the resource needs.
+``watch(ctx)``
+    runs for as long as the resource is in the graph; calls ``ctx.ready()``
+    once it is really watching and ``ctx.event()`` for every possible change.
+    Spurious events are harmless; a missed event is a bug.
+``check()``
+    observes the system and returns a `Plan`: the typed changes it would
+    make (empty when converged). Unlike mgmt's boolean CheckApply, a plan can
+    be rendered as a diff, which is what noop shows.
+``apply(plan)``
+    makes those changes. It must converge in one call or raise.
+``same_as(other)``
+    the comparison graph changeover uses: equal params and metaparams mean
+    the running vertex is kept untouched.
+
+Optional capabilities (refresh, send/recv, autoedges, autogroup) are small
+Protocols in `pymgmt.traits`; a kind that does not need one stays simple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
+
+from ..errors import InternalError
+from ..metaparams import MetaParams
+
+if TYPE_CHECKING:
+    from ..events.inotify import InotifyHub
+    from ..world.base import World
+
+_REGISTRY: dict[str, type[Resource]] = {}
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    secret: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """Declare a resource param: its default and the one line that documents it.
+
+    ``secret=True`` params are redacted in every log line, diff and report.
+    """
+    meta = {"doc": doc, "secret": secret}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between the observed and the wanted state.
+
+    ``diff`` holds a unified diff when the change is to text content.
+    """
+
+    field: str
+    old: object
+    new: object
+    diff: str = ""
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.old!r} -> {self.new!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What `check` found: the changes that `apply` would make."""
+
+    changes: tuple[Change, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> str:
+        return ", ".join(c.describe() for c in self.changes) or "no changes"
+
+
+CONVERGED = Plan()
+
+
+@dataclass(eq=False)
+class Context:
+    """What the engine hands a resource: identity, logging, shared watchers.
+
+    ``event`` and ``ready`` are only meaningful inside ``watch``.
+    """
+
+    hostname: str
+    log: logging.Logger
+    state_dir: Path
+    world: World
+    inotify: InotifyHub
+    _event: Callable[[], None] = field(repr=False)
+    _ready: Callable[[], None] = field(repr=False)
+
+    def event(self) -> None:
+        """Tell the engine the resource's state may have changed."""
+        self._event()
+
+    def ready(self) -> None:
+        """Tell the engine the watch is established (triggers the first check)."""
+        self._ready()
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(param, field))
+@dataclass(kw_only=True, eq=False)
+class Resource:
+    """Base of every resource kind. See the module docstring for the contract."""
+
+    kind: ClassVar[str] = ""
+    #: Param names that are never compared, logged or shown in diffs in clear.
+    secrets: ClassVar[frozenset[str]] = frozenset()
+    #: The resolved annotation of every param, by name.
+    param_types: ClassVar[dict[str, Any]] = {}
+
+    name: str
+    meta: MetaParams = field(default_factory=MetaParams)
+    ctx: Context = field(init=False, repr=False)
+
+    def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(cls, kw_only=True, eq=False)
+        hints = typing.get_type_hints(cls)
+        cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
+        cls.secrets = frozenset(
+            f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")
+        )
+        if kind:
+            if kind in _REGISTRY:
+                raise InternalError(f"resource kind {kind!r} registered twice")
+            cls.kind = kind
+            _REGISTRY[kind] = cls
+
+    @classmethod
+    def params_fields(cls) -> list[dataclasses.Field[Any]]:
+        """The kind's own params (everything but name and meta)."""
+        return [
+            f
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.init and f.name not in ("name", "meta")
+        ]
+
+    # -- identity -------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind.capitalize()}[{self.name}]"
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in self.params_fields()}
+
+    def same_as(self, other: Resource) -> bool:
+        """True when `other` wants exactly the same state with the same meta."""
+        return (
+            type(self) is type(other)
+            and self.name == other.name
+            and self.params() == other.params()
+            and self.meta == other.meta
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) for each invalid combination of params."""
+        return []
+
+    async def init(self, ctx: Context) -> None:
+        """Prepare; the default keeps the context for later verbs."""
+        self.ctx = ctx
+
+    async def cleanup(self) -> None:
+        """Release what init/watch opened."""
+
+    async def watch(self, ctx: Context) -> None:
+        """Default watch: nothing to watch, so ready once and wait forever."""
+        ctx.ready()
+        await asyncio.Event().wait()
+
+    async def check(self) -> Plan:
+        raise NotImplementedError
+
+    async def apply(self, plan: Plan) -> None:
+        raise NotImplementedError
+
+    def redact(self, field_name: str, value: object) -> object:
+        return "<redacted>" if field_name in self.secrets else value
+
+
+def kinds() -> dict[str, type[Resource]]:
+    """Every registered kind, importing the built-in ones on first use."""
+    from . import exec as _exec  # noqa: F401
+    from . import file as _file  # noqa: F401
+    from . import noop as _noop  # noqa: F401
+
+    return dict(_REGISTRY)

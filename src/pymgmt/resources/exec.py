@@ -1,0 +1,190 @@
+"""exec: run a command, guarded so that it runs only when needed.
+
+``cmd`` is split into an argv list (shell quoting rules, no shell) unless
+``shell`` names one, as in mgmt's format: ``shell: /bin/sh`` runs
+``/bin/sh -c cmd``. Nothing is ever built into a shell string by pymgmt.
+
+When does it run? Once when the graph starts, then whenever one of its
+events fires: a line of output from ``watchcmd``, a tick of ``pollint``, or
+the ``creates`` path disappearing. Guards skip a run: ``creates`` (the path
+exists) and ``ifcmd`` (runs only if it exits 0). A non-zero exit status, or
+exceeding ``timeout`` seconds, is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+
+from ..errors import ResourceError
+from .base import CONVERGED, Change, Context, Plan, Resource, param
+
+#: How much of a failed command's output ends up in the error message.
+_TAIL_LINES = 10
+
+
+class Exec(Resource, kind="exec"):
+    """A command, run when the graph starts or its events fire."""
+
+    cmd: str = param(doc="the command; split like a shell would, but run without one")
+    shell: str = param("", doc="run cmd with this shell's -c (e.g. /bin/sh); empty = no shell")
+    cwd: str = param("", doc="working directory; empty = the agent's")
+    env: dict[str, str] = param(default_factory=dict, doc="extra environment variables")
+    timeout: int = param(0, doc="seconds before the command is killed (0 = no limit)")
+    watchcmd: str = param("", doc="long-running command: each output line is an event")
+    watchshell: str = param("", doc="shell for watchcmd, like shell")
+    ifcmd: str = param("", doc="run cmd only when this command exits 0")
+    ifshell: str = param("", doc="shell for ifcmd, like shell")
+    creates: str = param("", doc="run cmd only when this path does not exist")
+    pollint: int = param(0, doc="also run every N seconds (0 = never)")
+    state: str = param("", doc="accepted for mgmt compatibility; ignored")
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for field, shell in (("cmd", self.shell), ("watchcmd", self.watchshell), ("ifcmd", self.ifshell)):
+            text = getattr(self, field)
+            if field == "cmd" and not text.strip():
+                out.append(("cmd", "must not be empty"))
+                continue
+            if text and not shell:
+                try:
+                    if not shlex.split(text):
+                        out.append((field, "must not be empty"))
+                except ValueError as e:
+                    out.append((field, f"cannot be split into arguments: {e}"))
+        if self.timeout < 0:
+            out.append(("timeout", "must not be negative"))
+        if self.pollint < 0:
+            out.append(("pollint", "must not be negative"))
+        if self.creates and not self.creates.startswith("/"):
+            out.append(("creates", f"must be an absolute path, got {self.creates!r}"))
+        if self.cwd and not self.cwd.startswith("/"):
+            out.append(("cwd", f"must be an absolute path, got {self.cwd!r}"))
+        if self.state not in ("", "present"):
+            out.append(("state", f"only 'present' is meaningful for exec, got {self.state!r}"))
+        return out
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self._pending = True  # run once when the graph starts
+
+    # -- watch ------------------------------------------------------------------
+
+    def _trigger(self) -> None:
+        self._pending = True
+        self.ctx.event()
+
+    async def watch(self, ctx: Context) -> None:
+        async with asyncio.TaskGroup() as tg:
+            sub = ctx.inotify.subscribe(self.creates, self._on_creates) if self.creates else None
+            try:
+                if self.watchcmd:
+                    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    tg.create_task(self._watchcmd(started))
+                    await started
+                if self.pollint:
+                    tg.create_task(self._poll())
+                ctx.ready()
+                await asyncio.Event().wait()
+            finally:
+                if sub is not None:
+                    ctx.inotify.unsubscribe(sub)
+
+    def _on_creates(self) -> None:
+        if not os.path.lexists(self.creates):
+            self._trigger()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.pollint)
+            self._trigger()
+
+    async def _watchcmd(self, started: asyncio.Future[None]) -> None:
+        proc = await _spawn(_argv(self.watchcmd, self.watchshell), self.cwd, self.env,
+                            stdout=asyncio.subprocess.PIPE)
+        started.set_result(None)
+        try:
+            assert proc.stdout is not None
+            async for line in proc.stdout:
+                self.ctx.log.debug("watchcmd: %s", line.decode(errors="replace").rstrip())
+                self._trigger()
+            code = await proc.wait()
+            raise ResourceError(f"watchcmd exited with status {code}")
+        finally:
+            await _reap(proc)
+
+    # -- check / apply ------------------------------------------------------------
+
+    async def check(self) -> Plan:
+        if not self._pending:
+            return CONVERGED
+        if self.creates and os.path.lexists(self.creates):
+            self._pending = False
+            return CONVERGED
+        if self.ifcmd:
+            code, _ = await _run(_argv(self.ifcmd, self.ifshell), self.cwd, self.env, self.timeout)
+            if code != 0:
+                self.ctx.log.debug("ifcmd exited %d: not running cmd", code)
+                self._pending = False
+                return CONVERGED
+        return Plan((Change("run", None, self.cmd),))
+
+    async def apply(self, plan: Plan) -> None:
+        code, out = await _run(_argv(self.cmd, self.shell), self.cwd, self.env, self.timeout)
+        if out:
+            for line in out.decode(errors="replace").splitlines()[-_TAIL_LINES:]:
+                self.ctx.log.debug("output: %s", line)
+        if code != 0:
+            tail = out.decode(errors="replace").strip().splitlines()[-_TAIL_LINES:]
+            detail = ("; output: " + " | ".join(tail)) if tail else ""
+            raise ResourceError(f"command exited with status {code}{detail}")
+        self._pending = False
+
+
+def _argv(cmd: str, shell: str) -> list[str]:
+    return [shell, "-c", cmd] if shell else shlex.split(cmd)
+
+
+async def _spawn(
+    argv: list[str], cwd: str, env: dict[str, str], *, stdout: int
+) -> asyncio.subprocess.Process:
+    full_env = {**os.environ, **env} if env else None
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd or None,
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as one
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
+        raise ResourceError(f"cannot run {argv[0]!r}: {e.strerror}") from None
+
+
+async def _run(argv: list[str], cwd: str, env: dict[str, str], timeout: int) -> tuple[int, bytes]:
+    """Run to completion; kill the whole process group on timeout or cancel."""
+    proc = await _spawn(argv, cwd, env, stdout=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(timeout or None):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        raise ResourceError(f"command timed out after {timeout}s and was killed") from None
+    finally:
+        await _reap(proc)
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill the process group if still running and wait, so nothing leaks."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            # shielded: a cancelled caller must still not leave a zombie
+            await asyncio.shield(proc.wait())

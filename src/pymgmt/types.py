@@ -1,0 +1,121 @@
+"""The small type language of resource params.
+
+A resource declares each param once, with a Python type annotation. This
+module turns those annotations into checks that every frontend shares: the
+YAML frontend converts nodes to values and the Python API passes values
+directly, and both end in `check_value`, so a param has exactly one meaning.
+
+Supported: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` of strings,
+``list[str]``, ``dict[str, str]``, and ``X | None`` of any of these.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+
+def describe(tp: Any) -> str:
+    """A person's name for a type, used in "expected ..." messages."""
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is bool:
+        return "a boolean (true/false)"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is list:
+        return f"a list of {describe(get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict:
+        return "a mapping of strings to strings"
+    if is_optional(tp):
+        return describe(unwrap_optional(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def is_optional(tp: Any) -> bool:
+    origin = get_origin(tp)
+    return (origin is typing.Union or origin is types.UnionType) and type(None) in get_args(tp)
+
+
+def unwrap_optional(tp: Any) -> Any:
+    if not is_optional(tp):
+        return tp
+    rest = [a for a in get_args(tp) if a is not type(None)]
+    return rest[0]
+
+
+def type_name(value: object) -> str:
+    """What a value is, in YAML words, for "got ..." messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def check_value(tp: Any, value: object) -> str | None:
+    """Return None if `value` fits `tp`, else what was expected and what came."""
+    if value is None:
+        return None if is_optional(tp) else f"expected {describe(tp)}, got null"
+    tp = unwrap_optional(tp)
+    origin = get_origin(tp)
+    ok: bool
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif origin is Literal:
+        allowed = get_args(tp)
+        if isinstance(value, str) and value not in allowed:
+            hint = suggest(value, [str(a) for a in allowed])
+            extra = f"; did you mean {hint!r}?" if hint else ""
+            return f"expected {describe(tp)}, got {value!r}{extra}"
+        ok = value in allowed
+    elif origin is list:
+        (item,) = get_args(tp)
+        if not isinstance(value, list | tuple):
+            ok = False
+        else:
+            for i, v in enumerate(value):
+                err = check_value(item, v)
+                if err:
+                    return f"item {i}: {err}"
+            return None
+    elif origin is dict:
+        if not isinstance(value, dict):
+            ok = False
+        else:
+            for k, v in value.items():
+                if not isinstance(k, str) or not isinstance(v, str):
+                    return f"expected {describe(tp)}, got {type_name(v)} for key {k!r}"
+            return None
+    else:  # a nested declared structure (metaparams) checks itself
+        ok = isinstance(value, tp)
+    return None if ok else f"expected {describe(tp)}, got {type_name(value)}"
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The nearest known name, for "did you mean" hints."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None

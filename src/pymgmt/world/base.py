@@ -1,0 +1,71 @@
+"""The World: everything outside this host that the engine may talk to.
+
+The engine and resources reach other hosts only through this one small
+interface: a key/value space with prefix watches and leases, shaped after
+etcd's model so that the etcd-backed implementation (a later issue) is a
+drop-in. Exported resources and per-host converged state are conventions on
+top of the key space (see `keys`), not extra methods, so every World
+implementation gets them for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KV:
+    key: str
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """A put or delete under a watched prefix, in revision order."""
+
+    type: Literal["put", "delete"]
+    key: str
+    value: bytes
+    revision: int
+
+
+class World(Protocol):
+    """What the engine needs from the cluster."""
+
+    hostname: str
+
+    async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
+        """Store `value`; with ``lease`` it vanishes when this host goes away.
+
+        Returns the store's revision after the write.
+        """
+        ...
+
+    async def delete(self, key: str) -> int: ...
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        """All keys under `prefix` and the revision they were read at."""
+        ...
+
+    def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        """Every change under `prefix` after `start_revision`, never skipping one."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class keys:  # noqa: N801 - a namespace of key builders
+    """The key schema, one place for every host to agree on."""
+
+    ROOT = "/_pymgmt/"
+
+    @staticmethod
+    def exported(hostname: str, kind: str, name: str) -> str:
+        return f"{keys.ROOT}exported/{hostname}/{kind}/{name}"
+
+    @staticmethod
+    def converged(hostname: str) -> str:
+        return f"{keys.ROOT}converged/{hostname}"

@@ -1,0 +1,56 @@
+"""The single-host World: an in-process key space with etcd's semantics.
+
+Revisions increase by one per write; watches replay from a start revision
+so a watcher that re-subscribes after reading never misses a change, as with
+etcd. Leases are trivially kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from .base import KV, WatchEvent
+
+
+class LocalWorld:
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        self._data: dict[str, KV] = {}
+        self._log: list[WatchEvent] = []
+        self._revision = 0
+        self._changed = asyncio.Condition()
+
+    async def _record(self, ev: WatchEvent) -> int:
+        async with self._changed:
+            self._log.append(ev)
+            self._changed.notify_all()
+        return ev.revision
+
+    async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
+        self._revision += 1
+        self._data[key] = KV(key, value, self._revision)
+        return await self._record(WatchEvent("put", key, value, self._revision))
+
+    async def delete(self, key: str) -> int:
+        self._revision += 1
+        self._data.pop(key, None)
+        return await self._record(WatchEvent("delete", key, b"", self._revision))
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        found = [kv for k, kv in sorted(self._data.items()) if k.startswith(prefix)]
+        return found, self._revision
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        seen = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self._log) > seen)
+                fresh = self._log[seen:]
+                seen = len(self._log)
+            for ev in fresh:
+                if ev.revision > start_revision and ev.key.startswith(prefix):
+                    yield ev
+
+    async def close(self) -> None:
+        self._data.clear()
