@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hostname", help="the name this host uses in the cluster")
     run.add_argument("--prefix", help="state directory (default /var/lib/pymgmt, or ~/.cache)")
     run.add_argument("--json", action="store_true", help="stream events as JSON lines on stdout")
-    run.add_argument("--no-watch", action="store_true",
-                     help="do not re-read the graph file when it changes")
+    run.add_argument(
+        "--no-watch", action="store_true", help="do not re-read the graph file when it changes"
+    )
     _verbosity(run)
 
     val = sub.add_parser("validate", help="check a graph file without touching the system")
@@ -57,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-v", "--verbose", action="store_true", help="also log unchanged checks and diffs")
+    g.add_argument(
+        "-v", "--verbose", action="store_true", help="also log unchanged checks and diffs"
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="only failures and the recap")
 
 

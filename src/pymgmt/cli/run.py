@@ -50,8 +50,10 @@ def print_input_error(e: InputError, *, as_json: bool) -> None:
         print(json.dumps({"event": "invalid_input", "errors": [x.as_dict() for x in errors]}))
         return
     n = len(errors)
-    print(f"error: the graph is invalid ({n} problem{'s' if n != 1 else ''}); nothing was changed",
-          file=sys.stderr)
+    print(
+        f"error: the graph is invalid ({n} problem{'s' if n != 1 else ''}); nothing was changed",
+        file=sys.stderr,
+    )
     for x in errors:
         print(f"  {x}", file=sys.stderr)
 
@@ -92,7 +94,7 @@ def write_graphviz(graph: Graph[Any], path: str) -> None:
     root, ext = os.path.splitext(path)
     if dot and ext == ".dot":
         # argv list, no shell: the path is user data
-        subprocess.run([dot, "-Tsvg", "-o", root + ".svg", path], check=False, timeout=30)
+        subprocess.run([dot, "-Tsvg", "-o", root + ".svg", path], check=False, timeout=30)  # noqa: S603
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -161,25 +163,32 @@ def validate_command(args: argparse.Namespace) -> int:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
     if args.json:
-        print(json.dumps({
-            "graph": graph.name,
-            "resources": [
-                {"kind": r.kind, "name": r.name, "meta": r.meta.non_default()}
-                for r in graph.vertices.values()
-            ],
-            "edges": [
-                {"from": list(e.src), "to": list(e.dst), "notify": e.notify} for e in graph.edges
-            ],
-            "exported": [{"kind": r.kind, "name": r.name} for r in graph.exported],
-            "collect": [{"kind": c.kind, "pattern": c.pattern} for c in graph.collect],
-        }))
+        print(
+            json.dumps(
+                {
+                    "graph": graph.name,
+                    "resources": [
+                        {"kind": r.kind, "name": r.name, "meta": r.meta.non_default()}
+                        for r in graph.vertices.values()
+                    ],
+                    "edges": [
+                        {"from": list(e.src), "to": list(e.dst), "notify": e.notify}
+                        for e in graph.edges
+                    ],
+                    "exported": [{"kind": r.kind, "name": r.name} for r in graph.exported],
+                    "collect": [{"kind": c.kind, "pattern": c.pattern} for c in graph.collect],
+                }
+            )
+        )
         return EXIT_OK
     by_kind: dict[str, int] = {}
     for r in graph.vertices.values():
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
-    print(f"{args.file}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
-          f"({kinds or 'none'}), {len(graph.edges)} edges")
+    print(
+        f"{args.file}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
+        f"({kinds or 'none'}), {len(graph.edges)} edges"
+    )
     for r in graph.vertices.values():
         meta = r.meta.non_default()
         if meta or args.verbose:
@@ -187,5 +196,6 @@ def validate_command(args: argparse.Namespace) -> int:
     if graph.exported:
         print(f"  exports: {', '.join(str(r) for r in graph.exported)}")
     if graph.collect:
-        print(f"  collects: {', '.join(c.kind + (':' + c.pattern if c.pattern else '') for c in graph.collect)}")
+        specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
+        print(f"  collects: {', '.join(specs)}")
     return EXIT_OK

@@ -183,7 +183,11 @@ class Worker:
     def _changes(self, plan: Plan) -> list[ChangeInfo]:
         red = self.res.redact
         return [
-            ChangeInfo(c.field, red(c.field, c.old), red(c.field, c.new),
-                       "" if c.field in self.res.secrets else c.diff)
+            ChangeInfo(
+                c.field,
+                red(c.field, c.old),
+                red(c.field, c.new),
+                "" if c.field in self.res.secrets else c.diff,
+            )
             for c in plan.changes
         ]

@@ -16,12 +16,13 @@ changed in between: spurious events are harmless, missed events are bugs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from asyncinotify import Inotify, Mask
+from asyncinotify import Inotify, Mask, Watch
 
 log = logging.getLogger("pymgmt.inotify")
 
@@ -52,7 +53,7 @@ class Subscription:
 @dataclass(eq=False)
 class _DirWatch:
     dir: str
-    wd: object
+    wd: Watch
     by_name: dict[str, set[Subscription]] = field(default_factory=dict)
 
 
@@ -136,12 +137,11 @@ class InotifyHub:
     def _drop(self, dw: _DirWatch) -> None:
         self._dirs.pop(dw.dir, None)
         wd = dw.wd
-        self._by_wd.pop(wd.wd, None)  # type: ignore[attr-defined]
+        self._by_wd.pop(wd.wd, None)
         if self._inotify is not None:
-            try:
+            # OSError: the kernel already dropped it (directory deleted)
+            with contextlib.suppress(OSError):
                 self._inotify.rm_watch(wd)
-            except OSError:
-                pass  # the kernel already dropped it (directory deleted)
 
     def _reattach(self, subs: list[Subscription]) -> None:
         for sub in subs:
@@ -164,9 +164,10 @@ class InotifyHub:
         watch = event.watch  # type: ignore[attr-defined]
         if watch is None:
             return
-        dw = self._by_wd.get(watch.wd)
-        if dw is None:
+        found = self._by_wd.get(watch.wd)
+        if found is None:
             return
+        dw = found
         if mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
             # The directory itself went away: move everyone up a level.
             everyone = [s for subs in dw.by_name.values() for s in subs]
@@ -178,12 +179,12 @@ class InotifyHub:
         name = event.name  # type: ignore[attr-defined]
         if name is None:
             return
-        subs = dw.by_name.get(str(name))
-        if not subs:
+        named = dw.by_name.get(str(name))
+        if not named:
             return
         depth = len([p for p in dw.dir.split("/") if p])
         moving: list[Subscription] = []
-        for sub in list(subs):
+        for sub in list(named):
             if depth == len(sub.parts) - 1:
                 sub.callback()  # an event on the path itself
             else:

@@ -78,7 +78,9 @@ def load(path: str) -> YamlGraph:
         with open(path, "rb") as f:
             text = f.read()
     except OSError as e:
-        raise InputError(f"cannot read the graph file: {e.strerror}", location=Location(path)) from None
+        raise InputError(
+            f"cannot read the graph file: {e.strerror}", location=Location(path)
+        ) from None
     return parse(text, path)
 
 
@@ -148,8 +150,9 @@ class _Builder:
         m = node.start_mark
         return Location(self.filename, m.line + 1, m.column + 1)
 
-    def error(self, node: yaml.Node, message: str, *, field: str | None = None,
-              hint: str | None = None) -> None:
+    def error(
+        self, node: yaml.Node, message: str, *, field: str | None = None, hint: str | None = None
+    ) -> None:
         self.errors.append(InputError(message, location=self.loc(node), field=field, hint=hint))
 
     def mapping(self, node: yaml.Node, what: str) -> list[tuple[yaml.ScalarNode, yaml.Node]] | None:
@@ -185,8 +188,11 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _NULL:
                 return True, None
-            if inner is str or get_origin(inner) is not None and get_origin(inner) is not list \
-                    and get_origin(inner) is not dict:
+            if inner is str or (
+                get_origin(inner) is not None
+                and get_origin(inner) is not list
+                and get_origin(inner) is not dict
+            ):
                 # Strings and Literals keep the literal text: `mode: 0644` is "0644".
                 return True, node.value
             if inner is bool and node.tag != _BOOL:
@@ -225,15 +231,23 @@ class _Builder:
             root = yaml.compose(text, Loader=_Loader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            loc = Location(self.filename, mark.line + 1, mark.column + 1) if mark else Location(self.filename)
+            loc = (
+                Location(self.filename, mark.line + 1, mark.column + 1)
+                if mark
+                else Location(self.filename)
+            )
             raise InputError(f"YAML syntax error: {e.problem or e.context}", location=loc) from None
         except yaml.YAMLError as e:
             raise InputError(f"YAML error: {e}", location=Location(self.filename)) from None
         except UnicodeDecodeError:
-            raise InputError("the file is not valid UTF-8 text", location=Location(self.filename)) from None
+            raise InputError(
+                "the file is not valid UTF-8 text", location=Location(self.filename)
+            ) from None
         if root is None:
-            raise InputError("the file is empty: expected a mapping with 'graph' and 'resources'",
-                             location=Location(self.filename))
+            raise InputError(
+                "the file is empty: expected a mapping with 'graph' and 'resources'",
+                location=Location(self.filename),
+            )
         top = self.mapping(root, "the document")
         if top is None:
             raise InputErrors(self.errors)
@@ -241,8 +255,9 @@ class _Builder:
         keys = {k.value: (k, v) for k, v in top}
         for k, _ in top:
             if k.value not in _TOP_KEYS:
-                self.error(k, f"unknown top-level key {k.value!r}",
-                           hint=_did_you_mean(k.value, _TOP_KEYS))
+                self.error(
+                    k, f"unknown top-level key {k.value!r}", hint=_did_you_mean(k.value, _TOP_KEYS)
+                )
         if "graph" not in keys:
             self.error(root, "missing the graph name: add 'graph: <name>'", field="graph")
         else:
@@ -277,8 +292,11 @@ class _Builder:
             kind = kind_node.value
             cls = self.kinds.get(kind)
             if cls is None:
-                self.error(kind_node, f"unknown resource kind {kind!r}",
-                           hint=_did_you_mean(kind, self.kinds))
+                self.error(
+                    kind_node,
+                    f"unknown resource kind {kind!r}",
+                    hint=_did_you_mean(kind, self.kinds),
+                )
                 continue
             items = self.sequence(items_node, f"the list of {kind} resources")
             for item in items or []:
@@ -289,8 +307,11 @@ class _Builder:
                 if exported:
                     res.name = res.name[2:]
                 if res.key in seen:
-                    self.error(item, f"duplicate resource {key_str(res.key)}",
-                               hint=f"first defined at line {seen[res.key].line}")
+                    self.error(
+                        item,
+                        f"duplicate resource {key_str(res.key)}",
+                        hint=f"first defined at line {seen[res.key].line}",
+                    )
                     continue
                 seen[res.key] = self.loc(item)
                 if exported:
@@ -321,8 +342,12 @@ class _Builder:
                 meta = self.meta(v) or meta
                 continue
             if key not in known:
-                self.error(k, f"unknown field for {kind}", field=key,
-                           hint=_did_you_mean(key, [*known, "name", "meta"]))
+                self.error(
+                    k,
+                    f"unknown field for {kind}",
+                    field=key,
+                    hint=_did_you_mean(key, [*known, "name", "meta"]),
+                )
                 continue
             tp = cls.param_types[key]
             _, val = self.value(v, tp)
@@ -338,12 +363,20 @@ class _Builder:
             if not any(e.field == "name" for e in self.errors[before:]):
                 self.error(node, f"a {kind} resource needs a name", field="name")
             return None
-        missing = [f for f in cls.params_fields()
-                   if f.name not in values and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [
+            f
+            for f in cls.params_fields()
+            if f.name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
         for f in missing:
-            self.error(node, f"missing required field for {kind} {name!r}", field=f.name,
-                       hint=f"{f.metadata.get('doc', '')}; {describe(cls.param_types[f.name])}")
+            self.error(
+                node,
+                f"missing required field for {kind} {name!r}",
+                field=f.name,
+                hint=f"{f.metadata.get('doc', '')}; {describe(cls.param_types[f.name])}",
+            )
         if len(self.errors) > before:
             return None
         res = cls(name=name, meta=meta, **values)
@@ -362,8 +395,12 @@ class _Builder:
         ok = True
         for k, v in fields:
             if k.value not in known:
-                self.error(k, "unknown metaparameter", field=f"meta.{k.value}",
-                           hint=_did_you_mean(k.value, known))
+                self.error(
+                    k,
+                    "unknown metaparameter",
+                    field=f"meta.{k.value}",
+                    hint=_did_you_mean(k.value, known),
+                )
                 ok = False
                 continue
             tp = hints[k.value]
@@ -392,18 +429,31 @@ class _Builder:
             d = {k.value: v for k, v in fields}
             for k, _ in fields:
                 if k.value not in ("kind", "pattern"):
-                    self.error(k, "unknown field in collect", field=k.value,
-                               hint=_did_you_mean(k.value, ["kind", "pattern"]))
+                    self.error(
+                        k,
+                        "unknown field in collect",
+                        field=k.value,
+                        hint=_did_you_mean(k.value, ["kind", "pattern"]),
+                    )
             kind_node = d.get("kind")
             if not isinstance(kind_node, yaml.ScalarNode) or kind_node.tag == _NULL:
                 self.error(item, "a collect entry needs a kind", field="kind")
                 continue
             if kind_node.value not in self.kinds:
-                self.error(kind_node, f"unknown resource kind {kind_node.value!r}", field="kind",
-                           hint=_did_you_mean(kind_node.value, self.kinds))
+                self.error(
+                    kind_node,
+                    f"unknown resource kind {kind_node.value!r}",
+                    field="kind",
+                    hint=_did_you_mean(kind_node.value, self.kinds),
+                )
                 continue
             pat = d.get("pattern")
-            graph.collect.append(Collect(kind_node.value, pat.value if isinstance(pat, yaml.ScalarNode) and pat.tag != _NULL else ""))
+            graph.collect.append(
+                Collect(
+                    kind_node.value,
+                    pat.value if isinstance(pat, yaml.ScalarNode) and pat.tag != _NULL else "",
+                )
+            )
 
     def edges(self, node: yaml.Node, graph: YamlGraph) -> None:
         for item in self.sequence(node, "edges") or []:
@@ -413,33 +463,46 @@ class _Builder:
             d = {k.value: v for k, v in fields}
             for k, _ in fields:
                 if k.value not in ("name", "from", "to", "notify"):
-                    self.error(k, "unknown field in edge", field=k.value,
-                               hint=_did_you_mean(k.value, ["name", "from", "to", "notify"]))
+                    self.error(
+                        k,
+                        "unknown field in edge",
+                        field=k.value,
+                        hint=_did_you_mean(k.value, ["name", "from", "to", "notify"]),
+                    )
             ends: list[Key] = []
             for end in ("from", "to"):
                 ref = d.get(end)
                 if ref is None:
                     self.error(item, f"an edge needs '{end}: {{kind: ..., name: ...}}'", field=end)
                     continue
-                k = self.vertex_ref(ref, end, graph)
-                if k is not None:
-                    ends.append(k)
+                found = self.vertex_ref(ref, end, graph)
+                if found is not None:
+                    ends.append(found)
             notify = False
             if "notify" in d:
                 v = d["notify"]
                 if isinstance(v, yaml.ScalarNode) and v.tag == _BOOL:
                     notify = bool(self._constructor.construct_object(v))
                 elif not (isinstance(v, yaml.ScalarNode) and v.tag == _NULL):
-                    self.error(v, f"expected a boolean (true/false), got {_node_kind(v)}",
-                               field="notify")
+                    self.error(
+                        v, f"expected a boolean (true/false), got {_node_kind(v)}", field="notify"
+                    )
             ename = d.get("name")
             if len(ends) == 2:
                 if ends[0] == ends[1]:
                     self.error(item, f"an edge from {key_str(ends[0])} to itself is a cycle")
                     continue
-                graph.connect(Edge(ends[0], ends[1],
-                                   ename.value if isinstance(ename, yaml.ScalarNode) and ename.tag != _NULL else "",
-                                   notify, self.loc(item)))
+                graph.connect(
+                    Edge(
+                        ends[0],
+                        ends[1],
+                        ename.value
+                        if isinstance(ename, yaml.ScalarNode) and ename.tag != _NULL
+                        else "",
+                        notify,
+                        self.loc(item),
+                    )
+                )
 
     def vertex_ref(self, node: yaml.Node, end: str, graph: YamlGraph) -> Key | None:
         fields = self.mapping(node, f"edge '{end}'")
@@ -448,26 +511,42 @@ class _Builder:
         d = {k.value: v for k, v in fields}
         for k, _ in fields:
             if k.value not in ("kind", "name"):
-                self.error(k, f"unknown field in edge '{end}'", field=f"{end}.{k.value}",
-                           hint=_did_you_mean(k.value, ["kind", "name"]))
+                self.error(
+                    k,
+                    f"unknown field in edge '{end}'",
+                    field=f"{end}.{k.value}",
+                    hint=_did_you_mean(k.value, ["kind", "name"]),
+                )
         kind_n, name_n = d.get("kind"), d.get("name")
-        if not isinstance(kind_n, yaml.ScalarNode) or not isinstance(name_n, yaml.ScalarNode) \
-                or kind_n.tag == _NULL or name_n.tag == _NULL:
+        if (
+            not isinstance(kind_n, yaml.ScalarNode)
+            or not isinstance(name_n, yaml.ScalarNode)
+            or kind_n.tag == _NULL
+            or name_n.tag == _NULL
+        ):
             self.error(node, f"edge '{end}' needs both kind and name", field=end)
             return None
         kind = kind_n.value.lower()
         if kind not in self.kinds:
-            self.error(kind_n, f"unknown resource kind {kind_n.value!r}", field=f"{end}.kind",
-                       hint=_did_you_mean(kind, self.kinds))
+            self.error(
+                kind_n,
+                f"unknown resource kind {kind_n.value!r}",
+                field=f"{end}.kind",
+                hint=_did_you_mean(kind, self.kinds),
+            )
             return None
         key = (kind, name_n.value)
         if key not in graph.vertices:
             names = [n for (k, n) in graph.vertices if k == kind]
             exported = any(r.key == key for r in graph.exported)
-            self.error(name_n, f"edge '{end}' names {key_str(key)}, which is not in the graph",
-                       field=f"{end}.name",
-                       hint="exported resources (@@) cannot have local edges" if exported
-                       else _did_you_mean(name_n.value, names))
+            self.error(
+                name_n,
+                f"edge '{end}' names {key_str(key)}, which is not in the graph",
+                field=f"{end}.name",
+                hint="exported resources (@@) cannot have local edges"
+                if exported
+                else _did_you_mean(name_n.value, names),
+            )
             return None
         return key
 
@@ -477,8 +556,11 @@ class _Builder:
         except CycleError as e:
             path = " -> ".join(key_str(k) for k in e.cycle)
             first = next(ed for ed in graph.edges if ed.src == e.cycle[0] and ed.dst == e.cycle[1])
-            self.errors.append(InputError(f"the edges form a cycle: {path}", location=first.location,
-                                          field="edges"))
+            self.errors.append(
+                InputError(
+                    f"the edges form a cycle: {path}", location=first.location, field="edges"
+                )
+            )
 
 
 def _did_you_mean(word: str, choices: Any) -> str | None:

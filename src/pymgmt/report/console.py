@@ -30,7 +30,9 @@ def _ts() -> str:
 class ConsoleReporter:
     """Human-readable lines in mgmt's spirit: ``File[f1]: CheckApply(apply=True)``."""
 
-    def __init__(self, out: IO[str] | None = None, *, verbose: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, out: IO[str] | None = None, *, verbose: bool = False, quiet: bool = False
+    ) -> None:
         self.out = out or sys.stdout
         self.verbose = verbose
         self.quiet = quiet
@@ -50,14 +52,21 @@ class ConsoleReporter:
         if self.quiet:
             return
         if isinstance(event, GraphStarted):
-            self.line(f"Graph[{event.name}]: {event.vertices} vertices, {event.edges} edges "
-                      f"(from {event.source})")
+            self.line(
+                f"Graph[{event.name}]: {event.vertices} vertices, {event.edges} edges "
+                f"(from {event.source})"
+            )
         elif isinstance(event, GraphSwapped):
-            self.line(f"Graph[{event.name}]: changeover: {event.kept} kept, "
-                      f"{len(event.replaced)} replaced, {len(event.added)} added, "
-                      f"{len(event.removed)} removed")
-            for verb, names in (("replaced", event.replaced), ("added", event.added),
-                                ("removed", event.removed)):
+            self.line(
+                f"Graph[{event.name}]: changeover: {event.kept} kept, "
+                f"{len(event.replaced)} replaced, {len(event.added)} added, "
+                f"{len(event.removed)} removed"
+            )
+            for verb, names in (
+                ("replaced", event.replaced),
+                ("added", event.added),
+                ("removed", event.removed),
+            ):
                 for n in names:
                     self.line(f"  {verb}: {n}")
         elif isinstance(event, Checked):
@@ -70,8 +79,10 @@ class ConsoleReporter:
     def checked(self, ev: Checked) -> None:
         if not ev.changes:
             if self.verbose:
-                self.line(f"{ev.vertex}: CheckApply(apply=False): converged ({ev.reason}, "
-                          f"{ev.seconds * 1000:.1f} ms)")
+                self.line(
+                    f"{ev.vertex}: CheckApply(apply=False): converged ({ev.reason}, "
+                    f"{ev.seconds * 1000:.1f} ms)"
+                )
             return
         what = ", ".join(_change_text(c.field, c.old, c.new) for c in ev.changes)
         if ev.noop:

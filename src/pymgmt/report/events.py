@@ -89,14 +89,7 @@ class Finished:
 
 
 Event = (
-    GraphStarted
-    | GraphSwapped
-    | GraphRejected
-    | Checked
-    | Failed
-    | Converged
-    | Stopping
-    | Finished
+    GraphStarted | GraphSwapped | GraphRejected | Checked | Failed | Converged | Stopping | Finished
 )
 
 

@@ -133,7 +133,9 @@ class Recap:
                 detail = f" (blocked by {', '.join(st.blocked_by)})"
             elif out == "repaired":
                 detail = f" x{t.repaired}" + (" (and changed once)" if t.changed else "")
-            lines.append(f"  {st.vertex:<{width}}  {out.upper() if out == 'failed' else out}{detail}")
+            lines.append(
+                f"  {st.vertex:<{width}}  {out.upper() if out == 'failed' else out}{detail}"
+            )
         c = self.totals()
         order = ["unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending"]
         parts = [f"{c[k]} {k}" for k in order if c[k] or k in ("unchanged", "changed", "failed")]

@@ -148,9 +148,7 @@ class Resource:
         dataclasses.dataclass(cls, kw_only=True, eq=False)
         hints = typing.get_type_hints(cls)
         cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
-        cls.secrets = frozenset(
-            f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")
-        )
+        cls.secrets = frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
         if kind:
             if kind in _REGISTRY:
                 raise InternalError(f"resource kind {kind!r} registered twice")
@@ -160,11 +158,7 @@ class Resource:
     @classmethod
     def params_fields(cls) -> list[dataclasses.Field[Any]]:
         """The kind's own params (everything but name and meta)."""
-        return [
-            f
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-            if f.init and f.name not in ("name", "meta")
-        ]
+        return [f for f in dataclasses.fields(cls) if f.init and f.name not in ("name", "meta")]
 
     # -- identity -------------------------------------------------------------
 

@@ -44,7 +44,11 @@ class Exec(Resource, kind="exec"):
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
-        for field, shell in (("cmd", self.shell), ("watchcmd", self.watchshell), ("ifcmd", self.ifshell)):
+        for field, shell in (
+            ("cmd", self.shell),
+            ("watchcmd", self.watchshell),
+            ("ifcmd", self.ifshell),
+        ):
             text = getattr(self, field)
             if field == "cmd" and not text.strip():
                 out.append(("cmd", "must not be empty"))
@@ -103,8 +107,12 @@ class Exec(Resource, kind="exec"):
             self._trigger()
 
     async def _watchcmd(self, started: asyncio.Future[None]) -> None:
-        proc = await _spawn(_argv(self.watchcmd, self.watchshell), self.cwd, self.env,
-                            stdout=asyncio.subprocess.PIPE)
+        proc = await _spawn(
+            _argv(self.watchcmd, self.watchshell),
+            self.cwd,
+            self.env,
+            stdout=asyncio.subprocess.PIPE,
+        )
         started.set_result(None)
         try:
             assert proc.stdout is not None

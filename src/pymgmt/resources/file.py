@@ -138,7 +138,9 @@ class File(Resource, kind="file"):
             have = None if st is None else stat.S_IMODE(st.st_mode)
             if have != self._want_mode:
                 changes.append(
-                    Change("mode", None if have is None else f"{have:04o}", f"{self._want_mode:04o}")
+                    Change(
+                        "mode", None if have is None else f"{have:04o}", f"{self._want_mode:04o}"
+                    )
                 )
         if self._uid is not None and (st is None or st.st_uid != self._uid):
             changes.append(Change("owner", None if st is None else st.st_uid, self._uid))
@@ -188,8 +190,10 @@ class File(Resource, kind="file"):
                 os.mkdir(path, mode & 0o777)
                 os.chmod(path, mode)
         elif "content" in fields or "state" in fields:
-            mode = self._want_mode
-            if mode is None:
+            want = self._want_mode
+            if want is not None:
+                mode = want
+            else:
                 try:
                     mode = stat.S_IMODE(os.stat(path).st_mode)
                 except FileNotFoundError:
@@ -202,7 +206,9 @@ class File(Resource, kind="file"):
                 atomic_write(path, data, mode, self._uid, self._gid)
             return
         if self._uid is not None or self._gid is not None:
-            os.chown(path, -1 if self._uid is None else self._uid, -1 if self._gid is None else self._gid)
+            os.chown(
+                path, -1 if self._uid is None else self._uid, -1 if self._gid is None else self._gid
+            )
         if self._want_mode is not None:
             os.chmod(path, self._want_mode)
 
@@ -271,7 +277,9 @@ def _unified(path: str, old: bytes | None, new: bytes, st: os.stat_result | None
     lines = difflib.unified_diff(
         old_lines, new_lines, "/dev/null" if old is None else path, path, n=3
     )
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
 
 
 def _uid(owner: str) -> int:

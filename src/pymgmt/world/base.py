@@ -57,7 +57,7 @@ class World(Protocol):
     async def close(self) -> None: ...
 
 
-class keys:  # noqa: N801 - a namespace of key builders
+class keys:
     """The key schema, one place for every host to agree on."""
 
     ROOT = "/_pymgmt/"

@@ -45,7 +45,8 @@ class LocalWorld:
         seen = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self._log) > seen)
+                while len(self._log) <= seen:
+                    await self._changed.wait()
                 fresh = self._log[seen:]
                 seen = len(self._log)
             for ev in fresh:
