@@ -85,6 +85,8 @@ class ConsoleReporter:
                 )
             return
         what = ", ".join(_change_text(c.field, c.old, c.new) for c in ev.changes)
+        if ev.seconds >= 0.1:
+            what += f" ({ev.seconds:.2f} s)"
         if ev.noop:
             self.line(f"{ev.vertex}: would change: {what} (noop)")
         elif ev.drift:
