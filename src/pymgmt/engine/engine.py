@@ -226,6 +226,10 @@ class Engine:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        for w in workers:
+            # A task cancelled before it first ran never reached its finally.
+            w.closed = True
+            w.set_busy(False)
 
     def _context(self, w: Worker) -> Context:
         res = w.res

@@ -56,6 +56,7 @@ class Worker:
         self.checks = 0  # completed check() calls, for tests and stats
         self.wake = asyncio.Event()
         self.busy = False
+        self.closed = False  # the task has ended: nothing can wake it any more
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
 
@@ -66,7 +67,9 @@ class Worker:
 
     def poke(self) -> None:
         """Ask the loop to re-evaluate (a parent finished, or an event)."""
-        self._set_busy(True)
+        if self.closed:
+            return  # a dead worker must never count as busy (or the run would hang)
+        self.set_busy(True)
         self.wake.set()
 
     def on_event(self) -> None:
@@ -84,7 +87,7 @@ class Worker:
             self.dirty = True
             self.reason = "upstream"
 
-    def _set_busy(self, busy: bool) -> None:
+    def set_busy(self, busy: bool) -> None:
         if busy != self.busy:
             self.busy = busy
             self.engine.converger.busy_changed(+1 if busy else -1)
@@ -92,7 +95,7 @@ class Worker:
     # -- the task ------------------------------------------------------------------
 
     async def run(self, make_context: Callable[[Worker], Context]) -> None:
-        self._set_busy(True)
+        self.set_busy(True)
         ctx = self.ctx = make_context(self)
         try:
             try:
@@ -104,7 +107,8 @@ class Worker:
                 tg.create_task(self._watch(ctx), name=f"watch {self.name}")
                 await self._loop()
         finally:
-            self._set_busy(False)
+            self.closed = True
+            self.set_busy(False)
             try:
                 await self.res.cleanup()
             except Exception as e:  # cleanup trouble must not hide the real exit
@@ -131,7 +135,7 @@ class Worker:
     async def _loop(self) -> None:
         while True:
             if not self.wake.is_set():
-                self._set_busy(False)
+                self.set_busy(False)
                 await self.wake.wait()
             self.wake.clear()
             if not self.watching or not self.dirty:
