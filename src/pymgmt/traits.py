@@ -1,0 +1,84 @@
+"""Optional resource capabilities, as small Protocols the engine checks for.
+
+A simple kind implements none of these and stays simple; a kind opts in by
+defining the methods (no registration, no base class). The engine and the
+graph algorithms test for them with ``isinstance(res, Refreshable)`` etc.
+
+Which issue brings which user: refresh notifications and Send/Recv (graph
+features), AutoEdges and AutoGroup (graph features; pkg and svc plug in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Refreshable(Protocol):
+    """Reacts to a refresh notification arriving along a ``notify`` edge.
+
+    The engine calls ``refresh()`` before ``check()`` when a notification is
+    pending; the kind decides what it means (exec: run again; svc: reload or
+    restart; timer: reset) and reflects it in the plan it returns.
+    """
+
+    def refresh(self) -> None: ...
+
+
+@runtime_checkable
+class Sendable(Protocol):
+    """Publishes typed output values after a successful check/apply."""
+
+    def sends(self) -> Mapping[str, Any]:
+        """The current output values by name (e.g. ``{"password": ...}``)."""
+        ...
+
+
+@runtime_checkable
+class Recvable(Protocol):
+    """Accepts values into its params from upstream `Sendable` resources.
+
+    ``received`` names the params whose value changed, so the kind can drop
+    caches that depend on them (the file content checksum, for instance).
+    """
+
+    def receive(self, values: Mapping[str, Any], changed: frozenset[str]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UID:
+    """A unique thing a resource provides or wants, e.g. ("file", "/etc/")."""
+
+    kind: str
+    value: str
+
+
+@runtime_checkable
+class Edgeable(Protocol):
+    """Takes part in AutoEdges (see mgmt's "Automatic edges" article).
+
+    ``uids()`` names what this resource provides. ``wants()`` yields groups
+    of candidate UIDs, most specific first; after each group the caller sends
+    back whether anything matched, so a file can stop at its nearest managed
+    ancestor directory instead of depending on every ancestor.
+    """
+
+    def uids(self) -> Sequence[UID]: ...
+
+    def wants(self) -> Iterator[Sequence[UID]]: ...
+
+
+@runtime_checkable
+class Groupable(Protocol):
+    """Can absorb similar resources into one vertex (AutoGroup).
+
+    ``can_group(other)`` says whether `other` may join; the grouped vertex
+    keeps every member (so a later graph can split them again) and the kind
+    checks and applies all of them at once (one package transaction).
+    """
+
+    def can_group(self, other: Any) -> bool: ...
+
+    def group(self, members: Sequence[Any]) -> None: ...
