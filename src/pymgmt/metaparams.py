@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -92,3 +93,21 @@ class MetaParams:
             for f in fields(self)
             if getattr(self, f.name) != getattr(default, f.name)
         }
+
+
+def sema_size_conflicts(owners: Iterable[tuple[str, MetaParams]]) -> list[tuple[str, str]]:
+    """(owner, message) for each semaphore id declared with two different sizes."""
+    first: dict[str, tuple[int, str]] = {}
+    out: list[tuple[str, str]] = []
+    for owner, meta in owners:
+        for spec in meta.sema:
+            try:
+                sid, size = parse_sema(spec)
+            except ValueError:
+                continue  # reported by MetaParams.problems
+            seen = first.setdefault(sid, (size, owner))
+            if seen[0] != size:
+                out.append(
+                    (owner, f"semaphore {sid!r} has size {size} here but {seen[0]} in {seen[1]}")
+                )
+    return out

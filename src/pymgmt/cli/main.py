@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         "default: run forever. A negative value means forever too.",
     )
     run.add_argument("--noop", action="store_true", help="change nothing; show what would change")
+    run.add_argument(
+        "--sema",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at most N resources check/apply at once (1 = serial, like Puppet)",
+    )
     run.add_argument("--graphviz", metavar="FILE.dot", help="write the graph as DOT to this file")
     run.add_argument("--hostname", help="the name this host uses in the cluster")
     run.add_argument("--prefix", help="state directory (default /var/lib/pymgmt, or ~/.cache)")

@@ -122,6 +122,7 @@ def run_command(args: argparse.Namespace) -> int:
         state_dir=Path(args.prefix) if args.prefix else default_prefix(),
         noop=args.noop,
         converged_timeout=timeout,
+        sema=args.sema,
     )
     try:
         asyncio.run(_main(engine, frontend))

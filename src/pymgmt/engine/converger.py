@@ -1,17 +1,24 @@
 """Converged detection without polling.
 
-Workers report when they become busy or idle; the converger keeps the count.
-The graph is converged once no worker is busy, and the process may exit
-after it has stayed that way for ``timeout`` seconds. A permanently failed
-vertex is idle (it waits for an event that may never come), and so are the
-vertices it blocks, so a broken graph still converges and exits with a
-failure status instead of hanging (the bug reported as mgmt issue #743).
+Two facts decide it: how many workers are *busy* (woken and not yet done),
+and when the last *activity* happened -- a check that found something to
+change, a failure, or a graph swap. A check that finds everything as wanted
+is not activity, so resources that poll (or watches that fire on our own
+writes) do not keep the graph from converging, as in mgmt.
+
+The graph has been converged for N seconds when no worker is busy and the
+last activity is N seconds old. A permanently failed vertex is idle (it
+waits for an event that may never come), and so are the vertices it
+blocks, so a broken graph still converges and exits with a failure status
+instead of hanging (the bug reported as mgmt issue #743).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 
 class Converger:
@@ -20,32 +27,45 @@ class Converger:
         self._idle = asyncio.Event()
         self._idle.set()
         self._activity = asyncio.Event()
-        self.idle_since = time.monotonic()
+        self.last_activity = time.monotonic()
 
     def busy_changed(self, delta: int) -> None:
         self._busy += delta
         if self._busy == 0:
             self._idle.set()
-            self.idle_since = time.monotonic()
-        elif delta > 0 and self._busy == 1:
+        else:
             self._idle.clear()
-            self._activity.set()
+
+    def activity(self) -> None:
+        """Something changed (or failed): restart the converged clock."""
+        self.last_activity = time.monotonic()
+        self._activity.set()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Count as busy for the duration (e.g. a watch waiting to retry)."""
+        self.busy_changed(+1)
+        try:
+            yield
+        finally:
+            self.busy_changed(-1)
 
     @property
     def busy(self) -> int:
         return self._busy
 
     async def wait_converged(self, timeout: float) -> None:
-        """Return once the graph has been idle for `timeout` seconds."""
+        """Return once nothing is busy and nothing happened for `timeout` seconds."""
         while True:
             await self._idle.wait()
-            self._activity.clear()
-            remaining = timeout - (time.monotonic() - self.idle_since)
+            remaining = timeout - (time.monotonic() - self.last_activity)
             if remaining <= 0:
-                return
+                if self._busy == 0:
+                    return
+                continue
+            self._activity.clear()
             try:
                 async with asyncio.timeout(remaining):
                     await self._activity.wait()
             except TimeoutError:
-                if self._busy == 0:
-                    return
+                pass

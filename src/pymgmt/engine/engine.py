@@ -41,6 +41,7 @@ from ..report.events import (
 from ..resources.base import Context, Resource
 from ..world.base import World
 from .converger import Converger
+from .semaphores import Semaphores
 from .worker import Status, Worker
 
 log = logging.getLogger("pymgmt.engine")
@@ -73,6 +74,7 @@ class Engine:
         state_dir: Path,
         noop: bool = False,
         converged_timeout: float | None = None,
+        sema: int = 0,
     ) -> None:
         self.world = world
         self.reporter = reporter
@@ -80,6 +82,9 @@ class Engine:
         self.noop = noop
         self.converged_timeout = converged_timeout
         self.converger = Converger()
+        self.semaphores = Semaphores()
+        #: ``--sema N``: one more semaphore every resource holds (1 = serial, like Puppet)
+        self.global_sema = [f"--sema:{sema}"] if sema > 0 else []
         self.hub = InotifyHub()
         self.workers: dict[Key, Worker] = {}
         self.graph: Graph[Resource] | None = None
@@ -182,6 +187,7 @@ class Engine:
                     replaced.append(str(res))
                 added.append(res)
         removed = [w for k, w in old.items() if k not in new.vertices]
+        self.converger.activity()
         await self._stop_workers(stopping + removed)
         self.graph = new
         self.workers = dict(keep)

@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import PymgmtError
+from ..errors import PymgmtError, ResourceError
 from ..report.events import ChangeInfo, Checked, Failed
 from ..resources.base import Context, Plan, Resource
+from .ratelimit import TokenBucket
+from .retry import RetryBudget
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -50,7 +52,7 @@ class Worker:
         self.children: list[Worker] = []
         self.status = Status.PENDING
         self.dirty = True
-        self.reason: Literal["start", "event", "upstream"] = "start"
+        self.reason: Literal["start", "event", "upstream", "retry"] = "start"
         self.watching = False
         self.converged_once = False  # reached OK under these params
         self.checks = 0  # completed check() calls, for tests and stats
@@ -59,6 +61,11 @@ class Worker:
         self.closed = False  # the task has ended: nothing can wake it any more
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
+        meta = res.meta
+        self.check_budget = RetryBudget(meta)
+        self.watch_budget = RetryBudget(meta)
+        self.bucket = TokenBucket(meta.limit, meta.burst)
+        self.sema_ids = engine.semaphores.declare([*meta.sema, *engine.global_sema])
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} {self.status.value} dirty={self.dirty}>"
@@ -80,6 +87,11 @@ class Worker:
     def on_ready(self) -> None:
         if not self.watching:
             self.watching = True
+            self.watch_budget.reset()
+            if self.converged_once:
+                # A restarted watch may have missed events while it was down.
+                self.dirty = True
+                self.reason = "event"
             self.poke()
 
     def mark_upstream_changed(self) -> None:
@@ -115,17 +127,33 @@ class Worker:
                 log.warning("%s: cleanup failed: %s", self.name, e)
 
     async def _watch(self, ctx: Context) -> None:
-        try:
-            await self.res.watch(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            self._fail("watch", e)
+        """Run the resource's watch (or the poll metaparam), retrying on failure."""
+        meta = self.res.meta
+        while True:
+            try:
+                if meta.poll > 0:
+                    await _poll(ctx, meta.poll)
+                else:
+                    await self.res.watch(ctx)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                delay = self.watch_budget.next_delay()
+                if delay is None:
+                    self._fail("watch", e)
+                    return
+                self.watching = False
+                self.engine.emit(Failed(self.name, "watch", _message(e), retry_in=delay))
+                self.engine.converger.activity()
+                with self.engine.converger.holding():
+                    await asyncio.sleep(delay)
 
     def _fail(self, phase: Literal["init", "watch", "check", "apply"], e: Exception) -> None:
+        """A permanent failure: descendants stay blocked until an event fixes it."""
         self.status = Status.FAILED
-        msg = str(e) if isinstance(e, PymgmtError | OSError) else f"{type(e).__name__}: {e}"
-        self.engine.emit(Failed(self.name, phase, msg))
+        self.engine.emit(Failed(self.name, phase, _message(e)))
+        self.engine.converger.activity()
         if phase in ("init", "watch"):
             # Without a watch nothing will ever wake this vertex again.
             self.watching = True
@@ -142,6 +170,14 @@ class Worker:
                 continue
             if any(p.status is not Status.OK for p in self.parents):
                 continue  # a parent will poke us when it is OK
+            wait = self.bucket.wait_time()
+            if wait > 0:
+                # Rate limited: stay busy and dirty; events arriving meanwhile
+                # collapse into the one check that runs when a token is free.
+                await asyncio.sleep(wait)
+                self.wake.set()
+                continue
+            self.bucket.take()
             await self._process()
 
     async def _process(self) -> None:
@@ -149,21 +185,40 @@ class Worker:
         reason = self.reason
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
-        start = time.monotonic()
         phase: Literal["check", "apply"] = "check"
+        meta = self.res.meta
         try:
-            plan = await self.res.check()
-            self.checks += 1
-            applied = False
-            if plan and not noop:
-                phase = "apply"
-                await self.res.apply(plan)
-                applied = True
+            async with self.engine.semaphores.hold(self.sema_ids):
+                start = time.monotonic()
+                try:
+                    async with asyncio.timeout(meta.timeout / 1000 if meta.timeout else None):
+                        plan = await self.res.check()
+                        self.checks += 1
+                        applied = False
+                        if plan and not noop:
+                            phase = "apply"
+                            await self.res.apply(plan)
+                            applied = True
+                except TimeoutError:
+                    raise ResourceError(f"{phase} timed out after {meta.timeout} ms") from None
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            self._fail(phase, e)
+            delay = self.check_budget.next_delay()
+            if delay is None:
+                self._fail(phase, e)
+                return
+            self.status = Status.FAILED
+            self.engine.emit(Failed(self.name, phase, _message(e), retry_in=delay))
+            self.engine.converger.activity()
+            await asyncio.sleep(delay)  # still busy: a retry is pending work
+            self.dirty = True
+            self.reason = "retry"
+            self.wake.set()
             return
+        self.check_budget.reset()
+        if plan:
+            self.engine.converger.activity()
         drift = applied and self.converged_once
         self.status = Status.OK
         self.converged_once = True
@@ -195,3 +250,15 @@ class Worker:
             )
             for c in plan.changes
         ]
+
+
+def _message(e: Exception) -> str:
+    return str(e) if isinstance(e, PymgmtError | OSError) else f"{type(e).__name__}: {e}"
+
+
+async def _poll(ctx: Context, every: int) -> None:
+    """The poll metaparam: an event every `every` seconds instead of a watch."""
+    ctx.ready()
+    while True:
+        await asyncio.sleep(every)
+        ctx.event()

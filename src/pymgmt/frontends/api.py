@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError, InputErrors, Location
 from ..graph.model import Edge, Graph, key_str
 from ..graph.toposort import CycleError, toposort
+from ..metaparams import sema_size_conflicts
 from ..report.events import Event
 from ..report.recap import Recap
 from ..resources.base import Resource
@@ -60,6 +61,9 @@ class GraphBuilder:
                 errors.append(InputError(f"{res}: {msg}", location=where, field=fname))
             for fname, msg in res.meta.problems():
                 errors.append(InputError(f"{res}: {msg}", location=where, field=f"meta.{fname}"))
+        owners = ((str(r), r.meta) for r in self.graph.vertices.values())
+        for owner, msg in sema_size_conflicts(owners):
+            errors.append(InputError(f"{owner}: {msg}", location=where, field="meta.sema"))
         for e in self.graph.edges:
             for end in (e.src, e.dst):
                 if end not in self.graph.vertices:

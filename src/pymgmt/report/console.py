@@ -43,7 +43,8 @@ class ConsoleReporter:
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Failed):
-            self.line(f"{event.vertex}: FAILED in {event.phase}: {event.error}")
+            retry = "" if event.retry_in is None else f" (retrying in {event.retry_in:.3g} s)"
+            self.line(f"{event.vertex}: FAILED in {event.phase}: {event.error}{retry}")
         elif isinstance(event, GraphRejected):
             self.line("the new graph is invalid; the running graph is kept:")
             for e in event.errors:

@@ -49,7 +49,7 @@ class Checked:
     """One check (and maybe apply) of a vertex finished without error."""
 
     vertex: str
-    reason: Literal["start", "event", "upstream"]
+    reason: Literal["start", "event", "upstream", "retry"]
     changes: list[ChangeInfo]
     applied: bool
     noop: bool
@@ -59,9 +59,12 @@ class Checked:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
+    """A failure; with `retry_in` set it is temporary and a retry is scheduled."""
+
     vertex: str
     phase: Literal["init", "watch", "check", "apply"]
     error: str
+    retry_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
