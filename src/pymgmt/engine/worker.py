@@ -56,6 +56,9 @@ class Worker:
         self.watching = False
         self.converged_once = False  # reached OK under these params
         self.checks = 0  # completed check() calls, for tests and stats
+        #: noop only: upstream vertices whose would-be changes this one waits on
+        self.pending_on: list[str] = []
+        self.would_change = False
         self.wake = asyncio.Event()
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
@@ -204,6 +207,11 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            if noop and self._noop_pending():
+                # Upstream would have changed first; a check against today's
+                # state cannot be trusted, so this is pending, not a failure.
+                self._finish_noop_pending(reason, str(e))
+                return
             delay = self.check_budget.next_delay()
             if delay is None:
                 self._fail(phase, e)
@@ -222,6 +230,8 @@ class Worker:
         drift = applied and self.converged_once
         self.status = Status.OK
         self.converged_once = True
+        self.would_change = bool(plan) and noop
+        self.pending_on = self._noop_pending() if noop else []
         self.engine.emit(
             Checked(
                 vertex=self.name,
@@ -231,11 +241,44 @@ class Worker:
                 noop=bool(plan) and noop,
                 drift=drift,
                 seconds=time.monotonic() - start,
+                pending_on=self.pending_on,
             )
         )
         if applied:
             for c in self.children:
                 c.mark_upstream_changed()
+        for c in self.children:
+            c.poke()
+
+    def _noop_pending(self) -> list[str]:
+        """Upstream vertices (nearest first) that would change before this one."""
+        out: list[str] = []
+        for p in self.parents:
+            if p.would_change:
+                out.append(p.name)
+            out.extend(n for n in p.pending_on if n not in out)
+        return out
+
+    def _finish_noop_pending(
+        self, reason: Literal["start", "event", "upstream", "retry"], error: str
+    ) -> None:
+        self.status = Status.OK
+        self.would_change = False
+        self.pending_on = self._noop_pending()
+        self.checks += 1
+        self.engine.emit(
+            Checked(
+                vertex=self.name,
+                reason=reason,
+                changes=[],
+                applied=False,
+                noop=True,
+                drift=False,
+                seconds=0.0,
+                pending_on=self.pending_on,
+                note=f"check failed against the current state: {error}",
+            )
+        )
         for c in self.children:
             c.poke()
 

@@ -78,6 +78,10 @@ class ConsoleReporter:
             self.line(f"Stopping: {event.reason}")
 
     def checked(self, ev: Checked) -> None:
+        if ev.pending_on and (not ev.changes or ev.note):
+            note = f": {ev.note}" if ev.note else ""
+            self.line(f"{ev.vertex}: pending on {', '.join(ev.pending_on)} (noop){note}")
+            return
         if not ev.changes:
             if self.verbose:
                 self.line(
@@ -89,7 +93,8 @@ class ConsoleReporter:
         if ev.seconds >= 0.1:
             what += f" ({ev.seconds:.2f} s)"
         if ev.noop:
-            self.line(f"{ev.vertex}: would change: {what} (noop)")
+            after = f", after {', '.join(ev.pending_on)}" if ev.pending_on else ""
+            self.line(f"{ev.vertex}: would change: {what} (noop{after})")
         elif ev.drift:
             self.line(f"{ev.vertex}: CheckApply(apply=True): repaired drift: {what}")
         else:

@@ -55,6 +55,9 @@ class Checked:
     noop: bool
     drift: bool
     seconds: float
+    #: noop only: upstream vertices that would change first (results provisional)
+    pending_on: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ class _Tally:
     changed: int = 0
     repaired: int = 0
     would_change: int = 0
+    pending_on: list[str] = field(default_factory=list)
     checks: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -64,8 +65,9 @@ class Recap:
                     t.repaired += 1
                 else:
                     t.changed += 1
-            elif event.noop:
+            elif event.noop and event.changes:
                 t.would_change += 1
+            t.pending_on = event.pending_on
         elif isinstance(event, Failed):
             self._t(event.vertex).failures.append(f"{event.phase}: {event.error}")
         elif isinstance(event, Finished):
@@ -85,6 +87,8 @@ class Recap:
             return "changed"
         if t.would_change:
             return "would change"
+        if t.pending_on:
+            return "pending"
         return "unchanged"
 
     def totals(self) -> Counter[str]:
@@ -131,6 +135,8 @@ class Recap:
                 detail = f": {t.failures[-1]}"
             elif out == "skipped":
                 detail = f" (blocked by {', '.join(st.blocked_by)})"
+            elif out == "pending" and t.pending_on:
+                detail = f" on {', '.join(t.pending_on)}"
             elif out == "repaired":
                 detail = f" x{t.repaired}" + (" (and changed once)" if t.changed else "")
             lines.append(
