@@ -116,6 +116,7 @@ async def run_async(
     noop: bool = False,
     hostname: str | None = None,
     state_dir: str | Path = "/var/lib/pymgmt",
+    sema: int = 0,
 ) -> RunResult:
     """Run a built graph inside an existing event loop until converged."""
     from ..engine.engine import Engine
@@ -129,6 +130,7 @@ async def run_async(
         state_dir=Path(state_dir),
         noop=noop,
         converged_timeout=converged_timeout,
+        sema=sema,
     )
     await engine.run(_Static(graph))
     return RunResult(sink.recap.exit_code(), sink.recap, sink.events)
