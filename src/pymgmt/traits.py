@@ -10,7 +10,7 @@ features), AutoEdges and AutoGroup (graph features; pkg and svc plug in).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,25 +49,39 @@ class Recvable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UID:
-    """A unique thing a resource provides or wants, e.g. ("file", "/etc/")."""
+    """A unique thing a resource provides or wants, e.g. ("file", "/etc")."""
 
     kind: str
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class Want:
+    """One step of an AutoEdges search: candidate UIDs, all equally specific.
+
+    ``reversed=False``: the matches must run before me (a file's parent
+    directory). ``reversed=True``: I must run before the matches (a package
+    before the files it ships).
+    """
+
+    uids: tuple[UID, ...]
+    reversed: bool = False
+
+
 @runtime_checkable
 class Edgeable(Protocol):
-    """Takes part in AutoEdges (see mgmt's "Automatic edges" article).
+    """Takes part in AutoEdges (mgmt's "Automatic edges" article).
 
-    ``uids()`` names what this resource provides. ``wants()`` yields groups
-    of candidate UIDs, most specific first; after each group the caller sends
-    back whether anything matched, so a file can stop at its nearest managed
-    ancestor directory instead of depending on every ancestor.
+    ``uids()`` names what this resource provides. ``wants()`` is a generator
+    yielding `Want` steps, most specific first; the caller sends back whether
+    the step matched anything (the article's Next()/Test()), so a file stops
+    at its nearest managed ancestor directory instead of depending on every
+    ancestor.
     """
 
     def uids(self) -> Sequence[UID]: ...
 
-    def wants(self) -> Iterator[Sequence[UID]]: ...
+    def wants(self) -> Generator[Want, bool, None]: ...
 
 
 @runtime_checkable

@@ -30,6 +30,7 @@ from ..graph.model import Edge, Graph, key_str
 from ..graph.toposort import CycleError, toposort
 from ..metaparams import sema_size_conflicts
 from ..report.events import Event
+from .compile import compile_graph
 from ..report.recap import Recap
 from ..resources.base import Resource
 from ..types import check_value
@@ -80,7 +81,7 @@ class GraphBuilder:
                 errors.append(InputError(f"the edges form a cycle: {path}", location=where))
         if errors:
             raise InputErrors(errors)
-        return self.graph
+        return compile_graph(self.graph).graph
 
 
 @dataclass

@@ -1,0 +1,56 @@
+"""AutoEdges: dependency edges the user did not have to write (pure).
+
+Every `Edgeable` vertex names the UIDs it provides; then each one walks its
+`wants()` generator, most specific step first, and is told after each step
+whether anything matched, so it can stop early: a file under
+``/var/lib/foo/bar/`` depends on the nearest *managed* ancestor directory
+only, which keeps the graph as parallel as possible. An edge the user wrote
+(in either direction) always wins over an automatic one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..traits import UID, Edgeable
+from .model import Edge, Graph, Key
+
+
+def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edge]:
+    """Add automatic edges to `graph` in place and return them, in order.
+
+    `enabled(vertex)` says whether a vertex takes part (its ``autoedge``
+    metaparam); a vertex that opts out neither gets nor provides edges.
+    """
+    members: list[tuple[Key, Edgeable]] = [
+        (k, v) for k, v in sorted(graph.vertices.items()) if isinstance(v, Edgeable) and enabled(v)
+    ]
+    index: dict[UID, Key] = {}
+    for key, v in members:
+        for uid in v.uids():
+            index.setdefault(uid, key)
+    existing = {(e.src, e.dst) for e in graph.edges}
+    added: list[Edge] = []
+    for key, v in members:
+        steps = v.wants()
+        try:
+            want = next(steps)
+            while True:
+                matched = False
+                for uid in want.uids:
+                    other = index.get(uid)
+                    if other is None or other == key:
+                        continue
+                    matched = True
+                    src, dst = (key, other) if want.reversed else (other, key)
+                    if (src, dst) in existing or (dst, src) in existing:
+                        continue  # the user's own edge (either way) wins
+                    edge = Edge(src, dst, name=f"autoedge: {src} -> {dst}")
+                    existing.add((src, dst))
+                    graph.connect(edge)
+                    added.append(edge)
+                want = steps.send(matched)
+        except StopIteration:
+            pass
+    return added
