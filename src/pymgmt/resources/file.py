@@ -24,9 +24,11 @@ import os
 import pwd
 import re
 import stat
+from collections.abc import Generator
 from typing import Literal
 
 from ..errors import ResourceError
+from ..traits import UID, Want
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
@@ -60,7 +62,8 @@ class File(Resource, kind="file"):
         out: list[tuple[str, str]] = []
         field = "path" if self.path else "name"
         if not self.target.startswith("/"):
-            out.append((field, f"must be an absolute path, got {self.target!r}"))
+            why = "" if self.path else " (without 'path', the name is the path)"
+            out.append((field, f"must be an absolute path, got {self.target!r}{why}"))
         elif "\0" in self.target or "/../" in self.target + "/" or "/./" in self.target:
             out.append((field, f"must be a normalised path, got {self.target!r}"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
@@ -70,6 +73,18 @@ class File(Resource, kind="file"):
         if self.state == "absent" and (self.content is not None or self.mode or self.owner):
             out.append(("state", "an absent file cannot also have content, mode or owner"))
         return out
+
+    # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
+
+    def uids(self) -> list[UID]:
+        return [UID("file", self.target.rstrip("/") or "/")]
+
+    def wants(self) -> Generator[Want, bool, None]:
+        parts = [p for p in self.target.split("/") if p]
+        for depth in range(len(parts) - 1, -1, -1):
+            matched = yield Want((UID("file", "/" + "/".join(parts[:depth])),))
+            if matched:
+                return
 
     # -- wanted state, computed once ---------------------------------------------
 
