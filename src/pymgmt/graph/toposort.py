@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 from .model import Key
 
 
 def toposort(vertices: Iterable[Key], edges: Iterable[tuple[Key, Key]]) -> list[Key]:
-    """Kahn's algorithm; raises `CycleError` naming one cycle's path."""
+    """Kahn's algorithm, smallest ready key first (deterministic).
+
+    Raises `CycleError` naming one cycle's path.
+    """
     order_hint = list(vertices)
     children: dict[Key, list[Key]] = {v: [] for v in order_hint}
     indeg: dict[Key, int] = dict.fromkeys(order_hint, 0)
@@ -16,14 +20,15 @@ def toposort(vertices: Iterable[Key], edges: Iterable[tuple[Key, Key]]) -> list[
         children[src].append(dst)
         indeg[dst] += 1
     ready = [v for v in order_hint if indeg[v] == 0]
+    heapq.heapify(ready)
     out: list[Key] = []
     while ready:
-        v = ready.pop()
+        v = heapq.heappop(ready)
         out.append(v)
         for c in children[v]:
             indeg[c] -= 1
             if indeg[c] == 0:
-                ready.append(c)
+                heapq.heappush(ready, c)
     if len(out) != len(order_hint):
         left = {v for v in order_hint if indeg[v] > 0}
         raise CycleError(find_cycle(left, children))
