@@ -87,7 +87,7 @@ class _GraphvizTap:
 
 
 def write_graphviz(graph: Graph[Any], path: str) -> None:
-    from ..resources.file import atomic_write
+    from ..fsutil import atomic_write
 
     atomic_write(os.path.abspath(path), to_dot(graph).encode(), 0o644, None, None)
     dot = shutil.which("dot")

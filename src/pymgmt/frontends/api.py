@@ -30,10 +30,10 @@ from ..graph.model import Edge, Graph, key_str
 from ..graph.toposort import CycleError, toposort
 from ..metaparams import sema_size_conflicts
 from ..report.events import Event
-from .compile import compile_graph
 from ..report.recap import Recap
 from ..resources.base import Resource
 from ..types import check_value
+from .compile import compile_graph
 
 
 class GraphBuilder:

@@ -28,6 +28,7 @@ from collections.abc import Generator
 from typing import Literal
 
 from ..errors import ResourceError
+from ..fsutil import atomic_write
 from ..traits import UID, Want
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
@@ -226,37 +227,6 @@ class File(Resource, kind="file"):
             )
         if self._want_mode is not None:
             os.chmod(path, self._want_mode)
-
-
-def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | None) -> None:
-    """Replace `path` with `data` so that readers and crashes see old or new only."""
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.pymgmt-tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    try:
-        fd = os.open(tmp, flags, mode & 0o777)
-    except FileExistsError:  # left over by a crash: ours to replace
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, mode & 0o777)
-    try:
-        if uid is not None or gid is not None:
-            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-        os.fchmod(fd, mode)  # exact bits, umask ignored, before the first byte
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _ensure_parent(path: str) -> None:
