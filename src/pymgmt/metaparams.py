@@ -74,7 +74,7 @@ class MetaParams:
             out.append(("poll", "must not be negative"))
         if self.burst < 0:
             out.append(("burst", "must not be negative"))
-        if self.limit <= 0:
+        if not self.limit > 0:  # NaN too (YAML .nan)
             out.append(("limit", "must be positive (omit it for no limit)"))
         elif not math.isinf(self.limit) and self.burst == 0:
             out.append(("burst", "a finite limit needs a burst of at least 1"))

@@ -88,11 +88,10 @@ class Edgeable(Protocol):
 class Groupable(Protocol):
     """Can absorb similar resources into one vertex (AutoGroup).
 
-    ``can_group(other)`` says whether `other` may join; the grouped vertex
-    keeps every member (so a later graph can split them again) and the kind
-    checks and applies all of them at once (one package transaction).
+    ``can_group(other)`` says whether `other` may join; the base class's
+    ``absorb`` keeps every member (so a later graph can split them again) and
+    the kind checks and applies all of them at once (one package
+    transaction). Only kinds that define ``can_group`` are ever grouped.
     """
 
     def can_group(self, other: Any) -> bool: ...
-
-    def group(self, members: Sequence[Any]) -> None: ...

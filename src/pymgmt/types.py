@@ -117,5 +117,9 @@ def check_value(tp: Any, value: object) -> str | None:
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str | None:
     """The nearest known name, for "did you mean" hints."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    same_but_case = [c for c in choices if c.lower() == word.lower()]
+    if same_but_case:
+        return same_but_case[0]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None

@@ -41,6 +41,7 @@ from ..report.events import (
 from ..resources.base import Context, Resource
 from ..world.base import World
 from .converger import Converger
+from .refresh import RefreshStore
 from .semaphores import Semaphores
 from .worker import Status, Worker
 
@@ -83,6 +84,7 @@ class Engine:
         self.converged_timeout = converged_timeout
         self.converger = Converger()
         self.semaphores = Semaphores()
+        self.refresh = RefreshStore(str(state_dir / "refresh"))
         #: ``--sema N``: one more semaphore every resource holds (1 = serial, like Puppet)
         self.global_sema = [f"--sema:{sema}"] if sema > 0 else []
         self.hub = InotifyHub()
@@ -216,10 +218,16 @@ class Engine:
         return w
 
     def _wire(self, graph: Graph[Resource]) -> None:
-        parents, children = graph.adjacency()
-        for key, w in self.workers.items():
-            w.parents = [self.workers[k] for k in parents[key]]
-            w.children = [self.workers[k] for k in children[key]]
+        for w in self.workers.values():
+            w.in_edges, w.out_edges = [], []
+        for e in graph.edges:
+            src, dst = self.workers.get(e.src), self.workers.get(e.dst)
+            if src is not None and dst is not None:
+                src.out_edges.append((dst, e))
+                dst.in_edges.append((src, e))
+        for w in self.workers.values():
+            w.parents = [p for p, _ in w.in_edges]
+            w.children = [c for c, _ in w.out_edges]
         for w in self.workers.values():
             # A kept vertex may have lost a failed parent: let it re-evaluate.
             if w.dirty:

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import PymgmtError, ResourceError
+from ..graph.model import Edge
 from ..report.events import ChangeInfo, Checked, Failed
 from ..resources.base import Context, Plan, Resource
+from ..traits import Refreshable, Sendable
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
 
@@ -50,6 +52,12 @@ class Worker:
         self.name = str(res)
         self.parents: list[Worker] = []
         self.children: list[Worker] = []
+        self.in_edges: list[tuple[Worker, Edge]] = []
+        self.out_edges: list[tuple[Worker, Edge]] = []
+        #: a refresh notification waits for this vertex (persisted by the engine)
+        self.refresh_pending = engine.refresh.pending(res.key)
+        #: the last values this vertex sent (Send/Recv), by output name
+        self.sent: dict[str, object] = {}
         self.status = Status.PENDING
         self.dirty = True
         self.reason: Literal["start", "event", "upstream", "retry"] = "start"
@@ -147,6 +155,7 @@ class Worker:
                     self._fail("watch", e)
                     return
                 self.watching = False
+                self.set_busy(True)  # busy until the restarted watch is ready
                 self.engine.emit(Failed(self.name, "watch", _message(e), retry_in=delay))
                 self.engine.converger.activity()
                 with self.engine.converger.holding():
@@ -161,12 +170,16 @@ class Worker:
             # Without a watch nothing will ever wake this vertex again.
             self.watching = True
             self.dirty = False
+            self.wake.set()  # let the loop see it and go idle
             self.engine.wake_children(self)
 
     async def _loop(self) -> None:
         while True:
             if not self.wake.is_set():
-                self.set_busy(False)
+                if self.watching:
+                    # Until its watch is ready the first check is still to
+                    # come: stay busy, or the graph "converges" before it ran.
+                    self.set_busy(False)
                 await self.wake.wait()
             self.wake.clear()
             if not self.watching or not self.dirty:
@@ -190,7 +203,11 @@ class Worker:
         noop = self.engine.noop or self.res.meta.noop
         phase: Literal["check", "apply"] = "check"
         meta = self.res.meta
+        refreshing = self.refresh_pending
         try:
+            self._receive()
+            if refreshing and not noop and isinstance(self.res, Refreshable):
+                self.res.refresh()
             async with self.engine.semaphores.hold(self.sema_ids):
                 start = time.monotonic()
                 try:
@@ -227,6 +244,20 @@ class Worker:
         self.check_budget.reset()
         if plan:
             self.engine.converger.activity()
+        if isinstance(self.res, Sendable):
+            self.sent = dict(self.res.sends())
+        notified: list[str] = []
+        if (applied or (noop and plan)) and self.out_edges:
+            for child, edge in self.out_edges:
+                if edge.notify:
+                    notified.append(child.name)
+                    if applied:
+                        # Durable before this vertex counts as converged.
+                        self.engine.refresh.add(child.res.key, self.name)
+                        child.refresh_pending = True
+        if refreshing and not noop:
+            self.engine.refresh.clear(self.res.key)
+            self.refresh_pending = False
         drift = applied and self.converged_once
         self.status = Status.OK
         self.converged_once = True
@@ -242,6 +273,8 @@ class Worker:
                 drift=drift,
                 seconds=time.monotonic() - start,
                 pending_on=self.pending_on,
+                refreshed=refreshing,
+                notified=notified,
             )
         )
         if applied:
@@ -249,6 +282,23 @@ class Worker:
                 c.mark_upstream_changed()
         for c in self.children:
             c.poke()
+
+    def _receive(self) -> None:
+        """Send/Recv: pull upstream outputs into this resource's params."""
+        values: dict[str, object] = {}
+        for parent, edge in self.in_edges:
+            if edge.recv and edge.send in parent.sent:
+                values[edge.recv] = parent.sent[edge.send]
+        if not values:
+            return
+        changed = frozenset(k for k, v in values.items() if getattr(self.res, k) != v)
+        if changed:
+            for k in sorted(changed):
+                self.ctx_log(f"SendRecv: received new {k}")
+            self.res.receive({k: values[k] for k in changed}, changed)
+
+    def ctx_log(self, msg: str) -> None:
+        log.info("%s: %s", self.name, msg)
 
     def _noop_pending(self) -> list[str]:
         """Upstream vertices (nearest first) that would change before this one."""

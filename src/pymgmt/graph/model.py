@@ -28,13 +28,20 @@ class Vertex(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """`src` must be converged before `dst` runs; `notify` relays refreshes."""
+    """`src` must be converged before `dst` runs.
+
+    ``notify`` relays refresh notifications when `src` changed something;
+    ``send``/``recv`` carry the sender's output value `send` into the
+    receiver's param `recv` (Send/Recv).
+    """
 
     src: Key
     dst: Key
     name: str = ""
     notify: bool = False
     location: Location | None = field(default=None, compare=False)
+    send: str = ""
+    recv: str = ""
 
 
 V = TypeVar("V", bound=Vertex)

@@ -58,6 +58,10 @@ class Checked:
     #: noop only: upstream vertices that would change first (results provisional)
     pending_on: list[str] = field(default_factory=list)
     note: str = ""
+    #: a refresh notification was delivered to this vertex in this run
+    refreshed: bool = False
+    #: vertices sent a refresh notification (or, in noop, that would have been)
+    notified: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

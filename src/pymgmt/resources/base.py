@@ -142,6 +142,10 @@ class Resource:
     name: str
     meta: MetaParams = field(default_factory=MetaParams)
     ctx: Context = field(init=False, repr=False)
+    #: params filled by Send/Recv at run time; graph changeover ignores them
+    recv_fields: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    #: other resources grouped into this one by AutoGroup (this one leads)
+    members: list[Resource] = field(default_factory=list, init=False, repr=False)
 
     def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -167,10 +171,17 @@ class Resource:
         return (self.kind, self.name)
 
     def __str__(self) -> str:
+        if self.members:
+            names = ",".join(sorted([self.name, *(m.name for m in self.members)]))
+            return f"{self.kind.capitalize()}[autogroup:({names})]"
         return f"{self.kind.capitalize()}[{self.name}]"
 
     def params(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in self.params_fields()}
+        return {
+            f.name: getattr(self, f.name)
+            for f in self.params_fields()
+            if f.name not in self.recv_fields
+        }
 
     def same_as(self, other: Resource) -> bool:
         """True when `other` wants exactly the same state with the same meta."""
@@ -179,7 +190,25 @@ class Resource:
             and self.name == other.name
             and self.params() == other.params()
             and self.meta == other.meta
+            and len(self.members) == len(other.members)
+            and all(a.same_as(b) for a, b in zip(self.members, other.members, strict=True))
         )
+
+    def receive(self, values: dict[str, Any], changed: frozenset[str]) -> None:
+        """Send/Recv: take new values for params (only changed ones are passed).
+
+        Kinds that cache something derived from a param override `received`.
+        """
+        for k, v in values.items():
+            setattr(self, k, v)
+        self.received(changed)
+
+    def received(self, changed: frozenset[str]) -> None:
+        """Hook: params in `changed` were just replaced by Send/Recv."""
+
+    def absorb(self, others: list[Resource]) -> None:
+        """AutoGroup: absorb `others`; only kinds defining ``can_group`` are grouped."""
+        self.members.extend(others)
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -109,6 +109,10 @@ class File(Resource, kind="file"):
         await super().init(ctx)
         self._wanted()
 
+    def received(self, changed: frozenset[str]) -> None:
+        # New content (e.g. a password) invalidates the cached checksum.
+        self._wanted()
+
     # -- watch ------------------------------------------------------------------
 
     async def watch(self, ctx: Context) -> None:
