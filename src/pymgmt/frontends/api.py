@@ -46,8 +46,20 @@ class GraphBuilder:
         self.graph.add(res)
         return res
 
-    def edge(self, src: Resource, dst: Resource, *, notify: bool = False, name: str = "") -> None:
-        self.graph.connect(Edge(src.key, dst.key, name or f"{src}->{dst}", notify))
+    def edge(
+        self,
+        src: Resource,
+        dst: Resource,
+        *,
+        notify: bool = False,
+        name: str = "",
+        send: str = "",
+        recv: str = "",
+    ) -> None:
+        """`src` before `dst`; `notify` relays refreshes; `send`->`recv` carries a value."""
+        self.graph.connect(
+            Edge(src.key, dst.key, name or f"{src}->{dst}", notify, None, send, recv)
+        )
 
     def build(self) -> Graph[Resource]:
         """Validate everything and return the graph, or raise InputErrors."""

@@ -243,5 +243,7 @@ def kinds() -> dict[str, type[Resource]]:
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
     from . import noop as _noop  # noqa: F401
+    from . import password as _password  # noqa: F401
+    from . import timer as _timer  # noqa: F401
 
     return dict(_REGISTRY)

@@ -75,6 +75,10 @@ class Exec(Resource, kind="exec"):
         await super().init(ctx)
         self._pending = True  # run once when the graph starts
 
+    def refresh(self) -> None:
+        """A refresh notification runs the command again (guards still apply)."""
+        self._pending = True
+
     # -- watch ------------------------------------------------------------------
 
     def _trigger(self) -> None:

@@ -1,6 +1,7 @@
 """noop: a resource that wants nothing and is always converged.
 
-Useful as a join point in a graph (and, later, to log refresh notifications).
+Useful as a join point in a graph, and to see refresh notifications arrive:
+it logs each one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from .base import CONVERGED, Plan, Resource
 
 class Noop(Resource, kind="noop"):
     """Does nothing; always converged."""
+
+    def refresh(self) -> None:
+        self.ctx.log.info("Received a notification!")
 
     async def check(self) -> Plan:
         return CONVERGED

@@ -1,0 +1,83 @@
+"""password: generates a random secret once, keeps it, and sends it.
+
+The value lives in the resource's state directory, mode 0600 from its first
+byte, written atomically; it is never logged or shown in a diff (plans and
+events only ever say ``<redacted>``). Another resource receives it along an
+edge with ``send: password`` / ``recv: <param>``. A refresh notification
+regenerates it; so does deleting or damaging the stored file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import string
+from typing import Any, ClassVar
+
+from ..fsutil import atomic_write
+from .base import CONVERGED, Change, Context, Plan, Resource, param
+
+_DEFAULT_CHARSET = string.ascii_letters + string.digits
+
+
+class Password(Resource, kind="password"):
+    """A random secret, generated once and kept across runs."""
+
+    length: int = param(64, doc="number of characters")
+    charset: str = param(_DEFAULT_CHARSET, doc="characters to choose from")
+
+    outputs: ClassVar[dict[str, Any]] = {"password": str}
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not 1 <= self.length <= 4096:
+            out.append(("length", f"must be between 1 and 4096, got {self.length}"))
+        if len(set(self.charset)) < 2:
+            out.append(("charset", "needs at least two different characters"))
+        return out
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self._path = str(ctx.state_dir / "password")
+        self._value: str | None = None
+        self._regenerate = False
+
+    def refresh(self) -> None:
+        self._regenerate = True
+
+    async def watch(self, ctx: Context) -> None:
+        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
+        sub = ctx.inotify.subscribe(self._path, ctx.event)
+        try:
+            ctx.ready()
+            await asyncio.Event().wait()
+        finally:
+            ctx.inotify.unsubscribe(sub)
+
+    def _stored(self) -> str | None:
+        try:
+            with open(self._path, encoding="utf-8") as f:
+                value = f.read()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        ok = len(value) == self.length and set(value) <= set(self.charset)
+        return value if ok else None
+
+    async def check(self) -> Plan:
+        stored = self._stored()
+        if stored is not None and not self._regenerate:
+            self._value = stored
+            return CONVERGED
+        why = "refresh" if self._regenerate and stored is not None else "missing or invalid"
+        return Plan((Change("password", f"<{why}>", "<redacted>"),))
+
+    async def apply(self, plan: Plan) -> None:
+        value = "".join(secrets.choice(self.charset) for _ in range(self.length))
+        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
+        atomic_write(self._path, value.encode(), 0o600, None, None)
+        self._value = value
+        self._regenerate = False
+
+    def sends(self) -> dict[str, Any]:
+        return {} if self._value is None else {"password": self._value}

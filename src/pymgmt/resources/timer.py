@@ -1,0 +1,55 @@
+"""timer: fires every ``interval`` seconds; a refresh notification resets it.
+
+Each tick is a change, so ``notify`` edges from a timer deliver a refresh to
+their targets periodically (run a command every N seconds, say). Because a
+tick is activity, a graph with a timer only converges if the converged
+timeout is shorter than the interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .base import CONVERGED, Change, Context, Plan, Resource, param
+
+
+class Timer(Resource, kind="timer"):
+    """A periodic event source."""
+
+    interval: int = param(doc="seconds between ticks")
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.interval < 1:
+            return [("interval", f"must be at least 1 second, got {self.interval}")]
+        return []
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self._fired = False
+        self._ticks = 0
+        self._reset = asyncio.Event()
+
+    def refresh(self) -> None:
+        self._fired = False
+        self._reset.set()
+
+    async def watch(self, ctx: Context) -> None:
+        ctx.ready()
+        while True:
+            self._reset.clear()
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._reset.wait()
+                continue  # reset: start a new interval
+            except TimeoutError:
+                self._fired = True
+                ctx.event()
+
+    async def check(self) -> Plan:
+        if not self._fired:
+            return CONVERGED
+        return Plan((Change("tick", self._ticks, self._ticks + 1),))
+
+    async def apply(self, plan: Plan) -> None:
+        self._ticks += 1
+        self._fired = False
