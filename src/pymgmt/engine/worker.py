@@ -339,7 +339,7 @@ class Worker:
                 c.field,
                 red(c.field, c.old),
                 red(c.field, c.new),
-                "" if c.field in self.res.secrets else c.diff,
+                "" if self.res.is_secret(c.field) else c.diff,
             )
             for c in plan.changes
         ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import InputError, InputErrors, Location
 from ..graph.autoedge import add_autoedges
@@ -98,7 +97,7 @@ def check_sendrecv(graph: Graph[Resource]) -> None:
             )
             continue
         src, dst = graph.vertices[e.src], graph.vertices[e.dst]
-        outputs: dict[str, Any] = getattr(type(src), "outputs", {})
+        outputs = src.outputs
         if e.send not in outputs:
             have = ", ".join(sorted(outputs)) or "nothing"
             hint = suggest(e.send, outputs)
@@ -134,5 +133,7 @@ def check_sendrecv(graph: Graph[Resource]) -> None:
             )
             continue
         dst.recv_fields = dst.recv_fields | {e.recv}
+        if e.send in src.secret_outputs:
+            dst.tainted = dst.tainted | {e.recv}
     if errors:
         raise InputErrors(errors)

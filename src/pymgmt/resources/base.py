@@ -138,12 +138,17 @@ class Resource:
     secrets: ClassVar[frozenset[str]] = frozenset()
     #: The resolved annotation of every param, by name.
     param_types: ClassVar[dict[str, Any]] = {}
+    #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
+    outputs: ClassVar[dict[str, Any]] = {}
+    secret_outputs: ClassVar[frozenset[str]] = frozenset()
 
     name: str
     meta: MetaParams = field(default_factory=MetaParams)
     ctx: Context = field(init=False, repr=False)
     #: params filled by Send/Recv at run time; graph changeover ignores them
     recv_fields: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    #: params that receive a secret output: redacted like declared secrets
+    tainted: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     #: other resources grouped into this one by AutoGroup (this one leads)
     members: list[Resource] = field(default_factory=list, init=False, repr=False)
 
@@ -234,8 +239,11 @@ class Resource:
     async def apply(self, plan: Plan) -> None:
         raise NotImplementedError
 
+    def is_secret(self, field_name: str) -> bool:
+        return field_name in self.secrets or field_name in self.tainted
+
     def redact(self, field_name: str, value: object) -> object:
-        return "<redacted>" if field_name in self.secrets else value
+        return "<redacted>" if self.is_secret(field_name) else value
 
 
 def kinds() -> dict[str, type[Resource]]:

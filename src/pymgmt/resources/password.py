@@ -28,6 +28,7 @@ class Password(Resource, kind="password"):
     charset: str = param(_DEFAULT_CHARSET, doc="characters to choose from")
 
     outputs: ClassVar[dict[str, Any]] = {"password": str}
+    secret_outputs: ClassVar[frozenset[str]] = frozenset({"password"})
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
