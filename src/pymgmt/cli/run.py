@@ -87,14 +87,23 @@ class _GraphvizTap:
 
 
 def write_graphviz(graph: Graph[Any], path: str) -> None:
+    """Write DOT; with graphviz installed also render SVG (or the asked format).
+
+    ``x.dot`` gives x.dot and x.svg; ``x.svg`` or ``x.png`` gives x.dot and
+    that picture.
+    """
     from ..fsutil import atomic_write
 
-    atomic_write(os.path.abspath(path), to_dot(graph).encode(), 0o644, None, None)
+    root, ext = os.path.splitext(os.path.abspath(path))
+    fmt = ext[1:] if ext in (".svg", ".png", ".pdf") else "svg"
+    dot_path = root + ".dot"
+    atomic_write(dot_path, to_dot(graph).encode(), 0o644, None, None)
     dot = shutil.which("dot")
-    root, ext = os.path.splitext(path)
-    if dot and ext == ".dot":
+    if dot:
         # argv list, no shell: the path is user data
-        subprocess.run([dot, "-Tsvg", "-o", root + ".svg", path], check=False, timeout=30)  # noqa: S603
+        subprocess.run(  # noqa: S603
+            [dot, f"-T{fmt}", "-o", f"{root}.{fmt}", dot_path], check=False, timeout=30
+        )
 
 
 def run_command(args: argparse.Namespace) -> int:

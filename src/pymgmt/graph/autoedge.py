@@ -46,7 +46,7 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
                     src, dst = (key, other) if want.reversed else (other, key)
                     if (src, dst) in existing or (dst, src) in existing:
                         continue  # the user's own edge (either way) wins
-                    edge = Edge(src, dst, name=f"autoedge: {src} -> {dst}")
+                    edge = Edge(src, dst, name=f"autoedge: {src} -> {dst}", auto=True)
                     existing.add((src, dst))
                     graph.connect(edge)
                     added.append(edge)

@@ -110,7 +110,9 @@ def apply_groups(
             continue  # cannot happen for non-reachable members; kept as a guard
         prev = merged.get((src, dst))
         if prev is None:
-            merged[(src, dst)] = Edge(src, dst, e.name, e.notify, e.location, e.send, e.recv)
+            merged[(src, dst)] = Edge(
+                src, dst, e.name, e.notify, e.location, e.send, e.recv, e.auto
+            )
         elif e.notify and not prev.notify:
             merged[(src, dst)] = Edge(
                 src, dst, prev.name, True, prev.location, prev.send, prev.recv

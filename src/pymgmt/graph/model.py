@@ -42,6 +42,8 @@ class Edge:
     location: Location | None = field(default=None, compare=False)
     send: str = ""
     recv: str = ""
+    #: added by AutoEdges rather than written by the user
+    auto: bool = False
 
 
 V = TypeVar("V", bound=Vertex)
