@@ -12,6 +12,7 @@ Supported: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` of strings,
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -39,11 +40,13 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+@functools.cache  # called per param per resource by every frontend
 def is_optional(tp: Any) -> bool:
     origin = get_origin(tp)
     return (origin is typing.Union or origin is types.UnionType) and type(None) in get_args(tp)
 
 
+@functools.cache
 def unwrap_optional(tp: Any) -> Any:
     if not is_optional(tp):
         return tp
@@ -107,7 +110,9 @@ def check_value(tp: Any, value: object) -> str | None:
             ok = False
         else:
             for k, v in value.items():
-                if not isinstance(k, str) or not isinstance(v, str):
+                if not isinstance(k, str):
+                    return f"expected {describe(tp)}, got a key that is not a string"
+                if not isinstance(v, str):
                     return f"expected {describe(tp)}, got {type_name(v)} for key {k!r}"
             return None
     else:  # a nested declared structure (metaparams) checks itself

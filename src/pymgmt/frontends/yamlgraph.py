@@ -41,7 +41,7 @@ import yaml
 from ..errors import InputError, InputErrors, Location
 from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
-from ..metaparams import MetaParams
+from ..metaparams import MetaParams, parse_sema
 from ..resources.base import Resource, kinds
 from ..types import check_value, describe, suggest, unwrap_optional
 
@@ -74,6 +74,11 @@ class YamlGraph(Graph[Resource]):
 
 def load(path: str) -> YamlGraph:
     """Read and fully validate a graph file; raise InputErrors on any problem."""
+    return load_with_text(path)[1]
+
+
+def load_with_text(path: str) -> tuple[bytes, YamlGraph]:
+    """`load`, also returning the bytes that were parsed."""
     try:
         with open(path, "rb") as f:
             text = f.read()
@@ -81,7 +86,7 @@ def load(path: str) -> YamlGraph:
         raise InputError(
             f"cannot read the graph file: {e.strerror}", location=Location(path)
         ) from None
-    return parse(text, path)
+    return text, parse(text, path)
 
 
 def parse(text: bytes | str, filename: str) -> YamlGraph:
@@ -91,16 +96,24 @@ def parse(text: bytes | str, filename: str) -> YamlGraph:
 class YamlFrontend:
     """Yields the file's graph, then a new one each time the file is saved."""
 
-    def __init__(self, path: str, *, debounce: float = 0.05) -> None:
+    def __init__(
+        self, path: str, *, debounce: float = 0.05, first: tuple[bytes, YamlGraph] | None = None
+    ) -> None:
         self.path = os.path.abspath(path)
         self.debounce = debounce
+        #: (text, graph) the caller has just parsed: reused if the file still holds that text
+        self._first = first
 
     async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
         changed = asyncio.Event()
         sub = hub.subscribe(self.path, changed.set)  # before the first read: no gap
         try:
             last = _read_bytes(self.path)
-            yield _parse_or_error(last, self.path)
+            first, self._first = self._first, None
+            if first is not None and first[0] == last:
+                yield first[1]  # parsing it again would cost ~75 us per resource
+            else:
+                yield _parse_or_error(last, self.path)
             while True:
                 await changed.wait()
                 # Editors save in bursts (truncate, write, rename): wait for quiet.
@@ -142,6 +155,8 @@ class _Builder:
         self.filename = filename
         self.errors: list[InputError] = []
         self.kinds = kinds()
+        #: resources declared but refused; edges to them are not errors of their own
+        self.refused: set[Key] = set()
         self._constructor = yaml.constructor.SafeConstructor()
 
     # -- helpers ------------------------------------------------------------------
@@ -166,6 +181,13 @@ class _Builder:
         for k, v in node.value:
             if not isinstance(k, yaml.ScalarNode):
                 self.error(k, f"keys in {what} must be plain names")
+                continue
+            if k.tag == "tag:yaml.org,2002:merge":
+                self.error(
+                    k,
+                    f"YAML merge keys ('<<') are not supported in {what}",
+                    hint="write the fields out",
+                )
                 continue
             if k.value in seen:
                 self.error(k, f"duplicate key {k.value!r} in {what}")
@@ -197,9 +219,8 @@ class _Builder:
                 return True, node.value
             if inner is bool and node.tag != _BOOL:
                 return True, node.value
-            try:
-                v = self._constructor.construct_object(node, deep=True)
-            except yaml.YAMLError:
+            constructed, v = self.construct(node)
+            if not constructed:
                 return True, node.value
             if inner is float and node.tag == _STR and node.value.lower() in ("inf", "infinity"):
                 return True, math.inf
@@ -217,36 +238,61 @@ class _Builder:
             if get_origin(inner) is dict:
                 out_d: dict[Any, Any] = {}
                 for k, v in node.value:
-                    _, kv = self.value(k, str)
+                    # a list or mapping as a key becomes None: check_value refuses it
+                    _, kv = self.value(k, str) if isinstance(k, yaml.ScalarNode) else (True, None)
                     _, vv = self.value(v, str) if isinstance(v, yaml.ScalarNode) else (True, [])
                     out_d[kv] = vv
                 return True, out_d
             return True, {}
         return False, None
 
+    def construct(self, node: yaml.Node) -> tuple[bool, Any]:
+        """The YAML value of a node: (False, text) when its tag does not fit (`!!int x`)."""
+        try:
+            return True, self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError):
+            return False, getattr(node, "value", None)
+
     # -- the document ----------------------------------------------------------------
 
-    def build(self, text: bytes | str) -> YamlGraph:
+    def compose(self, text: bytes | str) -> yaml.Node | None:
+        """The document's node tree; one located InputError if it cannot be read."""
+        raw = text
+        if isinstance(raw, bytes) and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line_start = raw.rfind(b"\n", 0, e.start) + 1
+                column = len(raw[line_start : e.start].decode("utf-8", "replace")) + 1
+                raise InputError(
+                    f"the file is not valid UTF-8 text: byte 0x{raw[e.start]:02x} "
+                    "cannot be decoded",
+                    location=Location(self.filename, raw.count(b"\n", 0, e.start) + 1, column),
+                    hint="save the file as UTF-8",
+                ) from None
         try:
-            root = yaml.compose(text, Loader=_Loader)
+            return yaml.compose(text, Loader=_Loader)
         except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            loc = (
-                Location(self.filename, mark.line + 1, mark.column + 1)
-                if mark
-                else Location(self.filename)
-            )
-            raise InputError(f"YAML syntax error: {e.problem or e.context}", location=loc) from None
+            raise _syntax_error(e, self.filename, text if isinstance(text, str) else None) from None
+        except yaml.reader.ReaderError as e:
+            loc = Location(self.filename)
+            if isinstance(text, str) and 0 <= e.position <= len(text):
+                line_start = text.rfind("\n", 0, e.position) + 1
+                loc = Location(
+                    self.filename, text.count("\n", 0, e.position) + 1, e.position - line_start + 1
+                )
+            raise InputError(
+                f"YAML syntax error: {e.reason}: found U+{e.character:04X}", location=loc
+            ) from None
         except yaml.YAMLError as e:
             raise InputError(f"YAML error: {e}", location=Location(self.filename)) from None
-        except UnicodeDecodeError:
-            raise InputError(
-                "the file is not valid UTF-8 text", location=Location(self.filename)
-            ) from None
+
+    def build(self, text: bytes | str) -> YamlGraph:
+        root = self.compose(text)
         if root is None:
             raise InputError(
                 "the file is empty: expected a mapping with 'graph' and 'resources'",
-                location=Location(self.filename),
+                location=Location(self.filename, 1, 1),
             )
         top = self.mapping(root, "the document")
         if top is None:
@@ -263,7 +309,11 @@ class _Builder:
         else:
             _, v = keys["graph"]
             if not (isinstance(v, yaml.ScalarNode) and v.tag != _NULL and v.value.strip()):
-                self.error(v, "the graph name must be a non-empty string", field="graph")
+                self.error(
+                    v,
+                    f"the graph name must be a non-empty string, got {_node_kind(v)}",
+                    field="graph",
+                )
             else:
                 graph.name = v.value
         for opt in ("comment", "remote", "hostname"):
@@ -295,17 +345,15 @@ class _Builder:
                 self.error(
                     kind_node,
                     f"unknown resource kind {kind!r}",
-                    hint=_did_you_mean(kind, self.kinds),
+                    hint=_did_you_mean(kind, self.kinds) or self._misplaced(kind) or self._known(),
                 )
                 continue
-            items = self.sequence(items_node, f"the list of {kind} resources")
+            items = self.sequence(items_node, f"the {kind} resources")
             for item in items or []:
-                res = self.resource(cls, item)
-                if res is None:
+                built = self.resource(cls, item)
+                if built is None:
                     continue
-                exported = res.name.startswith("@@")
-                if exported:
-                    res.name = res.name[2:]
+                res, exported = built
                 if res.key in seen:
                     self.error(
                         item,
@@ -319,9 +367,22 @@ class _Builder:
                 else:
                     graph.add(res, self.loc(item))
 
-    def resource(self, cls: type[Resource], node: yaml.Node) -> Resource | None:
+    def _known(self) -> str:
+        return "known kinds: " + ", ".join(sorted(self.kinds))
+
+    def _misplaced(self, word: str) -> str | None:
+        """A hint for a key that is valid one level up or down, seen as a kind."""
+        if word in _TOP_KEYS:
+            return f"'{word}' is a top-level key: is it indented too far?"
+        if any(word in ("name", "meta", *c.param_types) for c in self.kinds.values()):
+            return f"'{word}' is a resource field: is it indented too little?"
+        return None
+
+    def resource(self, cls: type[Resource], node: yaml.Node) -> tuple[Resource, bool] | None:
+        """The resource and whether it is exported (``@@name``), or None after errors."""
         kind = cls.kind
-        fields = self.mapping(node, f"a {kind} resource")
+        a_kind = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} resource"
+        fields = self.mapping(node, a_kind)
         if fields is None:
             return None
         before = len(self.errors)
@@ -330,11 +391,16 @@ class _Builder:
         name: str | None = None
         meta = MetaParams()
         value_nodes: dict[str, yaml.Node] = {}
+        wrong: set[str] = set()
         for k, v in fields:
             key = k.value
             if key == "name":
-                if isinstance(v, yaml.ScalarNode) and v.tag != _NULL and v.value:
+                if isinstance(v, yaml.ScalarNode) and v.tag != _NULL and v.value.removeprefix("@@"):
                     name = v.value
+                elif isinstance(v, yaml.ScalarNode) and v.value.startswith("@@"):
+                    self.error(
+                        v, "expected a name after '@@'", field="name", hint="'@@' marks it exported"
+                    )
                 else:
                     self.error(v, "expected a non-empty string", field="name")
                 continue
@@ -356,17 +422,19 @@ class _Builder:
             err = check_value(tp, val)
             if err:
                 self.error(v, err, field=key)
+                wrong.add(key)
                 continue
             values[key] = val
             value_nodes[key] = v
         if name is None:
             if not any(e.field == "name" for e in self.errors[before:]):
-                self.error(node, f"a {kind} resource needs a name", field="name")
+                self.error(node, f"{a_kind} needs a name", field="name")
             return None
         missing = [
             f
             for f in cls.params_fields()
             if f.name not in values
+            and f.name not in wrong  # given, with a value already reported
             and f.default is dataclasses.MISSING
             and f.default_factory is dataclasses.MISSING
         ]
@@ -378,11 +446,17 @@ class _Builder:
                 hint=f"{f.metadata.get('doc', '')}; {describe(cls.param_types[f.name])}",
             )
         if len(self.errors) > before:
+            self.refused.add((kind, name.removeprefix("@@")))
             return None
-        res = cls(name=name, meta=meta, **values)
+        # `@@name` exports the resource; the name it is known by has no `@@`.
+        exported = name.startswith("@@")
+        res = cls(name=name.removeprefix("@@") if exported else name, meta=meta, **values)
         for fname, msg in res.problems():
             self.error(value_nodes.get(fname, node), msg, field=fname)
-        return res if len(self.errors) == before else None
+        if len(self.errors) > before:
+            self.refused.add(res.key)
+            return None
+        return res, exported
 
     def meta(self, node: yaml.Node) -> MetaParams | None:
         fields = self.mapping(node, "meta")
@@ -414,11 +488,20 @@ class _Builder:
                 continue
             values[k.value] = float(val) if tp is float else val
             nodes[k.value] = v
+        # Each semaphore id is checked here, to point at the bad id itself.
+        sema_node = nodes.get("sema")
+        if isinstance(sema_node, yaml.SequenceNode):
+            for item, spec in zip(sema_node.value, values["sema"], strict=True):
+                try:
+                    parse_sema(spec)
+                except ValueError as e:
+                    self.error(item, str(e), field="meta.sema")
         if not ok:
             return None
         meta = MetaParams(**values)
         for fname, msg in meta.problems():
-            self.error(nodes.get(fname, node), msg, field=f"meta.{fname}")
+            if fname != "sema":
+                self.error(nodes.get(fname, node), msg, field=f"meta.{fname}")
         return meta
 
     def collect(self, node: yaml.Node, graph: YamlGraph) -> None:
@@ -444,7 +527,7 @@ class _Builder:
                     kind_node,
                     f"unknown resource kind {kind_node.value!r}",
                     field="kind",
-                    hint=_did_you_mean(kind_node.value, self.kinds),
+                    hint=_did_you_mean(kind_node.value, self.kinds) or self._known(),
                 )
                 continue
             pat = d.get("pattern")
@@ -481,8 +564,13 @@ class _Builder:
             notify = False
             if "notify" in d:
                 v = d["notify"]
-                if isinstance(v, yaml.ScalarNode) and v.tag == _BOOL:
-                    notify = bool(self._constructor.construct_object(v))
+                flag = (
+                    self.construct(v)[1]
+                    if isinstance(v, yaml.ScalarNode) and v.tag == _BOOL
+                    else None
+                )
+                if isinstance(flag, bool):
+                    notify = flag
                 elif not (isinstance(v, yaml.ScalarNode) and v.tag == _NULL):
                     self.error(
                         v, f"expected a boolean (true/false), got {_node_kind(v)}", field="notify"
@@ -532,13 +620,15 @@ class _Builder:
                 kind_n,
                 f"unknown resource kind {kind_n.value!r}",
                 field=f"{end}.kind",
-                hint=_did_you_mean(kind, self.kinds),
+                hint=_did_you_mean(kind, self.kinds) or self._known(),
             )
             return None
         key = (kind, name_n.value)
+        if key in self.refused:
+            return None  # its own errors are reported where it is declared
         if key not in graph.vertices:
             names = [n for (k, n) in graph.vertices if k == kind]
-            exported = any(r.key == key for r in graph.exported)
+            exported = any(r.key == (kind, name_n.value.removeprefix("@@")) for r in graph.exported)
             self.error(
                 name_n,
                 f"edge '{end}' names {key_str(key)}, which is not in the graph",
@@ -554,13 +644,85 @@ class _Builder:
         try:
             toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
         except CycleError as e:
-            path = " -> ".join(key_str(k) for k in e.cycle)
-            first = next(ed for ed in graph.edges if ed.src == e.cycle[0] and ed.dst == e.cycle[1])
+            loop = e.cycle[:-1]
+            on_loop = [
+                next(ed for ed in graph.edges if (ed.src, ed.dst) == (a, b))
+                for a, b in zip(loop, [*loop[1:], loop[0]], strict=True)
+            ]
+            # Start the path at the edge written first in the file, and report it there.
+            first = min(range(len(loop)), key=lambda i: _line_col(on_loop[i].location))
+            loop = loop[first:] + loop[:first]
+            on_loop = on_loop[first:] + on_loop[:first]
+            path = " -> ".join(key_str(k) for k in [*loop, loop[0]])
+            lines = ", ".join(str(_line_col(ed.location)[0]) for ed in on_loop)
             self.errors.append(
                 InputError(
-                    f"the edges form a cycle: {path}", location=first.location, field="edges"
+                    f"the edges form a cycle: {path}",
+                    location=on_loop[0].location,
+                    field="edges",
+                    hint=f"edges at lines {lines}: remove one to break the cycle",
                 )
             )
+
+
+_YAML_WORDS = {
+    "quoted scalar": "quoted string",
+    "plain scalar": "value",
+    "flow sequence": "[...] list",
+    "flow mapping": "{...} mapping",
+    "block sequence": "list",
+    "block mapping": "mapping",
+}
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, filename: str, text: str | None) -> InputError:
+    """libyaml's message, placed where the mistake is, with a hint for the usual ones."""
+
+    def at(mark: Any) -> Location:
+        return Location(filename, mark.line + 1, mark.column + 1)
+
+    problem = e.problem or e.context or "unreadable YAML"
+    context = e.context if e.problem else None
+    pm, cm = e.problem_mark, e.context_mark
+    location = at(pm or cm) if (pm or cm) else Location(filename)
+    message = f"YAML syntax error: {problem}"
+    hints: list[str] = []
+    lines = text.split("\n") if text is not None else []
+    at_end = "end of stream" in problem or (
+        pm is not None and bool(lines) and (pm.line, pm.column) >= (len(lines) - 1, len(lines[-1]))
+    )
+    if context and context.startswith("while ") and cm is not None:
+        thing = context.split(" ", 2)[-1]  # "while scanning a quoted scalar" -> "quoted scalar"
+        thing = _YAML_WORDS.get(thing.removeprefix("a "), thing.removeprefix("a "))
+        if at_end:
+            # The end of the file is no place to look: point at what was left open.
+            location = at(cm)
+            message = f"YAML syntax error: this {thing} is never closed"
+            if thing == "quoted string":
+                hints.append("the file ends before its closing quote")
+            else:
+                hints.append(f"{problem} before the end of the file")
+        elif (cm.line, cm.column) != (getattr(pm, "line", -1), getattr(pm, "column", -1)):
+            hints.append(f"in the {thing} that starts at line {cm.line + 1} column {cm.column + 1}")
+    elif context:
+        message = f"YAML syntax error: {context}, {problem}"
+    line = lines[pm.line] if pm is not None and pm.line < len(lines) else ""
+    if "tab character" in problem or (pm is not None and line[pm.column : pm.column + 1] == "\t"):
+        hints = ["YAML does not allow tabs for indentation: use spaces"]
+    elif "mapping values are not allowed" in problem:
+        hints.append(
+            "is this line indented deeper than the key above it, "
+            "or does a value contain ': ' and need quotes?"
+        )
+    elif "did not find expected key" in problem:
+        hints.append("check the indentation of this line and the quotes on the lines above")
+    elif "another document" in problem:
+        hints.append("a graph file holds a single document: remove the second '---'")
+    return InputError(message, location=location, hint="; ".join(hints) or None)
+
+
+def _line_col(location: Location | None) -> tuple[int, int]:
+    return (location.line, location.column) if location else (0, 0)
 
 
 def _did_you_mean(word: str, choices: Any) -> str | None:

@@ -1,0 +1,465 @@
+"""Unit tables for the YAML frontend: `parse(text)` -> graph, or structured errors."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from typing import Any
+
+import pytest
+
+from pymgmt.errors import InputError, InputErrors, Location
+from pymgmt.frontends.yamlgraph import Collect, YamlGraph, parse
+from pymgmt.metaparams import MetaParams
+
+
+def _parse(text: str) -> YamlGraph:
+    return parse(textwrap.dedent(text), "g.yaml")
+
+
+def _one(kind: str, fields: str, name: str = "/tmp/x") -> Any:
+    """Parse a graph of one resource with `fields` (YAML lines) and return it."""
+    body = textwrap.indent(fields, "    ")
+    g = parse(f"graph: g\nresources:\n  {kind}:\n  - name: {name}\n{body}\n", "g.yaml")
+    (res,) = g.vertices.values()
+    return res
+
+
+def _errors(text: str) -> list[InputError]:
+    with pytest.raises(InputError) as info:
+        _parse(text)
+    e = info.value
+    return e.errors if isinstance(e, InputErrors) else [e]
+
+
+# -- value conversion -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "attr", "expected"),
+    [
+        # null keeps the default, whatever the spelling
+        ("content:", "content", None),
+        ("content: ~", "content", None),
+        ("content: null", "content", None),
+        ("state:", "state", "exists"),
+        ("state: null", "state", "exists"),
+        ("mode:", "mode", None),
+        # an empty string is a value, not null
+        ("content: ''", "content", ""),
+        ("content: '~'", "content", "~"),
+        # string params keep the literal text of unquoted scalars
+        ("content: 123", "content", "123"),
+        ("content: 1.50", "content", "1.50"),
+        ("content: yes", "content", "yes"),
+        ("content: 0x10", "content", "0x10"),
+        ("content: 2001-01-01", "content", "2001-01-01"),
+        ("owner: 0", "owner", "0"),
+        # so an unquoted octal-looking mode is the mode as written (mgmt's file-mode test)
+        ("mode: 0644", "mode", "0644"),
+        ("mode: '0644'", "mode", "0644"),
+        ('mode: "0644"', "mode", "0644"),
+        ("mode: 0741", "mode", "0741"),
+        ("mode: 644", "mode", "644"),
+        ("content: |\n  two\n  lines\n", "content", "two\nlines\n"),
+        ("content: >-\n  folded\n  text\n", "content", "folded text"),
+        ('content: "tab\\there\\n"', "content", "tab\there\n"),
+    ],
+)
+def test_file_param_conversion(fields: str, attr: str, expected: object) -> None:
+    assert getattr(_one("file", fields), attr) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "attr", "expected"),
+    [
+        ("timeout:", "timeout", 0),
+        ("timeout: ~", "timeout", 0),
+        ("timeout: 5", "timeout", 5),
+        ("timeout: 1_000", "timeout", 1000),
+        ("timeout: 0x10", "timeout", 16),
+        ("timeout: 010", "timeout", 8),  # YAML 1.1 octal, as go-yaml v2 reads it
+        ("env:", "env", {}),
+        ("env: {A: 1, B: 'x y', C: yes}", "env", {"A": "1", "B": "x y", "C": "yes"}),
+        ("state: present", "state", "present"),
+        ("shell: ''", "shell", ""),
+        ("shell: /bin/sh", "shell", "/bin/sh"),
+    ],
+)
+def test_exec_param_conversion(fields: str, attr: str, expected: object) -> None:
+    assert getattr(_one("exec", "cmd: 'true'\n" + fields, name="e"), attr) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("timeout: '5'", "timeout: expected an integer, got a string"),
+        ("timeout: 5.0", "timeout: expected an integer, got a number"),
+        ("timeout: true", "timeout: expected an integer, got a boolean"),
+        ("timeout: 0o10", "timeout: expected an integer, got a string"),  # not YAML 1.1
+        ("env: [A=1]", "env: expected a mapping of strings to strings, got a list"),
+        ("env: {A: ~}", "env: expected a mapping of strings to strings, got null for key 'A'"),
+        ("cmd: [echo, hi]", "cmd: expected a string, got a list"),
+        ("cmd: ''", "cmd: must not be empty"),
+        ("cmd:", "cmd: missing required field for exec 'e'"),
+    ],
+)
+def test_exec_param_type_errors(fields: str, message: str) -> None:
+    if not fields.startswith("cmd"):
+        fields = "cmd: 'true'\n    " + fields
+    (e,) = _errors(f"graph: g\nresources:\n  exec:\n  - name: e\n    {fields}\n")
+    assert f"{e.field}: {e.message}" == message
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ("{}", {}),
+        ("", {}),
+        ("{noop: ~}", {}),
+        ("{limit: .inf}", {}),
+        ("{limit: .Inf}", {}),
+        ("{limit: inf}", {}),
+        ("{limit: 2, burst: 1}", {"limit": 2.0, "burst": 1}),
+        ("{limit: 0.2, burst: 5}", {"limit": 0.2, "burst": 5}),
+        ("{noop: true}", {"noop": True}),
+        ("{noop: yes}", {"noop": True}),  # YAML 1.1 booleans
+        ("{autoedge: off}", {"autoedge": False}),
+        ("{retry: -1, delay: 500}", {"retry": -1, "delay": 500}),
+        ("{sema: []}", {}),
+        ("{sema: [lock, 'other:3']}", {"sema": ["lock", "other:3"]}),
+        ("{backoff: exponential, maxdelay: 1000}", {"backoff": "exponential", "maxdelay": 1000}),
+    ],
+)
+def test_meta_conversion(meta: str, expected: dict[str, object]) -> None:
+    res = _one("noop", f"meta: {meta}", name="n")
+    assert res.meta.non_default() == expected
+
+
+def test_limit_is_a_float_even_when_written_as_an_integer() -> None:
+    res = _one("noop", "meta: {limit: 2, burst: 1}", name="n")
+    assert type(res.meta.limit) is float
+
+
+def test_absent_meta_is_the_zero_value() -> None:
+    assert _one("noop", "", name="n").meta == MetaParams()
+    assert math.isinf(MetaParams().limit)
+
+
+# -- what the graph carries -------------------------------------------------------------
+
+
+def test_exported_resources_and_collect_are_carried_in_the_yamlgraph() -> None:
+    g = _parse(
+        """\
+        graph: g
+        resources:
+          file:
+          - name: "@@/tmp/exported"
+            content: "x"
+          - name: "@@f2"
+            path: /tmp/f2
+          - name: /tmp/local
+          noop:
+          - name: "@@n1"
+        collect:
+        - kind: file
+          pattern: /tmp/
+        - kind: noop
+        """
+    )
+    assert list(g.vertices) == [("file", "/tmp/local")]
+    assert [r.key for r in g.exported] == [
+        ("file", "/tmp/exported"),
+        ("file", "f2"),
+        ("noop", "n1"),
+    ]
+    # the name is known without '@@', and a file's name is its path
+    assert g.exported[0].target == "/tmp/exported"
+    assert g.collect == [Collect("file", "/tmp/"), Collect("noop", "")]
+
+
+def test_an_exported_and_a_local_resource_may_not_share_a_name() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: n1
+          - name: "@@n1"
+        """
+    )
+    assert e.message == "duplicate resource Noop[n1]"
+    assert e.location == Location("g.yaml", 5, 5)
+
+
+@pytest.mark.parametrize("kind", ["file", "File", "FILE", "fIlE"])
+def test_edge_kinds_are_case_insensitive(kind: str) -> None:
+    g = _parse(
+        f"""\
+        graph: g
+        resources:
+          noop:
+          - name: n1
+          file:
+          - name: /tmp/f1
+        edges:
+        - from: {{kind: noop, name: n1}}
+          to: {{kind: {kind}, name: /tmp/f1}}
+        """
+    )
+    (edge,) = g.edges
+    assert (edge.src, edge.dst) == (("noop", "n1"), ("file", "/tmp/f1"))
+
+
+def test_edge_names_are_case_sensitive() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: n1
+          - name: n2
+        edges:
+        - from: {kind: noop, name: N1}
+          to: {kind: noop, name: n2}
+        """
+    )
+    assert e.field == "from.name"
+    assert e.hint == "did you mean 'n1'?"
+
+
+def test_resource_kinds_are_case_sensitive() -> None:
+    (e,) = _errors("graph: g\nresources:\n  File:\n  - name: /tmp/f\n")
+    assert (e.message, e.hint) == ("unknown resource kind 'File'", "did you mean 'file'?")
+
+
+@pytest.mark.parametrize(
+    ("notify", "expected"),
+    [("", False), ("notify: true", True), ("notify: false", False), ("notify: ~", False)],
+)
+def test_edge_name_and_notify(notify: str, expected: bool) -> None:
+    g = _parse(
+        f"""\
+        graph: g
+        resources:
+          noop:
+          - name: a
+          - name: b
+        edges:
+        - name: e1
+          from: {{kind: noop, name: a}}
+          to: {{kind: noop, name: b}}
+          {notify}
+        """
+    )
+    (edge,) = g.edges
+    assert (edge.name, edge.notify) == ("e1", expected)
+    assert edge.location == Location("g.yaml", 7, 3)
+
+
+def test_the_same_name_in_two_kinds_is_two_resources() -> None:
+    g = _parse(
+        "graph: g\nresources:\n  noop:\n  - name: x\n  exec:\n  - name: x\n    cmd: 'true'\n"
+    )
+    assert set(g.vertices) == {("noop", "x"), ("exec", "x")}
+
+
+def test_resource_locations_are_recorded() -> None:
+    g = _parse("graph: g\nresources:\n  noop:\n  - name: a\n  - name: b\n")
+    assert g.locations[("noop", "b")] == Location("g.yaml", 5, 5)
+    assert g.source == "g.yaml"
+
+
+def test_mgmt_top_level_keys_are_accepted() -> None:
+    g = _parse(
+        """\
+        graph: g
+        comment: ignored
+        remote: ssh://ignored
+        hostname: ignored
+        resources: {}
+        edges: []
+        collect: []
+        """
+    )
+    assert (g.name, g.vertices, g.edges, g.collect) == ("g", {}, [], [])
+
+
+@pytest.mark.parametrize("text", [b"\xef\xbb\xbfgraph: g\n", "\ufeffgraph: g\n", "graph: g"])
+def test_bytes_str_and_a_byte_order_mark_are_read(text: bytes | str) -> None:
+    assert parse(text, "g.yaml").name == "g"
+
+
+# -- errors are structured ------------------------------------------------------------
+
+
+def test_errors_carry_location_field_and_hint() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          file:
+          - name: /tmp/f
+            contnet: x
+        """
+    )
+    assert e.as_dict() == {
+        "message": "unknown field for file",
+        "file": "g.yaml",
+        "line": 5,
+        "column": 5,
+        "field": "contnet",
+        "hint": "did you mean 'content'?",
+    }
+
+
+def test_several_errors_come_back_in_line_order() -> None:
+    errors = _errors(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: n
+            meta: {retyr: 1}
+          file:
+          - name: relative
+        zzz: 1
+        edges:
+        - from: {kind: noop, name: missing}
+          to: {kind: noop, name: n}
+        """
+    )
+    assert [(e.location.line, e.field) for e in errors if e.location] == [
+        (5, "meta.retyr"),
+        (7, "name"),
+        (8, None),
+        (10, "from.name"),
+    ]
+
+
+def test_each_bad_semaphore_id_is_pointed_at() -> None:
+    errors = _errors(
+        "graph: g\nresources:\n  noop:\n  - name: n\n    meta: {sema: [ok, 'a:0', 'b:x']}\n"
+    )
+    assert [(e.location.column if e.location else 0, e.message) for e in errors] == [
+        (23, "bad semaphore id 'a:0': size must be at least 1"),
+        (30, "bad semaphore id 'b:x': expected 'name' or 'name:size'"),
+    ]
+
+
+def test_an_edge_to_a_refused_resource_is_not_a_second_error() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: n
+          exec:
+          - name: e
+            cmd: 'true'
+            timeout: soon
+        edges:
+        - from: {kind: noop, name: n}
+          to: {kind: exec, name: e}
+        """
+    )
+    assert e.field == "timeout"
+
+
+def test_a_cycle_is_reported_at_its_first_edge_in_the_file() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          noop: [{name: a}, {name: b}, {name: c}]
+        edges:
+        - {from: {kind: noop, name: b}, to: {kind: noop, name: c}}
+        - {from: {kind: noop, name: c}, to: {kind: noop, name: a}}
+        - {from: {kind: noop, name: a}, to: {kind: noop, name: b}}
+        """
+    )
+    assert e.message == "the edges form a cycle: Noop[b] -> Noop[c] -> Noop[a] -> Noop[b]"
+    assert e.location == Location("g.yaml", 5, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "hint"),
+    [
+        (
+            "graph: g\nresources:\n  file:\n  - name: 'x\n",
+            (4, 11),
+            "this quoted string is never closed",
+            "the file ends before its closing quote",
+        ),
+        (
+            "graph: [g\n",
+            (1, 8),
+            "this [...] list is never closed",
+            "did not find expected ',' or ']' before the end of the file",
+        ),
+        (
+            "graph: g\n\tresources: {}\n",
+            (2, 1),
+            "found a tab character that violates indentation",
+            "YAML does not allow tabs for indentation: use spaces",
+        ),
+        (
+            "graph: g\nresources:\n  noop:\n  - name: n\n     meta: {}\n",
+            (5, 10),
+            "mapping values are not allowed in this context",
+            "is this line indented deeper than the key above it, "
+            "or does a value contain ': ' and need quotes?",
+        ),
+        ("graph: g\x00\n", (1, 9), "control characters are not allowed: found U+0000", None),
+    ],
+)
+def test_syntax_errors_point_at_the_mistake(
+    text: str, where: tuple[int, int], message: str, hint: str | None
+) -> None:
+    (e,) = _errors(text)
+    assert e.location is not None
+    assert (e.location.line, e.location.column) == where
+    assert (e.message, e.hint) == (f"YAML syntax error: {message}", hint)
+
+
+def test_invalid_utf8_is_located() -> None:
+    with pytest.raises(InputError) as info:
+        parse(b"graph: g\ncomment: \xff\n", "g.yaml")
+    assert info.value.location == Location("g.yaml", 2, 10)
+    assert "not valid UTF-8" in info.value.message
+
+
+def test_an_unknown_kind_without_a_close_match_lists_the_known_kinds() -> None:
+    (e,) = _errors("graph: g\nresources:\n  frobnicator:\n  - name: x\n")
+    assert e.message == "unknown resource kind 'frobnicator'"
+    assert e.hint is not None and e.hint.startswith("known kinds: ")
+    assert {"exec", "file", "noop"} <= set(e.hint.removeprefix("known kinds: ").split(", "))
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("edges", "'edges' is a top-level key: is it indented too far?"),
+        ("path", "'path' is a resource field: is it indented too little?"),
+    ],
+)
+def test_a_key_at_the_wrong_depth_read_as_a_kind_gets_a_hint(key: str, hint: str) -> None:
+    (e,) = _errors(f"graph: g\nresources:\n  noop:\n  - name: n\n  {key}: []\n")
+    assert (e.message, e.hint) == (f"unknown resource kind {key!r}", hint)
+
+
+@pytest.mark.parametrize(
+    ("yaml_value", "message"),
+    [
+        ("!!int three", "meta.retry: expected an integer, got a string"),
+        ("!!float x", "meta.retry: expected an integer, got a string"),
+        ("!!bool x", "meta.retry: expected an integer, got a string"),
+        ("!!binary aGk=", "meta.retry: expected an integer, got bytes"),
+    ],
+)
+def test_a_tag_that_does_not_fit_its_value_is_an_input_error(yaml_value: str, message: str) -> None:
+    (e,) = _errors(
+        f"graph: g\nresources:\n  noop:\n  - name: n\n    meta: {{retry: {yaml_value}}}\n"
+    )
+    assert f"{e.field}: {e.message}" == message
