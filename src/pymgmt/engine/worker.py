@@ -70,6 +70,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
+        self.dead = False  # init or watch failed for good
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
         meta = res.meta
@@ -167,7 +168,9 @@ class Worker:
         self.engine.emit(Failed(self.name, phase, _message(e)))
         self.engine.converger.activity()
         if phase in ("init", "watch"):
-            # Without a watch nothing will ever wake this vertex again.
+            # Without a watch nothing will ever wake this vertex again: it
+            # stays failed even if a check that was already running succeeds.
+            self.dead = True
             self.watching = True
             self.dirty = False
             self.wake.set()  # let the loop see it and go idle
@@ -259,7 +262,7 @@ class Worker:
             self.engine.refresh.clear(self.res.key)
             self.refresh_pending = False
         drift = applied and self.converged_once
-        self.status = Status.OK
+        self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True
         self.would_change = bool(plan) and noop
         self.pending_on = self._noop_pending() if noop else []

@@ -38,15 +38,17 @@ def compile_graph(graph: Graph[Resource], grouper: AutoGrouper | None = None) ->
     """
     check_sendrecv(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
-    for e in added:
-        log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
     try:
         toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as c:
         auto = {(e.src, e.dst) for e in added}
         path = " -> ".join(key_str(k) for k in c.cycle)
         hops = list(zip(c.cycle, c.cycle[1:], strict=False))
-        first = next((e for e in graph.edges if (e.src, e.dst) == hops[0]), None)
+        # Point at the first edge of the cycle the user wrote (automatic
+        # edges have no place in the file).
+        first = next(
+            (e for e in graph.edges if (e.src, e.dst) in hops and e.location is not None), None
+        )
         hint = None
         if any(h in auto for h in hops):
             hint = "the cycle uses automatic edges; set 'meta: {autoedge: false}' on one of them"
@@ -56,6 +58,8 @@ def compile_graph(graph: Graph[Resource], grouper: AutoGrouper | None = None) ->
             field="edges",
             hint=hint,
         ) from None
+    for e in added:
+        log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
     grouper = grouper or NonReachabilityGrouper()
     groups = grouper.groups(graph, _may_group)
     for members in groups:

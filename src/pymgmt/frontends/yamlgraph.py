@@ -41,15 +41,17 @@ import yaml
 from ..errors import InputError, InputErrors, Location
 from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
-from ..metaparams import MetaParams, parse_sema
+from ..metaparams import MetaParams, parse_sema, sema_size_conflicts
 from ..resources.base import Resource, kinds
 from ..types import check_value, describe, suggest, unwrap_optional
+from .compile import compile_graph
 
 try:
     _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
+_EDGE_KEYS = ("name", "from", "to", "notify", "send", "recv")
 _TOP_KEYS = ("graph", "comment", "resources", "edges", "collect", "remote", "hostname")
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
@@ -329,9 +331,31 @@ class _Builder:
             self.edges(keys["edges"][1], graph)
         if not self.errors:
             self.cycles(graph)
+        if not self.errors:
+            self.compile(graph)
         if self.errors:
             raise InputErrors(self.errors)
         return graph
+
+    def compile(self, graph: YamlGraph) -> None:
+        """Graph-wide checks, then AutoEdges, Send/Recv types and AutoGroup."""
+        owners = {key_str(k): k for k in graph.vertices}
+        metas = ((key_str(k), r.meta) for k, r in graph.vertices.items())
+        for owner, msg in sema_size_conflicts(metas):
+            loc = graph.locations.get(owners[owner])
+            self.errors.append(InputError(msg, location=loc, field="meta.sema"))
+        if self.errors:
+            return
+        try:
+            compiled = compile_graph(graph)
+        except InputErrors as e:
+            self.errors.extend(e.errors)
+            return
+        except InputError as e:
+            self.errors.append(e)
+            return
+        graph.vertices = compiled.graph.vertices
+        graph.edges = compiled.graph.edges
 
     def resources(self, node: yaml.Node, graph: YamlGraph) -> None:
         by_kind = self.mapping(node, "resources")
@@ -545,13 +569,22 @@ class _Builder:
                 continue
             d = {k.value: v for k, v in fields}
             for k, _ in fields:
-                if k.value not in ("name", "from", "to", "notify"):
+                if k.value not in _EDGE_KEYS:
                     self.error(
                         k,
                         "unknown field in edge",
                         field=k.value,
-                        hint=_did_you_mean(k.value, ["name", "from", "to", "notify"]),
+                        hint=_did_you_mean(k.value, _EDGE_KEYS),
                     )
+            sendrecv: dict[str, str] = {}
+            for key in ("send", "recv"):
+                v = d.get(key)
+                if v is None or (isinstance(v, yaml.ScalarNode) and v.tag == _NULL):
+                    continue
+                if isinstance(v, yaml.ScalarNode) and v.value:
+                    sendrecv[key] = v.value
+                else:
+                    self.error(v, f"expected a name, got {_node_kind(v)}", field=key)
             ends: list[Key] = []
             for end in ("from", "to"):
                 ref = d.get(end)
@@ -589,6 +622,8 @@ class _Builder:
                         else "",
                         notify,
                         self.loc(item),
+                        send=sendrecv.get("send", ""),
+                        recv=sendrecv.get("recv", ""),
                     )
                 )
 
