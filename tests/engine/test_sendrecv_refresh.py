@@ -163,3 +163,32 @@ def test_noop_reports_the_refresh_it_would_send_and_writes_no_marker(tmp_path):
     assert up["noop"] and up["notified"] == ["Noop[receiver]"]
     assert not (tmp_path / "upstream").exists()
     assert not (tmp_path / "p" / "refresh").exists()
+
+
+def test_the_articles_yaml_example_runs_unchanged_but_for_its_paths(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "sendrecv.yaml"
+    root = tmp_path / "root"
+    graph = tmp_path / "g.yaml"
+    graph.write_text(example.read_text().replace("/tmp/pymgmt-examples", str(root)))
+    cmd = [
+        *PYMGMT,
+        "run",
+        "--json",
+        "--converged-timeout",
+        "0",
+        "--prefix",
+        str(tmp_path / "p"),
+        str(graph),
+    ]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert first.returncode == 2, first.stderr
+    secret = (root / "secret").read_text()
+    assert len(secret) == 32
+    assert secret not in first.stdout and secret not in first.stderr
+    evs = _events(first.stdout)
+    assert [e["vertex"] for e in evs if e["event"] == "checked" and e["refreshed"]] == [
+        "Noop[noop1]"
+    ]
+    assert "Received a notification!" in first.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and (root / "secret").read_text() == secret
