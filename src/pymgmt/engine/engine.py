@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, InputErrors
+from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
 from ..graph.model import Graph, Key
 from ..report.events import (
@@ -88,6 +89,7 @@ class Engine:
         #: ``--sema N``: one more semaphore every resource holds (1 = serial, like Puppet)
         self.global_sema = [f"--sema:{sema}"] if sema > 0 else []
         self.hub = InotifyHub()
+        self.dbus = DBusHub()
         self.workers: dict[Key, Worker] = {}
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -143,6 +145,7 @@ class Engine:
                     if conv is not None:
                         conv.cancel()
                     hub_task.cancel()
+                    await self.dbus.close()
         finally:
             self._tg = None
 
@@ -253,6 +256,7 @@ class Engine:
             state_dir=self.state_dir / "state" / f"{res.kind}-{_safe(res.name)}",
             world=self.world,
             inotify=self.hub,
+            dbus=self.dbus,
             _event=w.on_event,
             _ready=w.on_ready,
         )

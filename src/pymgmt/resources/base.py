@@ -49,6 +49,7 @@ from ..errors import InternalError
 from ..metaparams import MetaParams
 
 if TYPE_CHECKING:
+    from ..events.dbus import DBusHub
     from ..events.inotify import InotifyHub
     from ..world.base import World
 
@@ -116,6 +117,7 @@ class Context:
     state_dir: Path
     world: World
     inotify: InotifyHub
+    dbus: DBusHub
     _event: Callable[[], None] = field(repr=False)
     _ready: Callable[[], None] = field(repr=False)
 
@@ -141,6 +143,8 @@ class Resource:
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
+    #: params_fields() of this very class, computed once (set on each subclass)
+    _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 
     name: str
     meta: MetaParams = field(default_factory=MetaParams)
@@ -167,7 +171,11 @@ class Resource:
     @classmethod
     def params_fields(cls) -> list[dataclasses.Field[Any]]:
         """The kind's own params (everything but name and meta)."""
-        return [f for f in dataclasses.fields(cls) if f.init and f.name not in ("name", "meta")]
+        own = cls.__dict__.get("_params_fields")  # not inherited: a subclass has more
+        if own is None:
+            own = [f for f in dataclasses.fields(cls) if f.init and f.name not in ("name", "meta")]
+            cls._params_fields = own
+        return list(own)
 
     # -- identity -------------------------------------------------------------
 
@@ -252,6 +260,7 @@ def kinds() -> dict[str, type[Resource]]:
     from . import file as _file  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401
+    from . import svc as _svc  # noqa: F401
     from . import timer as _timer  # noqa: F401
 
     return dict(_REGISTRY)
