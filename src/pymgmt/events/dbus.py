@@ -100,9 +100,13 @@ class DBusHub:
     async def subscribe(
         self, address: str, *, path: str, interface: str, member: str, handler: SignalHandler
     ) -> Callable[[], None]:
-        """Call `handler(message)` for each matching signal; returns an unsubscribe."""
+        """Call `handler(message)` for each matching signal; returns an unsubscribe.
+
+        An empty `path` matches the signal on every object path.
+        """
         conn = await self._conn(address)
-        rule = f"type='signal',path='{path}',interface='{interface}',member='{member}'"
+        where = f"path='{path}'," if path else ""
+        rule = f"type='signal',{where}interface='{interface}',member='{member}'"
         if conn.rules.get(rule, 0) == 0:
             await self.call(
                 address,
@@ -130,8 +134,9 @@ class DBusHub:
 
         if msg.message_type != MessageType.SIGNAL:
             return
-        for h in list(conn.handlers.get((msg.path, msg.interface, msg.member), ())):
-            h(msg)
+        for key in ((msg.path, msg.interface, msg.member), ("", msg.interface, msg.member)):
+            for h in list(conn.handlers.get(key, ())):
+                h(msg)
 
     async def close(self) -> None:
         for conn in self._conns.values():

@@ -260,6 +260,7 @@ def kinds() -> dict[str, type[Resource]]:
     from . import file as _file  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401
+    from . import pkg as _pkg  # noqa: F401
     from . import svc as _svc  # noqa: F401
     from . import timer as _timer  # noqa: F401
 

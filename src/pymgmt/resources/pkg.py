@@ -1,0 +1,248 @@
+"""pkg: a package installed, removed, at its newest version, or at a version.
+
+Two backends behind one interface (`PackageBackend`):
+
+* ``apt`` (default where apt exists): state from one ``dpkg-query`` call,
+  changes through one ``apt-get install``/``remove`` for the whole group;
+* ``packagekit``: the same through PackageKit's D-Bus API, as in mgmt.
+
+``backend: auto`` picks apt when ``apt-get`` is present: it checks a
+package in milliseconds where PackageKit's Resolve takes most of a second
+(bench/RESULTS.md has the figures measured here).
+
+Drift is seen through events, never polling: an inotify watch on dpkg's
+status file (dpkg replaces it by rename after every change) fires when
+anyone runs apt or dpkg behind the agent's back; events are debounced until
+dpkg has been quiet briefly, so one ``apt-get remove`` is one re-check.
+
+AutoGroup: like packages with the same backend merge into one vertex,
+``Pkg[autogroup:(cowsay,powertop,sl)]``, checked with one query and changed
+in one transaction. AutoEdges: an installed package provides the files and
+unit files it ships, so ``file`` and ``svc`` resources for them come after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Generator, Sequence
+from typing import Literal, Protocol
+
+from ..errors import ResourceError
+from ..traits import UID, Want
+from .base import Change, Context, Plan, Resource, param
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?$")
+_DPKG_STATUS = "/var/lib/dpkg/status"
+#: dpkg rewrites its status file several times per run: wait for this much quiet.
+_QUIET = 0.3
+
+
+class PackageBackend(Protocol):
+    name: str
+
+    async def installed(self, names: Sequence[str]) -> dict[str, str | None]:
+        """Installed version of each package (None when not installed)."""
+        ...
+
+    async def candidates(self, names: Sequence[str]) -> dict[str, str | None]:
+        """The version an install would get now (None when unknown)."""
+        ...
+
+    async def install(self, specs: Sequence[str]) -> None:
+        """Install ``name`` or ``name=version`` specs in one transaction."""
+        ...
+
+    async def remove(self, names: Sequence[str]) -> None: ...
+
+
+class Pkg(Resource, kind="pkg"):
+    """A package in a wanted state."""
+
+    state: str = param("installed", doc="installed, uninstalled, newest, or an exact version")
+    backend: Literal["auto", "apt", "packagekit"] = param(
+        "auto", doc="package manager interface; auto = apt where present"
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not _NAME_RE.match(self.name):
+            out.append(("name", f"not a valid package name: {self.name!r}"))
+        if not self.state or any(c.isspace() for c in self.state):
+            out.append(
+                (
+                    "state",
+                    f"expected installed, uninstalled, newest or a version, got {self.state!r}",
+                )
+            )
+        return out
+
+    # -- AutoGroup ---------------------------------------------------------------------
+
+    def can_group(self, other: Resource) -> bool:
+        return isinstance(other, Pkg) and other.backend == self.backend
+
+    @property
+    def packages(self) -> list[Pkg]:
+        return [self, *(m for m in self.members if isinstance(m, Pkg))]
+
+    # -- AutoEdges -----------------------------------------------------------------------
+
+    def uids(self) -> list[UID]:
+        return [UID("pkg", p.name) for p in self.packages]
+
+    def wants(self) -> Generator[Want, bool, None]:
+        if self.state == "uninstalled":
+            return
+        shipped: list[UID] = []
+        for p in self.packages:
+            for path in _shipped_files(p.name):
+                shipped.append(UID("file", path))
+                unit_dirs = ("/lib/systemd/system/", "/usr/lib/systemd/system/")
+                if path.startswith(unit_dirs) and path.endswith(".service"):
+                    shipped.append(UID("svc", os.path.basename(path)))
+        if shipped:
+            yield Want(tuple(shipped), reversed=True)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self._backend = _make_backend(self.backend, ctx)
+
+    async def watch(self, ctx: Context) -> None:
+        changed = asyncio.Event()
+        sub = ctx.inotify.subscribe(_DPKG_STATUS, changed.set)
+        try:
+            ctx.ready()
+            while True:
+                await changed.wait()
+                while True:  # debounce: one apt run is one event
+                    changed.clear()
+                    try:
+                        async with asyncio.timeout(_QUIET):
+                            await changed.wait()
+                    except TimeoutError:
+                        break
+                ctx.event()
+        finally:
+            ctx.inotify.unsubscribe(sub)
+
+    async def check(self) -> Plan:
+        names = [p.name for p in self.packages]
+        have = await self._backend.installed(names)
+        newest = [p.name for p in self.packages if p.state == "newest"]
+        cand = await self._backend.candidates(newest) if newest else {}
+        changes: list[Change] = []
+        for p in self.packages:
+            cur = have.get(p.name)
+            if p.state == "uninstalled":
+                if cur is not None:
+                    changes.append(Change(p.name, cur, "uninstalled"))
+            elif p.state == "installed":
+                if cur is None:
+                    changes.append(Change(p.name, "uninstalled", "installed"))
+            elif p.state == "newest":
+                want = cand.get(p.name)
+                if want is None and cur is None:
+                    raise ResourceError(f"package {p.name!r} is not known to {self._backend.name}")
+                if want is not None and cur != want:
+                    changes.append(Change(p.name, cur or "uninstalled", want))
+            elif cur != p.state:
+                changes.append(Change(p.name, cur or "uninstalled", p.state))
+        return Plan(tuple(changes))
+
+    async def apply(self, plan: Plan) -> None:
+        by_name = {p.name: p for p in self.packages}
+        install: list[str] = []
+        remove: list[str] = []
+        for c in plan.changes:
+            p = by_name[c.field]
+            if p.state == "uninstalled":
+                remove.append(p.name)
+            elif p.state in ("installed", "newest"):
+                install.append(p.name)
+            else:
+                install.append(f"{p.name}={p.state}")
+        if install:
+            await self._backend.install(install)
+        if remove:
+            await self._backend.remove(remove)
+
+
+def _make_backend(choice: str, ctx: Context) -> PackageBackend:
+    if choice == "packagekit" or (choice == "auto" and shutil.which("apt-get") is None):
+        from .pkg_packagekit import PackageKitBackend
+
+        return PackageKitBackend(ctx.dbus)
+    return AptBackend()
+
+
+@functools.lru_cache(maxsize=1024)
+def _shipped_files(name: str) -> tuple[str, ...]:
+    """Files an installed package ships (empty when it is not installed)."""
+    try:
+        out = subprocess.run(  # noqa: S603 - argv list; the name was validated
+            ["dpkg-query", "-L", name], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if out.returncode != 0:
+        return ()
+    return tuple(line for line in out.stdout.splitlines() if line.startswith("/"))
+
+
+class AptBackend:
+    """dpkg-query for state, apt-get for changes, each one process per group."""
+
+    name = "apt"
+
+    async def _run(self, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode not in ok:
+            tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-5:])
+            raise ResourceError(f"{argv[0]} exited with status {proc.returncode}: {tail}")
+        return out.decode(errors="replace")
+
+    async def installed(self, names: Sequence[str]) -> dict[str, str | None]:
+        # Exit status 1 only means some names are unknown to dpkg: not installed.
+        out = await self._run(
+            ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n", *names],
+            ok=(0, 1),
+        )
+        found: dict[str, str | None] = dict.fromkeys(names)
+        for line in out.splitlines():
+            pkg, status, version = [*line.split("\t"), "", ""][:3]
+            if status.startswith("ii") and pkg in found:
+                found[pkg] = version
+        return found
+
+    async def candidates(self, names: Sequence[str]) -> dict[str, str | None]:
+        out = await self._run(["apt-cache", "policy", *names])
+        result: dict[str, str | None] = dict.fromkeys(names)
+        current: str | None = None
+        for line in out.splitlines():
+            if line and not line.startswith(" "):
+                current = line.rstrip(":")
+            elif current in result and line.strip().startswith("Candidate:"):
+                cand = line.split(":", 1)[1].strip()
+                result[current] = None if cand == "(none)" else cand
+        return result
+
+    async def install(self, specs: Sequence[str]) -> None:
+        await self._run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "install", *specs])
+
+    async def remove(self, names: Sequence[str]) -> None:
+        await self._run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "remove", *names])
