@@ -1,0 +1,267 @@
+"""The engine in-process, through the Python API, with the leak check.
+
+`run_async` (tests/helpers.py) runs each scenario in a fresh event loop and
+fails if any task is still pending afterwards; the autouse fixture checks
+fds, inotify watches, threads and child processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from helpers import pid_alive, run_async
+
+from pymgmt import Exec, File, GraphBuilder
+from pymgmt.engine.engine import Engine
+from pymgmt.errors import InputError, InputErrors
+from pymgmt.frontends import api
+from pymgmt.graph.model import Graph
+from pymgmt.report.events import Checked, Event, Failed, GraphSwapped
+from pymgmt.resources.base import CONVERGED, Change, Context, Plan, Resource
+from pymgmt.world.local import LocalWorld
+
+
+async def _until(predicate, what: str, timeout: float = 15.0) -> None:
+    """Await a condition with a deadline (polling the loop, never blocking it)."""
+    async with asyncio.timeout(timeout):
+        # polling on purpose: the conditions are about files and processes
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def checks(self, vertex: str) -> list[Checked]:
+        return [e for e in self.events if isinstance(e, Checked) and e.vertex == vertex]
+
+
+class _Queue:
+    """A frontend the test feeds graphs (or errors) to, one at a time."""
+
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[Graph[Resource] | InputError] = asyncio.Queue()
+
+    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
+        while True:
+            yield await self.q.get()
+
+
+def _engine(tmp_path: Path, sink: _Events, **kw: Any) -> Engine:
+    return Engine(world=LocalWorld("test"), reporter=sink, state_dir=tmp_path / "state", **kw)
+
+
+def test_api_run_applies_then_a_second_run_finds_nothing_to_do(tmp_path):
+    target = tmp_path / "f"
+
+    def build() -> GraphBuilder:
+        g = GraphBuilder("api")
+        f = g.add(File(name="f", path=str(target), content="hello\n", mode="0600"))
+        d = g.add(File(name="d", path=f"{tmp_path}/d/"))
+        g.edge(d, f)
+        return g
+
+    first = run_async(api.run_async(build(), converged_timeout=0, state_dir=tmp_path / "s"))
+    assert first.exit_code == 2
+    assert target.read_text() == "hello\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "d").is_dir()
+
+    second = run_async(api.run_async(build(), converged_timeout=0, state_dir=tmp_path / "s"))
+    assert second.exit_code == 0
+    assert [e.changes for e in second.events if isinstance(e, Checked)] == [[], []]
+
+
+def test_builder_rejects_an_invalid_graph_before_anything_runs(tmp_path):
+    g = GraphBuilder("bad")
+    a = g.add(File(name="rel", path="relative/path", content="x"))
+    b = g.add(File(name="ok", path=str(tmp_path / "ok"), content="x"))
+    g.edge(a, b)
+    g.edge(b, a)
+    with pytest.raises(InputErrors) as info:
+        run_async(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
+    text = str(info.value)
+    assert "absolute path" in text
+    assert not (tmp_path / "ok").exists()
+
+
+def test_cancelling_a_run_kills_its_running_command(tmp_path):
+    pidfile = tmp_path / "pid"
+    g = GraphBuilder("cancel")
+    cmd = f"echo $$ > {shlex.quote(str(pidfile))}; exec sleep 60"
+    g.add(Exec(name="slow", shell="/bin/sh", cmd=cmd))  # noqa: S604 (the resource's param)
+
+    async def scenario() -> int:
+        task = asyncio.create_task(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
+        await _until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command")
+        pid = int(pidfile.read_text())
+        assert pid_alive(pid)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return pid
+
+    pid = run_async(scenario())
+    assert not pid_alive(pid), "a cancelled run must not leave its command running"
+
+
+def test_stopping_the_engine_ends_every_task_and_watch(tmp_path):
+    sink = _Events()
+    g = GraphBuilder("stop")
+    g.add(File(name="f", path=str(tmp_path / "f"), content="x"))
+    g.add(Exec(name="w", cmd="true", watchcmd="sleep 60"))
+
+    async def scenario() -> None:
+        engine = _engine(tmp_path, sink)
+        front = _Queue()
+        front.q.put_nowait(g.build())
+        task = asyncio.create_task(engine.run(front))
+        await _until(lambda: len(sink.checks("File[f]")) >= 1 and sink.checks("Exec[w]"), "checks")
+        assert engine.hub.watch_count >= 1
+        engine.stop("test")
+        await task
+        assert engine.hub.watch_count == 0
+
+    run_async(scenario())
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
+    sink = _Events()
+
+    def graph(change: str, extra: bool) -> Graph[Resource]:
+        g = GraphBuilder("live")
+        g.add(File(name="keep", path=str(tmp_path / "keep"), content="keep"))
+        g.add(File(name="change", path=str(tmp_path / "change"), content=change))
+        if extra:
+            g.add(File(name="add", path=str(tmp_path / "add"), content="add"))
+        else:
+            g.add(File(name="remove", path=str(tmp_path / "remove"), content="remove"))
+        return g.build()
+
+    async def scenario() -> None:
+        engine = _engine(tmp_path, sink)
+        front = _Queue()
+        task = asyncio.create_task(engine.run(front))
+        front.q.put_nowait(graph("one", extra=False))
+        await _until(lambda: engine.converger.busy == 0 and len(engine.workers) == 3, "start")
+        await _until(lambda: all(w.checks for w in engine.workers.values()), "first checks")
+        keep = engine.workers[("file", "keep")]
+        keep_checks = keep.checks
+        removed = engine.workers[("file", "remove")]
+
+        front.q.put_nowait(graph("two", extra=True))
+        await _until(lambda: any(isinstance(e, GraphSwapped) for e in sink.events), "swap")
+        await _until(lambda: (tmp_path / "add").exists(), "the added file")
+        await _until(lambda: (tmp_path / "change").read_text() == "two", "the changed file")
+        await _until(lambda: engine.converger.busy == 0, "idle")
+        assert engine.workers[("file", "keep")] is keep
+        assert keep.checks == keep_checks
+        assert removed.task is not None and removed.task.done()
+        assert ("file", "remove") not in engine.workers
+        engine.stop("test")
+        await task
+
+    run_async(scenario())
+    (swap,) = [e for e in sink.events if isinstance(e, GraphSwapped)]
+    assert (swap.kept, swap.replaced, swap.added, swap.removed) == (
+        1,
+        ["File[change]"],
+        ["File[add]"],
+        ["File[remove]"],
+    )
+
+
+def test_an_invalid_first_graph_raises_and_leaves_nothing_running(tmp_path):
+    sink = _Events()
+
+    async def scenario() -> None:
+        engine = _engine(tmp_path, sink, converged_timeout=0)
+        front = _Queue()
+        front.q.put_nowait(InputError("broken on purpose"))
+        with pytest.raises(InputError, match="broken on purpose"):
+            await engine.run(front)
+
+    run_async(scenario())
+    assert not any(isinstance(e, Checked) for e in sink.events)
+
+
+# -- failures in init and watch ------------------------------------------------------
+
+
+class _BrokenInit(Resource):
+    """Not registered as a kind (tests must not add to the global registry)."""
+
+    kind: ClassVar[str] = "test-broken-init"
+
+    async def init(self, ctx: Context) -> None:
+        raise RuntimeError("cannot initialise")
+
+    async def check(self) -> Plan:
+        raise AssertionError("never checked")
+
+    async def apply(self, plan: Plan) -> None:
+        raise AssertionError("never applied")
+
+
+class _DyingWatch(Resource):
+    """Its watch dies (for good) while its first check is still running."""
+
+    kind: ClassVar[str] = "test-dying-watch"
+    gate: ClassVar[asyncio.Event | None] = None
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self.done = False
+        self.checking = asyncio.Event()
+
+    async def watch(self, ctx: Context) -> None:
+        ctx.ready()
+        await self.checking.wait()
+        raise RuntimeError("the watch died")
+
+    async def check(self) -> Plan:
+        self.checking.set()
+        await asyncio.sleep(0.05)  # the watch dies meanwhile
+        return CONVERGED if self.done else Plan((Change("state", "old", "new"),))
+
+    async def apply(self, plan: Plan) -> None:
+        self.done = True
+
+
+def test_a_failed_init_fails_its_vertex_and_skips_descendants(tmp_path):
+    g = GraphBuilder("init")
+    broken = g.add(_BrokenInit(name="b"))
+    child = g.add(File(name="c", path=str(tmp_path / "c"), content="x"))
+    g.add(File(name="other", path=str(tmp_path / "other"), content="x"))
+    g.edge(broken, child)
+    result = run_async(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
+    assert result.exit_code == 6
+    outcome = {st.vertex: result.recap.outcome(st) for st in result.recap.final}
+    assert outcome["File[c]"] == "skipped"
+    assert outcome["File[other]"] == "changed"
+    (fail,) = [e for e in result.events if isinstance(e, Failed)]
+    assert (fail.phase, fail.error) == ("init", "RuntimeError: cannot initialise")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_watch_that_died_for_good_leaves_its_vertex_failed(tmp_path):
+    # Regression: the check that finished after the watch died reset the
+    # vertex to OK, so the recap said "changed" and the exit code had no
+    # failure bit, although the vertex would never react to drift again.
+    g = GraphBuilder("watch")
+    g.add(_DyingWatch(name="w"))
+    result = run_async(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
+    assert any(isinstance(e, Failed) and e.phase == "watch" for e in result.events)
+    outcome = {st.vertex: result.recap.outcome(st) for st in result.recap.final}
+    assert outcome["Test-dying-watch[w]"] == "failed"
+    assert result.exit_code & 4
