@@ -193,12 +193,6 @@ def test_cwd_and_env_reach_the_command(tmp_path):
     assert (work / "out").read_text() == "hello there\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: exec's watch runs watchcmd inside a TaskGroup, so its ResourceError reaches "
-    "the worker wrapped in an ExceptionGroup and the report says only 'ExceptionGroup: "
-    "unhandled errors in a TaskGroup (1 sub-exception)'",
-)
 def test_a_watchcmd_that_exits_fails_the_vertex_with_its_exit_status(tmp_path):
     log = tmp_path / "log"
     graph = _graph(tmp_path, _logging_exec("w", log, watchcmd="exit 3", watchshell="/bin/sh"))

@@ -348,7 +348,10 @@ class Worker:
         ]
 
 
-def _message(e: Exception) -> str:
+def _message(e: BaseException) -> str:
+    """What a person needs to read about a failure (groups show their first cause)."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
     return str(e) if isinstance(e, PymgmtError | OSError) else f"{type(e).__name__}: {e}"
 
 

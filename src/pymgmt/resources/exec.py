@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import os
 import shlex
 import signal
@@ -173,9 +175,27 @@ async def _spawn(
             stdout=stdout,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as one
+            preexec_fn=functools.partial(_die_with_agent, os.getpid()),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
         raise ResourceError(f"cannot run {argv[0]!r}: {e.strerror}") from None
+
+
+def _die_with_agent(agent_pid: int) -> None:
+    """In the child, before exec: get SIGKILL if the agent dies (even by kill -9).
+
+    Without it a command (or a watchcmd that never ends) would outlive a
+    crashed agent forever, re-parented to init. If the agent died between
+    fork and this call, the signal will never come: die now instead.
+    """
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != agent_pid:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+#: loaded in the parent: a forked child must not dlopen (another thread may hold the lock)
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 async def _run(argv: list[str], cwd: str, env: dict[str, str], timeout: int) -> tuple[int, bytes]:
