@@ -44,13 +44,19 @@ def _meta(draw: st.DrawFn) -> dict[str, Any]:
         meta["limit"] = draw(st.floats(0.01, 1000, allow_nan=False))
         meta["burst"] = draw(st.integers(1, 100))
     if draw(st.booleans()):
+        # One size per id across the graph (two sizes for one id is an input error).
         meta["sema"] = draw(
             st.lists(
-                st.builds(lambda i, n: f"{i}:{n}", _SEGMENT, st.integers(1, 99)) | _SEGMENT,
+                st.builds(lambda i: f"{i}:{_sema_size(i)}", _SEGMENT)
+                | _SEGMENT.filter(lambda i: _sema_size(i) == 1),
                 max_size=3,
             )
         )
     return meta
+
+
+def _sema_size(sid: str) -> int:
+    return len(sid) % 9 + 1
 
 
 @st.composite
