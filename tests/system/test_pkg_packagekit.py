@@ -1,0 +1,75 @@
+"""pkg through PackageKit over the real system bus (packagekitd, apt backend)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import json_lines, run_once
+
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
+PACKAGES = ["cowsay", "sl"]
+
+
+def installed(name: str) -> bool:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.startswith("ii")
+
+
+def apt_remove(*names: str) -> None:
+    subprocess.run(
+        ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "remove", *names],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def clean(packagekit: str) -> Iterator[None]:
+    present = [p for p in PACKAGES if installed(p)]
+    if present:
+        apt_remove(*present)
+    yield
+    present = [p for p in PACKAGES if installed(p)]
+    if present:
+        apt_remove(*present)
+
+
+def _graph(path: Path, state: str, names: list[str] = PACKAGES) -> Path:
+    body = "".join(f"  - name: {n}\n    state: {state}\n    backend: packagekit\n" for n in names)
+    path.write_text(f"graph: pk\nresources:\n  pkg:\n{body}")
+    return path
+
+
+def test_grouped_install_and_remove_through_packagekit(tmp_path, clean):
+    proc = run_once(_graph(tmp_path / "g.yaml", "installed"), tmp_path / "p", "--json", timeout=600)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert all(installed(p) for p in PACKAGES)
+    applied = [e["vertex"] for e in json_lines(proc.stdout) if e.get("applied")]
+    assert applied == ["Pkg[autogroup:(cowsay,sl)]"]
+    again = run_once(_graph(tmp_path / "g.yaml", "installed"), tmp_path / "p", timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    gone = run_once(_graph(tmp_path / "g.yaml", "uninstalled"), tmp_path / "p", timeout=600)
+    assert gone.returncode == 2, gone.stdout + gone.stderr
+    assert not any(installed(p) for p in PACKAGES)
+
+
+def test_an_unknown_package_is_a_clear_packagekit_failure(tmp_path, packagekit):
+    proc = run_once(
+        _graph(tmp_path / "g.yaml", "installed", ["no-such-package-pymgmt"]),
+        tmp_path / "p",
+        "--json",
+        timeout=600,
+    )
+    assert proc.returncode == 4
+    (fail,) = [e for e in json_lines(proc.stdout) if e["event"] == "failed"]
+    assert "PackageKit cannot find no-such-package-pymgmt" in fail["error"]
