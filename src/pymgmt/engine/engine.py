@@ -253,12 +253,13 @@ class Engine:
         return Context(
             hostname=self.world.hostname,
             log=_VertexLog(logging.getLogger("pymgmt.resource"), {"vertex": w.name}),  # type: ignore[arg-type]
-            state_dir=self.state_dir / "state" / f"{res.kind}-{_safe(res.name)}",
+            state_root=self.state_dir,
             world=self.world,
             inotify=self.hub,
             dbus=self.dbus,
             _event=w.on_event,
             _ready=w.on_ready,
+            key=res.key,
         )
 
     def wake_children(self, w: Worker) -> None:
@@ -296,10 +297,6 @@ def _failed_ancestors(w: Worker) -> list[Worker]:
             out.append(p)
         stack.extend(p.parents)
     return out
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
 
 
 __all__ = ["Engine", "GraphStream"]

@@ -23,15 +23,22 @@ class RefreshStore:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._made = False
+        self._existing: set[str] | None = None  # marker names, listed once
 
     def _path(self, key: Key) -> str:
+        # The name only needs to be unique; the marker's content says who it is for.
         kind, name = key
-        digest = hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:16]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-        return os.path.join(self.directory, f"{kind}-{safe}-{digest}")
+        digest = hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:24]
+        return os.path.join(self.directory, f"{kind}-{digest}")
 
     def pending(self, key: Key) -> bool:
-        return os.path.exists(self._path(key))
+        """Whether a refresh waits for `key` (one directory listing per engine)."""
+        if self._existing is None:
+            try:
+                self._existing = set(os.listdir(self.directory))
+            except FileNotFoundError:
+                self._existing = set()
+        return os.path.basename(self._path(key)) in self._existing
 
     def add(self, key: Key, source: str) -> None:
         """Persist a pending refresh for `key` (idempotent)."""
@@ -43,8 +50,12 @@ class RefreshStore:
             self._made = True
         body = json.dumps({"kind": key[0], "name": key[1], "from": source}) + "\n"
         atomic_write(path, body.encode(), 0o600, None, None)
+        if self._existing is not None:
+            self._existing.add(os.path.basename(path))
 
     def clear(self, key: Key) -> None:
         path = self._path(key)
         if os.path.exists(path):
             remove_durably(path)
+        if self._existing is not None:
+            self._existing.discard(os.path.basename(path))

@@ -28,7 +28,7 @@ from ..errors import PymgmtError, ResourceError
 from ..graph.model import Edge
 from ..report.events import ChangeInfo, Checked, Failed
 from ..resources.base import Context, Plan, Resource
-from ..traits import Refreshable, Sendable
+from ..traits import Refreshable, Sendable, has
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
 
@@ -209,7 +209,7 @@ class Worker:
         refreshing = self.refresh_pending
         try:
             self._receive()
-            if refreshing and not noop and isinstance(self.res, Refreshable):
+            if refreshing and not noop and has(self.res, Refreshable):
                 self.res.refresh()
             async with self.engine.semaphores.hold(self.sema_ids):
                 start = time.monotonic()
@@ -247,7 +247,7 @@ class Worker:
         self.check_budget.reset()
         if plan:
             self.engine.converger.activity()
-        if isinstance(self.res, Sendable):
+        if has(self.res, Sendable):
             self.sent = dict(self.res.sends())
         notified: list[str] = []
         if (applied or (noop and plan)) and self.out_edges:

@@ -18,7 +18,7 @@ from ..graph.autogroup import AutoGrouper, NonReachabilityGrouper, apply_groups
 from ..graph.model import Edge, Graph, key_str
 from ..graph.toposort import CycleError, toposort
 from ..resources.base import Resource
-from ..traits import Groupable
+from ..traits import Groupable, has
 from ..types import describe, suggest, unwrap_optional
 
 log = logging.getLogger("pymgmt.compile")
@@ -71,9 +71,11 @@ def compile_graph(graph: Graph[Resource], grouper: AutoGrouper | None = None) ->
 
 
 def _may_group(a: Resource, b: Resource) -> bool:
-    if not (a.meta.autogroup and b.meta.autogroup and isinstance(a, Groupable)):
+    if a is b:
+        return a.meta.autogroup and has(a, Groupable)
+    if type(a) is not type(b) or not (a.meta.autogroup and b.meta.autogroup):
         return False
-    return a is b or (type(a) is type(b) and a.can_group(b))
+    return has(a, Groupable) and a.can_group(b)
 
 
 def _merge(leader: Resource, others: list[Resource]) -> Resource:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..traits import UID, Edgeable
+from ..traits import UID, Edgeable, has
 from .model import Edge, Graph, Key
 
 
@@ -24,7 +24,7 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
     metaparam); a vertex that opts out neither gets nor provides edges.
     """
     members: list[tuple[Key, Edgeable]] = [
-        (k, v) for k, v in sorted(graph.vertices.items()) if isinstance(v, Edgeable) and enabled(v)
+        (k, v) for k, v in sorted(graph.vertices.items()) if has(v, Edgeable) and enabled(v)
     ]
     index: dict[UID, Key] = {}
     for key, v in members:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import typing
 from collections.abc import Callable
@@ -114,12 +115,27 @@ class Context:
 
     hostname: str
     log: logging.Logger
-    state_dir: Path
+    #: the agent's state directory; see `state_dir` for this resource's own
+    state_root: Path
     world: World
     inotify: InotifyHub
     dbus: DBusHub
     _event: Callable[[], None] = field(repr=False)
     _ready: Callable[[], None] = field(repr=False)
+
+    #: set by the engine: (kind, name) of the resource this context serves
+    key: tuple[str, str] = ("", "")
+
+    @functools.cached_property
+    def state_dir(self) -> Path:
+        """This resource's private, persistent directory (not created here).
+
+        Computed on first use: most kinds never need one, and building 10k
+        sanitised paths up front was measurable.
+        """
+        kind, name = self.key
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+        return self.state_root / "state" / f"{kind}-{safe}"
 
     def event(self) -> None:
         """Tell the engine the resource's state may have changed."""
