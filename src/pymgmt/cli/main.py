@@ -6,13 +6,18 @@ Kept free of heavy imports (asyncio, yaml, the engine) so that
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .._version import __version__
 
+TYPE_CHECKING = False  # argparse is imported when a parser is built: --version skips it
+if TYPE_CHECKING:
+    import argparse
+
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="pymgmt",
         description="A parallel, event-driven configuration management engine.",
@@ -72,6 +77,9 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"pymgmt {__version__}")  # what argparse's version action prints
+        return 0
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
