@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,27 @@ def test_an_unknown_package_is_a_clear_packagekit_failure(tmp_path, packagekit):
     assert proc.returncode == 4
     (fail,) = [e for e in json_lines(proc.stdout) if e["event"] == "failed"]
     assert "PackageKit cannot find no-such-package-pymgmt" in fail["error"]
+
+
+def test_an_unreachable_packagekit_fails_clearly_and_recovers_with_retry(
+    tmp_path, packagekit, monkeypatch, agent
+):
+    link = tmp_path / "bus"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={link}")
+    g = tmp_path / "g.yaml"
+    g.write_text(
+        "graph: pk\nresources:\n  pkg:\n  - name: base-files\n    backend: packagekit\n"
+        "    meta: {retry: -1, delay: 100}\n"
+    )
+    a = agent(g)
+    i = a.wait_event(
+        lambda e: e.get("event") == "failed" and e.get("retry_in") is not None,
+        what="a failure that will be retried",
+    )
+    assert "cannot connect to D-Bus" in a.events[i]["error"]
+    os.symlink(packagekit.removeprefix("unix:path="), link)  # PackageKit is back
+    a.wait_event(
+        lambda e: e.get("event") == "checked" and e.get("vertex") == "Pkg[base-files]",
+        timeout=120,
+        what="a successful check through PackageKit",
+    )
