@@ -98,7 +98,7 @@ def test_cancelling_a_run_kills_its_running_command(tmp_path):
     pidfile = tmp_path / "pid"
     g = GraphBuilder("cancel")
     cmd = f"echo $$ > {shlex.quote(str(pidfile))}; exec sleep 60"
-    g.add(Exec(name="slow", shell="/bin/sh", cmd=cmd))  # noqa: S604 (the resource's param)
+    g.add(Exec(name="slow", shell="/bin/sh", cmd=cmd))
 
     async def scenario() -> int:
         task = asyncio.create_task(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
