@@ -8,8 +8,9 @@ on Linux).
 Bytecode modes
 --------------
 This machine's environment sets ``PYTHONDONTWRITEBYTECODE=1``, so pymgmt's own
-source (an editable install) is compiled from source on every start. An
-installed package would have ``.pyc`` files, so the benchmarks default to a
+source (an editable install) only has the ``.pyc`` files that ./scripts/setup
+compiled; a module edited since is compiled again, in memory, on every start.
+An installed package has fresh ``.pyc`` files, so the benchmarks default to a
 *warm bytecode cache*: ``PYTHONPYCACHEPREFIX`` points into the benchmark's temp
 dir (the source tree is never written) and one warm-up run fills it. Mode
 ``env`` runs with the environment as it is, for comparison.

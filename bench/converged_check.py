@@ -166,7 +166,7 @@ def main() -> None:
         for case, ours, peer, what in (
             ("converged check", "conv", "loop", "plain loop: stat+read+compare"),
             ("converged check", "conv", "loop_yaml", "plain loop + libyaml load of the graph"),
-            ("converged, no .pyc (env as is)", "conv_env", "loop", "plain loop"),
+            ("converged, env as is", "conv_env", "loop", "plain loop"),
             ("first apply", "first", "write", "plain write + chmod"),
             ("first apply", "first", "durable", "durable write (fsync, rename, dir fsync)"),
         ):

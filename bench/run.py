@@ -58,7 +58,7 @@ def targets(res: dict[str, dict[str, object]], quick: bool) -> list[list[str]]:
     rows.append(
         [
             "`pymgmt --version` within 1.3x of `python -c pass`",
-            f"{s['warm']:.2f}x (warm .pyc); {s['env']:.2f}x with this env's no-.pyc setting",
+            f"{s['warm']:.2f}x (warm .pyc); {s['env']:.2f}x with the environment as is",
             "met" if s["warm"] <= 1.3 else "NOT met",
         ]
     )

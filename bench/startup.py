@@ -5,7 +5,8 @@ Both use the venv's own interpreter (the console script's shebang is
 with hyperfine when it is installed, else fork-to-exit with perf_counter,
 runs interleaved so that machine noise hits every command alike. Measured
 with a warm bytecode cache (as an installed package runs) and with the
-environment as it is (PYTHONDONTWRITEBYTECODE=1: pymgmt's source has no .pyc).
+environment as it is (PYTHONDONTWRITEBYTECODE=1: src/ only has the .pyc that
+./scripts/setup compiled, recompiled in memory on every start once stale).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def main() -> None:
         for name, ts in res.items():
             rows.append(
                 [
-                    "warm .pyc" if mode == "warm" else "env as is (no .pyc for src)",
+                    "warm .pyc" if mode == "warm" else "env as is",
                     name,
                     ms(median(ts)),
                     ms(pct(ts, 90)),
