@@ -147,7 +147,14 @@ def run_command(args: argparse.Namespace) -> int:
         machine.write({"event": "recap", **recap.as_dict()})
     else:
         print(recap.render(verbose=args.verbose), flush=True)
-    return recap.exit_code() if timeout is not None else EXIT_OK
+    code = recap.exit_code() if timeout is not None else EXIT_OK
+    # Everything is stopped, written and fsynced, and the recap is out: skip
+    # the interpreter's teardown of every object of the graph (60 ms at 1k
+    # resources, 460 ms at 10k), which can change nothing any more.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 async def _main(engine: Engine, frontend: Any) -> None:

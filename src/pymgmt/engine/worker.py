@@ -204,26 +204,19 @@ class Worker:
         reason = self.reason
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
-        phase: Literal["check", "apply"] = "check"
-        meta = self.res.meta
+        self._phase: Literal["check", "apply"] = "check"
         refreshing = self.refresh_pending
+        start = time.monotonic()
         try:
             self._receive()
             if refreshing and not noop and has(self.res, Refreshable):
                 self.res.refresh()
-            async with self.engine.semaphores.hold(self.sema_ids):
-                start = time.monotonic()
-                try:
-                    async with asyncio.timeout(meta.timeout / 1000 if meta.timeout else None):
-                        plan = await self.res.check()
-                        self.checks += 1
-                        applied = False
-                        if plan and not noop:
-                            phase = "apply"
-                            await self.res.apply(plan)
-                            applied = True
-                except TimeoutError:
-                    raise ResourceError(f"{phase} timed out after {meta.timeout} ms") from None
+            if self.sema_ids:
+                async with self.engine.semaphores.hold(self.sema_ids):
+                    start = time.monotonic()  # the wait for a slot is not check time
+                    plan, applied = await self._timed(noop)
+            else:
+                plan, applied = await self._timed(noop)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -234,10 +227,10 @@ class Worker:
                 return
             delay = self.check_budget.next_delay()
             if delay is None:
-                self._fail(phase, e)
+                self._fail(self._phase, e)
                 return
             self.status = Status.FAILED
-            self.engine.emit(Failed(self.name, phase, _message(e), retry_in=delay))
+            self.engine.emit(Failed(self.name, self._phase, _message(e), retry_in=delay))
             self.engine.converger.activity()
             await asyncio.sleep(delay)  # still busy: a retry is pending work
             self.dirty = True
@@ -285,6 +278,26 @@ class Worker:
                 c.mark_upstream_changed()
         for c in self.children:
             c.poke()
+
+    async def _timed(self, noop: bool) -> tuple[Plan, bool]:
+        """check (and apply unless noop) under the ``timeout`` metaparam."""
+        timeout = self.res.meta.timeout
+        if not timeout:
+            return await self._check_apply(noop)
+        try:
+            async with asyncio.timeout(timeout / 1000):
+                return await self._check_apply(noop)
+        except TimeoutError:
+            raise ResourceError(f"{self._phase} timed out after {timeout} ms") from None
+
+    async def _check_apply(self, noop: bool) -> tuple[Plan, bool]:
+        plan = await self.res.check()
+        self.checks += 1
+        if not plan or noop:
+            return plan, False
+        self._phase = "apply"
+        await self.res.apply(plan)
+        return plan, True
 
     def _receive(self) -> None:
         """Send/Recv: pull upstream outputs into this resource's params."""

@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 from ..errors import InputError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ChangeInfo:
     field: str
     old: object
@@ -20,7 +20,7 @@ class ChangeInfo:
     diff: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GraphStarted:
     name: str
     source: str
@@ -28,7 +28,7 @@ class GraphStarted:
     edges: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GraphSwapped:
     name: str
     kept: int
@@ -37,14 +37,14 @@ class GraphSwapped:
     removed: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GraphRejected:
     """A new version of the input was invalid; the running graph is kept."""
 
     errors: list[InputError]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Checked:
     """One check (and maybe apply) of a vertex finished without error."""
 
@@ -64,7 +64,7 @@ class Checked:
     notified: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Failed:
     """A failure; with `retry_in` set it is temporary and a retry is scheduled."""
 
@@ -74,17 +74,17 @@ class Failed:
     retry_in: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Converged:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Stopping:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class VertexState:
     """Where a vertex stood when the run ended."""
 
@@ -93,7 +93,7 @@ class VertexState:
     blocked_by: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Finished:
     states: list[VertexState]
 
