@@ -49,8 +49,21 @@ def split(out: str, graph: str, prefix: str) -> None:
     asyncio.run = run
     saved = sys.stdout
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+
+    # `pymgmt run` ends with os._exit (skipping teardown): turn that into a
+    # return here, so the probe can write its timings (the exit is timed
+    # separately by converged_check.py, from the outside).
+    def no_exit(code: int) -> None:
+        raise SystemExit(code)
+
+    real_exit, os._exit = os._exit, no_exit  # type: ignore[assignment]
     t_main = time.perf_counter()
-    rc = main(["run", "--converged-timeout", "0", "-q", "--prefix", prefix, graph])
+    try:
+        rc = main(["run", "--converged-timeout", "0", "-q", "--prefix", prefix, graph])
+    except SystemExit as e:
+        rc = int(e.code or 0)
+    finally:
+        os._exit = real_exit
     t_end = time.perf_counter()
     sys.stdout = saved
     (r0, r1), *_ = runs

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
-import subprocess
-import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
+from helpers import Agent, json_lines, run_once, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,108 +18,19 @@ from pymgmt.frontends.api import GraphBuilder, run_async
 from pymgmt.metaparams import MetaParams
 from pymgmt.resources.base import CONVERGED, Change, Context, Plan, Resource, param
 
-PYMGMT = [sys.executable, "-m", "pymgmt.cli.main"]
-
 
 def _run_once(tmp: Path, yaml_text: str, *extra: str) -> tuple[int, list[dict[str, Any]]]:
+    """Write the graph, run it once with --json; (exit code, events)."""
     graph = tmp / "g.yaml"
     graph.write_text(yaml_text)
-    proc = subprocess.run(
-        [
-            *PYMGMT,
-            "run",
-            "--json",
-            "--converged-timeout",
-            "0",
-            "--prefix",
-            str(tmp / "p"),
-            *extra,
-            str(graph),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return proc.returncode, events
+    proc = run_once(graph, tmp / "p", "--json", *extra)
+    return proc.returncode, json_lines(proc.stdout)
 
 
-class _Agent:
-    """A `pymgmt run --json` process whose events are read by a thread."""
-
-    def __init__(self, tmp: Path, yaml_text: str, *extra: str) -> None:
-        graph = tmp / "g.yaml"
-        graph.write_text(yaml_text)
-        self.proc = subprocess.Popen(
-            [*PYMGMT, "run", "--json", "--prefix", str(tmp / "p"), *extra, str(graph)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.events: list[dict[str, Any]] = []
-        self.cond = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self.cond:
-                self.events.append(json.loads(line))
-                self.cond.notify_all()
-
-    def wait(self, pred: Any, what: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for ev in self.events:
-                    if pred(ev):
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; events: {self.events}")
-                self.cond.wait(left)
-
-    def count(self, pred: Any) -> int:
-        with self.cond:
-            return sum(1 for ev in self.events if pred(ev))
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(timeout=5)
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def agent(tmp_path):
-    started: list[_Agent] = []
-
-    def start(yaml_text: str, *extra: str) -> _Agent:
-        a = _Agent(tmp_path, yaml_text, *extra)
-        started.append(a)
-        return a
-
-    yield start
-    for a in started:
-        a.stop()
-
-
-def _wait_until(pred: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+def _start(agent: Any, tmp: Path, yaml_text: str, *extra: str) -> Agent:
+    graph = tmp / "g.yaml"
+    graph.write_text(yaml_text)
+    return agent(graph, *extra)
 
 
 def test_retry_runs_the_command_retry_plus_one_times_with_delays(tmp_path):
@@ -189,7 +96,10 @@ resources:
 
 def test_permanent_failure_blocks_descendants_until_an_event_fixes_it(tmp_path, agent):
     d = tmp_path / "later"
-    a = agent(f"""
+    a = _start(
+        agent,
+        tmp_path,
+        f"""
 graph: recover
 resources:
   file:
@@ -201,11 +111,14 @@ edges:
 - name: e
   from: {{kind: file, name: {d}/f}}
   to: {{kind: file, name: {tmp_path}/child}}
-""")
-    a.wait(lambda e: e["event"] == "failed" and e["vertex"] == f"File[{d}/f]", "the failure")
+""",
+    )
+    a.wait_event(
+        lambda e: e["event"] == "failed" and e["vertex"] == f"File[{d}/f]", what="the failure"
+    )
     assert not (tmp_path / "child").exists()
     d.mkdir()  # the event that makes it succeed: the inotify hub moves down
-    a.wait(
+    a.wait_event(
         lambda e: e["event"] == "checked" and e["vertex"] == f"File[{tmp_path}/child]",
         "the child to run after recovery",
     )
@@ -215,7 +128,9 @@ edges:
 
 def test_poll_repairs_drift_and_the_graph_still_converges(tmp_path, agent):
     f = tmp_path / "polled"
-    a = agent(
+    a = _start(
+        agent,
+        tmp_path,
         f"""
 graph: poll
 resources:
@@ -227,35 +142,39 @@ resources:
         "--converged-timeout",
         "2",
     )
-    a.wait(lambda e: e["event"] == "checked" and e["changes"], "the first apply")
-    polls_before = a.count(lambda e: e["event"] == "checked")
+    a.wait_event(lambda e: e["event"] == "checked" and e["changes"], what="the first apply")
+    polls_before = len(a.find(lambda e: e["event"] == "checked"))
     f.unlink()
-    _wait_until(f.exists, "the poll to restore the file", timeout=10)
+    wait_for(f.exists, timeout=10, what="the poll to restore the file")
     assert f.read_text() == "polled\n"
     # Polling keeps checking, yet the graph converges and the agent exits.
-    assert a.proc.wait(timeout=20) == 2
-    assert a.count(lambda e: e["event"] == "checked") > polls_before
+    assert a.wait_exit(timeout=20) == 2
+    assert len(a.find(lambda e: e["event"] == "checked")) > polls_before
     assert a.events[-1]["event"] == "recap"
 
 
 def test_limit_and_burst_bound_checks_and_still_end_converged(tmp_path, agent):
     f = tmp_path / "limited"
-    a = agent(f"""
+    a = _start(
+        agent,
+        tmp_path,
+        f"""
 graph: limit
 resources:
   file:
   - name: {f}
     content: "final\\n"
     meta: {{limit: 4, burst: 2}}
-""")
-    a.wait(lambda e: e["event"] == "checked" and e["changes"], "the first apply")
-    before = a.count(lambda e: e["event"] == "checked")
+""",
+    )
+    a.wait_event(lambda e: e["event"] == "checked" and e["changes"], what="the first apply")
+    before = len(a.find(lambda e: e["event"] == "checked"))
     start = time.monotonic()
     for i in range(1000):
         f.write_text(f"noise {i}\n")
-    _wait_until(lambda: f.read_text() == "final\n", "the final state", timeout=10)
+    wait_for(lambda: f.read_text() == "final\n", timeout=10, what="the final state")
     elapsed = time.monotonic() - start
-    checks = a.count(lambda e: e["event"] == "checked") - before
+    checks = len(a.find(lambda e: e["event"] == "checked")) - before
     assert checks <= 2 + 4 * elapsed + 1, (checks, elapsed)
     assert f.read_text() == "final\n"
 

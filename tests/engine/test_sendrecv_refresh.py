@@ -7,17 +7,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from helpers import PYMGMT, json_lines
 
 from pymgmt.frontends.api import GraphBuilder, run_async
 from pymgmt.report.events import Checked
 from pymgmt.resources.file import File
 from pymgmt.resources.noop import Noop
 from pymgmt.resources.password import Password
-
-PYMGMT = [sys.executable, "-m", "pymgmt.cli.main"]
 
 
 def _password_graph(target: Path) -> GraphBuilder:
@@ -78,10 +77,6 @@ edges:
 """
 
 
-def _events(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
 def test_a_refresh_survives_kill_9_and_is_delivered_exactly_once(tmp_path):
     graph = tmp_path / "g.yaml"
     prefix = tmp_path / "prefix"
@@ -130,7 +125,7 @@ def test_a_refresh_survives_kill_9_and_is_delivered_exactly_once(tmp_path):
             timeout=60,
             check=False,
         )
-        evs = _events(proc.stdout)
+        evs = json_lines(proc.stdout)
         delivered += sum(1 for e in evs if e["event"] == "checked" and e["refreshed"])
         upstream = [e for e in evs if e["event"] == "checked" and e["vertex"].startswith("File[")]
         assert upstream and not any(e["applied"] for e in upstream)
@@ -158,7 +153,7 @@ def test_noop_reports_the_refresh_it_would_send_and_writes_no_marker(tmp_path):
         timeout=60,
         check=False,
     )
-    evs = _events(proc.stdout)
+    evs = json_lines(proc.stdout)
     (up,) = [e for e in evs if e["event"] == "checked" and e["vertex"].startswith("File[")]
     assert up["noop"] and up["notified"] == ["Noop[receiver]"]
     assert not (tmp_path / "upstream").exists()
@@ -185,7 +180,7 @@ def test_the_articles_yaml_example_runs_unchanged_but_for_its_paths(tmp_path):
     secret = (root / "secret").read_text()
     assert len(secret) == 32
     assert secret not in first.stdout and secret not in first.stderr
-    evs = _events(first.stdout)
+    evs = json_lines(first.stdout)
     assert [e["vertex"] for e in evs if e["event"] == "checked" and e["refreshed"]] == [
         "Noop[noop1]"
     ]
