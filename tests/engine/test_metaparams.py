@@ -120,7 +120,7 @@ edges:
     d.mkdir()  # the event that makes it succeed: the inotify hub moves down
     a.wait_event(
         lambda e: e["event"] == "checked" and e["vertex"] == f"File[{tmp_path}/child]",
-        "the child to run after recovery",
+        what="the child to run after recovery",
     )
     assert (d / "f").read_text() == "f\n"
     assert (tmp_path / "child").read_text() == "child\n"
