@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class Converger:
@@ -28,11 +28,18 @@ class Converger:
         self._idle.set()
         self._activity = asyncio.Event()
         self.last_activity = time.monotonic()
+        #: called when the graph goes idle after some activity (not after
+        #: every no-change check), e.g. to tell an operator it converged
+        self.on_settled: Callable[[], None] | None = None
+        self._unreported = True
 
     def busy_changed(self, delta: int) -> None:
         self._busy += delta
         if self._busy == 0:
             self._idle.set()
+            if self._unreported and self.on_settled is not None:
+                self._unreported = False
+                self.on_settled()
         else:
             self._idle.clear()
 
@@ -40,6 +47,7 @@ class Converger:
         """Something changed (or failed): restart the converged clock."""
         self.last_activity = time.monotonic()
         self._activity.set()
+        self._unreported = True
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:

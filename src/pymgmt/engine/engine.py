@@ -36,6 +36,7 @@ from ..report.events import (
     GraphStarted,
     GraphSwapped,
     Reporter,
+    Settled,
     Stopping,
     VertexState,
 )
@@ -84,6 +85,8 @@ class Engine:
         self.noop = noop
         self.converged_timeout = converged_timeout
         self.converger = Converger()
+        if converged_timeout is None:
+            self.converger.on_settled = self._settled
         self.semaphores = Semaphores()
         self.refresh = RefreshStore(str(state_dir / "refresh"))
         #: ``--sema N``: one more semaphore every resource holds (1 = serial, like Puppet)
@@ -148,6 +151,10 @@ class Engine:
                     await self.dbus.close()
         finally:
             self._tg = None
+
+    def _settled(self) -> None:
+        failed = [w.name for w in self.workers.values() if w.status is Status.FAILED]
+        self.emit(Settled(len(self.workers), failed))
 
     def stop(self, reason: str) -> None:
         """Ask a running engine to stop gracefully (signal handlers call this)."""

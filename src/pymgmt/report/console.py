@@ -18,6 +18,7 @@ from .events import (
     GraphRejected,
     GraphStarted,
     GraphSwapped,
+    Settled,
     Stopping,
 )
 
@@ -74,6 +75,14 @@ class ConsoleReporter:
             self.checked(event)
         elif isinstance(event, Converged):
             self.line(f"Converged for {event.seconds:g} seconds, exiting")
+        elif isinstance(event, Settled):
+            if event.failed:
+                self.line(
+                    f"Converged, but {len(event.failed)} of {event.vertices} resources "
+                    f"failed: {', '.join(event.failed)}"
+                )
+            else:
+                self.line(f"Converged: all {event.vertices} resources as wanted")
         elif isinstance(event, Stopping) and event.reason != "converged":
             self.line(f"Stopping: {event.reason}")
 

@@ -80,6 +80,14 @@ class Converged:
 
 
 @dataclass(frozen=True)
+class Settled:
+    """Run-forever mode: every resource is as wanted again (or failed for good)."""
+
+    vertices: int
+    failed: list[str]
+
+
+@dataclass(frozen=True)
 class Stopping:
     reason: str
 
@@ -99,7 +107,15 @@ class Finished:
 
 
 Event = (
-    GraphStarted | GraphSwapped | GraphRejected | Checked | Failed | Converged | Stopping | Finished
+    GraphStarted
+    | GraphSwapped
+    | GraphRejected
+    | Checked
+    | Failed
+    | Converged
+    | Settled
+    | Stopping
+    | Finished
 )
 
 
