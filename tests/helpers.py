@@ -447,3 +447,28 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+# -- packages (the pkg tests change this machine's packages for real) ---------------------
+
+
+def installed(name: str) -> bool:
+    """Is the Debian package `name` installed, according to dpkg?"""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.startswith("ii")
+
+
+def apt(*args: str) -> None:
+    """Run apt-get non-interactively (waiting for the dpkg lock); fail loudly."""
+    subprocess.run(
+        ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *args],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )

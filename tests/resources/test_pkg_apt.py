@@ -7,12 +7,11 @@ put the machine back as it found them.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import json_lines, recap_of, run_once, wait_for
+from helpers import apt, installed, json_lines, recap_of, run_once, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -21,26 +20,6 @@ pytestmark = [
 
 PACKAGES = ["cowsay", "powertop", "sl"]
 HISTORY = Path("/var/log/apt/history.log")
-
-
-def installed(name: str) -> bool:
-    out = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.startswith("ii")
-
-
-def apt(*args: str) -> None:
-    subprocess.run(
-        ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", *args],
-        check=True,
-        capture_output=True,
-        timeout=600,
-        env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )
 
 
 @pytest.fixture

@@ -3,46 +3,26 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import json_lines, run_once
+from helpers import apt, installed, json_lines, run_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 PACKAGES = ["cowsay", "sl"]
 
 
-def installed(name: str) -> bool:
-    out = subprocess.run(
-        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return out.stdout.startswith("ii")
-
-
-def apt_remove(*names: str) -> None:
-    subprocess.run(
-        ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "remove", *names],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture
 def clean(packagekit: str) -> Iterator[None]:
     present = [p for p in PACKAGES if installed(p)]
     if present:
-        apt_remove(*present)
+        apt("remove", *present)
     yield
     present = [p for p in PACKAGES if installed(p)]
     if present:
-        apt_remove(*present)
+        apt("remove", *present)
 
 
 def _graph(path: Path, state: str, names: list[str] = PACKAGES) -> Path:
