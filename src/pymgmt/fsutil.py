@@ -1,32 +1,241 @@
-"""Durable filesystem writes shared by resources and the engine's own state.
+"""Safe path walking and durable writes, shared by resources and the engine.
 
-`atomic_write` is the one way pymgmt replaces a file: a temporary file in the
-same directory is created with the final mode (and owner) before its first
-byte, written, fsynced, renamed over the target, and the directory fsynced.
-Readers and crashes see the old content or the new, never a partial or
-empty file. The temporary name is fixed per target, so a leftover from a
-crash is simply replaced by the next write.
+The agent runs as root, and the paths it manages may lie under directories
+that other users control (``/home/alice/.config/app.conf``). Any operation
+by path name follows symlinks in every component, so a user who replaces
+``/home/alice/.config`` with a symlink to ``/root/.ssh`` would make a plain
+``open(path, "w")`` write as root wherever the link points (issue 8, item
+13). So nothing here trusts a path string:
+
+* `open_dir` walks a directory path from ``/`` one component at a time with
+  ``openat(parent_fd, component, O_PATH | O_NOFOLLOW | O_DIRECTORY)``. A
+  component that is a symlink is followed only when its owner is root or the
+  agent's own user: only they could have made it, and only they can change
+  where it points (it is the kernel's ``protected_symlinks`` idea, applied to
+  every directory and not just sticky ones). Any other symlink is refused
+  with `UnsafePathError` naming the component. Symlink ownership and target
+  are read from the link's own fd, so a link swapped in between cannot slip
+  through.
+* Everything after that is relative to the directory fd: `open_node` opens the
+  final component with ``O_NOFOLLOW`` (a symlink there is never followed),
+  and callers ``fstat``, ``fchmod``, ``fchown`` and read that fd, so the thing
+  checked is the thing changed.
+* `atomic_write_at` creates a temporary file in the directory fd with the
+  final mode (and owner) before its first byte, copies the old file's
+  extended attributes (ACLs included), writes, fsyncs, renames it over the
+  target within the same directory fd, and fsyncs the directory. Readers and
+  crashes see the old content or the new, never a partial or empty file. The
+  temporary name is fixed per target, so a leftover from a crash is simply
+  replaced by the next write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
+import stat
+from collections.abc import Iterator
+
+from .errors import ResourceError
+
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Opening the final component: never follow a symlink, never block on a FIFO,
+#: never acquire a controlling terminal.
+_NODE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+#: The kernel's own limit on symlinks followed in one lookup.
+_MAX_LINKS = 40
+#: Extended attributes a rewrite does not carry over. The kernel itself drops
+#: file capabilities when a file's content is written, so that privileges
+#: granted to one program are never inherited by different content.
+_XATTR_DROPPED = frozenset({"security.capability"})
 
 
-def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | None) -> None:
-    """Replace `path` with `data` so that readers and crashes see old or new only."""
-    directory, base = os.path.split(path)
-    tmp = os.path.join(directory, f".{base}.pymgmt-tmp")
+class UnsafePathError(ResourceError):
+    """A path leads through a symlink that someone other than root could have made."""
+
+
+def _trusted_uids() -> frozenset[int]:
+    return frozenset({0, os.geteuid()})
+
+
+def open_dir(path: str) -> int:
+    """An ``O_PATH`` fd of directory `path`, walked from ``/`` without trusting names.
+
+    Raises FileNotFoundError or NotADirectoryError (naming the component that
+    is missing or is not a directory) and `UnsafePathError` for a symlink not
+    owned by root (or by the agent's own user). The caller closes the fd.
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"not an absolute path: {path!r}")
+    trusted = _trusted_uids()
+    todo = [p for p in reversed(path.split("/")) if p and p != "."]
+    shown: list[str] = []  # the path walked so far, for messages
+    links = 0
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        while todo:
+            name = todo.pop()
+            try:
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except NotADirectoryError:
+                target = _symlink_target(fd, name, "/" + "/".join([*shown, name]), trusted)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                todo.extend(p for p in reversed(target.split("/")) if p and p != ".")
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                    shown = []
+                continue
+            except FileNotFoundError:
+                where = "/" + "/".join([*shown, name])
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where) from None
+            os.close(fd)
+            fd = nfd
+            if name == "..":
+                if shown:
+                    shown.pop()
+            else:
+                shown.append(name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _symlink_target(dir_fd: int, name: str, where: str, trusted: frozenset[int]) -> str:
+    """The target of symlink `name` if its owner is trusted; else refuse.
+
+    The link is opened itself (``O_PATH | O_NOFOLLOW``) and its owner and
+    target are read from that one fd, so they belong to the same inode.
+    """
+    try:
+        lfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where) from None
+    try:
+        st = os.fstat(lfd)
+        if stat.S_ISDIR(st.st_mode):
+            # A directory replaced the entry between the two opens: walk it.
+            return name
+        if not stat.S_ISLNK(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), where)
+        if st.st_uid not in trusted:
+            raise UnsafePathError(
+                f"refusing to follow {where}: it is a symlink owned by uid {st.st_uid}, "
+                "and only symlinks owned by root are followed (another user could "
+                "point it anywhere)"
+            )
+        return os.readlink("", dir_fd=lfd)
+    finally:
+        os.close(lfd)
+
+
+@contextlib.contextmanager
+def opened_dir(path: str) -> Iterator[int]:
+    """`open_dir` as a context manager that closes the fd."""
+    fd = open_dir(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def split(path: str) -> tuple[str, str]:
+    """(parent directory, final component) of an absolute, normalised path."""
+    parent, name = os.path.split(path.rstrip("/") or "/")
+    return parent or "/", name
+
+
+def open_node(dir_fd: int, name: str) -> int | None:
+    """Open `name` in `dir_fd` read-only, never following a symlink; None if absent.
+
+    A symlink (ELOOP), a socket (ENXIO) or anything else that cannot be
+    opened raises OSError; `lstat_at` tells the caller what it is.
+    """
+    try:
+        return os.open(name, _NODE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    """lstat of `name` in `dir_fd`; None if absent."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def read_fd(fd: int) -> bytes:
+    """All of an open file's content, from its start."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def sha256_fd(fd: int) -> str:
+    """The hex SHA-256 of an open file's content, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
+def read_xattrs(fd: int) -> dict[str, bytes]:
+    """The extended attributes a rewrite should carry over (ACLs included)."""
+    out: dict[str, bytes] = {}
+    try:
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return out
+        raise
+    for name in names:
+        if name in _XATTR_DROPPED:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # ENODATA: removed meanwhile
+            out[name] = os.getxattr(fd, name)
+    return out
+
+
+def atomic_write_at(
+    dir_fd: int,
+    name: str,
+    data: bytes,
+    mode: int,
+    uid: int | None,
+    gid: int | None,
+    xattrs: dict[str, bytes] | None = None,
+) -> None:
+    """Replace `name` in `dir_fd` with `data`: readers and crashes see old or new only.
+
+    Owner, extended attributes and then the exact mode are set on the
+    temporary file before its first byte (the ACL goes before the mode, since
+    setting the mode also sets the ACL mask). A leftover temporary file of a
+    crash, or anything else squatting on its name, is unlinked (never
+    followed) and the create retried once.
+    """
+    tmp = f".{name}.pymgmt-tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(tmp, flags, mode & 0o777)
-    except FileExistsError:  # left over by a crash: ours to replace
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, mode & 0o777)
+        fd = os.open(tmp, flags, mode & 0o777, dir_fd=dir_fd)
+    except FileExistsError:
+        os.unlink(tmp, dir_fd=dir_fd)
+        fd = os.open(tmp, flags, mode & 0o777, dir_fd=dir_fd)
     try:
         if uid is not None or gid is not None:
             os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        for key, value in (xattrs or {}).items():
+            os.setxattr(fd, key, value)
         os.fchmod(fd, mode)  # exact bits, umask ignored, before the first byte
         view = memoryview(data)
         while view:
@@ -34,23 +243,38 @@ def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | 
         os.fsync(fd)
     except BaseException:
         os.close(fd)
-        os.unlink(tmp)
+        os.unlink(tmp, dir_fd=dir_fd)
         raise
     os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(directory)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    fsync_dir_fd(dir_fd)
+
+
+def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | None) -> None:
+    """`atomic_write_at` by path: the parent directory is walked safely first."""
+    parent, name = split(os.path.abspath(path))
+    with opened_dir(parent) as dfd:
+        atomic_write_at(dfd, name, data, mode, uid, gid)
 
 
 def remove_durably(path: str) -> None:
-    """Unlink `path` (if present) and fsync its directory."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    fsync_dir(os.path.dirname(path))
+    """Unlink `path` (if present, never following it) and fsync its directory."""
+    parent, name = split(os.path.abspath(path))
+    with opened_dir(parent) as dfd:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dfd)
+        fsync_dir_fd(dfd)
+
+
+def fsync_dir_fd(dir_fd: int) -> None:
+    """fsync a directory given any fd of it (an ``O_PATH`` fd cannot be fsynced)."""
+    rfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.fsync(rfd)
+    finally:
+        os.close(rfd)
 
 
 def fsync_dir(directory: str) -> None:
-    dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    with opened_dir(os.path.abspath(directory or ".")) as dfd:
+        fsync_dir_fd(dfd)

@@ -24,11 +24,22 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Literal
 
 from ..errors import ResourceError
-from ..fsutil import atomic_write
+from ..fsutil import (
+    atomic_write_at,
+    fsync_dir_fd,
+    lstat_at,
+    open_dir,
+    open_node,
+    opened_dir,
+    read_fd,
+    read_xattrs,
+    sha256_fd,
+    split,
+)
 from ..traits import UID, Want
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
@@ -130,30 +141,52 @@ class File(Resource, kind="file"):
             self._uid = _uid(self.owner)
         if self.group is not None:
             self._gid = _gid(self.group)
-        try:
-            st: os.stat_result | None = os.lstat(self._fs_path)
-        except FileNotFoundError:
-            st = None
-        except NotADirectoryError:
-            st = None
         if self.state == "absent":
-            if st is None:
+            if _lstat(self._fs_path) is None:
                 return CONVERGED
             return Plan((Change("state", "exists", "absent"),))
+        fd, st = self._open()
+        try:
+            changes = await self._changes(fd, st)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return Plan(tuple(changes))
+
+    def _open(self) -> tuple[int | None, os.stat_result | None]:
+        """Open the path (walked safely, never following a final symlink) and fstat it.
+
+        Content, mode and owner are all read from this one fd, so a file
+        swapped in after this point is not what gets reported.
+        """
+        parent, name = split(self._fs_path)
+        try:
+            dfd = open_dir(parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return None, None  # created once its directory is there
+        try:
+            fd = self._open_at(dfd, name)
+        finally:
+            os.close(dfd)
+        if fd is None:
+            return None, None
+        st = os.fstat(fd)
+        want_dir = self.is_dir
+        if want_dir != stat.S_ISDIR(st.st_mode) or not (want_dir or stat.S_ISREG(st.st_mode)):
+            os.close(fd)
+            if want_dir:
+                raise ResourceError(f"{self._fs_path} exists and is not a directory")
+            raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
+        return fd, st
+
+    async def _changes(self, fd: int | None, st: os.stat_result | None) -> list[Change]:
         changes: list[Change] = []
-        if st is None:
+        if fd is None or st is None:
             changes.append(Change("state", "absent", "exists"))
             if self._want is not None:
-                changes.append(await self._content_change(None))
-        else:
-            want_dir = self.is_dir
-            if want_dir and not stat.S_ISDIR(st.st_mode):
-                raise ResourceError(f"{self._fs_path} exists and is not a directory")
-            if not want_dir and not stat.S_ISREG(st.st_mode):
-                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-                raise ResourceError(f"{self._fs_path} exists and is {kind}")
-            if self._want is not None and await self._content_differs(st):
-                changes.append(await self._content_change(st))
+                changes.append(await self._content_change(None, None))
+        elif self._want is not None and await self._content_differs(fd, st):
+            changes.append(await self._content_change(fd, st))
         if self._want_mode is not None:
             have = None if st is None else stat.S_IMODE(st.st_mode)
             if have != self._want_mode:
@@ -166,93 +199,166 @@ class File(Resource, kind="file"):
             changes.append(Change("owner", None if st is None else st.st_uid, self._uid))
         if self._gid is not None and (st is None or st.st_gid != self._gid):
             changes.append(Change("group", None if st is None else st.st_gid, self._gid))
-        return Plan(tuple(changes))
+        return changes
 
-    async def _content_differs(self, st: os.stat_result) -> bool:
+    async def _content_differs(self, fd: int, st: os.stat_result) -> bool:
         want = self._want
         assert want is not None
         if st.st_size != len(want):
             return True
         if st.st_size <= _INLINE_IO:
-            return _read(self._fs_path) != want
-        return await asyncio.to_thread(_sha256_of, self._fs_path) != self.want_sha256()
+            return read_fd(fd) != want
+        return await asyncio.to_thread(sha256_fd, fd) != self.want_sha256()
 
-    async def _content_change(self, st: os.stat_result | None) -> Change:
+    async def _content_change(self, fd: int | None, st: os.stat_result | None) -> Change:
         want = self._want
         assert want is not None
         new = f"sha256:{self.want_sha256()[:16]}"
-        if st is None:
+        if fd is None or st is None:
             old_text: bytes | None = None
             old = None
         elif st.st_size <= _DIFF_MAX:
-            old_text = _read(self._fs_path)
+            old_text = read_fd(fd)
             old = f"sha256:{hashlib.sha256(old_text).hexdigest()[:16]}"
         else:
             old_text = None
-            old = f"sha256:{(await asyncio.to_thread(_sha256_of, self._fs_path))[:16]}"
+            old = f"sha256:{(await asyncio.to_thread(sha256_fd, fd))[:16]}"
         return Change("content", old, new, diff=_unified(self._fs_path, old_text, want, st))
 
     # -- apply ------------------------------------------------------------------
 
     async def apply(self, plan: Plan) -> None:
-        fields = {c.field for c in plan.changes}
-        path = self._fs_path
-        if self.state == "absent":
+        # Every apply touches the disk and most fsync: never in the event loop
+        # (a slow disk must not stall every other resource's watch).
+        fields = frozenset(c.field for c in plan.changes)
+        await _to_thread_to_the_end(self._apply, fields)
+
+    def _apply(self, fields: frozenset[str]) -> None:
+        parent, name = split(self._fs_path)
+        try:
+            dfd = open_dir(parent)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            if self.state == "absent":
+                return  # gone with its directory
+            raise ResourceError(
+                f"parent directory {parent} does not exist ({e.filename} is missing or not "
+                f"a directory; manage it with a file resource '{parent}/' first)"
+            ) from None
+        try:
+            if self.state == "absent":
+                self._remove(dfd, name)
+            elif self.is_dir:
+                self._apply_dir(dfd, name, fields)
+            elif "content" in fields or "state" in fields:
+                self._write(dfd, name)
+            else:
+                self._apply_meta(dfd, name)
+        finally:
+            os.close(dfd)
+
+    def _remove(self, dfd: int, name: str) -> None:
+        try:
             if self.is_dir:
-                os.rmdir(path)  # refuses a non-empty directory, on purpose
+                os.rmdir(name, dir_fd=dfd)  # refuses a non-empty directory, on purpose
             else:
-                os.unlink(path)
+                os.unlink(name, dir_fd=dfd)  # a symlink here is removed, never followed
+        except FileNotFoundError:
             return
-        if self.is_dir:
-            if "state" in fields:
-                mode = self._want_mode if self._want_mode is not None else 0o755
-                _ensure_parent(path)
-                os.mkdir(path, mode & 0o777)
-                os.chmod(path, mode)
-        elif "content" in fields or "state" in fields:
-            want = self._want_mode
-            if want is not None:
-                mode = want
-            else:
-                try:
-                    mode = stat.S_IMODE(os.stat(path).st_mode)
-                except FileNotFoundError:
-                    mode = 0o644 & ~_umask()
-            data = self._want if self._want is not None else b""
-            _ensure_parent(path)
-            if len(data) > _INLINE_IO:
-                await asyncio.to_thread(atomic_write, path, data, mode, self._uid, self._gid)
-            else:
-                atomic_write(path, data, mode, self._uid, self._gid)
-            return
-        if self._uid is not None or self._gid is not None:
-            os.chown(
-                path, -1 if self._uid is None else self._uid, -1 if self._gid is None else self._gid
-            )
-        if self._want_mode is not None:
-            os.chmod(path, self._want_mode)
+        fsync_dir_fd(dfd)
+
+    def _apply_dir(self, dfd: int, name: str, fields: frozenset[str]) -> None:
+        if "state" in fields:
+            mode = self._want_mode if self._want_mode is not None else 0o755
+            os.mkdir(name, mode & 0o777, dir_fd=dfd)
+            fsync_dir_fd(dfd)
+        self._apply_meta(dfd, name)
+
+    def _apply_meta(self, dfd: int, name: str) -> None:
+        """Owner and mode, set on the opened node: a symlink is never followed."""
+        fd = self._node(dfd, name)
+        try:
+            if self._uid is not None or self._gid is not None:
+                os.fchown(
+                    fd,
+                    -1 if self._uid is None else self._uid,
+                    -1 if self._gid is None else self._gid,
+                )
+            if self._want_mode is not None:
+                os.fchmod(fd, self._want_mode)
+        finally:
+            os.close(fd)
+
+    def _write(self, dfd: int, name: str) -> None:
+        """Replace the content; what is not managed (owner, mode, xattrs) is kept."""
+        old = self._open_at(dfd, name)
+        uid, gid, mode = self._uid, self._gid, self._want_mode
+        xattrs: dict[str, bytes] = {}
+        if old is not None:
+            try:
+                st = os.fstat(old)
+                if not stat.S_ISREG(st.st_mode):
+                    raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
+                uid = st.st_uid if uid is None else uid
+                gid = st.st_gid if gid is None else gid
+                mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+                xattrs = read_xattrs(old)
+            finally:
+                os.close(old)
+        if mode is None:
+            mode = 0o644 & ~_umask()
+        data = self._want if self._want is not None else b""
+        atomic_write_at(dfd, name, data, mode, uid, gid, xattrs)
+
+    def _open_at(self, dfd: int, name: str) -> int | None:
+        """`open_node`, with a clear error for what cannot be opened (a symlink...)."""
+        try:
+            return open_node(dfd, name)
+        except OSError:
+            st = lstat_at(dfd, name)
+            if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise  # a real error (EACCES...), not a wrong kind of file
+        raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
+
+    def _node(self, dfd: int, name: str) -> int:
+        fd = self._open_at(dfd, name)
+        if fd is None:
+            raise ResourceError(f"{self._fs_path} disappeared while being changed")
+        return fd
 
 
-def _ensure_parent(path: str) -> None:
-    parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        raise ResourceError(
-            f"parent directory {parent} does not exist (manage it with a file resource "
-            f"'{parent}/' first)"
-        )
+async def _to_thread_to_the_end(fn: Callable[[frozenset[str]], None], arg: frozenset[str]) -> None:
+    """Run `fn` in a thread; a cancelled caller still waits for it to finish.
+
+    A thread cannot be stopped half-way anyway, and returning early would let
+    the next check race with a write still in flight. The cancellation is
+    re-raised once the work is done.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, arg))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _lstat(path: str) -> os.stat_result | None:
+    """lstat through a safely walked parent; None when absent (or its parent is)."""
+    parent, name = split(path)
+    try:
+        with opened_dir(parent) as dfd:
+            return lstat_at(dfd, name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
-def _sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _what(st: os.stat_result | None) -> str:
+    if st is None:
+        return "gone"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symlink (never followed: manage its target's path instead)"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory"
+    return "not a regular file"
 
 
 def _unified(path: str, old: bytes | None, new: bytes, st: os.stat_result | None) -> str:
