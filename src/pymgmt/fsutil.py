@@ -278,3 +278,15 @@ def fsync_dir_fd(dir_fd: int) -> None:
 def fsync_dir(directory: str) -> None:
     with opened_dir(os.path.abspath(directory or ".")) as dfd:
         fsync_dir_fd(dfd)
+
+
+def state_name(kind: str, name: str) -> str:
+    """The file name of one resource's persistent state: readable and injective.
+
+    A sanitised prefix of the name keeps ``ls`` readable; the hash of the
+    exact kind and name makes the mapping one-to-one, so ``db/pw`` and
+    ``db_pw`` (which sanitise alike) never share a directory or a secret.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
+    digest = hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:16]
+    return f"{kind}-{safe}-{digest}"

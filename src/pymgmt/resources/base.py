@@ -37,9 +37,11 @@ Protocols in `pymgmt.traits`; a kind that does not need one stays simple.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
 
 from ..errors import InternalError
+from ..fsutil import state_name
 from ..metaparams import MetaParams
 
 if TYPE_CHECKING:
@@ -130,12 +133,14 @@ class Context:
     def state_dir(self) -> Path:
         """This resource's private, persistent directory (not created here).
 
-        Computed on first use: most kinds never need one, and building 10k
-        sanitised paths up front was measurable.
+        Named by `state_name`, so two resources never share one (issue 8,
+        item 9). Computed on first use: most kinds never need one, and
+        building 10k paths up front was measurable.
         """
         kind, name = self.key
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
-        return self.state_root / "state" / f"{kind}-{safe}"
+        path = self.state_root / "state" / state_name(kind, name)
+        _adopt_legacy_state_dir(path, kind, name)
+        return path
 
     def event(self) -> None:
         """Tell the engine the resource's state may have changed."""
@@ -144,6 +149,23 @@ class Context:
     def ready(self) -> None:
         """Tell the engine the watch is established (triggers the first check)."""
         self._ready()
+
+
+def _adopt_legacy_state_dir(path: Path, kind: str, name: str) -> None:
+    """Keep the state of a resource whose name the old scheme kept unchanged.
+
+    Before issue 8 the directory was ``<kind>-<sanitised name>``, which two
+    names could share (``db/pw`` and ``db_pw``). A name that sanitising left
+    untouched owned that directory unambiguously, so it is renamed into
+    place: such a password survives the upgrade instead of being
+    regenerated. A name that was changed by sanitising starts afresh.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if safe != name or len(name) > 100 or path.exists():
+        return
+    legacy = path.with_name(f"{kind}-{name}")
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(legacy, path)
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(param, field))
