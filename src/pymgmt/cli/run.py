@@ -22,6 +22,7 @@ from ..errors import InputError, InputErrors
 from ..frontends.yamlgraph import YamlFrontend, load, load_with_text
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph
+from ..redaction import RedactingFilter, redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
@@ -32,6 +33,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger("pymgmt")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -98,7 +100,7 @@ def write_graphviz(graph: Graph[Any], path: str) -> None:
     root, ext = os.path.splitext(os.path.abspath(path))
     fmt = ext[1:] if ext in (".svg", ".png", ".pdf") else "svg"
     dot_path = root + ".dot"
-    atomic_write(dot_path, to_dot(graph).encode(), 0o644, None, None)
+    atomic_write(dot_path, redact(to_dot(graph)).encode(), 0o644, None, None)
     dot = shutil.which("dot")
     if dot:
         # argv list, no shell: the path is user data

@@ -28,6 +28,7 @@ from ..errors import InputError, InputErrors
 from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
 from ..graph.model import Graph, Key
+from ..redaction import scrub
 from ..report.events import (
     Converged,
     Event,
@@ -99,7 +100,7 @@ class Engine:
         self._stop: asyncio.Future[str] | None = None
 
     def emit(self, event: Event) -> None:
-        self.reporter.emit(event)
+        self.reporter.emit(scrub(event))  # no secret value reaches any reporter
 
     # -- running ------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
 from ..errors import InternalError
 from ..fsutil import state_name
 from ..metaparams import MetaParams
+from ..redaction import register_value
 
 if TYPE_CHECKING:
     from ..events.dbus import DBusHub
@@ -251,6 +252,8 @@ class Resource:
         Kinds that cache something derived from a param override `received`.
         """
         for k, v in values.items():
+            if k in self.tainted:
+                register_value(v)  # from a secret output: secret here too
             setattr(self, k, v)
         self.received(changed)
 
@@ -270,6 +273,8 @@ class Resource:
     async def init(self, ctx: Context) -> None:
         """Prepare; the default keeps the context for later verbs."""
         self.ctx = ctx
+        for name in self.secrets:
+            register_value(getattr(self, name))
 
     async def cleanup(self) -> None:
         """Release what init/watch opened."""

@@ -16,6 +16,7 @@ import string
 from typing import Any, ClassVar
 
 from ..fsutil import atomic_write
+from ..redaction import register
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 _DEFAULT_CHARSET = string.ascii_letters + string.digits
@@ -68,6 +69,7 @@ class Password(Resource, kind="password"):
     async def check(self) -> Plan:
         stored = self._stored()
         if stored is not None and not self._regenerate:
+            register(stored)
             self._value = stored
             return CONVERGED
         why = "refresh" if self._regenerate and stored is not None else "missing or invalid"
@@ -75,6 +77,7 @@ class Password(Resource, kind="password"):
 
     async def apply(self, plan: Plan) -> None:
         value = "".join(secrets.choice(self.charset) for _ in range(self.length))
+        register(value)  # before anyone can see it
         os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
         atomic_write(self._path, value.encode(), 0o600, None, None)
         self._value = value
