@@ -5,12 +5,15 @@ Each command appends to a log file, so "it ran N times" is read from disk.
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import (
+    PYMGMT,
     checked,
     graph_doc,
     json_lines,
@@ -201,3 +204,28 @@ def test_a_watchcmd_that_exits_fails_the_vertex_with_its_exit_status(tmp_path):
     res = recap_of(proc)["resources"]["Exec[w]"]
     assert res["outcome"] == "failed"
     assert any("watchcmd exited with status 3" in f for f in res["failures"]), res["failures"]
+
+
+def test_huge_output_is_drained_but_only_its_tail_is_kept(tmp_path):
+    """300 MB of output: the command runs to its end, the agent keeps ~64 KiB of it."""
+    res = {
+        "name": "loud",
+        "shell": "/bin/sh",
+        "cmd": "yes 'some output' | head -c 300000000; echo the-end; exit 3",
+    }
+    argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "state"), "--converged-timeout", "0"]
+    out = tmp_path / "out.json"
+    with open(out, "w") as stdout:
+        proc = subprocess.Popen(
+            [*argv, "--json", str(_graph(tmp_path, res))],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+        )
+        # wait4 gives this one child's peak memory (ru_maxrss, in KiB)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    events = json_lines(out.read_text())
+    (err,) = [e["error"] for e in events if e.get("event") == "failed"]
+    assert "status 3" in err and "the-end" in err  # ran to its end, the tail is reported
+    assert len(err) < 10_000
+    assert usage.ru_maxrss < 200 * 1024, f"agent peaked at {usage.ru_maxrss} KiB"

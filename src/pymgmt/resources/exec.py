@@ -20,12 +20,17 @@ import functools
 import os
 import shlex
 import signal
+from dataclasses import dataclass
 
 from ..errors import ResourceError
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 #: How much of a failed command's output ends up in the error message.
 _TAIL_LINES = 10
+#: ...and how much of each of those lines.
+_LINE_MAX = 500
+#: How much of a command's output is kept in memory (the rest is read and dropped).
+_KEEP_OUTPUT = 64 << 10
 
 
 class Exec(Resource, kind="exec"):
@@ -148,11 +153,14 @@ class Exec(Resource, kind="exec"):
 
     async def apply(self, plan: Plan) -> None:
         code, out = await _run(_argv(self.cmd, self.shell), self.cwd, self.env, self.timeout)
-        if out:
-            for line in out.decode(errors="replace").splitlines()[-_TAIL_LINES:]:
-                self.ctx.log.debug("output: %s", line)
+        tail = [
+            line[:_LINE_MAX] for line in out.tail.decode(errors="replace").strip().splitlines()
+        ][-_TAIL_LINES:]
+        if out.dropped:
+            self.ctx.log.debug("output: %d earlier bytes not kept", out.dropped)
+        for line in tail:
+            self.ctx.log.debug("output: %s", line)
         if code != 0:
-            tail = out.decode(errors="replace").strip().splitlines()[-_TAIL_LINES:]
             detail = ("; output: " + " | ".join(tail)) if tail else ""
             raise ResourceError(f"command exited with status {code}{detail}")
         self._pending = False
@@ -187,29 +195,71 @@ def _die_with_agent(agent_pid: int) -> None:
     Without it a command (or a watchcmd that never ends) would outlive a
     crashed agent forever, re-parented to init. If the agent died between
     fork and this call, the signal will never come: die now instead.
+
+    Why a ``preexec_fn`` although the agent has threads (issue 8, item 17):
+    Python offers no other way to run ``prctl`` between fork and exec, and a
+    trampoline program (``setpriv --pdeathsig``) would add an exec per
+    command and a dependency, and still need a parent check to be race-free.
+    What makes a preexec_fn unsafe is a lock that another thread held at
+    fork time and that the child then takes. This one takes none: the
+    ``prctl`` symbol is resolved in the parent at import (a ``dlsym`` in the
+    child could wait forever on the loader lock), the ctypes call and
+    ``getppid``/``_exit`` are plain syscalls, nothing is imported, logged or
+    allocated outside the interpreter's own (fork-reinitialised) state.
+    Process groups use ``start_new_session``, done natively by subprocess.
     """
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != agent_pid:
         os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1
-#: loaded in the parent: a forked child must not dlopen (another thread may hold the lock)
-_LIBC = ctypes.CDLL(None, use_errno=True)
+#: resolved in the parent: a forked child must not dlsym (another thread may hold the lock)
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+_PRCTL.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_PRCTL.restype = ctypes.c_int
 
 
-async def _run(argv: list[str], cwd: str, env: dict[str, str], timeout: int) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class _Output:
+    """The end of a command's output (stdout and stderr, interleaved)."""
+
+    tail: bytes
+    #: bytes before `tail` that were read and dropped
+    dropped: int = 0
+
+
+async def _run(argv: list[str], cwd: str, env: dict[str, str], timeout: int) -> tuple[int, _Output]:
     """Run to completion; kill the whole process group on timeout or cancel."""
     proc = await _spawn(argv, cwd, env, stdout=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(timeout or None):
-            out, _ = await proc.communicate()
+            assert proc.stdout is not None
+            out = await _drain(proc.stdout)
+            await proc.wait()
     except TimeoutError:
         raise ResourceError(f"command timed out after {timeout}s and was killed") from None
     finally:
         await _reap(proc)
     assert proc.returncode is not None
     return proc.returncode, out
+
+
+async def _drain(stream: asyncio.StreamReader, keep: int = _KEEP_OUTPUT) -> _Output:
+    """Read `stream` to its end, keeping only the last `keep` bytes.
+
+    A command that prints gigabytes must neither fill the agent's memory nor
+    block on a full pipe: everything is read, the tail is kept.
+    """
+    buf = bytearray()
+    dropped = 0
+    while chunk := await stream.read(1 << 16):
+        buf += chunk
+        if len(buf) > keep:
+            excess = len(buf) - keep
+            del buf[:excess]
+            dropped += excess
+    return _Output(bytes(buf), dropped)
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:
