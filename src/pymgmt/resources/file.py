@@ -6,6 +6,15 @@ content, mode, owner and group -- or, with ``state: absent``, nothing is
 there. Watched through the parent directory via the shared inotify hub, so
 deletion, rewrite, rename-over, chmod and chown are all seen at once.
 
+Paths are walked, not trusted (the agent runs as root and a managed path
+may lie under a directory a user controls): every component is opened with
+``O_NOFOLLOW`` relative to its parent's fd, a symlinked component is followed
+only if root (or the agent's own user) owns it, a symlink at the path itself
+is never followed (an error, or removed by ``state: absent``), and content,
+mode and owner are read and changed through the opened fd. See
+`pymgmt.fsutil`. A rewrite keeps what is not managed: the owner, group, mode,
+extended attributes and ACL of the file it replaces.
+
 Writes are atomic and durable: a temporary file in the same directory is
 created with the final mode from its first byte, written, fsynced and
 renamed over the target, and the directory is fsynced. A crash at any moment
@@ -267,14 +276,16 @@ class File(Resource, kind="file"):
         fsync_dir_fd(dfd)
 
     def _apply_dir(self, dfd: int, name: str, fields: frozenset[str]) -> None:
+        mode = self._want_mode
         if "state" in fields:
-            mode = self._want_mode if self._want_mode is not None else 0o755
+            mode = 0o755 if mode is None else mode
             os.mkdir(name, mode & 0o777, dir_fd=dfd)
             fsync_dir_fd(dfd)
-        self._apply_meta(dfd, name)
+        self._apply_meta(dfd, name, mode)
 
-    def _apply_meta(self, dfd: int, name: str) -> None:
+    def _apply_meta(self, dfd: int, name: str, mode: int | None = None) -> None:
         """Owner and mode, set on the opened node: a symlink is never followed."""
+        mode = self._want_mode if mode is None else mode
         fd = self._node(dfd, name)
         try:
             if self._uid is not None or self._gid is not None:
@@ -283,8 +294,8 @@ class File(Resource, kind="file"):
                     -1 if self._uid is None else self._uid,
                     -1 if self._gid is None else self._gid,
                 )
-            if self._want_mode is not None:
-                os.fchmod(fd, self._want_mode)
+            if mode is not None:
+                os.fchmod(fd, mode)  # exact bits (a new directory's mkdir obeyed the umask)
         finally:
             os.close(fd)
 
