@@ -132,6 +132,24 @@ def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
     return out
 
 
+def resource_context(tmp_path: Path) -> Any:
+    """A `Context` for driving one resource's verbs in-process (no engine, no watch)."""
+    import logging
+
+    from pymgmt.resources.base import Context
+
+    return Context(
+        hostname="test",
+        log=logging.getLogger("test"),
+        state_root=tmp_path / "state",
+        world=None,  # type: ignore[arg-type]
+        inotify=None,  # type: ignore[arg-type]
+        dbus=None,  # type: ignore[arg-type]
+        _event=lambda: None,
+        _ready=lambda: None,
+    )
+
+
 # -- graph files -------------------------------------------------------------------
 
 

@@ -234,6 +234,17 @@ def read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def same_content(fd: int, want: bytes) -> bool:
+    """Whether an open file holds exactly `want` (compared chunk by chunk)."""
+    view = memoryview(want)
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        if view[offset : offset + len(chunk)] != chunk:
+            return False
+        offset += len(chunk)
+    return offset == len(want)
+
+
 def sha256_fd(fd: int) -> str:
     """The hex SHA-256 of an open file's content, read in 1 MiB chunks."""
     h = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""Rewriting a file's content keeps what the graph does not manage (issue 8, item 14).
+"""Rewriting a file keeps what the graph does not manage (issue 8, item 14), off the loop.
 
 Owner, group, mode, extended attributes and the POSIX ACL belong to whoever
 set them; a content-only resource replaces the bytes and nothing else.
@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import sys
+import threading
 from pathlib import Path
 
 import pytest
-from helpers import graph_doc, run_once, write_graph
+from helpers import graph_doc, resource_context, run_async, run_once, write_graph
+
+from pymgmt.resources.file import File
 
 NOBODY = 65534
 _ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_MASK, _ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
@@ -93,3 +97,39 @@ def test_file_capabilities_are_not_carried_over_to_new_content(tmp_path):
 
     assert "security.capability" not in os.listxattr(path)
     assert os.getxattr(path, "user.origin") == b"kept"
+
+
+# -- the event loop never blocks on a write (issue 8, item 16) ---------------------------------
+
+_opened_in: list[tuple[str, str]] = []
+_recording = threading.Event()
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _recording.is_set() and event == "open" and ".pymgmt-tmp" in str(args[0]):
+        _opened_in.append((str(args[0]), threading.current_thread().name))
+
+
+sys.addaudithook(_audit)
+
+
+def test_a_durable_write_runs_outside_the_event_loop_thread(tmp_path):
+    path = tmp_path / "small.conf"
+    path.write_text("old\n")
+    res = File(name="conf", path=str(path), content="new\n")
+    ctx = resource_context(tmp_path)
+
+    async def converge() -> str:
+        await res.init(ctx)
+        await res.apply(await res.check())
+        return threading.current_thread().name
+
+    _opened_in.clear()
+    _recording.set()
+    try:
+        loop_thread = run_async(converge())
+    finally:
+        _recording.clear()
+    assert path.read_text() == "new\n"
+    assert _opened_in, "the write's temporary file was never opened"
+    assert all(thread != loop_thread for _, thread in _opened_in), _opened_in

@@ -8,17 +8,23 @@ checks that nothing outside the user's reach was read, written or changed.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import graph_doc, json_lines, run_async, run_once, snapshot, write_graph
+from helpers import (
+    graph_doc,
+    json_lines,
+    resource_context,
+    run_async,
+    run_once,
+    snapshot,
+    write_graph,
+)
 
 from pymgmt.errors import ResourceError
-from pymgmt.resources.base import Context
 from pymgmt.resources.file import File
 
 NOBODY = 65534
@@ -131,19 +137,6 @@ def test_symlinks_owned_by_root_are_followed(tmp_path):
 # -- a symlink swapped in between check and apply (in-process, deterministic) ----------------
 
 
-def _context(tmp_path: Path) -> Context:
-    return Context(
-        hostname="test",
-        log=logging.getLogger("test"),
-        state_root=tmp_path / "state",
-        world=None,  # type: ignore[arg-type]
-        inotify=None,  # type: ignore[arg-type]
-        dbus=None,  # type: ignore[arg-type]
-        _event=lambda: None,
-        _ready=lambda: None,
-    )
-
-
 @pytest.mark.parametrize(
     "params",
     [
@@ -163,7 +156,7 @@ def test_a_symlink_swapped_in_after_the_check_is_not_followed_by_apply(tmp_path,
     res = File(name="keys", path=str(path), **params)
 
     async def attack() -> None:
-        await res.init(_context(tmp_path))
+        await res.init(resource_context(tmp_path))
         plan = await res.check()
         assert plan, "the check must find something to change"
         # The user swaps the checked file for a symlink before the apply.
