@@ -48,10 +48,12 @@ _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NODE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 #: The kernel's own limit on symlinks followed in one lookup.
 _MAX_LINKS = 40
-#: Extended attributes a rewrite does not carry over. The kernel itself drops
-#: file capabilities when a file's content is written, so that privileges
-#: granted to one program are never inherited by different content.
-_XATTR_DROPPED = frozenset({"security.capability"})
+#: Extended attributes a rewrite does not carry over: they vouch for the old
+#: bytes, not for the new ones. The kernel itself drops file capabilities
+#: when a file's content is written (privileges granted to one program are
+#: never inherited by different content), and IMA/EVM hashes and signatures
+#: of old content would be wrong (the kernel refuses to set most of them).
+_XATTR_DROPPED = frozenset({"security.capability", "security.ima", "security.evm"})
 
 
 class UnsafePathError(ResourceError):

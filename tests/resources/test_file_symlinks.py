@@ -171,3 +171,15 @@ def test_a_symlink_swapped_in_after_the_check_is_not_followed_by_apply(tmp_path,
     st = os.lstat(victim / "authorized_keys")
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, 0)
     assert os.path.islink(path)
+
+
+def test_a_root_symlink_does_not_launder_a_user_symlink_behind_it(tmp_path):
+    home = _user_dir(tmp_path / "home")
+    victim = _victim(tmp_path)
+    _user_symlink(home / "ssh", victim)
+    (tmp_path / "alias").symlink_to(home / "ssh")  # root's, but it leads to the user's
+    before = snapshot(victim)
+    res = {"name": "k", "path": f"{tmp_path}/alias/authorized_keys", "content": "x"}
+    proc = _run(tmp_path, res)
+    assert snapshot(victim) == before
+    assert proc.returncode == 4 and f"refusing to follow {home / 'ssh'}" in _failures(proc)[0]

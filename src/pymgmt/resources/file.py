@@ -333,10 +333,11 @@ class File(Resource, kind="file"):
         """`open_node`, with a clear error for what cannot be opened (a symlink...)."""
         try:
             return open_node(dfd, name)
-        except OSError:
+        except OSError as e:
             st = lstat_at(dfd, name)
             if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                raise  # a real error (EACCES...), not a wrong kind of file
+                # a real error (EACCES...), not a wrong kind of file
+                raise OSError(e.errno, e.strerror, self._fs_path) from None
         raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
 
     def _node(self, dfd: int, name: str) -> int:
