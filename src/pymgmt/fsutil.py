@@ -15,7 +15,12 @@ by path name follows symlinks in every component, so a user who replaces
   every directory and not just sticky ones). Any other symlink is refused
   with `UnsafePathError` naming the component. Symlink ownership and target
   are read from the link's own fd, so a link swapped in between cannot slip
-  through.
+  through. (A user cannot move root's symlinks into a directory of theirs
+  either: renaming needs write access to the link's own directory, and
+  ``fs.protected_hardlinks``, on by default, forbids hard-linking them.)
+  Directories are not refused for their owner: a managed file under a
+  user's home is legitimate, and without symlinks a user can only steer the
+  write into directories that user already controls.
 * Everything after that is relative to the directory fd: `open_node` opens the
   final component with ``O_NOFOLLOW`` (a symlink there is never followed),
   and callers ``fstat``, ``fchmod``, ``fchown`` and read that fd, so the thing
