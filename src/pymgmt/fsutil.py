@@ -206,9 +206,12 @@ def opened_dir(path: str) -> Iterator[int]:
 
 
 def split(path: str) -> tuple[str, str]:
-    """(parent directory, final component) of an absolute, normalised path."""
+    """(parent directory, final component) of an absolute, normalised path.
+
+    ``/`` itself is ``("/", ".")``: the root, opened relative to itself.
+    """
     parent, name = os.path.split(path.rstrip("/") or "/")
-    return parent or "/", name
+    return parent or "/", name or "."
 
 
 def open_node(dir_fd: int, name: str) -> int | None:

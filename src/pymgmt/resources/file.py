@@ -335,7 +335,9 @@ class File(Resource, kind="file"):
             return open_node(dfd, name)
         except OSError as e:
             st = lstat_at(dfd, name)
-            if st is not None and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            if st is None:
+                return None  # removed meanwhile
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
                 # a real error (EACCES...), not a wrong kind of file
                 raise OSError(e.errno, e.strerror, self._fs_path) from None
         raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
@@ -372,9 +374,7 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
-def _what(st: os.stat_result | None) -> str:
-    if st is None:
-        return "gone"
+def _what(st: os.stat_result) -> str:
     if stat.S_ISLNK(st.st_mode):
         return "a symlink (never followed: manage its target's path instead)"
     if stat.S_ISDIR(st.st_mode):
