@@ -350,11 +350,6 @@ def fsync_dir_fd(dir_fd: int) -> None:
         os.close(rfd)
 
 
-def fsync_dir(directory: str) -> None:
-    with opened_dir(os.path.abspath(directory or ".")) as dfd:
-        fsync_dir_fd(dfd)
-
-
 def state_name(kind: str, name: str) -> str:
     """The file name of one resource's persistent state: readable and injective.
 
