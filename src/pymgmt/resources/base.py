@@ -46,7 +46,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 from ..errors import InternalError
 from ..fsutil import state_name
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ..world.base import World
 
 _REGISTRY: dict[str, type[Resource]] = {}
+T = TypeVar("T")
 
 
 def param(
@@ -295,6 +296,21 @@ class Resource:
 
     def redact(self, field_name: str, value: object) -> object:
         return "<redacted>" if self.is_secret(field_name) else value
+
+
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking `fn` in a thread; a cancelled caller still waits for it to finish.
+
+    A thread cannot be stopped half-way anyway: returning early would let the
+    next check race with a write still in flight, or close an fd a read is
+    still using. The cancellation is re-raised once the work is done.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
 def kinds() -> dict[str, type[Resource]]:

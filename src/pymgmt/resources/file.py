@@ -33,8 +33,8 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Callable, Generator
-from typing import Any, Literal, TypeVar
+from collections.abc import Generator
+from typing import Literal
 
 from ..errors import ResourceError
 from ..fsutil import (
@@ -51,9 +51,7 @@ from ..fsutil import (
     split,
 )
 from ..traits import UID, Want
-from .base import CONVERGED, Change, Context, Plan, Resource, param
-
-T = TypeVar("T")
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 #: Above this size, reading a file leaves the event loop for a thread. Below
@@ -222,7 +220,7 @@ class File(Resource, kind="file"):
             return True
         if st.st_size <= _INLINE_IO:
             return read_fd(fd) != want
-        return not await _to_thread_to_the_end(same_content, fd, want)
+        return not await off_loop(same_content, fd, want)
 
     async def _content_change(self, fd: int | None, st: os.stat_result | None) -> Change:
         want = self._want
@@ -232,15 +230,11 @@ class File(Resource, kind="file"):
             old_text: bytes | None = None
             old = None
         elif st.st_size <= _DIFF_MAX:
-            old_text = (
-                read_fd(fd)
-                if st.st_size <= _INLINE_IO
-                else await _to_thread_to_the_end(read_fd, fd)
-            )
+            old_text = read_fd(fd) if st.st_size <= _INLINE_IO else await off_loop(read_fd, fd)
             old = f"sha256:{hashlib.sha256(old_text).hexdigest()[:16]}"
         else:
             old_text = None
-            old = f"sha256:{(await _to_thread_to_the_end(sha256_fd, fd))[:16]}"
+            old = f"sha256:{(await off_loop(sha256_fd, fd))[:16]}"
         return Change("content", old, new, diff=_unified(self._fs_path, old_text, want, st))
 
     # -- apply ------------------------------------------------------------------
@@ -249,7 +243,7 @@ class File(Resource, kind="file"):
         # Every apply touches the disk and most fsync: never in the event loop
         # (a slow disk must not stall every other resource's watch).
         fields = frozenset(c.field for c in plan.changes)
-        await _to_thread_to_the_end(self._apply, fields)
+        await off_loop(self._apply, fields)
 
     def _apply(self, fields: frozenset[str]) -> None:
         parent, name = split(self._fs_path)
@@ -347,21 +341,6 @@ class File(Resource, kind="file"):
         if fd is None:
             raise ResourceError(f"{self._fs_path} disappeared while being changed")
         return fd
-
-
-async def _to_thread_to_the_end(fn: Callable[..., T], *args: Any) -> T:
-    """Run `fn` in a thread; a cancelled caller still waits for it to finish.
-
-    A thread cannot be stopped half-way anyway: returning early would let the
-    next check race with a write still in flight, or close an fd a read is
-    still using. The cancellation is re-raised once the work is done.
-    """
-    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait({task})
-        raise
 
 
 def _lstat(path: str) -> os.stat_result | None:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from ..fsutil import atomic_write
 from ..redaction import register
-from .base import CONVERGED, Change, Context, Plan, Resource, param
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 
 _DEFAULT_CHARSET = string.ascii_letters + string.digits
 
@@ -78,10 +78,13 @@ class Password(Resource, kind="password"):
     async def apply(self, plan: Plan) -> None:
         value = "".join(secrets.choice(self.charset) for _ in range(self.length))
         register(value)  # before anyone can see it
-        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
-        atomic_write(self._path, value.encode(), 0o600, None, None)
+        await off_loop(self._store, value)  # two fsyncs: not in the event loop
         self._value = value
         self._regenerate = False
+
+    def _store(self, value: str) -> None:
+        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
+        atomic_write(self._path, value.encode(), 0o600, None, None)
 
     def sends(self) -> dict[str, Any]:
         return {} if self._value is None else {"password": self._value}
