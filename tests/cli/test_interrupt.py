@@ -125,11 +125,26 @@ def _blocked_writing(pid: int) -> bool:
         return "pipe_write" in f.read()
 
 
+def _pending(pid: int, sig: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    mask = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    return bool(mask & (1 << (sig - 1)))
+
+
+def _handled_and_blocked_again(pid: int, sig: int) -> bool:
+    """`sig` was taken (its C-level handler ran) and the write blocks again."""
+    return not _pending(pid, sig) and _blocked_writing(pid)
+
+
 def test_a_second_signal_exits_at_once_with_128_plus_that_signal(tmp_path, managed):
-    # Both signals must reach the agent before it handles the first. Its
-    # event loop is held in a write to a full stdout pipe (nobody reads):
-    # the signals are recorded in order, and handled in that order once the
-    # pipe is drained -- SIGINT starts the graceful stop, SIGTERM exits.
+    # Both signals must reach the agent before its event loop handles the
+    # first. The loop is held in a write to a full stdout pipe (nobody
+    # reads); each signal is recorded (its byte on the loop's wakeup fd) and
+    # the write resumes blocking before the next is sent, so the loop sees
+    # them in order once the pipe is drained: SIGINT starts the graceful
+    # stop, SIGTERM then exits at once. (Sent together, Linux would run the
+    # higher-numbered signal's handler first.)
     files = [{"name": f"f{i}", "path": str(managed / f"f{i}")} for i in range(2000)]
     graph = tmp_path / "graph.yaml"
     write_graph(graph, graph_doc("many", files=files))
@@ -138,7 +153,9 @@ def test_a_second_signal_exits_at_once_with_128_plus_that_signal(tmp_path, manag
         try:
             wait_for(lambda: _blocked_writing(proc.pid), what="stdout to fill up")
             proc.send_signal(signal.SIGINT)
+            wait_for(lambda: _handled_and_blocked_again(proc.pid, signal.SIGINT), what="SIGINT")
             proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: _handled_and_blocked_again(proc.pid, signal.SIGTERM), what="TERM")
             _, err = proc.communicate(timeout=DEADLINE)
         finally:
             proc.kill()
