@@ -263,12 +263,14 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:
     """The graph file from `[yaml] FILE` (mgmt's frontend word) or --file/--yaml."""
-    if words and words[0] in _MGMT_FRONTENDS and (len(words) > 1 or file_opt):
-        parser.error(f"{_MGMT_FRONTENDS[words[0]]}; pymgmt runs YAML graphs: run [yaml] FILE")
-    if len(words) == 2 and words[0] == "yaml":
+    import os.path
+
+    # a frontend word, unless it is the name of an existing graph file
+    word = words[0] if words and (len(words) > 1 or not os.path.exists(words[0])) else None
+    if word in _MGMT_FRONTENDS:
+        parser.error(f"{_MGMT_FRONTENDS[word]}; pymgmt runs YAML graphs: run [yaml] FILE")
+    if word == "yaml":
         words = words[1:]
-    elif words == ["yaml"] and file_opt:
-        words = []
     if words and file_opt:
         parser.error(f"two graph files given: {words[0]!r} and --file {file_opt!r}")
     if len(words) > 1:
