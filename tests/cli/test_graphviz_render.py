@@ -24,7 +24,7 @@ def slow_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
     dot = bindir / "dot"
     dot.write_text(
         "#!/bin/sh\n"
-        f'if [ -e "{block}" ]; then echo $$ > "{pidfile}"; exec sleep 600; fi\n'
+        f'if [ -e "{block}" ]; then echo $$ > "{pidfile}"; exec sleep 600 >/dev/null 2>&1; fi\n'
         'while [ $# -gt 0 ]; do [ "$1" = -o ] && : > "$2"; shift; done\n'
     )
     dot.chmod(0o755)
