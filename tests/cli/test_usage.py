@@ -186,3 +186,32 @@ def test_tmp_prefix_and_prefix_together_are_refused(tmp_path, graph):
     proc = pymgmt("run", "--tmp-prefix", "--prefix", str(tmp_path / "p"), str(graph), cwd=tmp_path)
     assert proc.returncode == 1
     assert "--tmp-prefix makes a new state directory" in proc.stderr
+
+
+def test_a_state_directory_that_cannot_be_made_is_an_error_unless_tmp_is_allowed(
+    tmp_path, managed, graph
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = str(blocker / "state")  # under a regular file: cannot be created
+    proc = pymgmt("run", "--prefix", bad, "--converged-timeout", "0", str(graph), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"cannot use the state directory {bad}" in proc.stderr
+    assert not (managed / "f1").exists()
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = pymgmt(
+        "run",
+        "--prefix",
+        bad,
+        "--allow-tmp-prefix",
+        "--converged-timeout",
+        "0",
+        str(graph),
+        cwd=tmp_path,
+        env={"TMPDIR": str(tmpdir)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert [p.name[:7] for p in tmpdir.iterdir()] == ["pymgmt-"]
+    assert (managed / "f1").exists()

@@ -154,26 +154,30 @@ def _missing_file(path: str, *, as_json: bool) -> bool:
 
 def _lock_state_dir(args: argparse.Namespace) -> statedir.StateDirLock | None:
     """Pick the state directory (--prefix, --tmp-prefix) and lock it; None: refused."""
-    log = logging.getLogger("pymgmt")
-    if args.tmp_prefix:
-        prefix = Path(tempfile.mkdtemp(prefix="pymgmt-"))
-        log.info("state directory (--tmp-prefix): %s", prefix)
-    else:
-        prefix = Path(args.prefix) if args.prefix else default_prefix()
+    prefix = Path(args.prefix) if args.prefix else default_prefix()
     try:
+        if args.tmp_prefix:
+            prefix = _tmp_prefix("--tmp-prefix")
         try:
             return statedir.lock(prefix)
+        except statedir.StateDirBusy:
+            raise
         except OSError as e:
             if not args.allow_tmp_prefix:
                 raise
-            fallback = Path(tempfile.mkdtemp(prefix="pymgmt-"))
-            log.warning("cannot use %s (%s); state directory: %s", prefix, e.strerror, fallback)
-            return statedir.lock(fallback)
+            logging.getLogger("pymgmt").warning("cannot use %s: %s", prefix, e.strerror)
+            return statedir.lock(_tmp_prefix("--allow-tmp-prefix"))
     except statedir.StateDirBusy as e:
         _refuse(str(e), args, prefix=str(e.prefix), pid=e.pid)
     except OSError as e:
         _refuse(f"cannot use the state directory {prefix}: {e.strerror}", args, prefix=str(prefix))
     return None
+
+
+def _tmp_prefix(why: str) -> Path:
+    prefix = Path(tempfile.mkdtemp(prefix="pymgmt-"))
+    logging.getLogger("pymgmt").info("state directory (%s): %s", why, prefix)
+    return prefix
 
 
 def _refuse(message: str, args: argparse.Namespace, **fields: object) -> None:
