@@ -34,6 +34,13 @@ def pymgmt(*args: str, cwd: Path, env: dict[str, str] | None = None):
         raise AssertionError(f"pymgmt {args} did not exit (hung?)\n{e.stderr}") from None
 
 
+def pymgmt_tmpdir(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run the CLI with its own TMPDIR (where --tmp-prefix makes the state directory)."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    return pymgmt(*args, cwd=tmp_path, env={"TMPDIR": str(tmpdir)}), tmpdir
+
+
 @pytest.fixture
 def graph(tmp_path: Path, managed: Path) -> Path:
     g = tmp_path / "g.yaml"
@@ -79,20 +86,8 @@ def test_a_missing_graph_file_says_no_such_file_in_validate_too(tmp_path):
 
 def test_mgmt_shell_test_command_line_runs_and_exits_0_once_converged(tmp_path, managed, graph):
     # test/shell/t2.sh and friends: exit 0 once converged, a temporary prefix.
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    proc = pymgmt(
-        "run",
-        "--converger-timeout=0",
-        "--converged-exit",
-        "--no-watch",
-        "--no-pgp",
-        "--tmp-prefix",
-        "yaml",
-        str(graph),
-        cwd=tmp_path,
-        env={"TMPDIR": str(tmpdir)},
-    )
+    argv = "run --converger-timeout=0 --converged-exit --no-watch --no-pgp --tmp-prefix yaml"
+    proc, tmpdir = pymgmt_tmpdir(tmp_path, *argv.split(), str(graph))
     assert proc.returncode == 0, proc.stdout + proc.stderr  # mgmt's exit status
     assert (managed / "f1").read_text() == "i am f1\n"
     (state,) = tmpdir.iterdir()  # --tmp-prefix: a fresh directory, locked
@@ -199,18 +194,8 @@ def test_a_state_directory_that_cannot_be_made_is_an_error_unless_tmp_is_allowed
     assert f"cannot use the state directory {bad}" in proc.stderr
     assert not (managed / "f1").exists()
 
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    proc = pymgmt(
-        "run",
-        "--prefix",
-        bad,
-        "--allow-tmp-prefix",
-        "--converged-timeout",
-        "0",
-        str(graph),
-        cwd=tmp_path,
-        env={"TMPDIR": str(tmpdir)},
+    proc, tmpdir = pymgmt_tmpdir(
+        tmp_path, "run", "--prefix", bad, "--allow-tmp-prefix", "--converged-timeout=0", str(graph)
     )
     assert proc.returncode == 2, proc.stderr
     assert [p.name[:7] for p in tmpdir.iterdir()] == ["pymgmt-"]
