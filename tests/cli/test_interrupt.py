@@ -68,6 +68,7 @@ def test_run_once_interrupted_text_lists_the_pending_and_never_says_converged_or
 ):
     graph, pidfile = _slow_graph(tmp_path, managed)
     a = agent(graph, "--converged-timeout", "0", json_mode=False)
+    a.wait_event(lambda e: "File[f]: CheckApply(apply=True)" in e["line"], what="File[f]")
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the slow command")
 
     assert a.stop(signal.SIGINT) == 130
