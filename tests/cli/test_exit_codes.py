@@ -174,9 +174,16 @@ def test_exit_1_for_invalid_input_and_nothing_changes(tmp_path, managed, json_mo
         assert f"{graph}:{typo_line}:" in proc.stderr
 
 
-def test_exit_1_for_a_missing_graph_file(tmp_path):
+@pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
+def test_exit_1_for_a_missing_graph_file_saying_no_such_file(tmp_path, json_mode):
     before = snapshot(tmp_path)
-    proc = run_once(tmp_path / "nope.yaml", tmp_path / "state")
+    missing = tmp_path / "nope.yaml"
+    proc = run_once(missing, tmp_path / "state", *(["--json"] if json_mode else []))
     assert proc.returncode == 1
-    assert "cannot read the graph file" in proc.stderr
+    if json_mode:
+        (ev,) = json_lines(proc.stdout)
+        assert ev["event"] == "invalid_input"
+        assert [(e["file"], e["message"]) for e in ev["errors"]] == [(str(missing), "no such file")]
+    else:
+        assert proc.stderr == f"error: {missing}: no such file; nothing was changed\n"
     assert snapshot(tmp_path) == before

@@ -42,7 +42,7 @@ def test_noop_changes_nothing_and_reports_every_would_be_change(tmp_path, manage
     graph = _setup(tmp_path, managed)
     before = snapshot(managed)
     proc = run_once(graph, tmp_path / "state", "--noop", "--json")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # changes would be applied
     assert snapshot(managed) == before
 
     checks = {e["vertex"]: e for e in json_lines(proc.stdout) if e.get("event") == "checked"}
@@ -60,14 +60,14 @@ def test_noop_changes_nothing_and_reports_every_would_be_change(tmp_path, manage
 
     recap = recap_of(proc)
     assert recap["totals"] == {"would change": len(VERTICES)}
-    assert recap["exit_code"] == 0
+    assert recap["exit_code"] == 2
 
 
 def test_noop_text_output_shows_the_diff(tmp_path, managed):
     graph = _setup(tmp_path, managed)
     before = snapshot(managed)
     proc = run_once(graph, tmp_path / "state", "--noop")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert snapshot(managed) == before
     out = proc.stdout
     assert re.search(r"File\[content\]: would change: content .* mode 0644 -> 0600.*\(noop\)", out)
@@ -110,3 +110,16 @@ def test_noop_after_a_real_run_reports_only_what_would_still_change(tmp_path, ma
     proc = run_once(graph, tmp_path / "state", "--noop", "--json")
     assert snapshot(managed) == before
     assert recap_of(proc)["totals"] == {"unchanged": 4, "would change": 1}
+    assert proc.returncode == 2
+
+
+def test_noop_exits_0_when_nothing_would_change(tmp_path, managed):
+    # Puppet's --noop --detailed-exitcodes, Terraform's plan -detailed-exitcode:
+    # 2 means "there is something to do", 0 "nothing to do".
+    (managed / "f").write_text("as wanted\n")
+    graph = tmp_path / "graph.yaml"
+    files = [{"name": "f", "path": str(managed / "f"), "content": "as wanted\n"}]
+    write_graph(graph, graph_doc("noop", files=files))
+    proc = run_once(graph, tmp_path / "state", "--noop", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert recap_of(proc)["totals"] == {"unchanged": 1}

@@ -2,23 +2,87 @@
 
 Kept free of heavy imports (asyncio, yaml, the engine) so that
 ``pymgmt --version`` and ``--help`` cost little more than starting Python.
+
+Usage errors exit 1, like every other input error (argparse's own 2 means
+"changes were applied" in pymgmt's exit codes, issue 8). mgmt's spellings
+of the run flags are accepted where they map onto what pymgmt does (see
+`_MGMT_*` below and the README); the rest are refused with a reason, never
+with a bare "unrecognized arguments".
 """
 
 from __future__ import annotations
 
+import math
 import sys
 
 from .._version import __version__
+from ..report.recap import EXIT_INPUT
 
 TYPE_CHECKING = False  # argparse is imported when a parser is built: --version skips it
 if TYPE_CHECKING:
     import argparse
 
+#: mgmt flags that ask for what pymgmt always does on one host (no PGP keys,
+#: no function streams, no deploys, no network, inotify limits left alone)
+_MGMT_ALREADY = (
+    "--no-pgp",
+    "--no-stream-watch",
+    "--no-deploy-watch",
+    "--no-network",
+    "--no-raise-limits",
+)
+_MGMT_ALREADY_NOTE = "(mgmt) accepted: pymgmt never does this anyway"
+#: mgmt flags for features pymgmt lacks whose absence changes nothing on the
+#: system: a warning, and the run goes on (flag -> takes a value)
+_MGMT_IGNORED = {
+    "--prometheus": False,
+    "--prometheus-listen": True,
+    "--pgp-key-path": True,
+    "--pgp-identity": True,
+}
+_CLUSTER = "clustering through etcd is not implemented yet: pymgmt runs one host, standalone"
+#: mgmt flags pymgmt cannot honour: ignoring them would do something else
+#: than asked, so they are refused with the reason (flag -> takes a value, reason)
+_MGMT_REFUSED = {
+    "--seeds": (True, _CLUSTER),
+    "--client-urls": (True, _CLUSTER),
+    "--server-urls": (True, _CLUSTER),
+    "--advertise-client-urls": (True, _CLUSTER),
+    "--advertise-server-urls": (True, _CLUSTER),
+    "--ssh-url": (True, _CLUSTER),
+    "--ssh-hostkey": (True, _CLUSTER),
+    "--ssh-id": (True, _CLUSTER),
+    "--no-autoedges": (False, "not implemented yet; set 'meta: {autoedge: false}' per resource"),
+    "--no-autogroup": (False, "not implemented yet; set 'meta: {autogroup: false}' per resource"),
+    "--max-runtime": (True, "not implemented yet; use timeout(1) or --converged-timeout"),
+    "--converger-status-file": (True, "not implemented yet; --json streams 'settled' events"),
+    "--converged-status-file": (True, "not implemented yet; --json streams 'settled' events"),
+}
+#: mgmt's frontend words before the input file: `mgmt run [flags] yaml FILE`
+_MGMT_FRONTENDS = {
+    "lang": "mgmt's mcl language is not implemented",
+    "empty": "mgmt's empty frontend is not implemented (there is no cluster to deploy from)",
+    "puppet": "mgmt's puppet frontend is not implemented",
+}
+#: graphviz layout programs mgmt's --graphviz-filter may name
+GRAPHVIZ_FILTERS = ("dot", "neato", "twopi", "circo", "fdp", "sfdp", "patchwork", "osage")
+#: the longest converged timeout accepted (about 31 years): past that a
+#: run-once agent would wait forever, and the event loop's clock overflows
+MAX_TIMEOUT = 1e9
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser and its `run` subparser."""
     import argparse
 
-    p = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        """argparse that exits 1 on a usage error (its own 2 means "changed")."""
+
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.print_usage(sys.stderr)
+            self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    p = Parser(
         prog="pymgmt",
         description="A parallel, event-driven configuration management engine.",
     )
@@ -27,18 +91,24 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
+        usage="pymgmt run [options] [yaml] FILE",
         help="apply a graph and keep it converged",
         description="Apply a graph, then watch every resource and repair drift as it happens. "
         "With --converged-timeout N, exit N seconds after the graph is converged "
-        "(exit codes: 0 no change, 2 changes made, 4 failures, 6 both, 1 bad input).",
+        "(exit codes: 0 no change, 2 changes made (or, with --noop, to make), 4 failures, "
+        "6 both, 1 bad input or usage, 130/143 stopped by SIGINT/SIGTERM).",
     )
-    run.add_argument("file", nargs="?", help="the graph file (mgmt YAML format)")
+    run.add_argument(
+        "file",
+        nargs="*",
+        metavar="[yaml] FILE",
+        help="the graph file (mgmt YAML format); mgmt's frontend word 'yaml' may come first",
+    )
     run.add_argument("--file", "--yaml", dest="file_opt", metavar="FILE", help=argparse.SUPPRESS)
     run.add_argument(
         "--converged-timeout",
-        "--converger-timeout",
         dest="converged_timeout",
-        type=float,
+        type=_seconds,
         metavar="N",
         default=None,
         help="exit N seconds after the whole graph is converged and idle (0 = at once); "
@@ -53,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         help="at most N resources check/apply at once (1 = serial, like Puppet)",
     )
     run.add_argument("--graphviz", metavar="FILE.dot", help="write the graph as DOT to this file")
+    run.add_argument(
+        "--graphviz-filter",
+        choices=GRAPHVIZ_FILTERS,
+        default="dot",
+        metavar="PROGRAM",
+        help="the graphviz layout program that renders --graphviz (default dot)",
+    )
     run.add_argument("--hostname", help="the name this host uses in the cluster")
     run.add_argument("--prefix", help="state directory (default /var/lib/pymgmt, or ~/.cache)")
     run.add_argument("--json", action="store_true", help="stream events as JSON lines on stdout")
@@ -60,12 +137,28 @@ def _parser() -> argparse.ArgumentParser:
         "--no-watch", action="store_true", help="do not re-read the graph file when it changes"
     )
     _verbosity(run)
+    _mgmt_flags(run)
 
     val = sub.add_parser("validate", help="check a graph file without touching the system")
     val.add_argument("file", help="the graph file")
     val.add_argument("--json", action="store_true", help="print the result as JSON")
     _verbosity(val)
-    return p
+    return p, run
+
+
+def _seconds(text: str) -> float:
+    """A timeout in seconds: a finite number, at most MAX_TIMEOUT."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if math.isnan(value) or value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds up to {MAX_TIMEOUT:g}, got {text!r}"
+        )
+    return value
 
 
 def _verbosity(p: argparse.ArgumentParser) -> None:
@@ -76,19 +169,133 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="only failures and the recap")
 
 
+def _mgmt_flags(run: argparse.ArgumentParser) -> None:
+    """mgmt's spellings of the run flags (see the README's table)."""
+    import argparse
+
+    g = run.add_argument_group(
+        "mgmt's flags", "accepted so that mgmt's command lines and shell tests run unchanged"
+    )
+    g.add_argument(
+        "--converger-timeout",
+        dest="converger_timeout",
+        type=_seconds,
+        metavar="N",
+        help="(mgmt) seconds idle that count as converged; exits only with --converged-exit",
+    )
+    g.add_argument(
+        "--converged-exit",
+        action="store_true",
+        help="(mgmt) exit 0 once converged for --converger-timeout seconds, as mgmt does",
+    )
+    g.add_argument(
+        "--converged-timeout-no-exit",
+        action="store_true",
+        help="(old mgmt) with --converged-timeout: do not exit, run forever",
+    )
+    g.add_argument(
+        "--tmp-prefix", action="store_true", help="(mgmt) use a new temporary state directory"
+    )
+    g.add_argument(
+        "--allow-tmp-prefix",
+        action="store_true",
+        help="(mgmt) use a temporary state directory if --prefix cannot be created",
+    )
+    for flag in _MGMT_ALREADY:
+        g.add_argument(flag, action="store_true", help=_MGMT_ALREADY_NOTE)
+
+    class Ignored(argparse.Action):
+        def __call__(self, parser: object, ns: object, values: object, opt: object = None) -> None:
+            ns.ignored = [*getattr(ns, "ignored", []), str(opt)]  # type: ignore[attr-defined]
+
+    for flag, takes_value in _MGMT_IGNORED.items():
+        g.add_argument(
+            flag,
+            action=Ignored,
+            nargs=None if takes_value else 0,
+            metavar="X",
+            help="(mgmt) not implemented yet: a warning, then ignored",
+        )
+
+    class Refused(argparse.Action):
+        def __call__(
+            self, parser: argparse.ArgumentParser, ns: object, v: object, opt: object = None
+        ) -> None:
+            parser.error(f"{opt} (an mgmt flag): {_MGMT_REFUSED[str(opt)][1]}")
+
+    for flag, (takes_value, _) in _MGMT_REFUSED.items():
+        g.add_argument(
+            flag, action=Refused, nargs=None if takes_value else 0, help=argparse.SUPPRESS
+        )
+
+
+def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn mgmt's and pymgmt's spellings into one file, timeout and exit style.
+
+    Sets `args.file`, `args.converged_timeout` (None: run forever) and
+    `args.detailed_exit` (False: mgmt's --converged-exit, exit 0 once converged).
+    """
+    args.file = _graph_file(parser, args.file, args.file_opt)
+    if args.converged_timeout is not None and args.converger_timeout is not None:
+        parser.error("give --converged-timeout or mgmt's --converger-timeout, not both")
+    if args.prefix is not None and args.tmp_prefix:
+        parser.error("--tmp-prefix makes a new state directory: it cannot go with --prefix")
+    args.detailed_exit = not args.converged_exit
+    if args.converger_timeout is not None:
+        # mgmt today: the timeout only defines "converged"; --converged-exit exits.
+        args.converged_timeout = args.converger_timeout if args.converged_exit else None
+        if not args.converged_exit:
+            print(
+                "pymgmt: note: as in mgmt, --converger-timeout without --converged-exit "
+                "runs forever; add --converged-exit, or use --converged-timeout N",
+                file=sys.stderr,
+            )
+    elif args.converged_exit and args.converged_timeout is None:
+        parser.error("--converged-exit needs --converger-timeout N (seconds converged)")
+    if args.converged_timeout_no_exit:
+        args.converged_timeout = None  # old mgmt: converged, but keep running
+    for flag in getattr(args, "ignored", []):
+        print(
+            f"pymgmt: warning: {flag} (an mgmt flag) is not implemented yet, ignored",
+            file=sys.stderr,
+        )
+
+
+def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:
+    """The graph file from `[yaml] FILE` (mgmt's frontend word) or --file/--yaml."""
+    import os.path
+
+    # a frontend word, unless it is the name of an existing graph file
+    word = words[0] if words and (len(words) > 1 or not os.path.exists(words[0])) else None
+    if word in _MGMT_FRONTENDS:
+        parser.error(f"{_MGMT_FRONTENDS[word]}; pymgmt runs YAML graphs: run [yaml] FILE")
+    if word == "yaml":
+        words = words[1:]
+    if words and file_opt:
+        parser.error(f"two graph files given: {words[0]!r} and --file {file_opt!r}")
+    if len(words) > 1:
+        parser.error(f"one graph file expected, got {len(words)}: {' '.join(words)}")
+    file = words[0] if words else file_opt
+    if not file:
+        parser.error("a graph file is required: pymgmt run [yaml] FILE")
+    return file
+
+
 def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:
         print(f"pymgmt {__version__}")  # what argparse's version action prints
         return 0
-    parser = _parser()
-    args = parser.parse_args(argv)
+    parser, run_parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        (run_parser if args.command == "run" else parser).error(
+            f"unrecognized arguments: {' '.join(extra)}"
+        )
     if args.command is None:
         parser.print_help()
-        return 1
+        return EXIT_INPUT
     if args.command == "run":
-        args.file = args.file or args.file_opt
-        if not args.file:
-            parser.error("run: a graph file is required")
+        _resolve_run(run_parser, args)
         from .run import run_command
 
         return run_command(args)

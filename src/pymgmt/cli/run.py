@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import gc
+import io
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import subprocess
+import stat
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from .. import statedir
 from ..engine.engine import Engine
-from ..errors import InputError, InputErrors
+from ..errors import InputError, InputErrors, Location
 from ..frontends.yamlgraph import YamlFrontend, load, load_with_text
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph
 from ..redaction import RedactingFilter, redact
-from ..report.console import ConsoleReporter, Fanout, JsonReporter
+from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..world.local import LocalWorld
@@ -76,37 +81,112 @@ class _Once:
 
 
 class _GraphvizTap:
-    """Writes each new graph as DOT (and renders it if `dot` is installed)."""
+    """Writes each new graph as DOT (and renders it if graphviz is installed).
 
-    def __init__(self, inner: Any, path: str) -> None:
+    Rendering runs as a child process the event loop waits for without
+    blocking (issue 8 item 16): the running graph's workers go on while
+    `dot` works on the next one; a stop kills and reaps it.
+    """
+
+    def __init__(self, inner: Any, path: str, program: str = "dot") -> None:
         self.inner = inner
         self.path = path
+        self.program = program
 
     async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
         async for g in self.inner.graphs(hub):
             if not isinstance(g, InputError):
-                write_graphviz(g, self.path)
+                await write_graphviz(g, self.path, self.program)
             yield g
 
 
-def write_graphviz(graph: Graph[Any], path: str) -> None:
-    """Write DOT; with graphviz installed also render SVG (or the asked format).
+#: how long a graphviz program may take to render one graph
+RENDER_TIMEOUT = 30.0
+
+
+async def write_graphviz(graph: Graph[Any], path: str, program: str = "dot") -> None:
+    """Write DOT atomically; with graphviz installed also render SVG (or the asked format).
 
     ``x.dot`` gives x.dot and x.svg; ``x.svg`` or ``x.png`` gives x.dot and
-    that picture.
+    that picture. `program` is the layout program (mgmt's --graphviz-filter).
     """
     from ..fsutil import atomic_write
 
     root, ext = os.path.splitext(os.path.abspath(path))
     fmt = ext[1:] if ext in (".svg", ".png", ".pdf") else "svg"
     dot_path = root + ".dot"
-    atomic_write(dot_path, redact(to_dot(graph)).encode(), 0o644, None, None)
-    dot = shutil.which("dot")
-    if dot:
-        # argv list, no shell: the path is user data
-        subprocess.run(  # noqa: S603
-            [dot, f"-T{fmt}", "-o", f"{root}.{fmt}", dot_path], check=False, timeout=30
+    text = redact(to_dot(graph)).encode()
+    # two fsyncs: off the loop, like every durable write
+    await asyncio.to_thread(atomic_write, dot_path, text, 0o644, None, None)
+    exe = shutil.which(program)
+    if exe:
+        await _render([exe, f"-T{fmt}", "-o", f"{root}.{fmt}", dot_path])
+
+
+async def _render(argv: list[str]) -> None:
+    """Run a graphviz program; kill and reap it on a stop or after RENDER_TIMEOUT."""
+    # argv list, no shell: the path is user data
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(RENDER_TIMEOUT):
+            await proc.wait()
+    except TimeoutError:
+        logging.getLogger("pymgmt").warning(
+            "graphviz: %s took more than %g s: killed", argv[0], RENDER_TIMEOUT
         )
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()  # reaped, even when we are being cancelled
+
+
+def _missing_file(path: str, *, as_json: bool) -> bool:
+    """Report a graph file that does not exist: a wrong path, not an invalid graph."""
+    if os.path.exists(path):
+        return False
+    message = "no such file"
+    if as_json:
+        err = InputError(message, location=Location(path))
+        print(json.dumps({"event": "invalid_input", "errors": [err.as_dict()]}), flush=True)
+    else:
+        print(f"error: {path}: {message}; nothing was changed", file=sys.stderr)
+    return True
+
+
+def _lock_state_dir(args: argparse.Namespace) -> statedir.StateDirLock | None:
+    """Pick the state directory (--prefix, --tmp-prefix) and lock it; None: refused."""
+    prefix = Path(args.prefix) if args.prefix else default_prefix()
+    try:
+        if args.tmp_prefix:
+            prefix = _tmp_prefix("--tmp-prefix")
+        try:
+            return statedir.lock(prefix)
+        except statedir.StateDirBusy:
+            raise
+        except OSError as e:
+            if not args.allow_tmp_prefix:
+                raise
+            logging.getLogger("pymgmt").warning("cannot use %s: %s", prefix, e.strerror)
+            return statedir.lock(_tmp_prefix("--allow-tmp-prefix"))
+    except statedir.StateDirBusy as e:
+        _refuse(str(e), args, prefix=str(e.prefix), pid=e.pid)
+    except OSError as e:
+        _refuse(f"cannot use the state directory {prefix}: {e.strerror}", args, prefix=str(prefix))
+    return None
+
+
+def _tmp_prefix(why: str) -> Path:
+    prefix = Path(tempfile.mkdtemp(prefix="pymgmt-"))
+    logging.getLogger("pymgmt").info("state directory (%s): %s", why, prefix)
+    return prefix
+
+
+def _refuse(message: str, args: argparse.Namespace, **fields: object) -> None:
+    if args.json:
+        print(json.dumps({"event": "refused", "message": message, **fields}), flush=True)
+    else:
+        print(f"error: {message}; nothing was changed", file=sys.stderr)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -116,71 +196,151 @@ def run_command(args: argparse.Namespace) -> int:
     # created (10k files: a fifth of a one-shot run's CPU, freeing nothing).
     gc.set_threshold(50_000, 10, 10)
     path = os.path.abspath(args.file)
+    if _missing_file(path, as_json=args.json):
+        return EXIT_INPUT
     # Validate everything before touching the system.
     try:
         validated = load_with_text(path)
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
+    state = _lock_state_dir(args)
+    if state is None:
+        return EXIT_INPUT
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None
-    recap = Recap()
-    human = None if args.json else ConsoleReporter(verbose=args.verbose, quiet=args.quiet)
-    machine = JsonReporter() if args.json else None
+    recap = Recap(run_once=timeout is not None, detailed=args.detailed_exit)
+    stopper = _Stopper(recap)
+    human = None
+    machine = None
+    if args.json:
+        machine = JsonReporter(on_closed=stopper.stdout_closed)
+    else:
+        human = ConsoleReporter(
+            verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
+        )
     reporter = Fanout(*(r for r in (human, machine, recap) if r is not None))
     frontend: Any = _Once(path) if args.no_watch else YamlFrontend(path, first=validated)
     if args.graphviz:
-        frontend = _GraphvizTap(frontend, args.graphviz)
-    engine = Engine(
+        frontend = _GraphvizTap(frontend, args.graphviz, args.graphviz_filter)
+    engine = stopper.engine = Engine(
         world=LocalWorld(args.hostname or socket.gethostname()),
         reporter=reporter,
-        state_dir=Path(args.prefix) if args.prefix else default_prefix(),
+        state_dir=state.prefix,
         noop=args.noop,
         converged_timeout=timeout,
         sema=args.sema,
     )
     try:
-        asyncio.run(_main(engine, frontend))
+        asyncio.run(_main(engine, frontend, stopper))
     except InputError as e:  # the file changed between validation and start
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
     if machine is not None:
-        machine.write({"event": "recap", **recap.as_dict()})
-    else:
-        print(recap.render(verbose=args.verbose), flush=True)
-    code = recap.exit_code() if timeout is not None else EXIT_OK
+        machine.write_obj({"event": "recap", **recap.as_dict()})
+    elif human is not None:
+        human.write(recap.render(verbose=args.verbose) + "\n")
+    code = recap.exit_code()
     # Everything is stopped, written and fsynced, and the recap is out: skip
     # the interpreter's teardown of every object of the graph (60 ms at 1k
-    # resources, 460 ms at 10k), which can change nothing any more.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # resources, 460 ms at 10k), which can change nothing any more. The
+    # state directory's lock goes with the process.
+    _flush_quietly()
     logging.shutdown()
     os._exit(code)
 
 
-async def _main(engine: Engine, frontend: Any) -> None:
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            silence(stream)
+
+
+class _Stopper:
+    """Turns a signal, or stdout's reader going away, into a graceful stop.
+
+    The run is then *interrupted*: it stopped before converging, and exits
+    128 + the signal's number in run-once mode (130 for ^C, 143 for SIGTERM,
+    141 for a closed pipe, as a shell reports a program the signal killed).
+    A second signal exits at once, with 128 + that signal.
+    """
+
+    def __init__(self, recap: Recap) -> None:
+        self.recap = recap
+        self.engine: Engine | None = None
+        self.interrupts = 0
+        self.pipe_closed = False
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        self.interrupt(sig, f"interrupted by {sig.name}")
+
+    def stdout_closed(self) -> None:
+        """stdout's reader went away (``| head -1``): stop quietly, once."""
+        if self.pipe_closed:
+            return
+        self.pipe_closed = True
+        silence(sys.stdout)
+        self.interrupt(signal.SIGPIPE, "stdout was closed (broken pipe)")
+
+    def interrupt(self, sig: signal.Signals, why: str) -> None:
+        self.interrupts += 1
+        if self.interrupts > 1:
+            with contextlib.suppress(OSError):
+                print(f"\n{sig.name} again: exiting at once", file=sys.stderr, flush=True)
+            os._exit(128 + sig)
+        self.recap.interrupt_code = 128 + sig
+        if self.engine is not None:
+            self.engine.stop(f"{why} (again to exit at once)", interrupted=True)
+
+
+async def _main(engine: Engine, frontend: Any, stopper: _Stopper) -> None:
     loop = asyncio.get_running_loop()
-    interrupts = 0
-
-    def on_signal(signame: str) -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
-            print(f"\n{signame} again: exiting at once", file=sys.stderr, flush=True)
-            os._exit(130)
-        engine.stop(f"interrupted by {signame} (again to exit at once)")
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
+        loop.add_signal_handler(sig, stopper.on_signal, sig)
+    watched = _watch_stdout_reader(loop, stopper.stdout_closed)
     try:
         await engine.run(frontend)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if watched is not None:
+            loop.remove_reader(watched)
+
+
+def _watch_stdout_reader(
+    loop: asyncio.AbstractEventLoop, on_gone: Callable[[], None]
+) -> int | None:
+    """If stdout is a pipe, notice at once when its reader exits (``| head -1``).
+
+    The write end of a pipe never becomes readable; epoll reports EPOLLERR on
+    it when the last reader closes, which asyncio hands to a reader callback.
+    Without this, a quiet agent would learn of it only at its next line.
+    Returns the fd watched, or None.
+    """
+    try:
+        fd = sys.stdout.fileno()
+        st = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    # O_RDWR on a FIFO would make our own output "readable": only a write end
+    if not stat.S_ISFIFO(st.st_mode) or flags & os.O_ACCMODE != os.O_WRONLY:
+        return None
+
+    def gone() -> None:
+        loop.remove_reader(fd)
+        on_gone()
+
+    loop.add_reader(fd, gone)
+    return fd
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    if _missing_file(args.file, as_json=args.json):
+        return EXIT_INPUT
     try:
         graph = load(args.file)
     except InputError as e:

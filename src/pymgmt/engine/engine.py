@@ -97,7 +97,7 @@ class Engine:
         self.workers: dict[Key, Worker] = {}
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._stop: asyncio.Future[str] | None = None
+        self._stop: asyncio.Future[tuple[str, bool]] | None = None
 
     def emit(self, event: Event) -> None:
         self.reporter.emit(scrub(event))  # no secret value reaches any reporter
@@ -138,8 +138,8 @@ class Engine:
                     await first_graph  # raises the InputError of a bad first graph
                     if self.converged_timeout is not None:
                         conv = tg.create_task(self._converged(self.converged_timeout))
-                    reason = await self._stop
-                    self.emit(Stopping(reason))
+                    reason, interrupted = await self._stop
+                    self.emit(Stopping(reason, interrupted))
                 finally:
                     feed.cancel()
                     if not first_graph.done():
@@ -157,15 +157,19 @@ class Engine:
         failed = [w.name for w in self.workers.values() if w.status is Status.FAILED]
         self.emit(Settled(len(self.workers), failed))
 
-    def stop(self, reason: str) -> None:
-        """Ask a running engine to stop gracefully (signal handlers call this)."""
+    def stop(self, reason: str, interrupted: bool = True) -> None:
+        """Ask a running engine to stop gracefully (signal handlers call this).
+
+        `interrupted`: the stop comes before (or without) convergence, so
+        nobody may claim the graph converged.
+        """
         if self._stop is not None and not self._stop.done():
-            self._stop.set_result(reason)
+            self._stop.set_result((reason, interrupted))
 
     async def _converged(self, timeout: float) -> None:
         await self.converger.wait_converged(timeout)
         self.emit(Converged(timeout))
-        self.stop("converged")
+        self.stop("converged", interrupted=False)
 
     async def _consume(self, graphs: GraphStream, first: asyncio.Future[None]) -> None:
         async for item in graphs:

@@ -132,6 +132,7 @@ async def run_async(
     sema: int = 0,
 ) -> RunResult:
     """Run a built graph inside an existing event loop until converged."""
+    from .. import statedir
     from ..engine.engine import Engine
     from ..world.local import LocalWorld
 
@@ -145,7 +146,8 @@ async def run_async(
         converged_timeout=converged_timeout,
         sema=sema,
     )
-    await engine.run(_Static(graph))
+    with statedir.lock(Path(state_dir)):  # one agent per state directory (issue 8)
+        await engine.run(_Static(graph))
     return RunResult(sink.recap.exit_code(), sink.recap, sink.events)
 
 

@@ -1,11 +1,20 @@
-"""Reporters: log lines a person can follow, and JSON lines for machines."""
+"""Reporters: log lines a person can follow, and JSON lines for machines.
+
+Both fall silent instead of crashing when their reader goes away (``pymgmt
+run ... | head -1``, issue 8 item 17): the stream is pointed at /dev/null and
+`on_closed` is called once, so the CLI can stop the agent quietly.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from ..errors import InputError
@@ -28,29 +37,77 @@ def _ts() -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
-class ConsoleReporter:
+def silence(out: IO[str]) -> None:
+    """Point `out`'s file descriptor at /dev/null: its reader is gone.
+
+    Later writes (and the interpreter's last flush) then succeed quietly
+    instead of raising BrokenPipeError again; what was buffered is dropped.
+    """
+    with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+        fd = out.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+class _Stream:
+    """What both reporters share: a stream that may close, and a stop that may come."""
+
+    def __init__(self, out: IO[str] | None, on_closed: Callable[[], None] | None) -> None:
+        self.out = out or sys.stdout
+        self.on_closed = on_closed
+        self.closed = False
+        #: a stop has begun: from now on nothing may claim convergence
+        self.stopping = False
+
+    def write(self, text: str) -> None:
+        """Write and flush `text`; a reader that went away is not an error."""
+        if self.closed:
+            return
+        try:
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.closed = True
+            silence(self.out)
+            if self.on_closed is not None:
+                self.on_closed()
+
+    def claims_convergence_after_stop(self, event: Event) -> bool:
+        """True for a Converged/Settled that comes once a stop began (workers
+        going idle because they were stopped is not convergence)."""
+        if isinstance(event, Stopping):
+            self.stopping = True
+        return self.stopping and isinstance(event, (Converged, Settled))
+
+
+class ConsoleReporter(_Stream):
     """Human-readable lines in mgmt's spirit: ``File[f1]: CheckApply(apply=True)``."""
 
     def __init__(
-        self, out: IO[str] | None = None, *, verbose: bool = False, quiet: bool = False
+        self,
+        out: IO[str] | None = None,
+        *,
+        verbose: bool = False,
+        quiet: bool = False,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
-        self.out = out or sys.stdout
+        super().__init__(out, on_closed)
         self.verbose = verbose
         self.quiet = quiet
 
     def line(self, text: str) -> None:
-        self.out.write(f"{_ts()} {text}\n")
-        self.out.flush()
+        self.write(f"{_ts()} {text}\n")
 
     def emit(self, event: Event) -> None:
+        if self.claims_convergence_after_stop(event):
+            return
         if isinstance(event, Failed):
             retry = "" if event.retry_in is None else f" (retrying in {event.retry_in:.3g} s)"
             self.line(f"{event.vertex}: FAILED in {event.phase}: {event.error}{retry}")
         elif isinstance(event, GraphRejected):
             self.line("the new graph is invalid; the running graph is kept:")
-            for e in event.errors:
-                self.out.write(f"  {e}\n")
-            self.out.flush()
+            self.write("".join(f"  {e}\n" for e in event.errors))
         if self.quiet:
             return
         if isinstance(event, GraphStarted):
@@ -109,11 +166,14 @@ class ConsoleReporter:
         else:
             self.line(f"{ev.vertex}: CheckApply(apply=True): changed: {what}")
         if ev.noop or self.verbose:
-            for c in ev.changes:
-                if c.diff:
-                    for dl in c.diff.rstrip("\n").split("\n"):
-                        self.out.write(f"    {dl}\n")
-            self.out.flush()
+            self.write(
+                "".join(
+                    f"    {dl}\n"
+                    for c in ev.changes
+                    if c.diff
+                    for dl in c.diff.rstrip("\n").split("\n")
+                )
+            )
 
 
 def _change_text(field: str, old: object, new: object) -> str:
@@ -126,20 +186,23 @@ def _change_text(field: str, old: object, new: object) -> str:
     return f"{field} {old} -> {new}"
 
 
-class JsonReporter:
+class JsonReporter(_Stream):
     """One JSON object per line, one line per event, for machines."""
 
-    def __init__(self, out: IO[str] | None = None) -> None:
-        self.out = out or sys.stdout
+    def __init__(
+        self, out: IO[str] | None = None, *, on_closed: Callable[[], None] | None = None
+    ) -> None:
+        super().__init__(out, on_closed)
 
-    def write(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, default=_default, sort_keys=False) + "\n")
-        self.out.flush()
+    def write_obj(self, obj: dict[str, Any]) -> None:
+        self.write(json.dumps(obj, default=_default, sort_keys=False) + "\n")
 
     def emit(self, event: Event) -> None:
+        if self.claims_convergence_after_stop(event):
+            return
         name = type(event).__name__
         body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-        self.write({"time": round(time.time(), 6), "event": _snake(name), **body})
+        self.write_obj({"time": round(time.time(), 6), "event": _snake(name), **body})
 
 
 def _default(o: object) -> object:

@@ -90,6 +90,8 @@ class Settled:
 @dataclass(frozen=True)
 class Stopping:
     reason: str
+    #: stopped by a signal or stop() before converging, not by --converged-timeout
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)

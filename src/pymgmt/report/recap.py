@@ -11,8 +11,13 @@ Outcomes, per resource, in order of precedence:
 * unchanged -- already as wanted.
 
 Exit codes in run-once mode (documented in the README), as with Puppet's
-``--detailed-exitcodes``: 0 converged with no change, 2 changes applied,
-4 failures, 6 both; 1 is reserved for unusable input.
+``--detailed-exitcodes``: 0 converged with no change, 2 changes applied
+(with noop: changes that *would* be applied, like ``terraform plan
+-detailed-exitcode``), 4 failures, 6 both; 1 is reserved for unusable
+input. A run stopped before it converged (a signal, issue 8) exits 128 + the
+signal's number whatever it changed, because its outcome is unknown: part of
+the graph never ran. Forever mode and mgmt's ``--converged-exit`` exit 0 on
+a graceful stop, as mgmt does.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .events import Checked, Event, Failed, Finished, GraphStarted, VertexState
+from .events import Checked, Event, Failed, Finished, GraphStarted, Stopping, VertexState
 
 EXIT_OK = 0
 EXIT_INPUT = 1
 EXIT_CHANGED = 2
 EXIT_FAILED = 4
+#: 128 + SIGINT: what a shell reports for a program ^C stopped
+EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -40,13 +47,24 @@ class _Tally:
 
 
 class Recap:
-    """Accumulates events into per-resource outcomes."""
+    """Accumulates events into per-resource outcomes.
 
-    def __init__(self) -> None:
+    `run_once`: the run was meant to end by itself once converged; without
+    it (forever mode) a graceful stop exits 0. `detailed`: exit codes say
+    what changed (0/2/4/6); mgmt's ``--converged-exit`` exits 0 instead.
+    """
+
+    def __init__(self, *, run_once: bool = True, detailed: bool = True) -> None:
         self.graph = ""
         self.started = time.monotonic()
         self.per: dict[str, _Tally] = {}
         self.final: list[VertexState] = []
+        self.run_once = run_once
+        self.detailed = detailed
+        #: stopped before converging (a signal): never "converged", never OK
+        self.interrupted = False
+        #: the exit code of an interrupted run-once run; the CLI sets 128 + signal
+        self.interrupt_code = EXIT_INTERRUPTED
 
     def _t(self, vertex: str) -> _Tally:
         t = self.per.get(vertex)
@@ -70,6 +88,8 @@ class Recap:
             t.pending_on = event.pending_on
         elif isinstance(event, Failed):
             self._t(event.vertex).failures.append(f"{event.phase}: {event.error}")
+        elif isinstance(event, Stopping):
+            self.interrupted = event.interrupted
         elif isinstance(event, Finished):
             self.final = event.states
 
@@ -79,8 +99,8 @@ class Recap:
             return "failed"
         if st.status == "skipped":
             return "skipped"
-        if st.status == "pending" and not t.checks:
-            return "pending"
+        if st.status == "pending" and (self.interrupted or not t.checks):
+            return "pending"  # interrupted: it may be half done, whatever it did before
         if t.repaired:
             return "repaired"
         if t.changed:
@@ -95,9 +115,15 @@ class Recap:
         return Counter(self.outcome(st) for st in self.final)
 
     def exit_code(self) -> int:
+        if not self.run_once:
+            return EXIT_OK
+        if self.interrupted:
+            return self.interrupt_code
+        if not self.detailed:
+            return EXIT_OK
         c = self.totals()
         code = EXIT_OK
-        if c["changed"] or c["repaired"]:
+        if c["changed"] or c["repaired"] or c["would change"]:
             code |= EXIT_CHANGED
         if c["failed"] or c["skipped"]:
             code |= EXIT_FAILED
@@ -118,12 +144,16 @@ class Recap:
                 for st in self.final
             },
             "totals": dict(self.totals()),
+            "interrupted": self.interrupted,
             "exit_code": self.exit_code(),
         }
 
     def render(self, *, verbose: bool = False) -> str:
         """The text a person reads at the end of a run."""
-        lines = [f"Recap of graph {self.graph!r} after {time.monotonic() - self.started:.2f}s:"]
+        how = " (interrupted)" if self.interrupted else ""
+        lines = [
+            f"Recap of graph {self.graph!r} after {time.monotonic() - self.started:.2f}s{how}:"
+        ]
         width = max((len(st.vertex) for st in self.final), default=10)
         for st in sorted(self.final, key=lambda s: s.vertex):
             out = self.outcome(st)
@@ -139,12 +169,18 @@ class Recap:
                 detail = f" on {', '.join(t.pending_on)}"
             elif out == "repaired":
                 detail = f" x{t.repaired}" + (" (and changed once)" if t.changed else "")
+            elif out == "pending" and (t.changed or t.repaired):
+                detail = f" (changed {t.changed + t.repaired}x before)"
             lines.append(
                 f"  {st.vertex:<{width}}  {out.upper() if out == 'failed' else out}{detail}"
             )
         c = self.totals()
         order = ["unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending"]
-        parts = [f"{c[k]} {k}" for k in order if c[k] or k in ("unchanged", "changed", "failed")]
-        verdict = "FAILED" if c["failed"] or c["skipped"] else "OK"
+        always = ("unchanged", "changed", "failed", *(("pending",) if self.interrupted else ()))
+        parts = [f"{c[k]} {k}" for k in order if c[k] or k in always]
+        if self.interrupted:
+            verdict = "INTERRUPTED"  # whatever it did: it stopped before converging
+        else:
+            verdict = "FAILED" if c["failed"] or c["skipped"] else "OK"
         lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts))
         return "\n".join(lines)
