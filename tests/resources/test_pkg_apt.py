@@ -1,17 +1,25 @@
 """pkg with the apt backend, against this machine's real apt and dpkg.
 
 These install and remove small Debian packages (sl, cowsay, powertop) and
-put the machine back as it found them.
+put the machine back as it found them. Transactions are counted from the
+agent's own reports (its log line per apt-get run and its JSON `checked`
+events), never from the machine-wide /var/log/apt/history.log, which any
+other apt user on the machine also writes to.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import apt, installed, json_lines, recap_of, run_once, wait_for
+from helpers import apt, installed, json_lines, pid_alive, recap_of, run_once, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,7 +27,7 @@ pytestmark = [
 ]
 
 PACKAGES = ["cowsay", "powertop", "sl"]
-HISTORY = Path("/var/log/apt/history.log")
+DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
 
 
 @pytest.fixture
@@ -40,23 +48,20 @@ def _graph(path: Path, state: str = "installed", names: list[str] = PACKAGES) ->
     return path
 
 
-def _history_runs() -> list[str]:
-    """The Commandline of every apt run in the history log so far."""
-    if not HISTORY.exists():
-        return []
-    return [ln for ln in HISTORY.read_text().splitlines() if ln.startswith("Commandline:")]
+def _transactions(stderr: str) -> list[str]:
+    """The apt-get runs the agent reported (one INFO line each) in its log."""
+    return re.findall(r": (apt-get (?:install|remove) [^\n]*)", stderr)
 
 
 def test_three_packages_install_in_one_transaction(tmp_path, clean_packages):
-    before = len(_history_runs())
     proc = run_once(_graph(tmp_path / "g.yaml"), tmp_path / "p", "--json", timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert all(installed(p) for p in PACKAGES)
-    runs = _history_runs()[before:]
-    assert len(runs) == 1, runs  # one apt-get for the whole group
-    assert all(p in runs[0] for p in PACKAGES)
-    applied = [e["vertex"] for e in json_lines(proc.stdout) if e.get("applied")]
-    assert applied == ["Pkg[autogroup:(cowsay,powertop,sl)]"]
+    # one apt-get for the whole group
+    assert _transactions(proc.stderr) == ["apt-get install cowsay powertop sl"], proc.stderr
+    applied = [e for e in json_lines(proc.stdout) if e.get("applied")]
+    assert [e["vertex"] for e in applied] == ["Pkg[autogroup:(cowsay,powertop,sl)]"]
+    assert sorted(c["field"] for c in applied[0]["changes"]) == PACKAGES
     # Converged now: a second run changes nothing.
     again = run_once(_graph(tmp_path / "g.yaml"), tmp_path / "p", "--json", timeout=600)
     assert again.returncode == 0, again.stderr
@@ -69,10 +74,14 @@ def test_autogroup_false_installs_one_package_per_transaction(tmp_path, clean_pa
         "graph: pkgs\nresources:\n  pkg:\n"
         + "".join(f"  - name: {n}\n    meta: {{autogroup: false}}\n" for n in PACKAGES[:2])
     )
-    before = len(_history_runs())
-    proc = run_once(g, tmp_path / "p", timeout=600)
+    proc = run_once(g, tmp_path / "p", "--json", timeout=600)
     assert proc.returncode == 2, proc.stderr
-    assert len(_history_runs()[before:]) == 2
+    assert sorted(_transactions(proc.stderr)) == [
+        "apt-get install cowsay",
+        "apt-get install powertop",
+    ]
+    applied = sorted(e["vertex"] for e in json_lines(proc.stdout) if e.get("applied"))
+    assert applied == ["Pkg[cowsay]", "Pkg[powertop]"]
 
 
 def test_drift_is_repaired_when_apt_removes_a_package_behind_the_agents_back(
@@ -105,3 +114,76 @@ def test_uninstalled_removes_and_an_unknown_package_fails_clearly(tmp_path, clea
     )
     assert bad.returncode == 4
     assert "Unable to locate package no-such-package-pymgmt" in bad.stdout
+
+
+# -- a stop never cuts a transaction in half (issue 8 item 17) -----------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (children of every thread, recursively)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _dpkg_lock_free() -> bool:
+    """Can we take dpkg's locks right now (as apt and dpkg themselves would)?"""
+    for path in DPKG_LOCKS:
+        with open(path, "w") as f:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            fcntl.lockf(f, fcntl.LOCK_UN)
+    return True
+
+
+@pytest.mark.parametrize("state", ["installed", "uninstalled"])
+def test_a_stop_during_a_transaction_waits_for_it_reports_it_and_reaps_it(
+    tmp_path, clean_packages, agent, state
+):
+    if state == "uninstalled":
+        apt("install", "sl")
+    a = agent(_graph(tmp_path / "g.yaml", state, ["sl"]))
+    apt_get = wait_for(
+        lambda: next((p for p in _descendants(a.pid) if _comm(p) == "apt-get"), None),
+        timeout=120,
+        what="the agent's apt-get to start",
+    )
+    a.send(signal.SIGTERM)  # while apt-get runs
+    a.wait_exit(timeout=600)
+    # The agent waited for the transaction: it is over, not running on unreaped.
+    assert not pid_alive(apt_get), f"apt-get (pid {apt_get}) outlived the agent"
+    # Nothing it started lives on (orphans would be re-parented to this pytest,
+    # a child subreaper).
+    leftovers = [(p, _comm(p)) for p in _descendants(os.getpid())]
+    assert not [p for p in leftovers if p[1] in ("apt-get", "dpkg", "http")], leftovers
+    assert installed("sl") is (state == "installed")  # the whole transaction happened
+    verb = "install" if state == "installed" else "remove"
+    assert re.search(rf"apt-get {verb} sl \(pid {apt_get}\) is still running", a.stderr), a.stderr
+    assert re.search(rf"apt-get {verb} sl finished \(exit status 0\) after the stop", a.stderr)
+    assert _dpkg_lock_free()
+    # dpkg is consistent: nothing is left half-installed or unconfigured.
+    audit = subprocess.run(["dpkg", "--audit"], capture_output=True, text=True, check=False)
+    assert audit.stdout.strip() == "", audit.stdout

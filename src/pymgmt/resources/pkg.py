@@ -24,13 +24,15 @@ unit files it ships, so ``file`` and ``svc`` resources for them come after it.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import logging
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Generator, Sequence
-from typing import Literal, Protocol
+import tempfile
+from collections.abc import Callable, Generator, Sequence
+from typing import IO, Literal, Protocol
 
 from ..errors import ResourceError
 from ..traits import UID, Want
@@ -179,12 +181,48 @@ def _make_backend(choice: str, ctx: Context) -> PackageBackend:
         from .pkg_packagekit import PackageKitBackend
 
         return PackageKitBackend(ctx.dbus)
-    return AptBackend()
+    return AptBackend(ctx.log)
 
 
-@functools.lru_cache(maxsize=1024)
+# -- AutoEdges: what an installed package ships --------------------------------------------
+
+#: (package, dpkg database stamp) -> files; see `_shipped_files`
+_SHIPPED: dict[tuple[str, tuple[int, ...]], tuple[str, ...]] = {}
+_SHIPPED_MAX = 1024
+
+
+def _dpkg_stamp() -> tuple[int, ...]:
+    """Identifies one state of the dpkg database.
+
+    dpkg replaces its status file by a rename after every change, so a new
+    inode (or mtime or size) means packages were installed or removed.
+    """
+    try:
+        st = os.stat(_DPKG_STATUS)
+    except OSError:
+        return ()
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def _shipped_files(name: str) -> tuple[str, ...]:
-    """Files an installed package ships (empty when it is not installed)."""
+    """Files an installed package ships (empty when it is not installed).
+
+    Cached per state of the dpkg database, not forever: a package installed
+    after the agent started gains its AutoEdges on the next graph reload
+    (issue 8 item 16). This runs ``dpkg-query``, so it must not be called on
+    the event loop: frontends compile graphs in a worker thread.
+    """
+    key = (name, _dpkg_stamp())
+    found = _SHIPPED.get(key)
+    if found is None:
+        found = _query_shipped_files(name)
+        if len(_SHIPPED) >= _SHIPPED_MAX or any(k[1] != key[1] for k in _SHIPPED):
+            _SHIPPED.clear()  # entries of an older database state are useless
+        _SHIPPED[key] = found
+    return found
+
+
+def _query_shipped_files(name: str) -> tuple[str, ...]:
     try:
         out = subprocess.run(  # noqa: S603 - argv list; the name was validated
             ["dpkg-query", "-L", name], capture_output=True, text=True, timeout=30, check=False
@@ -196,29 +234,91 @@ def _shipped_files(name: str) -> tuple[str, ...]:
     return tuple(line for line in out.stdout.splitlines() if line.startswith("/"))
 
 
+# -- the apt backend -----------------------------------------------------------------------
+
+#: keep this much of a transaction's output for an error message
+_OUTPUT_TAIL = 64 * 1024
+
+
 class AptBackend:
-    """dpkg-query for state, apt-get for changes, each one process per group."""
+    """dpkg-query for state, apt-get for changes, each one process per group.
+
+    Queries (dpkg-query, apt-cache) are read-only: a cancelled query is
+    killed and reaped. A *transaction* (apt-get install/remove) is never cut
+    in half, because dpkg interrupted mid-way leaves packages unpacked but
+    not configured, which only ``dpkg --configure -a`` by hand repairs:
+
+    * a stop (SIGTERM, ^C, a ``timeout`` metaparam) waits for it to finish,
+      reaps it, says so in the log, and only then lets the cancellation go on;
+    * it runs in a session of its own, so a ^C on the agent's terminal (which
+      signals the whole foreground process group) does not reach it;
+    * its output goes to an unlinked temporary file, not a pipe, so if the
+      agent itself dies (kill -9, OOM), apt-get and dpkg are not killed by
+      SIGPIPE on their next line of output. Deliberately no PDEATHSIG, unlike
+      exec's commands: an orphaned transaction runs to its end (holding the
+      dpkg lock meanwhile), and the next agent waits for that lock and sees
+      the result.
+    """
 
     name = "apt"
 
-    async def _run(self, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    def __init__(self, log: logging.Logger | logging.LoggerAdapter[logging.Logger]) -> None:
+        self.log = log
+
+    async def _query(self, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=env,
+            env=_apt_env(),
         )
-        out, err = await proc.communicate()
+        try:
+            out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled: a query may be killed
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
         if proc.returncode not in ok:
-            tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-5:])
-            raise ResourceError(f"{argv[0]} exited with status {proc.returncode}: {tail}")
+            raise ResourceError(f"{argv[0]} exited with status {proc.returncode}: {_tail(err)}")
         return out.decode(errors="replace")
+
+    async def _transaction(self, verb: str, args: Sequence[str]) -> None:
+        argv = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", verb, *args]
+        what = f"apt-get {verb} {' '.join(args)}"
+        self.log.info("%s", what)
+        with tempfile.TemporaryFile() as output:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                env=_apt_env(),
+                start_new_session=True,
+            )
+            code, stopped = await _wait_uncut(
+                proc,
+                lambda: self.log.warning(
+                    "%s (pid %d) is still running: waiting for it before stopping", what, proc.pid
+                ),
+            )
+            tail = _tail(_read_tail(output))
+        if stopped:
+            # Reported, then the postponed cancellation goes on (STYLE 10).
+            self.log.warning(
+                "%s finished (exit status %d) after the stop request; %s",
+                what,
+                code,
+                "it was waited for: a package transaction is never cut in half",
+            )
+            raise asyncio.CancelledError
+        if code != 0:
+            raise ResourceError(f"apt-get exited with status {code}: {tail}")
 
     async def installed(self, names: Sequence[str]) -> dict[str, str | None]:
         # Exit status 1 only means some names are unknown to dpkg: not installed.
-        out = await self._run(
+        out = await self._query(
             ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n", *names],
             ok=(0, 1),
         )
@@ -230,7 +330,7 @@ class AptBackend:
         return found
 
     async def candidates(self, names: Sequence[str]) -> dict[str, str | None]:
-        out = await self._run(["apt-cache", "policy", *names])
+        out = await self._query(["apt-cache", "policy", *names])
         result: dict[str, str | None] = dict.fromkeys(names)
         current: str | None = None
         for line in out.splitlines():
@@ -242,7 +342,43 @@ class AptBackend:
         return result
 
     async def install(self, specs: Sequence[str]) -> None:
-        await self._run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "install", *specs])
+        await self._transaction("install", specs)
 
     async def remove(self, names: Sequence[str]) -> None:
-        await self._run(["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", "remove", *names])
+        await self._transaction("remove", names)
+
+
+def _apt_env() -> dict[str, str]:
+    return {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+
+
+async def _wait_uncut(
+    proc: asyncio.subprocess.Process, on_stop: Callable[[], None]
+) -> tuple[int, bool]:
+    """Wait for `proc` to exit, even if cancelled (once or many times).
+
+    Returns its exit status and whether a cancellation arrived meanwhile
+    (`on_stop` is called at the first one): the caller must then re-raise
+    it. Nothing is swallowed, only postponed until the work that must not be
+    cut in half is done and reaped (STYLE 10).
+    """
+    wait = asyncio.ensure_future(proc.wait())
+    stopped = False
+    while not wait.done():
+        try:
+            await asyncio.shield(wait)
+        except asyncio.CancelledError:
+            if not stopped:
+                on_stop()
+            stopped = True
+    return wait.result(), stopped
+
+
+def _read_tail(f: IO[bytes]) -> bytes:
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _OUTPUT_TAIL))
+    return f.read()
+
+
+def _tail(raw: bytes) -> str:
+    return " | ".join(raw.decode(errors="replace").strip().splitlines()[-5:])
