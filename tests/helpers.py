@@ -490,3 +490,98 @@ def apt(*args: str) -> None:
         timeout=600,
         env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
+
+
+# -- a private D-Bus message bus --------------------------------------------------------------
+
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>{type}</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  {servicedirs}
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"""
+
+
+class PrivateBus:
+    """A real `dbus-daemon` of our own: its own config and socket, nobody else's bus.
+
+    Another job on the machine that restarts or stops the host's system bus
+    cannot disturb it. Services it bus-activates (from `servicedirs`) are
+    started directly by the daemon (no setuid launch helper) and inherit
+    `env`: pass DBUS_SYSTEM_BUS_ADDRESS=<this bus> so that daemons which use
+    "the system bus" (packagekitd, polkitd) use this one.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        bus_type: str = "session",
+        servicedirs: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.socket = directory / "bus.socket"
+        self.address = f"unix:path={self.socket}"
+        config = directory / "bus.conf"
+        config.write_text(
+            _BUS_CONFIG.format(
+                type=bus_type,
+                socket=self.socket,
+                servicedirs="\n  ".join(f"<servicedir>{d}</servicedir>" for d in servicedirs),
+            )
+        )
+        #: the daemon's output and that of the services it activates
+        self.log = directory / "bus.log"
+        ready_r, ready_w = os.pipe()
+        try:
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        "dbus-daemon",
+                        f"--config-file={config}",
+                        "--nofork",
+                        "--nopidfile",
+                        f"--print-address={ready_w}",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(ready_w,),
+                    env={**os.environ, **(env or {})},
+                )
+            os.close(ready_w)
+            ready_w = -1
+            # It prints its address once it listens: that line is the readiness signal.
+            with os.fdopen(ready_r, "rb") as ready:
+                ready_r = -1
+                line = ready.readline()
+        finally:
+            for fd in (ready_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
+        if not line.strip():
+            self.proc.wait()
+            raise RuntimeError(f"dbus-daemon did not start:\n{self.log.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

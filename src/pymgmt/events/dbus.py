@@ -9,6 +9,14 @@ If the bus goes away (the daemon restarts), the connection is dropped from
 the hub; the next `bus()` call reconnects. Resources see the failure as a
 watch error, which the retry metaparams handle.
 
+Every method call (and every connect) has a deadline, as libdbus's 25 s
+default reply timeout: a hung systemd or PackageKit (or a bus daemon that
+stopped answering) becomes a ResourceError naming the service and the
+method, which the retry metaparams handle, instead of a check() that never
+returns (issue 8 item 17: a run sat 600 s in silence). The deadline is
+``DBusHub(call_timeout=...)``, or the environment variable
+``PYMGMT_DBUS_TIMEOUT`` (seconds), default 25.
+
 dbus-fast is imported lazily: agents without pkg/svc resources never load it.
 """
 
@@ -17,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +35,33 @@ from typing import Any
 from ..errors import ResourceError
 
 SignalHandler = Callable[[Any], None]
+
+log = logging.getLogger("pymgmt.dbus")
+
+#: seconds to wait for a reply: libdbus's own default
+DEFAULT_CALL_TIMEOUT = 25.0
+#: environment variable that overrides it (seconds, > 0)
+TIMEOUT_ENV = "PYMGMT_DBUS_TIMEOUT"
+
+
+def call_timeout_from_env() -> float:
+    """The reply deadline: PYMGMT_DBUS_TIMEOUT when it is a positive number, else 25 s."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CALL_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        log.warning(
+            "%s=%r is not a positive number of seconds; using %g s",
+            TIMEOUT_ENV,
+            raw,
+            DEFAULT_CALL_TIMEOUT,
+        )
+        return DEFAULT_CALL_TIMEOUT
+    return value
 
 
 def system_bus_address() -> str:
@@ -40,9 +77,11 @@ class _Conn:
 
 
 class DBusHub:
-    def __init__(self) -> None:
+    def __init__(self, call_timeout: float | None = None) -> None:
         self._conns: dict[str, _Conn] = {}
         self._lock = asyncio.Lock()
+        #: seconds to wait for a connection or for a method's reply
+        self.call_timeout = call_timeout if call_timeout is not None else call_timeout_from_env()
 
     async def bus(self, address: str) -> Any:
         """A connected `dbus_fast.aio.MessageBus` for `address` (shared)."""
@@ -55,8 +94,16 @@ class DBusHub:
                 return conn
             from dbus_fast.aio import MessageBus
 
+            bus = MessageBus(bus_address=address)
             try:
-                bus = await MessageBus(bus_address=address).connect()
+                async with asyncio.timeout(self.call_timeout):
+                    await bus.connect()
+            except TimeoutError:
+                bus.disconnect()
+                raise ResourceError(
+                    f"cannot connect to D-Bus at {address}: no answer within "
+                    f"{self.call_timeout:g} s (is the bus daemon hung?)"
+                ) from None
             except (OSError, EOFError) as e:
                 raise ResourceError(f"cannot connect to D-Bus at {address}: {e}") from None
             except Exception as e:  # dbus-fast's own auth errors
@@ -75,27 +122,51 @@ class DBusHub:
         member: str,
         signature: str = "",
         body: list[Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Any]:
-        """A method call; D-Bus errors become ResourceError with the bus's message."""
+        """A method call; D-Bus errors become ResourceError with the bus's message.
+
+        No reply within `timeout` seconds (default: the hub's `call_timeout`)
+        is a ResourceError naming the service and the method.
+        """
         from dbus_fast import Message, MessageType
 
         bus = await self.bus(address)
-        reply = await bus.call(
-            Message(
-                destination=destination,
-                path=path,
-                interface=interface,
-                member=member,
-                signature=signature,
-                body=body or [],
-            )
+        deadline = timeout if timeout is not None else self.call_timeout
+        msg = Message(
+            destination=destination,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
         )
+        try:
+            async with asyncio.timeout(deadline):
+                reply = await bus.call(msg)
+        except TimeoutError:
+            raise ResourceError(
+                f"{destination} did not answer {interface}.{member} within {deadline:g} s "
+                f"(the service may be hung; the D-Bus timeout is {TIMEOUT_ENV})"
+            ) from None
         if reply is None:
             raise ResourceError(f"no reply from {destination} to {member}")
         if reply.message_type == MessageType.ERROR:
             detail = reply.body[0] if reply.body else reply.error_name
             raise ResourceError(f"{interface}.{member} failed: {detail}")
         return list(reply.body)
+
+    async def wait_lost(self, address: str) -> None:
+        """Return once the shared connection to `address` is lost.
+
+        Shielded: cancelling one waiter (a watch stopped by a graph swap) must
+        not cancel dbus-fast's one disconnect future that every other waiter
+        on this connection awaits too.
+        """
+        bus = await self.bus(address)
+        with contextlib.suppress(Exception):  # lost with an error is still lost
+            await asyncio.shield(bus.wait_for_disconnect())
 
     async def subscribe(
         self, address: str, *, path: str, interface: str, member: str, handler: SignalHandler

@@ -27,6 +27,8 @@ _FILTER_NEWEST = 1 << 16
 _FLAG_ONLY_TRUSTED = 1 << 1
 _INFO_INSTALLED = 1
 _EXIT_SUCCESS = 1
+#: seconds a whole transaction may take (a download and install, not a reply)
+_TX_DEADLINE = 600
 
 
 class PackageKitBackend:
@@ -66,13 +68,24 @@ class PackageKitBackend:
                 ("Finished", on_finished),
             )
         ]
+        lost = asyncio.ensure_future(self.dbus.wait_lost(addr))
         try:
             await self.dbus.call(addr, _PK, str(path), _TX, member, signature, body)
-            async with asyncio.timeout(600):
-                code = await finished
+            # The end is a signal, not a reply: a bus that goes away meanwhile
+            # must end the wait at once, not after the deadline (issue 8 item
+            # 17: a run sat 600 s in silence after the bus went away).
+            ends: set[asyncio.Future[Any]] = {finished, lost}
+            await asyncio.wait(ends, timeout=_TX_DEADLINE, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            lost.cancel()
             for u in unsubs:
                 u()
+        if not finished.done():
+            finished.cancel()
+            if lost.done() and not lost.cancelled():
+                raise ResourceError(f"lost the system bus during PackageKit {member}")
+            raise ResourceError(f"PackageKit {member} did not finish within {_TX_DEADLINE} s")
+        code = finished.result()
         if errors or code != _EXIT_SUCCESS:
             raise ResourceError(
                 f"PackageKit {member} failed: {'; '.join(errors) or f'exit {code}'}"

@@ -118,8 +118,7 @@ class Svc(Resource, kind="svc"):
         ]
         try:
             ctx.ready()
-            bus = await ctx.dbus.bus(addr)
-            await bus.wait_for_disconnect()
+            await ctx.dbus.wait_lost(addr)
             raise ResourceError("lost the connection to systemd's D-Bus")
         finally:
             for u in unsubs:
