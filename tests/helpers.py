@@ -516,9 +516,9 @@ class PrivateBus:
 
     Another job on the machine that restarts or stops the host's system bus
     cannot disturb it. Services it bus-activates (from `servicedirs`) are
-    started directly by the daemon (no setuid launch helper) and inherit
-    `env`: pass DBUS_SYSTEM_BUS_ADDRESS=<this bus> so that daemons which use
-    "the system bus" (packagekitd, polkitd) use this one.
+    started directly by the daemon (no setuid launch helper) and inherit its
+    environment plus `env` (say, DBUS_SYSTEM_BUS_ADDRESS, for daemons that
+    use "the system bus").
     """
 
     def __init__(
@@ -528,15 +528,21 @@ class PrivateBus:
         bus_type: str = "session",
         servicedirs: Iterable[str] = (),
         env: dict[str, str] | None = None,
+        socket_name: str = "bus.socket",
+        wrapper: Iterable[str] = (),
+        listen: str | None = None,
     ) -> None:
+        """`wrapper` is an argv prefix the daemon runs under (say, a mount namespace)
+        and `listen` the socket's path as the daemon sees it there (default: the
+        same as ours, `directory`/`socket_name`)."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.socket = directory / "bus.socket"
+        self.socket = directory / socket_name
         self.address = f"unix:path={self.socket}"
         config = directory / "bus.conf"
         config.write_text(
             _BUS_CONFIG.format(
                 type=bus_type,
-                socket=self.socket,
+                socket=listen or self.socket,
                 servicedirs="\n  ".join(f"<servicedir>{d}</servicedir>" for d in servicedirs),
             )
         )
@@ -547,6 +553,7 @@ class PrivateBus:
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(
                     [
+                        *wrapper,
                         "dbus-daemon",
                         f"--config-file={config}",
                         "--nofork",

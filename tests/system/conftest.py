@@ -3,12 +3,14 @@
 Session-scoped fixtures, each started at most once per pytest run and stopped
 (by PID) at its end; every readiness wait polls a condition with a deadline.
 
-* `system_bus`: a real `dbus-daemon --system` on this host, at the standard
-  /run/dbus/system_bus_socket. A system bus that is already running is reused
-  and left running (unless a harness run that died had started it).
-* `packagekit`: `/usr/libexec/packagekitd --disable-timer` on that bus; yields
-  the bus address. At the end packagekitd and the polkitd that the first
-  privileged call bus-activated are stopped too.
+* `system_bus`: a real `dbus-daemon`, configured as a system bus, private to
+  this pytest run (its own config and socket, not the host's /run/dbus), so
+  no other job on the machine can disturb it.
+* `packagekit`: `/usr/libexec/packagekitd --disable-timer` on that bus (in a
+  mount namespace where /run/dbus is the private bus's directory: packagekitd
+  clears its environment, so DBUS_SYSTEM_BUS_ADDRESS cannot point it there);
+  yields the bus address. At the
+  end packagekitd and the polkitd it bus-activated are stopped too.
 * `nspawn_systemd`: systemd booted as PID 1 by systemd-nspawn on the bookworm
   tree that `scripts/system/prepare` caches in /var/cache/pymgmt-tests, with a
   tmpfs overlay on top (`--volatile=overlay`) so the cached tree is never
@@ -27,7 +29,6 @@ never pass without running them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shlex
 import shutil
@@ -37,9 +38,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from helpers import PrivateBus
 from syshelpers import (
     MACHINE_PREFIX,
     PACKAGEKITD,
@@ -47,12 +49,10 @@ from syshelpers import (
     POLKIT_NAME,
     PREPARE,
     ROOTFS,
+    RUN_DBUS,
     STAMP,
-    START_DEADLINE,
-    STATE_DIR,
     STOP_DEADLINE,
-    SYSTEM_BUS_ADDRESS,
-    SYSTEM_BUS_SOCKET,
+    SYSTEM_SERVICES,
     TIMINGS,
     Container,
     SystemBus,
@@ -70,6 +70,7 @@ from syshelpers import (
     stop_popen,
     sweep_stale_containers,
     tail,
+    with_run_dbus,
 )
 
 
@@ -85,86 +86,50 @@ def _require_root_and(*tools: str) -> None:
         cannot(f"missing {', '.join(missing)}: run {PREPARE} (as root) first")
 
 
-def _flock(f: IO[str]) -> bool:
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
-def system_bus() -> Iterator[SystemBus]:
-    """A running D-Bus system bus at /run/dbus/system_bus_socket.
+def system_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemBus]:
+    """A D-Bus system bus of this pytest run's own: a private dbus-daemon.
 
-    The bus is machine-wide, so one pytest run at a time uses it: the fixture
-    holds /run/pymgmt-tests/system-bus.lock for the session (a second run
-    waits). A bus that is already running is reused and left running, unless
-    /run/pymgmt-tests/system-bus.owner says a harness run that died started
-    it: then it is adopted and stopped at the end.
-
-    Side effect while it runs: every apt-get/dpkg run on this machine (by any
-    process) runs /etc/apt/apt.conf.d/20packagekit, whose gdbus call
-    bus-activates packagekitd. Teardown therefore stops the bus first, then
-    the PackageKit/polkit daemons that were on it.
+    It has its own config and socket (under the run's tmp directory), never
+    the host's /run/dbus/system_bus_socket, so another job on this machine
+    that uses, restarts or stops the host's system bus cannot disturb these
+    tests, and several test runs can go on side by side. Services it
+    bus-activates (PackageKit, polkit, from the standard system-services
+    directory) run with DBUS_SYSTEM_BUS_ADDRESS pointing at it, so their
+    "system bus" is this one too.
     """
-    _require_root_and("dbus-daemon", "busctl")
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(STATE_DIR / "system-bus.lock", "w") as lock:
-        poll(lambda: _flock(lock), f"{lock.name} (another tests/system run holds it)", 900)
-        yield from _system_bus()
-
-
-def _system_bus() -> Iterator[SystemBus]:
+    _require_root_and("dbus-daemon", "busctl", "unshare")
     start = time.monotonic()
-    run_dir = SYSTEM_BUS_SOCKET.parent
-    pid_file = run_dir / "pid"
-    owner_file = STATE_DIR / "system-bus.owner"
-    pid: int | None = None
-    if SYSTEM_BUS_SOCKET.exists() and bus_answers(SYSTEM_BUS_ADDRESS):
-        with contextlib.suppress(OSError, ValueError):
-            left = int(owner_file.read_text())  # a dead run's bus (we hold the lock)
-            if pid_file.read_text().strip() == str(left) and proc_comm(left) == "dbus-daemon":
-                pid = left
-        if pid is None:
-            yield SystemBus(SYSTEM_BUS_ADDRESS, None)  # not ours: reuse it, leave it running
-            return
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # Leftovers of a bus that died (it answered nothing above): dbus-daemon
-        # refuses to start while its pid file exists.
-        for stale in (pid_file, SYSTEM_BUS_SOCKET):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        # --fork returns once the daemon listens; the daemon is re-parented to us.
-        argv = ["dbus-daemon", "--system", "--fork", "--print-pid"]
-        pid = int(run(argv, timeout=START_DEADLINE).stdout.split()[0])
-        owner_file.write_text(f"{pid}\n")
-    bus = SystemBus(SYSTEM_BUS_ADDRESS, pid)
+    run_dbus = tmp_path_factory.mktemp("run-dbus")
+    run_dbus.chmod(0o755)  # as the real /run/dbus: polkitd (not root) must reach it
+    private = PrivateBus(
+        run_dbus,
+        bus_type="system",
+        servicedirs=[SYSTEM_SERVICES],
+        socket_name="system_bus_socket",
+        # It and what it activates see the bus at the standard path; polkitd,
+        # which drops root, could not reach a socket under pytest's 0700 tmp.
+        wrapper=with_run_dbus(run_dbus),
+        listen=f"{RUN_DBUS}/system_bus_socket",
+        env={"DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={RUN_DBUS}/system_bus_socket"},
+    )
+    bus = SystemBus(private.address, private.pid, run_dbus)
     try:
-        poll(lambda: bus_answers(bus.address), "the system bus to answer")
+        poll(lambda: bus_answers(bus.address), "the private system bus to answer")
         _timed("system_bus start", start)
         yield bus
     finally:
         start = time.monotonic()
-        # Daemons on our bus (bus-activated ones included, e.g. by the apt hook):
-        # stop the bus first so nothing new gets activated, then them.
+        # Daemons on our bus (bus-activated ones included): stop the bus first
+        # so nothing new gets activated, then them.
         stragglers = [
             (p, proc_comm(p))
             for p in (bus.owner_pid(PK_NAME), bus.owner_pid(POLKIT_NAME))
             if p is not None
         ]
-        stop_pid(pid, "dbus-daemon")
+        private.stop()
         for p, comm in stragglers:
             stop_pid(p, comm)
-        with contextlib.suppress(OSError):
-            if pid_file.read_text().strip() == str(pid):
-                pid_file.unlink()
-        if not pid_file.exists():
-            with contextlib.suppress(FileNotFoundError):
-                SYSTEM_BUS_SOCKET.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            owner_file.unlink()
         _timed("system_bus stop", start)
 
 
@@ -199,7 +164,7 @@ def packagekit(system_bus: SystemBus, tmp_path_factory: pytest.TempPathFactory) 
     log = tmp_path_factory.mktemp("packagekit") / "packagekitd.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [PACKAGEKITD, "--disable-timer"],
+            [*with_run_dbus(system_bus.run_dir), PACKAGEKITD, "--disable-timer"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -35,10 +35,8 @@ PREPARE = "scripts/system/prepare"
 
 #: the nspawn fixture's machine and cgroup names: MACHINE_PREFIX + the pytest PID
 MACHINE_PREFIX = "pymgmt-test-"
-#: harness bookkeeping on this machine (locks, who started the system bus)
-STATE_DIR = Path("/run/pymgmt-tests")
-SYSTEM_BUS_SOCKET = Path("/run/dbus/system_bus_socket")
-SYSTEM_BUS_ADDRESS = f"unix:path={SYSTEM_BUS_SOCKET}"
+#: where the services a system bus can activate are described (PackageKit, polkit)
+SYSTEM_SERVICES = "/usr/share/dbus-1/system-services"
 PACKAGEKITD = "/usr/libexec/packagekitd"
 PK_NAME = "org.freedesktop.PackageKit"
 POLKIT_NAME = "org.freedesktop.PolicyKit1"
@@ -232,16 +230,31 @@ def name_owner_pid(address: str, name: str) -> int | None:
 
 # -- the system bus ----------------------------------------------------------------
 
+#: the standard directory of the system bus socket (system_bus_socket)
+RUN_DBUS = "/run/dbus"
+
+
+def with_run_dbus(directory: Path) -> list[str]:
+    """argv prefix: run a command in a mount namespace of its own where /run/dbus is `directory`.
+
+    packagekitd calls clearenv() as it starts, so DBUS_SYSTEM_BUS_ADDRESS
+    cannot point it at a private bus: it (and the daemons and apt hooks it
+    runs) must find that bus at the standard path instead. The host's /run/dbus
+    is untouched (the mount is private to the namespace). `unshare` and `sh`
+    exec, so the command keeps the PID of the process started with this.
+    """
+    Path(RUN_DBUS).mkdir(parents=True, exist_ok=True)  # a mount point must exist
+    script = 'mount --bind "$0" ' + RUN_DBUS + ' && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(directory)]
+
 
 @dataclass
 class SystemBus:
     address: str
-    #: the dbus-daemon we started, or None when an existing bus is reused
-    pid: int | None
-
-    @property
-    def owned(self) -> bool:
-        return self.pid is not None
+    #: the private dbus-daemon this pytest run started
+    pid: int
+    #: the directory of its socket: /run/dbus for the daemons it activates
+    run_dir: Path
 
     def names(self) -> list[str]:
         """org.freedesktop.DBus.ListNames."""

@@ -100,7 +100,19 @@ def test_packagekit_fixture_is_on_the_bus(system_bus: SystemBus, packagekit: str
     assert owner is not None
     assert proc_comm(owner) == "packagekitd"
     # packagekitd --disable-timer: it stays, however idle
-    assert "--disable-timer" in Path(f"/proc/{owner}/cmdline").read_text() or not system_bus.owned
+    assert "--disable-timer" in Path(f"/proc/{owner}/cmdline").read_text()
+
+
+def test_the_system_bus_is_private_to_this_run(system_bus: SystemBus, packagekit: str) -> None:
+    """Another job using (or stopping) the host's system bus cannot disturb these tests."""
+    ours = Path(system_bus.address.removeprefix("unix:path="))
+    host = Path("/run/dbus/system_bus_socket")
+    assert ours != host
+    assert not (host.exists() and host.samefile(ours))
+    # packagekitd (it clears its environment) finds our bus at the standard path
+    owner = system_bus.owner_pid(PK_NAME)
+    assert owner is not None
+    assert Path(f"/proc/{owner}/root/run/dbus/system_bus_socket").samefile(ours)
 
 
 def test_polkit_is_bus_activated(system_bus: SystemBus, packagekit: str) -> None:

@@ -14,6 +14,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.system]
 PACKAGES = ["cowsay", "sl"]
 
 
+@pytest.fixture(autouse=True)
+def on_the_test_bus(packagekit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Agents use the test run's private system bus, where our packagekitd is."""
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", packagekit)
+
+
 @pytest.fixture
 def clean(packagekit: str) -> Iterator[None]:
     present = [p for p in PACKAGES if installed(p)]
