@@ -18,10 +18,11 @@ from syshelpers import Container
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
-def sleeper(description: str = "pymgmt svc test") -> str:
+def sleeper(description: str = "pymgmt svc test", exec_stop: str = "") -> str:
+    stop = f"ExecStop={exec_stop}\n" if exec_stop else ""
     return (
         f"[Unit]\nDescription={description}\n"
-        "[Service]\nExecStart=/bin/sleep infinity\n"
+        f"[Service]\nExecStart=/bin/sleep infinity\n{stop}"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
@@ -71,13 +72,20 @@ def test_stop_and_disable(tmp_path, nspawn_systemd, unit):
 
 def test_stopped_from_outside_is_started_again_by_the_signal(tmp_path, nspawn_systemd, unit, agent):
     c = nspawn_systemd
+    # Its stop takes a while (ExecStop), so the agent hears "deactivating" while
+    # the administrator's stop job still runs: it must let that job finish
+    # (systemctl stop succeeds, no "Job canceled"), then start the unit again.
+    c.write_unit(f"{unit}.service", sleeper(exec_stop="/bin/sleep 1"))
     a = agent(_graph(tmp_path / "g.yaml", unit))
     a.wait_event(lambda e: e.get("event") == "checked" and e.get("applied"), what="the start")
     since = a.mark()
-    c.systemctl("stop", f"{unit}.service")
-    a.wait_event(
+    c.systemctl("stop", f"{unit}.service")  # fails (check=True) if the agent cancels its job
+    i = a.wait_event(
         lambda e: e.get("event") == "checked" and e.get("drift"), since=since, what="the repair"
     )
+    assert a.events[i]["changes"] == [
+        {"field": "state", "old": "inactive", "new": "running", "diff": ""}
+    ], "repaired before the administrator's stop job had finished"
     c.wait_unit_state(f"{unit}.service", "active")
     # disabling from outside is repaired too (UnitFilesChanged)
     since = a.mark()

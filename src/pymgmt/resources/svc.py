@@ -11,6 +11,14 @@ does reload-or-restart.
 Starting and stopping wait for the job's JobRemoved signal and fail unless
 its result is ``done``, so a unit that cannot start is a failure, not a
 silent success.
+
+A job already queued for the unit (an administrator's ``systemctl stop``,
+a restart, a dependency's start) is let finish before the unit is checked:
+repairing during it would *replace* that job, so ``systemctl stop`` would
+fail with "Job canceled" and the administrator's command would be lost in a
+race. After the job the state is checked as usual, so a stopped unit that
+should run is started again (issue 8, flaky test): the agent waits its turn,
+then repairs.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ _UNIT_DIRS = (
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
 )
+#: seconds a unit job (ours, or one we wait for) may take
+_JOB_DEADLINE = 300
 
 
 class Svc(Resource, kind="svc"):
@@ -128,6 +138,7 @@ class Svc(Resource, kind="svc"):
 
     async def check(self) -> Plan:
         path = await self._unit_path()
+        await self._wait_for_queued_job(path)
         load = await self._prop(path, "LoadState")
         if load == "not-found":
             raise ResourceError(f"no unit named {self.unit}")
@@ -167,6 +178,39 @@ class Svc(Resource, kind="svc"):
             await self._job("ReloadOrRestartUnit")
         self._refresh = False
 
+    async def _wait_for_queued_job(self, path: str) -> None:
+        """Let the unit's pending job (if any) finish before we judge its state."""
+        gone: set[str] = set()
+        changed = asyncio.Event()
+
+        def removed(msg: Any) -> None:
+            gone.add(str(msg.body[1]))
+            changed.set()
+
+        unsub = await self.ctx.dbus.subscribe(
+            self._address(), path=_SD_PATH, interface=_MANAGER, member="JobRemoved", handler=removed
+        )
+        try:
+            async with asyncio.timeout(_JOB_DEADLINE):
+                while True:
+                    job_id, job = await self._prop(path, "Job")  # (0, "/") when none
+                    if not job_id:
+                        return
+                    self.ctx.log.info(
+                        "%s has a job queued (systemd job %d): waiting for it first",
+                        self.unit,
+                        job_id,
+                    )
+                    while str(job) not in gone:
+                        changed.clear()
+                        await changed.wait()
+        except TimeoutError:
+            raise ResourceError(
+                f"{self.unit}: a job queued by someone else did not finish within {_JOB_DEADLINE} s"
+            ) from None
+        finally:
+            unsub()
+
     async def _job(self, member: str) -> None:
         """Run a unit job and wait for systemd to report its result."""
         loop = asyncio.get_running_loop()
@@ -184,7 +228,7 @@ class Svc(Resource, kind="svc"):
         try:
             (job,) = await self._call(_SD_PATH, _MANAGER, member, "ss", [self.unit, "replace"])
             fut = results.setdefault(str(job), loop.create_future())
-            async with asyncio.timeout(300):
+            async with asyncio.timeout(_JOB_DEADLINE):
                 result = await fut
         finally:
             unsub()
