@@ -11,18 +11,26 @@ existing ancestor; when the next directory towards it appears, the
 subscription moves down, and when a watched directory disappears it moves
 back up. Every move also fires the callback, because the path may have
 changed in between: spurious events are harmless, missed events are bugs.
+
+The kernel caps the watches of one user (``fs.inotify.max_user_watches``).
+Hitting the cap is a `WatchLimitError`, a ResourceError that names the limit
+and the sysctl that raises it, never a traceback; a watch silently not made
+would be a drift never seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from asyncinotify import Inotify, Mask, Watch
+
+from ..errors import ResourceError
 
 log = logging.getLogger("pymgmt.inotify")
 
@@ -38,6 +46,44 @@ _DIR_MASK = (
     | Mask.MOVE_SELF
     | Mask.ONLYDIR
 )
+
+
+class WatchLimitError(ResourceError):
+    """The kernel refused one more inotify watch: the per-user limit is reached."""
+
+    def __init__(self, path: str, directory: str) -> None:
+        sysctl, limit = _binding_limit()
+        raise_to = max(limit * 2, 65536) if limit else 524288
+        super().__init__(
+            f"cannot watch {path}: the inotify watch limit is reached (watching {directory} "
+            f"would need one more; {sysctl} = {limit or 'unknown'}, shared by all of this "
+            f"user's processes). Raise it: sysctl -w {sysctl}={raise_to} "
+            f"(and put it in /etc/sysctl.d/ to keep it across reboots)"
+        )
+        self.path = path
+        self.limit = limit
+
+
+#: the machine-wide limit, and the one of the current user namespace (Linux >= 5.11)
+_LIMITS = (
+    ("fs.inotify.max_user_watches", "/proc/sys/fs/inotify/max_user_watches"),
+    ("user.max_inotify_watches", "/proc/sys/user/max_inotify_watches"),
+)
+
+
+def _binding_limit() -> tuple[str, int]:
+    """(sysctl name, value) of the lowest inotify watch limit that applies here."""
+    found: list[tuple[int, str]] = []
+    for name, path in _LIMITS:
+        try:
+            with open(path) as f:
+                found.append((int(f.read().strip()), name))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return _LIMITS[0][0], 0
+    value, name = min(found)
+    return name, value
 
 
 @dataclass(eq=False)
@@ -84,7 +130,10 @@ class InotifyHub:
         return len(self._dirs)
 
     def subscribe(self, path: str, callback: Callable[[], None]) -> Subscription:
-        """Call `callback` whenever `path` (a file or a directory) may have changed."""
+        """Call `callback` whenever `path` (a file or a directory) may have changed.
+
+        Raises WatchLimitError when the kernel's inotify watch limit is reached.
+        """
         path = os.path.abspath(path).rstrip("/") or "/"
         parts = tuple(p for p in path.split("/") if p)
         sub = Subscription(path=path, callback=callback, parts=parts)
@@ -110,6 +159,10 @@ class InotifyHub:
                     watch = ino.add_watch(d, _DIR_MASK)
                 except (FileNotFoundError, NotADirectoryError, PermissionError):
                     continue
+                except OSError as e:
+                    if e.errno == errno.ENOSPC:
+                        raise WatchLimitError(sub.path, d) from None
+                    raise
                 dw = _DirWatch(dir=d, wd=watch)
                 self._dirs[d] = dw
                 self._by_wd[watch.wd] = dw
@@ -150,6 +203,9 @@ class InotifyHub:
                 self._attach(sub)
             except FileNotFoundError:
                 log.warning("cannot watch any directory above %s", sub.path)
+            except WatchLimitError as e:
+                # Moving down a level failed: nothing can watch this path now.
+                log.error("%s", e)
             sub.callback()
 
     def _dispatch(self, event: object) -> None:
