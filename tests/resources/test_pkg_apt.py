@@ -187,3 +187,39 @@ def test_a_stop_during_a_transaction_waits_for_it_reports_it_and_reaps_it(
     # dpkg is consistent: nothing is left half-installed or unconfigured.
     audit = subprocess.run(["dpkg", "--audit"], capture_output=True, text=True, check=False)
     assert audit.stdout.strip() == "", audit.stdout
+
+
+# -- AutoEdges follow the dpkg database (issue 8 item 16) ---------------------------------
+
+
+def test_a_package_installed_after_start_gains_its_autoedges_on_the_next_reload(
+    tmp_path, clean_packages, agent
+):
+    g = tmp_path / "g.yaml"
+
+    def graph(version: str) -> None:
+        g.write_text(
+            "graph: pkgs\nresources:\n  pkg:\n  - name: sl\n"
+            # a directory sl ships: creating it before dpkg does is harmless
+            "  file:\n  - name: /usr/share/doc/sl/\n    state: exists\n"
+            f"  noop:\n  - name: version-{version}\n"
+        )
+
+    graph("1")
+    a = agent(g)
+    a.wait_event(
+        lambda e: e.get("event") == "checked" and e.get("vertex") == "Pkg[sl]" and e["applied"],
+        timeout=600,
+        what="the agent to install sl",
+    )
+    edge = "Adding AutoEdge: Pkg[sl] -> File[/usr/share/doc/sl/]"
+    assert edge not in a.stderr  # sl was not installed when the first graph was compiled
+    since = a.mark()
+    graph("2")  # a live reload: compiled again, now with sl installed
+    a.wait_event(
+        lambda e: e.get("event") == "checked" and e.get("vertex") == "Noop[version-2]",
+        since=since,
+        timeout=60,
+        what="the reloaded graph to run",
+    )
+    assert edge in a.stderr, a.stderr

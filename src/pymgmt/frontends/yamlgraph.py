@@ -130,7 +130,9 @@ class YamlFrontend:
                 if data == last:
                     continue
                 last = data
-                yield _parse_or_error(data, self.path)
+                # Off the loop: compiling may run dpkg-query (pkg AutoEdges), and
+                # a big graph takes a while; every watch must keep running.
+                yield await asyncio.to_thread(_parse_or_error, data, self.path)
         finally:
             hub.unsubscribe(sub)
 
