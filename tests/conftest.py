@@ -37,6 +37,23 @@ def pytest_configure(config: pytest.Config) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """PYMGMT_NO_SYSTEM=1 (./scripts/test --no-system) skips the `system` tests.
+
+    Those run real daemons as root or change this machine's packages. Under
+    CI=true the variable is ignored: CI always runs everything.
+    """
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if os.environ.get("PYMGMT_NO_SYSTEM") != "1" or ci:
+        return
+    skip = pytest.mark.skip(
+        reason="PYMGMT_NO_SYSTEM=1 (./scripts/test --no-system): real daemons and real apt not run"
+    )
+    for item in items:
+        if item.get_closest_marker("system") is not None:
+            item.add_marker(skip)
+
+
 # -- probes -------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from helpers import apt, installed, json_lines, pid_alive, recap_of, run_once, w
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.system,  # changes this machine's packages
     pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt (Debian)"),
 ]
 
