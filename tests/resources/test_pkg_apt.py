@@ -224,3 +224,25 @@ def test_a_package_installed_after_start_gains_its_autoedges_on_the_next_reload(
         what="the reloaded graph to run",
     )
     assert edge in a.stderr, a.stderr
+
+
+def test_a_transaction_outlives_an_agent_killed_with_sigkill_and_completes(
+    tmp_path, clean_packages, agent
+):
+    """No PDEATHSIG and no pipe to break: dpkg is never cut in half, even by kill -9."""
+    a = agent(_graph(tmp_path / "g.yaml", "installed", ["sl"]))
+    apt_get = wait_for(
+        lambda: next((p for p in _descendants(a.pid) if _comm(p) == "apt-get"), None),
+        timeout=120,
+        what="the agent's apt-get to start",
+    )
+    a.send(signal.SIGKILL)
+    a.wait_exit(timeout=60)
+    # Orphaned (re-parented to this pytest, a child subreaper), it runs to its end.
+    wait_for(lambda: not pid_alive(apt_get), timeout=600, what="the orphaned apt-get to finish")
+    status = os.waitpid(apt_get, 0)[1]
+    assert os.waitstatus_to_exitcode(status) == 0, "apt-get was killed or failed"
+    assert installed("sl")
+    assert _dpkg_lock_free()
+    audit = subprocess.run(["dpkg", "--audit"], capture_output=True, text=True, check=False)
+    assert audit.stdout.strip() == "", audit.stdout
