@@ -50,9 +50,25 @@ def test_files_depend_on_their_nearest_managed_ancestor(names, expected):
     assert _added(_graph(*names)) == expected
 
 
-def test_a_user_edge_in_either_direction_wins():
-    assert _added(_graph("/a/", "/a/f", edges=(("/a/", "/a/f"),))) == set()
-    assert _added(_graph("/a/", "/a/f", edges=(("/a/f", "/a/"),))) == set()
+def test_a_user_edge_in_the_same_direction_stands_for_the_automatic_one():
+    g = _graph("/a/", "/a/f", edges=(("/a/", "/a/f"),))
+    compiled = compile_graph(g)
+    assert compiled.autoedges == []
+    assert [(e.src[1], e.dst[1]) for e in compiled.graph.edges] == [("/a/", "/a/f")]
+
+
+def test_a_user_edge_against_the_automatic_one_is_a_cycle_naming_both():
+    # issue 8 item 6: the file before its own directory used to drop the
+    # automatic edge without a word, and the run then failed.
+    g = _graph("/a/", "/a/f")
+    g.connect(Edge(("file", "/a/f"), ("file", "/a/"), name="mine"))
+    with pytest.raises(InputError) as err:
+        compile_graph(g)
+    text = str(err.value)
+    assert text.startswith("edges: the edges form a cycle: File[/a/f] -> File[/a/] -> File[/a/f]")
+    assert "the automatic edge is File[/a/] -> File[/a/f]" in text
+    assert "edge 'mine' is File[/a/f] -> File[/a/]" in text
+    assert "remove edge 'mine', or set 'meta: {autoedge: false}'" in text
 
 
 def test_autoedge_false_opts_out_both_ways():

@@ -8,14 +8,16 @@ anything runs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass, field
 
 from ..errors import InputError, InputErrors, Location
 from ..graph.autoedge import add_autoedges
 from ..graph.autogroup import AutoGrouper, NonReachabilityGrouper, apply_groups
-from ..graph.model import Edge, Graph, key_str
+from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
 from ..resources.base import Resource
 from ..traits import Groupable, has
@@ -31,33 +33,22 @@ class Compiled:
     groups: list[list[str]] = field(default_factory=list)
 
 
-def compile_graph(graph: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
+def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
     """AutoEdges, a DAG check, Send/Recv type checks, then AutoGroup.
 
+    Pure: `declared` is left exactly as it was (STYLE 11). The result holds
+    fresh copies of its resources, and every piece of runtime state (received
+    params, taint, group members, a group's merged meta) lives on those
+    copies, so the same declarations compile to the same graph every time.
     Raises InputError (or InputErrors) before anything runs.
     """
+    graph = instantiate(declared)
     check_sendrecv(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
     try:
         toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as c:
-        auto = {(e.src, e.dst) for e in added}
-        path = " -> ".join(key_str(k) for k in c.cycle)
-        hops = list(zip(c.cycle, c.cycle[1:], strict=False))
-        # Point at the first edge of the cycle the user wrote (automatic
-        # edges have no place in the file).
-        first = next(
-            (e for e in graph.edges if (e.src, e.dst) in hops and e.location is not None), None
-        )
-        hint = None
-        if any(h in auto for h in hops):
-            hint = "the cycle uses automatic edges; set 'meta: {autoedge: false}' on one of them"
-        raise InputError(
-            f"the edges form a cycle: {path}",
-            location=first.location if first and first.location else Location(graph.source),
-            field="edges",
-            hint=hint,
-        ) from None
+        raise cycle_error(graph, c.cycle) from None
     for e in added:
         log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
     grouper = grouper or NonReachabilityGrouper()
@@ -68,6 +59,80 @@ def compile_graph(graph: Graph[Resource], grouper: AutoGrouper | None = None) ->
     if groups:
         graph = apply_groups(graph, groups, _merge)
     return Compiled(graph, added, [[key_str(m) for m in g] for g in groups])
+
+
+def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
+    """A new graph of fresh resource objects, with no runtime state yet.
+
+    Copies are shallow: params are only ever replaced (Send/Recv assigns,
+    AutoGroup swaps `meta`), never changed in place, so sharing them is safe.
+    """
+    out: Graph[Resource] = Graph(
+        name=declared.name,
+        edges=list(declared.edges),
+        locations=dict(declared.locations),
+        source=declared.source,
+    )
+    for key, res in declared.vertices.items():
+        fresh = copy.copy(res)
+        fresh.members = []
+        fresh.recv_fields = frozenset()
+        fresh.tainted = frozenset()
+        out.vertices[key] = fresh
+    return out
+
+
+def cycle_error(graph: Graph[Resource], cycle: list[Key]) -> InputError:
+    """A cycle, naming every edge on it: the user's with their lines, the automatic ones.
+
+    An explicit edge against an automatic one (a file before its own
+    directory) is the usual case: both are named, so the user sees which of
+    their edges fights which ordering pymgmt added (issue 8, item 6).
+    """
+    hops = list(itertools.pairwise(cycle))
+    by_ends: dict[tuple[Key, Key], Edge] = {}
+    for e in graph.edges:
+        by_ends.setdefault((e.src, e.dst), e)
+    on_loop = [by_ends[h] for h in hops]
+    path = " -> ".join(key_str(k) for k in cycle)
+    mine = [e for e in on_loop if not e.auto]
+    auto = [e for e in on_loop if e.auto]
+    located = [e.location for e in mine if e.location is not None]
+    where = min(located, key=_line_col) if located else None
+    if where is None and graph.source:
+        where = Location(graph.source)
+    if not auto:
+        hint = f"{_describe_edges(mine)}: remove one to break the cycle"
+    else:
+        a = auto[0]
+        fix = f"set 'meta: {{autoedge: false}}' on {key_str(a.src)} or {key_str(a.dst)}"
+        if mine:
+            fix = f"remove {_describe_edges(mine, short=True)}, or {fix}"
+        hint = f"{_describe_edges(on_loop)}: {fix}"
+    return InputError(
+        f"the edges form a cycle: {path}",
+        location=where,
+        field="edges",
+        hint=hint,
+    )
+
+
+def _describe_edges(edges: list[Edge], *, short: bool = False) -> str:
+    """``edge 'e1' at line 8 is A -> B; the automatic edge is B -> A`` (short: names only)."""
+    parts = []
+    for e in edges:
+        if e.auto:
+            what = "the automatic edge"
+        else:
+            what = f"edge {e.name!r}" if e.name else "the edge"
+            if e.location is not None and e.location.line:
+                what += f" at line {e.location.line}"
+        parts.append(what if short else f"{what} is {key_str(e.src)} -> {key_str(e.dst)}")
+    return (" or " if short else "; ").join(parts)
+
+
+def _line_col(location: Location | None) -> tuple[int, int]:
+    return (location.line, location.column) if location else (0, 0)
 
 
 def _may_group(a: Resource, b: Resource) -> bool:

@@ -4,8 +4,13 @@ Every `Edgeable` vertex names the UIDs it provides; then each one walks its
 `wants()` generator, most specific step first, and is told after each step
 whether anything matched, so it can stop early: a file under
 ``/var/lib/foo/bar/`` depends on the nearest *managed* ancestor directory
-only, which keeps the graph as parallel as possible. An edge the user wrote
-(in either direction) always wins over an automatic one.
+only, which keeps the graph as parallel as possible.
+
+An edge the user wrote in the same direction stands for the automatic one
+(the ordering is kept, and the walk stops there). An edge the user wrote the
+other way does not cancel it: a file ordered before its own directory cannot
+run, so the automatic edge is still added and the cycle is reported, naming
+both (issue 8, item 6).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from .model import Edge, Graph, Key
 
 
 def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edge]:
-    """Add automatic edges to `graph` in place and return them, in order.
+    """Add automatic edges to `graph` (in place) and return them, in order.
 
     `enabled(vertex)` says whether a vertex takes part (its ``autoedge``
     metaparam); a vertex that opts out neither gets nor provides edges.
@@ -44,8 +49,8 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
                         continue
                     matched = True
                     src, dst = (key, other) if want.reversed else (other, key)
-                    if (src, dst) in existing or (dst, src) in existing:
-                        continue  # the user's own edge (either way) wins
+                    if (src, dst) in existing:
+                        continue  # the user wrote this very ordering
                     edge = Edge(src, dst, name=f"autoedge: {src} -> {dst}", auto=True)
                     existing.add((src, dst))
                     graph.connect(edge)

@@ -1,0 +1,88 @@
+"""compile_graph is a pure function: declarations in, a new runtime graph out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pymgmt import GraphBuilder
+from pymgmt.frontends.compile import compile_graph
+from pymgmt.graph.model import Edge, Graph
+from pymgmt.resources.base import Resource
+from pymgmt.resources.file import File
+from pymgmt.resources.password import Password
+from pymgmt.resources.pkg import Pkg
+
+
+def _photo(res: Resource) -> dict[str, Any]:
+    """Everything a resource object holds, lists copied so later changes show."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in vars(res).items()}
+
+
+def _builder() -> tuple[GraphBuilder, list[Resource]]:
+    g = GraphBuilder("twice")
+    declared: list[Resource] = [g.add(Pkg(name=n)) for n in ("sl", "cowsay", "powertop")]
+    pw = g.add(Password(name="pw"))
+    f = g.add(File(name="/nonexistent/pymgmt-compile/f"))
+    g.edge(pw, f, send="password", recv="content")
+    return g, [*declared, pw, f]
+
+
+def test_building_twice_gives_the_same_graph_and_leaves_the_declarations_alone() -> None:
+    g, declared = _builder()
+    before = [_photo(r) for r in declared]
+    first = g.build()
+    second = g.build()
+    names = [str(v) for v in first.vertices.values()]
+    assert names == [str(v) for v in second.vertices.values()]
+    assert "Pkg[autogroup:(cowsay,powertop,sl)]" in names
+    assert [_photo(r) for r in declared] == before
+    assert len(g.graph.edges) == 1  # no automatic edge was added to the declaration
+
+
+def test_the_compiled_graph_holds_new_objects_carrying_the_runtime_state() -> None:
+    g, declared = _builder()
+    compiled = g.build()
+    for r in compiled.vertices.values():
+        assert all(r is not d for d in declared)
+    f = compiled.vertices[("file", "/nonexistent/pymgmt-compile/f")]
+    assert f.recv_fields == frozenset({"content"}) == f.tainted
+    assert declared[-1].recv_fields == frozenset() == declared[-1].tainted
+
+
+def test_compile_graph_does_not_touch_its_input_graph() -> None:
+    graph: Graph[Resource] = Graph(name="t")
+    for name in ("/a/", "/a/f", "/a/g"):
+        graph.add(File(name=name))
+    graph.connect(Edge(("file", "/a/"), ("file", "/a/f"), name="mine"))
+    edges = list(graph.edges)
+    vertices = dict(graph.vertices)
+    out = compile_graph(graph)
+    assert len(out.autoedges) == 1  # /a/ -> /a/g
+    assert graph.edges == edges and graph.vertices == vertices
+    assert out.graph is not graph
+
+
+def test_an_explicit_edge_from_a_directory_to_its_file_keeps_the_ordering(
+    tmp_path: Path, pymgmt: Any
+) -> None:
+    """The user's edge stands for the automatic one: the run creates both, in order."""
+    d = tmp_path / "d"
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        "graph: g\n"
+        "resources:\n"
+        "  file:\n"
+        f"  - name: {d}/\n"
+        f"  - name: {d}/f\n"
+        '    content: "x\\n"\n'
+        "edges:\n"
+        "- name: dir-first\n"
+        f"  from: {{kind: file, name: {d}/}}\n"
+        f"  to: {{kind: file, name: {d}/f}}\n"
+    )
+    (run,) = pymgmt(
+        ["run", "--converged-timeout", "0", "--prefix", str(tmp_path / "state"), str(graph)]
+    )
+    assert run.returncode == 2, run.stderr
+    assert (d / "f").read_text() == "x\n"
