@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pymgmt import GraphBuilder
+from pymgmt.errors import InputErrors
 from pymgmt.frontends.compile import compile_graph
 from pymgmt.graph.model import Edge, Graph
 from pymgmt.resources.base import Resource
@@ -86,3 +90,49 @@ def test_an_explicit_edge_from_a_directory_to_its_file_keeps_the_ordering(
     )
     assert run.returncode == 2, run.stderr
     assert (d / "f").read_text() == "x\n"
+
+
+def test_identical_resources_for_one_path_are_merged_with_a_warning(
+    tmp_path: Path, pymgmt: Any
+) -> None:
+    """mgmt's habit: identical twins collapse into the first; edges follow."""
+    f = tmp_path / "f"
+    graph = tmp_path / "g.yaml"
+    twin = f'    path: {f}\n    content: "x\\n"\n'
+    graph.write_text(
+        "graph: g\n"
+        "resources:\n"
+        "  file:\n"
+        f"  - name: first\n{twin}"
+        f"  - name: second\n{twin}"
+        "  noop:\n"
+        "  - name: after\n"
+        "edges:\n"
+        "- from: {kind: file, name: second}\n"
+        "  to: {kind: noop, name: after}\n"
+    )
+    validate, run = pymgmt(
+        ["validate", "--json", str(graph)],
+        ["run", "--converged-timeout", "0", "--prefix", str(tmp_path / "state"), str(graph)],
+    )
+    assert validate.returncode == 0, validate.stderr
+    shown = json.loads(validate.stdout)
+    assert [r["name"] for r in shown["resources"]] == ["first", "after"]
+    assert shown["edges"] == [{"from": ["file", "first"], "to": ["noop", "after"], "notify": False}]
+    warning = f"{graph}:7:5: File[second] manages '{f}' exactly as File[first] at line 4"
+    assert warning in validate.stderr
+    assert run.returncode == 2, run.stderr
+    assert warning in run.stderr
+    assert "File[second]" not in run.stdout
+    assert f.read_text() == "x\n"
+
+
+def test_the_api_refuses_one_path_managed_twice_differently() -> None:
+    g = GraphBuilder("twins")
+    a = g.add(File(name="a", path="/nonexistent/pymgmt-twins", content="x"))
+    b = g.add(File(name="b", path="/nonexistent//pymgmt-twins", content="x"))
+    g.edge(a, b)
+    with pytest.raises(InputErrors) as err:
+        g.build()
+    assert "File[b] manages '/nonexistent/pymgmt-twins', and so does File[a]" in str(err.value)
+    assert "with another path" in str(err.value)

@@ -86,7 +86,12 @@ def _graph(draw: st.DrawFn) -> dict[str, Any]:
     keys: list[tuple[str, str]] = []
     for kind in ("noop", "file", "exec"):
         items = draw(
-            st.lists(_resource(kind), max_size=5, unique_by=lambda r: r["name"])  # type: ignore[arg-type]
+            st.lists(
+                _resource(kind),
+                max_size=5,
+                # one path is one thing to manage: two files for it are refused
+                unique_by=(lambda r: r["name"], lambda r: r.get("path", r["name"])),  # type: ignore[arg-type]
+            )
         )
         if items:
             resources[kind] = items

@@ -19,6 +19,7 @@ field, before anything runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from ..report.recap import Recap
 from ..resources.base import Resource
 from ..types import check_value
 from .compile import compile_graph
+
+log = logging.getLogger("pymgmt.api")
 
 
 class GraphBuilder:
@@ -93,7 +96,10 @@ class GraphBuilder:
                 errors.append(InputError(f"the edges form a cycle: {path}", location=where))
         if errors:
             raise InputErrors(errors)
-        return compile_graph(self.graph).graph
+        compiled = compile_graph(self.graph)
+        for w in compiled.warnings:
+            log.warning("warning: %s", w)
+        return compiled.graph
 
 
 @dataclass

@@ -31,6 +31,8 @@ class Compiled:
     graph: Graph[Resource]
     autoedges: list[Edge] = field(default_factory=list)
     groups: list[list[str]] = field(default_factory=list)
+    #: accepted, but worth telling the user (identical duplicates merged)
+    warnings: list[InputError] = field(default_factory=list)
 
 
 def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
@@ -43,6 +45,7 @@ def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None)
     Raises InputError (or InputErrors) before anything runs.
     """
     graph = instantiate(declared)
+    warnings = merge_duplicates(graph)
     check_sendrecv(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
     try:
@@ -58,7 +61,7 @@ def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None)
             log.info("Grouping: Success for: %s into %s", key_str(m), key_str(members[0]))
     if groups:
         graph = apply_groups(graph, groups, _merge)
-    return Compiled(graph, added, [[key_str(m) for m in g] for g in groups])
+    return Compiled(graph, added, [[key_str(m) for m in g] for g in groups], warnings)
 
 
 def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
@@ -80,6 +83,76 @@ def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
         fresh.tainted = frozenset()
         out.vertices[key] = fresh
     return out
+
+
+def merge_duplicates(graph: Graph[Resource]) -> list[InputError]:
+    """Refuse two resources that manage one thing; merge identical ones (in place).
+
+    Two file resources with one path and different content would rewrite the
+    file in turn for ever, each converging the other away (issue 8, item 12).
+    Identical ones are harmless and mgmt collapses them: the later one is
+    dropped and its edges move to the first. Returns the warnings for merges.
+    """
+    first: dict[tuple[str, str], Key] = {}
+    errors: list[InputError] = []
+    warnings: list[InputError] = []
+    merged: dict[Key, Key] = {}
+    for key, res in graph.vertices.items():
+        for thing in res.manages():
+            seen = first.setdefault((res.kind, thing), key)
+            if seen == key or key in merged:
+                continue
+            other = graph.vertices[seen]
+            where = _where(graph, key)
+            there = _where(graph, seen)
+            at = f" at line {there.line}" if there and there.line else ""
+            mine, theirs = res.params(), other.params()
+            differ = [f for f in mine if mine[f] != theirs.get(f)]
+            if res.meta != other.meta:
+                differ.append("meta")
+            if not differ:
+                merged[key] = seen
+                warnings.append(
+                    InputError(
+                        f"{res} manages {thing!r} exactly as {other}{at} does: merged into it",
+                        location=where,
+                    )
+                )
+                continue
+            errors.append(
+                InputError(
+                    # field names only: the values may be secrets
+                    f"{res} manages {thing!r}, and so does {other}{at}, with another "
+                    + ", ".join(differ),
+                    location=where,
+                    hint="two resources that want different things of one "
+                    f"{_THING.get(res.kind, 'thing')} would undo each other for ever: keep one",
+                )
+            )
+    if errors:
+        raise InputErrors(errors)
+    if merged:
+        for key in merged:
+            del graph.vertices[key]
+            graph.locations.pop(key, None)
+        edges: dict[Edge, None] = {}  # ordered, and parallel twins collapse
+        for e in graph.edges:
+            src, dst = merged.get(e.src, e.src), merged.get(e.dst, e.dst)
+            if src != dst:  # an edge between two identical twins orders nothing
+                edges.setdefault(dataclasses.replace(e, src=src, dst=dst))
+        graph.edges = list(edges)
+    return warnings
+
+
+#: what one resource of a kind manages, for messages
+_THING = {"file": "path", "pkg": "package", "svc": "unit"}
+
+
+def _where(graph: Graph[Resource], key: Key) -> Location | None:
+    loc = graph.locations.get(key)
+    if loc is None and graph.source:
+        loc = Location(graph.source)
+    return loc
 
 
 def cycle_error(graph: Graph[Resource], cycle: list[Key]) -> InputError:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import AsyncIterator
@@ -50,6 +51,8 @@ try:
     _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
+
+log = logging.getLogger("pymgmt.yamlgraph")
 
 _EDGE_KEYS = ("name", "from", "to", "notify", "send", "recv")
 _TOP_KEYS = ("graph", "comment", "resources", "edges", "collect", "remote", "hostname")
@@ -72,6 +75,8 @@ class YamlGraph(Graph[Resource]):
 
     exported: list[Resource] = field(default_factory=list)
     collect: list[Collect] = field(default_factory=list)
+    #: accepted, but the user should hear of it (e.g. content of an absent file)
+    warnings: list[InputError] = field(default_factory=list)
 
 
 def load(path: str) -> YamlGraph:
@@ -92,7 +97,11 @@ def load_with_text(path: str) -> tuple[bytes, YamlGraph]:
 
 
 def parse(text: bytes | str, filename: str) -> YamlGraph:
-    return _Builder(filename).build(text)
+    """The validated, compiled graph; its warnings are logged (and kept on it)."""
+    graph = _Builder(filename).build(text)
+    for w in graph.warnings:
+        log.warning("warning: %s", w)
+    return graph
 
 
 class YamlFrontend:
@@ -158,6 +167,7 @@ class _Builder:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.errors: list[InputError] = []
+        self.warnings: list[InputError] = []
         self.kinds = kinds()
         #: resources declared but refused; edges to them are not errors of their own
         self.refused: set[Key] = set()
@@ -173,6 +183,11 @@ class _Builder:
         self, node: yaml.Node, message: str, *, field: str | None = None, hint: str | None = None
     ) -> None:
         self.errors.append(InputError(message, location=self.loc(node), field=field, hint=hint))
+
+    def warn(
+        self, node: yaml.Node, message: str, *, field: str | None = None, hint: str | None = None
+    ) -> None:
+        self.warnings.append(InputError(message, location=self.loc(node), field=field, hint=hint))
 
     def mapping(self, node: yaml.Node, what: str) -> list[tuple[yaml.ScalarNode, yaml.Node]] | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
@@ -337,6 +352,7 @@ class _Builder:
             self.compile(graph)
         if self.errors:
             raise InputErrors(self.errors)
+        graph.warnings = sorted(self.warnings, key=lambda w: _line_col(w.location))
         return graph
 
     def compile(self, graph: YamlGraph) -> None:
@@ -358,12 +374,13 @@ class _Builder:
             return
         graph.vertices = compiled.graph.vertices
         graph.edges = compiled.graph.edges
+        self.warnings.extend(compiled.warnings)
 
     def resources(self, node: yaml.Node, graph: YamlGraph) -> None:
         by_kind = self.mapping(node, "resources")
         if by_kind is None:
             return
-        seen: dict[Key, Location] = {}
+        seen: dict[Key, tuple[Location, Resource, bool]] = {}
         for kind_node, items_node in by_kind:
             kind = kind_node.value
             cls = self.kinds.get(kind)
@@ -381,13 +398,22 @@ class _Builder:
                     continue
                 res, exported = built
                 if res.key in seen:
-                    self.error(
-                        item,
-                        f"duplicate resource {key_str(res.key)}",
-                        hint=f"first defined at line {seen[res.key].line}",
-                    )
+                    line, twin, twin_exported = seen[res.key]
+                    if exported == twin_exported and res.same_as(twin):
+                        # mgmt collapses identical duplicates; so do we, aloud
+                        self.warn(
+                            item,
+                            f"duplicate resource {key_str(res.key)}, identical to the one "
+                            f"at line {line.line}: merged into it",
+                        )
+                    else:
+                        self.error(
+                            item,
+                            f"duplicate resource {key_str(res.key)}",
+                            hint=f"first defined at line {line.line}",
+                        )
                     continue
-                seen[res.key] = self.loc(item)
+                seen[res.key] = (self.loc(item), res, exported)
                 if exported:
                     graph.exported.append(res)
                 else:

@@ -271,6 +271,15 @@ class Resource:
         """(field, message) for each invalid combination of params."""
         return []
 
+    def manages(self) -> list[str]:
+        """What on the system this resource owns, spelt canonically (a path, a unit).
+
+        Two resources of one kind that manage the same thing would fight for
+        ever, so the graph refuses them unless they are identical (then they
+        are merged into one). Kinds that own nothing exclusively return [].
+        """
+        return []
+
     async def init(self, ctx: Context) -> None:
         """Prepare; the default keeps the context for later verbs."""
         self.ctx = ctx

@@ -98,6 +98,10 @@ class File(Resource, kind="file"):
             out.append(("state", "an absent file cannot also have content, mode or owner"))
         return out
 
+    def manages(self) -> list[str]:
+        # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
+        return ["/" + "/".join(p for p in self.target.split("/") if p)]
+
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
     def uids(self) -> list[UID]:

@@ -83,6 +83,9 @@ class Pkg(Resource, kind="pkg"):
             )
         return out
 
+    def manages(self) -> list[str]:
+        return [self.name]
+
     # -- AutoGroup ---------------------------------------------------------------------
 
     def can_group(self, other: Resource) -> bool:

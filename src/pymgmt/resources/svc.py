@@ -66,6 +66,10 @@ class Svc(Resource, kind="svc"):
             return [("name", f"expected a unit name such as 'nginx', got {self.name!r}")]
         return []
 
+    def manages(self) -> list[str]:
+        # `nginx` and `nginx.service` are one unit; the user's manager is another.
+        return [f"{self.unit} (user)" if self.session else self.unit]
+
     # -- AutoEdges: a managed unit file comes before the service -----------------------
 
     def uids(self) -> list[UID]:
