@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from .types import MAX_COUNT, MAX_MILLISECONDS, MAX_SECONDS, bound_problem
+
 _SEMA_RE = re.compile(r"^(?P<id>[^:\s]+)(?::(?P<size>-?\d+))?$")
 
 
@@ -30,6 +32,17 @@ def parse_sema(spec: str) -> tuple[str, int]:
     if size < 1:
         raise ValueError(f"bad semaphore id {spec!r}: size must be at least 1")
     return m["id"], size
+
+
+#: (field, largest value, unit): beyond these a value is a typo, not a wish (types.py)
+_BOUNDS = (
+    ("retry", MAX_COUNT, "(or negative: for ever)"),
+    ("delay", MAX_MILLISECONDS, "ms (a day)"),
+    ("maxdelay", MAX_MILLISECONDS, "ms (a day)"),
+    ("timeout", MAX_MILLISECONDS, "ms (a day)"),
+    ("poll", MAX_SECONDS, "seconds (a day)"),
+    ("burst", MAX_COUNT, ""),
+)
 
 
 @dataclass(kw_only=True)
@@ -64,16 +77,14 @@ class MetaParams:
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) pairs for every invalid setting."""
         out: list[tuple[str, str]] = []
-        if self.delay < 0:
-            out.append(("delay", "must not be negative"))
-        if self.maxdelay < 0:
-            out.append(("maxdelay", "must not be negative"))
-        if self.timeout < 0:
-            out.append(("timeout", "must not be negative"))
-        if self.poll < 0:
-            out.append(("poll", "must not be negative"))
-        if self.burst < 0:
-            out.append(("burst", "must not be negative"))
+        for name, highest, unit in _BOUNDS:
+            value = getattr(self, name)
+            if value < 0 and name == "retry":
+                continue  # a negative retry means "for ever"
+            if value < 0:
+                out.append((name, "must not be negative"))
+            elif bad := bound_problem(value, 0, highest, unit):
+                out.append((name, bad))
         if not self.limit > 0:  # NaN too (YAML .nan)
             out.append(("limit", "must be positive (omit it for no limit)"))
         elif not math.isinf(self.limit) and self.burst == 0:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -128,3 +129,96 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str | None:
         return same_but_case[0]
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+# -- bounds on values that reach the operating system ------------------------------
+#
+# A graph is input from a person, and pymgmt runs as root: a value that makes
+# no sense (a uid of -1, a retry delay of 2**64 ms, a path component of 300
+# bytes, a NUL inside a command) is refused before anything runs, with its
+# place in the file, instead of failing, or waiting for ever, at run time.
+# README.md ("Limits") lists these numbers.
+
+#: seconds in a day: the bound on waits, timeouts and poll intervals
+DAY = 86_400
+#: exec timeout and pollint, meta poll (seconds)
+MAX_SECONDS = DAY
+#: meta delay, maxdelay and timeout (milliseconds)
+MAX_MILLISECONDS = DAY * 1000
+#: timer interval (seconds): a year
+MAX_TIMER_SECONDS = 365 * DAY
+#: meta retry and burst
+MAX_COUNT = 1_000_000
+#: the largest uid or gid; (uid_t)-1 = 4294967295 means "leave unchanged" to chown
+MAX_ID = 2**32 - 2
+#: Linux's PATH_MAX (with its NUL) and NAME_MAX, in bytes
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def bound_problem(value: float, lowest: float, highest: float, unit: str = "") -> str | None:
+    """ "must be between ..." when `value` is outside [lowest, highest]."""
+    if lowest <= value <= highest:
+        return None
+    unit = f" {unit}" if unit else ""
+    return f"must be between {lowest:,} and {highest:,}{unit}, got {value:,}"
+
+
+def text_problem(text: str) -> str | None:
+    """A NUL cannot pass through argv, environ or a path: the OS would cut there."""
+    if "\0" in text:
+        return "must not contain a NUL character (\\0)"
+    return None
+
+
+def nul_problem(value: object) -> str | None:
+    """`text_problem` for a param value of any supported type (lists, mappings)."""
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, list | tuple):
+        return next((text_problem(v) for v in value if isinstance(v, str) and "\0" in v), None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            for text in (k, v):
+                if isinstance(text, str) and "\0" in text:
+                    return text_problem(text)
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """An absolute path the kernel could take: no NUL, within PATH_MAX and NAME_MAX."""
+    if not path.startswith("/"):
+        return f"must be an absolute path, got {path!r}"
+    if "\0" in path:
+        return "must not contain a NUL character (\\0)"
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size >= PATH_MAX:
+        return f"is {size:,} bytes long; a path has at most {PATH_MAX - 1:,}"
+    for part in path.split("/"):
+        n = len(part.encode("utf-8", "surrogateescape"))
+        if n > NAME_MAX:
+            return (
+                f"has a component of {n:,} bytes ({part[:20]!r}...); "
+                f"one component has at most {NAME_MAX}"
+            )
+    return None
+
+
+_NUMBERISH = re.compile(r"^[+-]?[0-9.]+([eE][+-]?[0-9]+)?$")
+
+
+def account_problem(value: str, what: str) -> str | None:
+    """An owner or group: a name, or a whole number 0..MAX_ID.
+
+    ``-1``, ``1.5`` or ``1e3`` look like ids but are none: chown would read
+    -1 as "unchanged", and getpwnam would fail only at run time.
+    """
+    if not value:
+        return f"must be a {what} name or id, got an empty string"
+    if value.isdigit():
+        return bound_problem(int(value), 0, MAX_ID) if int(value) > MAX_ID else None
+    if _NUMBERISH.match(value) or value.startswith("-"):
+        return f"must be a {what} name or a whole number 0..{MAX_ID:,}, got {value!r}"
+    if any(c in value for c in ":/,\0") or any(c.isspace() for c in value):
+        return f"must be a {what} name or id, got {value!r}"
+    return None

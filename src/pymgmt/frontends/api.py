@@ -33,7 +33,7 @@ from ..metaparams import sema_size_conflicts
 from ..report.events import Event
 from ..report.recap import Recap
 from ..resources.base import Resource
-from ..types import check_value
+from ..types import check_value, nul_problem
 from .compile import compile_graph
 
 log = logging.getLogger("pymgmt.api")
@@ -71,10 +71,14 @@ class GraphBuilder:
         for res in self.graph.vertices.values():
             for fname, tp in res.param_types.items():
                 err = check_value(tp, getattr(res, fname))
+                if not err and fname not in res.binary_params:
+                    err = nul_problem(getattr(res, fname))
                 if err:
                     errors.append(InputError(f"{res}: {err}", location=where, field=fname))
             for fname, msg in res.problems():
                 errors.append(InputError(f"{res}: {msg}", location=where, field=fname))
+            for fname, msg in res.warnings():
+                log.warning("warning: %s", InputError(f"{res}: {msg}", location=where, field=fname))
             for fname, msg in res.meta.problems():
                 errors.append(InputError(f"{res}: {msg}", location=where, field=f"meta.{fname}"))
         owners = ((str(r), r.meta) for r in self.graph.vertices.values())

@@ -44,7 +44,7 @@ from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
 from ..metaparams import MetaParams, parse_sema, sema_size_conflicts
 from ..resources.base import Resource, kinds
-from ..types import check_value, describe, suggest, unwrap_optional
+from ..types import check_value, describe, nul_problem, suggest, unwrap_optional
 from .compile import compile_graph
 
 try:
@@ -472,6 +472,8 @@ class _Builder:
             if val is None and not _is_optional_field(tp):
                 continue  # `key:` with no value: keep the default, as mgmt does
             err = check_value(tp, val)
+            if not err and key not in cls.binary_params:
+                err = nul_problem(val)
             if err:
                 self.error(v, err, field=key)
                 wrong.add(key)
@@ -505,6 +507,8 @@ class _Builder:
         res = cls(name=name.removeprefix("@@") if exported else name, meta=meta, **values)
         for fname, msg in res.problems():
             self.error(value_nodes.get(fname, node), msg, field=fname)
+        for fname, msg in res.warnings():
+            self.warn(value_nodes.get(fname, node), msg, field=fname)
         if len(self.errors) > before:
             self.refused.add(res.key)
             return None

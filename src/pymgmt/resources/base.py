@@ -183,6 +183,9 @@ class Resource:
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
+    #: params that may hold any text, NUL included (a file's content); every
+    #: other string goes to the OS (argv, environ, a path), where NUL cuts it
+    binary_params: ClassVar[frozenset[str]] = frozenset()
     #: params_fields() of this very class, computed once (set on each subclass)
     _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 
@@ -269,6 +272,10 @@ class Resource:
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) for each invalid combination of params."""
+        return []
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """(field, message) for params that are accepted but have no effect."""
         return []
 
     def manages(self) -> list[str]:

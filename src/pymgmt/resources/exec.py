@@ -23,6 +23,7 @@ import signal
 from dataclasses import dataclass
 
 from ..errors import ResourceError
+from ..types import MAX_SECONDS, bound_problem, path_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 #: How much of a failed command's output ends up in the error message.
@@ -66,14 +67,15 @@ class Exec(Resource, kind="exec"):
                         out.append((field, "must not be empty"))
                 except ValueError as e:
                     out.append((field, f"cannot be split into arguments: {e}"))
-        if self.timeout < 0:
-            out.append(("timeout", "must not be negative"))
-        if self.pollint < 0:
-            out.append(("pollint", "must not be negative"))
-        if self.creates and not self.creates.startswith("/"):
-            out.append(("creates", f"must be an absolute path, got {self.creates!r}"))
-        if self.cwd and not self.cwd.startswith("/"):
-            out.append(("cwd", f"must be an absolute path, got {self.cwd!r}"))
+        for name in ("timeout", "pollint"):
+            value = getattr(self, name)
+            if value < 0:
+                out.append((name, "must not be negative"))
+            elif bad := bound_problem(value, 0, MAX_SECONDS, "seconds (a day)"):
+                out.append((name, bad))
+        for name in ("creates", "cwd"):
+            if (value := getattr(self, name)) and (bad := path_problem(value)):
+                out.append((name, bad))
         if self.state not in ("", "present"):
             out.append(("state", f"only 'present' is meaningful for exec, got {self.state!r}"))
         return out

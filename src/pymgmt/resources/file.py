@@ -51,6 +51,7 @@ from ..fsutil import (
     split,
 )
 from ..traits import UID, Want
+from ..types import account_problem, path_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
@@ -64,6 +65,8 @@ _DIFF_MAX = 256 << 10
 
 class File(Resource, kind="file"):
     """A file or directory (path ending in ``/``) in a wanted state."""
+
+    binary_params = frozenset({"content"})
 
     path: str = param("", doc="absolute path; defaults to the resource name")
     content: str | None = param(None, doc="exact content; unset leaves content alone")
@@ -85,18 +88,35 @@ class File(Resource, kind="file"):
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         field = "path" if self.path else "name"
-        if not self.target.startswith("/"):
-            why = "" if self.path else " (without 'path', the name is the path)"
-            out.append((field, f"must be an absolute path, got {self.target!r}{why}"))
-        elif "\0" in self.target or "/../" in self.target + "/" or "/./" in self.target:
+        bad_path = path_problem(self.target)
+        if bad_path:
+            why = (
+                ""
+                if self.path or self.target.startswith("/")
+                else " (without 'path', the name is the path)"
+            )
+            out.append((field, bad_path + why))
+        elif "/../" in self.target + "/" or "/./" in self.target:
             out.append((field, f"must be a normalised path, got {self.target!r}"))
+        elif self.state == "absent" and not self.target.strip("/"):
+            out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
         if self.is_dir and self.content is not None:
             out.append(("content", "a directory (path ending in '/') cannot have content"))
-        if self.state == "absent" and (self.content is not None or self.mode or self.owner):
-            out.append(("state", "an absent file cannot also have content, mode or owner"))
+        for name, what in (("owner", "user"), ("group", "group")):
+            value = getattr(self, name)
+            bad = None if value is None else account_problem(value, what)
+            if bad:
+                out.append((name, bad))
         return out
+
+    def warnings(self) -> list[tuple[str, str]]:
+        # mgmt's own examples (file1.yaml) give an absent file content: harmless.
+        ignored = [f for f in ("content", "mode", "owner", "group") if getattr(self, f) is not None]
+        if self.state == "absent" and ignored:
+            return [(ignored[0], f"ignored: the file is to be absent ({', '.join(ignored)})")]
+        return []
 
     def manages(self) -> list[str]:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.

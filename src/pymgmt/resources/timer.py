@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ..types import MAX_TIMER_SECONDS, bound_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 
@@ -21,7 +22,8 @@ class Timer(Resource, kind="timer"):
     def problems(self) -> list[tuple[str, str]]:
         if self.interval < 1:
             return [("interval", f"must be at least 1 second, got {self.interval}")]
-        return []
+        bad = bound_problem(self.interval, 1, MAX_TIMER_SECONDS, "seconds (a year)")
+        return [("interval", bad)] if bad else []
 
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
