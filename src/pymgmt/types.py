@@ -139,6 +139,8 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str | None:
 # place in the file, instead of failing, or waiting for ever, at run time.
 # README.md ("Limits") lists these numbers.
 
+#: problems shown for one invalid graph; the rest are counted ("and K more")
+MAX_PROBLEMS = 50
 #: seconds in a day: the bound on waits, timeouts and poll intervals
 DAY = 86_400
 #: exec timeout and pollint, meta poll (seconds)
@@ -191,9 +193,8 @@ def path_problem(path: str) -> str | None:
         return f"must be an absolute path, got {path!r}"
     if "\0" in path:
         return "must not contain a NUL character (\\0)"
-    size = len(path.encode("utf-8", "surrogateescape"))
-    if size >= PATH_MAX:
-        return f"is {size:,} bytes long; a path has at most {PATH_MAX - 1:,}"
+    if len(path.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        return f"is longer than {PATH_MAX - 1:,} bytes, the most a path can have"
     for part in path.split("/"):
         n = len(part.encode("utf-8", "surrogateescape"))
         if n > NAME_MAX:

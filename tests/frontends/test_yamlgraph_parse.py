@@ -463,3 +463,23 @@ def test_a_tag_that_does_not_fit_its_value_is_an_input_error(yaml_value: str, me
         f"graph: g\nresources:\n  noop:\n  - name: n\n    meta: {{retry: {yaml_value}}}\n"
     )
     assert f"{e.field}: {e.message}" == message
+
+
+def test_hints_stop_once_more_problems_are_found_than_are_shown() -> None:
+    """difflib per problem made 300k misspelt keys cost half a minute (issue 8)."""
+    from pymgmt.types import MAX_PROBLEMS
+
+    fields = "\n".join(f"    contnet{i:03}: x" for i in range(MAX_PROBLEMS + 10))
+    errors = _errors(f"graph: g\nresources:\n  file:\n  - name: /tmp/x\n{fields}\n")
+    assert len(errors) == MAX_PROBLEMS + 10
+    assert all(e.hint == "did you mean 'content'?" for e in errors[:MAX_PROBLEMS])
+    assert all(e.hint is None for e in errors[MAX_PROBLEMS:])
+
+
+def test_an_edge_to_a_name_in_another_case_is_hinted_among_many_names() -> None:
+    names = "\n".join(f"  - name: n{i}" for i in range(3000))
+    (e,) = _errors(
+        f"graph: g\nresources:\n  noop:\n{names}\n"
+        "edges:\n- {from: {kind: noop, name: n1}, to: {kind: noop, name: N2999}}\n"
+    )
+    assert e.hint == "did you mean 'n2999'?"

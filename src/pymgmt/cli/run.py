@@ -31,6 +31,7 @@ from ..redaction import RedactingFilter, redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
+from ..types import MAX_PROBLEMS
 from ..world.local import LocalWorld
 
 
@@ -54,16 +55,20 @@ def default_prefix() -> Path:
 
 def print_input_error(e: InputError, *, as_json: bool) -> None:
     errors = e.errors if isinstance(e, InputErrors) else [e]
-    if as_json:
-        print(json.dumps({"event": "invalid_input", "errors": [x.as_dict() for x in errors]}))
-        return
     n = len(errors)
+    shown = errors[:MAX_PROBLEMS]  # the first ones in the file; the rest are counted
+    if as_json:
+        listed = [x.as_dict() for x in shown]
+        print(json.dumps({"event": "invalid_input", "errors": listed, "omitted": n - len(shown)}))
+        return
     print(
         f"error: the graph is invalid ({n} problem{'s' if n != 1 else ''}); nothing was changed",
         file=sys.stderr,
     )
-    for x in errors:
+    for x in shown:
         print(f"  {x}", file=sys.stderr)
+    if n > len(shown):
+        print(f"  ... and {n - len(shown)} more", file=sys.stderr)
 
 
 class _Once:

@@ -29,11 +29,13 @@ keep their literal text, which is what makes ``mode: 0644`` mean "0644".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin
 
@@ -44,8 +46,16 @@ from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
 from ..metaparams import MetaParams, parse_sema, sema_size_conflicts
 from ..resources.base import Resource, kinds
-from ..types import check_value, describe, nul_problem, suggest, unwrap_optional
+from ..types import (
+    MAX_PROBLEMS,
+    check_value,
+    describe,
+    nul_problem,
+    suggest,
+    unwrap_optional,
+)
 from .compile import compile_graph
+from .graphfile import read_graph_file
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -53,6 +63,9 @@ except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 log = logging.getLogger("pymgmt.yamlgraph")
+
+#: above this many names of one kind, "did you mean" only looks for case slips
+_FUZZY_NAMES = 2000
 
 _EDGE_KEYS = ("name", "from", "to", "notify", "send", "recv")
 _TOP_KEYS = ("graph", "comment", "resources", "edges", "collect", "remote", "hostname")
@@ -86,26 +99,44 @@ def load(path: str) -> YamlGraph:
 
 def load_with_text(path: str) -> tuple[bytes, YamlGraph]:
     """`load`, also returning the bytes that were parsed."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except OSError as e:
-        raise InputError(
-            f"cannot read the graph file: {e.strerror}", location=Location(path)
-        ) from None
+    text = read_graph_file(path)
     return text, parse(text, path)
 
 
 def parse(text: bytes | str, filename: str) -> YamlGraph:
     """The validated, compiled graph; its warnings are logged (and kept on it)."""
-    graph = _Builder(filename).build(text)
+    with _collector_paused():
+        graph = _Builder(filename).build(text)
     for w in graph.warnings:
         log.warning("warning: %s", w)
     return graph
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a graph is read.
+
+    Reading allocates a node per scalar and keeps them all: the collector
+    then rescans the growing heap again and again, which made a 10 MB graph
+    take three times as long (issue 8, fuzzing). A node tree has no cycles,
+    so there is nothing for it to find; it runs again afterwards.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class YamlFrontend:
-    """Yields the file's graph, then a new one each time the file is saved."""
+    """Yields the file's graph, then a new one each time the file is saved.
+
+    Reading and compiling run in a thread (`asyncio.to_thread`): a 10k
+    resource graph takes over a second to parse, and every other resource's
+    watch must go on meanwhile (issue 8, item 16).
+    """
 
     def __init__(
         self, path: str, *, debounce: float = 0.05, first: tuple[bytes, YamlGraph] | None = None
@@ -119,12 +150,12 @@ class YamlFrontend:
         changed = asyncio.Event()
         sub = hub.subscribe(self.path, changed.set)  # before the first read: no gap
         try:
-            last = _read_bytes(self.path)
+            last = await asyncio.to_thread(_read_bytes, self.path)
             first, self._first = self._first, None
             if first is not None and first[0] == last:
                 yield first[1]  # parsing it again would cost ~75 us per resource
             else:
-                yield _parse_or_error(last, self.path)
+                yield await asyncio.to_thread(_parse_or_error, last, self.path)
             while True:
                 await changed.wait()
                 # Editors save in bursts (truncate, write, rename): wait for quiet.
@@ -135,7 +166,7 @@ class YamlFrontend:
                             await changed.wait()
                     except TimeoutError:
                         break
-                data = _read_bytes(self.path)
+                data = await asyncio.to_thread(_read_bytes, self.path)
                 if data == last:
                     continue
                 last = data
@@ -146,17 +177,16 @@ class YamlFrontend:
             hub.unsubscribe(sub)
 
 
-def _read_bytes(path: str) -> bytes | None:
+def _read_bytes(path: str) -> bytes | InputError:
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
+        return read_graph_file(path)
+    except InputError as e:
+        return e
 
 
-def _parse_or_error(data: bytes | None, path: str) -> YamlGraph | InputError:
-    if data is None:
-        return InputError("cannot read the graph file", location=Location(path))
+def _parse_or_error(data: bytes | InputError, path: str) -> YamlGraph | InputError:
+    if isinstance(data, InputError):
+        return data
     try:
         return parse(data, path)
     except InputError as e:
@@ -172,6 +202,9 @@ class _Builder:
         #: resources declared but refused; edges to them are not errors of their own
         self.refused: set[Key] = set()
         self._constructor = yaml.constructor.SafeConstructor()
+        #: built on first use, once every resource is known (edges come after)
+        self._names: dict[str, dict[str, str]] | None = None
+        self._exported: set[Key] | None = None
 
     # -- helpers ------------------------------------------------------------------
 
@@ -321,7 +354,9 @@ class _Builder:
         for k, _ in top:
             if k.value not in _TOP_KEYS:
                 self.error(
-                    k, f"unknown top-level key {k.value!r}", hint=_did_you_mean(k.value, _TOP_KEYS)
+                    k,
+                    f"unknown top-level key {k.value!r}",
+                    hint=self.did_you_mean(k.value, _TOP_KEYS),
                 )
         if "graph" not in keys:
             self.error(root, "missing the graph name: add 'graph: <name>'", field="graph")
@@ -388,7 +423,9 @@ class _Builder:
                 self.error(
                     kind_node,
                     f"unknown resource kind {kind!r}",
-                    hint=_did_you_mean(kind, self.kinds) or self._misplaced(kind) or self._known(),
+                    hint=self.did_you_mean(kind, self.kinds)
+                    or self._misplaced(kind)
+                    or self._known(),
                 )
                 continue
             items = self.sequence(items_node, f"the {kind} resources")
@@ -418,6 +455,40 @@ class _Builder:
                     graph.exported.append(res)
                 else:
                     graph.add(res, self.loc(item))
+
+    def did_you_mean(self, word: str, choices: Any) -> str | None:
+        """A hint, while it can still be shown: past MAX_PROBLEMS errors none is.
+
+        difflib costs ~0.1 ms a word; 300k misspelt keys cost half a minute
+        of hints that nobody would read (issue 8, fuzzing).
+        """
+        if len(self.errors) >= MAX_PROBLEMS:
+            return None
+        return _did_you_mean(word, choices)
+
+    def vertex_hint(self, graph: YamlGraph, kind: str, name: str) -> str | None:
+        """ "did you mean" among the kind's names, from an index built once.
+
+        Scanning every vertex for every edge made many bad edges quadratic
+        (4,000 took 100 s); case slips are found in the index, and difflib
+        only runs over kinds with a modest number of names.
+        """
+        if len(self.errors) >= MAX_PROBLEMS:
+            return None
+        if self._names is None:
+            self._names = {}
+            for k, n in graph.vertices:
+                self._names.setdefault(k, {}).setdefault(n.lower(), n)
+        names = self._names.get(kind, {})
+        same = names.get(name.lower())
+        if same is not None:
+            return f"did you mean {same!r}?"
+        return _did_you_mean(name, names.values()) if len(names) <= _FUZZY_NAMES else None
+
+    def exported_keys(self, graph: YamlGraph) -> set[Key]:
+        if self._exported is None:
+            self._exported = {r.key for r in graph.exported}
+        return self._exported
 
     def _known(self) -> str:
         return "known kinds: " + ", ".join(sorted(self.kinds))
@@ -464,7 +535,7 @@ class _Builder:
                     k,
                     f"unknown field for {kind}",
                     field=key,
-                    hint=_did_you_mean(key, [*known, "name", "meta"]),
+                    hint=self.did_you_mean(key, [*known, "name", "meta"]),
                 )
                 continue
             tp = cls.param_types[key]
@@ -529,7 +600,7 @@ class _Builder:
                     k,
                     "unknown metaparameter",
                     field=f"meta.{k.value}",
-                    hint=_did_you_mean(k.value, known),
+                    hint=self.did_you_mean(k.value, known),
                 )
                 ok = False
                 continue
@@ -572,7 +643,7 @@ class _Builder:
                         k,
                         "unknown field in collect",
                         field=k.value,
-                        hint=_did_you_mean(k.value, ["kind", "pattern"]),
+                        hint=self.did_you_mean(k.value, ["kind", "pattern"]),
                     )
             kind_node = d.get("kind")
             if not isinstance(kind_node, yaml.ScalarNode) or kind_node.tag == _NULL:
@@ -583,7 +654,7 @@ class _Builder:
                     kind_node,
                     f"unknown resource kind {kind_node.value!r}",
                     field="kind",
-                    hint=_did_you_mean(kind_node.value, self.kinds) or self._known(),
+                    hint=self.did_you_mean(kind_node.value, self.kinds) or self._known(),
                 )
                 continue
             pat = d.get("pattern")
@@ -606,7 +677,7 @@ class _Builder:
                         k,
                         "unknown field in edge",
                         field=k.value,
-                        hint=_did_you_mean(k.value, _EDGE_KEYS),
+                        hint=self.did_you_mean(k.value, _EDGE_KEYS),
                     )
             sendrecv: dict[str, str] = {}
             for key in ("send", "recv"):
@@ -670,7 +741,7 @@ class _Builder:
                     k,
                     f"unknown field in edge '{end}'",
                     field=f"{end}.{k.value}",
-                    hint=_did_you_mean(k.value, ["kind", "name"]),
+                    hint=self.did_you_mean(k.value, ["kind", "name"]),
                 )
         kind_n, name_n = d.get("kind"), d.get("name")
         if (
@@ -687,22 +758,21 @@ class _Builder:
                 kind_n,
                 f"unknown resource kind {kind_n.value!r}",
                 field=f"{end}.kind",
-                hint=_did_you_mean(kind, self.kinds) or self._known(),
+                hint=self.did_you_mean(kind, self.kinds) or self._known(),
             )
             return None
         key = (kind, name_n.value)
         if key in self.refused:
             return None  # its own errors are reported where it is declared
         if key not in graph.vertices:
-            names = [n for (k, n) in graph.vertices if k == kind]
-            exported = any(r.key == (kind, name_n.value.removeprefix("@@")) for r in graph.exported)
+            exported = (kind, name_n.value.removeprefix("@@")) in self.exported_keys(graph)
             self.error(
                 name_n,
                 f"edge '{end}' names {key_str(key)}, which is not in the graph",
                 field=f"{end}.name",
                 hint="exported resources (@@) cannot have local edges"
                 if exported
-                else _did_you_mean(name_n.value, names),
+                else self.vertex_hint(graph, kind, name_n.value),
             )
             return None
         return key
@@ -712,10 +782,10 @@ class _Builder:
             toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
         except CycleError as e:
             loop = e.cycle[:-1]
-            on_loop = [
-                next(ed for ed in graph.edges if (ed.src, ed.dst) == (a, b))
-                for a, b in zip(loop, [*loop[1:], loop[0]], strict=True)
-            ]
+            by_ends: dict[tuple[Key, Key], Edge] = {}
+            for ed in graph.edges:
+                by_ends.setdefault((ed.src, ed.dst), ed)
+            on_loop = [by_ends[a, b] for a, b in zip(loop, [*loop[1:], loop[0]], strict=True)]
             # Start the path at the edge written first in the file, and report it there.
             first = min(range(len(loop)), key=lambda i: _line_col(on_loop[i].location))
             loop = loop[first:] + loop[:first]
