@@ -56,6 +56,7 @@ from ..types import (
 )
 from .compile import compile_graph
 from .graphfile import read_graph_file
+from .hints import field_hint, value_hint
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -535,7 +536,7 @@ class _Builder:
                     k,
                     f"unknown field for {kind}",
                     field=key,
-                    hint=self.did_you_mean(key, [*known, "name", "meta"]),
+                    hint=field_hint(kind, key) or self.did_you_mean(key, [*known, "name", "meta"]),
                 )
                 continue
             tp = cls.param_types[key]
@@ -546,7 +547,10 @@ class _Builder:
             if not err and key not in cls.binary_params:
                 err = nul_problem(val)
             if err:
-                self.error(v, err, field=key)
+                habit = value_hint(kind, key, val)
+                if habit:  # the habit's own hint, not difflib's nearest word
+                    err = f"expected {describe(unwrap_optional(tp))}, got {val!r}"
+                self.error(v, err, field=key, hint=habit)
                 wrong.add(key)
                 continue
             values[key] = val
@@ -577,7 +581,8 @@ class _Builder:
         exported = name.startswith("@@")
         res = cls(name=name.removeprefix("@@") if exported else name, meta=meta, **values)
         for fname, msg in res.problems():
-            self.error(value_nodes.get(fname, node), msg, field=fname)
+            habit = value_hint(kind, fname, getattr(res, fname, None))
+            self.error(value_nodes.get(fname, node), msg, field=fname, hint=habit)
         for fname, msg in res.warnings():
             self.warn(value_nodes.get(fname, node), msg, field=fname)
         if len(self.errors) > before:

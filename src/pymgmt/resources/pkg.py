@@ -39,6 +39,8 @@ from ..traits import UID, Want
 from .base import Change, Context, Plan, Resource, param
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?$")
+#: a package version (Debian's or RPM's): version characters, at least one digit
+_VERSION_RE = re.compile(r"^(?=[^\d]*\d)[A-Za-z0-9.+~:_-]+$")
 _DPKG_STATUS = "/var/lib/dpkg/status"
 #: dpkg rewrites its status file several times per run: wait for this much quiet.
 _QUIET = 0.3
@@ -74,11 +76,15 @@ class Pkg(Resource, kind="pkg"):
         out: list[tuple[str, str]] = []
         if not _NAME_RE.match(self.name):
             out.append(("name", f"not a valid package name: {self.name!r}"))
-        if not self.state or any(c.isspace() for c in self.state):
+        if self.state not in ("installed", "uninstalled", "newest") and not _VERSION_RE.match(
+            self.state
+        ):
+            # A version has a digit: 'present' or 'latest' is a habit, not a version.
             out.append(
                 (
                     "state",
-                    f"expected installed, uninstalled, newest or a version, got {self.state!r}",
+                    "expected installed, uninstalled, newest or a version such as "
+                    f"'1.2-3', got {self.state!r}",
                 )
             )
         return out
