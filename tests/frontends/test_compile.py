@@ -136,3 +136,16 @@ def test_the_api_refuses_one_path_managed_twice_differently() -> None:
         g.build()
     assert "File[b] manages '/nonexistent/pymgmt-twins', and so does File[a]" in str(err.value)
     assert "with another path" in str(err.value)
+
+
+def test_the_api_refuses_what_the_yaml_frontend_refuses() -> None:
+    from pymgmt.resources.exec import Exec
+
+    g = GraphBuilder("absurd")
+    g.add(Exec(name="nul", cmd="echo \0hi"))
+    g.add(File(name="/nonexistent/pymgmt-owner", owner="-1"))
+    with pytest.raises(InputErrors) as err:
+        g.build()
+    text = str(err.value)
+    assert "Exec[nul]: must not contain a NUL character" in text
+    assert "owner: File[/nonexistent/pymgmt-owner]: must be a user name or a whole number" in text

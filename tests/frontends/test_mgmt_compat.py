@@ -71,3 +71,14 @@ def test_a_resource_declared_twice_identically_runs_once(pymgmt: Any, tmp_path: 
     assert "duplicate resource File[twin], identical to the one at line 6: merged" in proc.stderr
     assert proc.stdout.count("File[twin]") == 2  # its change, and its line in the recap
     assert (root / "twin").read_text() == "same\n"
+
+
+def test_validate_json_lists_the_warnings(pymgmt: Any, tmp_path: Path) -> None:
+    import json
+
+    graph, _ = _instantiate("absent_with_content.yaml", tmp_path)
+    (proc,) = pymgmt(["validate", "--json", str(graph)])
+    assert proc.returncode == 0, proc.stderr
+    (warning,) = json.loads(proc.stdout)["warnings"]
+    assert (warning["line"], warning["field"]) == (21, "content")
+    assert warning["message"] == "ignored: the file is to be absent (content, mode)"

@@ -366,6 +366,7 @@ def validate_command(args: argparse.Namespace) -> int:
                     ],
                     "exported": [{"kind": r.kind, "name": r.name} for r in graph.exported],
                     "collect": [{"kind": c.kind, "pattern": c.pattern} for c in graph.collect],
+                    "warnings": [w.as_dict() for w in graph.warnings],
                 }
             )
         )
