@@ -54,9 +54,9 @@ def test_a_directory_is_refused(pymgmt: Any, tmp_path: Path) -> None:
 def test_a_graph_over_the_limit_is_refused_before_it_is_read(pymgmt: Any, tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     with big.open("wb") as f:
-        f.truncate(MAX_GRAPH_BYTES + 1)  # sparse: nothing to write, 16 MiB + 1 to read
+        f.truncate(MAX_GRAPH_BYTES + 1)  # sparse: nothing to write, 64 MiB + 1 to read
     for p in _refused(pymgmt, str(big), tmp_path):
-        assert "the graph file is larger than 16 MiB, the most pymgmt reads" in p.stderr
+        assert "the graph file is larger than 64 MiB, the most pymgmt reads" in p.stderr
 
 
 def test_a_file_growing_past_the_limit_while_read_is_refused() -> None:

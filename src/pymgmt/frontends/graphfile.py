@@ -15,10 +15,10 @@ import stat
 
 from ..errors import InputError, Location
 
-#: The largest graph file read: 16 MiB, some 150k resources (README "Limits").
-#: Reading takes about 50 times the file's size in memory (the node tree), so
-#: this also bounds what a stray graph can cost: under a gigabyte.
-MAX_GRAPH_BYTES = 16 << 20
+#: The largest graph file read: 64 MiB (README "Limits"). Room for large
+#: inline content (a test writes 20 MB of it) and some 500k resources; a node
+#: tree of tiny scalars takes about 50 times its file's size in memory.
+MAX_GRAPH_BYTES = 64 << 20
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
