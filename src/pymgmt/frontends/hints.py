@@ -47,7 +47,48 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
+    # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
+    ("file", "source"): "mgmt's file 'source' is not supported: give the 'content'",
+    ("file", "recurse"): "mgmt's file 'recurse' is not supported",
+    ("file", "force"): "mgmt's file 'force' is not supported",
+    ("file", "fragments"): "mgmt's file 'fragments' are not supported: give the 'content'",
+    ("exec", "user"): "mgmt's exec 'user' is not supported: commands run as the agent's user",
+    ("exec", "group"): "mgmt's exec 'group' is not supported: commands run as the agent's group",
 }
+
+#: mgmt's resource kinds that pymgmt does not (yet) implement
+MGMT_ONLY_KINDS = frozenset(
+    {
+        "augeas",
+        "aws:ec2",
+        "cron",
+        "docker:container",
+        "docker:image",
+        "firewalld",
+        "group",
+        "gsettings",
+        "hostname",
+        "http:server",
+        "kv",
+        "mount",
+        "msg",
+        "net",
+        "nspawn",
+        "print",
+        "ssh:authorized_key",
+        "test",
+        "user",
+        "value",
+        "virt",
+    }
+)
+
+
+def kind_hint(kind: str) -> str | None:
+    """For a kind mgmt has and pymgmt lacks: say that, not "did you mean"."""
+    if kind in MGMT_ONLY_KINDS:
+        return f"'{kind}' is an mgmt resource kind that pymgmt does not implement"
+    return None
 
 
 def value_hint(kind: str, field: str, value: object) -> str | None:

@@ -56,7 +56,7 @@ from ..types import (
 )
 from .compile import compile_graph
 from .graphfile import read_graph_file
-from .hints import field_hint, value_hint
+from .hints import field_hint, kind_hint, value_hint
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -202,6 +202,8 @@ class _Builder:
         self.kinds = kinds()
         #: resources declared but refused; edges to them are not errors of their own
         self.refused: set[Key] = set()
+        #: kinds declared under resources: but unknown; edges to them add no error
+        self.unknown_kinds: set[str] = set()
         self._constructor = yaml.constructor.SafeConstructor()
         #: built on first use, once every resource is known (edges come after)
         self._names: dict[str, dict[str, str]] | None = None
@@ -421,10 +423,12 @@ class _Builder:
             kind = kind_node.value
             cls = self.kinds.get(kind)
             if cls is None:
+                self.unknown_kinds.add(kind.lower())
                 self.error(
                     kind_node,
                     f"unknown resource kind {kind!r}",
-                    hint=self.did_you_mean(kind, self.kinds)
+                    hint=kind_hint(kind)
+                    or self.did_you_mean(kind, self.kinds)
                     or self._misplaced(kind)
                     or self._known(),
                 )
@@ -758,6 +762,8 @@ class _Builder:
             self.error(node, f"edge '{end}' needs both kind and name", field=end)
             return None
         kind = kind_n.value.lower()
+        if kind in self.unknown_kinds:
+            return None  # reported once, where its resources are declared
         if kind not in self.kinds:
             self.error(
                 kind_n,
