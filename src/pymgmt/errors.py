@@ -87,7 +87,27 @@ class InputErrors(InputError):
 
 
 class ResourceError(PymgmtError):
-    """A resource could not observe or change the system."""
+    """A resource could not observe or change the system.
+
+    The optional fields are facts a machine reads in the JSON ``failed``
+    event (never parsed out of the message): the file involved, the command
+    that ran and how it exited, the OS error number.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        command: str | None = None,
+        exit_status: int | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.command = command
+        self.exit_status = exit_status
+        self.errno = errno
 
 
 class InternalError(PymgmtError):

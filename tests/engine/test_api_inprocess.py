@@ -250,7 +250,11 @@ def test_a_failed_init_fails_its_vertex_and_skips_descendants(tmp_path):
     assert outcome["File[c]"] == "skipped"
     assert outcome["File[other]"] == "changed"
     (fail,) = [e for e in result.events if isinstance(e, Failed)]
-    assert (fail.phase, fail.error) == ("init", "RuntimeError: cannot initialise")
+    # An unexpected exception is a bug, and says so (with its traceback).
+    assert fail.phase == "init" and fail.kind == "internal"
+    assert fail.error.startswith("internal error (a pymgmt bug, please report it)")
+    assert fail.error.endswith("RuntimeError: cannot initialise")
+    assert fail.traceback and 'raise RuntimeError("cannot initialise")' in fail.traceback
     assert not (tmp_path / "c").exists()
 
 

@@ -29,8 +29,10 @@ class Converger:
         self._activity = asyncio.Event()
         self.last_activity = time.monotonic()
         #: called when the graph goes idle after some activity (not after
-        #: every no-change check), e.g. to tell an operator it converged
-        self.on_settled: Callable[[], None] | None = None
+        #: every no-change check), e.g. to tell an operator it converged;
+        #: it returns False when it found the graph not truly settled, and is
+        #: then asked again the next time the graph goes idle
+        self.on_settled: Callable[[], bool] | None = None
         self._unreported = True
 
     def busy_changed(self, delta: int) -> None:
@@ -38,8 +40,7 @@ class Converger:
         if self._busy == 0:
             self._idle.set()
             if self._unreported and self.on_settled is not None:
-                self._unreported = False
-                self.on_settled()
+                self._unreported = not self.on_settled()
         else:
             self._idle.clear()
 

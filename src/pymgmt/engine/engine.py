@@ -18,7 +18,6 @@ ones started, and edges are rewired.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,7 +45,7 @@ from ..world.base import World
 from .converger import Converger
 from .refresh import RefreshStore
 from .semaphores import Semaphores
-from .worker import Status, Worker
+from .worker import InFlight, Status, Worker
 
 log = logging.getLogger("pymgmt.engine")
 
@@ -98,6 +97,10 @@ class Engine:
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._stop: asyncio.Future[tuple[str, bool]] | None = None
+        #: set by stop(): no check starts and no graph is swapped in any more
+        self.stopping = False
+        #: checks and applies under way, which a graceful stop lets finish
+        self.in_flight = InFlight()
 
     def emit(self, event: Event) -> None:
         self.reporter.emit(scrub(event))  # no secret value reaches any reporter
@@ -140,7 +143,12 @@ class Engine:
                         conv = tg.create_task(self._converged(self.converged_timeout))
                     reason, interrupted = await self._stop
                     self.emit(Stopping(reason, interrupted))
+                    # No swap may start workers behind our back from now on.
+                    feed.cancel()
+                    await asyncio.wait([feed])
+                    await self._finish_running()
                 finally:
+                    self.stopping = True
                     feed.cancel()
                     if not first_graph.done():
                         first_graph.cancel()
@@ -153,21 +161,53 @@ class Engine:
         finally:
             self._tg = None
 
-    def _settled(self) -> None:
-        failed = [w.name for w in self.workers.values() if w.status is Status.FAILED]
-        self.emit(Settled(len(self.workers), failed))
+    async def _finish_running(self) -> None:
+        """A graceful stop lets the checks and applies under way finish.
+
+        Cutting an apply in half (a package transaction, a command) would
+        leave the system in a state nobody asked for, and the recap would not
+        count what it did change. No new check starts meanwhile.
+        """
+        n = self.in_flight.count
+        if n:
+            log.warning(
+                "waiting for %d running resource%s to finish (^C again to exit at once)",
+                n,
+                "" if n == 1 else "s",
+            )
+            await self.in_flight.wait_idle()
+
+    def _settled(self) -> bool:
+        """Report that the graph is as wanted again, if it truly is."""
+        if self.stopping:
+            return False
+        failed: list[str] = []
+        would_change: list[str] = []
+        for w in self.workers.values():
+            if w.status is Status.FAILED:
+                failed.append(w.name)
+            elif w.status is Status.OK and not w.dirty:
+                if w.would_change:
+                    would_change.append(w.name)
+            elif not _failed_ancestors(w):
+                return False  # work left: not settled (it will be reported later)
+        self.emit(Settled(len(self.workers), failed, would_change))
+        return True
 
     def stop(self, reason: str, interrupted: bool = True) -> None:
         """Ask a running engine to stop gracefully (signal handlers call this).
 
-        `interrupted`: the stop comes before (or without) convergence, so
-        nobody may claim the graph converged.
+        `interrupted` says the stop came before the graph converged (a
+        signal, the API); only the converged timeout stops uninterrupted.
         """
         if self._stop is not None and not self._stop.done():
+            self.stopping = True
             self._stop.set_result((reason, interrupted))
 
     async def _converged(self, timeout: float) -> None:
         await self.converger.wait_converged(timeout)
+        if self.stopping:
+            return
         self.emit(Converged(timeout))
         self.stop("converged", interrupted=False)
 
@@ -180,6 +220,8 @@ class Engine:
                 errors = item.errors if isinstance(item, InputErrors) else [item]
                 self.emit(GraphRejected(errors))
                 continue
+            if self.stopping:
+                return  # a graph that arrives while stopping is never started
             await self.swap(item)
             if not first.done():
                 first.set_result(None)
@@ -187,7 +229,13 @@ class Engine:
     # -- changeover ------------------------------------------------------------------
 
     async def swap(self, new: Graph[Resource]) -> None:
-        """Make `new` the running graph, touching only what changed."""
+        """Make `new` the running graph, touching only what changed.
+
+        Refused once the engine is stopping, also if the stop comes while
+        the old workers are being stopped: no worker starts after a stop.
+        """
+        if self.stopping:
+            return
         first = self.graph is None
         old = self.workers
         keep: dict[Key, Worker] = {}
@@ -206,6 +254,8 @@ class Engine:
         removed = [w for k, w in old.items() if k not in new.vertices]
         self.converger.activity()
         await self._stop_workers(stopping + removed)
+        if self.stopping:
+            return
         self.graph = new
         self.workers = dict(keep)
         started = [self._new_worker(res) for res in added]
@@ -252,9 +302,12 @@ class Engine:
         tasks = [w.task for w in workers if w.task is not None]
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if tasks:
+            # asyncio.wait, not `await t`: awaiting a task forwards our own
+            # cancellation into it, and suppressing the CancelledError it then
+            # raises swallowed the caller's cancellation too (a stop during a
+            # changeover hung: issue 8). Our cancellation now propagates.
+            await asyncio.wait(tasks)
         for w in workers:
             # A task cancelled before it first ran never reached its finally.
             w.closed = True
@@ -281,9 +334,10 @@ class Engine:
     # -- results ------------------------------------------------------------------
 
     def final_states(self) -> list[VertexState]:
+        """Where each vertex stands: "ok" only if nothing was left to do for it."""
         out: list[VertexState] = []
         for w in self.workers.values():
-            if w.status is Status.OK:
+            if w.status is Status.OK and not w.dirty:
                 out.append(VertexState(w.name, "ok"))
             elif w.status is Status.FAILED:
                 out.append(VertexState(w.name, "failed"))

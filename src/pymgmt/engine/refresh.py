@@ -1,61 +1,144 @@
-"""Crash-proof refresh notifications.
+"""Crash-proof refresh notifications, kept per edge.
 
 mgmt's article promises that undelivered notifications survive a crash or a
-graph stop; mgmt itself keeps them in memory only. Here a pending refresh is
-a marker file per receiving vertex in ``<state>/refresh/``, written durably
-(temp file, fsync, rename, directory fsync) *before* the sending vertex is
-marked converged, and removed only after the receiver's refresh succeeded.
-A ``kill -9`` between the two leaves the marker, and the next agent that runs
-a graph with that vertex delivers the refresh once.
+graph stop; mgmt itself keeps them in memory only, one flag per edge. Here a
+pending refresh is a marker file per *edge* (sender, receiver) in
+``<state>/refresh/``, written durably (temporary file, fsync, rename,
+directory fsync).
+
+The guarantee: **a notification is delivered at least once, never lost**.
+
+* Write-ahead. A sender persists the marker of each of its notify edges
+  *before* it applies a plan (when its check found something to change, and
+  not in noop). A ``kill -9`` at any moment after the apply began, even
+  the instant the change is on disk, leaves the marker, and the next agent
+  that runs a graph with the receiver delivers the refresh.
+* If the apply then fails (or changed nothing after all), the marker stays
+  and the receiver refreshes once more than strictly needed: a spurious
+  refresh is the price of never losing one.
+* A receiver *snapshots* its pending edges (with their generation) when a
+  run starts and, only once that run succeeded, removes exactly those. A
+  notification that arrives while the run is going on gets a new
+  generation (or a new marker), so it outlives the removal and causes one
+  more run (issue 8: the old single marker per receiver was wiped by the run
+  that was already under way). A ``kill -9`` after the refresh ran but
+  before the removal delivers it again: at least once.
+
+The disk work runs in a thread (``asyncio.to_thread``): an fsync on a slow
+disk must not stall every other vertex's watch. Only vertices that have
+notify edges, or a pending refresh, ever touch the store, so a graph
+without notifications pays nothing per check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import json
+import logging
 import os
 
 from ..fsutil import atomic_write, remove_durably
 from ..graph.model import Key
+
+log = logging.getLogger("pymgmt.engine")
+
+#: pending edges of one receiver: marker file name -> generation
+Snapshot = dict[str, int]
+
+
+def _digest(key: Key) -> str:
+    kind, name = key
+    return hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:24]
 
 
 class RefreshStore:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._made = False
-        self._existing: set[str] | None = None  # marker names, listed once
+        #: receiver -> its pending edges (read from disk once, on first use)
+        self._pending: dict[Key, Snapshot] | None = None
+        #: marker names whose file exists durably (changed only under its lock)
+        self._on_disk: set[str] = set()
+        #: one lock per marker file: its write and its removal never interleave
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._generation = itertools.count(1)
 
-    def _path(self, key: Key) -> str:
-        # The name only needs to be unique; the marker's content says who it is for.
-        kind, name = key
-        digest = hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:24]
-        return os.path.join(self.directory, f"{kind}-{digest}")
+    def _index(self) -> dict[Key, Snapshot]:
+        if self._pending is None:
+            self._pending = self._load()
+        return self._pending
 
-    def pending(self, key: Key) -> bool:
-        """Whether a refresh waits for `key` (one directory listing per engine)."""
-        if self._existing is None:
+    def _load(self) -> dict[Key, Snapshot]:
+        """The markers a previous agent left (one listing, a few small reads)."""
+        out: dict[Key, Snapshot] = {}
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            if name.startswith("."):
+                continue  # a temporary file left by a crash mid-write
             try:
-                self._existing = set(os.listdir(self.directory))
-            except FileNotFoundError:
-                self._existing = set()
-        return os.path.basename(self._path(key)) in self._existing
+                with open(os.path.join(self.directory, name), encoding="utf-8") as f:
+                    body = json.load(f)
+                receiver = (str(body["kind"]), str(body["name"]))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("ignoring unreadable refresh marker %s: %s", name, e)
+                continue
+            # Markers of the older per-receiver format load the same way.
+            out.setdefault(receiver, {})[name] = 0
+            self._on_disk.add(name)
+        return out
 
-    def add(self, key: Key, source: str) -> None:
-        """Persist a pending refresh for `key` (idempotent)."""
-        path = self._path(key)
-        if os.path.exists(path):
-            return
+    def pending(self, receiver: Key) -> bool:
+        """Whether a refresh waits for `receiver`."""
+        return bool(self._index().get(receiver))
+
+    def snapshot(self, receiver: Key) -> Snapshot:
+        """The edges pending for `receiver` now: what a run starting now delivers."""
+        edges = self._index().get(receiver)
+        return dict(edges) if edges else {}
+
+    async def add(self, receiver: Key, sender: Key, sender_name: str) -> None:
+        """Persist a pending refresh on the edge sender -> receiver (durable on return)."""
+        name = f"{receiver[0]}-{_digest(receiver)}~{_digest(sender)}"
+        # A new generation first: a removal already under way for an older
+        # snapshot of this edge now leaves it pending.
+        self._index().setdefault(receiver, {})[name] = next(self._generation)
+        async with self._lock(name):
+            if name in self._on_disk:
+                return
+            body = json.dumps({"kind": receiver[0], "name": receiver[1], "from": sender_name})
+            await asyncio.to_thread(self._write, name, (body + "\n").encode())
+            self._on_disk.add(name)
+
+    async def consume(self, receiver: Key, delivered: Snapshot) -> None:
+        """Forget the edges a successful run delivered, unless notified again since."""
+        edges = self._index().get(receiver, {})
+        for name, generation in delivered.items():
+            if edges.get(name) != generation:
+                continue  # notified again during the run: one more run will deliver it
+            async with self._lock(name):
+                if edges.get(name) != generation:
+                    continue
+                del edges[name]
+                if name in self._on_disk:
+                    path = os.path.join(self.directory, name)
+                    await asyncio.to_thread(remove_durably, path)
+                    self._on_disk.discard(name)
+        if not edges:
+            self._index().pop(receiver, None)
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def _write(self, name: str, body: bytes) -> None:
         if not self._made:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self._made = True
-        body = json.dumps({"kind": key[0], "name": key[1], "from": source}) + "\n"
-        atomic_write(path, body.encode(), 0o600, None, None)
-        if self._existing is not None:
-            self._existing.add(os.path.basename(path))
-
-    def clear(self, key: Key) -> None:
-        path = self._path(key)
-        if os.path.exists(path):
-            remove_durably(path)
-        if self._existing is not None:
-            self._existing.discard(os.path.basename(path))
+        atomic_write(os.path.join(self.directory, name), body, 0o600, None, None)

@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import PymgmtError, ResourceError
+from ..errors import InternalError, PymgmtError, ResourceError
 from ..graph.model import Edge
-from ..report.events import ChangeInfo, Checked, Failed
+from ..report.events import ChangeInfo, Checked, Failed, Reason
 from ..resources.base import Context, Plan, Resource
 from ..traits import Refreshable, Sendable, has
 from .ratelimit import TokenBucket
@@ -38,11 +40,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("pymgmt.engine")
 
 
+Phase = Literal["init", "watch", "check", "apply"]
+
+
 class Status(enum.Enum):
     PENDING = "pending"  # has not completed a check yet
     RUNNING = "running"
     OK = "ok"
     FAILED = "failed"
+
+
+class InFlight:
+    """Counts checks and applies under way, so a graceful stop can let them finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
 
 class Worker:
@@ -54,13 +80,16 @@ class Worker:
         self.children: list[Worker] = []
         self.in_edges: list[tuple[Worker, Edge]] = []
         self.out_edges: list[tuple[Worker, Edge]] = []
-        #: a refresh notification waits for this vertex (persisted by the engine)
-        self.refresh_pending = engine.refresh.pending(res.key)
         #: the last values this vertex sent (Send/Recv), by output name
         self.sent: dict[str, object] = {}
         self.status = Status.PENDING
         self.dirty = True
-        self.reason: Literal["start", "event", "upstream", "retry"] = "start"
+        self.reason: Reason = "start"
+        #: what the watch firing means: the system moved ("event"), or the
+        #: kind's own schedule came round ("tick": a timer, never drift)
+        self.event_reason: Reason = "tick" if res.scheduled else "event"
+        #: Send/Recv: the last value received into each param, by name
+        self.received: dict[str, object] = {}
         self.watching = False
         self.converged_once = False  # reached OK under these params
         self.checks = 0  # completed check() calls, for tests and stats
@@ -93,7 +122,7 @@ class Worker:
 
     def on_event(self) -> None:
         self.dirty = True
-        self.reason = "event"
+        self.reason = self.event_reason
         self.poke()
 
     def on_ready(self) -> None:
@@ -157,15 +186,15 @@ class Worker:
                     return
                 self.watching = False
                 self.set_busy(True)  # busy until the restarted watch is ready
-                self.engine.emit(Failed(self.name, "watch", _message(e), retry_in=delay))
+                self.engine.emit(failure(self.name, "watch", e, retry_in=delay))
                 self.engine.converger.activity()
                 with self.engine.converger.holding():
                     await asyncio.sleep(delay)
 
-    def _fail(self, phase: Literal["init", "watch", "check", "apply"], e: Exception) -> None:
+    def _fail(self, phase: Phase, e: Exception) -> None:
         """A permanent failure: descendants stay blocked until an event fixes it."""
         self.status = Status.FAILED
-        self.engine.emit(Failed(self.name, phase, _message(e)))
+        self.engine.emit(failure(self.name, phase, e))
         self.engine.converger.activity()
         if phase in ("init", "watch"):
             # Without a watch nothing will ever wake this vertex again: it
@@ -201,42 +230,66 @@ class Worker:
 
     async def _process(self) -> None:
         self.dirty = False
-        reason = self.reason
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
+        if self.sema_ids:
+            async with self.engine.semaphores.hold(self.sema_ids):
+                delay = await self._attempt(noop)
+        else:
+            delay = await self._attempt(noop)
+        if delay is not None:
+            await asyncio.sleep(delay)  # still busy: a retry is pending work
+            self.dirty = True
+            self.reason = "retry"
+            self.wake.set()
+
+    async def _attempt(self, noop: bool) -> float | None:
+        """One check (and apply), reported; returns the delay of a retry, if one is due.
+
+        Once the engine is stopping no new check starts, but one that already
+        started runs to its end and is reported (a graceful stop waits for it):
+        what it changed must show in the recap.
+        """
+        if self.engine.stopping:
+            self.dirty = True  # never ran: still pending work
+            return None
+        flight = self.engine.in_flight
+        flight.enter()
+        try:
+            return await self._attempt_in_flight(noop)
+        finally:
+            flight.leave()
+
+    async def _attempt_in_flight(self, noop: bool) -> float | None:
+        reason = self.reason
         self._phase: Literal["check", "apply"] = "check"
-        refreshing = self.refresh_pending
+        refresh = self.engine.refresh
+        # What this run delivers: notifications arriving from now on are kept
+        # for one more run (issue 8: a refresh landing mid-run was lost).
+        delivered = refresh.snapshot(self.res.key)
         start = time.monotonic()
         try:
             self._receive()
-            if refreshing and not noop and has(self.res, Refreshable):
+            if delivered and not noop and has(self.res, Refreshable):
                 self.res.refresh()
-            if self.sema_ids:
-                async with self.engine.semaphores.hold(self.sema_ids):
-                    start = time.monotonic()  # the wait for a slot is not check time
-                    plan, applied = await self._timed(noop)
-            else:
-                plan, applied = await self._timed(noop)
+            plan, applied = await self._timed(noop)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             if noop and self._noop_pending():
                 # Upstream would have changed first; a check against today's
                 # state cannot be trusted, so this is pending, not a failure.
-                self._finish_noop_pending(reason, str(e))
-                return
+                self._finish_noop_pending(reason, _message(e))
+                return None
             delay = self.check_budget.next_delay()
             if delay is None:
                 self._fail(self._phase, e)
-                return
+                return None
             self.status = Status.FAILED
-            self.engine.emit(Failed(self.name, self._phase, _message(e), retry_in=delay))
+            self.engine.emit(failure(self.name, self._phase, e, retry_in=delay))
             self.engine.converger.activity()
-            await asyncio.sleep(delay)  # still busy: a retry is pending work
-            self.dirty = True
-            self.reason = "retry"
-            self.wake.set()
-            return
+            return delay
+        seconds = time.monotonic() - start
         self.check_budget.reset()
         if plan:
             self.engine.converger.activity()
@@ -244,17 +297,12 @@ class Worker:
             self.sent = dict(self.res.sends())
         notified: list[str] = []
         if (applied or (noop and plan)) and self.out_edges:
-            for child, edge in self.out_edges:
-                if edge.notify:
-                    notified.append(child.name)
-                    if applied:
-                        # Durable before this vertex counts as converged.
-                        self.engine.refresh.add(child.res.key, self.name)
-                        child.refresh_pending = True
-        if refreshing and not noop:
-            self.engine.refresh.clear(self.res.key)
-            self.refresh_pending = False
-        drift = applied and self.converged_once
+            notified = [child.name for child, edge in self.out_edges if edge.notify]
+        if delivered and not noop:
+            await refresh.consume(self.res.key, delivered)
+        # Drift means the system moved by itself (the watch fired) and was put
+        # back; a refresh run, a timer tick, a retry or an upstream change is not.
+        drift = applied and self.converged_once and reason == "event" and not delivered
         self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True
         self.would_change = bool(plan) and noop
@@ -267,9 +315,9 @@ class Worker:
                 applied=applied,
                 noop=bool(plan) and noop,
                 drift=drift,
-                seconds=time.monotonic() - start,
+                seconds=seconds,
                 pending_on=self.pending_on,
-                refreshed=refreshing,
+                refreshed=bool(delivered) and not noop,
                 notified=notified,
             )
         )
@@ -278,6 +326,7 @@ class Worker:
                 c.mark_upstream_changed()
         for c in self.children:
             c.poke()
+        return None
 
     async def _timed(self, noop: bool) -> tuple[Plan, bool]:
         """check (and apply unless noop) under the ``timeout`` metaparam."""
@@ -295,9 +344,24 @@ class Worker:
         self.checks += 1
         if not plan or noop:
             return plan, False
+        if self.out_edges:
+            await self._notify_ahead()
         self._phase = "apply"
         await self.res.apply(plan)
         return plan, True
+
+    async def _notify_ahead(self) -> None:
+        """Write-ahead: persist the refresh of each notify edge before applying.
+
+        Persisted after the apply, a kill -9 the instant the change was made
+        lost the refresh for good (issue 8); persisted before, it is at worst
+        delivered once too often (engine/refresh.py states the guarantee).
+        """
+        for child, edge in self.out_edges:
+            if edge.notify:
+                await self.engine.refresh.add(child.res.key, self.res.key, self.name)
+                # Dirty now: if the child is running, one more run follows it.
+                child.mark_upstream_changed()
 
     def _receive(self) -> None:
         """Send/Recv: pull upstream outputs into this resource's params."""
@@ -310,11 +374,14 @@ class Worker:
         changed = frozenset(k for k, v in values.items() if getattr(self.res, k) != v)
         if changed:
             for k in sorted(changed):
-                self.ctx_log(f"SendRecv: received new {k}")
+                # The first value is no news: only a value that differs from
+                # the one received before is "new" (it was said on every run).
+                if k in self.received:
+                    log.info("%s: SendRecv: received new %s", self.name, k)
+                else:
+                    log.debug("%s: SendRecv: received %s", self.name, k)
             self.res.receive({k: values[k] for k in changed}, changed)
-
-    def ctx_log(self, msg: str) -> None:
-        log.info("%s: %s", self.name, msg)
+        self.received.update(values)
 
     def _noop_pending(self) -> list[str]:
         """Upstream vertices (nearest first) that would change before this one."""
@@ -325,9 +392,7 @@ class Worker:
             out.extend(n for n in p.pending_on if n not in out)
         return out
 
-    def _finish_noop_pending(
-        self, reason: Literal["start", "event", "upstream", "retry"], error: str
-    ) -> None:
+    def _finish_noop_pending(self, reason: Reason, error: str) -> None:
         self.status = Status.OK
         self.would_change = False
         self.pending_on = self._noop_pending()
@@ -361,11 +426,45 @@ class Worker:
         ]
 
 
-def _message(e: BaseException) -> str:
-    """What a person needs to read about a failure (groups show their first cause)."""
+def _cause(e: BaseException) -> BaseException:
+    """Exception groups (from a resource's own task group) show their first cause."""
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
         e = e.exceptions[0]
-    return str(e) if isinstance(e, PymgmtError | OSError) else f"{type(e).__name__}: {e}"
+    return e
+
+
+def _message(e: BaseException) -> str:
+    """What a person needs to read about a failure."""
+    e = _cause(e)
+    if isinstance(e, PymgmtError | OSError):
+        return str(e)
+    return str(InternalError(f"{type(e).__name__}: {e}"))
+
+
+def failure(
+    vertex: str, phase: Phase, exc: BaseException, *, retry_in: float | None = None
+) -> Failed:
+    """The `Failed` event for `exc`, with the structured facts JSON consumers read.
+
+    An exception that is neither a PymgmtError nor an OSError is nobody's
+    input and no state of the system: it is a bug, reported as an internal
+    error with its traceback (logged at debug, carried in the event) instead
+    of passing for a user error (issue 8).
+    """
+    e = _cause(exc)
+    msg = _message(e)
+    if isinstance(e, ResourceError):
+        return Failed(
+            vertex, phase, msg, retry_in, "resource", e.errno, e.path, e.command, e.exit_status
+        )
+    if isinstance(e, PymgmtError):
+        return Failed(vertex, phase, msg, retry_in)
+    if isinstance(e, OSError):
+        path = os.fsdecode(e.filename) if isinstance(e.filename, str | bytes) else None
+        return Failed(vertex, phase, msg, retry_in, "os", e.errno, path)
+    trace = "".join(traceback.format_exception(e))
+    log.debug("%s: %s raised an unexpected exception:\n%s", vertex, phase, trace.rstrip())
+    return Failed(vertex, phase, msg, retry_in, "internal", traceback=trace)
 
 
 async def _poll(ctx: Context, every: int) -> None:

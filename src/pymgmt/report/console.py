@@ -133,7 +133,12 @@ class ConsoleReporter(_Stream):
         elif isinstance(event, Converged):
             self.line(f"Converged for {event.seconds:g} seconds, exiting")
         elif isinstance(event, Settled):
-            if event.failed:
+            if event.would_change:  # noop: idle, but not as wanted
+                self.line(
+                    f"Idle (noop): {len(event.would_change)} of {event.vertices} resources "
+                    f"would change: {', '.join(event.would_change)}"
+                )
+            elif event.failed:
                 self.line(
                     f"Converged, but {len(event.failed)} of {event.vertices} resources "
                     f"failed: {', '.join(event.failed)}"

@@ -44,15 +44,23 @@ class GraphRejected:
     errors: list[InputError]
 
 
+#: why a vertex was checked: its first run, its watch saw the system move
+#: ("event", a restarted watch too), its schedule came round ("tick", a
+#: timer), a parent changed or notified it ("upstream"), a failure retried
+Reason = Literal["start", "event", "tick", "upstream", "retry"]
+
+
 @dataclass(frozen=True)
 class Checked:
     """One check (and maybe apply) of a vertex finished without error."""
 
     vertex: str
-    reason: Literal["start", "event", "upstream", "retry"]
+    reason: Reason
     changes: list[ChangeInfo]
     applied: bool
     noop: bool
+    #: the watch saw the system move away by itself and the apply put it back
+    #: (never a refresh run, a timer tick, a retry or an upstream change)
     drift: bool
     seconds: float
     #: noop only: upstream vertices that would change first (results provisional)
@@ -72,6 +80,16 @@ class Failed:
     phase: Literal["init", "watch", "check", "apply"]
     error: str
     retry_in: float | None = None
+    #: "resource": the resource met a problem on the system (a command failed,
+    #: a unit is missing); "os": an operating-system error; "internal": an
+    #: unexpected exception, a bug in pymgmt (or in a resource kind)
+    kind: Literal["resource", "os", "internal"] = "resource"
+    errno: int | None = None
+    path: str | None = None
+    command: str | None = None
+    exit_status: int | None = None
+    #: the traceback of an internal error, for the bug report
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +99,17 @@ class Converged:
 
 @dataclass(frozen=True)
 class Settled:
-    """Run-forever mode: every resource is as wanted again (or failed for good)."""
+    """Run-forever mode: the graph went idle, every resource as wanted again.
+
+    Never emitted once the engine is stopping, nor while a vertex still has
+    work to do. Failed-for-good vertices are named (and the ones they block
+    wait); in noop nothing is changed, so `would_change` names the vertices
+    that are *not* as wanted.
+    """
 
     vertices: int
     failed: list[str]
+    would_change: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,6 +130,12 @@ class VertexState:
 
 @dataclass(frozen=True)
 class Finished:
+    """The run ended; where each vertex stood.
+
+    "pending" is honest: a vertex that had work left (never checked, or its
+    last check was due again) when the engine stopped.
+    """
+
     states: list[VertexState]
 
 

@@ -186,6 +186,9 @@ class Resource:
     #: params that may hold any text, NUL included (a file's content); every
     #: other string goes to the OS (argv, environ, a path), where NUL cuts it
     binary_params: ClassVar[frozenset[str]] = frozenset()
+    #: True for kinds whose watch fires on a schedule (timer), not because the
+    #: system moved: what such an event leads to is never reported as drift.
+    scheduled: ClassVar[bool] = False
     #: params_fields() of this very class, computed once (set on each subclass)
     _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 

@@ -3,12 +3,15 @@
 Each tick is a change, so ``notify`` edges from a timer deliver a refresh to
 their targets periodically (run a command every N seconds, say). Because a
 tick is activity, a graph with a timer only converges if the converged
-timeout is shorter than the interval.
+timeout is shorter than the interval. A tick is reported with the reason
+"tick" and is never "drift": nothing moved the system, the schedule came
+round.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 from ..types import MAX_TIMER_SECONDS, bound_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, param
@@ -16,6 +19,9 @@ from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 class Timer(Resource, kind="timer"):
     """A periodic event source."""
+
+    #: a tick is the timer's own schedule, not the system moving: never drift
+    scheduled: ClassVar[bool] = True
 
     interval: int = param(doc="seconds between ticks")
 
