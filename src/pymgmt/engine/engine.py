@@ -212,19 +212,26 @@ class Engine:
         self.stop("converged", interrupted=False)
 
     async def _consume(self, graphs: GraphStream, first: asyncio.Future[None]) -> None:
-        async for item in graphs:
-            if isinstance(item, InputError):
+        try:
+            async for item in graphs:
+                if isinstance(item, InputError):
+                    if not first.done():
+                        first.set_exception(item)
+                        return
+                    errors = item.errors if isinstance(item, InputErrors) else [item]
+                    self.emit(GraphRejected(errors))
+                    continue
+                if self.stopping:
+                    return  # a graph that arrives while stopping is never started
+                await self.swap(item)
                 if not first.done():
-                    first.set_exception(item)
-                    return
-                errors = item.errors if isinstance(item, InputErrors) else [item]
-                self.emit(GraphRejected(errors))
-                continue
-            if self.stopping:
-                return  # a graph that arrives while stopping is never started
-            await self.swap(item)
-            if not first.done():
-                first.set_result(None)
+                    first.set_result(None)
+        finally:
+            # Cancelled during a swap, the stream is parked at its yield: close
+            # it now, or the garbage collector would, in a task nobody awaits.
+            aclose = getattr(graphs, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     # -- changeover ------------------------------------------------------------------
 
