@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 from helpers import run_async
@@ -46,24 +47,34 @@ def test_each_tick_refreshes_the_command_downstream(tmp_path):
     run_async(scenario(), timeout=30)
 
 
+def _times(path: Path) -> list[float]:
+    return [float(t) for t in path.read_text().split()] if path.exists() else []
+
+
 def test_a_refresh_resets_the_timer(tmp_path):
+    # Read from timestamps the commands wrote, as lower bounds a loaded
+    # machine cannot break: a tick comes at least `interval` after the last
+    # reset, and the reset happened after the test wrote the drift. Without
+    # the reset the next tick would come half an interval after the drift.
     conf, log = tmp_path / "conf", tmp_path / "ticks"
+    interval = 2
     g = GraphBuilder("reset")
     f = g.add(File(name=str(conf), content="wanted\n"))
-    t = g.add(Timer(name="t", interval=2))
-    e = g.add(Exec(name="e", cmd=f"echo tick >> {log}", shell="/bin/sh"))
+    t = g.add(Timer(name="t", interval=interval))
+    e = g.add(Exec(name="e", cmd=f"date +%s.%N >> {log}", shell="/bin/sh"))
     g.edge(f, t, notify=True)  # every repair of conf resets the timer
     g.edge(t, e, notify=True)
 
     async def scenario() -> None:
         task = asyncio.create_task(run_graph(g, converged_timeout=30, state_dir=tmp_path / "s"))
-        await _until(lambda: _lines(log) == 1, "the exec's run at start")
-        # Drift every 0.3 s for 2.4 s: each repair refreshes the 2 s timer.
-        for _ in range(8):
-            conf.write_text("drift\n")
-            await asyncio.sleep(0.3)
-        assert _lines(log) == 1, "the 2 s timer ticked although it was reset every 0.3 s"
-        await _until(lambda: _lines(log) >= 2, "a tick once left alone")
+        await _until(lambda: len(_times(log)) >= 2, "the run at start and a first tick")
+        await asyncio.sleep(interval / 2)  # the experiment's input: drift mid-interval
+        drifted = time.time()
+        conf.write_text("drift\n")
+        await _until(lambda: len(_times(log)) >= 3, "the next tick")
         await _stop(task)
+        tick, next_tick = _times(log)[1:3]
+        assert next_tick - tick >= interval
+        assert next_tick - drifted >= interval, "the refresh did not reset the timer"
 
     run_async(scenario(), timeout=30)
