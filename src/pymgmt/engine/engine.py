@@ -13,6 +13,12 @@ Live changeover: when the frontend yields a new graph, vertices whose
 resource is unchanged (`Resource.same_as`) keep their running worker and
 are not checked again; changed ones are replaced, removed ones stopped, new
 ones started, and edges are rewired.
+
+Stopping: `stop()` (a signal, the API) or the converged timeout. From then
+on no check starts and no graph is swapped in; checks and applies already
+under way finish and are reported (an apply cut in half would go uncounted),
+then every worker is cancelled. `Settled` is never said on the way out, and
+`Finished` calls "pending" whatever still had work to do.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ so any number of events that arrive during one check cause exactly one more.
 A worker is *busy* from the moment something wakes it until its loop has
 nothing left to do; the converger counts busy workers, so "converged" needs
 no polling and no graph walk.
+
+Refresh notifications go along ``notify`` edges through the engine's
+durable store (engine/refresh.py): written ahead of the sender's apply,
+snapshotted when the receiver's run starts, removed after it succeeded.
+Once the engine is stopping no check starts; the ones under way finish and
+are reported.
 """
 
 from __future__ import annotations
