@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 
 from helpers import json_lines, run_async
 
-from pymgmt import GraphBuilder
+from pymgmt import Exec, GraphBuilder
 from pymgmt.errors import ResourceError
 from pymgmt.frontends import api
 from pymgmt.report.console import JsonReporter
+from pymgmt.report.events import Failed
 from pymgmt.resources.base import Plan, Resource
 
 
@@ -72,3 +73,11 @@ def test_failures_carry_kind_errno_path_command_and_exit_status(tmp_path, caplog
     cmd = failed["Test-raises[cmd]"]
     assert (cmd["kind"], cmd["command"], cmd["exit_status"]) == ("resource", "false", 3)
     assert cmd["error"] == "command exited with status 3"
+
+
+def test_a_failed_command_gives_its_command_and_exit_status(tmp_path):
+    g = GraphBuilder("exec")
+    g.add(Exec(name="e", shell="/bin/sh", cmd="echo oops; exit 3"))
+    result = run_async(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
+    (fail,) = [e for e in result.events if isinstance(e, Failed)]
+    assert (fail.kind, fail.command, fail.exit_status) == ("resource", "echo oops; exit 3", 3)

@@ -164,7 +164,8 @@ class Exec(Resource, kind="exec"):
             self.ctx.log.debug("output: %s", line)
         if code != 0:
             detail = ("; output: " + " | ".join(tail)) if tail else ""
-            raise ResourceError(f"command exited with status {code}{detail}")
+            msg = f"command exited with status {code}{detail}"
+            raise ResourceError(msg, command=self.cmd, exit_status=code)
         self._pending = False
 
 
