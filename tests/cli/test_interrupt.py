@@ -21,17 +21,35 @@ SIGNALS = pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["
 
 
 def _slow_graph(tmp_path: Path, managed: Path) -> tuple[Path, Path]:
-    """File[f] (applied at once) and Exec[slow] (still running when the signal comes)."""
+    """File[f] (applied at once), Exec[slow] (running when the signal comes) and
+    Exec[after] (its child: never started once the stop began, so pending).
+
+    A graceful stop lets a running apply finish (issue 8: an apt removal cut
+    short went uncounted), so Exec[slow] runs until the test releases it,
+    after the stop began (`_interrupt`); it is then counted as changed.
+    """
     pidfile = tmp_path / "slow.pid"
+    release = shlex.quote(str(tmp_path / "release"))
     slow = {
         "name": "slow",
         "shell": "/bin/sh",
-        "cmd": f"echo $$ > {shlex.quote(str(pidfile))}; exec sleep 60",
+        "cmd": f"echo $$ > {shlex.quote(str(pidfile))}; i=0; "
+        f"while [ ! -e {release} ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done",
     }
+    after = {"name": "after", "cmd": "true"}
     graph = tmp_path / "graph.yaml"
     files = [{"name": "f", "path": str(managed / "f"), "content": "x\n"}]
-    write_graph(graph, graph_doc("slow", files=files, execs=[slow]))
+    edges = [("exec:slow", "exec:after")]
+    write_graph(graph, graph_doc("slow", files=files, execs=[slow, after], edges=edges))
     return graph, pidfile
+
+
+def _interrupt(a, sig: int, tmp_path: Path) -> int:
+    """Send `sig`; once the agent waits for the running exec, let it finish; the exit code."""
+    a.send(sig)
+    wait_for(lambda: "waiting for 1 running resource" in a.stderr, what="the waiting notice")
+    (tmp_path / "release").touch()
+    return a.wait_exit()
 
 
 def _wait_running(a, pidfile: Path) -> int:
@@ -52,15 +70,17 @@ def test_run_once_interrupted_exits_128_plus_the_signal_and_says_so(agent, tmp_p
     a = agent(graph, "--converged-timeout", "0")
     _wait_running(a, pidfile)
 
-    assert a.stop(sig) == 128 + sig
-    assert _after_stopping(a.events) == ["stopping", "finished", "recap"], a.describe()
-    assert a.events[-3]["interrupted"] is True
+    assert _interrupt(a, sig, tmp_path) == 128 + sig
+    # the apply under way finished and is reported; nothing else started
+    assert _after_stopping(a.events) == ["stopping", "checked", "finished", "recap"], a.describe()
+    assert a.events[-4]["interrupted"] is True
     recap = a.recap()
     assert recap["interrupted"] is True
     assert recap["exit_code"] == 128 + sig
     assert recap["resources"]["File[f]"]["outcome"] == "changed"
-    assert recap["resources"]["Exec[slow]"]["outcome"] == "pending"
-    assert recap["totals"] == {"changed": 1, "pending": 1}
+    assert recap["resources"]["Exec[slow]"]["outcome"] == "changed"
+    assert recap["resources"]["Exec[after]"]["outcome"] == "pending"
+    assert recap["totals"] == {"changed": 2, "pending": 1}
 
 
 def test_run_once_interrupted_text_lists_the_pending_and_never_says_converged_or_ok(
@@ -71,7 +91,7 @@ def test_run_once_interrupted_text_lists_the_pending_and_never_says_converged_or
     a.wait_event(lambda e: "File[f]: CheckApply(apply=True)" in e["line"], what="File[f]")
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the slow command")
 
-    assert a.stop(signal.SIGINT) == 130
+    assert _interrupt(a, signal.SIGINT, tmp_path) == 130
     lines = [e["line"] for e in a.events]
     text = "\n".join(lines)
     assert "Converged" not in text, text
@@ -79,9 +99,10 @@ def test_run_once_interrupted_text_lists_the_pending_and_never_says_converged_or
     start = next(i for i, line in enumerate(lines) if line.startswith("Recap of graph 'slow'"))
     assert "interrupted" in lines[start]
     recap = lines[start + 1 :]
-    assert any(line.split() == ["Exec[slow]", "pending"] for line in recap), text
+    assert any(line.split() == ["Exec[after]", "pending"] for line in recap), text
+    assert any(line.split() == ["Exec[slow]", "changed"] for line in recap), text
     assert any(line.split() == ["File[f]", "changed"] for line in recap), text
-    assert lines[-1] == "INTERRUPTED: 2 resources: 0 unchanged, 1 changed, 0 failed, 1 pending"
+    assert lines[-1] == "INTERRUPTED: 3 resources: 0 unchanged, 2 changed, 0 failed, 1 pending"
 
 
 def test_run_once_interrupted_while_idle_still_exits_130(agent, tmp_path, managed):
@@ -101,20 +122,21 @@ def test_forever_mode_stop_exits_0_and_never_claims_convergence(agent, tmp_path,
     _wait_running(a, pidfile)
     settled_before = len(a.find(event("settled")))
 
-    assert a.stop(sig) == 0
-    assert settled_before == 0  # the exec never finished: nothing converged
-    assert _after_stopping(a.events) == ["stopping", "finished", "recap"], a.describe()
+    assert _interrupt(a, sig, tmp_path) == 0
+    assert settled_before == 0  # the exec had not finished: nothing converged
+    assert _after_stopping(a.events) == ["stopping", "checked", "finished", "recap"], a.describe()
     recap = a.recap()
     assert recap["interrupted"] is True
     assert recap["exit_code"] == 0
-    assert recap["resources"]["Exec[slow]"]["outcome"] == "pending"
+    assert recap["resources"]["Exec[slow]"]["outcome"] == "changed"
+    assert recap["resources"]["Exec[after]"]["outcome"] == "pending"
 
 
 def test_forever_mode_text_never_prints_converged_after_the_stop(agent, tmp_path, managed):
     graph, pidfile = _slow_graph(tmp_path, managed)
     a = agent(graph, json_mode=False)
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the slow command")
-    assert a.stop(signal.SIGINT) == 0
+    assert _interrupt(a, signal.SIGINT, tmp_path) == 0
     lines = [e["line"] for e in a.events]
     text = "\n".join(lines)
     assert "Converged" not in text, text
