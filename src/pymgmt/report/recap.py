@@ -99,8 +99,11 @@ class Recap:
             return "failed"
         if st.status == "skipped":
             return "skipped"
-        if st.status == "pending" and (self.interrupted or not t.checks):
-            return "pending"  # interrupted: it may be half done, whatever it did before
+        left_work = st.status == "pending" and (self.interrupted or not t.checks)
+        if left_work and not (t.changed or t.repaired):
+            return "pending"  # work was left to do: never "unchanged"
+        # A stop lets running applies finish (issue 8 item 3): what changed is
+        # counted even if more work was waiting at the stop (render says so).
         if t.repaired:
             return "repaired"
         if t.changed:
@@ -169,8 +172,8 @@ class Recap:
                 detail = f" on {', '.join(t.pending_on)}"
             elif out == "repaired":
                 detail = f" x{t.repaired}" + (" (and changed once)" if t.changed else "")
-            elif out == "pending" and (t.changed or t.repaired):
-                detail = f" (changed {t.changed + t.repaired}x before)"
+            if st.status == "pending" and out in ("changed", "repaired"):
+                detail += "; more work was pending at the stop"
             lines.append(
                 f"  {st.vertex:<{width}}  {out.upper() if out == 'failed' else out}{detail}"
             )
