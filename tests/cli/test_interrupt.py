@@ -9,6 +9,7 @@ claims a convergence it did not reach.
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import subprocess
@@ -47,7 +48,10 @@ def _slow_graph(tmp_path: Path, managed: Path) -> tuple[Path, Path]:
 def _interrupt(a, sig: int, tmp_path: Path) -> int:
     """Send `sig`; once the agent waits for the running exec, let it finish; the exit code."""
     a.send(sig)
-    wait_for(lambda: "waiting for 1 running resource" in a.stderr, what="the waiting notice")
+    # "1 running resource" (the exec) or, if File[f]'s apply is still in its
+    # thread on a loaded machine, "2 running resources": either way the stop began.
+    notice = re.compile(r"waiting for [12] running resources? to finish")
+    wait_for(lambda: notice.search(a.stderr), what="the waiting notice")
     (tmp_path / "release").touch()
     return a.wait_exit()
 
