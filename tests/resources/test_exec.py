@@ -78,6 +78,30 @@ def test_each_line_of_watchcmd_output_triggers_one_run(agent, tmp_path, managed)
     assert (res["changed"], res["repaired"]) == (1, 3)
 
 
+def test_a_watchcmd_line_during_a_run_asks_for_one_more_run(agent, tmp_path, managed):
+    # The trigger lands while the command runs (held open by the test): the
+    # run's end must not erase it, or the event is lost and the agent says
+    # converged with the command's output stale.
+    log, req, release = tmp_path / "log", tmp_path / "req", tmp_path / "release"
+    loop = f"while :; do if [ -e {_q(req)} ]; then rm -f {_q(req)}; echo go; fi; sleep 0.01; done"
+    cmd = (
+        f"echo run >> {_q(log)}; "
+        f"while [ ! -e {_q(release)} ]; do sleep 0.01; done; rm -f {_q(release)}"
+    )
+    res = {"name": "w", "shell": "/bin/sh", "cmd": cmd, "watchcmd": loop, "watchshell": "/bin/sh"}
+    a = agent(_graph(tmp_path, res, files=[sentinel_res(managed)]), "-v")
+    wait_for(lambda: _lines(log) == ["run"], what="the run at start, under way")
+    req.touch()
+    wait_for(lambda: "watchcmd: go" in a.stderr, what="the agent to read the trigger")
+    release.touch()  # the first run ends only now, after the trigger arrived
+    wait_for(lambda: len(_lines(log)) == 2, what="the run the trigger asked for")
+    release.touch()
+    wait_for(lambda: not release.exists(), what="the second run to end")
+    a.barrier(managed / "sentinel")
+    assert len(_lines(log)) == 2, "one trigger during a run: exactly one more run"
+    assert a.stop() == 0
+
+
 def test_exec_with_a_watchcmd_still_runs_once_in_run_once_mode(tmp_path):
     # Regression: the worker went idle while its watch was still starting, so
     # --converged-timeout 0 exited "converged" before the command ever ran.

@@ -82,16 +82,19 @@ class Exec(Resource, kind="exec"):
 
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
-        self._pending = True  # run once when the graph starts
+        # Runs are asked for by number: a trigger that lands while a run is
+        # under way asks for one more, which the run's end must not erase.
+        self._asked = 1  # run once when the graph starts
+        self._done = 0
 
     def refresh(self) -> None:
         """A refresh notification runs the command again (guards still apply)."""
-        self._pending = True
+        self._asked += 1
 
     # -- watch ------------------------------------------------------------------
 
     def _trigger(self) -> None:
-        self._pending = True
+        self._asked += 1
         self.ctx.event()
 
     async def watch(self, ctx: Context) -> None:
@@ -140,20 +143,22 @@ class Exec(Resource, kind="exec"):
     # -- check / apply ------------------------------------------------------------
 
     async def check(self) -> Plan:
-        if not self._pending:
+        asked = self._asked
+        if asked <= self._done:
             return CONVERGED
         if self.creates and os.path.lexists(self.creates):
-            self._pending = False
+            self._done = asked
             return CONVERGED
         if self.ifcmd:
             code, _ = await _run(_argv(self.ifcmd, self.ifshell), self.cwd, self.env, self.timeout)
             if code != 0:
                 self.ctx.log.debug("ifcmd exited %d: not running cmd", code)
-                self._pending = False
+                self._done = asked
                 return CONVERGED
         return Plan((Change("run", None, self.cmd),))
 
     async def apply(self, plan: Plan) -> None:
+        asked = self._asked  # what this run answers; later triggers ask for another
         code, out = await _run(_argv(self.cmd, self.shell), self.cwd, self.env, self.timeout)
         tail = [
             line[:_LINE_MAX] for line in out.tail.decode(errors="replace").strip().splitlines()
@@ -166,7 +171,7 @@ class Exec(Resource, kind="exec"):
             detail = ("; output: " + " | ".join(tail)) if tail else ""
             msg = f"command exited with status {code}{detail}"
             raise ResourceError(msg, command=self.cmd, exit_status=code)
-        self._pending = False
+        self._done = asked
 
 
 def _argv(cmd: str, shell: str) -> list[str]:
