@@ -17,6 +17,8 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,38 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Other libraries' records (asyncio's "Task exception was never
+    # retrieved", with a traceback) would reach logging's last-resort
+    # handler, which redacts nothing: give the root logger ours.
+    logging.getLogger().handlers[:] = [handler]
+    _redact_uncaught()
+
+
+def _redact_uncaught() -> None:
+    """Tracebacks the interpreter prints itself go through `redact` too.
+
+    An exception escaping the command, or a thread, is printed by
+    sys.excepthook / threading.excepthook, not by a log handler: its
+    message may hold a secret like any other output (a bug, but still).
+    """
+
+    def print_redacted(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(redact(text))
+            sys.stderr.flush()
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        print_redacted("".join(traceback.format_exception(kind, value, tb)))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return  # threading's own hook is silent about it too
+        name = args.thread.name if args.thread is not None else "?"
+        lines = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        print_redacted(f"Exception in thread {name}:\n" + "".join(lines))
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def default_prefix() -> Path:
