@@ -8,11 +8,12 @@ stderr, the DOT file) is searched for the secret's value.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
-from helpers import run_once
+from helpers import event, run_once, write_atomic
 
 from pymgmt import redaction
 from pymgmt.report.events import ChangeInfo, Checked
@@ -116,3 +117,57 @@ def test_log_records_are_redacted_with_their_arguments_and_traceback(fresh_regis
     text = logging.Formatter().format(record)
     assert "hunter22" not in text
     assert "got <redacted>" in text and "bad <redacted>" in text
+
+
+# -- a reloaded graph's errors stay structured (review finding 8) ------------------------
+
+SHORT = """\
+graph: short
+resources:
+  password:
+  - name: pw
+    length: 3
+    charset: "zq"
+"""
+
+
+def test_a_rejected_reload_keeps_structured_errors_when_a_secret_matches(agent, tmp_path):
+    """A 3-character password's value written as an unknown key of the reloaded
+    graph: the --json ``graph_rejected`` event still lists {message, file,
+    line, ...} objects, with the secret replaced inside them."""
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(SHORT)
+    a = agent(graph)
+    a.wait_checked(["Password[pw]"])
+    secret = _secret(tmp_path / "state")
+    since = a.mark()
+    write_atomic(graph, SHORT + f"    {secret}: 1\n")
+    i = a.wait_event(event("graph_rejected"), since=since, what="the rejection")
+    (err,) = a.events[i]["errors"]
+    assert isinstance(err, dict), err
+    assert err["file"] == str(graph)
+    assert (err["line"], err["column"]) == (7, 5)
+    assert err["field"] == "<redacted>"
+    assert "unknown field" in err["message"]
+    assert secret not in json.dumps(a.events[i])
+
+
+def test_scrubbed_input_errors_keep_their_type_and_location(fresh_registry):
+    from pymgmt.errors import InputError, InputErrors, Location
+
+    redaction.register("hunter22")
+    one = InputError("bad hunter22", location=Location("/g.yaml", 3, 5), hint="not hunter22")
+    two = InputError("fine", location=Location("/g.yaml", 9, 1), field="hunter22")
+    both = InputErrors([one, two])
+    out = redaction.scrub(both)
+    assert type(out) is InputErrors and len(out.errors) == 2
+    assert out.errors[0].as_dict() == {
+        "message": "bad <redacted>",
+        "file": "/g.yaml",
+        "line": 3,
+        "column": 5,
+        "field": None,
+        "hint": "not <redacted>",
+    }
+    assert out.errors[1].field == "<redacted>"
+    assert "hunter22" not in str(out)

@@ -31,6 +31,8 @@ import re
 import threading
 from typing import Any, TypeVar
 
+from .errors import InputError, InputErrors
+
 T = TypeVar("T")
 
 #: What a secret is replaced with.
@@ -99,11 +101,34 @@ def _scrub(obj: Any, pattern: re.Pattern[str]) -> Any:
         return type(obj)(_scrub(x, pattern) for x in obj)
     if isinstance(obj, dict):
         return {_scrub(k, pattern): _scrub(v, pattern) for k, v in obj.items()}
+    if isinstance(obj, InputError):
+        return _scrub_input_error(obj, pattern)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = [f.name for f in dataclasses.fields(obj) if f.init]
         return dataclasses.replace(obj, **{n: _scrub(getattr(obj, n), pattern) for n in fields})
-    text = str(obj)  # anything else (an InputError...) is shown through its str()
+    text = str(obj)  # anything else is shown through its str()
     return pattern.sub(MARK, text) if pattern.search(text) else obj
+
+
+def _scrub_input_error(e: InputError, pattern: re.Pattern[str]) -> InputError:
+    """`e` rebuilt with its texts scrubbed, still an InputError (or InputErrors).
+
+    A reloaded graph's errors travel in a GraphRejected event; the JSON
+    reporter turns each into {message, file, line, ...}. Scrubbing one into
+    a plain string would hand machines a bare line instead (review finding 8).
+    """
+    if isinstance(e, InputErrors):
+        return InputErrors([_scrub_input_error(x, pattern) for x in e.errors])
+
+    def sub(text: str | None) -> str | None:
+        return None if text is None else pattern.sub(MARK, text)
+
+    return InputError(
+        pattern.sub(MARK, e.message),
+        location=_scrub(e.location, pattern),
+        field=sub(e.field),
+        hint=sub(e.hint),
+    )
 
 
 class RedactingFilter(logging.Filter):

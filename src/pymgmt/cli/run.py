@@ -17,6 +17,8 @@ import socket
 import stat
 import sys
 import tempfile
+import threading
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,38 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # Other libraries' records (asyncio's "Task exception was never
+    # retrieved", with a traceback) would reach logging's last-resort
+    # handler, which redacts nothing: give the root logger ours.
+    logging.getLogger().handlers[:] = [handler]
+    _redact_uncaught()
+
+
+def _redact_uncaught() -> None:
+    """Tracebacks the interpreter prints itself go through `redact` too.
+
+    An exception escaping the command, or a thread, is printed by
+    sys.excepthook / threading.excepthook, not by a log handler: its
+    message may hold a secret like any other output (a bug, but still).
+    """
+
+    def print_redacted(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(redact(text))
+            sys.stderr.flush()
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        print_redacted("".join(traceback.format_exception(kind, value, tb)))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return  # threading's own hook is silent about it too
+        name = args.thread.name if args.thread is not None else "?"
+        lines = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        print_redacted(f"Exception in thread {name}:\n" + "".join(lines))
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def default_prefix() -> Path:
@@ -72,16 +106,17 @@ def print_input_error(e: InputError, *, as_json: bool) -> None:
 
 
 class _Once:
-    """A frontend that yields one file's graph and never watches it."""
+    """A frontend that yields the graph already validated and never watches the file.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    (Reading the file again would parse it a second time, on the event loop,
+    and might run something other than what was validated.)
+    """
+
+    def __init__(self, graph: Graph[Resource]) -> None:
+        self.graph = graph
 
     async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
-        try:
-            yield load(self.path)
-        except InputError as e:
-            yield e
+        yield self.graph
         await asyncio.Event().wait()
 
 
@@ -194,12 +229,47 @@ def _refuse(message: str, args: argparse.Namespace, **fields: object) -> None:
         print(f"error: {message}; nothing was changed", file=sys.stderr)
 
 
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM came before the engine started: nothing was changed yet.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on
+    the way (validation, the state lock) swallows it.
+    """
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.sig = sig
+
+
+def _interrupt_start(signum: int, frame: object) -> None:
+    raise _Interrupted(signal.Signals(signum))
+
+
 def run_command(args: argparse.Namespace) -> int:
     _setup_logging(args)
     # The graph and a worker per vertex live for the whole run; at the default
     # threshold (700) the collector rescans them again and again while they are
     # created (10k files: a fifth of a one-shot run's CPU, freeing nothing).
     gc.set_threshold(50_000, 10, 10)
+    # Validating a large graph takes seconds. A signal until the engine runs
+    # aborts the start with a plain sentence, never a KeyboardInterrupt
+    # traceback (SIGTERM would otherwise kill silently). `_main` replaces
+    # these handlers with the graceful stop before the engine starts.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt_start)
+    try:
+        return _start(args)
+    except _Interrupted as e:
+        message = f"interrupted by {e.sig.name} before start; nothing was changed"
+        if args.json:
+            print(json.dumps({"event": "interrupted", "message": message, "signal": e.sig.name}))
+        else:
+            print(f"pymgmt: {message}", file=sys.stderr)
+        return 128 + e.sig
+
+
+def _start(args: argparse.Namespace) -> int:
+    """Validate, lock the state directory, run the engine; the exit code."""
     path = os.path.abspath(args.file)
     if _missing_file(path, as_json=args.json):
         return EXIT_INPUT
@@ -226,7 +296,7 @@ def run_command(args: argparse.Namespace) -> int:
             verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
         )
     reporter = Fanout(*(r for r in (human, machine, recap) if r is not None))
-    frontend: Any = _Once(path) if args.no_watch else YamlFrontend(path, first=validated)
+    frontend: Any = _Once(validated[1]) if args.no_watch else YamlFrontend(path, first=validated)
     if args.graphviz:
         frontend = _GraphvizTap(frontend, args.graphviz, args.graphviz_filter)
     engine = stopper.engine = Engine(

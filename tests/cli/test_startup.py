@@ -1,0 +1,77 @@
+"""Before the engine starts: a signal during validation, and --no-watch reading once.
+
+Review finding 11. Validating a 20k-resource graph takes seconds; a ^C then
+printed a KeyboardInterrupt traceback (and SIGTERM killed silently) instead
+of saying that nothing was changed. With --no-watch the file was parsed a
+second time, on the event loop, after validation.
+
+The test sees the agent's reads of the graph file through the kernel's
+inotify (IN_CLOSE_NOWRITE, IN_OPEN on the file itself): no sleeps, no
+guessing at phases from the clock.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from asyncinotify import Inotify, Mask
+from helpers import DEADLINE, graph_doc, json_lines, run_once, write_graph
+
+
+def _big_graph(path: Path, managed: Path, n: int = 20_000) -> None:
+    """n file resources, written as text (yaml.safe_dump takes seconds for this)."""
+    lines = ["graph: big", "resources:", "  file:"]
+    for i in range(n):
+        lines += [f"  - name: f{i}", f"    path: {managed}/f{i}", "    content: x"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("sig", "json_mode"),
+    [(signal.SIGINT, False), (signal.SIGTERM, True)],
+    ids=["SIGINT-text", "SIGTERM-json"],
+)
+def test_a_signal_while_validating_says_nothing_was_changed(
+    agent, tmp_path, managed, prefix, sig, json_mode
+):
+    graph = tmp_path / "graph.yaml"
+    _big_graph(graph, managed)
+    with Inotify(sync_timeout=DEADLINE) as ino:
+        ino.add_watch(graph, Mask.CLOSE_NOWRITE)
+        a = agent(graph, "--converged-timeout", "0", json_mode=json_mode)
+        # The agent read the whole file: it is parsing and validating now.
+        assert ino.sync_get() is not None, "the agent never read the graph file"
+    a.send(sig)
+    assert a.wait_exit(timeout=60) == 128 + sig, a.describe()
+    assert "Traceback" not in a.stderr, a.stderr
+    # It was still validating: the state directory was not even locked yet.
+    assert not prefix.exists()
+    assert list(managed.iterdir()) == []
+    message = f"interrupted by {sig.name} before start; nothing was changed"
+    if json_mode:
+        assert a.events == [{"event": "interrupted", "message": message, "signal": sig.name}]
+    else:
+        assert a.stderr.strip().endswith(message), a.stderr
+
+
+def test_no_watch_runs_the_validated_graph_without_reading_the_file_again(
+    tmp_path, managed, prefix
+):
+    graph = tmp_path / "graph.yaml"
+    target = managed / "f"
+    write_graph(graph, graph_doc("once", files=[{"name": "f", "path": str(target)}]))
+    with Inotify(sync_timeout=0) as ino:
+        # CLOSE too: the kernel merges an event with an identical one queued
+        # just before it, so two opens in a row would count as one
+        ino.add_watch(graph, Mask.OPEN | Mask.CLOSE_NOWRITE)
+        proc = run_once(graph, prefix, "--no-watch", "--json")
+        # every open happened before the agent exited: they are all queued
+        opens = 0
+        while (ev := ino.sync_get()) is not None:
+            opens += Mask.OPEN in ev.mask
+    assert proc.returncode == 2, proc.stderr
+    assert target.exists()
+    assert json_lines(proc.stdout)[-1]["resources"]["File[f]"]["outcome"] == "changed"
+    assert opens == 1, f"the graph file was opened {opens} times"
