@@ -77,6 +77,10 @@ class InFlight:
         await self._idle.wait()
 
 
+class _Halted(Exception):
+    """A check found work, but the engine is stopping: the apply never starts."""
+
+
 class Worker:
     def __init__(self, engine: Engine, res: Resource) -> None:
         self.engine = engine
@@ -281,6 +285,12 @@ class Worker:
             plan, applied = await self._timed(noop)
         except asyncio.CancelledError:
             raise
+        except _Halted:
+            # Nothing was changed and the work is still to do: pending. The
+            # refresh it would have delivered stays on disk for the next agent.
+            self.dirty = True
+            self.reason = reason
+            return None
         except Exception as e:
             if noop and self._noop_pending():
                 # Upstream would have changed first; a check against today's
@@ -350,6 +360,11 @@ class Worker:
         self.checks += 1
         if not plan or noop:
             return plan, False
+        if self.engine.stopping:
+            # The stop came while this check ran: a graceful stop lets work
+            # under way finish, but an apply that has not begun is not under
+            # way (issue 8 review: a package transaction started after ^C).
+            raise _Halted
         if self.out_edges:
             await self._notify_ahead()
         self._phase = "apply"
