@@ -93,6 +93,8 @@ class Worker:
         #: the last values this vertex sent (Send/Recv), by output name
         self.sent: dict[str, object] = {}
         self.status = Status.PENDING
+        #: the status before the current run, restored if the run never starts
+        self._status_before = Status.PENDING
         self.dirty = True
         self.reason: Reason = "start"
         #: what the watch firing means: the system moved ("event"), or the
@@ -110,6 +112,11 @@ class Worker:
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
         self.dead = False  # init or watch failed for good
+        #: replaced or removed by a changeover: no check starts any more
+        self.retiring = False
+        #: set while no check or apply of this vertex is under way
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
         meta = res.meta
@@ -228,6 +235,8 @@ class Worker:
                 continue
             if any(p.status is not Status.OK for p in self.parents):
                 continue  # a parent will poke us when it is OK
+            if self.halting():
+                continue  # stays dirty: pending work, never started
             wait = self.bucket.wait_time()
             if wait > 0:
                 # Rate limited: stay busy and dirty; events arriving meanwhile
@@ -238,7 +247,12 @@ class Worker:
             self.bucket.take()
             await self._process()
 
+    def halting(self) -> bool:
+        """No check or apply may start: the engine stops, or a changeover retires us."""
+        return self.engine.stopping or self.retiring
+
     async def _process(self) -> None:
+        self._status_before = self.status
         self.dirty = False
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
@@ -260,14 +274,17 @@ class Worker:
         started runs to its end and is reported (a graceful stop waits for it):
         what it changed must show in the recap.
         """
-        if self.engine.stopping:
+        if self.halting():
             self.dirty = True  # never ran: still pending work
+            self.status = self._status_before
             return None
         flight = self.engine.in_flight
         flight.enter()
+        self.idle.clear()
         try:
             return await self._attempt_in_flight(noop)
         finally:
+            self.idle.set()
             flight.leave()
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
@@ -360,8 +377,8 @@ class Worker:
         self.checks += 1
         if not plan or noop:
             return plan, False
-        if self.engine.stopping:
-            # The stop came while this check ran: a graceful stop lets work
+        if self.halting():
+            # The stop (or a changeover) came while this check ran: a graceful stop lets work
             # under way finish, but an apply that has not begun is not under
             # way (issue 8 review: a package transaction started after ^C).
             raise _Halted
