@@ -19,13 +19,16 @@ worker is stopped.
 Stopping: `stop()` (a signal, the API) or the converged timeout. From then
 on no check starts and no graph is swapped in; checks and applies already
 under way finish and are reported (an apply cut in half would go uncounted),
-then every worker is cancelled. `Settled` is never said on the way out, and
-`Finished` calls "pending" whatever still had work to do.
+then vertices left dirty by a watch event alone (maybe the echo of their
+own write) get one check without apply, and every worker is cancelled.
+`Settled` is never said on the way out, and `Finished` calls "pending"
+whatever still had work to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,6 +59,9 @@ from .semaphores import Semaphores
 from .worker import InFlight, Status, Worker
 
 log = logging.getLogger("pymgmt.engine")
+
+#: seconds the check-only pass on the way out may take (engine._verify_echoes)
+VERIFY_DEADLINE = 10.0
 
 GraphStream = AsyncIterator["Graph[Resource] | InputError"]
 
@@ -155,6 +161,7 @@ class Engine:
                     feed.cancel()
                     await asyncio.wait([feed])
                     await self._finish_running()
+                    await self._verify_echoes()
                 finally:
                     self.stopping = True
                     feed.cancel()
@@ -184,6 +191,22 @@ class Engine:
                 "" if n == 1 else "s",
             )
             await self.in_flight.wait_idle()
+
+    async def _verify_echoes(self) -> None:
+        """Check again, without applying, vertices a watch event left dirty.
+
+        Once the work under way finished, a vertex whose watch fired during
+        its own apply (the echo of its write) is not pending work unless a
+        check finds a difference. Checks change nothing, so this pass is
+        short, and bounded: what it has not settled in time stays pending.
+        """
+        suspects = [w for w in self.workers.values() if w.may_be_echo()]
+        if not suspects:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(VERIFY_DEADLINE), asyncio.TaskGroup() as tg:
+                for w in suspects:
+                    tg.create_task(w.verify(), name=f"verify {w.name}")
 
     def _settled(self) -> bool:
         """Report that the graph is as wanted again, if it truly is."""

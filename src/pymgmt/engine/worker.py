@@ -97,6 +97,8 @@ class Worker:
         self._status_before = Status.PENDING
         self.dirty = True
         self.reason: Reason = "start"
+        #: dirty (also) because an upstream vertex changed: only a run settles it
+        self.upstream = False
         #: what the watch firing means: the system moved ("event"), or the
         #: kind's own schedule came round ("tick": a timer, never drift)
         self.event_reason: Reason = "tick" if res.scheduled else "event"
@@ -153,6 +155,7 @@ class Worker:
             self.poke()
 
     def mark_upstream_changed(self) -> None:
+        self.upstream = True
         if not self.dirty:
             self.dirty = True
             self.reason = "upstream"
@@ -254,6 +257,7 @@ class Worker:
     async def _process(self) -> None:
         self._status_before = self.status
         self.dirty = False
+        self.upstream = False
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
         if self.sema_ids:
@@ -360,6 +364,33 @@ class Worker:
         for c in self.children:
             c.poke()
         return None
+
+    def may_be_echo(self) -> bool:
+        """OK, and dirty only because its watch fired: maybe just its own write.
+
+        An apply's own write reaches the watch while the apply is still under
+        way, so a graceful stop would call every vertex applied meanwhile
+        pending (issue 8 review, finding 5). `verify` tells the two apart.
+        """
+        return (
+            self.status is Status.OK
+            and self.dirty
+            and self.reason == "event"
+            and not self.upstream
+            and not self.closed
+            and not self.engine.refresh.pending(self.res.key)
+        )
+
+    async def verify(self) -> None:
+        """Check only (never apply): clean again if nothing differs from what is wanted."""
+        try:
+            plan = await self.res.check()
+        except Exception as e:  # stays pending: the next agent's run will tell
+            log.debug("%s: check on the way out failed: %s", self.name, _message(e))
+            return
+        self.checks += 1
+        if not plan:
+            self.dirty = False
 
     async def _timed(self, noop: bool) -> tuple[Plan, bool]:
         """check (and apply unless noop) under the ``timeout`` metaparam."""
