@@ -379,6 +379,7 @@ class Engine:
             _event=w.on_event,
             _ready=w.on_ready,
             key=res.key,
+            _tick=w.on_tick,
         )
 
     def wake_children(self, w: Worker) -> None:

@@ -144,6 +144,11 @@ class Worker:
         self.reason = self.event_reason
         self.poke()
 
+    def on_tick(self) -> None:
+        self.dirty = True
+        self.reason = "tick"
+        self.poke()
+
     def on_ready(self) -> None:
         if not self.watching:
             self.watching = True
