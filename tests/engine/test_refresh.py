@@ -8,10 +8,12 @@ written after the apply). These tests provoke both windows for real.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,38 @@ def test_store_pending_edges_survive_a_new_agent(tmp_path):
     assert len(list(directory.iterdir())) == 3
     run_async(second())
     assert len(list(directory.iterdir())) == 1
+
+
+def test_store_a_receiver_cancelled_while_removing_its_marker_keeps_the_next_one(tmp_path):
+    # Review of issue 8 (finding 10): a changeover cancelled the receiver
+    # while the thread removed its marker; the store still believed the file
+    # existed, so the next notification on that edge wrote nothing and lived
+    # in memory only (a kill -9 then lost it).
+    directory = tmp_path / "refresh"
+
+    async def scenario() -> None:
+        store = RefreshStore(str(directory))
+        await store.add(RECEIVER, ("file", "a"), "File[a]")
+        (marker,) = directory.iterdir()
+        consume = asyncio.create_task(store.consume(RECEIVER, store.snapshot(RECEIVER)))
+        # One turn of the loop runs the task up to its wait for the removal
+        # thread (nothing before it suspends); the cancellation lands there.
+        await asyncio.sleep(0)
+        consume.cancel()
+        await asyncio.wait([consume])
+        assert consume.cancelled()
+        await _until_async(lambda: not marker.exists())  # the thread finished anyway
+        await store.add(RECEIVER, ("file", "a"), "File[a]")  # notified again
+        assert store.pending(RECEIVER)
+        assert marker.exists(), "the new refresh was kept in memory only"
+
+    run_async(scenario())
+
+
+async def _until_async(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while not predicate():  # noqa: ASYNC110 - a thread's work, no event to await
+            await asyncio.sleep(0.005)
 
 
 def _two_senders_graph(tmp_path: Path, managed: Path) -> str:

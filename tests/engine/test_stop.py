@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from helpers import run_async
 
 from pymgmt import File, GraphBuilder
@@ -163,3 +164,70 @@ def test_a_graceful_stop_lets_a_running_apply_finish_and_reports_it(tmp_path, ca
         "Test-slow-apply[slow]": "ok",
         "File[after]": "pending",
     }
+
+
+class _EchoingApply(Resource):
+    """Writes a real file it watches, then holds its apply until released.
+
+    The write's own inotify event reaches the watch while the apply is still
+    under way: the echo that made every file applied during a graceful stop
+    "pending" (issue 8 review, finding 5).
+    """
+
+    kind: ClassVar[str] = "test-echoing-apply"
+    path: str = ""
+    applying: ClassVar[asyncio.Event | None] = None
+    finish: ClassVar[asyncio.Event | None] = None
+
+    async def watch(self, ctx: Context) -> None:
+        sub = ctx.inotify.subscribe(self.path, ctx.event)
+        try:
+            ctx.ready()
+            await asyncio.Event().wait()
+        finally:
+            ctx.inotify.unsubscribe(sub)
+
+    async def check(self) -> Plan:
+        p = Path(self.path)
+        have = p.read_text() if p.exists() else None
+        return CONVERGED if have == "wanted" else Plan((Change("content", have, "wanted"),))
+
+    async def apply(self, plan: Plan) -> None:
+        assert self.applying is not None and self.finish is not None
+        Path(self.path).write_text("wanted")
+        self.applying.set()
+        await self.finish.wait()
+
+
+@pytest.mark.parametrize("moved", [False, True], ids=["own-echo", "changed-meanwhile"])
+def test_an_apply_finishing_during_a_stop_is_not_pending_because_of_its_own_echo(tmp_path, moved):
+    sink = _Sink()
+    target = tmp_path / "target"
+    g = GraphBuilder("echo")
+    g.add(_EchoingApply(name="echo", path=str(target)))
+
+    async def scenario() -> None:
+        _EchoingApply.applying, _EchoingApply.finish = asyncio.Event(), asyncio.Event()
+        engine = _engine(tmp_path, sink, converged_timeout=600)
+        front = _Queue()
+        front.q.put_nowait(g.build())
+        task = asyncio.create_task(engine.run(front))
+        await _EchoingApply.applying.wait()
+        if moved:  # someone else changes the file while the apply runs
+            target.write_text("somebody else's")
+        (w,) = engine.workers.values()
+        await _until(lambda: w.dirty, "the watch event of the write")
+        engine.stop("interrupted by SIGINT")
+        await _until(lambda: sink.of(Stopping), "the stop")
+        _EchoingApply.finish.set()
+        async with asyncio.timeout(10):
+            await task
+
+    run_async(scenario())
+    (done,) = sink.of(Checked)
+    assert done.applied
+    (fin,) = sink.of(Finished)
+    assert [(s.vertex, s.status) for s in fin.states] == [
+        ("Test-echoing-apply[echo]", "pending" if moved else "ok")
+    ]
+    assert target.read_text() == ("somebody else's" if moved else "wanted")  # never applied again

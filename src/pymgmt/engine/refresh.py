@@ -24,8 +24,10 @@ The guarantee: **a notification is delivered at least once, never lost**.
   that was already under way). A ``kill -9`` after the refresh ran but
   before the removal delivers it again: at least once.
 
-The disk work runs in a thread (``asyncio.to_thread``): an fsync on a slow
-disk must not stall every other vertex's watch. Only vertices that have
+The disk work runs in a thread, so that an fsync on a slow disk does not
+stall every other vertex's watch; through ``off_loop``, so that a cancelled
+caller still waits for it and a marker's lock covers its write or removal
+to the end. Only vertices that have
 notify edges, or a pending refresh, ever touch the store, so a graph
 without notifications pays nothing per check.
 """
@@ -41,6 +43,7 @@ import os
 
 from ..fsutil import atomic_write, remove_durably
 from ..graph.model import Key
+from ..resources.base import off_loop
 
 log = logging.getLogger("pymgmt.engine")
 
@@ -111,7 +114,7 @@ class RefreshStore:
             if name in self._on_disk:
                 return
             body = json.dumps({"kind": receiver[0], "name": receiver[1], "from": sender_name})
-            await asyncio.to_thread(self._write, name, (body + "\n").encode())
+            await off_loop(self._write, name, (body + "\n").encode())
             self._on_disk.add(name)
 
     async def consume(self, receiver: Key, delivered: Snapshot) -> None:
@@ -125,9 +128,12 @@ class RefreshStore:
                     continue
                 del edges[name]
                 if name in self._on_disk:
-                    path = os.path.join(self.directory, name)
-                    await asyncio.to_thread(remove_durably, path)
+                    # Forgotten first: cancelled while the thread removes the
+                    # file, we must not believe it is still there (the next
+                    # `add` would then write nothing, and a kill -9 lose the
+                    # refresh). off_loop keeps the lock until the thread is done.
                     self._on_disk.discard(name)
+                    await off_loop(remove_durably, os.path.join(self.directory, name))
         if not edges:
             self._index().pop(receiver, None)
 

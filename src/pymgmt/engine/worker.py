@@ -77,6 +77,10 @@ class InFlight:
         await self._idle.wait()
 
 
+class _Halted(Exception):
+    """A check found work, but the engine is stopping: the apply never starts."""
+
+
 class Worker:
     def __init__(self, engine: Engine, res: Resource) -> None:
         self.engine = engine
@@ -89,8 +93,12 @@ class Worker:
         #: the last values this vertex sent (Send/Recv), by output name
         self.sent: dict[str, object] = {}
         self.status = Status.PENDING
+        #: the status before the current run, restored if the run never starts
+        self._status_before = Status.PENDING
         self.dirty = True
         self.reason: Reason = "start"
+        #: dirty (also) because an upstream vertex changed: only a run settles it
+        self.upstream = False
         #: what the watch firing means: the system moved ("event"), or the
         #: kind's own schedule came round ("tick": a timer, never drift)
         self.event_reason: Reason = "tick" if res.scheduled else "event"
@@ -106,6 +114,11 @@ class Worker:
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
         self.dead = False  # init or watch failed for good
+        #: replaced or removed by a changeover: no check starts any more
+        self.retiring = False
+        #: set while no check or apply of this vertex is under way
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
         meta = res.meta
@@ -131,6 +144,11 @@ class Worker:
         self.reason = self.event_reason
         self.poke()
 
+    def on_tick(self) -> None:
+        self.dirty = True
+        self.reason = "tick"
+        self.poke()
+
     def on_ready(self) -> None:
         if not self.watching:
             self.watching = True
@@ -142,6 +160,7 @@ class Worker:
             self.poke()
 
     def mark_upstream_changed(self) -> None:
+        self.upstream = True
         if not self.dirty:
             self.dirty = True
             self.reason = "upstream"
@@ -224,6 +243,8 @@ class Worker:
                 continue
             if any(p.status is not Status.OK for p in self.parents):
                 continue  # a parent will poke us when it is OK
+            if self.halting():
+                continue  # stays dirty: pending work, never started
             wait = self.bucket.wait_time()
             if wait > 0:
                 # Rate limited: stay busy and dirty; events arriving meanwhile
@@ -234,8 +255,14 @@ class Worker:
             self.bucket.take()
             await self._process()
 
+    def halting(self) -> bool:
+        """No check or apply may start: the engine stops, or a changeover retires us."""
+        return self.engine.stopping or self.retiring
+
     async def _process(self) -> None:
+        self._status_before = self.status
         self.dirty = False
+        self.upstream = False
         self.status = Status.RUNNING
         noop = self.engine.noop or self.res.meta.noop
         if self.sema_ids:
@@ -256,14 +283,17 @@ class Worker:
         started runs to its end and is reported (a graceful stop waits for it):
         what it changed must show in the recap.
         """
-        if self.engine.stopping:
+        if self.halting():
             self.dirty = True  # never ran: still pending work
+            self.status = self._status_before
             return None
         flight = self.engine.in_flight
         flight.enter()
+        self.idle.clear()
         try:
             return await self._attempt_in_flight(noop)
         finally:
+            self.idle.set()
             flight.leave()
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
@@ -281,6 +311,12 @@ class Worker:
             plan, applied = await self._timed(noop)
         except asyncio.CancelledError:
             raise
+        except _Halted:
+            # Nothing was changed and the work is still to do: pending. The
+            # refresh it would have delivered stays on disk for the next agent.
+            self.dirty = True
+            self.reason = reason
+            return None
         except Exception as e:
             if noop and self._noop_pending():
                 # Upstream would have changed first; a check against today's
@@ -334,6 +370,33 @@ class Worker:
             c.poke()
         return None
 
+    def may_be_echo(self) -> bool:
+        """OK, and dirty only because its watch fired: maybe just its own write.
+
+        An apply's own write reaches the watch while the apply is still under
+        way, so a graceful stop would call every vertex applied meanwhile
+        pending (issue 8 review, finding 5). `verify` tells the two apart.
+        """
+        return (
+            self.status is Status.OK
+            and self.dirty
+            and self.reason == "event"
+            and not self.upstream
+            and not self.closed
+            and not self.engine.refresh.pending(self.res.key)
+        )
+
+    async def verify(self) -> None:
+        """Check only (never apply): clean again if nothing differs from what is wanted."""
+        try:
+            plan = await self.res.check()
+        except Exception as e:  # stays pending: the next agent's run will tell
+            log.debug("%s: check on the way out failed: %s", self.name, _message(e))
+            return
+        self.checks += 1
+        if not plan:
+            self.dirty = False
+
     async def _timed(self, noop: bool) -> tuple[Plan, bool]:
         """check (and apply unless noop) under the ``timeout`` metaparam."""
         timeout = self.res.meta.timeout
@@ -350,6 +413,11 @@ class Worker:
         self.checks += 1
         if not plan or noop:
             return plan, False
+        if self.halting():
+            # The stop (or a changeover) came while this check ran: a graceful stop lets work
+            # under way finish, but an apply that has not begun is not under
+            # way (issue 8 review: a package transaction started after ^C).
+            raise _Halted
         if self.out_edges:
             await self._notify_ahead()
         self._phase = "apply"

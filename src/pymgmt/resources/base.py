@@ -130,6 +130,8 @@ class Context:
 
     #: set by the engine: (kind, name) of the resource this context serves
     key: tuple[str, str] = ("", "")
+    #: set by the engine: the resource's own schedule came round (see `tick`)
+    _tick: Callable[[], None] | None = field(default=None, repr=False)
 
     @functools.cached_property
     def state_dir(self) -> Path:
@@ -147,6 +149,14 @@ class Context:
     def event(self) -> None:
         """Tell the engine the resource's state may have changed."""
         self._event()
+
+    def tick(self) -> None:
+        """Ask for a run because the resource's own schedule says so, not the system.
+
+        A poll interval or a trigger the user configured is not drift: a run
+        it causes is reported with reason "tick", never as a repair.
+        """
+        (self._tick or self._event)()
 
     def ready(self) -> None:
         """Tell the engine the watch is established (triggers the first check)."""

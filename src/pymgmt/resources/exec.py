@@ -9,6 +9,10 @@ events fires: a line of output from ``watchcmd``, a tick of ``pollint``, or
 the ``creates`` path disappearing. Guards skip a run: ``creates`` (the path
 exists) and ``ifcmd`` (runs only if it exits 0). A non-zero exit status, or
 exceeding ``timeout`` seconds, is a failure.
+
+A ``watchcmd`` line or a ``pollint`` tick is the user's own schedule: the
+run it causes is a "tick", never drift. Only ``creates`` disappearing is the
+system moving by itself, and its run a repair.
 """
 
 from __future__ import annotations
@@ -93,9 +97,13 @@ class Exec(Resource, kind="exec"):
 
     # -- watch ------------------------------------------------------------------
 
-    def _trigger(self) -> None:
+    def _trigger(self, *, tick: bool) -> None:
+        """Run again; `tick`: because the user's schedule or trigger said so (not drift)."""
         self._asked += 1
-        self.ctx.event()
+        if tick:
+            self.ctx.tick()
+        else:
+            self.ctx.event()
 
     async def watch(self, ctx: Context) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -115,12 +123,12 @@ class Exec(Resource, kind="exec"):
 
     def _on_creates(self) -> None:
         if not os.path.lexists(self.creates):
-            self._trigger()
+            self._trigger(tick=False)  # what the command made went away: drift
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.pollint)
-            self._trigger()
+            self._trigger(tick=True)
 
     async def _watchcmd(self, started: asyncio.Future[None]) -> None:
         proc = await _spawn(
@@ -134,7 +142,7 @@ class Exec(Resource, kind="exec"):
             assert proc.stdout is not None
             async for line in proc.stdout:
                 self.ctx.log.debug("watchcmd: %s", line.decode(errors="replace").rstrip())
-                self._trigger()
+                self._trigger(tick=True)
             code = await proc.wait()
             raise ResourceError(f"watchcmd exited with status {code}")
         finally:
