@@ -31,7 +31,9 @@ by path name follows symlinks in every component, so a user who replaces
   target within the same directory fd, and fsyncs the directory. Readers and
   crashes see the old content or the new, never a partial or empty file. The
   temporary name is fixed per target, so a leftover from a crash is simply
-  replaced by the next write.
+  replaced by the next write; it has a fixed length (a hash of the target's
+  name), so a target whose name is already at the 255-byte limit can still be
+  written.
 """
 
 from __future__ import annotations
@@ -299,7 +301,7 @@ def atomic_write_at(
     crash, or anything else squatting on its name, is unlinked (never
     followed) and the create retried once.
     """
-    tmp = f".{name}.pymgmt-tmp"
+    tmp = temp_name(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
         fd = os.open(tmp, flags, mode & 0o777, dir_fd=dir_fd)
@@ -323,6 +325,15 @@ def atomic_write_at(
     os.close(fd)
     os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     fsync_dir_fd(dir_fd)
+
+
+def temp_name(name: str) -> str:
+    """The temporary file name used to write `name`: one per target, always short.
+
+    Deriving it by appending to `name` (``.name.pymgmt-tmp``) made names of
+    244 to 255 bytes, valid targets, impossible to write (ENAMETOOLONG).
+    """
+    return ".pymgmt-tmp-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
 
 
 def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | None) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from helpers import DEADLINE, PYMGMT, json_lines, write_atomic
 
+from pymgmt.fsutil import temp_name
+
 pytestmark = pytest.mark.slow
 
 ROUNDS = 12
@@ -49,7 +51,7 @@ def _spin_until(cond, timeout: float = 60.0) -> None:
 
 def test_kill_9_at_any_moment_leaves_old_or_new_content(tmp_path):
     target = tmp_path / "big.txt"
-    tmp_file = tmp_path / ".big.txt.pymgmt-tmp"
+    tmp_file = tmp_path / temp_name("big.txt")
     old = _content(3 << 20, "old").encode()
     new_text = _content(20 << 20, "new")
     new = new_text.encode()

@@ -133,3 +133,18 @@ def test_a_durable_write_runs_outside_the_event_loop_thread(tmp_path):
     assert path.read_text() == "new\n"
     assert _opened_in, "the write's temporary file was never opened"
     assert all(thread != loop_thread for _, thread in _opened_in), _opened_in
+
+
+# -- names at the kernel's limit (review finding 9) --------------------------------------------
+
+
+def test_a_file_whose_name_is_255_bytes_long_can_be_written_and_rewritten(tmp_path):
+    """The temporary name must not grow with the target's: 255 bytes is a valid name."""
+    name = "n" * 251 + ".txt"
+    assert len(name.encode()) == 255
+    target = tmp_path / name
+    _run(tmp_path, {"name": "long", "path": str(target), "content": "first\n"})
+    assert target.read_text() == "first\n"
+    _run(tmp_path, {"name": "long", "path": str(target), "content": "second\n"})
+    assert target.read_text() == "second\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "graph.yaml", "state"])
