@@ -13,9 +13,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from helpers import event, run_once, write_atomic
+import yaml
+from helpers import event, json_lines, run_once, write_atomic
 
 from pymgmt import redaction
+from pymgmt.fsutil import state_name
 from pymgmt.report.events import ChangeInfo, Checked
 
 GRAPH = """\
@@ -73,6 +75,88 @@ def test_a_secret_sent_into_exec_is_in_no_output_channel(tmp_path):
     assert "FAILED" in outputs["console"] and "<redacted>" in outputs["console"]
     assert "not found" in outputs["-v"]
     assert '"new": "<redacted>"' in outputs["--noop --json"]
+
+
+# -- exec output and argv: redacted before it is cut or split (review finding 2) ---------------
+
+#: prints the command it runs (argv[2] of ``/bin/sh -c CMD``): the secret itself
+_SELF = "tr '\\0' '\\n' </proc/$$/cmdline | sed -n 3p"
+
+
+def _planted(tmp_path: Path, secret: str, *, shell: str) -> tuple[Path, Path]:
+    """A graph sending password pw into exec use-it's cmd, pw already stored as `secret`.
+
+    The secret is planted in the password's state (valid for its length and
+    charset, so it is kept), which makes the secret an arbitrary text: here
+    a shell script, or a string with quotes.
+    """
+    state = tmp_path / "state"
+    stored = state / "state" / state_name("password", "pw")
+    stored.mkdir(parents=True)
+    (stored / "password").write_text(secret)
+    doc = {
+        "graph": "leak",
+        "resources": {
+            "password": [
+                {"name": "pw", "length": len(secret), "charset": "".join(sorted(set(secret)))}
+            ],
+            "exec": [{"name": "use-it", "cmd": "true", "shell": shell}],
+        },
+        "edges": [
+            {
+                "name": "e1",
+                "from": {"kind": "password", "name": "pw"},
+                "to": {"kind": "exec", "name": "use-it"},
+                "send": "password",
+                "recv": "cmd",
+            }
+        ],
+    }
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(yaml.safe_dump(doc))
+    return graph, state
+
+
+def _pieces(secret: str, size: int = 40) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def _padded(script: str, length: int = 700) -> str:
+    return (script + " #").ljust(length, "p")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # one output line of 700 characters: each shown line is cut at 500
+        _padded(f"{_SELF}; exit 3"),
+        # the 64 KiB kept tail begins inside the secret
+        _padded(f"{_SELF} | tr -d '\\n'; head -c 65300 /dev/zero | tr '\\0' y; echo; exit 3"),
+    ],
+    ids=["long-line", "tail-cut"],
+)
+def test_a_long_secret_in_exec_output_leaks_no_piece(tmp_path, script):
+    graph, state = _planted(tmp_path, script, shell="/bin/sh")
+    for mode in [(), ("-v",), ("--json",), ("--json", "-v")]:
+        proc = run_once(graph, state, *mode)
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        text = proc.stdout + proc.stderr
+        assert "status 3" in text
+        leaked = [p for p in _pieces(script) if p in text]
+        assert not leaked, f"{mode}: a piece of the secret is printed: {leaked[0]!r}"
+
+
+@pytest.mark.parametrize("secret", ["ab'ba'xy", "ab'cd"], ids=["quotes", "unbalanced"])
+def test_a_secret_cmd_is_never_shown_split_and_cannot_crash_the_split(tmp_path, secret):
+    graph, state = _planted(tmp_path, secret, shell="")
+    proc = run_once(graph, state, "--json", "-v")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 4, text
+    for piece in ("abbaxy", "bbax", "ab'cd", "abcd"):  # the secret, split or not
+        assert piece not in text, piece
+    (failed,) = (e for e in json_lines(proc.stdout) if e.get("event") == "failed")
+    assert failed["kind"] == "resource", json.dumps(failed)
+    assert "Traceback" not in proc.stderr
 
 
 # -- the registry itself -----------------------------------------------------------

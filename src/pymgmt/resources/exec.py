@@ -27,6 +27,7 @@ import signal
 from dataclasses import dataclass
 
 from ..errors import ResourceError
+from ..redaction import redact
 from ..types import MAX_SECONDS, bound_problem, path_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
@@ -132,7 +133,7 @@ class Exec(Resource, kind="exec"):
 
     async def _watchcmd(self, started: asyncio.Future[None]) -> None:
         proc = await _spawn(
-            _argv(self.watchcmd, self.watchshell),
+            self._argv("watchcmd", self.watchshell),
             self.cwd,
             self.env,
             stdout=asyncio.subprocess.PIPE,
@@ -158,7 +159,8 @@ class Exec(Resource, kind="exec"):
             self._done = asked
             return CONVERGED
         if self.ifcmd:
-            code, _ = await _run(_argv(self.ifcmd, self.ifshell), self.cwd, self.env, self.timeout)
+            argv = self._argv("ifcmd", self.ifshell)
+            code, _ = await _run(argv, self.cwd, self.env, self.timeout)
             if code != 0:
                 self.ctx.log.debug("ifcmd exited %d: not running cmd", code)
                 self._done = asked
@@ -167,10 +169,8 @@ class Exec(Resource, kind="exec"):
 
     async def apply(self, plan: Plan) -> None:
         asked = self._asked  # what this run answers; later triggers ask for another
-        code, out = await _run(_argv(self.cmd, self.shell), self.cwd, self.env, self.timeout)
-        tail = [
-            line[:_LINE_MAX] for line in out.tail.decode(errors="replace").strip().splitlines()
-        ][-_TAIL_LINES:]
+        code, out = await _run(self._argv("cmd", self.shell), self.cwd, self.env, self.timeout)
+        tail = [line[:_LINE_MAX] for line in _kept_lines(out)][-_TAIL_LINES:]
         if out.dropped:
             self.ctx.log.debug("output: %d earlier bytes not kept", out.dropped)
         for line in tail:
@@ -181,18 +181,58 @@ class Exec(Resource, kind="exec"):
             raise ResourceError(msg, command=self.cmd, exit_status=code)
         self._done = asked
 
+    def _argv(self, field: str, shell: str) -> _Argv:
+        """The argv of command param `field`, and how an error may name its program.
 
-def _argv(cmd: str, shell: str) -> list[str]:
-    return [shell, "-c", cmd] if shell else shlex.split(cmd)
+        A command received over Send/Recv was never validated, so a split
+        that fails is an input problem of this resource, not a crash. And
+        when it holds a secret, no piece of its argv is ever shown: shell
+        splitting removes quotes, so a piece of a secret would no longer
+        match the secret the redactor knows.
+        """
+        cmd = getattr(self, field)
+        if shell:
+            argv = [shell, "-c", cmd]
+        else:
+            try:
+                argv = shlex.split(cmd)
+            except ValueError as e:
+                raise ResourceError(f"{field} cannot be split into arguments: {e}") from None
+            if not argv:
+                raise ResourceError(f"{field} is empty")
+        shown = f"the {field} (it holds a secret)" if self.is_secret(field) else repr(argv[0])
+        return _Argv(argv, shown)
+
+
+@dataclass(frozen=True)
+class _Argv:
+    """A command ready to run, and what an error message may call it."""
+
+    argv: list[str]
+    shown: str
+
+
+def _kept_lines(out: _Output) -> list[str]:
+    """The kept output as lines, every secret already replaced.
+
+    Redaction comes first, on the whole kept text: truncating a line or
+    cutting the 64 KiB tail first could leave a piece of a secret that no
+    longer matches it. When earlier bytes were dropped, the first kept line
+    is only the end of a line (maybe the end of a secret): it is dropped too.
+    """
+    text = out.tail.decode(errors="replace")
+    if out.dropped:
+        text = text.partition("\n")[2]
+    return redact(text).strip().splitlines()
 
 
 async def _spawn(
-    argv: list[str], cwd: str, env: dict[str, str], *, stdout: int
+    cmd: _Argv, cwd: str, env: dict[str, str], *, stdout: int
 ) -> asyncio.subprocess.Process:
     full_env = {**os.environ, **env} if env else None
     try:
         return await asyncio.create_subprocess_exec(
-            *argv,
+            *cmd.argv,
             cwd=cwd or None,
             env=full_env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -202,7 +242,7 @@ async def _spawn(
             preexec_fn=functools.partial(_die_with_agent, os.getpid()),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
-        raise ResourceError(f"cannot run {argv[0]!r}: {e.strerror}") from None
+        raise ResourceError(f"cannot run {cmd.shown}: {e.strerror}") from None
 
 
 def _die_with_agent(agent_pid: int) -> None:
@@ -245,9 +285,9 @@ class _Output:
     dropped: int = 0
 
 
-async def _run(argv: list[str], cwd: str, env: dict[str, str], timeout: int) -> tuple[int, _Output]:
+async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple[int, _Output]:
     """Run to completion; kill the whole process group on timeout or cancel."""
-    proc = await _spawn(argv, cwd, env, stdout=asyncio.subprocess.PIPE)
+    proc = await _spawn(cmd, cwd, env, stdout=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(timeout or None):
             assert proc.stdout is not None
