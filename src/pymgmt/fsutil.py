@@ -71,12 +71,17 @@ def _trusted_uids() -> frozenset[int]:
     return frozenset({0, os.geteuid()})
 
 
-def open_dir(path: str) -> int:
+def open_dir(path: str, *, create: int | None = None) -> int:
     """An ``O_PATH`` fd of directory `path`, walked from ``/`` without trusting names.
 
     Raises FileNotFoundError or NotADirectoryError (naming the component that
     is missing or is not a directory) and `UnsafePathError` for a symlink not
     owned by root (or by the agent's own user). The caller closes the fd.
+
+    With `create` (a mode), missing components are made on the way with that
+    mode (``mkdirat`` in the fd walked so far, the way ``mkdir -p`` would but
+    never through a symlink it does not trust): the agent's own directories
+    (its state directory) are created this way.
     """
     if not path.startswith("/"):
         raise ValueError(f"not an absolute path: {path!r}")
@@ -86,10 +91,10 @@ def open_dir(path: str) -> int:
         # which follows trusted symlinks and names the failing component.
         with contextlib.suppress(OSError):
             return _openat2(path)
-    return _walk(path)
+    return _walk(path, create)
 
 
-def _walk(path: str) -> int:
+def _walk(path: str, create: int | None = None) -> int:
     trusted = _trusted_uids()
     todo = [p for p in reversed(path.split("/")) if p and p != "."]
     shown: list[str] = []  # the path walked so far, for messages
@@ -113,7 +118,14 @@ def _walk(path: str) -> int:
                 continue
             except FileNotFoundError:
                 where = "/" + "/".join([*shown, name])
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where) from None
+                if create is None or name == "..":
+                    raise FileNotFoundError(
+                        errno.ENOENT, os.strerror(errno.ENOENT), where
+                    ) from None
+                with contextlib.suppress(FileExistsError):  # made meanwhile: walk it the same
+                    os.mkdir(name, create, dir_fd=fd)
+                todo.append(name)
+                continue
             os.close(fd)
             fd = nfd
             if name == "..":
@@ -198,9 +210,9 @@ def _symlink_target(dir_fd: int, name: str, where: str, trusted: frozenset[int])
 
 
 @contextlib.contextmanager
-def opened_dir(path: str) -> Iterator[int]:
+def opened_dir(path: str, *, create: int | None = None) -> Iterator[int]:
     """`open_dir` as a context manager that closes the fd."""
-    fd = open_dir(path)
+    fd = open_dir(path, create=create)
     try:
         yield fd
     finally:

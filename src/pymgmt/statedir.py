@@ -7,11 +7,16 @@ so every run first takes an exclusive, non-blocking ``flock`` on
 ``<prefix>/lock`` and writes its PID there; a second agent is refused at
 once, naming the holder, before it touches anything.
 
+The prefix is walked like every other path the agent touches as root
+(`fsutil.open_dir`): a symlink in it that another user could have made is
+refused, and missing directories are created (mode 0700) without following
+one. A prefix that a user redirected to another directory would otherwise
+have the agent truncate files and plant secrets there.
+
 The kernel drops a flock when its holder exits, even by ``kill -9``, so a
-stale lock file never blocks the next run. The file itself is never
-removed: unlinking a lock file lets two agents lock two different inodes.
-The descriptor is close-on-exec, so commands the agent starts (and any
-daemon they leave behind) never hold the lock.
+stale lock never blocks the next run. The descriptors are close-on-exec,
+so commands the agent starts (and any daemon they leave behind) never hold
+the lock.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from . import fsutil
 from .errors import PymgmtError
 
 LOCK_NAME = "lock"
@@ -41,17 +47,25 @@ class StateDirBusy(PymgmtError):
         self.pid = pid
 
 
+class StateDirUnsafe(PymgmtError):
+    """The path to the state directory leads through a symlink another user controls."""
+
+    def __init__(self, prefix: Path, why: str) -> None:
+        super().__init__(f"the state directory {prefix} is not safe to use: {why}")
+        self.prefix = prefix
+
+
 class StateDirLock:
     """An exclusive lock on a state directory, held until `release` (or exit)."""
 
-    def __init__(self, prefix: Path, fd: int) -> None:
+    def __init__(self, prefix: Path, fds: list[int]) -> None:
         self.prefix = prefix
-        self._fd: int | None = fd
+        self._fds = fds
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the only descriptor drops the flock
-            self._fd = None
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)  # closing the only descriptors drops the flocks
 
     def __enter__(self) -> StateDirLock:
         return self
@@ -66,35 +80,50 @@ class StateDirLock:
 
 
 def lock(prefix: Path) -> StateDirLock:
-    """Create `prefix` if needed and lock it for this process.
+    """Create `prefix` if needed (safely) and lock it for this process.
 
     Raises StateDirBusy, naming the holder's PID, if another process has it,
+    StateDirUnsafe if its path leads through a symlink another user owns,
     and OSError if the directory cannot be created or the file opened.
     """
-    prefix.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = prefix / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        pfd = fsutil.open_dir(os.path.abspath(prefix), create=0o700)
+    except fsutil.UnsafePathError as e:
+        raise StateDirUnsafe(prefix, str(e)) from None
+    fds: list[int] = []
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        fds.append(os.open(LOCK_NAME, flags, 0o644, dir_fd=pfd))
+        _flock(fds[0], prefix)
+        os.ftruncate(fds[0], 0)
+        os.write(fds[0], f"{os.getpid()}\n".encode())
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        os.close(pfd)
+    return StateDirLock(prefix, fds)
+
+
+def _flock(fd: int, prefix: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StateDirBusy(prefix, _holder(path)) from None
+            raise StateDirBusy(prefix, _holder(prefix)) from None
         raise
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except OSError:
-        os.close(fd)
-        raise
-    return StateDirLock(prefix, fd)
 
 
-def _holder(path: Path) -> int | None:
+def _holder(prefix: Path) -> int | None:
     """The PID the holder wrote (None if it has not written it yet)."""
-    with contextlib.suppress(OSError, ValueError):
-        return int(path.read_text().strip())
+    with contextlib.suppress(OSError, ValueError), fsutil.opened_dir(str(prefix)) as dfd:
+        fd = os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        try:
+            return int(fsutil.read_fd(fd).decode().strip())
+        finally:
+            os.close(fd)
     return None
 
 
-__all__ = ["LOCK_NAME", "StateDirBusy", "StateDirLock", "lock"]
+__all__ = ["LOCK_NAME", "StateDirBusy", "StateDirLock", "StateDirUnsafe", "lock"]

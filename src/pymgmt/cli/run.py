@@ -211,6 +211,8 @@ def _lock_state_dir(args: argparse.Namespace) -> statedir.StateDirLock | None:
             return statedir.lock(_tmp_prefix("--allow-tmp-prefix"))
     except statedir.StateDirBusy as e:
         _refuse(str(e), args, prefix=str(e.prefix), pid=e.pid)
+    except statedir.StateDirUnsafe as e:
+        _refuse(str(e), args, prefix=str(e.prefix))
     except OSError as e:
         _refuse(f"cannot use the state directory {prefix}: {e.strerror}", args, prefix=str(prefix))
     return None

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
 from ..errors import InternalError
-from ..fsutil import state_name
+from ..fsutil import lstat_at, opened_dir, state_name
 from ..metaparams import MetaParams
 from ..redaction import register_value
 
@@ -173,11 +173,12 @@ def _adopt_legacy_state_dir(path: Path, kind: str, name: str) -> None:
     regenerated. A name that was changed by sanitising starts afresh.
     """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    if safe != name or len(name) > 100 or path.exists():
+    if safe != name or len(name) > 100:
         return
-    legacy = path.with_name(f"{kind}-{name}")
-    with contextlib.suppress(FileNotFoundError):
-        os.rename(legacy, path)
+    # in the state directory's fd, walked safely: never through a user's symlink
+    with contextlib.suppress(FileNotFoundError), opened_dir(str(path.parent)) as dfd:
+        if lstat_at(dfd, path.name) is None:
+            os.rename(f"{kind}-{name}", path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(param, field))

@@ -5,6 +5,11 @@ byte, written atomically; it is never logged or shown in a diff (plans and
 events only ever say ``<redacted>``). Another resource receives it along an
 edge with ``send: password`` / ``recv: <param>``. A refresh notification
 regenerates it; so does deleting or damaging the stored file.
+
+The state directory is walked like any path the agent touches as root
+(`fsutil.open_dir`): its directories are made 0700 without following a
+symlink another user could have planted, and the file is opened without
+following one.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import secrets
 import string
 from typing import Any, ClassVar
 
-from ..fsutil import atomic_write
+from .. import fsutil
 from ..redaction import register
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 
@@ -49,7 +54,7 @@ class Password(Resource, kind="password"):
         self._regenerate = True
 
     async def watch(self, ctx: Context) -> None:
-        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
+        self._make_dir()
         sub = ctx.inotify.subscribe(self._path, ctx.event)
         try:
             ctx.ready()
@@ -57,10 +62,20 @@ class Password(Resource, kind="password"):
         finally:
             ctx.inotify.unsubscribe(sub)
 
+    def _make_dir(self) -> None:
+        os.close(fsutil.open_dir(os.path.dirname(self._path), create=0o700))
+
     def _stored(self) -> str | None:
+        parent, name = fsutil.split(self._path)
         try:
-            with open(self._path, encoding="utf-8") as f:
-                value = f.read()
+            with fsutil.opened_dir(parent) as dfd:
+                fd = fsutil.open_node(dfd, name)
+                if fd is None:
+                    return None
+                try:
+                    value = fsutil.read_fd(fd).decode()
+                finally:
+                    os.close(fd)
         except (FileNotFoundError, UnicodeDecodeError):
             return None
         ok = len(value) == self.length and set(value) <= set(self.charset)
@@ -83,8 +98,8 @@ class Password(Resource, kind="password"):
         self._regenerate = False
 
     def _store(self, value: str) -> None:
-        os.makedirs(os.path.dirname(self._path), mode=0o700, exist_ok=True)
-        atomic_write(self._path, value.encode(), 0o600, None, None)
+        self._make_dir()
+        fsutil.atomic_write(self._path, value.encode(), 0o600, None, None)
 
     def sends(self) -> dict[str, Any]:
         return {} if self._value is None else {"password": self._value}
