@@ -41,7 +41,7 @@ import json
 import logging
 import os
 
-from ..fsutil import atomic_write, remove_durably
+from ..fsutil import atomic_write, open_dir, open_node, opened_dir, read_fd, remove_durably
 from ..graph.model import Key
 from ..resources.base import off_loop
 
@@ -77,15 +77,17 @@ class RefreshStore:
         """The markers a previous agent left (one listing, a few small reads)."""
         out: dict[Key, Snapshot] = {}
         try:
-            names = os.listdir(self.directory)
+            # walked safely, never through a symlink another user planted
+            with opened_dir(self.directory) as dfd:
+                names = _list(dfd)
+                bodies = {n: _read(dfd, n) for n in names if not n.startswith(".")}
         except FileNotFoundError:
             return out
-        for name in names:
-            if name.startswith("."):
-                continue  # a temporary file left by a crash mid-write
+        for name, raw in bodies.items():  # dot files: temporaries left by a crash mid-write
             try:
-                with open(os.path.join(self.directory, name), encoding="utf-8") as f:
-                    body = json.load(f)
+                if isinstance(raw, OSError):
+                    raise raw
+                body = json.loads(raw)
                 receiver = (str(body["kind"]), str(body["name"]))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("ignoring unreadable refresh marker %s: %s", name, e)
@@ -145,6 +147,28 @@ class RefreshStore:
 
     def _write(self, name: str, body: bytes) -> None:
         if not self._made:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            os.close(open_dir(self.directory, create=0o700))
             self._made = True
         atomic_write(os.path.join(self.directory, name), body, 0o600, None, None)
+
+
+def _list(dir_fd: int) -> list[str]:
+    rfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.listdir(rfd)
+    finally:
+        os.close(rfd)
+
+
+def _read(dir_fd: int, name: str) -> bytes | OSError:
+    """A marker's bytes (never through a symlink), or why it cannot be read."""
+    try:
+        fd = open_node(dir_fd, name)
+        if fd is None:
+            return FileNotFoundError(f"{name} vanished")
+        try:
+            return read_fd(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return e
