@@ -3,6 +3,8 @@
 3. Its path is walked like any path the agent touches as root: a symlink
    another user planted in it is refused, the directory it points to is left
    alone, and what the agent creates there is 0700.
+4. The lock is the directory's: replacing the ``lock`` file does not let a
+   second agent in, and a graph may not manage a path inside the directory.
 
 The "user" is uid 65534 (nobody), as in tests/resources/test_file_symlinks.py.
 """
@@ -10,11 +12,19 @@ The "user" is uid 65534 (nobody), as in tests/resources/test_file_symlinks.py.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from pathlib import Path
 
 import pytest
-from helpers import json_lines, run_once, snapshot
+from helpers import graph_doc, json_lines, run_async, run_once, snapshot, write_atomic, write_graph
+
+from pymgmt.errors import InputError
+from pymgmt.frontends.api import GraphBuilder
+from pymgmt.frontends.api import run_async as run_graph
+from pymgmt.resources.file import File
+from pymgmt.resources.password import Password
+from pymgmt.statedir import LOCK_NAME
 
 NOBODY = 65534
 
@@ -87,3 +97,70 @@ def test_a_new_prefix_and_its_state_directory_are_made_0700(tmp_path):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     (stored,) = prefix.glob("state/password-pw*/password")
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+
+
+# -- finding 4: the lock holds, and the directory is not the graph's ----------------------------
+
+
+def test_replacing_the_lock_file_does_not_let_a_second_agent_in(agent, prefix, tmp_path, managed):
+    first = tmp_path / "first.yaml"
+    write_graph(first, graph_doc("first", files=[{"name": "f", "path": str(managed / "f")}]))
+    a = agent(first)
+    a.wait_checked(["File[f]"])
+    write_atomic(prefix / LOCK_NAME, "1\n")  # a new inode: what a graph's rewrite did
+    second = tmp_path / "second.yaml"
+    write_graph(second, graph_doc("second", files=[{"name": "g", "path": str(managed / "g")}]))
+    proc = run_once(second, prefix, timeout=30)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "in use by" in proc.stderr
+    assert not (managed / "g").exists()
+    (prefix / LOCK_NAME).unlink()  # removing it does not either
+    proc = run_once(second, prefix, timeout=30)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert not (managed / "g").exists()
+    assert a.stop(signal.SIGINT) == 0
+
+
+def test_a_changed_graph_managing_the_state_directory_is_rejected(agent, prefix, tmp_path, managed):
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, graph_doc("g", files=[{"name": "f", "path": str(managed / "f")}]))
+    a = agent(graph)
+    a.wait_checked(["File[f]"])
+    since = a.mark()
+    lock = {"name": "lock", "path": str(prefix / LOCK_NAME), "content": "hello\n"}
+    write_graph(graph, graph_doc("g", files=[{"name": "f", "path": str(managed / "f")}, lock]))
+    i = a.wait_event(lambda e: e.get("event") == "graph_rejected", since=since)
+    assert "inside the agent's state directory" in a.events[i]["errors"][0]["message"]
+    assert (prefix / LOCK_NAME).read_text() == f"{a.pid}\n"
+    assert a.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize("where", ["lock", "state/x", ".", "refresh/"])
+def test_a_graph_managing_a_path_in_the_state_directory_is_an_input_error(tmp_path, where):
+    prefix = tmp_path / "state"
+    prefix.mkdir()
+    (prefix / "lock").write_text("")
+    path = os.path.join(str(prefix), where)
+    graph = tmp_path / "graph.yaml"
+    res = {"name": "x", "path": path, "state": "absent"}
+    if not where.endswith("/"):
+        res["content"] = "hello\n"
+    write_graph(graph, graph_doc("g", files=[res]))
+    before = snapshot(prefix)
+    proc = run_once(graph, prefix, "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (ev,) = (e for e in json_lines(proc.stdout) if e.get("event") == "invalid_input")
+    (err,) = ev["errors"]
+    assert "inside the agent's state directory" in err["message"]
+    assert (err["file"], err["field"]) == (str(graph), "path")
+    assert snapshot(prefix) == before
+
+
+def test_the_python_api_refuses_a_graph_managing_its_state_directory(tmp_path):
+    prefix = tmp_path / "state"
+    g = GraphBuilder("api")
+    g.add(File(name=str(prefix / "state" / "pw"), content="x"))
+    g.add(Password(name="pw"))
+    with pytest.raises(InputError, match="inside the agent's state directory"):
+        run_async(run_graph(g, state_dir=prefix))
+    assert not prefix.exists()

@@ -3,9 +3,16 @@
 The state directory holds what must outlive a run: pending refresh
 notifications and generated secrets. Two agents sharing one fight over it
 and over the system (issue 8: hundreds of "repairs" a second between them),
-so every run first takes an exclusive, non-blocking ``flock`` on
-``<prefix>/lock`` and writes its PID there; a second agent is refused at
-once, naming the holder, before it touches anything.
+so every run first takes an exclusive, non-blocking ``flock`` on the
+prefix *directory* and writes its PID to ``<prefix>/lock``; a second agent
+is refused at once, naming the holder, before it touches anything.
+
+The lock is on the directory, not on a file in it: a file can be replaced
+(an atomic rename) or removed, after which a second agent would lock a
+different inode and run beside the first. The ``lock`` file still gets its
+own flock too, so an agent of an older version (which locked only the
+file) is refused as well. And a graph may not manage anything inside the
+state directory at all (`intrusions`): that is an input error.
 
 The prefix is walked like every other path the agent touches as root
 (`fsutil.open_dir`): a symlink in it that another user could have made is
@@ -27,9 +34,11 @@ import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from . import fsutil
-from .errors import PymgmtError
+from .errors import InputError, PymgmtError
+from .graph.model import Graph
 
 LOCK_NAME = "lock"
 
@@ -92,11 +101,14 @@ def lock(prefix: Path) -> StateDirLock:
         raise StateDirUnsafe(prefix, str(e)) from None
     fds: list[int] = []
     try:
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        fds.append(os.open(LOCK_NAME, flags, 0o644, dir_fd=pfd))
+        # an O_PATH fd cannot be flocked: the directory itself, opened to read
+        fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd))
         _flock(fds[0], prefix)
-        os.ftruncate(fds[0], 0)
-        os.write(fds[0], f"{os.getpid()}\n".encode())
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        fds.append(os.open(LOCK_NAME, flags, 0o644, dir_fd=fds[0]))
+        _flock(fds[1], prefix)  # what older agents lock
+        os.ftruncate(fds[1], 0)
+        os.write(fds[1], f"{os.getpid()}\n".encode())
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -126,4 +138,36 @@ def _holder(prefix: Path) -> int | None:
     return None
 
 
-__all__ = ["LOCK_NAME", "StateDirBusy", "StateDirLock", "StateDirUnsafe", "lock"]
+def intrusions(graph: Graph[Any], prefix: Path) -> list[InputError]:
+    """An input error for each resource that would manage a path in the state directory.
+
+    Its files are the agent's own: a graph that rewrote or removed the lock,
+    a stored secret or a refresh marker would break the lock (two agents on
+    one directory), regenerate secrets or lose notifications. Paths are
+    compared both as written and with symlinks resolved.
+    """
+    roots = {os.path.abspath(prefix), os.path.realpath(prefix)}
+    out: list[InputError] = []
+    for key, res in graph.vertices.items():
+        for managed in res.manages():
+            if not managed.startswith("/"):
+                continue  # not a path (a package, a unit)
+            forms = {os.path.abspath(managed), os.path.realpath(managed)}
+            if any(_inside(p, root) for p in forms for root in roots):
+                out.append(
+                    InputError(
+                        f"{res} manages {managed}, inside the agent's state directory {prefix}",
+                        location=graph.locations.get(key),
+                        field="path",
+                        hint="the state directory belongs to the agent: manage "
+                        "something else, or give the agent another --prefix",
+                    )
+                )
+    return out
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+__all__ = ["LOCK_NAME", "StateDirBusy", "StateDirLock", "StateDirUnsafe", "intrusions", "lock"]

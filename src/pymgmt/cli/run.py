@@ -120,6 +120,21 @@ class _Once:
         await asyncio.Event().wait()
 
 
+class _StateDirGuard:
+    """Refuses, like any invalid graph, a new graph that manages the state directory."""
+
+    def __init__(self, inner: Any, prefix: Path) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
+        async for g in self.inner.graphs(hub):
+            if not isinstance(g, InputError) and (bad := statedir.intrusions(g, self.prefix)):
+                yield InputErrors(bad)
+            else:
+                yield g
+
+
 class _GraphvizTap:
     """Writes each new graph as DOT (and renders it if graphviz is installed).
 
@@ -281,6 +296,12 @@ def _start(args: argparse.Namespace) -> int:
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
+    # Checked before the lock is taken (which writes to the directory); a
+    # --tmp-prefix directory does not exist yet, so no graph can name it.
+    chosen = None if args.tmp_prefix else Path(args.prefix) if args.prefix else default_prefix()
+    if chosen is not None and (intruders := statedir.intrusions(validated[1], chosen)):
+        print_input_error(InputErrors(intruders), as_json=args.json)
+        return EXIT_INPUT
     state = _lock_state_dir(args)
     if state is None:
         return EXIT_INPUT
@@ -299,6 +320,7 @@ def _start(args: argparse.Namespace) -> int:
         )
     reporter = Fanout(*(r for r in (human, machine, recap) if r is not None))
     frontend: Any = _Once(validated[1]) if args.no_watch else YamlFrontend(path, first=validated)
+    frontend = _StateDirGuard(frontend, state.prefix)
     if args.graphviz:
         frontend = _GraphvizTap(frontend, args.graphviz, args.graphviz_filter)
     engine = stopper.engine = Engine(

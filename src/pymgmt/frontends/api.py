@@ -147,6 +147,8 @@ async def run_async(
     from ..world.local import LocalWorld
 
     graph = builder.build()
+    if intruders := statedir.intrusions(graph, Path(state_dir)):
+        raise InputErrors(intruders)
     sink = _Collect()
     engine = Engine(
         world=LocalWorld(hostname or socket.gethostname()),
