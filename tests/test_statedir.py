@@ -22,6 +22,7 @@ from helpers import graph_doc, json_lines, run_async, run_once, snapshot, write_
 from pymgmt.errors import InputError
 from pymgmt.frontends.api import GraphBuilder
 from pymgmt.frontends.api import run_async as run_graph
+from pymgmt.fsutil import state_name
 from pymgmt.resources.file import File
 from pymgmt.resources.password import Password
 from pymgmt.statedir import LOCK_NAME
@@ -71,12 +72,28 @@ def test_a_users_symlink_in_the_prefix_is_refused_and_its_target_untouched(tmp_p
     assert (victim / "lock").read_text() == "important\n"
 
 
-def test_a_users_symlink_inside_the_state_directory_is_not_followed(tmp_path):
-    """Password state goes through the safe walk too: ``state/`` planted as a symlink."""
+@pytest.mark.parametrize("sub", ["state", "refresh"])
+def test_a_users_symlink_as_a_subdirectory_of_the_prefix_is_refused_at_start(tmp_path, sub):
     victim = _victim(tmp_path)
     prefix = tmp_path / "prefix"
     prefix.mkdir(mode=0o700)
-    _user_symlink(prefix / "state", victim)
+    _user_symlink(prefix / sub, victim)
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(PASSWORD_GRAPH)
+    before = snapshot(victim)
+    proc = run_once(graph, prefix)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "not safe to use" in proc.stderr and f"{sub}: it is a symlink" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(victim) == before
+
+
+def test_a_users_symlink_inside_the_state_directory_is_not_followed(tmp_path):
+    """Password state goes through the safe walk too: its own directory planted as a symlink."""
+    victim = _victim(tmp_path)
+    prefix = tmp_path / "prefix"
+    (prefix / "state").mkdir(mode=0o700, parents=True)
+    _user_symlink(prefix / "state" / state_name("password", "pw"), victim)
     graph = tmp_path / "graph.yaml"
     graph.write_text(PASSWORD_GRAPH)
     before = snapshot(victim)

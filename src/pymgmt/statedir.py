@@ -109,6 +109,7 @@ def lock(prefix: Path) -> StateDirLock:
         _flock(fds[1], prefix)  # what older agents lock
         os.ftruncate(fds[1], 0)
         os.write(fds[1], f"{os.getpid()}\n".encode())
+        _check_subdirs(prefix)
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -116,6 +117,26 @@ def lock(prefix: Path) -> StateDirLock:
     finally:
         os.close(pfd)
     return StateDirLock(prefix, fds)
+
+
+#: the directories the agent keeps inside the state directory
+SUBDIRS = ("state", "refresh")
+
+
+def _check_subdirs(prefix: Path) -> None:
+    """Refuse now, clearly, subdirectories that the safe walk would refuse mid-run.
+
+    The prefix is the agent's; if ``state/`` or ``refresh/`` in it is a
+    symlink another user made, every later access would be refused (so
+    nothing leaks), but in the middle of a run.
+    """
+    for sub in SUBDIRS:
+        try:
+            os.close(fsutil.open_dir(os.path.join(os.path.abspath(prefix), sub)))
+        except FileNotFoundError:
+            continue  # made (safely) when first needed
+        except fsutil.UnsafePathError as e:
+            raise StateDirUnsafe(prefix, str(e)) from None
 
 
 def _flock(fd: int, prefix: Path) -> None:
