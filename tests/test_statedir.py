@@ -14,10 +14,20 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import graph_doc, json_lines, run_async, run_once, snapshot, write_atomic, write_graph
+from helpers import (
+    PYMGMT,
+    graph_doc,
+    json_lines,
+    run_async,
+    run_once,
+    snapshot,
+    write_atomic,
+    write_graph,
+)
 
 from pymgmt.errors import InputError
 from pymgmt.frontends.api import GraphBuilder
@@ -181,3 +191,20 @@ def test_the_python_api_refuses_a_graph_managing_its_state_directory(tmp_path):
     with pytest.raises(InputError, match="inside the agent's state directory"):
         run_async(run_graph(g, state_dir=prefix))
     assert not prefix.exists()
+
+
+def test_a_relative_prefix_works_for_password_state_and_refresh_markers(tmp_path):
+    """The safe walk starts at ``/``: a relative --prefix is made absolute first."""
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(
+        PASSWORD_GRAPH
+        + "  exec:\n  - name: e\n    cmd: /bin/false\n"
+        + "edges:\n- name: e1\n  from: {kind: password, name: pw}\n"
+        + "  to: {kind: exec, name: e}\n  notify: true\n"
+    )
+    argv = [*PYMGMT, "run", "--prefix", "rel", "--converged-timeout", "0", str(graph)]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 6, proc.stdout + proc.stderr  # changed, and exec e failed
+    assert "Traceback" not in proc.stderr
+    assert list((tmp_path / "rel").glob("state/password-pw*/password"))
+    assert list((tmp_path / "rel" / "refresh").iterdir())  # e failed: its refresh waits

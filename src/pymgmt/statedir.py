@@ -116,7 +116,7 @@ def lock(prefix: Path) -> StateDirLock:
         raise
     finally:
         os.close(pfd)
-    return StateDirLock(prefix, fds)
+    return StateDirLock(Path(os.path.abspath(prefix)), fds)
 
 
 #: the directories the agent keeps inside the state directory
@@ -150,7 +150,10 @@ def _flock(fd: int, prefix: Path) -> None:
 
 def _holder(prefix: Path) -> int | None:
     """The PID the holder wrote (None if it has not written it yet)."""
-    with contextlib.suppress(OSError, ValueError), fsutil.opened_dir(str(prefix)) as dfd:
+    with (
+        contextlib.suppress(OSError, ValueError),
+        fsutil.opened_dir(os.path.abspath(prefix)) as dfd,
+    ):
         fd = os.open(LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
         try:
             return int(fsutil.read_fd(fd).decode().strip())

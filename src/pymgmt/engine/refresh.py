@@ -58,7 +58,7 @@ def _digest(key: Key) -> str:
 
 class RefreshStore:
     def __init__(self, directory: str) -> None:
-        self.directory = directory
+        self.directory = os.path.abspath(directory)  # the safe walk starts at /
         self._made = False
         #: receiver -> its pending edges (read from disk once, on first use)
         self._pending: dict[Key, Snapshot] | None = None

@@ -46,7 +46,7 @@ class Password(Resource, kind="password"):
 
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
-        self._path = str(ctx.state_dir / "password")
+        self._path = os.path.abspath(ctx.state_dir / "password")  # the safe walk starts at /
         self._value: str | None = None
         self._regenerate = False
 
