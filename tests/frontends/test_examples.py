@@ -80,7 +80,7 @@ def test_every_example_validates_from_the_command_line(pymgmt) -> None:
 @pytest.mark.parametrize("name", OURS)
 def test_example_manages_only_paths_under_the_placeholder(name: str) -> None:
     g = _graph(name)
-    for r in [*g.vertices.values(), *g.exported]:
+    for r in [*g.vertices.values(), *g.exports]:
         if isinstance(r, File):
             assert r.target.startswith(PLACEHOLDER + "/"), r
         if isinstance(r, Exec):
@@ -159,7 +159,7 @@ def test_retry_and_delay() -> None:
 
 def test_exported_names_and_collect_are_carried_not_managed(pymgmt) -> None:
     g = _graph("exported.yaml")
-    assert [r.key for r in g.exported] == [("file", "file2")]
+    assert [r.key for r in g.exports] == [("file", "file2")]
     assert ("file", "file2") not in g.vertices
     assert g.collect == [Collect("file", PLACEHOLDER + "/")]
     (proc,) = pymgmt(["validate", "--json", str(EXAMPLES / "exported.yaml")])

@@ -458,7 +458,7 @@ def validate_command(args: argparse.Namespace) -> int:
                         {"from": list(e.src), "to": list(e.dst), "notify": e.notify}
                         for e in graph.edges
                     ],
-                    "exported": [{"kind": r.kind, "name": r.name} for r in graph.exported],
+                    "exported": [{"kind": r.kind, "name": r.name} for r in graph.exports],
                     "collect": [{"kind": c.kind, "pattern": c.pattern} for c in graph.collect],
                     "warnings": [w.as_dict() for w in graph.warnings],
                 }
@@ -477,8 +477,8 @@ def validate_command(args: argparse.Namespace) -> int:
         meta = r.meta.non_default()
         if meta or args.verbose:
             print(f"  {r}: meta " + ", ".join(f"{k}={v!r}" for k, v in meta.items()))
-    if graph.exported:
-        print(f"  exports: {', '.join(str(r) for r in graph.exported)}")
+    if graph.exports:
+        print(f"  exports: {', '.join(str(r) for r in graph.exports)}")
     if graph.collect:
         specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
         print(f"  collects: {', '.join(specs)}")

@@ -42,7 +42,7 @@ from typing import Any, get_args, get_origin
 import yaml
 
 from ..errors import InputError, InputErrors, Location
-from ..graph.model import Edge, Graph, Key, key_str
+from ..graph.model import Collect, Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
 from ..metaparams import MetaParams, parse_sema, sema_size_conflicts
 from ..resources.base import Resource, kinds
@@ -77,18 +77,12 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 
 
-@dataclass
-class Collect:
-    kind: str
-    pattern: str
-
-
 @dataclass(eq=False)
 class YamlGraph(Graph[Resource]):
     """A graph plus what the YAML says about the World."""
 
-    exported: list[Resource] = field(default_factory=list)
-    collect: list[Collect] = field(default_factory=list)
+    #: the ``@@`` resources, not (yet) in `vertices`
+    exports: list[Resource] = field(default_factory=list)
     #: accepted, but the user should hear of it (e.g. content of an absent file)
     warnings: list[InputError] = field(default_factory=list)
 
@@ -457,7 +451,7 @@ class _Builder:
                     continue
                 seen[res.key] = (self.loc(item), res, exported)
                 if exported:
-                    graph.exported.append(res)
+                    graph.exports.append(res)
                 else:
                     graph.add(res, self.loc(item))
 
@@ -492,7 +486,7 @@ class _Builder:
 
     def exported_keys(self, graph: YamlGraph) -> set[Key]:
         if self._exported is None:
-            self._exported = {r.key for r in graph.exported}
+            self._exported = {r.key for r in graph.exports}
         return self._exported
 
     def _known(self) -> str:

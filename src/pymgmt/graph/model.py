@@ -46,6 +46,25 @@ class Edge:
     auto: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """What a graph takes from other hosts' exports (YAML ``collect:``).
+
+    Only kinds with a confinement rule can be collected (world/confine.py):
+    data from other hosts is untrusted input. For files, every collected
+    file lands directly in the directory `pattern` under its base name;
+    `mode` is the most permissive mode a collected file may ask for, and
+    `owners`/`groups` the only owner and group names it may ask for.
+    """
+
+    kind: str
+    pattern: str
+    mode: str = "0644"
+    owners: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    location: Location | None = field(default=None, compare=False)
+
+
 V = TypeVar("V", bound=Vertex)
 
 
@@ -57,6 +76,10 @@ class Graph(Generic[V]):
     locations: dict[Key, Location] = field(default_factory=dict)
     #: where the graph came from, for messages (a file name or "api")
     source: str = ""
+    #: vertices this host also publishes to the cluster (YAML ``@@name``)
+    exported: set[Key] = field(default_factory=set)
+    #: other hosts' exports this graph takes in
+    collect: list[Collect] = field(default_factory=list)
 
     def add(self, vertex: V, location: Location | None = None) -> V:
         self.vertices[vertex.key] = vertex
