@@ -169,13 +169,13 @@ def test_exported_resources_and_collect_are_carried_in_the_yamlgraph() -> None:
         """
     )
     assert list(g.vertices) == [("file", "/tmp/local")]
-    assert [r.key for r in g.exported] == [
+    assert [r.key for r in g.exports] == [
         ("file", "/tmp/exported"),
         ("file", "f2"),
         ("noop", "n1"),
     ]
     # the name is known without '@@', and a file's name is its path
-    assert g.exported[0].target == "/tmp/exported"
+    assert g.exports[0].target == "/tmp/exported"
     assert g.collect == [Collect("file", "/tmp/"), Collect("noop", "")]
 
 
