@@ -1,0 +1,243 @@
+"""Exported resources over any World: publish this host's, follow the others'.
+
+Each exported resource is one key, ``keys.exported(host, kind, name)``,
+written with the host's lease (so the exports of a host that goes away
+vanish with it) and holding `codec.encode`'s bytes.
+
+`ResWorld.export` publishes a whole set at once and writes only what
+changed since its last publish: a resource that did not change causes no
+write, hence no watch event and no work on any other host. What left the set
+is deleted.
+
+`ResWorld.collect` follows the other hosts' exports of some kinds: one full
+`Snapshot` first (read, then watched from the revision read, so no change
+falls in between), then a new snapshot after each change. Changes that come
+in a burst (a host publishing its set) are folded into one snapshot: the
+watch is drained of what is already there and waited on for a few
+milliseconds more, so a swap on the collecting host follows a publish by
+one snapshot, not one per key.
+
+Every entry of a snapshot is either a decoded resource or the
+`DecodeError` that refused it, so the refusal can be reported; a key that
+does not follow the schema is refused the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Collection, Iterable
+from dataclasses import dataclass
+
+from ..resources.base import Resource
+from .base import WatchEvent, World, keys
+from .codec import DecodeError, decode, encode, quote
+
+log = logging.getLogger("pymgmt.world.resworld")
+
+#: every host's exports live under this prefix (keys.exported builds the keys)
+PREFIX = keys.ROOT + "exported/"
+#: a host name as it may appear in a key: what DNS and /etc/hostname allow
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: how long a burst may go quiet before its snapshot is yielded (seconds)
+QUIET = 0.005
+#: the longest a snapshot waits for a burst to end (seconds): a host that
+#: publishes without pause still has its changes seen this often
+BURST_MAX = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """One other host's export: where it was found and what it decoded to."""
+
+    key: str
+    host: str
+    kind: str
+    name: str
+    #: the resource, or why it was refused
+    result: Resource | DecodeError
+
+    @property
+    def resource(self) -> Resource | None:
+        return self.result if isinstance(self.result, Resource) else None
+
+    @property
+    def error(self) -> DecodeError | None:
+        return self.result if isinstance(self.result, DecodeError) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every other host's current exports of the kinds asked for, by key."""
+
+    exports: tuple[Export, ...]
+    #: the store revision this view is complete up to
+    revision: int
+
+
+def parse_key(key: str) -> tuple[str, str, str] | None:
+    """(host, kind, name) of an export key, or None if it is not one we accept."""
+    if not key.startswith(PREFIX):
+        return None
+    parts = key[len(PREFIX) :].split("/", 2)
+    if len(parts) != 3:
+        return None
+    host, kind, name = parts
+    if not _HOST_RE.match(host) or not _KIND_RE.match(kind) or not name or "\0" in name:
+        return None
+    return host, kind, name
+
+
+class ResWorld:
+    """Typed export/collect on top of a `World` (LocalWorld, the etcd one...)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.hostname = world.hostname
+        #: what the store holds for us, as far as we know (key -> bytes)
+        self._published: dict[str, bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    # -- export -------------------------------------------------------------------
+
+    async def export(self, resources: Iterable[Resource]) -> bool:
+        """Publish exactly `resources` for this host; True if anything was written.
+
+        The first call reads what the store already holds for this host (a
+        previous run's keys, not yet expired) and rewrites every key, so each
+        is bound to this run's lease; later calls write only the difference.
+        """
+        want = {keys.exported(self.hostname, r.kind, r.name): encode(r) for r in resources}
+        async with self._lock:
+            if self._published is None:
+                found, _ = await self.world.get_prefix(self._own_prefix())
+                stale = {kv.key for kv in found if kv.key not in want}
+                self._published = {}
+                for key in sorted(stale):
+                    await self.world.delete(key)
+                for key, value in want.items():
+                    await self.world.put(key, value, lease=True)
+                    self._published[key] = value
+                return bool(want or stale)
+            published = self._published
+            changed = False
+            for key, value in want.items():
+                if published.get(key) != value:
+                    await self.world.put(key, value, lease=True)
+                    published[key] = value
+                    changed = True
+            for key in [k for k in published if k not in want]:
+                await self.world.delete(key)
+                del published[key]
+                changed = True
+            return changed
+
+    def _own_prefix(self) -> str:
+        return f"{PREFIX}{self.hostname}/"
+
+    # -- collect ------------------------------------------------------------------
+
+    async def collect(self, kinds: Collection[str]) -> AsyncIterator[Snapshot]:
+        """Other hosts' exports of `kinds`: a full snapshot, then one per change."""
+        wanted = frozenset(kinds)
+        view = _View(self.hostname, wanted)
+        found, revision = await self.world.get_prefix(PREFIX)
+        for kv in found:
+            view.put(kv.key, kv.value)
+        yield view.snapshot(revision)
+        watch = self.world.watch_prefix(PREFIX, revision)
+        pending: asyncio.Task[WatchEvent] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.create_task(_next(watch))
+                ev = await pending
+                changed = view.apply(ev)
+                # Fold the rest of a burst into this snapshot: what is already
+                # there, then whatever follows within QUIET (up to BURST_MAX).
+                deadline = time.monotonic() + BURST_MAX
+                while True:
+                    pending = asyncio.create_task(_next(watch))
+                    wait = max(min(QUIET, deadline - time.monotonic()), 0)
+                    done, _ = await asyncio.wait({pending}, timeout=wait)
+                    if not done:
+                        break
+                    ev = pending.result()
+                    changed = view.apply(ev) or changed
+                if changed:
+                    yield view.snapshot(ev.revision)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.wait({pending})
+                if not pending.cancelled():
+                    pending.exception()  # consumed: its error is not ours to report
+            aclose = getattr(watch, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _next(watch: AsyncIterator[WatchEvent]) -> WatchEvent:
+    """The watch's next event; a watch that ends was lost, which is an error."""
+    try:
+        return await anext(watch)
+    except StopAsyncIteration:
+        raise ConnectionError("the World's watch of exported resources ended") from None
+
+
+class _View:
+    """The collecting side's copy of the exports it cares about, decoded once each."""
+
+    def __init__(self, me: str, kinds: frozenset[str]) -> None:
+        self.me = me
+        self.kinds = kinds
+        self.raw: dict[str, bytes] = {}
+        self.decoded: dict[str, Export] = {}
+
+    def apply(self, ev: WatchEvent) -> bool:
+        """Take one watch event in; True if the view changed."""
+        if ev.type == "delete":
+            gone = self.raw.pop(ev.key, None) is not None
+            self.decoded.pop(ev.key, None)
+            return gone
+        return self.put(ev.key, ev.value)
+
+    def put(self, key: str, value: bytes) -> bool:
+        if not self._relevant(key) or self.raw.get(key) == value:
+            return False
+        self.raw[key] = value
+        self.decoded[key] = _decode(key, value, self.kinds)
+        return True
+
+    def _relevant(self, key: str) -> bool:
+        """Other hosts' keys of the kinds asked for, and every key we cannot parse."""
+        parsed = parse_key(key)
+        if parsed is None:
+            # not ours to judge silently: refused, so someone hears of it
+            return not key.startswith(f"{PREFIX}{self.me}/")
+        host, kind, _ = parsed
+        return host != self.me and kind in self.kinds
+
+    def snapshot(self, revision: int) -> Snapshot:
+        return Snapshot(tuple(self.decoded[k] for k in sorted(self.decoded)), revision)
+
+
+def _decode(key: str, value: bytes, kinds: frozenset[str]) -> Export:
+    parsed = parse_key(key)
+    if parsed is None:
+        rest = key[len(PREFIX) :] if key.startswith(PREFIX) else key
+        host = rest.split("/", 1)[0]
+        err = DecodeError(f"the key {quote(key)} is not an export key")
+        return Export(key, host, "", rest, err)
+    host, kind, name = parsed
+    try:
+        res = decode(value, kinds)
+    except DecodeError as e:
+        return Export(key, host, kind, name, e)
+    if (res.kind, res.name) != (kind, name):
+        err = DecodeError(f"the key names {kind}/{quote(name)} but the export is {res}")
+        return Export(key, host, kind, name, err)
+    return Export(key, host, kind, name, res)
