@@ -46,8 +46,17 @@ def _imports(package: str) -> set[tuple[str, str]]:
     ],
 )
 def test_imports_never_point_backwards(package: str, forbidden: set[str]) -> None:
-    bad = sorted((f, m) for f, m in _imports(package) if m in forbidden)
+    bad = sorted(
+        (f, m)
+        for f, m in _imports(package)
+        if m in forbidden and not (package == "world" and f in _TYPED_WORLD and m == "resources")
+    )
     assert not bad, f"{package}/ must not import {forbidden}: {bad}"
+
+
+#: world/'s typed layer over the key space: it turns exports into resources and
+#: back (issue 9), so it sits above resources/; the World itself stays below
+_TYPED_WORLD = {"codec.py", "resworld.py", "confine.py"}
 
 
 def test_version_command_imports_nothing_heavy() -> None:
