@@ -20,8 +20,11 @@ from typing import IO, Any
 from ..errors import InputError
 from .events import (
     Checked,
+    CollectChanged,
+    CollectRefused,
     Converged,
     Event,
+    Exported,
     Failed,
     Finished,
     GraphRejected,
@@ -108,6 +111,8 @@ class ConsoleReporter(_Stream):
         elif isinstance(event, GraphRejected):
             self.line("the new graph is invalid; the running graph is kept:")
             self.write("".join(f"  {e}\n" for e in event.errors))
+        elif isinstance(event, CollectRefused):
+            self.line(f"{_refused_text(event)}")
         if self.quiet:
             return
         if isinstance(event, GraphStarted):
@@ -145,6 +150,21 @@ class ConsoleReporter(_Stream):
                 )
             else:
                 self.line(f"Converged: all {event.vertices} resources as wanted")
+        elif isinstance(event, Exported):
+            listed = f": {', '.join(event.keys)}" if event.keys else ""
+            self.line(f"Exported {event.count} resource{_s(event.count)}{listed}")
+        elif isinstance(event, CollectChanged):
+            self.line(
+                f"Collected: {len(event.added)} added, {len(event.changed)} changed, "
+                f"{len(event.removed)} removed, {event.kept} kept"
+            )
+            for verb, names in (
+                ("added", event.added),
+                ("changed", event.changed),
+                ("removed", event.removed),
+            ):
+                for n in names:
+                    self.line(f"  {verb}: {n}")
         elif isinstance(event, Stopping) and event.reason != "converged":
             self.line(f"Stopping: {event.reason}")
 
@@ -179,6 +199,16 @@ class ConsoleReporter(_Stream):
                     for dl in c.diff.rstrip("\n").split("\n")
                 )
             )
+
+
+def _refused_text(ev: CollectRefused) -> str:
+    """``refused host b's File[x]: its path ../../etc/passwd leaves /tmp/mgmtA/``."""
+    what = f"{ev.kind.capitalize()}[{ev.name}]" if ev.kind else f"export {ev.name!r}"
+    return f"refused host {ev.host}'s {what}: {ev.reason}"
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def _change_text(field: str, old: object, new: object) -> str:

@@ -139,6 +139,39 @@ class Finished:
     states: list[VertexState]
 
 
+@dataclass(frozen=True)
+class Exported:
+    """The set of resources this host publishes to the cluster changed."""
+
+    count: int
+    #: the exported vertices, ``File[name]``
+    keys: list[str]
+
+
+@dataclass(frozen=True)
+class CollectChanged:
+    """The resources collected from other hosts changed (a new graph follows)."""
+
+    #: collected vertices that appeared, ``File[name@host]``
+    added: list[str]
+    #: collected vertices that are gone
+    removed: list[str]
+    #: how many stayed exactly as they were
+    kept: int
+    #: collected vertices that stayed but want something else now
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CollectRefused:
+    """Another host's export is not applied here, and why (said once per change)."""
+
+    host: str
+    kind: str
+    name: str
+    reason: str
+
+
 Event = (
     GraphStarted
     | GraphSwapped
@@ -149,6 +182,9 @@ Event = (
     | Settled
     | Stopping
     | Finished
+    | Exported
+    | CollectChanged
+    | CollectRefused
 )
 
 
