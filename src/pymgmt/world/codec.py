@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -179,8 +180,21 @@ def safe_message(res: Resource, fname: str, msg: str) -> str:
 
 
 def shorten(text: str, limit: int = 160) -> str:
-    """`text` cut to `limit` characters: a reason is read by people, not copied."""
+    """`text` cut to `limit` characters, each quoted value in it to a few dozen.
+
+    A reason is read by people, not copied, and the messages of validators
+    quote what they got: a hostile export may send a megabyte there.
+    """
+    text = _LONG_QUOTE.sub(_clip, text[:4096])
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: a quoted value longer than _QUOTE_MAX (repr() quotes with ' or ")
+_LONG_QUOTE = re.compile(rf"(['\"])((?:(?!\1).){{{_QUOTE_MAX},}})(\1|$)", re.DOTALL)
+
+
+def _clip(m: re.Match[str]) -> str:
+    return f"{m.group(1)}{m.group(2)[: _QUOTE_MAX - 8]}...{m.group(1)}"
 
 
 def quote(value: object) -> str:
