@@ -1,0 +1,46 @@
+"""Test helpers for the World: one LocalWorld seen by several "hosts"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+from pymgmt.world.base import KV, WatchEvent
+from pymgmt.world.local import LocalWorld
+
+
+class HostView:
+    """`world` as host `hostname` sees it: the same key space, its own name.
+
+    Several of these over one LocalWorld behave like agents on different
+    hosts sharing one etcd cluster (LocalWorld has etcd's semantics).
+    """
+
+    def __init__(self, world: LocalWorld, hostname: str) -> None:
+        self.world = world
+        self.hostname = hostname
+
+    async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
+        return await self.world.put(key, value, lease=lease)
+
+    async def delete(self, key: str) -> int:
+        return await self.world.delete(key)
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        return await self.world.get_prefix(prefix)
+
+    def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        return self.world.watch_prefix(prefix, start_revision)
+
+    async def close(self) -> None:
+        pass
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 15.0) -> None:
+    """Wait (yielding to the loop) until `predicate()` is true; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.002)
