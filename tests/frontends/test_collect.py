@@ -225,3 +225,34 @@ def test_symlink_at_a_collected_target_is_not_followed(tmp_path: Path, dangling:
         assert not (outside / "exec-ran").exists()
 
     run_async(main())
+
+
+def test_refusals_and_changes_read_well_in_console_and_json() -> None:
+    import io
+    import json
+
+    from pymgmt.report.console import ConsoleReporter, JsonReporter
+
+    out, js = io.StringIO(), io.StringIO()
+    console, machine = ConsoleReporter(out, quiet=True), JsonReporter(js)
+    refused = CollectRefused("b", "file", "x", "its path '/x/../../etc/passwd' leaves /tmp/mgmtA/")
+    changed = CollectChanged(["File[f1@b]"], ["File[f0@b]"], 3, ["File[f2@c]"])
+    for ev in (refused, changed):
+        console.emit(ev)
+        machine.emit(ev)
+    # a refusal is said even when quiet; the rest is not
+    assert out.getvalue().split(" ", 1)[1] == (
+        "refused host b's File[x]: its path '/x/../../etc/passwd' leaves /tmp/mgmtA/\n"
+    )
+    loud = io.StringIO()
+    ConsoleReporter(loud).emit(changed)
+    lines = [line.split(" ", 1)[1] for line in loud.getvalue().splitlines()]
+    assert lines == [
+        "Collected: 1 added, 1 changed, 1 removed, 3 kept",
+        "  added: File[f1@b]",
+        "  changed: File[f2@c]",
+        "  removed: File[f0@b]",
+    ]
+    docs = [json.loads(line) for line in js.getvalue().splitlines()]
+    assert docs[0]["event"] == "collect_refused" and docs[0]["host"] == "b"
+    assert docs[1]["event"] == "collect_changed" and docs[1]["added"] == ["File[f1@b]"]

@@ -1,0 +1,103 @@
+"""The Exporter publishes exactly the running graph's exported resources."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from helpers import run_async
+
+from pymgmt.engine.exporter import Exporter
+from pymgmt.graph.model import Graph
+from pymgmt.report.events import Event, Exported
+from pymgmt.resources.base import Resource
+from pymgmt.resources.file import File
+from pymgmt.resources.pkg import Pkg
+from pymgmt.world.codec import decode
+from pymgmt.world.local import LocalWorld
+from pymgmt.world.resworld import PREFIX, ResWorld
+
+
+def _graph(*res: Resource, exported: tuple[str, ...] = ()) -> Graph[Resource]:
+    g: Graph[Resource] = Graph(name="g")
+    for r in res:
+        g.add(r)
+    g.exported = {k for k in g.vertices if k[1] in exported}
+    return g
+
+
+async def _published(world: LocalWorld) -> dict[str, str]:
+    kvs, _ = await world.get_prefix(PREFIX)
+    return {kv.key.removeprefix(PREFIX): str(decode(kv.value)) for kv in kvs}
+
+
+def test_exports_follow_the_graph_and_say_so_when_they_change() -> None:
+    async def main() -> None:
+        world = LocalWorld("a")
+        events: list[Event] = []
+        exporter = Exporter(ResWorld(world), events.append)
+        f1, f2 = File(name="f1", path="/tmp/f1"), File(name="f2", path="/tmp/f2")
+        local = File(name="local", path="/tmp/local")
+        await exporter.graph_swapped(_graph(f1, f2, local, exported=("f1", "f2")))
+        assert await _published(world) == {"a/file/f1": "File[f1]", "a/file/f2": "File[f2]"}
+        assert events == [Exported(2, ["File[f1]", "File[f2]"])]
+        _, rev = await world.get_prefix(PREFIX)
+        # the same exports again (a swap of something else): no write, no event
+        await exporter.graph_swapped(_graph(f1, f2, exported=("f1", "f2")))
+        assert (await world.get_prefix(PREFIX))[1] == rev
+        assert len(events) == 1
+        # one changed: published, said
+        f1b = File(name="f1", path="/tmp/f1", content="new\n")
+        await exporter.graph_swapped(_graph(f1b, f2, exported=("f1", "f2")))
+        assert len(events) == 2 and events[-1] == Exported(2, ["File[f1]", "File[f2]"])
+        # none left: deleted, said
+        await exporter.graph_swapped(_graph(f1b, f2))
+        assert await _published(world) == {}
+        assert events[-1] == Exported(0, [])
+
+    run_async(main())
+
+
+def test_a_resource_autogroup_folded_into_another_is_still_exported() -> None:
+    async def main() -> None:
+        world = LocalWorld("a")
+        events: list[Event] = []
+        leader, member = Pkg(name="curl"), Pkg(name="wget")
+        leader.members.append(member)
+        g = _graph(leader, exported=())
+        g.exported = {("pkg", "wget")}
+        await Exporter(ResWorld(world), events.append).graph_swapped(g)
+        assert await _published(world) == {"a/pkg/wget": "Pkg[wget]"}
+
+    run_async(main())
+
+
+def test_noop_exports_nothing_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        world = LocalWorld("a")
+        events: list[Event] = []
+        exporter = Exporter(ResWorld(world), events.append, noop=True)
+        g = _graph(File(name="f1", path="/tmp/f1"), exported=("f1",))
+        with caplog.at_level(logging.INFO, logger="pymgmt.exporter"):
+            await exporter.graph_swapped(g)
+            await exporter.graph_swapped(g)
+        assert await _published(world) == {}
+        assert events == []
+        said = [r.getMessage() for r in caplog.records if r.name == "pymgmt.exporter"]
+        assert len(said) == 1 and "not published" in said[0]
+
+    run_async(main())
+
+
+def test_exported_reads_well_in_console_and_json() -> None:
+    import io
+    import json
+
+    from pymgmt.report.console import ConsoleReporter, JsonReporter
+
+    out, js = io.StringIO(), io.StringIO()
+    ConsoleReporter(out).emit(Exported(2, ["File[f1]", "File[f2]"]))
+    JsonReporter(js).emit(Exported(2, ["File[f1]", "File[f2]"]))
+    assert out.getvalue().split(" ", 1)[1] == "Exported 2 resources: File[f1], File[f2]\n"
+    doc = json.loads(js.getvalue())
+    assert (doc["event"], doc["count"], doc["keys"]) == ("exported", 2, ["File[f1]", "File[f2]"])
