@@ -256,3 +256,30 @@ def test_refusals_and_changes_read_well_in_console_and_json() -> None:
     docs = [json.loads(line) for line in js.getvalue().splitlines()]
     assert docs[0]["event"] == "collect_refused" and docs[0]["host"] == "b"
     assert docs[1]["event"] == "collect_changed" and docs[1]["added"] == ["File[f1@b]"]
+
+
+def test_a_graph_that_stops_collecting_unsubscribes(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = LocalWorld("store")
+        b = ResWorld(HostView(store, "b"))
+        await b.export([File(name="f", path="/x/f")])
+        view = _Counting(store, "a")
+        inner, sink = _Queue(), _Sink()
+        run = _Run(CollectingFrontend(inner, ResWorld(view), sink.emit))
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(run.follow())
+            await inner.q.put(_graph(tmp_path, File(name="l", path="/tmp/l")))
+            await until(lambda: run.got, "the first graph")
+            assert _names(run.got[0]) == ["File[f@b]", "File[l]"]
+            await inner.q.put(_graph(None, File(name="l", path="/tmp/l")))
+            await until(lambda: len(run.got) == 2, "the graph without collect")
+            assert _names(run.got[1]) == ["File[l]"]
+            assert sink.events[-1] == CollectChanged([], ["File[f@b]"], 0, [])
+            await b.export([File(name="f", path="/x/f"), File(name="g", path="/x/g")])
+            await inner.q.put(_graph(None, File(name="m", path="/tmp/m")))
+            await until(lambda: len(run.got) == 3, "the next inner graph")
+            assert _names(run.got[2]) == ["File[m]"]  # b's new export brought no graph
+            task.cancel()
+        assert view.watches == 1
+
+    run_async(main())

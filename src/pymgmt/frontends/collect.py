@@ -27,6 +27,7 @@ the engine does not swap for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -39,11 +40,13 @@ from ..report.events import CollectChanged, CollectRefused, Event
 from ..resources.base import Resource
 from ..world.codec import quote, shorten
 from ..world.confine import Refused, confine
-from ..world.resworld import ResWorld, Snapshot
+from ..world.resworld import Ended, ResWorld, Snapshot, pumping
 
 log = logging.getLogger("pymgmt.collect")
 
 C = TypeVar("C", contravariant=True)
+#: the queue tag of the inner frontend's items (subscriptions count up from it)
+_INNER = 0
 Item = Graph[Resource] | InputError
 
 
@@ -149,58 +152,67 @@ class CollectingFrontend(Generic[C]):
         self._refused: set[CollectRefused] = set()
 
     async def graphs(self, ctx: C) -> AsyncIterator[Item]:
-        """Yield a merged graph per inner graph, and per change of the collected set."""
-        inner: AsyncIterator[Item] | None = self.inner.graphs(ctx)
-        collecting: AsyncIterator[Snapshot] | None = None
-        kinds: frozenset[str] = frozenset()
-        graph: Graph[Resource] | None = None
-        snapshot: Snapshot | None = None
-        next_graph: asyncio.Task[Item | None] | None = None
-        next_snapshot: asyncio.Task[Snapshot | None] | None = None
-        try:
-            while True:
-                if next_graph is None and inner is not None:
-                    next_graph = asyncio.create_task(_next(inner))
-                if next_snapshot is None and collecting is not None:
-                    next_snapshot = asyncio.create_task(_next(collecting))
-                waiting = [t for t in (next_graph, next_snapshot) if t is not None]
-                if not waiting:
-                    return  # the inner frontend ended and nothing is collected
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                fresh = False
-                if next_graph is not None and next_graph.done():
-                    item = next_graph.result()
-                    next_graph = None
-                    if item is None:
-                        inner = None  # ended: keep following the collected exports
-                    elif isinstance(item, InputError):
-                        yield item
-                    else:
+        """Yield a merged graph per inner graph, and per change of the collected set.
+
+        The inner frontend and the collected exports are each followed by a
+        task of their own (`pumping`), into one queue of size 1: neither
+        runs more than one item ahead of what this generator has taken. A
+        change of the kinds collected starts a new subscription (a new tag);
+        what the old one still had queued is ignored. A graph waits for its
+        subscription's first snapshot, so it is never yielded half-collected.
+        """
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=1)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(pumping(self.inner.graphs(ctx), queue, _INNER))
+            inner_alive = True
+            subscription: contextlib.AsyncExitStack | None = None
+            tag = _INNER  # the current subscription's tag
+            kinds: frozenset[str] = frozenset()
+            graph: Graph[Resource] | None = None
+            snapshot: Snapshot | None = None
+            fresh = False  # a new inner graph is waiting to be yielded
+            try:
+                while inner_alive or subscription is not None:
+                    source, item = await queue.get()
+                    if isinstance(item, Ended):
+                        if item.error is not None:
+                            raise item.error
+                        if source == _INNER:
+                            inner_alive = False  # keep following the exports
+                        elif source == tag:
+                            raise ConnectionError("the collected exports stopped coming")
+                        continue
+                    if source == _INNER:
+                        if isinstance(item, InputError):
+                            yield item
+                            continue
                         graph, fresh = item, True
-                        wanted = frozenset(c.kind for c in graph.collect)
+                        wanted = frozenset(c.kind for c in item.collect)
                         if wanted != kinds:
-                            await _cancel(next_snapshot)
-                            next_snapshot = None
-                            await _close(collecting)
-                            collecting, snapshot, kinds = None, None, wanted
+                            kinds, snapshot = wanted, None
+                            if subscription is not None:
+                                await subscription.aclose()
+                                subscription = None
                             if kinds:
-                                collecting = self.resworld.collect(kinds)
-                                snapshot = await anext(collecting)
-                if next_snapshot is not None and next_snapshot.done():
-                    got = next_snapshot.result()
-                    next_snapshot = None
-                    if got is None:
-                        raise ConnectionError("the collected exports stopped coming")
-                    snapshot = got
-                if graph is not None:
-                    merged = self._merge(graph, snapshot, fresh)
-                    if merged is not None:
-                        yield merged
-        finally:
-            await _cancel(next_graph)
-            await _cancel(next_snapshot)
-            await _close(collecting)
-            await _close(inner)
+                                tag += 1
+                                subscription = contextlib.AsyncExitStack()
+                                stream = self.resworld.collect(kinds)
+                                await subscription.enter_async_context(pumping(stream, queue, tag))
+                                continue  # wait for its first snapshot
+                    elif source == tag:
+                        snapshot = item
+                    else:
+                        continue  # from a subscription already closed
+                    if subscription is not None and snapshot is None:
+                        continue  # still waiting for its first snapshot
+                    if graph is not None:
+                        merged = self._merge(graph, snapshot, fresh)
+                        fresh = False
+                        if merged is not None:
+                            yield merged
+            finally:
+                if subscription is not None:
+                    await subscription.aclose()
 
     def _merge(
         self, graph: Graph[Resource], snapshot: Snapshot | None, fresh: bool
@@ -229,30 +241,3 @@ class CollectingFrontend(Generic[C]):
             )
         )
         return merged.graph
-
-
-T = TypeVar("T")
-
-
-async def _next(it: AsyncIterator[T]) -> T | None:
-    """The next item of `it`, None once it ended."""
-    try:
-        return await anext(it)
-    except StopAsyncIteration:
-        return None
-
-
-async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    """Stop a pending `_next` we started, and wait for it: nothing is left running."""
-    if task is None:
-        return
-    task.cancel()
-    await asyncio.wait({task})
-    if not task.cancelled():
-        task.exception()  # its outcome is moot now: we are closing the stream
-
-
-async def _close(it: AsyncIterator[Any] | None) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -25,11 +25,13 @@ does not follow the schema is refused the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..resources.base import Resource
 from .base import WatchEvent, World, keys
@@ -140,52 +142,101 @@ class ResWorld:
 
     # -- collect ------------------------------------------------------------------
 
+    def forget(self) -> None:
+        """The store lost this host's keys (a new lease): the next export rewrites all."""
+        self._published = None
+
+    # -- collect ------------------------------------------------------------------
+
     async def collect(self, kinds: Collection[str]) -> AsyncIterator[Snapshot]:
-        """Other hosts' exports of `kinds`: a full snapshot, then one per change."""
-        wanted = frozenset(kinds)
-        view = _View(self.hostname, wanted)
+        """Other hosts' exports of `kinds`: a full snapshot, then one per change.
+
+        The watch runs in a task of its own for as long as this generator
+        lives (the World's iterator is only ever advanced by that one task);
+        its events wait in a queue, which is what lets a burst be drained.
+        """
+        view = _View(self.hostname, frozenset(kinds))
         found, revision = await self.world.get_prefix(PREFIX)
         for kv in found:
             view.put(kv.key, kv.value)
-        yield view.snapshot(revision)
-        watch = self.world.watch_prefix(PREFIX, revision)
-        pending: asyncio.Task[WatchEvent] | None = None
-        try:
+        queue: asyncio.Queue[tuple[int, WatchEvent | Ended]] = asyncio.Queue()
+        async with pumping(self.world.watch_prefix(PREFIX, revision), queue, 0):
+            yield view.snapshot(revision)
             while True:
-                if pending is None:
-                    pending = asyncio.create_task(_next(watch))
-                ev = await pending
-                changed = view.apply(ev)
+                ev = _event(await queue.get())
+                changed, revision = view.apply(ev), ev.revision
                 # Fold the rest of a burst into this snapshot: what is already
-                # there, then whatever follows within QUIET (up to BURST_MAX).
+                # queued, then whatever follows within QUIET (up to BURST_MAX).
                 deadline = time.monotonic() + BURST_MAX
                 while True:
-                    pending = asyncio.create_task(_next(watch))
-                    wait = max(min(QUIET, deadline - time.monotonic()), 0)
-                    done, _ = await asyncio.wait({pending}, timeout=wait)
-                    if not done:
-                        break
-                    ev = pending.result()
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        wait = min(QUIET, deadline - time.monotonic())
+                        if wait <= 0:
+                            break
+                        try:
+                            async with asyncio.timeout(wait):
+                                item = await queue.get()
+                        except TimeoutError:
+                            break
+                    ev = _event(item)
                     changed = view.apply(ev) or changed
+                    revision = ev.revision
                 if changed:
-                    yield view.snapshot(ev.revision)
+                    yield view.snapshot(revision)
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """A pumped iterator is over: it ended (`error` None) or raised `error`."""
+
+    error: Exception | None = None
+
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def pumping(
+    it: AsyncIterator[T], queue: asyncio.Queue[tuple[int, T | Ended]], tag: int
+) -> AsyncIterator[None]:
+    """Iterate `it` in one task of its own for the life of the block, into `queue`.
+
+    Each item arrives as ``(tag, item)``, and last ``(tag, Ended(error))``.
+    Leaving the block cancels the task and waits for it; `it` is closed in
+    that same task, so a generator's cleanup runs where it ran. This is how
+    two streams are followed at once (frontends/collect.py) and how a watch
+    is drained of a burst, without advancing an iterator from several tasks.
+    """
+
+    async def pump() -> None:
+        try:
+            async for item in it:
+                await queue.put((tag, item))
+            end = Ended()
+        except Exception as e:  # handed to the reader, who raises it
+            end = Ended(e)
         finally:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.wait({pending})
-                if not pending.cancelled():
-                    pending.exception()  # consumed: its error is not ours to report
-            aclose = getattr(watch, "aclose", None)
+            aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 await aclose()
+        await queue.put((tag, end))
 
-
-async def _next(watch: AsyncIterator[WatchEvent]) -> WatchEvent:
-    """The watch's next event; a watch that ends was lost, which is an error."""
+    task = asyncio.create_task(pump(), name=f"pump {tag}")
     try:
-        return await anext(watch)
-    except StopAsyncIteration:
-        raise ConnectionError("the World's watch of exported resources ended") from None
+        yield
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+
+
+def _event(item: tuple[int, WatchEvent | Ended]) -> WatchEvent:
+    """The watch event in a queue item; the watch ending or failing is raised."""
+    got = item[1]
+    if isinstance(got, Ended):
+        raise got.error or ConnectionError("the World's watch of exported resources ended")
+    return got
 
 
 class _View:
