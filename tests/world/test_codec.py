@@ -180,3 +180,9 @@ def test_a_secret_value_never_appears_in_a_reason(
         decode(data)
     assert "s3cr3t" not in e.value.reason
     assert "s3cr3t" not in str(e.value)
+
+
+def test_an_unencodable_string_is_exported_and_refused_by_readers() -> None:
+    raw = encode(File(name="f", path="/tmp/f", content="\udc80"))
+    with pytest.raises(DecodeError, match="not valid UTF-8"):
+        decode(raw)

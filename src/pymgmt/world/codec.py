@@ -56,7 +56,10 @@ def encode(res: Resource) -> bytes:
     """
     params = {f.name: _plain(getattr(res, f.name)) for f in res.params_fields()}
     doc = {"v": VERSION, "kind": res.kind, "name": res.name, "params": params}
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    # A lone surrogate (possible from the Python API) is written as is: the
+    # readers refuse the export as invalid UTF-8 and say so, where it matters.
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _plain(value: object) -> object:
