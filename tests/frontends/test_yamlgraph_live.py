@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from pymgmt.events.inotify import InotifyHub
+from pymgmt.frontends.base import FrontendContext
 from pymgmt.frontends.yamlgraph import YamlFrontend, YamlGraph
+from pymgmt.world.local import LocalWorld
 
 
 def _graph(n: int) -> str:
@@ -41,7 +43,8 @@ async def _reparse(path: Path) -> tuple[YamlGraph, list[float], float, float]:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         watching = tg.create_task(hub.run(started))
         await started
-        graphs = YamlFrontend(str(path), debounce=0.01).graphs(hub)
+        ctx = FrontendContext(inotify=hub, world=LocalWorld("test"))
+        graphs = YamlFrontend(str(path), debounce=0.01).graphs(ctx)
         try:
             first = await anext(graphs)
             assert isinstance(first, YamlGraph) and len(first.vertices) == 1
