@@ -63,6 +63,7 @@ from ..report.events import (
     VertexState,
 )
 from ..resources.base import Context, Resource
+from ..service import TaskStatus, start
 from ..world.base import World
 from .converger import Converger
 from .refresh import RefreshStore
@@ -177,9 +178,7 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                hub_started: asyncio.Future[None] = loop.create_future()
-                hub_task = tg.create_task(self.hub.run(hub_started), name="inotify hub")
-                await hub_started
+                hub_task = await self._start_hub(tg)
                 first_graph = loop.create_future()
                 graphs = frontend.graphs(FrontendContext(inotify=self.hub, world=self.world))
                 feed = tg.create_task(self._consume(graphs, first_graph), name="graph stream")
@@ -208,6 +207,23 @@ class Engine:
                     await self.dbus.close()
         finally:
             self._tg = None
+
+    async def _start_hub(self, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
+        """Start the inotify hub as a service; its task, which the engine cancels at the end.
+
+        `service.start` raises here if the hub cannot start (no inotify
+        instance left), before any frontend or worker exists.
+        """
+        task: list[asyncio.Task[None]] = []
+
+        async def hub(task_status: TaskStatus[None]) -> None:
+            me = asyncio.current_task()
+            assert me is not None
+            task.append(me)
+            await self.hub.run(task_status)
+
+        await start(tg, hub, name="inotify hub")
+        return task[0]
 
     async def _finish_running(self) -> None:
         """A graceful stop lets the checks and applies under way finish.
