@@ -70,3 +70,30 @@ def test_version_command_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().endswith("[]"), out
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Sibling modules one file imports (``from .x import``, ``from . import x``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pymgmt.engine."):
+            found.add((node.module or "").split(".")[2])
+    return found
+
+
+@pytest.mark.parametrize("module", ["worker", "services"])
+def test_a_worker_never_reaches_back_into_the_engine(module: str) -> None:
+    """The Worker gets a narrow Services object, not the Engine (no engine <-> worker circle)."""
+    assert "engine" not in _module_imports(SRC / "engine" / f"{module}.py")
+
+
+def test_frontends_import_the_engine_only_to_run_a_built_graph() -> None:
+    """Frontends yield declared graphs; only api.run_async (lazily) starts an Engine."""
+    users = sorted(f for f, m in _imports("frontends") if m == "engine")
+    assert users == ["api.py"], users

@@ -9,7 +9,8 @@ Layout (data flows one way: frontend -> graph -> engine -> resources)::
     engine/         asyncio: engine (changeover), worker per vertex, converger
     resources/      one module per kind, base.py holds the resource API
     events/         shared watchers (the inotify hub)
-    frontends/      yamlgraph.py (mgmt's format), api.py (build graphs in Python)
+    frontends/      declared graphs: yamlgraph.py (mgmt's format), api.py (Python);
+                    compile.py accept() (the one graph-wide validation, run by the engine)
     world/          base.py (the World protocol), local.py (single host)
     report/         typed events, console and JSON reporters, the recap
     cli/            argument parsing only

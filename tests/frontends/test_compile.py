@@ -149,3 +149,32 @@ def test_the_api_refuses_what_the_yaml_frontend_refuses() -> None:
     text = str(err.value)
     assert "Exec[nul]: must not contain a NUL character" in text
     assert "owner: File[/nonexistent/pymgmt-owner]: must be a user name or a whole number" in text
+
+
+def test_accept_keeps_what_the_graph_says_of_the_world_and_leaves_it_alone() -> None:
+    from pymgmt.frontends.compile import accept
+    from pymgmt.graph.model import Collect
+
+    graph: Graph[Resource] = Graph(name="t", source="t.yaml")
+    for name in ("/a/", "/a/f"):
+        graph.add(File(name=name))
+    graph.exported = {("file", "/a/f")}
+    graph.collect = [Collect("file", "/srv/in/")]
+    out = accept(graph)
+    assert out.declared is graph
+    assert out.graph.exported == {("file", "/a/f")} and out.graph.exported is not graph.exported
+    assert out.graph.collect == graph.collect and out.graph.collect is not graph.collect
+    assert graph.edges == [] and len(out.graph.edges) == 1
+
+
+def test_an_exported_twin_merged_into_another_keeps_it_exported() -> None:
+    from pymgmt.frontends.compile import accept
+
+    graph: Graph[Resource] = Graph(name="t", source="t.yaml")
+    graph.add(File(name="a", path="/nonexistent/pymgmt-twin", content="x"))
+    graph.add(File(name="b", path="/nonexistent/pymgmt-twin", content="x"))
+    graph.exported = {("file", "b")}
+    out = accept(graph)
+    assert list(out.graph.vertices) == [("file", "a")]
+    assert out.graph.exported == {("file", "a")}
+    assert len(out.graph.warnings) == 1

@@ -80,7 +80,7 @@ def test_every_example_validates_from_the_command_line(pymgmt) -> None:
 @pytest.mark.parametrize("name", OURS)
 def test_example_manages_only_paths_under_the_placeholder(name: str) -> None:
     g = _graph(name)
-    for r in [*g.vertices.values(), *g.exports]:
+    for r in g.vertices.values():
         if isinstance(r, File):
             assert r.target.startswith(PLACEHOLDER + "/"), r
         if isinstance(r, Exec):
@@ -157,15 +157,17 @@ def test_retry_and_delay() -> None:
         assert (meta.retry, meta.delay) == (3, 100)
 
 
-def test_exported_names_and_collect_are_carried_not_managed(pymgmt) -> None:
+def test_exported_resources_are_managed_here_and_published(pymgmt) -> None:
     g = _graph("exported.yaml")
-    assert [r.key for r in g.exports] == [("file", "file2")]
-    assert ("file", "file2") not in g.vertices
+    assert g.exported == {("file", "file2")}
+    assert ("file", "file2") in g.vertices  # applied here too
     assert g.collect == [Collect("file", PLACEHOLDER + "/")]
     (proc,) = pymgmt(["validate", "--json", str(EXAMPLES / "exported.yaml")])
     out = json.loads(proc.stdout)
     assert out["exported"] == [{"kind": "file", "name": "file2"}]
-    assert out["collect"] == [{"kind": "file", "pattern": PLACEHOLDER + "/"}]
+    assert out["collect"] == [
+        {"kind": "file", "pattern": PLACEHOLDER + "/", "mode": "0644", "owners": [], "groups": []}
+    ]
 
 
 def test_quoted_and_unquoted_modes_are_the_same_string() -> None:

@@ -82,3 +82,12 @@ def test_validate_json_lists_the_warnings(pymgmt: Any, tmp_path: Path) -> None:
     (warning,) = json.loads(proc.stdout)["warnings"]
     assert (warning["line"], warning["field"]) == (21, "content")
     assert warning["message"] == "ignored: the file is to be absent (content, mode)"
+
+
+def test_an_exported_resource_is_applied_here_after_its_local_edge(
+    pymgmt: Any, tmp_path: Path
+) -> None:
+    graph, root = _instantiate("edge_to_exported.yaml", tmp_path)
+    proc = _run(pymgmt, graph, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert (root / "f1").read_text() == "hello\n"

@@ -13,9 +13,14 @@ import itertools
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+from pymgmt import service
 from pymgmt.events.inotify import InotifyHub
+from pymgmt.frontends.base import FrontendContext
 from pymgmt.frontends.yamlgraph import YamlFrontend, YamlGraph
+from pymgmt.service import TaskStatus
+from pymgmt.world.local import LocalWorld
 
 
 def _graph(n: int) -> str:
@@ -37,11 +42,17 @@ async def _reparse(path: Path) -> tuple[YamlGraph, list[float], float, float]:
             ticks.append(time.monotonic())
             await asyncio.sleep(0.001)
 
+    hub_tasks: list[asyncio.Task[Any]] = []
+
+    async def serve(task_status: TaskStatus[None]) -> None:
+        hub_tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        await hub.run(task_status)
+
     async with asyncio.TaskGroup() as tg:
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        watching = tg.create_task(hub.run(started))
-        await started
-        graphs = YamlFrontend(str(path), debounce=0.01).graphs(hub)
+        await service.start(tg, serve, name="inotify hub")
+        (watching,) = hub_tasks
+        ctx = FrontendContext(inotify=hub, world=LocalWorld("test"))
+        graphs = YamlFrontend(str(path), debounce=0.01).graphs(ctx)
         try:
             first = await anext(graphs)
             assert isinstance(first, YamlGraph) and len(first.vertices) == 1

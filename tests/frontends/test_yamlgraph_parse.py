@@ -149,7 +149,7 @@ def test_absent_meta_is_the_zero_value() -> None:
 # -- what the graph carries -------------------------------------------------------------
 
 
-def test_exported_resources_and_collect_are_carried_in_the_yamlgraph() -> None:
+def test_exported_resources_are_vertices_and_collect_is_carried() -> None:
     g = _parse(
         """\
         graph: g
@@ -165,18 +165,146 @@ def test_exported_resources_and_collect_are_carried_in_the_yamlgraph() -> None:
         collect:
         - kind: file
           pattern: /tmp/
-        - kind: noop
         """
     )
-    assert list(g.vertices) == [("file", "/tmp/local")]
-    assert [r.key for r in g.exports] == [
+    assert list(g.vertices) == [
         ("file", "/tmp/exported"),
         ("file", "f2"),
+        ("file", "/tmp/local"),
         ("noop", "n1"),
     ]
+    assert g.exported == {("file", "/tmp/exported"), ("file", "f2"), ("noop", "n1")}
     # the name is known without '@@', and a file's name is its path
-    assert g.exports[0].target == "/tmp/exported"
-    assert g.collect == [Collect("file", "/tmp/"), Collect("noop", "")]
+    assert g.vertices[("file", "/tmp/exported")].target == "/tmp/exported"
+    assert g.collect == [Collect("file", "/tmp/")]
+    assert g.collect[0].location == Location("g.yaml", 12, 3)
+
+
+def test_edges_to_and_from_an_exported_resource_are_allowed() -> None:
+    g = _parse(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: "@@a"
+          - name: b
+          - name: c
+        edges:
+        - {from: {kind: noop, name: b}, to: {kind: noop, name: a}}
+        - {from: {kind: noop, name: a}, to: {kind: noop, name: c}}
+        """
+    )
+    assert {(e.src[1], e.dst[1]) for e in g.edges} == {("b", "a"), ("a", "c")}
+    assert g.exported == {("noop", "a")}
+
+
+def test_an_edge_naming_an_exported_resource_with_its_at_signs_gets_a_hint() -> None:
+    (e,) = _errors(
+        """\
+        graph: g
+        resources:
+          noop:
+          - name: "@@a"
+          - name: b
+        edges:
+        - {from: {kind: noop, name: b}, to: {kind: noop, name: "@@a"}}
+        """
+    )
+    assert e.field == "to.name"
+    assert e.hint == "an exported resource is named without '@@': 'a'"
+
+
+def test_an_exported_resource_is_never_grouped() -> None:
+    g = _parse(
+        """\
+        graph: g
+        resources:
+          pkg:
+          - name: "@@cowsay"
+          - name: sl
+          - name: powertop
+        """
+    )
+    assert ("pkg", "cowsay") in g.vertices
+    assert g.exported == {("pkg", "cowsay")}
+    assert len(g.vertices) == 2  # sl and powertop grouped, cowsay alone
+
+
+def test_collect_takes_mode_owners_and_groups() -> None:
+    g = _parse(
+        """\
+        graph: g
+        collect:
+        - kind: file
+          pattern: /srv/in
+          mode: 0640
+          owners: [root, www-data]
+          groups: [adm]
+        - kind: file
+          pattern: /srv/other/
+          mode: "600"
+        """
+    )
+    assert g.collect == [
+        Collect("file", "/srv/in/", "0640", ("root", "www-data"), ("adm",)),
+        Collect("file", "/srv/other/", "0600"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "message"),
+    [
+        (
+            "{kind: noop, pattern: /tmp/}",
+            "kind",
+            "collecting noop from other hosts is not supported: only file",
+        ),
+        (
+            "{kind: file, pattern: tmp/}",
+            "pattern",
+            "expected an absolute directory path, got the scalar 'tmp/'",
+        ),
+        (
+            "{kind: file, pattern: [/tmp/]}",
+            "pattern",
+            "expected an absolute directory path, got a list",
+        ),
+        (
+            "{kind: file, pattern: /tmp/../etc/}",
+            "pattern",
+            "the directory must be written in its normal form: '/etc/'",
+        ),
+        (
+            "{kind: file}",
+            "pattern",
+            "a collect entry needs a pattern: the directory collected files go into",
+        ),
+        (
+            "{kind: file, pattern: /tmp/, mode: 01777}",
+            "mode",
+            "expected an octal mode like '0644', at most 0777, got the scalar '01777'",
+        ),
+        (
+            "{kind: file, pattern: /tmp/, mode: rw}",
+            "mode",
+            "expected an octal mode like '0644', at most 0777, got the scalar 'rw'",
+        ),
+        (
+            "{kind: file, pattern: /tmp/, owners: root}",
+            None,
+            "owners must be a list, got the scalar 'root'",
+        ),
+        (
+            "{kind: file, pattern: /tmp/, groups: [[adm]]}",
+            "groups",
+            "expected a user or group name, got a list",
+        ),
+    ],
+)
+def test_collect_entries_are_checked(entry: str, field: str | None, message: str) -> None:
+    (e,) = _errors(f"graph: g\ncollect:\n- {entry}\n")
+    assert (e.field, e.message) == (field, message)
+    assert e.location is not None and e.location.line == 3
 
 
 def test_an_exported_and_a_local_resource_may_not_share_a_name() -> None:

@@ -3,7 +3,6 @@ a unit file before its service. Uses this machine's dpkg database (read-only).""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 
 import pytest
@@ -49,7 +48,7 @@ def test_an_uninstalled_state_adds_no_edges():
 
 
 def test_a_live_reload_compiles_off_the_event_loop(tmp_path):
-    """Compiling (AutoEdges may run dpkg-query) must not stall every watch of the agent.
+    """The engine compiles (AutoEdges may run dpkg-query) without stalling every watch.
 
     The thread that compiles is seen in the "Adding AutoEdge" log record it emits.
     """
@@ -59,7 +58,6 @@ def test_a_live_reload_compiles_off_the_event_loop(tmp_path):
 
     from helpers import run_async
 
-    from pymgmt.events.inotify import InotifyHub
     from pymgmt.frontends.yamlgraph import YamlFrontend
 
     g = tmp_path / "g.yaml"
@@ -78,21 +76,30 @@ def test_a_live_reload_compiles_off_the_event_loop(tmp_path):
                 records.append(record)
 
     async def reload_once() -> None:
-        hub = InotifyHub()
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        hub_task = asyncio.create_task(hub.run(started))
-        await started
-        graphs = YamlFrontend(str(g), debounce=0.01).graphs(hub)
+        from pymgmt.engine.engine import Engine
+        from pymgmt.report.events import GraphSwapped
+        from pymgmt.world.local import LocalWorld
+
+        swaps: list[object] = []
+
+        class Sink:
+            def emit(self, event: object) -> None:
+                if isinstance(event, GraphSwapped):
+                    swaps.append(event)
+
+        engine = Engine(world=LocalWorld("t"), reporter=Sink(), state_dir=tmp_path / "state")
+        front = YamlFrontend(str(g), debounce=0.01)
+        task = asyncio.create_task(engine.run(front))
         try:
-            await anext(graphs)  # the first graph
+            while engine.graph is None:  # noqa: ASYNC110 - the first graph
+                await asyncio.sleep(0.005)
             records.clear()
             write("2")
-            await anext(graphs)  # the reload
+            while not swaps:  # noqa: ASYNC110 - the reload, compiled by the engine
+                await asyncio.sleep(0.005)
         finally:
-            await graphs.aclose()
-            hub_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await hub_task
+            engine.stop("test")
+            await task
 
     write("1")
     handler = Record()

@@ -26,7 +26,8 @@ from typing import Any
 from .. import statedir
 from ..engine.engine import Engine
 from ..errors import InputError, InputErrors, Location
-from ..frontends.yamlgraph import YamlFrontend, load, load_with_text
+from ..frontends.base import Frontend, FrontendContext
+from ..frontends.yamlgraph import YamlFrontend, YamlGraph, load, load_with_text
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph
 from ..redaction import RedactingFilter, redact
@@ -106,7 +107,7 @@ def print_input_error(e: InputError, *, as_json: bool) -> None:
 
 
 class _Once:
-    """A frontend that yields the graph already validated and never watches the file.
+    """A frontend that yields the declared graph already validated and never watches the file.
 
     (Reading the file again would parse it a second time, on the event loop,
     and might run something other than what was validated.)
@@ -115,7 +116,7 @@ class _Once:
     def __init__(self, graph: Graph[Resource]) -> None:
         self.graph = graph
 
-    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
+    async def graphs(self, ctx: FrontendContext) -> AsyncIterator[Graph[Resource] | InputError]:
         yield self.graph
         await asyncio.Event().wait()
 
@@ -123,12 +124,12 @@ class _Once:
 class _StateDirGuard:
     """Refuses, like any invalid graph, a new graph that manages the state directory."""
 
-    def __init__(self, inner: Any, prefix: Path) -> None:
+    def __init__(self, inner: Frontend, prefix: Path) -> None:
         self.inner = inner
         self.prefix = prefix
 
-    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
-        async for g in self.inner.graphs(hub):
+    async def graphs(self, ctx: FrontendContext) -> AsyncIterator[Graph[Resource] | InputError]:
+        async for g in self.inner.graphs(ctx):
             if not isinstance(g, InputError) and (bad := statedir.intrusions(g, self.prefix)):
                 yield InputErrors(bad)
             else:
@@ -136,23 +137,21 @@ class _StateDirGuard:
 
 
 class _GraphvizTap:
-    """Writes each new graph as DOT (and renders it if graphviz is installed).
+    """Writes each graph swapped in as DOT (and renders it if graphviz is installed).
 
-    Rendering runs as a child process the event loop waits for without
-    blocking (issue 8 item 16): the running graph's workers go on while
-    `dot` works on the next one; a stop kills and reaps it.
+    A `GraphObserver`: it sees the compiled graph, with its automatic edges
+    and groups, as the engine runs it. Rendering runs as a child process
+    the event loop waits for without blocking (issue 8 item 16): the running
+    graph's workers go on while `dot` works on the next one; a stop kills
+    and reaps it.
     """
 
-    def __init__(self, inner: Any, path: str, program: str = "dot") -> None:
-        self.inner = inner
+    def __init__(self, path: str, program: str = "dot") -> None:
         self.path = path
         self.program = program
 
-    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
-        async for g in self.inner.graphs(hub):
-            if not isinstance(g, InputError):
-                await write_graphviz(g, self.path, self.program)
-            yield g
+    async def graph_swapped(self, graph: Graph[Resource]) -> None:
+        await write_graphviz(graph, self.path, self.program)
 
 
 #: how long a graphviz program may take to render one graph
@@ -299,7 +298,7 @@ def _start(args: argparse.Namespace) -> int:
     # Checked before the lock is taken (which writes to the directory); a
     # --tmp-prefix directory does not exist yet, so no graph can name it.
     chosen = None if args.tmp_prefix else Path(args.prefix) if args.prefix else default_prefix()
-    if chosen is not None and (intruders := statedir.intrusions(validated[1], chosen)):
+    if chosen is not None and (intruders := statedir.intrusions(validated[1].graph, chosen)):
         print_input_error(InputErrors(intruders), as_json=args.json)
         return EXIT_INPUT
     state = _lock_state_dir(args)
@@ -319,10 +318,14 @@ def _start(args: argparse.Namespace) -> int:
             verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
         )
     reporter = Fanout(*(r for r in (human, machine, recap) if r is not None))
-    frontend: Any = _Once(validated[1]) if args.no_watch else YamlFrontend(path, first=validated)
+    text, compiled = validated
+    declared = compiled.declared
+    assert isinstance(declared, YamlGraph)
+    frontend: Frontend = (
+        _Once(declared) if args.no_watch else YamlFrontend(path, first=(text, declared))
+    )
     frontend = _StateDirGuard(frontend, state.prefix)
-    if args.graphviz:
-        frontend = _GraphvizTap(frontend, args.graphviz, args.graphviz_filter)
+    observers = [_GraphvizTap(args.graphviz, args.graphviz_filter)] if args.graphviz else []
     engine = stopper.engine = Engine(
         world=LocalWorld(args.hostname or socket.gethostname()),
         reporter=reporter,
@@ -330,6 +333,8 @@ def _start(args: argparse.Namespace) -> int:
         noop=args.noop,
         converged_timeout=timeout,
         sema=args.sema,
+        observers=observers,
+        accepted=compiled,  # validated above: not compiled a second time
     )
     try:
         asyncio.run(_main(engine, frontend, stopper))
@@ -445,6 +450,8 @@ def validate_command(args: argparse.Namespace) -> int:
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
+    # '@@' resources: applied here like any other, and published
+    exports = [r for k, r in graph.vertices.items() if k in graph.exported]
     if args.json:
         print(
             json.dumps(
@@ -458,8 +465,17 @@ def validate_command(args: argparse.Namespace) -> int:
                         {"from": list(e.src), "to": list(e.dst), "notify": e.notify}
                         for e in graph.edges
                     ],
-                    "exported": [{"kind": r.kind, "name": r.name} for r in graph.exports],
-                    "collect": [{"kind": c.kind, "pattern": c.pattern} for c in graph.collect],
+                    "exported": [{"kind": r.kind, "name": r.name} for r in exports],
+                    "collect": [
+                        {
+                            "kind": c.kind,
+                            "pattern": c.pattern,
+                            "mode": c.mode,
+                            "owners": list(c.owners),
+                            "groups": list(c.groups),
+                        }
+                        for c in graph.collect
+                    ],
                     "warnings": [w.as_dict() for w in graph.warnings],
                 }
             )
@@ -477,8 +493,8 @@ def validate_command(args: argparse.Namespace) -> int:
         meta = r.meta.non_default()
         if meta or args.verbose:
             print(f"  {r}: meta " + ", ".join(f"{k}={v!r}" for k, v in meta.items()))
-    if graph.exports:
-        print(f"  exports: {', '.join(str(r) for r in graph.exports)}")
+    if exports:
+        print(f"  exports: {', '.join(str(r) for r in exports)}")
     if graph.collect:
         specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
         print(f"  collects: {', '.join(specs)}")

@@ -4,10 +4,19 @@ Structure (all inside one TaskGroup, nothing fire-and-forget)::
 
     Engine.run
      ├── inotify hub             shared watcher for every resource
-     ├── graph stream consumer   validates nothing itself: frontends send
-     │                           valid graphs or InputErrors
+     ├── graph stream consumer   frontends send declared graphs (or
+     │                           InputErrors); each is compiled here
+     │                           (`compile.accept`, in a thread) before
+     │                           it is swapped in
      ├── worker per vertex       engine/worker.py
      └── converger wait          only with a converged timeout
+
+After each successful swap the `GraphObserver`s are awaited with the running
+(compiled) graph (the Exporter publishes what it exports). An observer that
+raises is reported as a failure event (vertex "observer <name>") and logged;
+the engine goes on with the graph it swapped in: publishing is the
+observer's business, and a broken publisher must not stop the host's own
+resources from being managed.
 
 Live changeover: when the frontend yields a new graph, vertices whose
 resource is unchanged (`Resource.same_as`) keep their running worker and
@@ -30,13 +39,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import InputError, InputErrors
 from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
+from ..frontends.base import Frontend, FrontendContext, GraphStream
+from ..frontends.compile import Compiled, accept
 from ..graph.model import Graph, Key
 from ..redaction import scrub
 from ..report.events import (
@@ -52,29 +63,31 @@ from ..report.events import (
     VertexState,
 )
 from ..resources.base import Context, Resource
+from ..service import TaskStatus, start
 from ..world.base import World
 from .converger import Converger
 from .refresh import RefreshStore
 from .semaphores import Semaphores
-from .worker import InFlight, Status, Worker
+from .services import InFlight, Services
+from .worker import Status, Worker, failure
 
 log = logging.getLogger("pymgmt.engine")
 
 #: seconds the check-only pass on the way out may take (engine._verify_echoes)
 VERIFY_DEADLINE = 10.0
 
-GraphStream = AsyncIterator["Graph[Resource] | InputError"]
 
+class GraphObserver(Protocol):
+    """Told of every graph the Engine swapped in (the Exporter publishes its exports)."""
 
-class Frontend(Protocol):
-    """Anything that yields graphs: the YAML file, the Python API, later etcd."""
-
-    def graphs(self, hub: InotifyHub) -> GraphStream:
-        """Yield the first graph, then a new one (or an InputError) per change.
-
-        `hub` is the running inotify hub, for frontends that watch files.
-        """
+    async def graph_swapped(self, graph: Graph[Resource]) -> None:
+        """`graph` is the running, compiled graph; it keeps `exported` and `collect`."""
         ...
+
+
+#: waits until the graph has converged (or `timeout` seconds went by idle);
+#: a cluster waits for every host, locally it is the converger's own wait
+ConvergedWait = Callable[[Converger, float], Awaitable[None]]
 
 
 class _VertexLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -92,8 +105,18 @@ class Engine:
         noop: bool = False,
         converged_timeout: float | None = None,
         sema: int = 0,
+        observers: Sequence[GraphObserver] = (),
+        converged_wait: ConvergedWait | None = None,
+        accepted: Compiled | None = None,
     ) -> None:
+        """`accepted`: a graph the caller already accepted (``pymgmt run``
+        validates before touching anything); when the frontend yields that
+        very declared graph (`Compiled.declared`), it is not compiled again.
+        """
         self.world = world
+        self.observers = list(observers)
+        self.converged_wait = converged_wait
+        self._accepted = accepted
         self.reporter = reporter
         self.state_dir = state_dir
         self.noop = noop
@@ -115,6 +138,17 @@ class Engine:
         self.stopping = False
         #: checks and applies under way, which a graceful stop lets finish
         self.in_flight = InFlight()
+        #: what each Worker may use of the engine, and nothing more
+        self.services = Services(
+            converger=self.converger,
+            refresh=self.refresh,
+            semaphores=self.semaphores,
+            in_flight=self.in_flight,
+            global_sema=self.global_sema,
+            emit=self.emit,
+            noop=noop,
+            is_stopping=lambda: self.stopping,
+        )
 
     def emit(self, event: Event) -> None:
         self.reporter.emit(scrub(event))  # no secret value reaches any reporter
@@ -144,11 +178,9 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                hub_started: asyncio.Future[None] = loop.create_future()
-                hub_task = tg.create_task(self.hub.run(hub_started), name="inotify hub")
-                await hub_started
+                hub_task = await self._start_hub(tg)
                 first_graph = loop.create_future()
-                graphs = frontend.graphs(self.hub)
+                graphs = frontend.graphs(FrontendContext(inotify=self.hub, world=self.world))
                 feed = tg.create_task(self._consume(graphs, first_graph), name="graph stream")
                 conv: asyncio.Task[None] | None = None
                 try:
@@ -175,6 +207,23 @@ class Engine:
                     await self.dbus.close()
         finally:
             self._tg = None
+
+    async def _start_hub(self, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
+        """Start the inotify hub as a service; its task, which the engine cancels at the end.
+
+        `service.start` raises here if the hub cannot start (no inotify
+        instance left), before any frontend or worker exists.
+        """
+        task: list[asyncio.Task[None]] = []
+
+        async def hub(task_status: TaskStatus[None]) -> None:
+            me = asyncio.current_task()
+            assert me is not None
+            task.append(me)
+            await self.hub.run(task_status)
+
+        await start(tg, hub, name="inotify hub")
+        return task[0]
 
     async def _finish_running(self) -> None:
         """A graceful stop lets the checks and applies under way finish.
@@ -236,7 +285,10 @@ class Engine:
             self._stop.set_result((reason, interrupted))
 
     async def _converged(self, timeout: float) -> None:
-        await self.converger.wait_converged(timeout)
+        if self.converged_wait is not None:
+            await self.converged_wait(self.converger, timeout)
+        else:
+            await self.converger.wait_converged(timeout)
         if self.stopping:
             return
         self.emit(Converged(timeout))
@@ -244,7 +296,10 @@ class Engine:
 
     async def _consume(self, graphs: GraphStream, first: asyncio.Future[None]) -> None:
         try:
-            async for item in graphs:
+            async for declared in graphs:
+                item = (
+                    declared if isinstance(declared, InputError) else await self._accept(declared)
+                )
                 if isinstance(item, InputError):
                     if not first.done():
                         first.set_exception(item)
@@ -255,6 +310,8 @@ class Engine:
                 if self.stopping:
                     return  # a graph that arrives while stopping is never started
                 await self.swap(item)
+                if self.graph is item:
+                    await self._tell_observers(item)
                 if not first.done():
                     first.set_result(None)
         finally:
@@ -263,6 +320,33 @@ class Engine:
             aclose = getattr(graphs, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def _accept(self, declared: Graph[Resource]) -> Graph[Resource] | InputError:
+        """The compiled graph, or why it is refused (one validation path: `accept`).
+
+        Compiling runs in a thread: AutoEdges may run dpkg-query, and a 10k
+        resource graph takes over a second, while every watch must go on.
+        The graph the caller accepted before the run is not compiled again.
+        """
+        pre = self._accepted
+        if pre is not None and pre.declared is declared:
+            self._accepted = None  # a later yield of the same object is a new graph
+            return pre.graph
+        try:
+            compiled = await asyncio.to_thread(accept, declared)
+        except InputError as e:
+            return e
+        return compiled.graph
+
+    async def _tell_observers(self, graph: Graph[Resource]) -> None:
+        """Await each observer in turn; one that raises is reported, never fatal."""
+        for obs in self.observers:
+            try:
+                await obs.graph_swapped(graph)
+            except Exception as e:
+                name = type(obs).__name__
+                log.warning("observer %s failed: %s", name, e)
+                self.emit(failure(f"observer {name}", "apply", e))
 
     # -- changeover ------------------------------------------------------------------
 
@@ -316,7 +400,7 @@ class Engine:
             w.task = self._tg.create_task(w.run(self._context), name=w.name)
 
     def _new_worker(self, res: Resource) -> Worker:
-        w = Worker(self, res)
+        w = Worker(self.services, res)
         self.workers[res.key] = w
         w.poke()  # busy from birth, so the converger never sees a gap
         return w
@@ -382,10 +466,6 @@ class Engine:
             _tick=w.on_tick,
         )
 
-    def wake_children(self, w: Worker) -> None:
-        for c in w.children:
-            c.poke()
-
     # -- results ------------------------------------------------------------------
 
     def final_states(self) -> list[VertexState]:
@@ -420,4 +500,11 @@ def _failed_ancestors(w: Worker) -> list[Worker]:
     return out
 
 
-__all__ = ["Engine", "GraphStream"]
+__all__ = [
+    "ConvergedWait",
+    "Engine",
+    "Frontend",
+    "FrontendContext",
+    "GraphObserver",
+    "GraphStream",
+]

@@ -30,7 +30,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..errors import InternalError, PymgmtError, ResourceError
 from ..graph.model import Edge
@@ -39,9 +39,7 @@ from ..resources.base import Context, Plan, Resource
 from ..traits import Refreshable, Sendable, has
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from .services import Services
 
 log = logging.getLogger("pymgmt.engine")
 
@@ -56,34 +54,13 @@ class Status(enum.Enum):
     FAILED = "failed"
 
 
-class InFlight:
-    """Counts checks and applies under way, so a graceful stop can let them finish."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.count -= 1
-        if not self.count:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
-
-
 class _Halted(Exception):
     """A check found work, but the engine is stopping: the apply never starts."""
 
 
 class Worker:
-    def __init__(self, engine: Engine, res: Resource) -> None:
-        self.engine = engine
+    def __init__(self, services: Services, res: Resource) -> None:
+        self.services = services
         self.res = res
         self.name = str(res)
         self.parents: list[Worker] = []
@@ -125,7 +102,7 @@ class Worker:
         self.check_budget = RetryBudget(meta)
         self.watch_budget = RetryBudget(meta)
         self.bucket = TokenBucket(meta.limit, meta.burst)
-        self.sema_ids = engine.semaphores.declare([*meta.sema, *engine.global_sema])
+        self.sema_ids = services.semaphores.declare([*meta.sema, *services.global_sema])
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} {self.status.value} dirty={self.dirty}>"
@@ -168,7 +145,7 @@ class Worker:
     def set_busy(self, busy: bool) -> None:
         if busy != self.busy:
             self.busy = busy
-            self.engine.converger.busy_changed(+1 if busy else -1)
+            self.services.converger.busy_changed(+1 if busy else -1)
 
     # -- the task ------------------------------------------------------------------
 
@@ -211,16 +188,16 @@ class Worker:
                     return
                 self.watching = False
                 self.set_busy(True)  # busy until the restarted watch is ready
-                self.engine.emit(failure(self.name, "watch", e, retry_in=delay))
-                self.engine.converger.activity()
-                with self.engine.converger.holding():
+                self.services.emit(failure(self.name, "watch", e, retry_in=delay))
+                self.services.converger.activity()
+                with self.services.converger.holding():
                     await asyncio.sleep(delay)
 
     def _fail(self, phase: Phase, e: Exception) -> None:
         """A permanent failure: descendants stay blocked until an event fixes it."""
         self.status = Status.FAILED
-        self.engine.emit(failure(self.name, phase, e))
-        self.engine.converger.activity()
+        self.services.emit(failure(self.name, phase, e))
+        self.services.converger.activity()
         if phase in ("init", "watch"):
             # Without a watch nothing will ever wake this vertex again: it
             # stays failed even if a check that was already running succeeds.
@@ -228,7 +205,8 @@ class Worker:
             self.watching = True
             self.dirty = False
             self.wake.set()  # let the loop see it and go idle
-            self.engine.wake_children(self)
+            for c in self.children:
+                c.poke()
 
     async def _loop(self) -> None:
         while True:
@@ -257,16 +235,16 @@ class Worker:
 
     def halting(self) -> bool:
         """No check or apply may start: the engine stops, or a changeover retires us."""
-        return self.engine.stopping or self.retiring
+        return self.services.stopping or self.retiring
 
     async def _process(self) -> None:
         self._status_before = self.status
         self.dirty = False
         self.upstream = False
         self.status = Status.RUNNING
-        noop = self.engine.noop or self.res.meta.noop
+        noop = self.services.noop or self.res.meta.noop
         if self.sema_ids:
-            async with self.engine.semaphores.hold(self.sema_ids):
+            async with self.services.semaphores.hold(self.sema_ids):
                 delay = await self._attempt(noop)
         else:
             delay = await self._attempt(noop)
@@ -287,7 +265,7 @@ class Worker:
             self.dirty = True  # never ran: still pending work
             self.status = self._status_before
             return None
-        flight = self.engine.in_flight
+        flight = self.services.in_flight
         flight.enter()
         self.idle.clear()
         try:
@@ -299,7 +277,7 @@ class Worker:
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
         self._phase: Literal["check", "apply"] = "check"
-        refresh = self.engine.refresh
+        refresh = self.services.refresh
         # What this run delivers: notifications arriving from now on are kept
         # for one more run (issue 8: a refresh landing mid-run was lost).
         delivered = refresh.snapshot(self.res.key)
@@ -328,13 +306,13 @@ class Worker:
                 self._fail(self._phase, e)
                 return None
             self.status = Status.FAILED
-            self.engine.emit(failure(self.name, self._phase, e, retry_in=delay))
-            self.engine.converger.activity()
+            self.services.emit(failure(self.name, self._phase, e, retry_in=delay))
+            self.services.converger.activity()
             return delay
         seconds = time.monotonic() - start
         self.check_budget.reset()
         if plan:
-            self.engine.converger.activity()
+            self.services.converger.activity()
         if has(self.res, Sendable):
             self.sent = dict(self.res.sends())
         notified: list[str] = []
@@ -349,7 +327,7 @@ class Worker:
         self.converged_once = True
         self.would_change = bool(plan) and noop
         self.pending_on = self._noop_pending() if noop else []
-        self.engine.emit(
+        self.services.emit(
             Checked(
                 vertex=self.name,
                 reason=reason,
@@ -383,7 +361,7 @@ class Worker:
             and self.reason == "event"
             and not self.upstream
             and not self.closed
-            and not self.engine.refresh.pending(self.res.key)
+            and not self.services.refresh.pending(self.res.key)
         )
 
     async def verify(self) -> None:
@@ -433,7 +411,7 @@ class Worker:
         """
         for child, edge in self.out_edges:
             if edge.notify:
-                await self.engine.refresh.add(child.res.key, self.res.key, self.name)
+                await self.services.refresh.add(child.res.key, self.res.key, self.name)
                 # Dirty now: if the child is running, one more run follows it.
                 child.mark_upstream_changed()
 
@@ -471,7 +449,7 @@ class Worker:
         self.would_change = False
         self.pending_on = self._noop_pending()
         self.checks += 1
-        self.engine.emit(
+        self.services.emit(
             Checked(
                 vertex=self.name,
                 reason=reason,

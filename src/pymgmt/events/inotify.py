@@ -20,17 +20,20 @@ would be a drift never seen.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asyncinotify import Inotify, Mask, Watch
 
 from ..errors import ResourceError
+
+if TYPE_CHECKING:
+    from ..service import TaskStatus
 
 log = logging.getLogger("pymgmt.inotify")
 
@@ -111,12 +114,15 @@ class InotifyHub:
         self._dirs: dict[str, _DirWatch] = {}
         self._by_wd: dict[int, _DirWatch] = {}
 
-    async def run(self, started: asyncio.Future[None] | None = None) -> None:
-        """Read and dispatch events until cancelled; closes the fd on exit."""
+    async def run(self, task_status: TaskStatus[None] | None = None) -> None:
+        """Read and dispatch events until cancelled; closes the fd on exit.
+
+        A service (`pymgmt.service.start`): ready once subscribing works.
+        """
         with Inotify() as ino:
             self._inotify = ino
-            if started is not None:
-                started.set_result(None)
+            if task_status is not None:
+                task_status.started()
             try:
                 async for event in ino:
                     self._dispatch(event)

@@ -12,8 +12,9 @@
     assert result.exit_code in (0, 2)
 
 The builder validates exactly as the YAML frontend does (types, params,
-metaparams, edges, cycles) and raises `InputErrors` naming the resource and
-field, before anything runs.
+metaparams, edges) and the graph goes through the same `compile.accept`
+(cycles, semaphores, Send/Recv, AutoEdges, AutoGroup); `InputErrors` name
+the resource and field, before anything runs.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from typing import Any
 
 from ..errors import InputError, InputErrors, Location
 from ..graph.model import Edge, Graph, key_str
-from ..graph.toposort import CycleError, toposort
-from ..metaparams import sema_size_conflicts
 from ..report.events import Event
 from ..report.recap import Recap
 from ..resources.base import Resource
 from ..types import check_value, nul_problem
-from .compile import compile_graph
+from .base import FrontendContext
+from .compile import Compiled, accept
 
 log = logging.getLogger("pymgmt.api")
 
@@ -64,11 +64,17 @@ class GraphBuilder:
             Edge(src.key, dst.key, name or f"{src}->{dst}", notify, None, send, recv)
         )
 
-    def build(self) -> Graph[Resource]:
-        """Validate everything and return the graph, or raise InputErrors."""
+    def declared(self) -> Graph[Resource]:
+        """The declared graph, each resource and edge checked; raise InputErrors.
+
+        What needs the whole graph (semaphore sizes, cycles, Send/Recv,
+        AutoEdges, AutoGroup) is `compile.accept`'s, as for every frontend.
+        """
         errors: list[InputError] = []
         where = Location("api")
-        for res in self.graph.vertices.values():
+        graph = self.graph.derive()
+        graph.warnings = []
+        for res in graph.vertices.values():
             for fname, tp in res.param_types.items():
                 err = check_value(tp, getattr(res, fname))
                 if not err and fname not in res.binary_params:
@@ -78,32 +84,28 @@ class GraphBuilder:
             for fname, msg in res.problems():
                 errors.append(InputError(f"{res}: {msg}", location=where, field=fname))
             for fname, msg in res.warnings():
-                log.warning("warning: %s", InputError(f"{res}: {msg}", location=where, field=fname))
+                graph.warnings.append(InputError(f"{res}: {msg}", location=where, field=fname))
             for fname, msg in res.meta.problems():
                 errors.append(InputError(f"{res}: {msg}", location=where, field=f"meta.{fname}"))
-        owners = ((str(r), r.meta) for r in self.graph.vertices.values())
-        for owner, msg in sema_size_conflicts(owners):
-            errors.append(InputError(f"{owner}: {msg}", location=where, field="meta.sema"))
-        for e in self.graph.edges:
+        for e in graph.edges:
             for end in (e.src, e.dst):
-                if end not in self.graph.vertices:
+                if end not in graph.vertices:
                     errors.append(
                         InputError(
                             f"edge names {key_str(end)}, which is not in the graph", location=where
                         )
                     )
-        if not errors:
-            try:
-                toposort(self.graph.vertices, ((e.src, e.dst) for e in self.graph.edges))
-            except CycleError as c:
-                path = " -> ".join(key_str(k) for k in c.cycle)
-                errors.append(InputError(f"the edges form a cycle: {path}", location=where))
         if errors:
             raise InputErrors(errors)
-        compiled = compile_graph(self.graph)
-        for w in compiled.warnings:
-            log.warning("warning: %s", w)
-        return compiled.graph
+        return graph
+
+    def accept(self) -> Compiled:
+        """The declared graph, accepted and compiled; raise InputErrors."""
+        return accept(self.declared())
+
+    def build(self) -> Graph[Resource]:
+        """Validate everything and return the compiled graph, or raise InputErrors."""
+        return self.accept().graph
 
 
 @dataclass
@@ -117,7 +119,7 @@ class _Static:
     def __init__(self, graph: Graph[Resource]) -> None:
         self.graph = graph
 
-    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
+    async def graphs(self, ctx: FrontendContext) -> AsyncIterator[Graph[Resource] | InputError]:
         yield self.graph
         await asyncio.Event().wait()
 
@@ -146,7 +148,8 @@ async def run_async(
     from ..engine.engine import Engine
     from ..world.local import LocalWorld
 
-    graph = builder.build()
+    compiled = builder.accept()
+    graph = compiled.graph
     if intruders := statedir.intrusions(graph, Path(state_dir)):
         raise InputErrors(intruders)
     sink = _Collect()
@@ -157,9 +160,11 @@ async def run_async(
         noop=noop,
         converged_timeout=converged_timeout,
         sema=sema,
+        accepted=compiled,  # compiled above: the Engine need not compile it again
     )
     with statedir.lock(Path(state_dir)):  # one agent per state directory (issue 8)
-        await engine.run(_Static(graph))
+        assert compiled.declared is not None
+        await engine.run(_Static(compiled.declared))
     return RunResult(sink.recap.exit_code(), sink.recap, sink.events)
 
 

@@ -1,9 +1,14 @@
-"""From a parsed graph to the graph the engine runs: AutoEdges, checks, AutoGroup.
+"""From a declared graph to the graph the engine runs: the one validation path.
 
-Every frontend calls `compile_graph` after building its graph, so automatic
-edges and grouping behave the same whichever way a graph was written, and a
-cycle that only automatic edges create is still an input error raised before
-anything runs.
+Frontends check what they can see one piece at a time (each resource's
+fields, each edge's ends, each metaparameter) and yield a *declared* graph.
+`accept` does everything that needs the whole graph: semaphore sizes that
+disagree, cycles (also those only AutoEdges create), Send/Recv types,
+AutoEdges and AutoGroup. The Engine calls it for every graph it receives (in
+a thread: AutoEdges may run dpkg-query), and so do ``pymgmt validate`` and
+``pymgmt run`` before touching anything, so a graph is refused the same way
+whichever way it was written or whenever it arrives; resources collected
+from other hosts go through it too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ..graph.autoedge import add_autoedges
 from ..graph.autogroup import AutoGrouper, NonReachabilityGrouper, apply_groups
 from ..graph.model import Edge, Graph, Key, key_str
 from ..graph.toposort import CycleError, toposort
+from ..metaparams import sema_size_conflicts
 from ..resources.base import Resource
 from ..traits import Groupable, has
 from ..types import describe, suggest, unwrap_optional
@@ -32,6 +38,78 @@ class Compiled:
     groups: list[list[str]] = field(default_factory=list)
     #: accepted, but worth telling the user (identical duplicates merged)
     warnings: list[InputError] = field(default_factory=list)
+    #: the declared graph this was compiled from (`accept` sets it); the
+    #: Engine compiles that very object no second time
+    declared: Graph[Resource] | None = None
+
+
+def accept(declared: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
+    """The graph-wide checks, then `compile_graph`: the runnable graph, or InputError(s).
+
+    `declared` is left as it was. Its own warnings (those the frontend found
+    per resource) and compiling's are logged once, in file order, and kept
+    on the compiled graph's `warnings`.
+    """
+    errors = _explicit_cycle(declared)
+    if not errors:
+        errors = _sema_conflicts(declared)
+    if errors:
+        raise InputErrors(errors)
+    compiled = compile_graph(declared, grouper)
+    warnings = sorted([*declared.warnings, *compiled.warnings], key=lambda w: _line_col(w.location))
+    compiled.graph.warnings = warnings
+    compiled.declared = declared
+    for w in warnings:
+        log.warning("warning: %s", w)
+    return compiled
+
+
+def _explicit_cycle(graph: Graph[Resource]) -> list[InputError]:
+    """A cycle of the user's own edges, reported at the edge written first in the file.
+
+    Edges without a location (the Python API's) are left to `compile_graph`,
+    whose message names them by their ends instead of their lines.
+    """
+    try:
+        toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
+    except CycleError as e:
+        loop = e.cycle[:-1]
+        by_ends: dict[tuple[Key, Key], Edge] = {}
+        for ed in graph.edges:
+            by_ends.setdefault((ed.src, ed.dst), ed)
+        on_loop = [by_ends[a, b] for a, b in zip(loop, [*loop[1:], loop[0]], strict=True)]
+        if any(ed.location is None for ed in on_loop):
+            return [cycle_error(graph, e.cycle)]
+        first = min(range(len(loop)), key=lambda i: _line_col(on_loop[i].location))
+        loop = loop[first:] + loop[:first]
+        on_loop = on_loop[first:] + on_loop[:first]
+        path = " -> ".join(key_str(k) for k in [*loop, loop[0]])
+        lines = ", ".join(str(_line_col(ed.location)[0]) for ed in on_loop)
+        return [
+            InputError(
+                f"the edges form a cycle: {path}",
+                location=on_loop[0].location,
+                field="edges",
+                hint=f"edges at lines {lines}: remove one to break the cycle",
+            )
+        ]
+    return []
+
+
+def _sema_conflicts(graph: Graph[Resource]) -> list[InputError]:
+    """One semaphore id declared with two sizes: at the resource, or named without a file."""
+    owners = {key_str(k): k for k in graph.vertices}
+    metas = ((key_str(k), r.meta) for k, r in graph.vertices.items())
+    out: list[InputError] = []
+    for owner, msg in sema_size_conflicts(metas):
+        loc = graph.locations.get(owners[owner])
+        if loc is None:
+            out.append(
+                InputError(f"{owner}: {msg}", location=Location(graph.source), field="meta.sema")
+            )
+        else:
+            out.append(InputError(msg, location=loc, field="meta.sema"))
+    return out
 
 
 def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
@@ -54,7 +132,13 @@ def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None)
     for e in added:
         log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
     grouper = grouper or NonReachabilityGrouper()
-    groups = grouper.groups(graph, _may_group)
+    exported = graph.exported
+
+    def may_group(a: Resource, b: Resource) -> bool:
+        # An exported resource is published as declared: it stays a vertex of its own.
+        return a.key not in exported and b.key not in exported and _may_group(a, b)
+
+    groups = grouper.groups(graph, may_group)
     for members in groups:
         for m in members[1:]:
             log.info("Grouping: Success for: %s into %s", key_str(m), key_str(members[0]))
@@ -69,12 +153,7 @@ def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
     Copies are shallow: params are only ever replaced (Send/Recv assigns,
     AutoGroup swaps `meta`), never changed in place, so sharing them is safe.
     """
-    out: Graph[Resource] = Graph(
-        name=declared.name,
-        edges=list(declared.edges),
-        locations=dict(declared.locations),
-        source=declared.source,
-    )
+    out = declared.derive({})
     for key, res in declared.vertices.items():
         fresh = object.__new__(type(res))  # copy.copy, without its reduce protocol (3x)
         fresh.__dict__.update(res.__dict__)
@@ -132,6 +211,7 @@ def merge_duplicates(graph: Graph[Resource]) -> list[InputError]:
     if errors:
         raise InputErrors(errors)
     if merged:
+        graph.exported = {merged.get(k, k) for k in graph.exported}
         for key in merged:
             del graph.vertices[key]
             graph.locations.pop(key, None)

@@ -91,7 +91,8 @@ def apply_groups(
     one whose ``notify`` is true if any of them notified.
     """
     leader_of: dict[Key, Key] = {}
-    out: Graph[Any] = Graph(name=graph.name, source=graph.source)
+    out: Graph[Any] = graph.derive({}, [])
+    out.locations = {}
     for members in groups:
         for m in members:
             leader_of[m] = members[0]

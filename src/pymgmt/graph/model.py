@@ -7,11 +7,12 @@ read it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from ..errors import Location
+from ..errors import InputError, Location
 
 Key = tuple[str, str]
 
@@ -80,6 +81,28 @@ class Graph(Generic[V]):
     exported: set[Key] = field(default_factory=set)
     #: other hosts' exports this graph takes in
     collect: list[Collect] = field(default_factory=list)
+    #: accepted, but the user should hear of it (an identical duplicate merged)
+    warnings: list[InputError] = field(default_factory=list)
+
+    def derive(
+        self, vertices: dict[Key, V] | None = None, edges: list[Edge] | None = None
+    ) -> Graph[V]:
+        """A new graph of the same type and metadata, with these vertices and edges.
+
+        Compiling builds new graphs step by step; whatever the graph says
+        besides its vertices and edges (its name, source, what it exports
+        and collects, its warnings) must survive every step, and a subclass
+        (the YAML frontend's) stays itself. Containers are copied, never shared.
+        """
+        return dataclasses.replace(
+            self,
+            vertices=dict(self.vertices) if vertices is None else vertices,
+            edges=list(self.edges) if edges is None else edges,
+            locations=dict(self.locations),
+            exported=set(self.exported),
+            collect=list(self.collect),
+            warnings=list(self.warnings),
+        )
 
     def add(self, vertex: V, location: Location | None = None) -> V:
         self.vertices[vertex.key] = vertex
