@@ -283,3 +283,21 @@ def test_a_graph_that_stops_collecting_unsubscribes(tmp_path: Path) -> None:
         assert view.watches == 1
 
     run_async(main())
+
+
+def test_a_graph_that_collects_nothing_yet_is_the_inner_object(tmp_path: Path) -> None:
+    """The engine knows the graph it compiled at start by identity (no second compile)."""
+
+    async def main() -> None:
+        store = LocalWorld("store")
+        inner, sink = _Queue(), _Sink()
+        run = _Run(CollectingFrontend(inner, ResWorld(HostView(store, "a")), sink.emit))
+        g = _graph(tmp_path, File(name="l", path=str(tmp_path / "l")))
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(run.follow())
+            await inner.q.put(g)
+            await until(lambda: run.got, "the graph")
+            task.cancel()
+        assert run.got[0] is g
+
+    run_async(main())

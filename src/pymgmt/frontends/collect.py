@@ -225,8 +225,11 @@ class CollectingFrontend(Generic[C]):
                 self.emit(r)
         self._refused = refused
         old, new = self._collected, merged.collected
+        # Nothing collected: the inner graph itself, so the engine knows it
+        # as the one already compiled at start (Engine(accepted=...)).
+        result = merged.graph if new else graph
         if _same(old, new):
-            return merged.graph if fresh else None
+            return result if fresh else None
         self._collected = new
         self.emit(
             CollectChanged(
@@ -240,4 +243,4 @@ class CollectingFrontend(Generic[C]):
                 ],
             )
         )
-        return merged.graph
+        return result
