@@ -259,13 +259,17 @@ def start_cluster(tmp_path: Path, n: int = 3, *, host: str = "127.0.0.1") -> lis
     return members
 
 
-def stop_all(members: Sequence[EtcdProcess]) -> None:
-    """Stop every member (all at once: a leader leaving alone can take seconds)."""
+def stop_all(members: Sequence[EtcdProcess], grace: float = 1.0) -> None:
+    """Stop every member: SIGTERM to all at once, SIGKILL after `grace` s.
+
+    A member stopping with its peers gone tries to hand over leadership and
+    can take seconds; a test's throwaway cluster need not wait for that.
+    """
     for m in members:
         if m.proc is not None and m.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 m.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + DEADLINE
+    deadline = time.monotonic() + grace
     for m in members:
         if m.proc is None:
             continue

@@ -127,6 +127,21 @@ def _transient(e: BaseException) -> bool:
     return False
 
 
+async def _close_client(client: Any) -> None:
+    """Close the channel and wait (briefly) for grpc.aio's own per-call tasks.
+
+    grpc.aio keeps a task per streaming call that ends only when the closed
+    channel's status comes back from its poller thread; without this wait,
+    closing the World would leave them pending for a moment after it
+    returned, which no one awaits.
+    """
+    before = asyncio.all_tasks()
+    await client.close()
+    grpc_tasks = {t for t in asyncio.all_tasks() | before if "_cygrpc" in repr(t) and not t.done()}
+    if grpc_tasks:
+        await asyncio.wait(grpc_tasks, timeout=2.0)
+
+
 def _lease_not_found(e: BaseException) -> bool:
     return "lease not found" in str(e)
 
@@ -247,12 +262,12 @@ class EtcdWorld:
             log.warning(
                 "could not revoke %s's lease (%s); its keys vanish after %d s",
                 self.hostname,
-                e,
+                str(e),  # text only: a record holding the error would pin its frames
                 self.lease_ttl,
             )
         finally:
             self._lease_id = 0
-            await client.close()
+            await _close_client(client)
             self._closed.set()
 
     def _require_client(self) -> Any:
@@ -275,7 +290,7 @@ class EtcdWorld:
                         f"{what}: no etcd member at {self._where()} answered for "
                         f"{self.op_timeout:g} s: {e}"
                     ) from None
-                log.debug("%s: %s; retrying in %.2f s", what, e, delay)
+                log.debug("%s: %s; retrying in %.2f s", what, str(e), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -350,7 +365,7 @@ class EtcdWorld:
                 if not _transient(e):
                     raise
                 if not failing:
-                    log.warning("cannot refresh %s's lease: %s; retrying", self.hostname, e)
+                    log.warning("cannot refresh %s's lease: %s; retrying", self.hostname, str(e))
                 failing = True
                 continue
             if failing:
@@ -487,9 +502,11 @@ class EtcdWorld:
                 if self._closing.is_set():
                     return
                 level = logging.INFO if _transient(e) else logging.WARNING
-                log.log(
-                    level, "watch on %s broke (%s); resuming at revision %d", prefix, e, last + 1
-                )
+                log.log(level, "watch on %s broke (%s); resuming at %d", prefix, str(e), last + 1)
+                # aetcd keeps a failed watch's error on its callback, which its
+                # traceback's frames hold: a cycle that would pin the channel
+                # until a gc pass. Nothing needs this traceback any more.
+                e.__traceback__ = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -552,7 +569,14 @@ class EtcdWorld:
                 if item is None:  # the client is closing
                     raise WorldClosed("the etcd World is closed")
                 if isinstance(item, BaseException):
-                    raise item
+                    # Drop our reference as it is raised: its traceback holds
+                    # this frame, and a cycle would keep the gRPC channel (and
+                    # its poller thread) alive until the next gc pass.
+                    error, item = item, None
+                    try:
+                        raise error
+                    finally:
+                        del error
                 kind: Literal["put", "delete"] = "put" if item.kind == "PUT" else "delete"
                 yield WatchEvent(
                     kind,
