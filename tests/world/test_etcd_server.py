@@ -18,7 +18,13 @@ from helpers import pid_alive, run_async, wait_for
 
 from pymgmt import service
 from pymgmt.world.base import WorldError
-from pymgmt.world.etcd.server import EtcdCrashed, EtcdPortBusy, EtcdServer
+from pymgmt.world.etcd.server import (
+    BINARY_ENV,
+    EtcdCrashed,
+    EtcdPortBusy,
+    EtcdServer,
+    EtcdStartError,
+)
 
 
 def gone(pid: int) -> bool:
@@ -171,3 +177,60 @@ def test_kill_9_of_the_agent_takes_its_etcd_down(tmp_path: Path) -> None:
         agent.wait()
         if agent.stdout:
             agent.stdout.close()
+
+
+def test_two_servers_racing_for_one_port_one_serves_one_is_refused(tmp_path: Path) -> None:
+    """Both pass the bind pre-check at once: etcd's own "address in use" is caught."""
+    first = fast_config(tmp_path, "n1")
+    port = int(first.listen_client_urls[0].rsplit(":", 1)[1])
+    second = fast_config(tmp_path, "n2", client_port=port)
+
+    async def main() -> None:
+        servers = [EtcdServer(first), EtcdServer(second)]
+        async with asyncio.TaskGroup() as tg:
+            results = await asyncio.gather(
+                *(service.start(tg, s.run, name=s.config.name) for s in servers),
+                return_exceptions=True,
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            assert len(errors) == 1, results
+            assert isinstance(errors[0], EtcdPortBusy), errors[0]
+            assert f"127.0.0.1:{port}" in str(errors[0])
+            [winner] = [s for s, r in zip(servers, results, strict=True) if r is not errors[0]]
+            assert await asyncio.to_thread(healthy, winner.client_urls[0])
+            tg.create_task(_cancel(tg))
+
+    run_async(main())
+
+
+async def _cancel(tg: asyncio.TaskGroup) -> None:
+    """End a task group from inside: cancel its other tasks."""
+    me = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is not me and task.get_name() in ("n1", "n2"):
+            task.cancel()
+
+
+def test_etcd_exiting_while_starting_reports_its_own_words(tmp_path: Path) -> None:
+    config = fast_config(tmp_path, extra_args=("--no-such-flag",))
+
+    async def main() -> None:
+        said = r"(?s)exited with code 2 while starting:.*flag provided but not defined"
+        with pytest.raises(EtcdStartError, match=said):
+            async with serving(config):
+                pass
+
+    run_async(main())
+
+
+def test_the_binary_can_be_overridden_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BINARY_ENV, str(tmp_path / "no-etcd-here"))
+
+    async def main() -> None:
+        with pytest.raises(WorldError, match="no-etcd-here is missing or not executable"):
+            async with serving(fast_config(tmp_path)):
+                pass
+
+    run_async(main())

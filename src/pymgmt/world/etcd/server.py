@@ -242,6 +242,43 @@ async def _healthy(host: str, port: int) -> bool:
     return b'"health":"true"' in body
 
 
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on TCP `port` in our network namespace (None: no /proc)."""
+    found: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    # local address "HEXIP:HEXPORT", state 0A = LISTEN, inode
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        found.add(fields[9])
+    except OSError:
+        return None
+    return found
+
+
+def _owns_listener(pid: int, port: int) -> bool:
+    """Is it really *our* etcd that listens on `port`?
+
+    A health probe alone cannot tell: when two agents start at once, both
+    pass the bind pre-check, the second etcd fails to bind, and until it
+    exits the probe reaches the first one's etcd and says "healthy".
+    """
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return True  # no /proc to ask: trust the probe
+    wanted = {f"socket:[{i}]" for i in inodes}
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def _probe_address(url: str) -> tuple[str, int]:
     """Where to reach a listen URL from this host (a wildcard means loopback)."""
     host, port = _host_port(url)
@@ -298,12 +335,15 @@ class EtcdServer:
         """Keep etcd running until cancelled; restart it when it dies."""
         cfg = self.config
         quick: collections.deque[float] = collections.deque(maxlen=cfg.max_quick_failures)
+        offset = -1  # the first run's log was checked while it started
         while True:
             began = time.monotonic()
             try:
                 rc = await proc.wait()
             finally:
                 await self._stop(proc)
+            if offset >= 0 and (busy := self._port_busy(offset)):
+                raise busy  # someone took our port while etcd was down: not worth retrying
             if time.monotonic() - began < cfg.quick_exit:
                 quick.append(began)
             else:
@@ -321,7 +361,7 @@ class EtcdServer:
                 delay,
             )
             await asyncio.sleep(delay)
-            proc, _ = await self._spawn(binary)
+            proc, offset = await self._spawn(binary)
             self.restarts += 1
             log.warning("etcd %s restarted (pid %d)", cfg.name, proc.pid)
 
@@ -335,8 +375,8 @@ class EtcdServer:
             0o600,
         )
         try:
-            offset = os.fstat(fd).st_size
             os.write(fd, f"--- pymgmt: starting {' '.join(argv)}\n".encode())
+            offset = os.fstat(fd).st_size  # the tail shown on failure starts after our line
             # etcd reads ETCD_* variables as flags: ours must be the only ones.
             env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
             proc = await asyncio.create_subprocess_exec(
@@ -361,7 +401,7 @@ class EtcdServer:
         while True:
             if proc.returncode is not None:
                 self._raise_exited(proc.returncode, offset)
-            if await _healthy(host, port):
+            if await _healthy(host, port) and _owns_listener(proc.pid, port):
                 return
             if proc.returncode is not None:
                 self._raise_exited(proc.returncode, offset)
@@ -374,14 +414,22 @@ class EtcdServer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
-    def _raise_exited(self, rc: int, offset: int) -> None:
+    def _port_busy(self, offset: int) -> EtcdPortBusy | None:
+        """etcd's log since `offset` says a port was taken: which one."""
         cfg = self.config
-        tail = _tail(cfg.log_path, offset)
-        if m := _ADDR_IN_USE.search(tail):
+        if m := _ADDR_IN_USE.search(_tail(cfg.log_path, offset)):
             address = m.group(1)
             urls = [u for u in (*cfg.listen_client_urls, *cfg.listen_peer_urls) if address in u]
-            raise EtcdPortBusy(urls[0] if urls else address, address)
-        raise EtcdStartError(f"etcd {cfg.name} exited with code {rc} while starting:\n{tail}")
+            return EtcdPortBusy(urls[0] if urls else address, address)
+        return None
+
+    def _raise_exited(self, rc: int, offset: int) -> None:
+        if busy := self._port_busy(offset):
+            raise busy
+        tail = _tail(self.config.log_path, offset)
+        raise EtcdStartError(
+            f"etcd {self.config.name} exited with code {rc} while starting:\n{tail}"
+        )
 
     async def _stop(self, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM, wait, SIGKILL after `stop_timeout`; always reaped.
