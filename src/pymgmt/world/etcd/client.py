@@ -197,8 +197,8 @@ class EtcdWorld:
     # -- lifecycle ------------------------------------------------------------------
 
     async def run(self, task_status: TaskStatus[EtcdWorld]) -> None:
-        await self._connect()
         try:
+            await self._connect()
             await self._grant()
             await self._register_host()
             log.info("joined the etcd cluster at %s as %s", ",".join(self.endpoints), self.hostname)
@@ -241,7 +241,7 @@ class EtcdWorld:
             except Exception as e:
                 if not _transient(e) or time.monotonic() + delay >= deadline:
                     self._client = None
-                    await client.close()
+                    await _close_client(client)
                     raise WorldUnavailable(
                         f"cannot reach etcd at {self._where()} within "
                         f"{self.connect_timeout:g} s: {e}"
