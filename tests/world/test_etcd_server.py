@@ -13,7 +13,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from etcdutil import eventually, fast_config, healthy, serving, world_on
+from etcdutil import (
+    EtcdProcess,
+    etcd_processes,
+    eventually,
+    fast_config,
+    healthy,
+    parent_of,
+    serving,
+    world_on,
+)
 from helpers import pid_alive, run_async, wait_for
 
 from pymgmt import service
@@ -234,3 +243,11 @@ def test_the_binary_can_be_overridden_by_the_environment(
                 pass
 
     run_async(main())
+
+
+def test_the_leak_check_sees_a_running_etcd(etcd_node: EtcdProcess, tmp_path: Path) -> None:
+    """What `no_etcd_leaks` relies on: etcd found by name, its data dir in its argv."""
+    found = etcd_processes()
+    assert etcd_node.pid in found
+    assert f"--data-dir {tmp_path}/" in found[etcd_node.pid]
+    assert parent_of(etcd_node.pid) == os.getpid()
