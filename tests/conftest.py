@@ -194,12 +194,12 @@ def no_leaks() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def no_etcd_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+def no_etcd_leaks(no_leaks: None, request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves an etcd running: ours, or one with its data under tmp_path.
 
     Children are covered by `no_leaks` too; this also catches an etcd that a
     test's agent process started and left behind (it is not our child), and
-    names it as etcd. Runs before `no_leaks` at teardown (set up after it).
+    names it as etcd. Runs before `no_leaks` at teardown (it depends on it).
     """
     tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
     before = set(etcd_processes())
