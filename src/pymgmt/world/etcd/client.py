@@ -127,19 +127,56 @@ def _transient(e: BaseException) -> bool:
     return False
 
 
-async def _close_client(client: Any) -> None:
-    """Close the channel and wait (briefly) for grpc.aio's own per-call tasks.
+class _RecordingWatchStub:
+    """aetcd's Watch stub, remembering each stream call it opens.
 
-    grpc.aio keeps a task per streaming call that ends only when the closed
-    channel's status comes back from its poller thread; without this wait,
-    closing the World would leave them pending for a moment after it
-    returned, which no one awaits.
+    aetcd does not keep its watch stream's call object, and grpc.aio ends a
+    cancelled call only when its status comes back from the poller thread;
+    knowing the calls lets closing wait for that, so a closed World has no
+    gRPC work (tasks, channel, poller thread) left behind.
     """
-    before = asyncio.all_tasks()
+
+    def __init__(self, stub: Any, calls: list[Any]) -> None:
+        self._stub = stub
+        self._calls = calls
+
+    def Watch(self, *args: Any, **kwargs: Any) -> Any:  # the stub method name
+        call = self._stub.Watch(*args, **kwargs)
+        self._calls[:] = [c for c in self._calls if not c.done()]
+        self._calls.append(call)
+        return call
+
+
+async def _close_client(client: Any, streams: list[Any]) -> None:
+    """Close the channel, then wait (at most 2 s) until its calls have really ended.
+
+    First this channel's calls (known ones: active or watch streams), then
+    any of grpc.aio's per-call tasks still pending, since a call dropped
+    early (by a timeout, say) is known to no one; with another World open
+    in this process its live calls make this wait the full bound, which
+    only tests do (an agent has one World).
+    """
+    deadline = time.monotonic() + 2.0
+    channel = client.channel
+    calls = list(getattr(channel, "_active_calls", ())) if channel is not None else []
+    calls += [c for c in streams if c not in calls]
+    for call in calls:
+        call.cancel()
+    grpc_tasks = {t for t in asyncio.all_tasks() if "_cygrpc" in repr(t)}
     await client.close()
-    grpc_tasks = {t for t in asyncio.all_tasks() | before if "_cygrpc" in repr(t) and not t.done()}
-    if grpc_tasks:
-        await asyncio.wait(grpc_tasks, timeout=2.0)
+    streams.clear()
+    ended = [asyncio.ensure_future(call.code()) for call in calls]
+    if ended:
+        done, pending = await asyncio.wait(ended, timeout=2.0)
+        for f in pending:
+            f.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        for f in done:
+            f.exception()  # retrieved: a failed call's status is of no interest now
+    grpc_tasks = {t for t in grpc_tasks | asyncio.all_tasks() if "_cygrpc" in repr(t)}
+    if unfinished := {t for t in grpc_tasks if not t.done()}:
+        await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
 
 
 def _lease_not_found(e: BaseException) -> bool:
@@ -191,6 +228,8 @@ class EtcdWorld:
         self._lease_lock = asyncio.Lock()
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
+        #: open watch stream calls (see _RecordingWatchStub)
+        self._streams: list[Any] = []
         #: how many times the lease was lost and re-granted (for tests and logs)
         self.lease_regrants = 0
 
@@ -231,6 +270,7 @@ class EtcdWorld:
         # Ask members to refuse (not stall) when they have no leader, watches too.
         client.metadata = _REQUIRE_LEADER
         client._watcher._metadata = _REQUIRE_LEADER
+        client._watcher._watchstub = _RecordingWatchStub(client._watcher._watchstub, self._streams)
         self._client = client
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.02
@@ -241,7 +281,7 @@ class EtcdWorld:
             except Exception as e:
                 if not _transient(e) or time.monotonic() + delay >= deadline:
                     self._client = None
-                    await _close_client(client)
+                    await _close_client(client, self._streams)
                     raise WorldUnavailable(
                         f"cannot reach etcd at {self._where()} within "
                         f"{self.connect_timeout:g} s: {e}"
@@ -267,7 +307,7 @@ class EtcdWorld:
             )
         finally:
             self._lease_id = 0
-            await _close_client(client)
+            await _close_client(client, self._streams)
             self._closed.set()
 
     def _require_client(self) -> Any:
@@ -357,8 +397,7 @@ class EtcdWorld:
                 return
             client = self._require_client()
             try:
-                reply = await client.refresh_lease(self._lease_id)
-                if reply is None or reply.TTL <= 0:
+                if await self._refresh(client) <= 0:
                     async with self._lease_lock:
                         await self._regrant()
             except Exception as e:
@@ -371,6 +410,22 @@ class EtcdWorld:
             if failing:
                 log.info("%s's lease is refreshed again", self.hostname)
             failing = False
+
+    async def _refresh(self, client: Any) -> int:
+        """One keep-alive; the lease's remaining TTL (0: it is gone).
+
+        The raw stream, read to its end (aetcd's refresh_lease returns after
+        the first reply and leaves the call open until garbage collection).
+        """
+        from aetcd import rpc
+
+        request = rpc.LeaseKeepAliveRequest(ID=self._lease_id)
+        ttl = 0
+        async for reply in client.leasestub.LeaseKeepAlive(
+            iter([request]), timeout=self.rpc_timeout, metadata=client.metadata
+        ):
+            ttl = int(reply.TTL)
+        return ttl
 
     async def _regrant(self) -> None:
         """The lease expired (we were cut off too long): get a new one, re-put our keys.
