@@ -417,7 +417,8 @@ class EtcdServer:
     def _port_busy(self, offset: int) -> EtcdPortBusy | None:
         """etcd's log since `offset` says a port was taken: which one."""
         cfg = self.config
-        if m := _ADDR_IN_USE.search(_tail(cfg.log_path, offset)):
+        # the whole run's log: a Go stack trace can push the line out of a short tail
+        if m := _ADDR_IN_USE.search(_tail(cfg.log_path, offset, limit=1 << 20)):
             address = m.group(1)
             urls = [u for u in (*cfg.listen_client_urls, *cfg.listen_peer_urls) if address in u]
             return EtcdPortBusy(urls[0] if urls else address, address)
