@@ -215,7 +215,9 @@ class EtcdWorld:
         self.hostname = hostname
         self.endpoints = list(endpoints)
         self._target = grpc_target(self.endpoints)
-        self.lease_ttl = lease_ttl
+        if lease_ttl < 1:
+            raise WorldError(f"a lease TTL must be at least 1 s, not {lease_ttl}")
+        self.lease_ttl = int(lease_ttl)  # etcd counts whole seconds
         self.connect_timeout = connect_timeout
         self.op_timeout = op_timeout
         self.rpc_timeout = rpc_timeout
