@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from etcdutil import etcd_cluster, etcd_node, etcd_processes, parent_of  # noqa: F401 (fixtures)
 from helpers import DEADLINE, Agent
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -190,6 +191,33 @@ def no_leaks() -> Iterator[None]:
         problems.append(f"inotify (instances, watches) went from {ino_before} to {ino_after}")
     if problems:
         pytest.fail("the test leaked:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def no_etcd_leaks(no_leaks: None, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves an etcd running: ours, or one with its data under tmp_path.
+
+    Children are covered by `no_leaks` too; this also catches an etcd that a
+    test's agent process started and left behind (it is not our child), and
+    names it as etcd. Runs before `no_leaks` at teardown (it depends on it).
+    """
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    before = set(etcd_processes())
+
+    yield
+
+    me = os.getpid()
+
+    def leaked() -> list[int]:
+        return [
+            pid
+            for pid, cmd in etcd_processes().items()
+            if pid not in before and (parent_of(pid) == me or (tmp and f" {tmp}/" in f" {cmd}"))
+        ]
+
+    if pids := _settle(lambda: [describe_pid(p) for p in leaked()]):
+        _kill_and_reap(set(leaked()))
+        pytest.fail("etcd left running: " + "; ".join(pids), pytrace=False)
 
 
 # -- fixtures ----------------------------------------------------------------------------

@@ -14,6 +14,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ..errors import PymgmtError
+
+
+class WorldError(PymgmtError):
+    """The cluster could not be reached, served or joined; the message says why.
+
+    Every subclass is a user-facing condition (a busy port, a taken
+    hostname, unreachable endpoints), worded for the operator, not a bug.
+    """
+
 
 @dataclass(frozen=True, slots=True)
 class KV:
@@ -58,14 +68,29 @@ class World(Protocol):
 
 
 class keys:
-    """The key schema, one place for every host to agree on."""
+    """The key schema, one place for every host to agree on.
+
+    Each family is a prefix constant (to list or watch all hosts' entries)
+    plus a function for one host's key under it, so a watcher and a writer
+    can never disagree on the spelling.
+    """
 
     ROOT = "/_pymgmt/"
+    #: every host's exported resources: EXPORTED + "<host>/<kind>/<name>"
+    EXPORTED = ROOT + "exported/"
+    #: one leased key per live host: HOSTS + "<host>"
+    HOSTS = ROOT + "hosts/"
+    #: one leased key per host saying whether it is converged: CONVERGED + "<host>"
+    CONVERGED = ROOT + "converged/"
 
     @staticmethod
     def exported(hostname: str, kind: str, name: str) -> str:
-        return f"{keys.ROOT}exported/{hostname}/{kind}/{name}"
+        return f"{keys.EXPORTED}{hostname}/{kind}/{name}"
+
+    @staticmethod
+    def host(hostname: str) -> str:
+        return f"{keys.HOSTS}{hostname}"
 
     @staticmethod
     def converged(hostname: str) -> str:
-        return f"{keys.ROOT}converged/{hostname}"
+        return f"{keys.CONVERGED}{hostname}"

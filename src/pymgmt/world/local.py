@@ -2,7 +2,8 @@
 
 Revisions increase by one per write; watches replay from a start revision
 so a watcher that re-subscribes after reading never misses a change, as with
-etcd. Leases are trivially kept for the life of the process.
+etcd. Leases are trivially kept for the life of the process: `close` deletes
+the leased keys (with delete events), as revoking an etcd lease does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class LocalWorld:
         self._log: list[WatchEvent] = []
         self._revision = 0
         self._changed = asyncio.Condition()
+        self._leased: set[str] = set()
 
     async def _record(self, ev: WatchEvent) -> int:
         async with self._changed:
@@ -30,11 +32,16 @@ class LocalWorld:
     async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
         self._revision += 1
         self._data[key] = KV(key, value, self._revision)
+        if lease:
+            self._leased.add(key)
+        else:
+            self._leased.discard(key)
         return await self._record(WatchEvent("put", key, value, self._revision))
 
     async def delete(self, key: str) -> int:
         self._revision += 1
         self._data.pop(key, None)
+        self._leased.discard(key)
         return await self._record(WatchEvent("delete", key, b"", self._revision))
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
@@ -54,4 +61,6 @@ class LocalWorld:
                     yield ev
 
     async def close(self) -> None:
-        self._data.clear()
+        """This host goes away: its leased keys vanish, as on etcd."""
+        for key in sorted(self._leased):
+            await self.delete(key)

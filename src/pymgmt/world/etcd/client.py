@@ -1,0 +1,651 @@
+"""The World over an etcd v3 cluster, through aetcd (asyncio gRPC).
+
+What this layer adds to the bare client, and why:
+
+* **Several endpoints.** aetcd takes one host:port; gRPC's own resolver
+  takes ``ipv4:A:p,B:q,C:r``, so the channel fails over between members by
+  itself (pick-first). Every call that fails with "unavailable" is retried
+  with backoff for up to ``op_timeout`` s, then raised as `WorldUnavailable`
+  naming the endpoints. Calls carry etcd's ``hasleader`` metadata, so a
+  member that lost its leader says so at once instead of hanging.
+* **A session lease.** One lease per agent, kept alive by `run`; keys put
+  with ``lease=True`` ride on it and vanish when the agent goes away: at
+  once on a clean exit (the lease is revoked), after the TTL on ``kill -9``.
+  If the lease is lost anyway (expired during a partition), a new one is
+  granted and every leased key re-put; `EtcdWorld` remembers them for that.
+* **A host key.** `run` registers ``keys.host(hostname)`` on the lease with a
+  create-if-absent transaction, so two live hosts can never share a name
+  (`HostnameTaken`).
+* **Watches that never skip an event.** aetcd ends a watch when its stream
+  breaks; `watch_prefix` re-arms from the last revision seen + 1. If that
+  revision was compacted, it re-reads the prefix and yields synthetic puts
+  and deletes (the difference to what the consumer has seen), so the
+  consumer's view equals the store, then watches on from the read revision.
+
+aetcd (and with it grpc, ~80 ms of imports) is imported only when `run`
+connects: the single-host path never pays for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from ...service import TaskStatus
+from ..base import KV, WatchEvent, WorldError, keys
+
+log = logging.getLogger("pymgmt.world.etcd")
+
+T = TypeVar("T")
+
+#: gRPC channel options: fail over fast between members, notice a dead peer.
+_CHANNEL_OPTIONS: dict[str, Any] = {
+    "grpc.initial_reconnect_backoff_ms": 50,
+    "grpc.min_reconnect_backoff_ms": 50,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+}
+#: etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
+_REQUIRE_LEADER = (("hasleader", "true"),)
+
+
+class HostnameTaken(WorldError):
+    """Another live host is registered under this hostname."""
+
+    def __init__(self, hostname: str) -> None:
+        super().__init__(
+            f"another live host is already named {hostname!r} in this cluster "
+            "(choose another --hostname, or wait for it to leave)"
+        )
+        self.hostname = hostname
+
+
+class WorldUnavailable(WorldError):
+    """No etcd member answered in time."""
+
+
+class WorldClosed(WorldError):
+    """The World was used after `close`."""
+
+
+def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
+    """aetcd's (host, port) for a list of ``http://IP:PORT`` client URLs.
+
+    aetcd joins them as ``f"{host}:{port}"``, so several endpoints become a
+    gRPC ``ipv4:``/``ipv6:`` address list whose last port is passed apart.
+    """
+    if not endpoints:
+        raise WorldError("no etcd endpoints given")
+    hostports: list[tuple[str, int]] = []
+    for url in endpoints:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or port is None:
+            raise WorldError(f"{url!r}: an etcd endpoint must look like http://IP:PORT")
+        hostports.append((parts.hostname, port))
+    if len(hostports) == 1:
+        return hostports[0]
+    try:
+        ips = [ipaddress.ip_address(h) for h, _ in hostports]
+    except ValueError:
+        raise WorldError(
+            f"several etcd endpoints must be IP addresses, not names: {', '.join(endpoints)}"
+        ) from None
+    if all(ip.version == 4 for ip in ips):
+        head = ",".join(f"{h}:{p}" for h, p in hostports[:-1])
+        return f"ipv4:{head},{hostports[-1][0]}", hostports[-1][1]
+    if all(ip.version == 6 for ip in ips):
+        head = ",".join(f"[{h}]:{p}" for h, p in hostports[:-1])
+        return f"ipv6:{head},[{hostports[-1][0]}]", hostports[-1][1]
+    raise WorldError(f"etcd endpoints mix IPv4 and IPv6: {', '.join(endpoints)}")
+
+
+def _transient(e: BaseException) -> bool:
+    """Worth retrying: the member is down, switching, or has no leader right now."""
+    import aetcd
+
+    if isinstance(e, aetcd.ConnectionFailedError | aetcd.ConnectionTimeoutError):
+        return True
+    if isinstance(e, aetcd.rpc.AioRpcError):
+        return e.code() in (
+            aetcd.rpc.StatusCode.UNAVAILABLE,
+            aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+    return False
+
+
+class _RecordingWatchStub:
+    """aetcd's Watch stub, remembering each stream call it opens.
+
+    aetcd does not keep its watch stream's call object, and grpc.aio ends a
+    cancelled call only when its status comes back from the poller thread;
+    knowing the calls lets closing wait for that, so a closed World has no
+    gRPC work (tasks, channel, poller thread) left behind.
+    """
+
+    def __init__(self, stub: Any, calls: list[Any]) -> None:
+        self._stub = stub
+        self._calls = calls
+
+    def Watch(self, *args: Any, **kwargs: Any) -> Any:  # the stub method name
+        call = self._stub.Watch(*args, **kwargs)
+        self._calls[:] = [c for c in self._calls if not c.done()]
+        self._calls.append(call)
+        return call
+
+
+async def _close_client(client: Any, streams: list[Any]) -> None:
+    """Close the channel, then wait (at most 2 s) until its calls have really ended.
+
+    First this channel's calls (known ones: active or watch streams), then
+    any of grpc.aio's per-call tasks still pending, since a call dropped
+    early (by a timeout, say) is known to no one; with another World open
+    in this process its live calls make this wait the full bound, which
+    only tests do (an agent has one World).
+    """
+    deadline = time.monotonic() + 2.0
+    channel = client.channel
+    calls = list(getattr(channel, "_active_calls", ())) if channel is not None else []
+    calls += [c for c in streams if c not in calls]
+    for call in calls:
+        call.cancel()
+    grpc_tasks = {t for t in asyncio.all_tasks() if "_cygrpc" in repr(t)}
+    await client.close()
+    streams.clear()
+    ended = [asyncio.ensure_future(call.code()) for call in calls]
+    if ended:
+        done, pending = await asyncio.wait(ended, timeout=2.0)
+        for f in pending:
+            f.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        for f in done:
+            f.exception()  # retrieved: a failed call's status is of no interest now
+    grpc_tasks = {t for t in grpc_tasks | asyncio.all_tasks() if "_cygrpc" in repr(t)}
+    if unfinished := {t for t in grpc_tasks if not t.done()}:
+        await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
+
+
+def _lease_not_found(e: BaseException) -> bool:
+    return "lease not found" in str(e)
+
+
+class EtcdWorld:
+    """The `World` over etcd; start it with `pymgmt.service.start`.
+
+    ``world = await service.start(tg, EtcdWorld(host, urls).run, name="world")``
+    returns once connected, with the lease granted and the host registered.
+    Cancelling the task (or `close`) revokes the lease, so this host's leased
+    keys vanish from every other host's view at once.
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        endpoints: Sequence[str],
+        *,
+        lease_ttl: int = 10,
+        connect_timeout: float = 10.0,
+        op_timeout: float = 30.0,
+        rpc_timeout: float = 5.0,
+        owner: str = "",
+        host_info: Mapping[str, str] | None = None,
+    ) -> None:
+        """`owner`: a token that survives restarts of this agent (say, kept in its
+        state dir). A host key still held by a previous run with the same
+        owner (killed before its lease expired) is taken over instead of
+        refused; with no owner, a name is free only once its lease is gone.
+        `host_info` goes into the host key's value (JSON) for other hosts.
+        """
+        if not hostname or "/" in hostname:
+            raise WorldError(f"{hostname!r} cannot be a hostname in the cluster")
+        self.hostname = hostname
+        self.endpoints = list(endpoints)
+        self._target = grpc_target(self.endpoints)
+        if lease_ttl < 1:
+            raise WorldError(f"a lease TTL must be at least 1 s, not {lease_ttl}")
+        self.lease_ttl = int(lease_ttl)  # etcd counts whole seconds
+        self.connect_timeout = connect_timeout
+        self.op_timeout = op_timeout
+        self.rpc_timeout = rpc_timeout
+        self.owner = owner
+        self.host_info = dict(host_info or {})
+        self._client: Any = None
+        self._lease_id = 0
+        #: leased key -> value, to re-put them if the lease is ever lost
+        self._leased: dict[str, bytes] = {}
+        self._lease_lock = asyncio.Lock()
+        self._closing = asyncio.Event()
+        self._closed = asyncio.Event()
+        #: open watch stream calls (see _RecordingWatchStub)
+        self._streams: list[Any] = []
+        #: how many times the lease was lost and re-granted (for tests and logs)
+        self.lease_regrants = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[EtcdWorld]) -> None:
+        try:
+            await self._connect()
+            await self._grant()
+            await self._register_host()
+            log.info("joined the etcd cluster at %s as %s", ",".join(self.endpoints), self.hostname)
+            task_status.started(self)
+            await self._keep_alive()
+        finally:
+            await self._shutdown()
+
+    async def close(self) -> None:
+        """Leave: revoke the lease (this host's leased keys vanish) and disconnect."""
+        self._closing.set()
+        if self._client is not None:
+            await self._closed.wait()
+
+    def _where(self) -> str:
+        return ", ".join(self.endpoints)
+
+    async def _connect(self) -> None:
+        """Open the channel and prove a member with a leader answers."""
+        import aetcd
+
+        host, port = self._target
+        client = aetcd.Client(
+            host=host,
+            port=port,
+            timeout=self.rpc_timeout,
+            options=_CHANNEL_OPTIONS,
+        )
+        await client.connect()
+        # Ask members to refuse (not stall) when they have no leader, watches too.
+        client.metadata = _REQUIRE_LEADER
+        client._watcher._metadata = _REQUIRE_LEADER
+        client._watcher._watchstub = _RecordingWatchStub(client._watcher._watchstub, self._streams)
+        self._client = client
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.02
+        while True:
+            try:
+                await client.get(keys.ROOT.encode())
+                return
+            except Exception as e:
+                if not _transient(e) or time.monotonic() + delay >= deadline:
+                    self._client = None
+                    await _close_client(client, self._streams)
+                    raise WorldUnavailable(
+                        f"cannot reach etcd at {self._where()} within "
+                        f"{self.connect_timeout:g} s: {e}"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _shutdown(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            if self._lease_id:
+                async with asyncio.timeout(min(self.rpc_timeout, 3.0)):
+                    await client.revoke_lease(self._lease_id)
+                log.info("left the etcd cluster (%s's lease revoked)", self.hostname)
+        except Exception as e:
+            log.warning(
+                "could not revoke %s's lease (%s); its keys vanish after %d s",
+                self.hostname,
+                str(e),  # text only: a record holding the error would pin its frames
+                self.lease_ttl,
+            )
+        finally:
+            self._lease_id = 0
+            await _close_client(client, self._streams)
+            self._closed.set()
+
+    def _require_client(self) -> Any:
+        if self._client is None or self._closing.is_set():
+            raise WorldClosed("the etcd World is closed")
+        return self._client
+
+    async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one request, retrying while the cluster is unreachable."""
+        deadline = time.monotonic() + self.op_timeout
+        delay = 0.02
+        while True:
+            try:
+                return await fn()
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                if time.monotonic() + delay >= deadline:
+                    raise WorldUnavailable(
+                        f"{what}: no etcd member at {self._where()} answered for "
+                        f"{self.op_timeout:g} s: {e}"
+                    ) from None
+                log.debug("%s: %s; retrying in %.2f s", what, str(e), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # -- the session lease ----------------------------------------------------------
+
+    async def _grant(self) -> None:
+        client = self._require_client()
+        lease = await self._call("grant a lease", lambda: client.lease(self.lease_ttl))
+        self._lease_id = lease.id
+
+    async def _register_host(self) -> None:
+        """Create ``keys.host(hostname)`` on our lease unless a live host holds it."""
+        client = self._require_client()
+        key = keys.host(self.hostname)
+        kb = key.encode()
+        value = json.dumps(
+            {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
+        ).encode()
+        t = client.transactions
+        ok, responses = await self._call(
+            f"register host {self.hostname}",
+            lambda: client.transaction(
+                compare=[t.version(kb) == 0],
+                success=[t.put(kb, value, lease=self._lease_id)],
+                failure=[t.get(kb)],
+            ),
+        )
+        if not ok:
+            [(old_value, old)] = responses[0]
+            if old.lease != self._lease_id and not self._same_owner(old_value):
+                raise HostnameTaken(self.hostname)
+            if old.lease != self._lease_id:
+                # Our own previous run, killed before its lease expired: take over.
+                won, _ = await self._call(
+                    f"take over host {self.hostname}",
+                    lambda: client.transaction(
+                        compare=[t.mod(kb) == old.mod_revision],
+                        success=[t.put(kb, value, lease=self._lease_id)],
+                        failure=[],
+                    ),
+                )
+                if not won:
+                    raise HostnameTaken(self.hostname)
+                log.info("took over the host key of a previous run of %s", self.hostname)
+        self._leased[key] = value
+
+    def _same_owner(self, raw: bytes) -> bool:
+        if not self.owner:
+            return False
+        try:
+            return bool(json.loads(raw).get("owner") == self.owner)
+        except (ValueError, AttributeError):
+            return False
+
+    async def _keep_alive(self) -> None:
+        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost."""
+        interval = max(self.lease_ttl / 3, 0.05)
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._closing.wait()
+            if self._closing.is_set():
+                return
+            client = self._require_client()
+            try:
+                if await self._refresh(client) <= 0:
+                    async with self._lease_lock:
+                        await self._regrant()
+            except Exception as e:
+                if not _transient(e):
+                    raise
+                if not failing:
+                    log.warning("cannot refresh %s's lease: %s; retrying", self.hostname, str(e))
+                failing = True
+                continue
+            if failing:
+                log.info("%s's lease is refreshed again", self.hostname)
+            failing = False
+
+    async def _refresh(self, client: Any) -> int:
+        """One keep-alive; the lease's remaining TTL (0: it is gone).
+
+        The raw stream, read to its end (aetcd's refresh_lease returns after
+        the first reply and leaves the call open until garbage collection).
+        """
+        from aetcd import rpc
+
+        request = rpc.LeaseKeepAliveRequest(ID=self._lease_id)
+        ttl = 0
+        async for reply in client.leasestub.LeaseKeepAlive(
+            iter([request]), timeout=self.rpc_timeout, metadata=client.metadata
+        ):
+            ttl = int(reply.TTL)
+        return ttl
+
+    async def _regrant(self) -> None:
+        """The lease expired (we were cut off too long): get a new one, re-put our keys.
+
+        Called with `_lease_lock` held.
+        """
+        client = self._require_client()
+        lost = self._lease_id
+        await self._grant()
+        self.lease_regrants += 1
+        log.warning(
+            "%s's lease %x was lost (expired while etcd was unreachable?); re-granted it and "
+            "re-publishing %d key(s)",
+            self.hostname,
+            lost,
+            len(self._leased),
+        )
+        for key, value in list(self._leased.items()):
+            await self._put_leased(client, key, value)
+
+    async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
+        return await self._call(
+            f"put {key}", lambda: client.put(key.encode(), value, lease=self._lease_id)
+        )
+
+    # -- the World ------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
+        client = self._require_client()
+        if not lease:
+            self._leased.pop(key, None)
+            resp = await self._call(f"put {key}", lambda: client.put(key.encode(), value))
+            return int(resp.header.revision)
+        async with self._lease_lock:
+            self._leased[key] = value
+            try:
+                resp = await self._put_leased(client, key, value)
+            except Exception as e:
+                if not _lease_not_found(e):
+                    raise
+                await self._regrant()  # re-puts this key too
+                resp = await self._put_leased(client, key, value)
+            return int(resp.header.revision)
+
+    async def delete(self, key: str) -> int:
+        from aetcd import rpc
+
+        client = self._require_client()
+        self._leased.pop(key, None)
+        request = rpc.DeleteRangeRequest(key=key.encode())
+        resp = await self._call(
+            f"delete {key}",
+            lambda: client.kvstub.DeleteRange(
+                request, timeout=self.rpc_timeout, metadata=client.metadata
+            ),
+        )
+        return int(resp.header.revision)
+
+    async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        client = self._require_client()
+        resp = await self._call(
+            f"read {prefix}", lambda: client.get_prefix(prefix.encode(), sort_order="ascend")
+        )
+        found = [KV(kv.key.decode(), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
+        return found, int(resp.header.revision)
+
+    async def _mod_revisions_at(self, prefix: str, revision: int) -> dict[str, int] | None:
+        """key -> mod revision under `prefix` as of `revision`; None if compacted."""
+        from aetcd import rpc, utils
+
+        if revision <= 0:
+            return {}
+        client = self._require_client()
+        start = prefix.encode()
+        request = rpc.RangeRequest(
+            key=start, range_end=utils.prefix_range_end(start), revision=revision, keys_only=True
+        )
+        try:
+            resp = await self._call(
+                f"read {prefix} at revision {revision}",
+                lambda: client.kvstub.Range(
+                    request, timeout=self.rpc_timeout, metadata=client.metadata
+                ),
+            )
+        except rpc.AioRpcError as e:
+            if e.code() == rpc.StatusCode.OUT_OF_RANGE:  # compacted (or a future revision)
+                return None
+            raise
+        return {kv.key.decode(): int(kv.mod_revision) for kv in resp.kvs}
+
+    async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        """Every put/delete under `prefix` after `start_revision`, in order, none skipped.
+
+        Ends when the World is closed. Keeps, per watch, the keys under the
+        prefix the consumer knows of (read at `start_revision`, then updated
+        by each event): that is what a compaction fallback diffs against.
+        """
+        import aetcd
+
+        known = await self._mod_revisions_at(prefix, start_revision)
+        last = start_revision
+        delay = 0.02
+        while not self._closing.is_set():
+            try:
+                async for ev in self._watch_once(prefix, last):
+                    if known is not None:
+                        if ev.type == "put":
+                            known[ev.key] = ev.revision
+                        else:
+                            known.pop(ev.key, None)
+                    last = ev.revision
+                    delay = 0.02
+                    yield ev
+            except aetcd.RevisionCompactedError as e:
+                log.warning(
+                    "watch on %s: revision %d was compacted (below %d); re-reading it",
+                    prefix,
+                    last + 1,
+                    e.compacted_revision,
+                )
+                events, last, known = await self._resync(prefix, known)
+                for ev in events:
+                    yield ev
+                continue
+            except WorldClosed:
+                return
+            except Exception as e:
+                # A watch must outlive any outage, so every other failure re-arms it.
+                if self._closing.is_set():
+                    return
+                level = logging.INFO if _transient(e) else logging.WARNING
+                log.log(level, "watch on %s broke (%s); resuming at %d", prefix, str(e), last + 1)
+                # aetcd keeps a failed watch's error on its callback, which its
+                # traceback's frames hold: a cycle that would pin the channel
+                # until a gc pass. Nothing needs this traceback any more.
+                e.__traceback__ = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _resync(
+        self, prefix: str, known: dict[str, int] | None
+    ) -> tuple[list[WatchEvent], int, dict[str, int]]:
+        """Synthetic events turning the consumer's view into the store's, at one revision."""
+        kvs, revision = await self.get_prefix(prefix)
+        events: list[WatchEvent] = []
+        current = {kv.key: kv for kv in kvs}
+        if known is None:
+            log.warning(
+                "watch on %s: what the consumer read was compacted too; keys deleted "
+                "meanwhile may linger in its view",
+                prefix,
+            )
+        for key in sorted(known or {}):
+            if key not in current:
+                events.append(WatchEvent("delete", key, b"", revision))
+        for kv in kvs:
+            if known is None or known.get(kv.key) != kv.revision:
+                events.append(WatchEvent("put", kv.key, kv.value, revision))
+        return events, revision, {k: kv.revision for k, kv in current.items()}
+
+    async def _watch_once(self, prefix: str, last: int) -> AsyncIterator[WatchEvent]:
+        """One etcd watch from ``last + 1`` until its stream breaks (raises) or closes.
+
+        Uses aetcd's Watcher callbacks with our own queue rather than its
+        iterator: a queue can be waited on with a timeout safely, which lets
+        us notice a stream that ended without an error (aetcd would then wait
+        forever) and reset it.
+        """
+        import aetcd
+
+        client = self._require_client()
+        watcher = client._watcher
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def deliver(item: Any) -> None:
+            queue.put_nowait(item)
+
+        start = prefix.encode()
+        callback = await watcher.add_callback(
+            start,
+            deliver,
+            range_end=aetcd.utils.prefix_range_end(start),
+            start_revision=last + 1,
+        )
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), 1.0)
+                except TimeoutError:
+                    handler = watcher._request_handler
+                    if handler is not None and handler.done():
+                        await watcher._terminate_stream(
+                            aetcd.ConnectionFailedError("the watch stream ended")
+                        )
+                    continue
+                if item is None:  # the client is closing
+                    raise WorldClosed("the etcd World is closed")
+                if isinstance(item, BaseException):
+                    # Drop our reference as it is raised: its traceback holds
+                    # this frame, and a cycle would keep the gRPC channel (and
+                    # its poller thread) alive until the next gc pass.
+                    error, item = item, None
+                    try:
+                        raise error
+                    finally:
+                        del error
+                kind: Literal["put", "delete"] = "put" if item.kind == "PUT" else "delete"
+                yield WatchEvent(
+                    kind,
+                    item.kv.key.decode(),
+                    bytes(item.kv.value) if kind == "put" else b"",
+                    int(item.kv.mod_revision),
+                )
+        finally:
+            if callback.watch_id is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1.0):
+                        await watcher.cancel(callback.watch_id)
+
+
+__all__ = ["EtcdWorld", "HostnameTaken", "WorldClosed", "WorldUnavailable", "grpc_target"]

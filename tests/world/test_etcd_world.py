@@ -1,0 +1,306 @@
+"""EtcdWorld: the World over real etcd members (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from etcdutil import EtcdProcess, world_on
+from helpers import run_async
+
+from pymgmt.world.base import WatchEvent, WorldError, keys
+from pymgmt.world.etcd.client import EtcdWorld, HostnameTaken, WorldUnavailable, grpc_target
+
+
+async def collect(it: AsyncIterator[WatchEvent], n: int, timeout: float = 15.0) -> list[WatchEvent]:
+    """The next `n` events of a watch (fails after `timeout` s)."""
+    out: list[WatchEvent] = []
+    async with asyncio.timeout(timeout):
+        while len(out) < n:
+            out.append(await anext(it))
+    return out
+
+
+def test_grpc_target_lists_every_endpoint() -> None:
+    assert grpc_target(["http://127.0.0.1:2379"]) == ("127.0.0.1", 2379)
+    assert grpc_target(["http://127.0.0.1:1", "http://127.0.0.2:2", "http://127.0.0.3:3"]) == (
+        "ipv4:127.0.0.1:1,127.0.0.2:2,127.0.0.3",
+        3,
+    )
+    with pytest.raises(WorldError, match="must look like"):
+        grpc_target(["https://127.0.0.1"])
+
+
+def test_put_get_delete_with_revisions(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1") as w:
+            r1 = await w.put("/t/a", b"1")
+            r2 = await w.put("/t/b", b"2")
+            assert r2 == r1 + 1
+            kvs, rev = await w.get_prefix("/t/")
+            assert [(kv.key, kv.value, kv.revision) for kv in kvs] == [
+                ("/t/a", b"1", r1),
+                ("/t/b", b"2", r2),
+            ]
+            assert rev == r2
+            r3 = await w.delete("/t/a")
+            assert r3 == r2 + 1
+            assert await w.delete("/t/absent") == r3  # nothing deleted: same revision
+            kvs, _ = await w.get_prefix("/t/")
+            assert [kv.key for kv in kvs] == ["/t/b"]
+            hosts, _ = await w.get_prefix(keys.HOSTS)
+            assert [kv.key for kv in hosts] == [keys.host("h1")]
+
+    run_async(main())
+
+
+def test_unreachable_endpoints_are_named() -> None:
+    async def main() -> None:
+        with pytest.raises(WorldUnavailable, match=r"127\.0\.0\.1:9"):
+            async with world_on(["http://127.0.0.1:9"], "h1", connect_timeout=0.5):
+                pass
+
+    run_async(main())
+
+
+def test_leased_keys_vanish_when_the_host_closes(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "other") as observer:
+            async with world_on([etcd_node.client_url], "h1") as w:
+                await w.put(keys.exported("h1", "file", "f1"), b"x", lease=True)
+                await w.put("/t/kept", b"y")
+                kvs, _ = await observer.get_prefix(keys.ROOT)
+                assert keys.exported("h1", "file", "f1") in {kv.key for kv in kvs}
+            kvs, _ = await observer.get_prefix(keys.ROOT)
+            assert {kv.key for kv in kvs} == {keys.host("other")}
+            kvs, _ = await observer.get_prefix("/t/")
+            assert [kv.key for kv in kvs] == ["/t/kept"]
+
+    run_async(main())
+
+
+KILLED_AGENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pymgmt import service
+    from pymgmt.world.etcd.client import EtcdWorld
+
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            w = await service.start(tg, EtcdWorld("doomed", [sys.argv[1]], lease_ttl=1).run,
+                                    name="world")
+            await w.put("/_pymgmt/exported/doomed/file/f", b"x", lease=True)
+            print("ready", flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_leased_keys_vanish_after_the_ttl_when_the_host_is_killed(etcd_node: EtcdProcess) -> None:
+    agent = subprocess.Popen(
+        [sys.executable, "-c", KILLED_AGENT, etcd_node.client_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None
+        assert agent.stdout.readline() == "ready\n"
+        agent.kill()  # no revoke: only the TTL can take its keys away
+        agent.wait()
+
+        async def main() -> None:
+            async with world_on([etcd_node.client_url], "observer") as w:
+                kvs, rev = await w.get_prefix(keys.EXPORTED)
+                assert [kv.key for kv in kvs] == ["/_pymgmt/exported/doomed/file/f"]
+                watch = aiter(w.watch_prefix(keys.ROOT, rev))
+                gone = {e.key for e in await collect(watch, 2) if e.type == "delete"}
+                assert gone == {"/_pymgmt/exported/doomed/file/f", keys.host("doomed")}
+                await watch.aclose()
+
+        run_async(main())
+    finally:
+        agent.kill()
+        agent.wait()
+        if agent.stdout:
+            agent.stdout.close()
+
+
+def test_a_hostname_held_by_a_live_host_is_refused(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1"):
+            with pytest.raises(HostnameTaken, match="another live host is already named 'h1'"):
+                async with world_on([etcd_node.client_url], "h1"):
+                    pass
+        # gone (lease revoked): the name is free again
+        async with world_on([etcd_node.client_url], "h1") as w:
+            kvs, _ = await w.get_prefix(keys.HOSTS)
+            assert [kv.key for kv in kvs] == [keys.host("h1")]
+
+    run_async(main())
+
+
+def test_the_same_owner_takes_over_its_previous_runs_host_key(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        url = etcd_node.client_url
+        # `old` stands for a killed run: its lease still holds the key.
+        async with (
+            world_on([url], "h1", owner="state-dir-A") as old,
+            world_on([url], "h1", owner="state-dir-A") as new,
+        ):
+            held = await new._client.get(keys.host("h1").encode())
+            assert held.lease == new._lease_id != old._lease_id
+            with pytest.raises(HostnameTaken):
+                async with world_on([url], "h1", owner="state-dir-B"):
+                    pass
+
+    run_async(main())
+
+
+def test_a_watch_delivers_every_event_in_order(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1") as w:
+            await w.put("/w/seed", b"0")
+            _, start = await w.get_prefix("/w/")
+            watch = aiter(w.watch_prefix("/w/", start))
+            expected: list[tuple[str, str, bytes, int]] = []
+            for i in range(100):
+                rev = await w.put(f"/w/k{i % 7}", str(i).encode())
+                expected.append(("put", f"/w/k{i % 7}", str(i).encode(), rev))
+                await w.put("/other/x", b"not watched")
+                if i % 10 == 9:
+                    rev = await w.delete(f"/w/k{i % 7}")
+                    expected.append(("delete", f"/w/k{i % 7}", b"", rev))
+            got = await collect(watch, len(expected))
+            assert [(e.type, e.key, e.value, e.revision) for e in got] == expected
+            await watch.aclose()
+
+    run_async(main())
+
+
+def test_a_watch_resumes_without_a_gap_after_its_member_is_killed(
+    etcd_cluster: list[EtcdProcess],
+) -> None:
+    m1, m2, _m3 = etcd_cluster
+
+    async def main() -> None:
+        urls = [m.client_url for m in etcd_cluster]
+        async with (
+            world_on(urls, "h1", rpc_timeout=1.0) as w,
+            world_on([m2.client_url], "writer", rpc_timeout=1.0) as writer,
+        ):
+            # pick-first: the World talks to m1, the first endpoint
+            probe = await w._client.get_prefix(b"/")
+            async with world_on([m1.client_url], "m1-probe") as direct:
+                own = await direct._client.get_prefix(b"/")
+            assert probe.header.member_id == own.header.member_id
+
+            _, start = await w.get_prefix("/w/")
+            watch = aiter(w.watch_prefix("/w/", start))
+            expected = [await writer.put("/w/before", b"1")]
+            assert [e.revision for e in await collect(watch, 1)] == expected
+
+            m1.kill()
+            for i in range(20):  # while the watch is broken and re-arming
+                expected.append(await writer.put(f"/w/during{i}", str(i).encode()))
+            got = await collect(watch, 20)
+            expected.append(await writer.put("/w/after", b"2"))
+            got += await collect(watch, 1)
+            assert [e.revision for e in got] == expected[1:]
+            assert [e.key for e in got][:3] == ["/w/during0", "/w/during1", "/w/during2"]
+            await watch.aclose()
+
+    run_async(main(), timeout=60)
+
+
+def test_a_compacted_resume_point_yields_the_difference(
+    etcd_cluster: list[EtcdProcess],
+) -> None:
+    m1, m2, _m3 = etcd_cluster
+
+    async def main() -> None:
+        async with world_on([m1.client_url], "h1", rpc_timeout=1.0) as w:
+            await w.put("/c/a", b"a1")
+            await w.put("/c/b", b"b1")
+            _, start = await w.get_prefix("/c/")
+            watch = aiter(w.watch_prefix("/c/", start))
+            async with world_on([m2.client_url], "writer", rpc_timeout=1.0) as writer:
+                await writer.put("/c/c", b"c1")
+                [seen] = await collect(watch, 1)
+                assert (seen.type, seen.key) == ("put", "/c/c")
+
+                # The watch's member goes away; meanwhile the others change
+                # the prefix and compact the history it would resume from.
+                m1.kill()
+                await writer.delete("/c/a")
+                await writer.put("/c/b", b"b2")
+                await writer.put("/c/d", b"d1")
+                await writer.put("/c/d", b"d2")
+                now = await writer.put("/elsewhere", b"")
+                await writer._client.compact(now, physical=True)
+                m1.start()
+
+                got = await collect(watch, 3)
+                assert {(e.type, e.key, e.value) for e in got} == {
+                    ("delete", "/c/a", b""),
+                    ("put", "/c/b", b"b2"),
+                    ("put", "/c/d", b"d2"),
+                }  # /c/c did not change: no event for it
+                assert got[0].type == "delete"
+                assert len({e.revision for e in got}) == 1 and got[0].revision >= now
+
+                rev = await writer.put("/c/e", b"e1")
+                [after] = await collect(watch, 1)
+                assert (after.key, after.revision) == ("/c/e", rev)
+            await watch.aclose()
+
+    run_async(main(), timeout=60)
+
+
+def test_a_lost_lease_is_regranted_and_its_keys_put_back(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1", lease_ttl=1) as w:
+            key = keys.converged("h1")
+            await w.put(key, b"true", lease=True)
+            _, rev = await w.get_prefix(keys.ROOT)
+            watch = aiter(w.watch_prefix(keys.ROOT, rev))
+            # Someone (an expiry during a partition, say) ends the lease under us.
+            await w._client.revoke_lease(w._lease_id)
+            events = await collect(watch, 4)  # both keys vanish, then come back
+            assert sorted((e.type, e.key) for e in events) == [
+                ("delete", key),
+                ("delete", keys.host("h1")),
+                ("put", key),
+                ("put", keys.host("h1")),
+            ]
+            assert [e.type for e in events[:2]] == ["delete", "delete"]
+            assert w.lease_regrants == 1
+            await watch.aclose()
+
+    run_async(main())
+
+
+def test_a_world_is_unusable_after_close(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1") as w:
+            await w.close()
+            with pytest.raises(WorldError, match="closed"):
+                await w.put("/x", b"")
+        assert isinstance(w, EtcdWorld)
+
+    run_async(main())
+
+
+def test_the_single_host_path_does_not_import_grpc(tmp_path: Path) -> None:
+    code = (
+        "import sys, pymgmt.world.etcd.client, pymgmt.world.etcd.server\n"
+        "print(sorted(m for m in ('grpc', 'aetcd') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
