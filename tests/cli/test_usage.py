@@ -147,7 +147,7 @@ def test_harmless_mgmt_flags_not_implemented_warn_and_run(tmp_path, managed, gra
 
 
 REFUSED = {
-    "--seeds=http://127.0.0.1:2379": "clustering through etcd is not implemented yet",
+    "--ssh-url=root@127.0.0.1": "remote execution over SSH is not implemented yet (issue 11)",
     "--no-autoedges": "not implemented yet; set 'meta: {autoedge: false}' per resource",
     "--max-runtime=5": "not implemented yet",
 }

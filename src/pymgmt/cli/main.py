@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 from .._version import __version__
 from ..report.recap import EXIT_INPUT
@@ -40,18 +41,13 @@ _MGMT_IGNORED = {
     "--pgp-key-path": True,
     "--pgp-identity": True,
 }
-_CLUSTER = "clustering through etcd is not implemented yet: pymgmt runs one host, standalone"
+_SSH = "remote execution over SSH is not implemented yet (issue 11)"
 #: mgmt flags pymgmt cannot honour: ignoring them would do something else
 #: than asked, so they are refused with the reason (flag -> takes a value, reason)
 _MGMT_REFUSED = {
-    "--seeds": (True, _CLUSTER),
-    "--client-urls": (True, _CLUSTER),
-    "--server-urls": (True, _CLUSTER),
-    "--advertise-client-urls": (True, _CLUSTER),
-    "--advertise-server-urls": (True, _CLUSTER),
-    "--ssh-url": (True, _CLUSTER),
-    "--ssh-hostkey": (True, _CLUSTER),
-    "--ssh-id": (True, _CLUSTER),
+    "--ssh-url": (True, _SSH),
+    "--ssh-hostkey": (True, _SSH),
+    "--ssh-id": (True, _SSH),
     "--no-autoedges": (False, "not implemented yet; set 'meta: {autoedge: false}' per resource"),
     "--no-autogroup": (False, "not implemented yet; set 'meta: {autogroup: false}' per resource"),
     "--max-runtime": (True, "not implemented yet; use timeout(1) or --converged-timeout"),
@@ -66,6 +62,13 @@ _MGMT_FRONTENDS = {
 }
 #: graphviz layout programs mgmt's --graphviz-filter may name
 GRAPHVIZ_FILTERS = ("dot", "neato", "twopi", "circo", "fdp", "sfdp", "patchwork", "osage")
+#: the flags that configure the embedded etcd server (not a client's)
+_SERVER_FLAGS = (
+    ("client_urls", "--client-urls"),
+    ("server_urls", "--server-urls"),
+    ("advertise_client_urls", "--advertise-client-urls"),
+    ("advertise_server_urls", "--advertise-server-urls"),
+)
 #: the longest converged timeout accepted (about 31 years): past that a
 #: run-once agent would wait forever, and the event loop's clock overflows
 MAX_TIMEOUT = 1e9
@@ -131,6 +134,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="the graphviz layout program that renders --graphviz (default dot)",
     )
     run.add_argument("--hostname", help="the name this host uses in the cluster")
+    _cluster_flags(run)
     run.add_argument("--prefix", help="state directory (default /var/lib/pymgmt, or ~/.cache)")
     run.add_argument("--json", action="store_true", help="stream events as JSON lines on stdout")
     run.add_argument(
@@ -159,6 +163,99 @@ def _seconds(text: str) -> float:
             f"expected a number of seconds up to {MAX_TIMEOUT:g}, got {text!r}"
         )
     return value
+
+
+def _cluster_flags(run: argparse.ArgumentParser) -> None:
+    """mgmt's cluster flags: any of them brings up the etcd World (see README)."""
+    g = run.add_argument_group(
+        "cluster",
+        "hosts exchange exported resources through etcd. A graph with exports (@@) or "
+        "'collect:', or any of these flags, brings it up: without --seeds this agent "
+        "starts its own etcd server; with --seeds it joins one as a client. "
+        "URL lists are separated by commas or semicolons.",
+    )
+    g.add_argument(
+        "--seeds",
+        type=_urls("--seeds"),
+        metavar="URL,...",
+        help="client URLs of an existing cluster's etcd to join (as a client)",
+    )
+    g.add_argument(
+        "--no-server",
+        action="store_true",
+        help="start no etcd server here, only a client of --seeds",
+    )
+    g.add_argument(
+        "--client-urls",
+        type=_urls("--client-urls"),
+        metavar="URL,...",
+        help="where the embedded etcd serves clients (default http://127.0.0.1:2379)",
+    )
+    g.add_argument(
+        "--server-urls",
+        "--peer-urls",
+        dest="server_urls",
+        type=_urls("--server-urls"),
+        metavar="URL,...",
+        help="where the embedded etcd serves its peers (default http://127.0.0.1:2380)",
+    )
+    g.add_argument(
+        "--advertise-client-urls",
+        type=_urls("--advertise-client-urls"),
+        metavar="URL,...",
+        help="the client URLs told to others (default: --client-urls)",
+    )
+    g.add_argument(
+        "--advertise-server-urls",
+        type=_urls("--advertise-server-urls"),
+        metavar="URL,...",
+        help="the peer URLs told to others (default: --server-urls)",
+    )
+
+
+def _urls(flag: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma- or semicolon-separated list of http(s)://HOST:PORT.
+
+    argparse names `flag` in the message of a bad value ("argument --seeds: ...").
+    """
+
+    def parse(text: str) -> tuple[str, ...]:
+        import argparse
+
+        parts = [p.strip() for p in text.replace(";", ",").split(",")]
+        try:
+            if not any(parts):
+                raise ValueError(f"expected http://HOST:PORT[,...], got {text!r}")
+            return tuple(check_url(p) for p in parts if p)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def check_url(url: str) -> str:
+    """`url` if it is http(s)://HOST:PORT (a trailing slash allowed); ValueError if not.
+
+    Nothing else may be in it (a path, a query, a user name): etcd would
+    reject some and silently ignore others.
+    """
+    from urllib.parse import urlsplit
+
+    want = "expected http://HOST:PORT or https://HOST:PORT"
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError:
+        raise ValueError(f"{want}, got {url!r} (bad port)") from None
+    if u.scheme not in ("http", "https"):
+        raise ValueError(f"{want}, got {url!r}")
+    if not u.hostname or u.username is not None or u.password is not None:
+        raise ValueError(f"{want}, got {url!r} (no host)")
+    if port is None or port == 0:
+        raise ValueError(f"{want}, got {url!r} (no port)")
+    if u.path not in ("", "/") or u.query or u.fragment:
+        raise ValueError(f"{want}, got {url!r} (nothing may follow the port)")
+    return f"{u.scheme}://{u.netloc}"
 
 
 def _verbosity(p: argparse.ArgumentParser) -> None:
@@ -254,11 +351,35 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error("--converged-exit needs --converger-timeout N (seconds converged)")
     if args.converged_timeout_no_exit:
         args.converged_timeout = None  # old mgmt: converged, but keep running
+    _resolve_cluster(parser, args)
     for flag in getattr(args, "ignored", []):
         print(
             f"pymgmt: warning: {flag} (an mgmt flag) is not implemented yet, ignored",
             file=sys.stderr,
         )
+
+
+def _resolve_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the cluster flags against each other; set `args.cluster_flags`.
+
+    With --seeds this agent is a client of the cluster: joining it as an
+    etcd server member is issue 10, so the embedded server's URLs have no
+    use and are ignored with a warning (the agent still exports and
+    collects like any other host).
+    """
+    if args.no_server and not args.seeds:
+        parser.error("--no-server starts no etcd server: it needs --seeds URL of a cluster to join")
+    given = [flag for dest, flag in _SERVER_FLAGS if getattr(args, dest) is not None]
+    if args.seeds and given:
+        print(
+            f"pymgmt: warning: {', '.join(given)}: with --seeds this agent joins the cluster "
+            "as a client (joining as an etcd server member is not implemented yet, issue 10); "
+            "ignored",
+            file=sys.stderr,
+        )
+        for dest, _ in _SERVER_FLAGS:
+            setattr(args, dest, None)
+    args.cluster_flags = bool(args.seeds or args.no_server or given)
 
 
 def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:

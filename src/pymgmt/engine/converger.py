@@ -11,6 +11,10 @@ last activity is N seconds old. A permanently failed vertex is idle (it
 waits for an event that may never come), and so are the vertices it
 blocks, so a broken graph still converges and exits with a failure status
 instead of hanging (the bug reported as mgmt issue #743).
+
+Other parts can *observe* the converger (`observe`): a cluster publishes
+each host's converged state (engine/cluster_converged.py) and must learn
+of every change at once, without polling the counters.
 """
 
 from __future__ import annotations
@@ -34,21 +38,45 @@ class Converger:
         #: then asked again the next time the graph goes idle
         self.on_settled: Callable[[], bool] | None = None
         self._unreported = True
+        self._observers: list[Callable[[], None]] = []
+        #: when the busy count last went from 0 to more (None: idle)
+        self.busy_since: float | None = None
+
+    def observe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (synchronously, so it must be cheap) on every change
+        of the busy count and on every activity; returns the unsubscriber."""
+        self._observers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._observers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        for callback in list(self._observers):
+            callback()
 
     def busy_changed(self, delta: int) -> None:
+        was = self._busy
         self._busy += delta
         if self._busy == 0:
+            self.busy_since = None
             self._idle.set()
             if self._unreported and self.on_settled is not None:
                 self._unreported = not self.on_settled()
         else:
+            if was == 0:
+                self.busy_since = time.monotonic()
             self._idle.clear()
+        self._notify()
 
     def activity(self) -> None:
         """Something changed (or failed): restart the converged clock."""
         self.last_activity = time.monotonic()
         self._activity.set()
         self._unreported = True
+        self._notify()
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:

@@ -172,6 +172,20 @@ class CollectRefused:
     reason: str
 
 
+@dataclass(frozen=True)
+class HostJoined:
+    """A host registered in the cluster (those present at start are reported too)."""
+
+    host: str
+
+
+@dataclass(frozen=True)
+class HostLeft:
+    """A host's registration vanished: it stopped, or its lease expired."""
+
+    host: str
+
+
 Event = (
     GraphStarted
     | GraphSwapped
@@ -185,6 +199,8 @@ Event = (
     | Exported
     | CollectChanged
     | CollectRefused
+    | HostJoined
+    | HostLeft
 )
 
 
