@@ -266,7 +266,14 @@ class Agent:
     Use through the `agent` fixture, which always kills and reaps it.
     """
 
-    def __init__(self, graph: Path, prefix: Path, *args: str, json_mode: bool = True) -> None:
+    def __init__(
+        self,
+        graph: Path,
+        prefix: Path,
+        *args: str,
+        json_mode: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.graph = graph
         self.json_mode = json_mode
         self.argv = [*PYMGMT, "run", "--prefix", str(prefix), *args]
@@ -285,6 +292,7 @@ class Agent:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.pid = self.proc.pid
         self._threads = [

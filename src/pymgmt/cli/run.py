@@ -19,12 +19,12 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from .. import statedir
-from ..engine.engine import Engine
+from ..engine.engine import ConvergedWait, Engine, GraphObserver
 from ..errors import InputError, InputErrors, Location
 from ..frontends.base import Frontend, FrontendContext
 from ..frontends.yamlgraph import YamlFrontend, YamlGraph, load, load_with_text
@@ -35,6 +35,8 @@ from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..types import MAX_PROBLEMS
+from ..world.base import World, WorldError
+from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, needs_cluster
 from ..world.local import LocalWorld
 
 
@@ -269,7 +271,7 @@ def run_command(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 10, 10)
     # Validating a large graph takes seconds. A signal until the engine runs
     # aborts the start with a plain sentence, never a KeyboardInterrupt
-    # traceback (SIGTERM would otherwise kill silently). `_main` replaces
+    # traceback (SIGTERM would otherwise kill silently). `_Run.main` replaces
     # these handlers with the graceful stop before the engine starts.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt_start)
@@ -301,6 +303,13 @@ def _start(args: argparse.Namespace) -> int:
     if chosen is not None and (intruders := statedir.intrusions(validated[1].graph, chosen)):
         print_input_error(InputErrors(intruders), as_json=args.json)
         return EXIT_INPUT
+    hostname = args.hostname or socket.gethostname()
+    try:
+        options = ClusterOptions.from_args(args, hostname)
+    except ClusterError as e:
+        _refuse(str(e), args)
+        return EXIT_INPUT
+    cluster = options if needs_cluster(validated[1].graph, options) else None
     state = _lock_state_dir(args)
     if state is None:
         return EXIT_INPUT
@@ -324,28 +333,51 @@ def _start(args: argparse.Namespace) -> int:
     frontend: Frontend = (
         _Once(declared) if args.no_watch else YamlFrontend(path, first=(text, declared))
     )
-    frontend = _StateDirGuard(frontend, state.prefix)
-    observers = [_GraphvizTap(args.graphviz, args.graphviz_filter)] if args.graphviz else []
-    engine = stopper.engine = Engine(
-        world=LocalWorld(args.hostname or socket.gethostname()),
-        reporter=reporter,
-        state_dir=state.prefix,
-        noop=args.noop,
-        converged_timeout=timeout,
-        sema=args.sema,
-        observers=observers,
-        accepted=compiled,  # validated above: not compiled a second time
-    )
+    if cluster is None:
+        frontend = _SingleHostNote(frontend)
+    tap = [_GraphvizTap(args.graphviz, args.graphviz_filter)] if args.graphviz else []
+
+    def make_engine(
+        world: World, observers: list[GraphObserver], converged_wait: ConvergedWait | None
+    ) -> Engine:
+        return Engine(
+            world=world,
+            reporter=reporter,
+            state_dir=state.prefix,
+            noop=args.noop,
+            converged_timeout=timeout,
+            sema=args.sema,
+            observers=[*observers, *tap],
+            converged_wait=converged_wait,
+            accepted=compiled,  # validated above: not compiled a second time
+        )
+
+    def guarded(inner: Frontend) -> Frontend:
+        """The checks every graph passes last, whatever joined it on the way."""
+        return _StateDirGuard(inner, state.prefix)
+
+    run = _Run(make_engine, frontend, guarded, stopper, hostname, cluster, state.prefix, args.noop)
+    lost: ClusterLost | None = None
     try:
-        asyncio.run(_main(engine, frontend, stopper))
+        asyncio.run(run.main())
     except InputError as e:  # the file changed between validation and start
         print_input_error(e, as_json=args.json)
+        return EXIT_INPUT
+    except ClusterLost as e:  # the engine ran, and was stopped: the recap follows
+        lost = e
+    except ClusterError as e:  # nothing was changed: the engine never started
+        _refuse(str(e), args)
         return EXIT_INPUT
     if machine is not None:
         machine.write_obj({"event": "recap", **recap.as_dict()})
     elif human is not None:
         human.write(recap.render(verbose=args.verbose) + "\n")
     code = recap.exit_code()
+    if lost is not None:
+        code = EXIT_INPUT
+        if machine is not None:
+            machine.write_obj({"event": "cluster_lost", "message": str(lost)})
+        print(f"error: {lost}", file=sys.stderr)
     # Everything is stopped, written and fsynced, and the recap is out: skip
     # the interpreter's teardown of every object of the graph (60 ms at 1k
     # resources, 460 ms at 10k), which can change nothing any more. The
@@ -377,6 +409,10 @@ class _Stopper:
         self.engine: Engine | None = None
         self.interrupts = 0
         self.pipe_closed = False
+        #: cancels the cluster's start-up (etcd, the client), while it runs
+        self.cancel_start: Callable[[], object] | None = None
+        #: the signal that aborted the start-up
+        self.start_interrupted: signal.Signals | None = None
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.interrupt(sig, f"interrupted by {sig.name}")
@@ -398,20 +434,157 @@ class _Stopper:
         self.recap.interrupt_code = 128 + sig
         if self.engine is not None:
             self.engine.stop(f"{why} (again to exit at once)", interrupted=True)
+        elif self.cancel_start is not None:
+            self.start_interrupted = sig
+            self.cancel_start()
 
 
-async def _main(engine: Engine, frontend: Any, stopper: _Stopper) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopper.on_signal, sig)
-    watched = _watch_stdout_reader(loop, stopper.stdout_closed)
-    try:
-        await engine.run(frontend)
-    finally:
+class _Run:
+    """One run of the agent inside the event loop: the World, then the engine.
+
+    Single host: a LocalWorld and the engine, exactly as before issue 9.
+    Cluster (world/cluster.py): the etcd server (unless a client), the etcd
+    client World, then -- while the engine runs -- the host watcher and this
+    host's converged-state publisher. On the way out (converged, SIGINT,
+    SIGTERM) they stop in the reverse order: the engine, the watchers, the
+    client (its lease revoked: this host's exports vanish from every other
+    host), the server.
+    """
+
+    def __init__(
+        self,
+        make_engine: Callable[[World, list[GraphObserver], ConvergedWait | None], Engine],
+        frontend: Any,
+        guarded: Callable[[Any], Any],
+        stopper: _Stopper,
+        hostname: str,
+        cluster: ClusterOptions | None,
+        state_dir: Path,
+        noop: bool,
+    ) -> None:
+        self.noop = noop
+        self.make_engine = make_engine
+        self.frontend = frontend
+        self.guarded = guarded
+        self.stopper = stopper
+        self.hostname = hostname
+        self.cluster = cluster
+        self.state_dir = state_dir
+        #: why the cluster was lost while the engine ran (None: it was not)
+        self.lost: Exception | None = None
+
+    async def main(self) -> None:
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if watched is not None:
-            loop.remove_reader(watched)
+            loop.add_signal_handler(sig, self.stopper.on_signal, sig)
+        watched = _watch_stdout_reader(loop, self.stopper.stdout_closed)
+        try:
+            if self.cluster is None:
+                engine = self.make_engine(LocalWorld(self.hostname), [], None)
+                self.stopper.engine = engine
+                await engine.run(self.guarded(self.frontend))
+            else:
+                await self._cluster(self.cluster)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if watched is not None:
+                loop.remove_reader(watched)
+
+    async def _cluster(self, options: ClusterOptions) -> None:
+        from ..engine.cluster_converged import ClusterConvergence
+        from ..engine.exporter import Exporter
+        from ..frontends.collect import CollectingFrontend
+        from ..world.cluster import watch_hosts
+        from ..world.resworld import ResWorld
+
+        async with contextlib.AsyncExitStack() as stack:
+            world = await self._bring_up(stack, options)
+            resworld = ResWorld(world)
+            convergence = ClusterConvergence(world)
+
+            def emit(event: Any) -> None:
+                engine.emit(event)  # bound below, before anything runs
+
+            exporter = Exporter(resworld, emit, noop=self.noop)
+            engine = self.make_engine(world, [exporter], convergence.wait)
+            self.stopper.engine = engine
+            frontend = self.guarded(CollectingFrontend(self.frontend, resworld, emit))
+            async with asyncio.TaskGroup() as tg:
+                side = [
+                    tg.create_task(
+                        self._on_world(watch_hosts(world, engine.emit)), name="host watcher"
+                    ),
+                    tg.create_task(
+                        self._on_world(convergence.publish(engine.converger)),
+                        name="converged state",
+                    ),
+                ]
+                try:
+                    await engine.run(frontend)
+                except* WorldError as eg:
+                    self._lost(eg.exceptions[0])
+                finally:
+                    for t in side:
+                        t.cancel()
+        if self.lost is not None:
+            raise ClusterLost(f"lost the etcd cluster: {self.lost}")
+
+    def _lost(self, error: Exception) -> None:
+        """The World failed for good: stop the engine gracefully, remember why."""
+        if self.lost is None:
+            self.lost = error
+            logging.getLogger("pymgmt.cluster").error("lost the etcd cluster: %s", error)
+        if self.stopper.engine is not None:
+            self.stopper.engine.stop("lost the etcd cluster", interrupted=True)
+
+    async def _on_world(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`, which uses the World; its failure stops the run, not the task group."""
+        try:
+            await work
+        except WorldError as e:
+            self._lost(e)
+
+    async def _bring_up(self, stack: contextlib.AsyncExitStack, options: ClusterOptions) -> World:
+        """Start the etcd World; a signal meanwhile aborts the start (nothing changed)."""
+        from ..world.cluster import open_world
+
+        me = asyncio.current_task()
+        assert me is not None
+        self.stopper.cancel_start = me.cancel
+        try:
+            return await open_world(stack, options, self.state_dir, on_failure=self._lost)
+        except asyncio.CancelledError:
+            sig = self.stopper.start_interrupted
+            if sig is not None and me.uncancel() == 0:
+                raise _Interrupted(sig) from None
+            raise
+        finally:
+            self.stopper.cancel_start = None
+
+
+class _SingleHostNote:
+    """Says once that exports and collects added to a running single-host graph do nothing.
+
+    The agent chose single-host at start (the graph had neither, no cluster
+    flag was given): bringing up etcd under a running graph is not done;
+    a restart picks the cluster.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.warned = False
+
+    async def graphs(self, ctx: Any) -> AsyncIterator[Graph[Resource] | InputError]:
+        async for g in self.inner.graphs(ctx):
+            if not self.warned and not isinstance(g, InputError) and (g.exported or g.collect):
+                self.warned = True
+                logging.getLogger("pymgmt").warning(
+                    "the graph now exports or collects resources, but this agent started "
+                    "single-host: they are ignored until it is restarted (or started with "
+                    "a cluster flag such as --client-urls)"
+                )
+            yield g
 
 
 def _watch_stdout_reader(

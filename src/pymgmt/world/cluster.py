@@ -61,6 +61,11 @@ class ClusterError(Exception):
     unreachable): the agent exits 1 with this message, having changed nothing."""
 
 
+class ClusterLost(ClusterError):
+    """The running agent lost its cluster (its etcd server died for good, or no
+    member answered for a long while): the engine was stopped, the agent exits 1."""
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
     """Everything the cluster flags and environment say, checked."""
@@ -129,15 +134,20 @@ def needs_cluster(graph: Graph[Any], options: ClusterOptions) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def serving(fn: ServiceFn[T], *, name: str) -> AsyncIterator[T]:
+async def serving(
+    fn: ServiceFn[T], *, name: str, on_failure: Callable[[Exception], None] | None = None
+) -> AsyncIterator[T]:
     """Run the service `fn` for the duration of the block, then stop it and wait.
 
     Nesting these blocks (or entering them on one AsyncExitStack) stops the
     services in the reverse order of their start, which a single task group
     cannot promise: there, a cancel reaches every task at once, and the etcd
     server could go away while the client is still revoking its lease.
-    A service failing while the block runs cancels the block, as in a task
-    group, and its error propagates.
+
+    A service failing once started is handed to `on_failure` (say, to stop
+    the engine gracefully: an apply under way must not be cut in half), and
+    the block goes on until its owner leaves it. Without `on_failure` the
+    block is cancelled, as in a task group, and the error propagates.
     """
     import asyncio
 
@@ -148,7 +158,13 @@ async def serving(fn: ServiceFn[T], *, name: str) -> AsyncIterator[T]:
     async def run(status: Any) -> None:
         nonlocal task
         task = asyncio.current_task()
-        await fn(status)
+        try:
+            await fn(status)
+        except Exception as e:
+            if on_failure is None or not status.is_started:
+                raise
+            log.error("%s failed: %s", name, e)
+            on_failure(e)
 
     async with asyncio.TaskGroup() as tg:
         value = await start(tg, run, name=name)
@@ -160,37 +176,79 @@ async def serving(fn: ServiceFn[T], *, name: str) -> AsyncIterator[T]:
 
 
 async def open_world(
-    stack: contextlib.AsyncExitStack, options: ClusterOptions, state_dir: Path
+    stack: contextlib.AsyncExitStack,
+    options: ClusterOptions,
+    state_dir: Path,
+    on_failure: Callable[[Exception], None] | None = None,
 ) -> World:
     """Bring up the etcd World on `stack`: the server (unless a client), then the client.
 
     Closing `stack` stops them in the reverse order. Raises ClusterError
-    (nothing changed on the system) when the cluster cannot be reached or
-    served; what failed names the port, host or seeds.
+    (nothing changed on the system) when the cluster cannot be served or
+    reached; the message names the port, the hostname or the seeds. Once up,
+    a server or client that fails for good is handed to `on_failure`.
     """
-    from .etcd.client import EtcdWorld  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    from .etcd.server import EtcdServer  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from .base import WorldError
 
-    if options.serves:
-        heartbeat, election = options.timers
-        server = EtcdServer(
-            name=options.hostname,
-            data_dir=state_dir / "etcd",
-            client_urls=list(options.client_urls),
-            peer_urls=list(options.server_urls),
-            advertise_client_urls=list(options.advertise_client_urls or options.client_urls),
-            advertise_peer_urls=list(options.advertise_server_urls or options.server_urls),
-            heartbeat_ms=heartbeat,
-            election_ms=election,
+    # (the ignores go once world/etcd is merged: TODO(H4) remove at rebase)
+    from .etcd.client import EtcdWorld  # type: ignore[import-untyped,unused-ignore]
+    from .etcd.server import EtcdConfig, EtcdServer  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        if options.serves:
+            heartbeat, election = options.timers
+            server = EtcdServer(
+                EtcdConfig(
+                    name=options.hostname,
+                    data_dir=state_dir / "etcd",
+                    listen_client_urls=options.client_urls,
+                    listen_peer_urls=options.server_urls,
+                    advertise_client_urls=options.advertise_client_urls or (),
+                    advertise_peer_urls=options.advertise_server_urls or (),
+                    heartbeat_ms=heartbeat,
+                    election_ms=election,
+                )
+            )
+            endpoints = await stack.enter_async_context(
+                serving(server.run, name="etcd server", on_failure=on_failure)
+            )
+        else:
+            endpoints = list(options.seeds)
+        client = EtcdWorld(
+            options.hostname,
+            endpoints,
+            lease_ttl=options.lease_ttl,
+            owner=owner_token(state_dir),
         )
-        endpoints: list[str] = list(
-            await stack.enter_async_context(serving(server.run, name="etcd server"))
+        world = await stack.enter_async_context(
+            serving(client.run, name="etcd client", on_failure=on_failure)
         )
-    else:
-        endpoints = list(options.seeds)
-    client = EtcdWorld(endpoints, hostname=options.hostname, lease_ttl=options.lease_ttl)
-    world: World = await stack.enter_async_context(serving(client.run, name="etcd client"))
+    except WorldError as e:
+        raise ClusterError(str(e)) from None
     return world
+
+
+def owner_token(state_dir: Path) -> str:
+    """This agent's identity across restarts, kept in its state directory.
+
+    After a ``kill -9`` this host's key outlives it for the lease's TTL (and
+    an embedded etcd restores leases when it restarts): with the same token
+    the restarted agent takes its own name back instead of being refused as
+    a second live host of that name.
+    """
+    import secrets
+
+    path = state_dir / "cluster-owner"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        token = secrets.token_hex(16)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+    with os.fdopen(fd) as f:
+        return f.read().strip()
 
 
 # -- following a prefix, and the hosts of the cluster ----------------------------------------
@@ -235,15 +293,12 @@ async def watch_hosts(world: World, emit: Callable[[Event], None]) -> None:
         joined, left = sorted(now - known), sorted(known - now)
         known.clear()
         known.update(now)
-        members = ", ".join(sorted(now)) or "none"
+        members = f"{len(now)} host{'' if len(now) == 1 else 's'}: {', '.join(sorted(now))}"
         for host in joined:
-            if first:
-                log.info("cluster: host %s is up (%d hosts: %s)", host, len(now), members)
-            else:
-                log.info("cluster: host %s joined (%d hosts: %s)", host, len(now), members)
+            log.info("cluster: host %s %s (%s)", host, "is up" if first else "joined", members)
             emit(HostJoined(host))
         for host in left:
-            log.info("cluster: host %s left (%d hosts: %s)", host, len(now), members)
+            log.info("cluster: host %s left (%s)", host, members or "none")
             emit(HostLeft(host))
         first = False
 
@@ -252,6 +307,7 @@ async def watch_hosts(world: World, emit: Callable[[Event], None]) -> None:
 
 __all__ = [
     "ClusterError",
+    "ClusterLost",
     "ClusterOptions",
     "mirror_prefix",
     "needs_cluster",

@@ -1,0 +1,282 @@
+"""Several real agents on one machine, as the hosts of one cluster.
+
+Each host is a separate `pymgmt run --json` process with its own
+``--hostname``, state directory (``--prefix``), root directory for the
+files its graph manages, and its own loopback address (127.0.1.N; all of
+127.0.0.0/8 is the loopback) with free ports for the etcd it may serve.
+Every agent runs with ``PYMGMT_ETCD_FAST=1`` (etcd's fast raft timers) and a
+short lease TTL, so a killed host's exports vanish within seconds.
+
+`Cluster.close` kills every agent still running, then every process left
+whose command line names one of the cluster's directories -- the etcd a
+host served outlives a ``kill -9`` of its agent, and the test process (a
+child subreaper, tests/conftest.py) inherits it -- reaps them all, and
+removes the directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers import DEADLINE, Agent
+
+#: the examples the A/B/C tests run (their /tmp/mgmtX/ paths are rewritten)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: seconds a killed host's lease (and so its exports) outlives it in tests
+LEASE_TTL = 2
+#: deadline for cluster-wide conditions (an exchange, a lease expiring)
+CLUSTER_DEADLINE = 30.0
+
+
+def free_port(address: str) -> int:
+    """A port nobody listens on at `address` now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Host:
+    """One host of the test cluster: its name, address, ports and directories."""
+
+    name: str
+    address: str
+    client_port: int
+    peer_port: int
+    prefix: Path
+    root: Path
+    agent: Agent | None = None
+    #: every agent this host ran (a restart makes a new one)
+    runs: list[Agent] = field(default_factory=list)
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.address}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.address}:{self.peer_port}"
+
+    def serve_args(self) -> list[str]:
+        """Flags that make this host serve etcd on its own address and ports."""
+        return ["--client-urls", self.client_url, "--server-urls", self.peer_url]
+
+
+class Cluster:
+    """The hosts of one test, and everything needed to clean up after them."""
+
+    def __init__(self, base: Path, *, lease_ttl: int = LEASE_TTL) -> None:
+        self.base = base
+        self.lease_ttl = lease_ttl
+        self.hosts: dict[str, Host] = {}
+        self.env = {"PYMGMT_ETCD_FAST": "1", "PYMGMT_LEASE_TTL": str(lease_ttl)}
+
+    def host(self, name: str) -> Host:
+        """The host called `name`, made (address, ports, directories) on first use."""
+        if name in self.hosts:
+            return self.hosts[name]
+        n = len(self.hosts) + 1
+        if n > 250:
+            raise ValueError("at most 250 hosts: one 127.0.1.N address each")
+        address = f"127.0.1.{n}"
+        client = free_port(address)
+        peer = free_port(address)
+        while peer == client:
+            peer = free_port(address)
+        host = Host(
+            name=name,
+            address=address,
+            client_port=client,
+            peer_port=peer,
+            prefix=self.base / name / "state",
+            root=self.base / name / "root",
+        )
+        host.root.mkdir(parents=True)
+        self.hosts[name] = host
+        return host
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        name: str,
+        graph: Path,
+        *args: str,
+        seeds: Host | None = None,
+        serve: bool = True,
+        local: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> Agent:
+        """Start host `name`'s agent on `graph`.
+
+        With `seeds`, it joins that host's etcd as a client (``--seeds``, plus
+        ``--no-server`` unless `serve`); with `local`, no cluster flag at all;
+        else it serves etcd itself on its own address and ports.
+        """
+        host = self.host(name)
+        argv = ["--hostname", name]
+        if local:
+            pass
+        elif seeds is not None:
+            argv += ["--seeds", seeds.client_url]
+            if not serve:
+                argv.append("--no-server")
+        else:
+            argv += host.serve_args()
+        agent = Agent(graph, host.prefix, *argv, *args, env={**self.env, **(env or {})})
+        host.agent = agent
+        host.runs.append(agent)
+        return agent
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+        """Stop host `name`'s agent gracefully; its exit code."""
+        agent = self.hosts[name].agent
+        assert agent is not None
+        return agent.stop(sig, timeout)
+
+    def kill9(self, name: str) -> None:
+        """SIGKILL host `name`'s agent (its etcd child, if any, lives on)."""
+        agent = self.hosts[name].agent
+        assert agent is not None
+        agent.send(signal.SIGKILL)
+        agent.wait_exit()
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def wait_for(
+        self, predicate: Callable[[], Any], what: str, timeout: float = CLUSTER_DEADLINE
+    ) -> Any:
+        """`predicate` true before `timeout`; on failure, every agent's tail is shown."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{self}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def __str__(self) -> str:
+        parts = []
+        for host in self.hosts.values():
+            if host.agent is not None:
+                parts.append(f"--- host {host.name}: {host.agent.describe()}")
+        return "\n".join(parts)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def processes(self, host: Host | None = None) -> list[int]:
+        """PIDs of live processes whose command line names this cluster's (or `host`'s) dirs."""
+        needle = str(host.prefix if host is not None else self.base)
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if needle in cmd and _state(int(entry)) not in ("Z", "gone"):
+                found.append(int(entry))
+        return found
+
+    def etcd_processes(self, host: Host) -> list[int]:
+        """The etcd servers run for `host` (their data dir is under its state dir)."""
+        return [pid for pid in self.processes(host) if _exe_name(pid) == "etcd"]
+
+    def close(self) -> None:
+        """Kill and reap every agent and every etcd left, then remove the directories."""
+        for host in self.hosts.values():
+            for agent in host.runs:
+                agent.close()
+        leftovers = self.processes()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + DEADLINE
+        pending = set(leftovers)
+        while pending and time.monotonic() < deadline:
+            for pid in list(pending):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # ours as the subreaper: reap it
+                if _state(pid) in ("gone",):
+                    pending.discard(pid)
+            time.sleep(0.01)
+        shutil.rmtree(self.base, ignore_errors=True)
+        assert not pending, f"processes would not die: {sorted(pending)}"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _exe_name(pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return ""
+
+
+# -- graphs and files ---------------------------------------------------------------------------
+
+
+def graph3(host: Host, letter: str, dest: Path | None = None) -> Path:
+    """mgmt's example graph3<letter>.yaml with its /tmp/mgmtX/ moved under `host.root`.
+
+    The directory the files land in is made (the article makes it with mkdir).
+    """
+    text = (EXAMPLES / f"graph3{letter}.yaml").read_text()
+    upper = letter.upper()
+    target = host.root / f"mgmt{upper}"
+    target.mkdir(parents=True, exist_ok=True)
+    text = text.replace(f"/tmp/mgmt{upper}/", f"{target}/")
+    path = dest or host.root.parent / f"graph3{letter}.yaml"
+    path.write_text(text)
+    return path
+
+
+def files_in(directory: Path) -> dict[str, str]:
+    """name -> content of the regular files directly in `directory`."""
+    out = {}
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    out[entry.name] = Path(entry.path).read_text()
+    return out
+
+
+def mapped_files(pid: int) -> Iterator[str]:
+    """Files mapped by process `pid` (/proc/PID/maps): its native modules among them."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith("/"):
+                yield fields[5].strip()
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of `pid` (every thread's)."""
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.extend(int(p) for p in f.read().split())
+    return kids
