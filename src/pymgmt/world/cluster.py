@@ -220,9 +220,8 @@ async def open_world(
             lease_ttl=options.lease_ttl,
             owner=owner_token(state_dir),
         )
-        world = await stack.enter_async_context(
-            serving(client.run, name="etcd client", on_failure=on_failure)
-        )
+        joined = serving(client.run, name="etcd client", on_failure=on_failure)
+        world: World = await stack.enter_async_context(joined)
     except WorldError as e:
         raise ClusterError(str(e)) from None
     return world

@@ -1,0 +1,71 @@
+"""A cluster that cannot be served or joined: exit 1, a message naming what, nothing changed.
+
+The first agent, already serving, keeps running and keeps its graph
+enforced.
+"""
+
+from __future__ import annotations
+
+import pytest
+from harness import CLUSTER_DEADLINE, Cluster, free_port, graph3
+from helpers import snapshot
+
+pytestmark = pytest.mark.slow
+
+
+def _serving_a(cluster: Cluster):
+    a = cluster.host("a")
+    agent = cluster.start("a", graph3(a, "a"))
+    f1 = a.root / "mgmtA" / "f1a"
+    cluster.wait_for(f1.exists, "A's files")
+    return a, agent
+
+
+def _still_enforced(cluster: Cluster, agent, path) -> None:
+    """The agent runs and repairs drift: it was not disturbed."""
+    assert agent.proc.poll() is None, agent.describe()
+    path.unlink()
+    cluster.wait_for(path.exists, f"{path} repaired by the first agent")
+
+
+def test_a_second_agent_on_the_same_ports_exits_1_naming_the_port(cluster):
+    a, agent_a = _serving_a(cluster)
+    b = cluster.host("b")
+    graph = graph3(b, "b")
+    before = snapshot(b.root)
+    same_ports = ["--client-urls", a.client_url, "--server-urls", a.peer_url]
+    agent_b = cluster.start("b", graph, *same_ports, local=True)
+    code = agent_b.wait_exit(CLUSTER_DEADLINE)
+    assert code == 1, agent_b.describe()
+    everything = agent_b.stderr + "".join(str(e) for e in agent_b.events)
+    assert f"{a.address}:{a.client_port}" in everything, agent_b.describe()
+    assert "in use" in everything
+    assert snapshot(b.root) == before
+    _still_enforced(cluster, agent_a, a.root / "mgmtA" / "f1a")
+
+
+def test_a_second_live_host_with_the_same_name_exits_1(cluster):
+    a, agent_a = _serving_a(cluster)
+    twin = cluster.host("twin")
+    graph = graph3(twin, "b")
+    before = snapshot(twin.root)
+    agent = cluster.start("twin", graph, seeds=a, serve=False, hostname="a")
+    code = agent.wait_exit(CLUSTER_DEADLINE)
+    assert code == 1, agent.describe()
+    everything = agent.stderr + "".join(str(e) for e in agent.events)
+    assert "'a'" in everything and "already" in everything, agent.describe()
+    assert snapshot(twin.root) == before
+    _still_enforced(cluster, agent_a, a.root / "mgmtA" / "f1a")
+
+
+def test_unreachable_seeds_exit_1_naming_them(cluster):
+    lost = cluster.host("lost")
+    graph = graph3(lost, "c")
+    before = snapshot(lost.root)
+    nobody = f"http://127.0.1.250:{free_port('127.0.1.250')}"
+    agent = cluster.start("lost", graph, "--seeds", nobody, "--no-server", local=True)
+    code = agent.wait_exit(CLUSTER_DEADLINE)
+    assert code == 1, agent.describe()
+    everything = agent.stderr + "".join(str(e) for e in agent.events)
+    assert nobody in everything, agent.describe()
+    assert snapshot(lost.root) == before
