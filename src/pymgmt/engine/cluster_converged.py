@@ -31,6 +31,10 @@ from .converger import Converger
 
 log = logging.getLogger("pymgmt.cluster")
 
+#: how long the wait may be held up by the same hosts before the log says so
+#: (changes in between are logged at debug level: hosts flip at every apply)
+REPORT_AFTER = 5.0
+
 #: seconds without activity after which a host says it is converged; also
 #: how long a check may keep it busy (finding nothing) before it says false.
 #: Short, so the cluster learns fast; long enough that the burst of
@@ -116,7 +120,9 @@ class ClusterConvergence:
                         done_at = view.converged_at(converger, timeout)
                         if done_at is not None and time.monotonic() >= done_at:
                             return
-                        await _wait(changed, done_at)
+                        report_at = view.report_due()
+                        wake = [t for t in (done_at, report_at) if t is not None]
+                        await _wait(changed, min(wake) if wake else None)
                 finally:
                     for t in followers:
                         t.cancel()
@@ -133,6 +139,9 @@ class _ClusterView:
         #: host -> (its converged value is true, monotonic time we saw it become so)
         self.converged: dict[str, tuple[bool, float]] = {}
         self._waiting_for: tuple[str, ...] | None = None
+        #: when the hosts now holding up the wait started to (monotonic)
+        self._waiting_since = time.monotonic()
+        self._reported: tuple[str, ...] | None = None
 
     def set_hosts(self, state: dict[str, bytes]) -> None:
         self.hosts = {h for h in state if h and "/" not in h}
@@ -166,14 +175,33 @@ class _ClusterView:
         return None if waiting else since + timeout
 
     def _note_waiting(self, hosts: tuple[str, ...]) -> None:
-        """Log, once per change, which hosts the cluster-wide wait is held up by."""
+        """Note which hosts hold up the cluster-wide wait (logged at debug level)."""
         if hosts == self._waiting_for:
             return
         self._waiting_for = hosts
+        self._waiting_since = time.monotonic()
         if hosts:
-            log.info("cluster: waiting for %s to converge", ", ".join(hosts))
-        else:
+            log.debug("cluster: waiting for %s to converge", ", ".join(hosts))
+        elif self._reported != ():
+            self._reported = ()
             log.info("cluster: all %d hosts converged", len(self.hosts))
+
+    def report_due(self) -> float | None:
+        """Log the hosts holding up the wait once they did so for REPORT_AFTER s
+        (an operator wondering why this host does not exit); when to look again."""
+        hosts = self._waiting_for
+        if not hosts or hosts == self._reported:
+            return None
+        due = self._waiting_since + REPORT_AFTER
+        if time.monotonic() < due:
+            return due
+        self._reported = hosts
+        log.info(
+            "cluster: waiting for %s to converge (for %.0f s now)",
+            ", ".join(hosts),
+            time.monotonic() - self._waiting_since,
+        )
+        return None
 
 
 async def _wait(event: asyncio.Event, until: float | None) -> None:
