@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers import DEADLINE, Agent
+from helpers import DEADLINE, Agent, pid_alive, wait_for
 
 #: the examples the A/B/C tests run (their /tmp/mgmtX/ paths are rewritten)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -161,16 +161,10 @@ class Cluster:
         self, predicate: Callable[[], Any], what: str, timeout: float = CLUSTER_DEADLINE
     ) -> Any:
         """`predicate` true before `timeout`; on failure, every agent's tail is shown."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{self}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        try:
+            return wait_for(predicate, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self}") from None
 
     def __str__(self) -> str:
         parts = []
@@ -193,7 +187,7 @@ class Cluster:
                     cmd = f.read().decode(errors="replace")
             except OSError:
                 continue
-            if needle in cmd and _state(int(entry)) not in ("Z", "gone"):
+            if needle in cmd and pid_alive(int(entry)):
                 found.append(int(entry))
         return found
 
@@ -216,19 +210,11 @@ class Cluster:
             for pid in list(pending):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)  # ours as the subreaper: reap it
-                if _state(pid) in ("gone",):
+                if not pid_alive(pid):
                     pending.discard(pid)
             time.sleep(0.01)
         shutil.rmtree(self.base, ignore_errors=True)
         assert not pending, f"processes would not die: {sorted(pending)}"
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
 
 
 def _exe_name(pid: int) -> str:

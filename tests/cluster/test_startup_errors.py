@@ -6,9 +6,11 @@ enforced.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from harness import CLUSTER_DEADLINE, Cluster, free_port, graph3
-from helpers import snapshot
+from helpers import event, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +71,45 @@ def test_unreachable_seeds_exit_1_naming_them(cluster):
     everything = agent.stderr + "".join(str(e) for e in agent.events)
     assert nobody in everything, agent.describe()
     assert snapshot(lost.root) == before
+
+
+def test_a_signal_while_joining_aborts_the_start_with_nothing_changed(cluster):
+    lost = cluster.host("lost")
+    graph = graph3(lost, "c")
+    before = snapshot(lost.root)
+    nobody = f"http://127.0.1.250:{free_port('127.0.1.250')}"
+    agent = cluster.start("lost", graph, "--seeds", nobody, local=True)
+    # the agent is trying to reach the seeds (for up to 10 s) when the signal comes
+    cluster.wait_for(
+        lambda: agent.proc.poll() is not None or "grpc" in _maps(agent.pid),
+        "the agent connecting (grpc loaded)",
+    )
+    code = agent.stop(signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, agent.describe()
+    assert agent.find(event("interrupted")), agent.describe()
+    assert snapshot(lost.root) == before
+
+
+def test_a_host_killed_and_started_again_takes_its_name_back(cluster):
+    # a long lease: B's old host key is surely still there when B comes back
+    cluster.env["PYMGMT_LEASE_TTL"] = "60"
+    a, _ = _serving_a(cluster)
+    b = cluster.host("b")
+    graph = graph3(b, "b")
+    cluster.start("b", graph, seeds=a, serve=False)
+    copy = a.root / "mgmtA" / "f3b"
+    cluster.wait_for(copy.exists, "A collecting B's export")
+    cluster.kill9("b")
+    # at once, before B's lease (and so its host key) expired
+    again = cluster.start("b", graph, seeds=a, serve=False)
+    again.wait_event(event("host_joined", host="b"), what="B back in the cluster")
+    (b.root / "mgmtB" / "f3a").unlink()
+    cluster.wait_for((b.root / "mgmtB" / "f3a").exists, "B collecting again")
+
+
+def _maps(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return f.read()
+    except OSError:
+        return ""

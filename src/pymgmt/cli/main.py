@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable
 
 from .._version import __version__
 from ..report.recap import EXIT_INPUT
@@ -62,6 +61,20 @@ _MGMT_FRONTENDS = {
 }
 #: graphviz layout programs mgmt's --graphviz-filter may name
 GRAPHVIZ_FILTERS = ("dot", "neato", "twopi", "circo", "fdp", "sfdp", "patchwork", "osage")
+#: mgmt's cluster flags that take URL lists: (spellings, help)
+_URL_FLAGS = (
+    (("--seeds",), "client URLs of an existing cluster's etcd to join (as a client)"),
+    (
+        ("--client-urls",),
+        "where the embedded etcd serves clients (default http://127.0.0.1:2379)",
+    ),
+    (
+        ("--server-urls", "--peer-urls"),
+        "where the embedded etcd serves its peers (default http://127.0.0.1:2380)",
+    ),
+    (("--advertise-client-urls",), "the client URLs told to others (default: --client-urls)"),
+    (("--advertise-server-urls",), "the peer URLs told to others (default: --server-urls)"),
+)
 #: the flags that configure the embedded etcd server (not a client's)
 _SERVER_FLAGS = (
     ("client_urls", "--client-urls"),
@@ -174,63 +187,29 @@ def _cluster_flags(run: argparse.ArgumentParser) -> None:
         "starts its own etcd server; with --seeds it joins one as a client. "
         "URL lists are separated by commas or semicolons.",
     )
-    g.add_argument(
-        "--seeds",
-        type=_urls("--seeds"),
-        metavar="URL,...",
-        help="client URLs of an existing cluster's etcd to join (as a client)",
-    )
+    for names, text in _URL_FLAGS:
+        g.add_argument(*names, type=_url_list, metavar="URL,...", help=text)
     g.add_argument(
         "--no-server",
         action="store_true",
         help="start no etcd server here, only a client of --seeds",
     )
-    g.add_argument(
-        "--client-urls",
-        type=_urls("--client-urls"),
-        metavar="URL,...",
-        help="where the embedded etcd serves clients (default http://127.0.0.1:2379)",
-    )
-    g.add_argument(
-        "--server-urls",
-        "--peer-urls",
-        dest="server_urls",
-        type=_urls("--server-urls"),
-        metavar="URL,...",
-        help="where the embedded etcd serves its peers (default http://127.0.0.1:2380)",
-    )
-    g.add_argument(
-        "--advertise-client-urls",
-        type=_urls("--advertise-client-urls"),
-        metavar="URL,...",
-        help="the client URLs told to others (default: --client-urls)",
-    )
-    g.add_argument(
-        "--advertise-server-urls",
-        type=_urls("--advertise-server-urls"),
-        metavar="URL,...",
-        help="the peer URLs told to others (default: --server-urls)",
-    )
 
 
-def _urls(flag: str) -> Callable[[str], tuple[str, ...]]:
+def _url_list(text: str) -> tuple[str, ...]:
     """An argparse type: a comma- or semicolon-separated list of http(s)://HOST:PORT.
 
-    argparse names `flag` in the message of a bad value ("argument --seeds: ...").
+    argparse names the flag in the message of a bad value ("argument --seeds: ...").
     """
+    import argparse
 
-    def parse(text: str) -> tuple[str, ...]:
-        import argparse
-
-        parts = [p.strip() for p in text.replace(";", ",").split(",")]
-        try:
-            if not any(parts):
-                raise ValueError(f"expected http://HOST:PORT[,...], got {text!r}")
-            return tuple(check_url(p) for p in parts if p)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return parse
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    try:
+        if not any(parts):
+            raise ValueError(f"expected http://HOST:PORT[,...], got {text!r}")
+        return tuple(check_url(p) for p in parts if p)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def check_url(url: str) -> str:
