@@ -178,6 +178,16 @@ def test_a_hostile_export_writes_nothing_outside_the_pattern_and_is_reported(clu
     )
     for e in agent_a.find(event("collect_refused"), since=since):
         assert e["host"] == "mallory" and e["kind"] == "file" and e["reason"], e
+    # the planted symlink is found when the collected file is checked: a failure
+    # of that vertex, reported, not written through
+    agent_a.wait_event(
+        lambda e: (
+            (e.get("event") == "failed" and e.get("vertex") == "File[planted@mallory]")
+            or (e.get("event") == "collect_refused" and e.get("name") == "planted")
+        ),
+        since=since,
+        what="the planted symlink reported",
+    )
     # whatever became of the planted symlink, nothing was written through it,
     # and nothing outside the pattern changed
     assert (outside / "victim").read_text() == "untouched\n"
