@@ -189,10 +189,8 @@ async def open_world(
     a server or client that fails for good is handed to `on_failure`.
     """
     from .base import WorldError
-
-    # (the ignores go once world/etcd is merged: TODO(H4) remove at rebase)
-    from .etcd.client import EtcdWorld  # type: ignore[import-untyped,unused-ignore]
-    from .etcd.server import EtcdConfig, EtcdServer  # type: ignore[import-untyped,unused-ignore]
+    from .etcd.client import EtcdWorld
+    from .etcd.server import EtcdConfig, EtcdServer
 
     try:
         if options.serves:
