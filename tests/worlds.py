@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from pymgmt.world.base import KV, WatchEvent
 from pymgmt.world.local import LocalWorld
@@ -26,6 +26,11 @@ class HostView:
 
     async def delete(self, key: str) -> int:
         return await self.world.delete(key)
+
+    async def commit(
+        self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *, lease: bool = False
+    ) -> int:
+        return await self.world.commit(puts, deletes, lease=lease)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         return await self.world.get_prefix(prefix)

@@ -286,6 +286,52 @@ def test_a_lost_lease_is_regranted_and_its_keys_put_back(etcd_node: EtcdProcess)
     run_async(main())
 
 
+def test_a_commit_is_one_revision_and_large_ones_are_chunked(etcd_node: EtcdProcess) -> None:
+    """A batch is seen by a watcher at one revision; past etcd's 128 ops, per chunk."""
+
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "other") as observer:
+            async with world_on([etcd_node.client_url], "h1") as w:
+                await w.put("/t/old", b"0")
+                _, start = await observer.get_prefix("/t/")
+                watch = aiter(observer.watch_prefix("/t/", start))
+                rev = await w.commit({"/t/a": b"1", "/t/b": b"2"}, ["/t/old"], lease=True)
+                events = await collect(watch, 3)
+                assert {e.revision for e in events} == {rev}
+                assert sorted((e.type, e.key) for e in events) == [
+                    ("delete", "/t/old"),
+                    ("put", "/t/a"),
+                    ("put", "/t/b"),
+                ]
+                many = {f"/t/m{i:03}": b"x" for i in range(300)}
+                last = await w.commit(many, lease=True)
+                events = await collect(watch, 300)
+                assert [e.key for e in events] == sorted(many)
+                revisions = sorted({e.revision for e in events})
+                assert len(revisions) == 3 and revisions[-1] == last  # 128 + 128 + 44
+                assert await w.commit({}) == last  # nothing written, no new revision
+                with pytest.raises(ValueError, match="put and deleted"):
+                    await w.commit({"/t/a": b"x"}, ["/t/a"])
+                await watch.aclose()
+            # leased: gone with the host
+            kvs, _ = await observer.get_prefix("/t/")
+            assert kvs == []
+
+    run_async(main())
+
+
+def test_a_commit_survives_a_lost_lease(etcd_node: EtcdProcess) -> None:
+    async def main() -> None:
+        async with world_on([etcd_node.client_url], "h1", lease_ttl=1) as w:
+            await w._client.revoke_lease(w._lease_id)
+            await w.commit({"/t/a": b"1", "/t/b": b"2"}, lease=True)
+            assert w.lease_regrants == 1
+            kvs, _ = await w.get_prefix("/t/")
+            assert [(kv.key, kv.value) for kv in kvs] == [("/t/a", b"1"), ("/t/b", b"2")]
+
+    run_async(main())
+
+
 def test_a_world_is_unusable_after_close(etcd_node: EtcdProcess) -> None:
     async def main() -> None:
         async with world_on([etcd_node.client_url], "h1") as w:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 from helpers import run_async
 from worlds import HostView, until
 
@@ -67,10 +68,13 @@ def test_export_writes_only_what_changed_and_deletes_what_left() -> None:
         assert kinds_seen == [
             ("put", keys.exported("a", "file", "f1")),
             ("put", keys.exported("a", "file", "f2")),
-            ("put", keys.exported("a", "file", "f1")),
             ("delete", keys.exported("a", "file", "f2")),
+            ("put", keys.exported("a", "file", "f1")),
             ("put", keys.exported("z", "file", "barrier")),
         ]
+        # each publish is one commit: one revision for the whole set
+        revisions = [e.revision for e in events.seen]
+        assert revisions[0] == revisions[1] < revisions[2] == revisions[3] < revisions[4]
         kvs, _ = await world.get_prefix(f"{PREFIX}a/")
         assert [(kv.key, kv.value) for kv in kvs] == [
             (keys.exported("a", "file", "f1"), encode(_f("f1", "new\n")))
@@ -139,8 +143,36 @@ def test_a_burst_of_exports_comes_as_few_snapshots() -> None:
             await b.export([_f(f"f{i}") for i in range(200)])
             await until(lambda: len(snaps.last) == 200, "all 200 exports")
             task.cancel()
-        # one publish of 200 keys: folded, not one snapshot per key
-        assert len(snaps.seen) <= 3, len(snaps.seen)
+        # one publish of 200 keys is one revision: the first snapshot, then one
+        assert len(snaps.seen) == 2, len(snaps.seen)
+
+    run_async(main())
+
+
+def test_a_publish_is_one_revision_on_the_local_world() -> None:
+    """LocalWorld.commit: puts and deletes at one revision, leased puts vanish on close."""
+
+    async def main() -> None:
+        world = LocalWorld("a")
+        await world.put("/t/old", b"0")
+        events = _Events()
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(events.follow(world.watch_prefix("/t/", 1)))
+            rev = await world.commit({"/t/a": b"1", "/t/b": b"2"}, ["/t/old"], lease=True)
+            await until(lambda: len(events.seen) == 3, "the commit's three events")
+            assert {e.revision for e in events.seen} == {rev}
+            assert [(e.type, e.key) for e in events.seen] == [
+                ("delete", "/t/old"),
+                ("put", "/t/a"),
+                ("put", "/t/b"),
+            ]
+            assert await world.commit({}) == rev  # nothing to write: no new revision
+            watcher.cancel()
+        with pytest.raises(ValueError, match="put and deleted"):
+            await world.commit({"/t/a": b"x"}, ["/t/a"])
+        await world.close()
+        kvs, _ = await world.get_prefix("/t/")
+        assert kvs == []
 
     run_async(main())
 

@@ -10,7 +10,7 @@ implementation gets them for free.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -55,6 +55,21 @@ class World(Protocol):
         ...
 
     async def delete(self, key: str) -> int: ...
+
+    async def commit(
+        self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *, lease: bool = False
+    ) -> int:
+        """Write `puts` and delete `deletes` together, as one revision of the store.
+
+        A watcher sees the whole batch at one revision, so a host publishing
+        a set of keys costs every watcher one change (one graph swap), not
+        one per key, and the store one commit (one fsync) instead of many.
+        `lease` applies to every put. A batch larger than the store allows
+        in one transaction (etcd: 128 operations by default) is written in
+        several, in order; each is atomic. A key may not be both put and
+        deleted (ValueError). Returns the revision after the last write.
+        """
+        ...
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         """All keys under `prefix` and the revision they were read at."""

@@ -9,7 +9,7 @@ the leased keys (with delete events), as revoking an etcd lease does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from .base import KV, WatchEvent
 
@@ -23,11 +23,11 @@ class LocalWorld:
         self._changed = asyncio.Condition()
         self._leased: set[str] = set()
 
-    async def _record(self, ev: WatchEvent) -> int:
+    async def _record(self, *events: WatchEvent) -> int:
         async with self._changed:
-            self._log.append(ev)
+            self._log.extend(events)
             self._changed.notify_all()
-        return ev.revision
+        return events[-1].revision
 
     async def put(self, key: str, value: bytes, *, lease: bool = False) -> int:
         self._revision += 1
@@ -43,6 +43,31 @@ class LocalWorld:
         self._data.pop(key, None)
         self._leased.discard(key)
         return await self._record(WatchEvent("delete", key, b"", self._revision))
+
+    async def commit(
+        self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *, lease: bool = False
+    ) -> int:
+        """All of `puts` and `deletes` at one new revision (no size limit here)."""
+        gone = list(dict.fromkeys(deletes))
+        if both := puts.keys() & set(gone):
+            raise ValueError(f"put and deleted in one commit: {sorted(both)}")  # as etcd
+        if not puts and not gone:
+            return self._revision
+        self._revision += 1
+        rev = self._revision
+        events: list[WatchEvent] = []
+        for key in gone:
+            self._data.pop(key, None)
+            self._leased.discard(key)
+            events.append(WatchEvent("delete", key, b"", rev))
+        for key, value in puts.items():
+            self._data[key] = KV(key, value, rev)
+            if lease:
+                self._leased.add(key)
+            else:
+                self._leased.discard(key)
+            events.append(WatchEvent("put", key, value, rev))
+        return await self._record(*events)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         found = [kv for k, kv in sorted(self._data.items()) if k.startswith(prefix)]

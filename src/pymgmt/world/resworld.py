@@ -7,7 +7,8 @@ vanish with it) and holding `codec.encode`'s bytes.
 `ResWorld.export` publishes a whole set at once and writes only what
 changed since its last publish: a resource that did not change causes no
 write, hence no watch event and no work on any other host. What left the set
-is deleted.
+is deleted. The changes go out in one `World.commit` (one revision): every
+collecting host sees a publish as one change and swaps once for it.
 
 `ResWorld.collect` follows the other hosts' exports of some kinds: one full
 `Snapshot` first (read, then watched from the revision read, so no change
@@ -116,26 +117,21 @@ class ResWorld:
         async with self._lock:
             if self._published is None:
                 found, _ = await self.world.get_prefix(self._own_prefix())
-                stale = {kv.key for kv in found if kv.key not in want}
-                self._published = {}
-                for key in sorted(stale):
-                    await self.world.delete(key)
-                for key, value in want.items():
-                    await self.world.put(key, value, lease=True)
-                    self._published[key] = value
+                stale = sorted(kv.key for kv in found if kv.key not in want)
+                if want or stale:
+                    await self.world.commit(want, stale, lease=True)
+                self._published = dict(want)
                 return bool(want or stale)
             published = self._published
-            changed = False
-            for key, value in want.items():
-                if published.get(key) != value:
-                    await self.world.put(key, value, lease=True)
-                    published[key] = value
-                    changed = True
-            for key in [k for k in published if k not in want]:
-                await self.world.delete(key)
+            puts = {k: v for k, v in want.items() if published.get(k) != v}
+            gone = [k for k in published if k not in want]
+            if not puts and not gone:
+                return False
+            await self.world.commit(puts, gone, lease=True)
+            for key in gone:
                 del published[key]
-                changed = True
-            return changed
+            published.update(puts)
+            return True
 
     def _own_prefix(self) -> str:
         return f"{PREFIX}{self.hostname}/"

@@ -35,7 +35,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -55,6 +55,8 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
 }
+#: etcd's default limit of operations in one transaction (--max-txn-ops)
+MAX_TXN_OPS = 128
 #: etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
@@ -481,6 +483,77 @@ class EtcdWorld:
         resp = await self._call(
             f"delete {key}",
             lambda: client.kvstub.DeleteRange(
+                request, timeout=self.rpc_timeout, metadata=client.metadata
+            ),
+        )
+        return int(resp.header.revision)
+
+    async def commit(
+        self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *, lease: bool = False
+    ) -> int:
+        """`puts` and `deletes` in etcd transactions of at most MAX_TXN_OPS operations.
+
+        Deletes go first (a host replacing its set never shows the union of
+        old and new). Leased puts hold the lease lock as `put` does, and a
+        lost lease is re-granted (which re-puts every leased key) and the
+        chunk written again.
+        """
+        gone = list(dict.fromkeys(deletes))
+        if both := puts.keys() & set(gone):
+            raise ValueError(f"put and deleted in one commit: {sorted(both)}")
+        client = self._require_client()
+        ops: list[tuple[str, bytes | None]] = [(k, None) for k in gone]
+        ops += list(puts.items())
+        if not ops:
+            return await self._revision(client)
+        revision = 0
+        for i in range(0, len(ops), MAX_TXN_OPS):
+            chunk = ops[i : i + MAX_TXN_OPS]
+            for key, value in chunk:
+                if value is None or not lease:
+                    self._leased.pop(key, None)
+            if not lease:
+                revision = await self._txn(client, chunk, 0)
+                continue
+            async with self._lease_lock:
+                for key, value in chunk:
+                    if value is not None:
+                        self._leased[key] = value
+                try:
+                    revision = await self._txn(client, chunk, self._lease_id)
+                except Exception as e:
+                    if not _lease_not_found(e):
+                        raise
+                    await self._regrant()
+                    revision = await self._txn(client, chunk, self._lease_id)
+        return revision
+
+    async def _txn(self, client: Any, ops: Sequence[tuple[str, bytes | None]], lease: int) -> int:
+        """One unconditional transaction of puts (value) and deletes (None); its revision."""
+        from aetcd import rpc
+
+        request = rpc.TxnRequest(
+            success=[
+                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k.encode()))
+                if v is None
+                else rpc.RequestOp(request_put=rpc.PutRequest(key=k.encode(), value=v, lease=lease))
+                for k, v in ops
+            ]
+        )
+        resp = await self._call(
+            f"commit {len(ops)} key(s)",
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
+        )
+        return int(resp.header.revision)
+
+    async def _revision(self, client: Any) -> int:
+        """The store's current revision (an empty commit writes nothing)."""
+        from aetcd import rpc
+
+        request = rpc.RangeRequest(key=keys.ROOT.encode(), count_only=True)
+        resp = await self._call(
+            "read the revision",
+            lambda: client.kvstub.Range(
                 request, timeout=self.rpc_timeout, metadata=client.metadata
             ),
         )
