@@ -176,6 +176,37 @@ def test_two_hosts_merged_refused_and_no_idle_yield(tmp_path: Path) -> None:
     run_async(main())
 
 
+def test_churn_yields_far_fewer_graphs_than_changes_and_the_last_is_complete(
+    tmp_path: Path,
+) -> None:
+    """Thirty hosts joining one after the other: a handful of swaps, all thirty files."""
+
+    async def main() -> None:
+        store = LocalWorld("store")
+        inner, sink = _Queue(), _Sink()
+        run = _Run(CollectingFrontend(inner, ResWorld(HostView(store, "a")), sink.emit))
+        pattern = tmp_path / "A"
+        n = 30
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(run.follow())
+            await inner.q.put(_graph(pattern, File(name="own", path=f"{pattern}/own")))
+            await until(lambda: run.got, "the first graph")
+            for i in range(n):
+                host = ResWorld(HostView(store, f"h{i:02}"))
+                await host.export([File(name=f"f{i}", path=f"/x/f{i}", content=f"{i}\n")])
+                await asyncio.sleep(0.01)  # each host its own burst
+            await until(lambda: len(_names(run.got[-1])) == n + 1, "every host's file")
+            task.cancel()
+        assert len(run.got) <= 1 + n // 3, len(run.got)  # not one graph per host
+        assert _names(run.got[-1]) == sorted(
+            ["File[own]", *(f"File[f{i}@h{i:02}]" for i in range(n))]
+        )
+        added = [name for e in sink.of(CollectChanged) for name in e.added]
+        assert sorted(added) == sorted(f"File[f{i}@h{i:02}]" for i in range(n))
+
+    run_async(main())
+
+
 @pytest.mark.parametrize("dangling", [False, True])
 def test_symlink_at_a_collected_target_is_not_followed(tmp_path: Path, dangling: bool) -> None:
     """End to end: the real engine applies the merged graph; a planted symlink stays a dead end.

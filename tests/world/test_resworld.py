@@ -14,7 +14,7 @@ from pymgmt.resources.file import File
 from pymgmt.world.base import WatchEvent, keys
 from pymgmt.world.codec import DecodeError, encode
 from pymgmt.world.local import LocalWorld
-from pymgmt.world.resworld import PREFIX, ResWorld, Snapshot
+from pymgmt.world.resworld import PREFIX, QUIET, ResWorld, Snapshot
 
 
 def _f(name: str, content: str = "x\n") -> File:
@@ -145,6 +145,30 @@ def test_a_burst_of_exports_comes_as_few_snapshots() -> None:
             task.cancel()
         # one publish of 200 keys is one revision: the first snapshot, then one
         assert len(snaps.seen) == 2, len(snaps.seen)
+
+    run_async(main())
+
+
+def test_sustained_churn_is_rate_limited() -> None:
+    """Hosts publishing one after the other, each its own burst: few snapshots, none lost."""
+
+    async def main() -> None:
+        store = LocalWorld("store")
+        a = ResWorld(HostView(store, "a"))
+        others = [ResWorld(HostView(store, f"h{i:02}")) for i in range(40)]
+        snaps = _Snapshots()
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(snaps.follow(a.collect({"file"})))
+            await until(lambda: snaps.seen, "the first snapshot")
+            for r in others:
+                await r.export([_f(f"f-{r.hostname}")])
+                await asyncio.sleep(2 * QUIET)  # apart: a burst each, not one burst
+            await until(lambda: len(snaps.last) == 40, "every host's export")
+            task.cancel()
+        # without the rate limit: about one snapshot per host (40)
+        assert len(snaps.seen) <= 1 + 40 // 3, len(snaps.seen)
+        revisions = [s.revision for s in snaps.seen]
+        assert revisions == sorted(set(revisions))
 
     run_async(main())
 

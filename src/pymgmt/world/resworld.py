@@ -13,10 +13,18 @@ collecting host sees a publish as one change and swaps once for it.
 `ResWorld.collect` follows the other hosts' exports of some kinds: one full
 `Snapshot` first (read, then watched from the revision read, so no change
 falls in between), then a new snapshot after each change. Changes that come
-in a burst (a host publishing its set) are folded into one snapshot: the
-watch is drained of what is already there and waited on for a few
-milliseconds more, so a swap on the collecting host follows a publish by
-one snapshot, not one per key.
+in a burst are folded into one snapshot: the watch is drained of what is
+already there and waited on for a few milliseconds more (`QUIET`).
+
+Each snapshot costs the collecting host a graph swap (merge, compile,
+changeover, each over every collected resource), so under sustained
+churn (fifty hosts starting one after the other) snapshots are rate-limited
+like a leaky bucket: the first change after a quiet spell of `MIN_INTERVAL`
+goes out within `QUIET`, which is what the exchange latency needs; a change
+that comes sooner after the last snapshot is held, with everything that
+follows it, until `MIN_INTERVAL` has passed since that snapshot. A host
+thus swaps at most about once per `MIN_INTERVAL` however fast the others
+change, and never holds a change longer than that.
 
 Every entry of a snapshot is either a decoded resource or the
 `DecodeError` that refused it, so the refusal can be reported; a key that
@@ -50,6 +58,9 @@ QUIET = 0.005
 #: the longest a snapshot waits for a burst to end (seconds): a host that
 #: publishes without pause still has its changes seen this often
 BURST_MAX = 0.05
+#: under sustained churn, at most one snapshot per this many seconds (see
+#: `ResWorld.collect`; bench/RESULTS.md has the measurements behind it)
+MIN_INTERVAL = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +169,22 @@ class ResWorld:
         queue: asyncio.Queue[tuple[int, WatchEvent | Ended]] = asyncio.Queue()
         async with pumping(self.world.watch_prefix(PREFIX, revision), queue, 0):
             yield view.snapshot(revision)
+            last_out = time.monotonic()
             while True:
                 ev = _event(await queue.get())
                 changed, revision = view.apply(ev), ev.revision
-                # Fold the rest of a burst into this snapshot: what is already
-                # queued, then whatever follows within QUIET (up to BURST_MAX).
-                deadline = time.monotonic() + BURST_MAX
+                now = time.monotonic()
+                if now - last_out >= MIN_INTERVAL:
+                    # After a quiet spell: out as soon as this burst goes quiet.
+                    deadline, gap = now + BURST_MAX, QUIET
+                else:
+                    # Churn: hold everything until MIN_INTERVAL after the last one.
+                    deadline, gap = last_out + MIN_INTERVAL, MIN_INTERVAL
                 while True:
                     try:
                         item = queue.get_nowait()
                     except asyncio.QueueEmpty:
-                        wait = min(QUIET, deadline - time.monotonic())
+                        wait = min(gap, deadline - time.monotonic())
                         if wait <= 0:
                             break
                         try:
@@ -181,6 +197,7 @@ class ResWorld:
                     revision = ev.revision
                 if changed:
                     yield view.snapshot(revision)
+                    last_out = time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
