@@ -208,3 +208,27 @@ def test_a_relative_prefix_works_for_password_state_and_refresh_markers(tmp_path
     assert "Traceback" not in proc.stderr
     assert list((tmp_path / "rel").glob("state/password-pw*/password"))
     assert list((tmp_path / "rel" / "refresh").iterdir())  # e failed: its refresh waits
+
+
+def test_intrusions_resolve_each_path_as_realpath_does(tmp_path):
+    """The per-directory shortcut (one walk per directory) agrees with os.path.realpath."""
+    from pymgmt.statedir import _RealPaths
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "linkdir").symlink_to(tmp_path / "d")
+    (tmp_path / "d" / "f").write_text("x")
+    (tmp_path / "d" / "lf").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "d" / "loop").symlink_to("loop")
+    paths = [
+        str(tmp_path / "linkdir" / "f"),
+        str(tmp_path / "linkdir" / "lf"),
+        str(tmp_path / "linkdir" / "loop"),
+        str(tmp_path / "linkdir" / "absent"),
+        str(tmp_path / "gone" / "absent"),
+        str(tmp_path / "d"),
+        str(tmp_path / "linkdir"),
+        "/",
+    ]
+    real = _RealPaths()
+    for _ in range(2):  # the second time from its cache
+        assert [real.of(p) for p in paths] == [os.path.realpath(p) for p in paths]

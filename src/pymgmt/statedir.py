@@ -172,11 +172,12 @@ def intrusions(graph: Graph[Any], prefix: Path) -> list[InputError]:
     """
     roots = {os.path.abspath(prefix), os.path.realpath(prefix)}
     out: list[InputError] = []
+    real = _RealPaths()
     for key, res in graph.vertices.items():
         for managed in res.manages():
             if not managed.startswith("/"):
                 continue  # not a path (a package, a unit)
-            forms = {os.path.abspath(managed), os.path.realpath(managed)}
+            forms = {os.path.abspath(managed), real.of(os.path.abspath(managed))}
             if any(_inside(p, root) for p in forms for root in roots):
                 out.append(
                     InputError(
@@ -188,6 +189,29 @@ def intrusions(graph: Graph[Any], prefix: Path) -> list[InputError]:
                     )
                 )
     return out
+
+
+class _RealPaths:
+    """`os.path.realpath` of many paths, each directory resolved once.
+
+    Run for every graph swapped in (on a collecting host, once per change
+    of any host's exports): fifty files in one directory cost one walk of
+    that directory's path and an lstat each, not a walk each. Kept for one
+    call only, so a symlink planted between two graphs is seen.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def of(self, path: str) -> str:
+        """realpath(`path`) for a normalised absolute path."""
+        head, tail = os.path.split(path)
+        if not tail or tail in (".", "..") or os.path.islink(path):
+            return os.path.realpath(path)
+        real = self._dirs.get(head)
+        if real is None:
+            real = self._dirs[head] = os.path.realpath(head)
+        return os.path.join(real, tail)
 
 
 def _inside(path: str, root: str) -> bool:
