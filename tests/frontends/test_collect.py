@@ -203,6 +203,11 @@ def test_churn_yields_far_fewer_graphs_than_changes_and_the_last_is_complete(
         )
         added = [name for e in sink.of(CollectChanged) for name in e.added]
         assert sorted(added) == sorted(f"File[f{i}@h{i:02}]" for i in range(n))
+        # an export that did not change is not confined again: the same vertex object
+        first = next(g for g in run.got if ("file", "f0@h00") in g.vertices)  # type: ignore[union-attr]
+        last = run.got[-1]
+        assert first is not last and isinstance(first, Graph) and isinstance(last, Graph)
+        assert first.vertices[("file", "f0@h00")] is last.vertices[("file", "f0@h00")]
 
     run_async(main())
 

@@ -40,7 +40,7 @@ from ..report.events import CollectChanged, CollectRefused, Event
 from ..resources.base import Resource
 from ..world.codec import quote, shorten
 from ..world.confine import Refused, confine
-from ..world.resworld import Ended, ResWorld, Snapshot, pumping
+from ..world.resworld import Ended, Export, ResWorld, Snapshot, pumping
 
 log = logging.getLogger("pymgmt.collect")
 
@@ -66,11 +66,22 @@ class Merged:
     refused: list[CollectRefused] = field(default_factory=list)
 
 
-def merge(graph: Graph[Resource], snapshot: Snapshot | None) -> Merged:
+#: (collect entry, export key) -> (the export confined, what confine made of it)
+ConfineCache = dict[tuple[Collect, str], tuple[Export, "Resource | Refused"]]
+
+
+def merge(
+    graph: Graph[Resource], snapshot: Snapshot | None, cache: ConfineCache | None = None
+) -> Merged:
     """`graph` plus the confined exports of `snapshot`; `graph` itself is untouched.
 
     Pure and deterministic: the same graph and snapshot give the same result
-    on every host, whatever order the exports arrived in.
+    on every host, whatever order the exports arrived in. With `cache`, an
+    export already confined under the same entry (the very `Export` object:
+    ResWorld keeps it until its key changes) is not confined again, and its
+    collected resource is the same object as before, which makes comparing
+    it to the last graph's free; the cache is left holding only this
+    snapshot's entries.
     """
     out = _copy(graph)
     merged = Merged(out)
@@ -83,6 +94,7 @@ def merge(graph: Graph[Resource], snapshot: Snapshot | None) -> Merged:
     for key, res in graph.vertices.items():
         for thing in res.manages():
             owners.setdefault((res.kind, thing), f"the local {key_str(key)}")
+    used: ConfineCache = {}
     for ex in sorted(snapshot.exports, key=lambda e: (e.host, e.kind, e.name)):
 
         def refuse(reason: str, ex: Any = ex) -> None:
@@ -97,7 +109,9 @@ def merge(graph: Graph[Resource], snapshot: Snapshot | None) -> Merged:
         exported = ex.resource
         if spec is None or exported is None:
             continue  # not collected by this graph
-        local = confine(spec, ex.host, exported)
+        hit = cache.get((spec, ex.key)) if cache is not None else None
+        local = hit[1] if hit is not None and hit[0] is ex else confine(spec, ex.host, exported)
+        used[(spec, ex.key)] = (ex, local)
         if isinstance(local, Refused):
             refuse(local.reason)
             continue
@@ -120,6 +134,9 @@ def merge(graph: Graph[Resource], snapshot: Snapshot | None) -> Merged:
             owners[(local.kind, thing)] = f"host {ex.host}'s {key_str(exported.key)}"
         merged.collected[local.key] = local
         out.add(local, Location(f"host {ex.host}'s export"))
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
     return merged
 
 
@@ -134,8 +151,12 @@ def _copy(graph: Graph[Resource]) -> Graph[Resource]:
     return out
 
 
+def _same_res(a: Resource, b: Resource) -> bool:
+    return a is b or a.same_as(b)
+
+
 def _same(a: dict[Key, Resource], b: dict[Key, Resource]) -> bool:
-    return a.keys() == b.keys() and all(a[k].same_as(b[k]) for k in a)
+    return a.keys() == b.keys() and all(_same_res(a[k], b[k]) for k in a)
 
 
 class CollectingFrontend(Generic[C]):
@@ -150,6 +171,7 @@ class CollectingFrontend(Generic[C]):
         #: what the last yielded graph collected, and the refusals last said
         self._collected: dict[Key, Resource] = {}
         self._refused: set[CollectRefused] = set()
+        self._confined: ConfineCache = {}
 
     async def graphs(self, ctx: C) -> AsyncIterator[Item]:
         """Yield a merged graph per inner graph, and per change of the collected set.
@@ -218,7 +240,7 @@ class CollectingFrontend(Generic[C]):
         self, graph: Graph[Resource], snapshot: Snapshot | None, fresh: bool
     ) -> Graph[Resource] | None:
         """The merged graph to yield, or None when nothing changed; reports as it goes."""
-        merged = merge(graph, snapshot)
+        merged = merge(graph, snapshot, self._confined)
         refused = set(merged.refused)
         for r in merged.refused:
             if r not in self._refused:
@@ -235,11 +257,11 @@ class CollectingFrontend(Generic[C]):
             CollectChanged(
                 added=[str(new[k]) for k in sorted(new.keys() - old.keys())],
                 removed=[str(old[k]) for k in sorted(old.keys() - new.keys())],
-                kept=sum(1 for k in new.keys() & old.keys() if new[k].same_as(old[k])),
+                kept=sum(1 for k in new.keys() & old.keys() if _same_res(new[k], old[k])),
                 changed=[
                     str(new[k])
                     for k in sorted(new.keys() & old.keys())
-                    if not new[k].same_as(old[k])
+                    if not _same_res(new[k], old[k])
                 ],
             )
         )
