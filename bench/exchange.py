@@ -56,6 +56,15 @@ DEADLINE = 120.0
 POLL = 0.002
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a live process so far (NaN once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((address, 0))
@@ -70,6 +79,8 @@ class Agent:
         self.name = name
         self.events: list[dict[str, Any]] = []
         self.log: list[tuple[float, str]] = []
+        #: the agent's CPU seconds when its own ``host_joined`` was read (start-up)
+        self.join_cpu: float | None = None
         self.spawned = time.time()
         self.proc = subprocess.Popen(
             list(argv),
@@ -91,7 +102,14 @@ class Agent:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             with contextlib.suppress(ValueError):
-                self.events.append(json.loads(line))
+                e = json.loads(line)
+                self.events.append(e)
+                if (
+                    self.join_cpu is None
+                    and e.get("event") == "host_joined"
+                    and e.get("host") == self.name
+                ):
+                    self.join_cpu = cpu_seconds(self.proc.pid)
 
     def _err(self) -> None:
         assert self.proc.stderr is not None

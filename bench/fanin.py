@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _common import check_venv, median, ms, ratio, rss_mib, table, temp_dir, warm_up
-from exchange import Agent, Host, env_for, wait_until
+from exchange import Agent, Host, cpu_seconds, env_for, wait_until
 
 
 def _etcd_pid(server: Agent) -> int | None:
@@ -48,15 +48,6 @@ def _etcd_pid(server: Agent) -> int | None:
             except OSError:
                 continue
     return None
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a live process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _all_in_place(hosts: Sequence[Host]) -> bool:
@@ -96,8 +87,10 @@ def fan_in(base: Path, n: int, env: dict[str, str]) -> dict[str, float]:
         out = {
             "files": float(sum(len(os.listdir(h.dir)) for h in hosts)),
             "graphs per agent": median(swaps),
-            "agents CPU s": sum(_cpu_seconds(h.agent.proc.pid) for h in hosts if h.agent),
-            "etcd CPU s": _cpu_seconds(etcd) if etcd else float("nan"),
+            "agents CPU s": sum(cpu_seconds(h.agent.proc.pid) for h in hosts if h.agent),
+            # start-up: each agent's CPU until its own host_joined was read
+            "agents CPU to join s": sum(h.agent.join_cpu or 0.0 for h in hosts if h.agent),
+            "etcd CPU s": cpu_seconds(etcd) if etcd else float("nan"),
             "from first spawn": done - start,
             "from last joined": done - max(joined) if joined else float("nan"),
             "etcd RSS MiB": rss_mib(etcd) if etcd else float("nan"),
@@ -162,7 +155,8 @@ def main() -> None:
     last = runs[-1]
     print(
         f"\nfiles in place: {int(last['files'])}; graphs run per agent (median): "
-        f"{last['graphs per agent']:g}; CPU: agents {last['agents CPU s']:.1f} s in all, "
+        f"{last['graphs per agent']:g}; CPU: agents {last['agents CPU s']:.1f} s in all "
+        f"({last['agents CPU to join s']:.1f} s of it until each had joined), "
         f"etcd {last['etcd CPU s']:.1f} s (2 cores shared by everything)"
     )
     if args.json:
