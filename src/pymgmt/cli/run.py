@@ -522,7 +522,7 @@ class _Run:
                 ]
                 try:
                     await engine.run(frontend)
-                except* WorldError as eg:
+                except* (WorldError, ConnectionError) as eg:
                     self._lost(eg.exceptions[0])
                 finally:
                     for t in side:
