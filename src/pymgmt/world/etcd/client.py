@@ -54,7 +54,15 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    # No cap on what etcd sends: gRPC's 4 MiB default is below six exports of
+    # a 1 MiB file, and a watch catching up batches many revisions in one
+    # message, which, refused, would be re-requested for ever. What etcd may
+    # hold is bounded by its own limits (request size, backend quota), and
+    # `get_prefix` reads in pages.
+    "grpc.max_receive_message_length": -1,
 }
+#: keys per page of `get_prefix` (each up to etcd's 1.5 MiB request limit)
+_PAGE = 64
 #: etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
@@ -177,6 +185,18 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
     grpc_tasks = {t for t in grpc_tasks | asyncio.all_tasks() if "_cygrpc" in repr(t)}
     if unfinished := {t for t in grpc_tasks if not t.done()}:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
+
+
+def _raw(key: str) -> bytes:
+    """A key as etcd stores it; `_key`'s inverse, so any key read can be written back."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _key(raw: bytes) -> str:
+    """A key read from etcd, which holds bytes: any client may write one that is not
+    UTF-8, and one such key must not make every reader of its prefix fail. Its
+    undecodable bytes become lone surrogates (no schema accepts those)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _lease_not_found(e: BaseException) -> bool:
@@ -347,7 +367,7 @@ class EtcdWorld:
         """Create ``keys.host(hostname)`` on our lease unless a live host holds it."""
         client = self._require_client()
         key = keys.host(self.hostname)
-        kb = key.encode()
+        kb = _raw(key)
         value = json.dumps(
             {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
         ).encode()
@@ -450,7 +470,7 @@ class EtcdWorld:
 
     async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
         return await self._call(
-            f"put {key}", lambda: client.put(key.encode(), value, lease=self._lease_id)
+            f"put {key}", lambda: client.put(_raw(key), value, lease=self._lease_id)
         )
 
     # -- the World ------------------------------------------------------------------
@@ -459,7 +479,7 @@ class EtcdWorld:
         client = self._require_client()
         if not lease:
             self._leased.pop(key, None)
-            resp = await self._call(f"put {key}", lambda: client.put(key.encode(), value))
+            resp = await self._call(f"put {key}", lambda: client.put(_raw(key), value))
             return int(resp.header.revision)
         async with self._lease_lock:
             self._leased[key] = value
@@ -477,7 +497,7 @@ class EtcdWorld:
 
         client = self._require_client()
         self._leased.pop(key, None)
-        request = rpc.DeleteRangeRequest(key=key.encode())
+        request = rpc.DeleteRangeRequest(key=_raw(key))
         resp = await self._call(
             f"delete {key}",
             lambda: client.kvstub.DeleteRange(
@@ -487,12 +507,39 @@ class EtcdWorld:
         return int(resp.header.revision)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        """Every key under `prefix` at one revision, read `_PAGE` keys at a time.
+
+        Pages keep each reply small whatever the exports hold; all pages are
+        read at the first page's revision, so together they are one snapshot.
+        """
+        from aetcd import rpc, utils
+
         client = self._require_client()
-        resp = await self._call(
-            f"read {prefix}", lambda: client.get_prefix(prefix.encode(), sort_order="ascend")
+        start = _raw(prefix)
+        end = utils.prefix_range_end(start)
+        found: list[KV] = []
+        revision = 0
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision)
+            try:
+                resp = await self._call(f"read {prefix}", self._range(client, request))
+            except rpc.AioRpcError as e:
+                if not revision or e.code() != rpc.StatusCode.OUT_OF_RANGE:
+                    raise
+                # compacted between two pages: read it all again, at a newer revision
+                start, found, revision = _raw(prefix), [], 0
+                continue
+            if not revision:
+                revision = int(resp.header.revision)
+            found += [KV(_key(kv.key), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
+            if not resp.more or not resp.kvs:
+                return found, revision
+            start = bytes(resp.kvs[-1].key) + b"\0"  # the next key after the last one read
+
+    def _range(self, client: Any, request: Any) -> Callable[[], Awaitable[Any]]:
+        return lambda: client.kvstub.Range(
+            request, timeout=self.rpc_timeout, metadata=client.metadata
         )
-        found = [KV(kv.key.decode(), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
-        return found, int(resp.header.revision)
 
     async def _mod_revisions_at(self, prefix: str, revision: int) -> dict[str, int] | None:
         """key -> mod revision under `prefix` as of `revision`; None if compacted."""
@@ -501,7 +548,7 @@ class EtcdWorld:
         if revision <= 0:
             return {}
         client = self._require_client()
-        start = prefix.encode()
+        start = _raw(prefix)
         request = rpc.RangeRequest(
             key=start, range_end=utils.prefix_range_end(start), revision=revision, keys_only=True
         )
@@ -516,7 +563,7 @@ class EtcdWorld:
             if e.code() == rpc.StatusCode.OUT_OF_RANGE:  # compacted (or a future revision)
                 return None
             raise
-        return {kv.key.decode(): int(kv.mod_revision) for kv in resp.kvs}
+        return {_key(kv.key): int(kv.mod_revision) for kv in resp.kvs}
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         """Every put/delete under `prefix` after `start_revision`, in order, none skipped.
@@ -605,7 +652,7 @@ class EtcdWorld:
         async def deliver(item: Any) -> None:
             queue.put_nowait(item)
 
-        start = prefix.encode()
+        start = _raw(prefix)
         callback = await watcher.add_callback(
             start,
             deliver,
@@ -637,7 +684,7 @@ class EtcdWorld:
                 kind: Literal["put", "delete"] = "put" if item.kind == "PUT" else "delete"
                 yield WatchEvent(
                     kind,
-                    item.kv.key.decode(),
+                    _key(item.kv.key),
                     bytes(item.kv.value) if kind == "put" else b"",
                     int(item.kv.mod_revision),
                 )
