@@ -38,7 +38,7 @@ from ..errors import InputError, Location
 from ..graph.model import Collect, Graph, Key, key_str
 from ..report.events import CollectChanged, CollectRefused, Event
 from ..resources.base import Resource
-from ..world.codec import quote, shorten
+from ..world.codec import printable, quote
 from ..world.confine import Refused, confine
 from ..world.resworld import Ended, ResWorld, Snapshot, pumping
 
@@ -86,8 +86,15 @@ def merge(graph: Graph[Resource], snapshot: Snapshot | None) -> Merged:
     for ex in sorted(snapshot.exports, key=lambda e: (e.host, e.kind, e.name)):
 
         def refuse(reason: str, ex: Any = ex) -> None:
+            # Each part came from another host (a key that is no export key
+            # yields its raw pieces): printed as shown, never acted on.
             merged.refused.append(
-                CollectRefused(ex.host, ex.kind, shorten(ex.name, 80), shorten(reason, 300))
+                CollectRefused(
+                    printable(ex.host, 80),
+                    printable(ex.kind, 40),
+                    printable(ex.name, 80),
+                    printable(reason, 300),
+                )
             )
 
         if ex.error is not None:

@@ -19,7 +19,7 @@ vertex ``File[f3b@B]`` with path ``/tmp/mgmtA/f3b``:
 
 It is refused (`Refused`, with a reason for the report) when its path is
 not absolute and normalised or its base name is empty, ``.``, ``..``,
-too long or has a NUL; when it is a directory; when its mode is more
+too long or has a NUL or a control character; when it is a directory; when its mode is more
 permissive than ``Collect.mode`` or has the setuid, setgid or sticky bit;
 when it asks for an owner or group not listed in ``Collect.owners`` /
 ``groups``; when its content is over 1 MiB. A collected file without a mode
@@ -138,6 +138,9 @@ def _path_problem(target: str, directory: str) -> str | None:
         return f"its path {shown} has no usable base name"
     if len(base.encode("utf-8", "surrogateescape")) > NAME_MAX:
         return f"its base name is longer than {NAME_MAX} bytes"
+    if not base.isprintable():
+        # a file name that rewrites the terminal of whoever lists the directory
+        return f"its base name {quote(base)} has control characters"
     return None
 
 

@@ -1,0 +1,85 @@
+"""What a hostile export can make this host print (review of issue 9).
+
+Names and host names come from other hosts' keys and exports: whatever
+reaches a terminal or a log must be short and hold no control character (an
+escape sequence can rewrite the screen, a newline can forge a log line).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from helpers import run_async
+
+from pymgmt.frontends.collect import merge
+from pymgmt.graph.model import Collect, Graph
+from pymgmt.report.console import ConsoleReporter
+from pymgmt.resources.base import Resource
+from pymgmt.resources.file import File
+from pymgmt.world.base import keys
+from pymgmt.world.codec import encode
+from pymgmt.world.local import LocalWorld
+from pymgmt.world.resworld import PREFIX, ResWorld, Snapshot
+
+ESC = "\x1b]0;owned\x07\x1b[2J\n12:00:00 forged line"
+
+
+def _doc(name: str, path: str) -> bytes:
+    doc = {"v": 1, "kind": "file", "name": name, "params": {"path": path, "content": "x"}}
+    return json.dumps(doc).encode()
+
+
+async def _snapshot(world: LocalWorld) -> Snapshot:
+    stream = ResWorld(world).collect(["file"])
+    try:
+        return await anext(stream)
+    finally:
+        await stream.aclose()
+
+
+def test_hostile_names_never_reach_the_console_raw(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = LocalWorld("a")
+        # a decodable export whose name is an escape sequence
+        await world.put(keys.exported("b", "file", ESC), _doc(ESC, "/x/ok"))
+        # a file whose base name is one
+        await world.put(keys.exported("b", "file", "f"), _doc("f", "/x/f" + ESC))
+        # keys that are not export keys: a "host" part of escapes, and a huge one
+        await world.put(PREFIX + ESC + "/file/n", _doc("n", "/x/n"))
+        await world.put(PREFIX + "h" * 100_000 + "\x1b[2J/file/n", _doc("n", "/x/n2"))
+        # a well-formed key whose name does not match the export's
+        await world.put(keys.exported("c", "file", "n" + ESC), _doc("n", "/x/n3"))
+        snap = await _snapshot(world)
+        g: Graph[Resource] = Graph(name="g", source="test")
+        g.collect.append(Collect(kind="file", pattern=str(tmp_path) + "/"))
+        merged = merge(g, snap)
+        assert merged.collected == {}, "no vertex may carry such a name or path"
+        assert len(merged.refused) == 5
+        out = io.StringIO()
+        console = ConsoleReporter(out)
+        for r in merged.refused:
+            console.emit(r)
+        text = out.getvalue()
+        lines = text.splitlines()
+        assert len(lines) == 5, text[:2000]
+        assert all(ch.isprintable() for line in lines for ch in line), text[:2000]
+        assert all(len(line) < 600 for line in lines)
+
+    run_async(main())
+
+
+def test_a_printable_export_is_still_collected(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = LocalWorld("a")
+        f = File(name="motd für alle", path="/x/motd-ü", content="hi\n")
+        await world.put(keys.exported("b", "file", f.name), encode(f))
+        snap = await _snapshot(world)
+        g: Graph[Resource] = Graph(name="g", source="test")
+        g.collect.append(Collect(kind="file", pattern=str(tmp_path) + "/"))
+        merged = merge(g, snap)
+        assert [str(r) for r in merged.collected.values()] == ["File[motd für alle@b]"]
+        assert merged.refused == []
+
+    run_async(main())
