@@ -254,6 +254,9 @@ class EtcdWorld:
         self._streams: list[Any] = []
         #: how many times the lease was lost and re-granted (for tests and logs)
         self.lease_regrants = 0
+        #: set when this World may no longer speak for `hostname` (its name was
+        #: taken while its lease was lost): every later call raises it
+        self._fatal: WorldError | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -333,6 +336,8 @@ class EtcdWorld:
             self._closed.set()
 
     def _require_client(self) -> Any:
+        if self._fatal is not None:
+            raise HostnameTaken(self.hostname)
         if self._client is None or self._closing.is_set():
             raise WorldClosed("the etcd World is closed")
         return self._client
@@ -408,20 +413,26 @@ class EtcdWorld:
             return False
 
     async def _keep_alive(self) -> None:
-        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost."""
+        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost.
+
+        Raises `HostnameTaken` if the name went to another host while the
+        lease was lost. It is raised from here, a frame that holds no client:
+        a traceback pinning the channel would keep gRPC's poller alive.
+        """
         interval = max(self.lease_ttl / 3, 0.05)
         failing = False
         while True:
+            if self._fatal is not None:
+                raise self._fatal.with_traceback(None)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._closing.wait()
             if self._closing.is_set():
                 return
-            client = self._require_client()
             try:
-                if await self._refresh(client) <= 0:
-                    async with self._lease_lock:
-                        await self._regrant()
+                await self._renew()
+            except HostnameTaken:
+                continue  # `_fatal` is set: raised at the top of the loop
             except Exception as e:
                 if not _transient(e):
                     raise
@@ -432,6 +443,13 @@ class EtcdWorld:
             if failing:
                 log.info("%s's lease is refreshed again", self.hostname)
             failing = False
+
+    async def _renew(self) -> None:
+        """One keep-alive; a new lease if the old one is gone."""
+        client = self._require_client()
+        if await self._refresh(client) <= 0:
+            async with self._lease_lock:
+                await self._regrant()
 
     async def _refresh(self, client: Any) -> int:
         """One keep-alive; the lease's remaining TTL (0: it is gone).
@@ -452,7 +470,11 @@ class EtcdWorld:
     async def _regrant(self) -> None:
         """The lease expired (we were cut off too long): get a new one, re-put our keys.
 
-        Called with `_lease_lock` held.
+        The host key is registered again first, as at the start: while our
+        lease was gone the name was free, and another live host may hold it
+        now. Then this World speaks for that name no more (`HostnameTaken`,
+        from now on from every call), and none of our keys is re-put over
+        theirs. Called with `_lease_lock` held.
         """
         client = self._require_client()
         lost = self._lease_id
@@ -465,8 +487,16 @@ class EtcdWorld:
             lost,
             len(self._leased),
         )
+        host_key = keys.host(self.hostname)
+        try:
+            await self._register_host()
+        except HostnameTaken as e:
+            self._fatal = HostnameTaken(self.hostname)  # kept without e's traceback
+            log.error("%s's name was taken while its lease was lost: %s", self.hostname, e)
+            raise
         for key, value in list(self._leased.items()):
-            await self._put_leased(client, key, value)
+            if key != host_key:
+                await self._put_leased(client, key, value)
 
     async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
         return await self._call(
