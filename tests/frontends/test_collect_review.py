@@ -83,3 +83,30 @@ def test_a_printable_export_is_still_collected(tmp_path: Path) -> None:
         assert merged.refused == []
 
     run_async(main())
+
+
+def test_one_host_exporting_thousands_is_capped_and_said_once(tmp_path: Path) -> None:
+    """A peer publishing thousands of files (or junk keys) must not make this host
+    manage thousands of files, nor print a line for each."""
+    from pymgmt.frontends.collect import MAX_PER_HOST, MAX_REFUSALS
+
+    async def main() -> None:
+        world = LocalWorld("a")
+        n = MAX_PER_HOST + 500
+        for i in range(n):
+            await world.put(keys.exported("b", "file", f"f{i:05}"), _doc(f"f{i:05}", f"/x/f{i:05}"))
+        for i in range(3 * MAX_REFUSALS):
+            await world.put(f"{PREFIX}junk{i}", b"")
+        await world.put(keys.exported("c", "file", "ok"), _doc("ok", "/x/ok"))
+        snap = await _snapshot(world)
+        g: Graph[Resource] = Graph(name="g", source="test")
+        g.collect.append(Collect(kind="file", pattern=str(tmp_path) + "/"))
+        merged = merge(g, snap)
+        hosts = [k[1].rsplit("@", 1)[1] for k in merged.collected]
+        assert hosts.count("b") == MAX_PER_HOST
+        assert hosts.count("c") == 1, "another host's exports are not crowded out"
+        assert len(merged.refused) == MAX_REFUSALS + 2
+        assert merged.refused[-2].reason == "and 100 more refusals"
+        assert merged.refused[-1].host == "b" and "500 past those" in merged.refused[-1].reason
+
+    run_async(main())
