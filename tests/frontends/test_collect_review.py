@@ -51,19 +51,21 @@ def test_hostile_names_never_reach_the_console_raw(tmp_path: Path) -> None:
         await world.put(PREFIX + "h" * 100_000 + "\x1b[2J/file/n", _doc("n", "/x/n2"))
         # a well-formed key whose name does not match the export's
         await world.put(keys.exported("c", "file", "n" + ESC), _doc("n", "/x/n3"))
+        # a host name ending in a newline ('$' matches before it)
+        await world.put(keys.exported("d\n", "file", "n4"), _doc("n4", "/x/n4"))
         snap = await _snapshot(world)
         g: Graph[Resource] = Graph(name="g", source="test")
         g.collect.append(Collect(kind="file", pattern=str(tmp_path) + "/"))
         merged = merge(g, snap)
         assert merged.collected == {}, "no vertex may carry such a name or path"
-        assert len(merged.refused) == 5
+        assert len(merged.refused) == 6
         out = io.StringIO()
         console = ConsoleReporter(out)
         for r in merged.refused:
             console.emit(r)
         text = out.getvalue()
         lines = text.splitlines()
-        assert len(lines) == 5, text[:2000]
+        assert len(lines) == 6, text[:2000]
         assert all(ch.isprintable() for line in lines for ch in line), text[:2000]
         assert all(len(line) < 600 for line in lines)
 
@@ -110,3 +112,16 @@ def test_one_host_exporting_thousands_is_capped_and_said_once(tmp_path: Path) ->
         assert merged.refused[-1].host == "b" and "500 past those" in merged.refused[-1].reason
 
     run_async(main())
+
+
+def test_a_hostname_no_collector_accepts_is_refused_where_it_is_set() -> None:
+    """Exports under such a name were published, then refused by every other
+    host as "not an export key": the exporting host itself never heard of it."""
+    import pytest
+
+    from pymgmt.world.base import WorldError
+
+    for bad in ("_h", "h@x", "h h", "-h", "h" * 300, "h\x1b[2J", "h\n"):
+        with pytest.raises(WorldError, match="hostname"):
+            ResWorld(LocalWorld(bad))
+    ResWorld(LocalWorld("Host-1.example_2"))

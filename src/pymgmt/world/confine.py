@@ -145,12 +145,12 @@ def _path_problem(target: str, directory: str) -> str | None:
 
 
 def _mode_problem(mode: str, allowed: str) -> str | None:
-    if not _MODE_RE.match(mode):
+    if not _MODE_RE.fullmatch(mode):
         return f"its mode {quote(mode)} is not an octal mode such as '0644'"
     bits = int(mode, 8)
     if bits & 0o7000:
         return f"its mode {mode} has the setuid, setgid or sticky bit"
-    cap = int(allowed, 8) if _MODE_RE.match(allowed) else 0o644
+    cap = int(allowed, 8) if _MODE_RE.fullmatch(allowed) else 0o644
     if bits & ~cap:
         return f"its mode {mode} is more permissive than the {cap:04o} allowed here"
     return None
