@@ -125,3 +125,19 @@ def test_a_hostname_no_collector_accepts_is_refused_where_it_is_set() -> None:
         with pytest.raises(WorldError, match="hostname"):
             ResWorld(LocalWorld(bad))
     ResWorld(LocalWorld("Host-1.example_2"))
+
+
+def test_a_diff_of_another_hosts_content_is_shown_not_played() -> None:
+    """--noop and -v print the content diff: a collected file's content is the
+    exporter's, and its escape sequences must not reach the terminal as such."""
+    from pymgmt.report.events import ChangeInfo, Checked
+
+    diff = "--- /x/f\n+++ /x/f\n@@ -0,0 +1 @@\n+hi\x1b]0;owned\x07\x1b[2J\rgone\tok\n"
+    ev = Checked(
+        "File[f@b]", "start", [ChangeInfo("content", None, "sha256:1", diff)], False, True, False, 0
+    )
+    out = io.StringIO()
+    ConsoleReporter(out).emit(ev)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "+hi\\x1b]0;owned\\x07\\x1b[2J\\rgone\tok" in text
