@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..resources.base import Resource
-from .base import WatchEvent, World, keys
+from .base import WatchEvent, World, WorldError, keys
 from .codec import DecodeError, decode, encode, quote
 
 log = logging.getLogger("pymgmt.world.resworld")
@@ -88,7 +88,8 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
     if len(parts) != 3:
         return None
     host, kind, name = parts
-    if not _HOST_RE.match(host) or not _KIND_RE.match(kind) or not name or "\0" in name:
+    # fullmatch: with match, '$' also matches before a final newline
+    if not _HOST_RE.fullmatch(host) or not _KIND_RE.fullmatch(kind) or not name or "\0" in name:
         return None
     return host, kind, name
 
@@ -97,6 +98,14 @@ class ResWorld:
     """Typed export/collect on top of a `World` (LocalWorld, the etcd one...)."""
 
     def __init__(self, world: World) -> None:
+        """Raises WorldError for a hostname other hosts would refuse in a key
+        (`parse_key`): its exports would be published and never collected."""
+        if not _HOST_RE.fullmatch(world.hostname):
+            raise WorldError(
+                f"the hostname {quote(world.hostname)} cannot be used in a cluster: "
+                "letters, digits, '.', '_' and '-' only, starting with a letter or "
+                "digit, at most 253 characters"
+            )
         self.world = world
         self.hostname = world.hostname
         #: what the store holds for us, as far as we know (key -> bytes)

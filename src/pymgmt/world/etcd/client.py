@@ -54,7 +54,15 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    # No cap on what etcd sends: gRPC's 4 MiB default is below six exports of
+    # a 1 MiB file, and a watch catching up batches many revisions in one
+    # message, which, refused, would be re-requested for ever. What etcd may
+    # hold is bounded by its own limits (request size, backend quota), and
+    # `get_prefix` reads in pages.
+    "grpc.max_receive_message_length": -1,
 }
+#: keys per page of `get_prefix` (each up to etcd's 1.5 MiB request limit)
+_PAGE = 64
 #: etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
@@ -179,6 +187,18 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
 
 
+def _raw(key: str) -> bytes:
+    """A key as etcd stores it; `_key`'s inverse, so any key read can be written back."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _key(raw: bytes) -> str:
+    """A key read from etcd, which holds bytes: any client may write one that is not
+    UTF-8, and one such key must not make every reader of its prefix fail. Its
+    undecodable bytes become lone surrogates (no schema accepts those)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _lease_not_found(e: BaseException) -> bool:
     return "lease not found" in str(e)
 
@@ -234,6 +254,9 @@ class EtcdWorld:
         self._streams: list[Any] = []
         #: how many times the lease was lost and re-granted (for tests and logs)
         self.lease_regrants = 0
+        #: set when this World may no longer speak for `hostname` (its name was
+        #: taken while its lease was lost): every later call raises it
+        self._fatal: WorldError | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -313,6 +336,8 @@ class EtcdWorld:
             self._closed.set()
 
     def _require_client(self) -> Any:
+        if self._fatal is not None:
+            raise HostnameTaken(self.hostname)
         if self._client is None or self._closing.is_set():
             raise WorldClosed("the etcd World is closed")
         return self._client
@@ -347,7 +372,7 @@ class EtcdWorld:
         """Create ``keys.host(hostname)`` on our lease unless a live host holds it."""
         client = self._require_client()
         key = keys.host(self.hostname)
-        kb = key.encode()
+        kb = _raw(key)
         value = json.dumps(
             {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
         ).encode()
@@ -388,20 +413,26 @@ class EtcdWorld:
             return False
 
     async def _keep_alive(self) -> None:
-        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost."""
+        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost.
+
+        Raises `HostnameTaken` if the name went to another host while the
+        lease was lost. It is raised from here, a frame that holds no client:
+        a traceback pinning the channel would keep gRPC's poller alive.
+        """
         interval = max(self.lease_ttl / 3, 0.05)
         failing = False
         while True:
+            if self._fatal is not None:
+                raise self._fatal.with_traceback(None)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._closing.wait()
             if self._closing.is_set():
                 return
-            client = self._require_client()
             try:
-                if await self._refresh(client) <= 0:
-                    async with self._lease_lock:
-                        await self._regrant()
+                await self._renew()
+            except HostnameTaken:
+                continue  # `_fatal` is set: raised at the top of the loop
             except Exception as e:
                 if not _transient(e):
                     raise
@@ -412,6 +443,13 @@ class EtcdWorld:
             if failing:
                 log.info("%s's lease is refreshed again", self.hostname)
             failing = False
+
+    async def _renew(self) -> None:
+        """One keep-alive; a new lease if the old one is gone."""
+        client = self._require_client()
+        if await self._refresh(client) <= 0:
+            async with self._lease_lock:
+                await self._regrant()
 
     async def _refresh(self, client: Any) -> int:
         """One keep-alive; the lease's remaining TTL (0: it is gone).
@@ -432,7 +470,11 @@ class EtcdWorld:
     async def _regrant(self) -> None:
         """The lease expired (we were cut off too long): get a new one, re-put our keys.
 
-        Called with `_lease_lock` held.
+        The host key is registered again first, as at the start: while our
+        lease was gone the name was free, and another live host may hold it
+        now. Then this World speaks for that name no more (`HostnameTaken`,
+        from now on from every call), and none of our keys is re-put over
+        theirs. Called with `_lease_lock` held.
         """
         client = self._require_client()
         lost = self._lease_id
@@ -445,12 +487,20 @@ class EtcdWorld:
             lost,
             len(self._leased),
         )
+        host_key = keys.host(self.hostname)
+        try:
+            await self._register_host()
+        except HostnameTaken as e:
+            self._fatal = HostnameTaken(self.hostname)  # kept without e's traceback
+            log.error("%s's name was taken while its lease was lost: %s", self.hostname, e)
+            raise
         for key, value in list(self._leased.items()):
-            await self._put_leased(client, key, value)
+            if key != host_key:
+                await self._put_leased(client, key, value)
 
     async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
         return await self._call(
-            f"put {key}", lambda: client.put(key.encode(), value, lease=self._lease_id)
+            f"put {key}", lambda: client.put(_raw(key), value, lease=self._lease_id)
         )
 
     # -- the World ------------------------------------------------------------------
@@ -459,7 +509,7 @@ class EtcdWorld:
         client = self._require_client()
         if not lease:
             self._leased.pop(key, None)
-            resp = await self._call(f"put {key}", lambda: client.put(key.encode(), value))
+            resp = await self._call(f"put {key}", lambda: client.put(_raw(key), value))
             return int(resp.header.revision)
         async with self._lease_lock:
             self._leased[key] = value
@@ -477,7 +527,7 @@ class EtcdWorld:
 
         client = self._require_client()
         self._leased.pop(key, None)
-        request = rpc.DeleteRangeRequest(key=key.encode())
+        request = rpc.DeleteRangeRequest(key=_raw(key))
         resp = await self._call(
             f"delete {key}",
             lambda: client.kvstub.DeleteRange(
@@ -487,12 +537,39 @@ class EtcdWorld:
         return int(resp.header.revision)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        """Every key under `prefix` at one revision, read `_PAGE` keys at a time.
+
+        Pages keep each reply small whatever the exports hold; all pages are
+        read at the first page's revision, so together they are one snapshot.
+        """
+        from aetcd import rpc, utils
+
         client = self._require_client()
-        resp = await self._call(
-            f"read {prefix}", lambda: client.get_prefix(prefix.encode(), sort_order="ascend")
+        start = _raw(prefix)
+        end = utils.prefix_range_end(start)
+        found: list[KV] = []
+        revision = 0
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision)
+            try:
+                resp = await self._call(f"read {prefix}", self._range(client, request))
+            except rpc.AioRpcError as e:
+                if not revision or e.code() != rpc.StatusCode.OUT_OF_RANGE:
+                    raise
+                # compacted between two pages: read it all again, at a newer revision
+                start, found, revision = _raw(prefix), [], 0
+                continue
+            if not revision:
+                revision = int(resp.header.revision)
+            found += [KV(_key(kv.key), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
+            if not resp.more or not resp.kvs:
+                return found, revision
+            start = bytes(resp.kvs[-1].key) + b"\0"  # the next key after the last one read
+
+    def _range(self, client: Any, request: Any) -> Callable[[], Awaitable[Any]]:
+        return lambda: client.kvstub.Range(
+            request, timeout=self.rpc_timeout, metadata=client.metadata
         )
-        found = [KV(kv.key.decode(), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
-        return found, int(resp.header.revision)
 
     async def _mod_revisions_at(self, prefix: str, revision: int) -> dict[str, int] | None:
         """key -> mod revision under `prefix` as of `revision`; None if compacted."""
@@ -501,7 +578,7 @@ class EtcdWorld:
         if revision <= 0:
             return {}
         client = self._require_client()
-        start = prefix.encode()
+        start = _raw(prefix)
         request = rpc.RangeRequest(
             key=start, range_end=utils.prefix_range_end(start), revision=revision, keys_only=True
         )
@@ -516,7 +593,7 @@ class EtcdWorld:
             if e.code() == rpc.StatusCode.OUT_OF_RANGE:  # compacted (or a future revision)
                 return None
             raise
-        return {kv.key.decode(): int(kv.mod_revision) for kv in resp.kvs}
+        return {_key(kv.key): int(kv.mod_revision) for kv in resp.kvs}
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         """Every put/delete under `prefix` after `start_revision`, in order, none skipped.
@@ -605,7 +682,7 @@ class EtcdWorld:
         async def deliver(item: Any) -> None:
             queue.put_nowait(item)
 
-        start = prefix.encode()
+        start = _raw(prefix)
         callback = await watcher.add_callback(
             start,
             deliver,
@@ -637,7 +714,7 @@ class EtcdWorld:
                 kind: Literal["put", "delete"] = "put" if item.kind == "PUT" else "delete"
                 yield WatchEvent(
                     kind,
-                    item.kv.key.decode(),
+                    _key(item.kv.key),
                     bytes(item.kv.value) if kind == "put" else b"",
                     int(item.kv.mod_revision),
                 )
