@@ -34,15 +34,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..resources.base import Resource
-from .base import WatchEvent, World, WorldError, keys
+from .base import WatchEvent, World, WorldError, keys, valid_hostname
 from .codec import DecodeError, decode, encode, quote
 
 log = logging.getLogger("pymgmt.world.resworld")
 
 #: every host's exports live under this prefix (keys.exported builds the keys)
 PREFIX = keys.ROOT + "exported/"
-#: a host name as it may appear in a key: what DNS and /etc/hostname allow
-_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: how long a burst may go quiet before its snapshot is yielded (seconds)
 QUIET = 0.005
@@ -89,7 +87,7 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
         return None
     host, kind, name = parts
     # fullmatch: with match, '$' also matches before a final newline
-    if not _HOST_RE.fullmatch(host) or not _KIND_RE.fullmatch(kind) or not name or "\0" in name:
+    if not valid_hostname(host) or not _KIND_RE.fullmatch(kind) or not name or "\0" in name:
         return None
     return host, kind, name
 
@@ -100,7 +98,7 @@ class ResWorld:
     def __init__(self, world: World) -> None:
         """Raises WorldError for a hostname other hosts would refuse in a key
         (`parse_key`): its exports would be published and never collected."""
-        if not _HOST_RE.fullmatch(world.hostname):
+        if not valid_hostname(world.hostname):
             raise WorldError(
                 f"the hostname {quote(world.hostname)} cannot be used in a cluster: "
                 "letters, digits, '.', '_' and '-' only, starting with a letter or "
