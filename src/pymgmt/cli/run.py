@@ -526,6 +526,7 @@ class _Run:
                         self._on_world(convergence.publish(engine.converger)),
                         name="converged state",
                     ),
+                    tg.create_task(exporter.retry_failed(), name="export retry"),
                 ]
                 try:
                     await engine.run(frontend)
