@@ -526,15 +526,24 @@ class EtcdWorld:
         from aetcd import rpc
 
         client = self._require_client()
-        self._leased.pop(key, None)
         request = rpc.DeleteRangeRequest(key=_raw(key))
-        resp = await self._call(
-            f"delete {key}",
-            lambda: client.kvstub.DeleteRange(
-                request, timeout=self.rpc_timeout, metadata=client.metadata
-            ),
-        )
-        return int(resp.header.revision)
+
+        async def delete() -> int:
+            self._leased.pop(key, None)
+            resp = await self._call(
+                f"delete {key}",
+                lambda: client.kvstub.DeleteRange(
+                    request, timeout=self.rpc_timeout, metadata=client.metadata
+                ),
+            )
+            return int(resp.header.revision)
+
+        if key not in self._leased:
+            return await delete()
+        # Under the lease lock: a re-grant re-puts the leased keys it holds,
+        # and must not bring back one deleted meanwhile.
+        async with self._lease_lock:
+            return await delete()
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
         """Every key under `prefix` at one revision, read `_PAGE` keys at a time.
