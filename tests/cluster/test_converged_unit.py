@@ -112,3 +112,49 @@ def test_a_host_leaving_no_longer_holds_up_the_wait():
             pub.cancel()
 
     run_async(main())
+
+
+def test_a_junk_key_under_hosts_does_not_hold_up_the_wait():
+    """Any etcd client may write under HOSTS: a key naming no valid host is ignored."""
+
+    async def main() -> None:
+        world = LocalWorld("a")
+        conv = Converger()
+        cc = ClusterConvergence(world, quiet=QUIET)
+        await world.put(keys.host("a"), b"", lease=True)
+        for junk in ("bad\nhost", "-dash", "x" * 300, "sp ace"):
+            await world.put(keys.HOSTS + junk, b"", lease=True)
+        async with asyncio.TaskGroup() as tg:
+            pub = tg.create_task(cc.publish(conv))
+            await cc.wait(conv, 0.05)  # returns: the junk is no host
+            pub.cancel()
+
+    run_async(main())
+
+
+def test_hosts_joining_are_logged_without_junk_and_in_one_bounded_line(caplog):
+    import logging
+
+    from pymgmt.report.events import HostJoined
+    from pymgmt.world.cluster import watch_hosts
+
+    async def main() -> list[object]:
+        world = LocalWorld("a")
+        events: list[object] = []
+        for h in ["a", *(f"h{i:02}" for i in range(30)), "evil\x1b[2J"]:
+            await world.put(keys.host(h), b"", lease=True)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(watch_hosts(world, events.append))
+            async with asyncio.timeout(10):
+                while len(events) < 31:  # noqa: ASYNC110 - the watcher's own pace
+                    await asyncio.sleep(0.005)
+            task.cancel()
+        return events
+
+    with caplog.at_level(logging.INFO, logger="pymgmt"):
+        events = run_async(main())
+    assert sorted(e.host for e in events if isinstance(e, HostJoined))[0] == "a"
+    assert all("\x1b" not in e.host for e in events)  # type: ignore[attr-defined]
+    text = caplog.text
+    assert "\x1b" not in text and "evil" not in text
+    assert "and 21 more" in text  # 31 hosts: ten named, then a count

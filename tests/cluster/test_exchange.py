@@ -89,6 +89,9 @@ def test_the_articles_abc_exchange_and_cluster_wide_converged_timeout(cluster, r
 
 def test_editing_an_export_updates_every_copy(cluster):
     a, b = start_ab(cluster)
+    agent_b = b.agent
+    assert agent_b is not None
+    since = agent_b.mark()
     graph = a.root.parent / "graph3a.yaml"
     text = graph.read_text().replace("i am f3, exported from host A", "f3 from A, edited")
     write_atomic(graph, text)
@@ -98,6 +101,15 @@ def test_editing_an_export_updates_every_copy(cluster):
     )
     assert (target(a, "a") / "f3a").read_text() == "f3 from A, edited\n"
     assert (target(b, "b") / "f4a").read_text() == "i am f4, exported from host A\n"
+    # live changeover on B: only the edited vertex is replaced and re-run; the
+    # unchanged collected file is neither replaced nor written again
+    swaps = agent_b.find(event("graph_swapped"), since=since)
+    assert swaps, agent_b.describe()
+    assert all(s["replaced"] == ["File[file3a@a]"] for s in swaps), swaps
+    rewritten = agent_b.find(
+        lambda e: applied(e) and e.get("vertex") != "File[file3a@a]", since=since
+    )
+    assert rewritten == [], rewritten
 
 
 def test_a_host_that_goes_away_takes_its_exports_out_of_the_others_graphs(cluster):

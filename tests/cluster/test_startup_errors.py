@@ -113,3 +113,16 @@ def _maps(pid: int) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def test_a_hostname_no_cluster_accepts_exits_1_before_anything_starts(cluster):
+    odd = cluster.host("odd")
+    graph = graph3(odd, "a")
+    before = snapshot(odd.root)
+    agent = cluster.start("odd", graph, local=True, hostname="bad host")
+    code = agent.wait_exit(CLUSTER_DEADLINE)
+    assert code == 1, agent.describe()
+    everything = agent.stderr + "".join(str(e) for e in agent.events)
+    assert "'bad host' cannot name a host" in everything, agent.describe()
+    assert snapshot(odd.root) == before
+    assert not (odd.prefix / "etcd").exists(), "etcd was started for a refused hostname"

@@ -101,3 +101,55 @@ def test_exported_reads_well_in_console_and_json() -> None:
     assert out.getvalue().split(" ", 1)[1] == "Exported 2 resources: File[f1], File[f2]\n"
     doc = json.loads(js.getvalue())
     assert (doc["event"], doc["count"], doc["keys"]) == ("exported", 2, ["File[f1]", "File[f2]"])
+
+
+class _Flaky(LocalWorld):
+    """A World whose writes fail while `down` (the cluster unreachable for a while).
+
+    A fake fault: an etcd that refuses writes for a moment and then takes
+    them again cannot be produced on cue; the store itself is the real
+    in-process one.
+    """
+
+    down = False
+
+    async def commit(self, *args: object, **kw: object) -> int:
+        if self.down:
+            raise ConnectionError("etcd unreachable")
+        return await super().commit(*args, **kw)  # type: ignore[arg-type]
+
+    async def put(self, *args: object, **kw: object) -> int:
+        if self.down:
+            raise ConnectionError("etcd unreachable")
+        return await super().put(*args, **kw)  # type: ignore[arg-type]
+
+
+def test_a_failed_publish_is_retried_until_it_goes_through() -> None:
+    import asyncio
+
+    async def main() -> None:
+        world = _Flaky("a")
+        events: list[Event] = []
+        said = asyncio.Event()
+
+        def emit(event: Event) -> None:
+            events.append(event)
+            said.set()
+
+        exporter = Exporter(ResWorld(world), emit)
+        world.down = True
+        f1 = File(name="f1", path="/tmp/f1")
+        with pytest.raises(ConnectionError):
+            await exporter.graph_swapped(_graph(f1, exported=("f1",)))
+        assert await _published(world) == {}
+        async with asyncio.TaskGroup() as tg:
+            retry = tg.create_task(exporter.retry_failed(delays=(0.01,)))
+            await asyncio.sleep(0.05)  # a few failed attempts while down
+            world.down = False
+            async with asyncio.timeout(10):
+                await said.wait()  # published: said once it went through
+            retry.cancel()
+        assert events == [Exported(1, ["File[f1]"])]
+        assert await _published(world) == {"a/file/f1": "File[f1]"}
+
+    run_async(main())

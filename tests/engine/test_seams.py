@@ -200,3 +200,38 @@ def test_a_converged_waiter_replaces_the_local_wait(tmp_path: Path) -> None:
     engine = run_async(scenario())
     assert calls == [(engine.converger, 0)]
     assert len(sink.of(Converged)) == 1
+
+
+class _Breaking(_Queue):
+    """A frontend whose source breaks after the first graph (a World's watch ending)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = asyncio.Event()
+
+    async def graphs(self, ctx: FrontendContext) -> AsyncIterator[Graph[Resource] | InputError]:
+        yield await self.q.get()
+        await self.broken.wait()
+        raise ConnectionError("the collected exports stopped coming")
+
+
+def test_a_frontend_failing_while_running_stops_gracefully_then_raises(tmp_path: Path) -> None:
+    from pymgmt.report.events import Finished, Stopping
+
+    sink = _Events()
+
+    async def scenario() -> None:
+        engine = _engine(tmp_path, sink)
+        front = _Breaking()
+        front.q.put_nowait(_declared(tmp_path, "a"))
+        task = asyncio.create_task(engine.run(front))
+        await _until((tmp_path / "d" / "a").exists)
+        front.broken.set()
+        with pytest.raises(ConnectionError, match="stopped coming"):
+            await task
+
+    run_async(scenario())
+    (stopping,) = sink.of(Stopping)
+    assert stopping.interrupted and "the graph source failed" in stopping.reason
+    (finished,) = sink.of(Finished)
+    assert {v.status for v in finished.states} == {"ok"}  # stopped in order, nothing cut

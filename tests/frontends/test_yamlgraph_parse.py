@@ -240,15 +240,19 @@ def test_collect_takes_mode_owners_and_groups() -> None:
           mode: 0640
           owners: [root, www-data]
           groups: [adm]
+        """
+    )
+    assert g.collect == [Collect("file", "/srv/in/", "0640", ("root", "www-data"), ("adm",))]
+    g = _parse(
+        """\
+        graph: g
+        collect:
         - kind: file
           pattern: /srv/other/
           mode: "600"
         """
     )
-    assert g.collect == [
-        Collect("file", "/srv/in/", "0640", ("root", "www-data"), ("adm",)),
-        Collect("file", "/srv/other/", "0600"),
-    ]
+    assert g.collect == [Collect("file", "/srv/other/", "0600")]
 
 
 @pytest.mark.parametrize(

@@ -47,12 +47,13 @@ def _resources(cls: type[Resource]) -> st.SearchStrategy[Resource]:
 
 
 def _valid(res: Resource) -> bool:
-    """What every frontend accepts: typed, no NUL where the OS would cut, no problems."""
+    """What every frontend accepts: typed, no NUL where the OS would cut, no problems;
+    and, for a name that comes from another host, no control character."""
     for fname, tp in res.param_types.items():
         value = getattr(res, fname)
         if check_value(tp, value) or (fname not in res.binary_params and nul_problem(value)):
             return False
-    return "\0" not in res.name and not res.problems()
+    return "\0" not in res.name and res.name.isprintable() and not res.problems()
 
 
 @pytest.mark.parametrize("kind", sorted(kinds()))

@@ -35,7 +35,7 @@ from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..types import MAX_PROBLEMS
-from ..world.base import World, WorldError
+from ..world.base import World, WorldError, valid_hostname
 from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, needs_cluster
 from ..world.local import LocalWorld
 
@@ -310,6 +310,13 @@ def _start(args: argparse.Namespace) -> int:
         _refuse(str(e), args)
         return EXIT_INPUT
     cluster = options if needs_cluster(validated[1].graph, options) else None
+    if cluster is not None and not valid_hostname(hostname):
+        _refuse(
+            f"the hostname {hostname!r} cannot name a host of a cluster: letters, digits, "
+            "'.', '_' and '-' only, starting with a letter or digit (give --hostname)",
+            args,
+        )
+        return EXIT_INPUT
     state = _lock_state_dir(args)
     if state is None:
         return EXIT_INPUT
@@ -519,10 +526,11 @@ class _Run:
                         self._on_world(convergence.publish(engine.converger)),
                         name="converged state",
                     ),
+                    tg.create_task(exporter.retry_failed(), name="export retry"),
                 ]
                 try:
                     await engine.run(frontend)
-                except* WorldError as eg:
+                except* (WorldError, ConnectionError) as eg:
                     self._lost(eg.exceptions[0])
                 finally:
                     for t in side:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 
-from ..world.base import World, keys
+from ..world.base import World, keys, valid_hostname
 from ..world.cluster import mirror_prefix
 from .converger import Converger
 
@@ -144,7 +144,8 @@ class _ClusterView:
         self._reported: tuple[str, ...] | None = None
 
     def set_hosts(self, state: dict[str, bytes]) -> None:
-        self.hosts = {h for h in state if h and "/" not in h}
+        # junk under HOSTS (no valid host name) must not hold up every wait
+        self.hosts = {h for h in state if valid_hostname(h)}
 
     def set_converged(self, state: dict[str, bytes]) -> None:
         now = time.monotonic()

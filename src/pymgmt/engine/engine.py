@@ -134,6 +134,9 @@ class Engine:
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._stop: asyncio.Future[tuple[str, bool]] | None = None
+        #: why the graph stream broke while the graph ran (raised by `run`
+        #: once the graceful stop it caused is over)
+        self.source_error: Exception | None = None
         #: set by stop(): no check starts and no graph is swapped in any more
         self.stopping = False
         #: checks and applies under way, which a graceful stop lets finish
@@ -159,10 +162,14 @@ class Engine:
         """Run until converged (with a timeout) or stopped.
 
         Raises the frontend's InputError if its very first graph is invalid;
-        later invalid graphs are reported and the running graph is kept.
+        later invalid graphs are reported and the running graph is kept. A
+        frontend that fails after the first graph stops the engine gracefully,
+        and its exception is raised once everything is stopped.
         """
         try:
             await self._run(frontend)
+            if self.source_error is not None:
+                raise self.source_error
         except BaseExceptionGroup as eg:
             bad = eg.subgroup(InputError)
             if bad is None:
@@ -314,6 +321,15 @@ class Engine:
                     await self._tell_observers(item)
                 if not first.done():
                     first.set_result(None)
+        except Exception as e:
+            if not first.done():
+                raise  # nothing ran yet: the start fails, as with a bad first graph
+            # The graph source broke while the graph runs (e.g. the cluster
+            # World's watch ended): stop gracefully, as for a signal, so what
+            # is being applied finishes and is reported; `run` raises it then.
+            self.source_error = e
+            log.error("the graph source failed: %s", e)
+            self.stop(f"the graph source failed: {e}", interrupted=True)
         finally:
             # Cancelled during a swap, the stream is parked at its yield: close
             # it now, or the garbage collector would, in a task nobody awaits.

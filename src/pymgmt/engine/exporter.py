@@ -7,12 +7,18 @@ costs no write and wakes no other host.
 
 With ``--noop`` nothing is exported, as in mgmt: a dry run must not change
 what other hosts apply. That is said once in the log.
+
+A publish that fails (the cluster unreachable for a while) is reported by
+the engine as the observer's failure; `retry_failed`, run beside the engine,
+then publishes the latest wanted set again with backoff until it goes
+through, so the exports do not stay missing until the next graph swap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from ..graph.model import Graph, Key, key_str
 from ..report.events import Event, Exported
@@ -34,6 +40,11 @@ class Exporter:
         self._said_noop = False
         #: the keys last published, to tell a changed set from a rewrite of one
         self._keys: list[str] = []
+        #: the exports of the running graph, published or still to be
+        self._wanted: list[Resource] = []
+        #: set while the wanted set failed to publish and no publish since went through
+        self._failed = asyncio.Event()
+        self._lock = asyncio.Lock()
 
     async def graph_swapped(self, graph: Graph[Resource]) -> None:
         """Publish `graph`'s exports; emit `Exported` when what is published changed."""
@@ -46,12 +57,43 @@ class Exporter:
                     "" if len(graph.exported) == 1 else "s",
                 )
             return
-        resources = sorted(_exported(graph), key=lambda r: r.key)
-        changed = await self.resworld.export(resources)
-        names = [key_str(r.key) for r in resources]
-        if changed or names != self._keys:
-            self._keys = names
-            self.emit(Exported(len(names), names))
+        self._wanted = sorted(_exported(graph), key=lambda r: r.key)
+        try:
+            await self._publish()
+        except Exception:
+            self._failed.set()
+            raise
+
+    async def _publish(self) -> None:
+        async with self._lock:  # one publish at a time: each writes the difference
+            resources = self._wanted
+            changed = await self.resworld.export(resources)
+            self._failed.clear()
+            names = [key_str(r.key) for r in resources]
+            if changed or names != self._keys:
+                self._keys = names
+                self.emit(Exported(len(names), names))
+
+    async def retry_failed(self, delays: Sequence[float] = (0.5, 1, 2, 5, 10)) -> None:
+        """After a failed publish, publish again with backoff until it goes through.
+
+        Runs until cancelled; the last delay repeats.
+        """
+        attempt = 0
+        while True:
+            await self._failed.wait()
+            await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
+            if not self._failed.is_set():
+                attempt = 0  # a swap published meanwhile
+                continue
+            try:
+                await self._publish()
+            except Exception as e:
+                attempt += 1
+                log.warning("exports still not published (attempt %d): %s", attempt + 1, e)
+            else:
+                attempt = 0
+                log.info("exports published again after a failure")
 
 
 def _exported(graph: Graph[Resource]) -> Iterator[Resource]:

@@ -17,7 +17,13 @@ What is not applied is said, once per change, as `CollectRefused`:
 * a collected vertex whose name, or whose path, a local resource already
   has: the local one wins;
 * two exports that would write the same path: the one from the lowest host
-  name wins (the same answer on every host), the others are refused.
+  name wins (the same answer on every host), the others are refused;
+* a host's exports past its first `MAX_PER_HOST` (by kind and name): one
+  refusal says how many. Another host's exports are untrusted input, and
+  each collected one is a file written here.
+
+At most `MAX_REFUSALS` refusals are said one by one; one more says how many
+others there are, so a flood of junk keys does not become a flood of lines.
 
 When the collected set changes, `CollectChanged` says how, and a new graph
 follows; a change that leaves the merged graph as it was yields nothing, so
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -38,11 +45,16 @@ from ..errors import InputError, Location
 from ..graph.model import Collect, Graph, Key, key_str
 from ..report.events import CollectChanged, CollectRefused, Event
 from ..resources.base import Resource
-from ..world.codec import quote, shorten
+from ..world.codec import printable, quote
 from ..world.confine import Refused, confine
 from ..world.resworld import Ended, Export, ResWorld, Snapshot, pumping
 
 log = logging.getLogger("pymgmt.collect")
+
+#: the most exports of one host that are collected (the rest are refused)
+MAX_PER_HOST = 1000
+#: the most refusals said one by one per merged graph
+MAX_REFUSALS = 50
 
 C = TypeVar("C", contravariant=True)
 #: the queue tag of the inner frontend's items (subscriptions count up from it)
@@ -95,11 +107,24 @@ def merge(
         for thing in res.manages():
             owners.setdefault((res.kind, thing), f"the local {key_str(key)}")
     used: ConfineCache = {}
+    seen: Counter[str] = Counter()  # exports considered, per host
+    over: Counter[str] = Counter()  # and those past MAX_PER_HOST
     for ex in sorted(snapshot.exports, key=lambda e: (e.host, e.kind, e.name)):
+        seen[ex.host] += 1
+        if seen[ex.host] > MAX_PER_HOST:
+            over[ex.host] += 1
+            continue
 
         def refuse(reason: str, ex: Any = ex) -> None:
+            # Each part came from another host (a key that is no export key
+            # yields its raw pieces): printed as shown, never acted on.
             merged.refused.append(
-                CollectRefused(ex.host, ex.kind, shorten(ex.name, 80), shorten(reason, 300))
+                CollectRefused(
+                    printable(ex.host, 80),
+                    printable(ex.kind, 40),
+                    printable(ex.name, 80),
+                    printable(reason, 300),
+                )
             )
 
         if ex.error is not None:
@@ -137,6 +162,19 @@ def merge(
     if cache is not None:
         cache.clear()
         cache.update(used)
+    if len(merged.refused) > MAX_REFUSALS:
+        rest = len(merged.refused) - MAX_REFUSALS
+        del merged.refused[MAX_REFUSALS:]
+        merged.refused.append(CollectRefused("*", "", "*", f"and {rest:,} more refusals"))
+    for host, n in sorted(over.items())[:MAX_REFUSALS]:
+        merged.refused.append(
+            CollectRefused(
+                printable(host, 80),
+                "",
+                f"{n:,} exports",
+                f"the host exports more than {MAX_PER_HOST:,}: {n:,} past those are ignored",
+            )
+        )
     return merged
 
 

@@ -510,6 +510,17 @@ class _Builder:
             groups = self.name_list(d.get("groups"), "groups")
             if len(self.errors) > before or pattern is None:
                 continue
+            twin = next((c for c in graph.collect if c.kind == kind), None)
+            if twin is not None:
+                # one directory and one set of limits per kind: a second entry
+                # would be ignored, and its files silently never come
+                at = f" at line {twin.location.line}" if twin.location else ""
+                self.error(
+                    kind_node,
+                    f"{kind} is already collected by the entry{at}: one entry per kind",
+                    field="kind",
+                )
+                continue
             graph.collect.append(
                 Collect(kind, pattern, mode, owners, groups, location=self.loc(item))
             )

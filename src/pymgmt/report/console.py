@@ -193,12 +193,21 @@ class ConsoleReporter(_Stream):
         if ev.noop or self.verbose:
             self.write(
                 "".join(
-                    f"    {dl}\n"
+                    f"    {_visible(dl)}\n"
                     for c in ev.changes
                     if c.diff
                     for dl in c.diff.rstrip("\n").split("\n")
                 )
             )
+
+
+def _visible(line: str) -> str:
+    """A diff line as text: each character a terminal would act on (an escape
+    sequence, a carriage return) written as its escape. Content may be another
+    host's (a collected file), or anyone's who could write the file."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
 
 
 def _refused_text(ev: CollectRefused) -> str:

@@ -10,6 +10,7 @@ implementation gets them for free.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -80,6 +81,19 @@ class World(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+#: a host name as it may appear in a key: what DNS and /etc/hostname allow
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
+
+def valid_hostname(name: str) -> bool:
+    """Whether `name` can name a host of a cluster (keys, logs, vertex names).
+
+    A name read from the cluster that fails this is another host's junk or
+    forgery: it is ignored, never printed raw.
+    """
+    return HOSTNAME_RE.fullmatch(name) is not None
 
 
 class keys:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .base import World, keys
+from .base import World, keys, valid_hostname
 
 if TYPE_CHECKING:
     import asyncio
@@ -273,6 +273,12 @@ async def mirror_prefix(
         on_change(state)
 
 
+def _some(names: list[str], shown: int = 10) -> str:
+    """The first `shown` names, then how many more: a big cluster is one line."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 async def watch_hosts(world: World, emit: Callable[[Event], None]) -> None:
     """Log a line and emit HostJoined/HostLeft for each host joining or leaving.
 
@@ -286,11 +292,12 @@ async def watch_hosts(world: World, emit: Callable[[Event], None]) -> None:
 
     def changed(state: dict[str, bytes]) -> None:
         nonlocal first
-        now = {h for h in state if h and "/" not in h}
+        # A key that names no valid host is junk or forgery: never printed raw
+        now = {h for h in state if valid_hostname(h)}
         joined, left = sorted(now - known), sorted(known - now)
         known.clear()
         known.update(now)
-        members = f"{len(now)} host{'' if len(now) == 1 else 's'}: {', '.join(sorted(now))}"
+        members = f"{len(now)} host{'' if len(now) == 1 else 's'}: {_some(sorted(now))}"
         for host in joined:
             log.info("cluster: host %s %s (%s)", host, "is up" if first else "joined", members)
             emit(HostJoined(host))

@@ -94,6 +94,9 @@ def decode(data: bytes, allowed: Collection[str] | None = None) -> Resource:
         raise DecodeError("the export's name is not a non-empty string")
     if "\0" in name or len(name.encode("utf-8", "surrogatepass")) >= PATH_MAX:
         raise DecodeError("the export's name has a NUL or is too long")
+    if not name.isprintable():
+        # it becomes a vertex name, shown in every log line and report about it
+        raise DecodeError(f"the export's name {quote(name)} has control characters")
     params = doc["params"]
     if not isinstance(params, dict):
         raise DecodeError("the export's params are not a JSON object")
@@ -198,6 +201,15 @@ _LONG_QUOTE = re.compile(rf"(['\"])((?:(?!\1).){{{_QUOTE_MAX},}})(\1|$)", re.DOT
 
 def _clip(m: re.Match[str]) -> str:
     return f"{m.group(1)}{m.group(2)[: _QUOTE_MAX - 8]}...{m.group(1)}"
+
+
+def printable(text: str, limit: int = 160) -> str:
+    """`text` for a terminal or a log: each character a terminal would act on
+    (escape sequences, newlines, bidi overrides...) written as its escape, then
+    `shorten`ed. For text from other hosts that is shown, not quoted."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: 4 * limit])
+    return shorten(text, limit)
 
 
 def quote(value: object) -> str:

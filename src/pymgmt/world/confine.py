@@ -19,7 +19,7 @@ vertex ``File[f3b@B]`` with path ``/tmp/mgmtA/f3b``:
 
 It is refused (`Refused`, with a reason for the report) when its path is
 not absolute and normalised or its base name is empty, ``.``, ``..``,
-too long or has a NUL; when it is a directory; when its mode is more
+too long or has a NUL or a control character; when it is a directory; when its mode is more
 permissive than ``Collect.mode`` or has the setuid, setgid or sticky bit;
 when it asks for an owner or group not listed in ``Collect.owners`` /
 ``groups``; when its content is over 1 MiB. A collected file without a mode
@@ -138,16 +138,19 @@ def _path_problem(target: str, directory: str) -> str | None:
         return f"its path {shown} has no usable base name"
     if len(base.encode("utf-8", "surrogateescape")) > NAME_MAX:
         return f"its base name is longer than {NAME_MAX} bytes"
+    if not base.isprintable():
+        # a file name that rewrites the terminal of whoever lists the directory
+        return f"its base name {quote(base)} has control characters"
     return None
 
 
 def _mode_problem(mode: str, allowed: str) -> str | None:
-    if not _MODE_RE.match(mode):
+    if not _MODE_RE.fullmatch(mode):
         return f"its mode {quote(mode)} is not an octal mode such as '0644'"
     bits = int(mode, 8)
     if bits & 0o7000:
         return f"its mode {mode} has the setuid, setgid or sticky bit"
-    cap = int(allowed, 8) if _MODE_RE.match(allowed) else 0o644
+    cap = int(allowed, 8) if _MODE_RE.fullmatch(allowed) else 0o644
     if bits & ~cap:
         return f"its mode {mode} is more permissive than the {cap:04o} allowed here"
     return None

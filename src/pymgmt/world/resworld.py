@@ -43,15 +43,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..resources.base import Resource
-from .base import WatchEvent, World, keys
+from .base import WatchEvent, World, WorldError, keys, valid_hostname
 from .codec import DecodeError, decode, encode, quote
 
 log = logging.getLogger("pymgmt.world.resworld")
 
 #: every host's exports live under this prefix (keys.exported builds the keys)
 PREFIX = keys.ROOT + "exported/"
-#: a host name as it may appear in a key: what DNS and /etc/hostname allow
-_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: how long a burst may go quiet before its snapshot is yielded (seconds)
 QUIET = 0.005
@@ -100,7 +98,8 @@ def parse_key(key: str) -> tuple[str, str, str] | None:
     if len(parts) != 3:
         return None
     host, kind, name = parts
-    if not _HOST_RE.match(host) or not _KIND_RE.match(kind) or not name or "\0" in name:
+    # fullmatch: with match, '$' also matches before a final newline
+    if not valid_hostname(host) or not _KIND_RE.fullmatch(kind) or not name or "\0" in name:
         return None
     return host, kind, name
 
@@ -109,6 +108,14 @@ class ResWorld:
     """Typed export/collect on top of a `World` (LocalWorld, the etcd one...)."""
 
     def __init__(self, world: World) -> None:
+        """Raises WorldError for a hostname other hosts would refuse in a key
+        (`parse_key`): its exports would be published and never collected."""
+        if not valid_hostname(world.hostname):
+            raise WorldError(
+                f"the hostname {quote(world.hostname)} cannot be used in a cluster: "
+                "letters, digits, '.', '_' and '-' only, starting with a letter or "
+                "digit, at most 253 characters"
+            )
         self.world = world
         self.hostname = world.hostname
         #: what the store holds for us, as far as we know (key -> bytes)

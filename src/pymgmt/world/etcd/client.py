@@ -35,7 +35,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -54,9 +62,19 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time)
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    # No cap on what etcd sends: gRPC's 4 MiB default is below six exports of
+    # a 1 MiB file, and a watch catching up batches many revisions in one
+    # message, which, refused, would be re-requested for ever. What etcd may
+    # hold is bounded by its own limits (request size, backend quota), and
+    # `get_prefix` reads in pages.
+    "grpc.max_receive_message_length": -1,
 }
+#: keys per page of `get_prefix` (each up to etcd's 1.5 MiB request limit)
+_PAGE = 64
 #: etcd's default limit of operations in one transaction (--max-txn-ops)
 MAX_TXN_OPS = 128
+#: bytes of keys and values per transaction, under etcd's 1.5 MiB request limit
+MAX_TXN_BYTES = 1 << 20
 #: etcd's require-leader metadata (rpctypes.MetadataRequireLeaderKey)
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
@@ -181,6 +199,33 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
 
 
+def _chunks(ops: Sequence[tuple[str, bytes | None]]) -> Iterator[list[tuple[str, bytes | None]]]:
+    """`ops` in order, cut into transactions within MAX_TXN_OPS and MAX_TXN_BYTES."""
+    chunk: list[tuple[str, bytes | None]] = []
+    size = 0
+    for key, value in ops:
+        n = len(_raw(key)) + len(value or b"")
+        if chunk and (len(chunk) == MAX_TXN_OPS or size + n > MAX_TXN_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((key, value))
+        size += n
+    if chunk:
+        yield chunk
+
+
+def _raw(key: str) -> bytes:
+    """A key as etcd stores it; `_key`'s inverse, so any key read can be written back."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _key(raw: bytes) -> str:
+    """A key read from etcd, which holds bytes: any client may write one that is not
+    UTF-8, and one such key must not make every reader of its prefix fail. Its
+    undecodable bytes become lone surrogates (no schema accepts those)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _lease_not_found(e: BaseException) -> bool:
     return "lease not found" in str(e)
 
@@ -236,6 +281,9 @@ class EtcdWorld:
         self._streams: list[Any] = []
         #: how many times the lease was lost and re-granted (for tests and logs)
         self.lease_regrants = 0
+        #: set when this World may no longer speak for `hostname` (its name was
+        #: taken while its lease was lost): every later call raises it
+        self._fatal: WorldError | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -315,6 +363,8 @@ class EtcdWorld:
             self._closed.set()
 
     def _require_client(self) -> Any:
+        if self._fatal is not None:
+            raise HostnameTaken(self.hostname)
         if self._client is None or self._closing.is_set():
             raise WorldClosed("the etcd World is closed")
         return self._client
@@ -349,7 +399,7 @@ class EtcdWorld:
         """Create ``keys.host(hostname)`` on our lease unless a live host holds it."""
         client = self._require_client()
         key = keys.host(self.hostname)
-        kb = key.encode()
+        kb = _raw(key)
         value = json.dumps(
             {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
         ).encode()
@@ -390,20 +440,26 @@ class EtcdWorld:
             return False
 
     async def _keep_alive(self) -> None:
-        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost."""
+        """Refresh the lease every TTL/3 until closed; re-grant it if it was lost.
+
+        Raises `HostnameTaken` if the name went to another host while the
+        lease was lost. It is raised from here, a frame that holds no client:
+        a traceback pinning the channel would keep gRPC's poller alive.
+        """
         interval = max(self.lease_ttl / 3, 0.05)
         failing = False
         while True:
+            if self._fatal is not None:
+                raise self._fatal.with_traceback(None)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._closing.wait()
             if self._closing.is_set():
                 return
-            client = self._require_client()
             try:
-                if await self._refresh(client) <= 0:
-                    async with self._lease_lock:
-                        await self._regrant()
+                await self._renew()
+            except HostnameTaken:
+                continue  # `_fatal` is set: raised at the top of the loop
             except Exception as e:
                 if not _transient(e):
                     raise
@@ -414,6 +470,13 @@ class EtcdWorld:
             if failing:
                 log.info("%s's lease is refreshed again", self.hostname)
             failing = False
+
+    async def _renew(self) -> None:
+        """One keep-alive; a new lease if the old one is gone."""
+        client = self._require_client()
+        if await self._refresh(client) <= 0:
+            async with self._lease_lock:
+                await self._regrant()
 
     async def _refresh(self, client: Any) -> int:
         """One keep-alive; the lease's remaining TTL (0: it is gone).
@@ -434,7 +497,11 @@ class EtcdWorld:
     async def _regrant(self) -> None:
         """The lease expired (we were cut off too long): get a new one, re-put our keys.
 
-        Called with `_lease_lock` held.
+        The host key is registered again first, as at the start: while our
+        lease was gone the name was free, and another live host may hold it
+        now. Then this World speaks for that name no more (`HostnameTaken`,
+        from now on from every call), and none of our keys is re-put over
+        theirs. Called with `_lease_lock` held.
         """
         client = self._require_client()
         lost = self._lease_id
@@ -447,12 +514,20 @@ class EtcdWorld:
             lost,
             len(self._leased),
         )
+        host_key = keys.host(self.hostname)
+        try:
+            await self._register_host()
+        except HostnameTaken as e:
+            self._fatal = HostnameTaken(self.hostname)  # kept without e's traceback
+            log.error("%s's name was taken while its lease was lost: %s", self.hostname, e)
+            raise
         for key, value in list(self._leased.items()):
-            await self._put_leased(client, key, value)
+            if key != host_key:
+                await self._put_leased(client, key, value)
 
     async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
         return await self._call(
-            f"put {key}", lambda: client.put(key.encode(), value, lease=self._lease_id)
+            f"put {key}", lambda: client.put(_raw(key), value, lease=self._lease_id)
         )
 
     # -- the World ------------------------------------------------------------------
@@ -461,7 +536,7 @@ class EtcdWorld:
         client = self._require_client()
         if not lease:
             self._leased.pop(key, None)
-            resp = await self._call(f"put {key}", lambda: client.put(key.encode(), value))
+            resp = await self._call(f"put {key}", lambda: client.put(_raw(key), value))
             return int(resp.header.revision)
         async with self._lease_lock:
             self._leased[key] = value
@@ -478,25 +553,37 @@ class EtcdWorld:
         from aetcd import rpc
 
         client = self._require_client()
-        self._leased.pop(key, None)
-        request = rpc.DeleteRangeRequest(key=key.encode())
-        resp = await self._call(
-            f"delete {key}",
-            lambda: client.kvstub.DeleteRange(
-                request, timeout=self.rpc_timeout, metadata=client.metadata
-            ),
-        )
-        return int(resp.header.revision)
+        request = rpc.DeleteRangeRequest(key=_raw(key))
+
+        async def delete() -> int:
+            self._leased.pop(key, None)
+            resp = await self._call(
+                f"delete {key}",
+                lambda: client.kvstub.DeleteRange(
+                    request, timeout=self.rpc_timeout, metadata=client.metadata
+                ),
+            )
+            return int(resp.header.revision)
+
+        if key not in self._leased:
+            return await delete()
+        # Under the lease lock: a re-grant re-puts the leased keys it holds,
+        # and must not bring back one deleted meanwhile.
+        async with self._lease_lock:
+            return await delete()
 
     async def commit(
         self, puts: Mapping[str, bytes], deletes: Iterable[str] = (), *, lease: bool = False
     ) -> int:
-        """`puts` and `deletes` in etcd transactions of at most MAX_TXN_OPS operations.
+        """`puts` and `deletes` in as few etcd transactions as etcd's limits allow.
 
-        Deletes go first (a host replacing its set never shows the union of
-        old and new). Leased puts hold the lease lock as `put` does, and a
-        lost lease is re-granted (which re-puts every leased key) and the
-        chunk written again.
+        A transaction holds at most MAX_TXN_OPS operations and about
+        MAX_TXN_BYTES of keys and values (etcd refuses a request over 1.5 MiB;
+        a single larger put goes alone, as `put` would send it). Deletes go
+        first, so a host replacing its set never shows the union of old and
+        new. Everything runs under the lease lock: a re-grant re-puts the
+        leased keys, and must neither miss one put here nor bring back one
+        deleted here; a lost lease is re-granted and the chunk written again.
         """
         gone = list(dict.fromkeys(deletes))
         if both := puts.keys() & set(gone):
@@ -507,22 +594,17 @@ class EtcdWorld:
         if not ops:
             return await self._revision(client)
         revision = 0
-        for i in range(0, len(ops), MAX_TXN_OPS):
-            chunk = ops[i : i + MAX_TXN_OPS]
-            for key, value in chunk:
-                if value is None or not lease:
-                    self._leased.pop(key, None)
-            if not lease:
-                revision = await self._txn(client, chunk, 0)
-                continue
-            async with self._lease_lock:
+        async with self._lease_lock:
+            for chunk in _chunks(ops):
                 for key, value in chunk:
-                    if value is not None:
+                    if value is not None and lease:
                         self._leased[key] = value
+                    else:
+                        self._leased.pop(key, None)
                 try:
-                    revision = await self._txn(client, chunk, self._lease_id)
+                    revision = await self._txn(client, chunk, self._lease_id if lease else 0)
                 except Exception as e:
-                    if not _lease_not_found(e):
+                    if not (lease and _lease_not_found(e)):
                         raise
                     await self._regrant()
                     revision = await self._txn(client, chunk, self._lease_id)
@@ -534,9 +616,9 @@ class EtcdWorld:
 
         request = rpc.TxnRequest(
             success=[
-                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k.encode()))
+                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_raw(k)))
                 if v is None
-                else rpc.RequestOp(request_put=rpc.PutRequest(key=k.encode(), value=v, lease=lease))
+                else rpc.RequestOp(request_put=rpc.PutRequest(key=_raw(k), value=v, lease=lease))
                 for k, v in ops
             ]
         )
@@ -550,7 +632,7 @@ class EtcdWorld:
         """The store's current revision (an empty commit writes nothing)."""
         from aetcd import rpc
 
-        request = rpc.RangeRequest(key=keys.ROOT.encode(), count_only=True)
+        request = rpc.RangeRequest(key=_raw(keys.ROOT), count_only=True)
         resp = await self._call(
             "read the revision",
             lambda: client.kvstub.Range(
@@ -560,12 +642,39 @@ class EtcdWorld:
         return int(resp.header.revision)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
+        """Every key under `prefix` at one revision, read `_PAGE` keys at a time.
+
+        Pages keep each reply small whatever the exports hold; all pages are
+        read at the first page's revision, so together they are one snapshot.
+        """
+        from aetcd import rpc, utils
+
         client = self._require_client()
-        resp = await self._call(
-            f"read {prefix}", lambda: client.get_prefix(prefix.encode(), sort_order="ascend")
+        start = _raw(prefix)
+        end = utils.prefix_range_end(start)
+        found: list[KV] = []
+        revision = 0
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=_PAGE, revision=revision)
+            try:
+                resp = await self._call(f"read {prefix}", self._range(client, request))
+            except rpc.AioRpcError as e:
+                if not revision or e.code() != rpc.StatusCode.OUT_OF_RANGE:
+                    raise
+                # compacted between two pages: read it all again, at a newer revision
+                start, found, revision = _raw(prefix), [], 0
+                continue
+            if not revision:
+                revision = int(resp.header.revision)
+            found += [KV(_key(kv.key), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
+            if not resp.more or not resp.kvs:
+                return found, revision
+            start = bytes(resp.kvs[-1].key) + b"\0"  # the next key after the last one read
+
+    def _range(self, client: Any, request: Any) -> Callable[[], Awaitable[Any]]:
+        return lambda: client.kvstub.Range(
+            request, timeout=self.rpc_timeout, metadata=client.metadata
         )
-        found = [KV(kv.key.decode(), bytes(kv.value), int(kv.mod_revision)) for kv in resp.kvs]
-        return found, int(resp.header.revision)
 
     async def _mod_revisions_at(self, prefix: str, revision: int) -> dict[str, int] | None:
         """key -> mod revision under `prefix` as of `revision`; None if compacted."""
@@ -574,7 +683,7 @@ class EtcdWorld:
         if revision <= 0:
             return {}
         client = self._require_client()
-        start = prefix.encode()
+        start = _raw(prefix)
         request = rpc.RangeRequest(
             key=start, range_end=utils.prefix_range_end(start), revision=revision, keys_only=True
         )
@@ -589,7 +698,7 @@ class EtcdWorld:
             if e.code() == rpc.StatusCode.OUT_OF_RANGE:  # compacted (or a future revision)
                 return None
             raise
-        return {kv.key.decode(): int(kv.mod_revision) for kv in resp.kvs}
+        return {_key(kv.key): int(kv.mod_revision) for kv in resp.kvs}
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
         """Every put/delete under `prefix` after `start_revision`, in order, none skipped.
@@ -678,7 +787,7 @@ class EtcdWorld:
         async def deliver(item: Any) -> None:
             queue.put_nowait(item)
 
-        start = prefix.encode()
+        start = _raw(prefix)
         callback = await watcher.add_callback(
             start,
             deliver,
@@ -710,7 +819,7 @@ class EtcdWorld:
                 kind: Literal["put", "delete"] = "put" if item.kind == "PUT" else "delete"
                 yield WatchEvent(
                     kind,
-                    item.kv.key.decode(),
+                    _key(item.kv.key),
                     bytes(item.kv.value) if kind == "put" else b"",
                     int(item.kv.mod_revision),
                 )
