@@ -97,14 +97,14 @@ def test_a_host_killed_and_started_again_takes_its_name_back(cluster):
     b = cluster.host("b")
     graph = graph3(b, "b")
     cluster.start("b", graph, seeds=a, serve=False)
-    copy = a.root / "mgmtA" / "f3b"
-    cluster.wait_for(copy.exists, "A collecting B's export")
+    copy, theirs = a.root / "mgmtA" / "f3b", b.root / "mgmtB" / "f3a"
+    cluster.wait_for(lambda: copy.exists() and theirs.exists(), "A and B collecting each other")
     cluster.kill9("b")
     # at once, before B's lease (and so its host key) expired
     again = cluster.start("b", graph, seeds=a, serve=False)
     again.wait_event(event("host_joined", host="b"), what="B back in the cluster")
-    (b.root / "mgmtB" / "f3a").unlink()
-    cluster.wait_for((b.root / "mgmtB" / "f3a").exists, "B collecting again")
+    theirs.unlink()
+    cluster.wait_for(theirs.exists, "B collecting again")
 
 
 def _maps(pid: int) -> str:
