@@ -45,10 +45,10 @@ from collections.abc import (
     Sequence,
 )
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from ...service import TaskStatus
 from ..base import KV, WatchEvent, WorldError, keys
+from .urls import host_port
 
 log = logging.getLogger("pymgmt.world.etcd")
 
@@ -108,14 +108,7 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
         raise WorldError("no etcd endpoints given")
     hostports: list[tuple[str, int]] = []
     for url in endpoints:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme != "http" or not parts.hostname or port is None:
-            raise WorldError(f"{url!r}: an etcd endpoint must look like http://IP:PORT")
-        hostports.append((parts.hostname, port))
+        hostports.append(host_port(url, what="endpoint"))
     if len(hostports) == 1:
         return hostports[0]
     try:

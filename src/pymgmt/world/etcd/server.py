@@ -42,10 +42,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from ...service import TaskStatus
 from ..base import WorldError
+from .urls import host_port
 
 log = logging.getLogger("pymgmt.world.etcd.server")
 
@@ -161,17 +161,6 @@ class EtcdConfig:
         ]  # fmt: skip
 
 
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "http" or not parts.hostname or port is None:
-        raise WorldError(f"{url!r}: an etcd URL must look like http://IP:PORT")
-    return parts.hostname, port
-
-
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -184,7 +173,7 @@ def check_port_free(url: str) -> None:
     nature, so etcd's own "address already in use" is detected too; this
     one gives the clear message before anything is spawned.
     """
-    host, port = _host_port(url)
+    host, port = host_port(url)
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -281,7 +270,7 @@ def _owns_listener(pid: int, port: int) -> bool:
 
 def _probe_address(url: str) -> tuple[str, int]:
     """Where to reach a listen URL from this host (a wildcard means loopback)."""
-    host, port = _host_port(url)
+    host, port = host_port(url)
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
