@@ -45,6 +45,17 @@ PYMGMT = _pymgmt_argv()
 # -- waiting -------------------------------------------------------------------
 
 
+async def until(
+    predicate: Callable[[], object], what: str = "a condition", timeout: float = 15.0
+) -> None:
+    """Wait (yielding to the loop) until `predicate()` is true; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = DEADLINE, what: str = "a condition") -> T:
     """Poll `predicate` until it returns something truthy; fail after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from pymgmt.world.base import KV, WatchEvent
 from pymgmt.world.local import LocalWorld
@@ -40,12 +38,3 @@ class HostView:
 
     async def close(self) -> None:
         pass
-
-
-async def until(predicate: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    """Wait (yielding to the loop) until `predicate()` is true; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.002)

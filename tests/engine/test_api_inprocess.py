@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from helpers import pid_alive, run_async
+from helpers import pid_alive, run_async, until
 
 from pymgmt import Exec, File, GraphBuilder
 from pymgmt.engine.engine import Engine
@@ -24,14 +24,6 @@ from pymgmt.graph.model import Graph
 from pymgmt.report.events import Checked, Event, Failed, GraphSwapped
 from pymgmt.resources.base import CONVERGED, Change, Context, Plan, Resource
 from pymgmt.world.local import LocalWorld
-
-
-async def _until(predicate, what: str, timeout: float = 15.0) -> None:
-    """Await a condition with a deadline (polling the loop, never blocking it)."""
-    async with asyncio.timeout(timeout):
-        # polling on purpose: the conditions are about files and processes
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
 
 
 class _Events:
@@ -102,7 +94,7 @@ def test_cancelling_a_run_kills_its_running_command(tmp_path):
 
     async def scenario() -> int:
         task = asyncio.create_task(api.run_async(g, converged_timeout=0, state_dir=tmp_path / "s"))
-        await _until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command")
+        await until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the command")
         pid = int(pidfile.read_text())
         assert pid_alive(pid)
         task.cancel()
@@ -125,7 +117,7 @@ def test_stopping_the_engine_ends_every_task_and_watch(tmp_path):
         front = _Queue()
         front.q.put_nowait(g.build())
         task = asyncio.create_task(engine.run(front))
-        await _until(lambda: len(sink.checks("File[f]")) >= 1 and sink.checks("Exec[w]"), "checks")
+        await until(lambda: len(sink.checks("File[f]")) >= 1 and sink.checks("Exec[w]"), "checks")
         assert engine.hub.watch_count >= 1
         engine.stop("test")
         await task
@@ -146,10 +138,10 @@ async def _barrier(engine: Engine, sink: _Events, sentinel: Path) -> None:
     """
     n = len(sink.checks("File[sentinel]"))
     sentinel.write_text("disturbed")
-    await _until(
+    await until(
         lambda: any(e.applied for e in sink.checks("File[sentinel]")[n:]), "sentinel repair"
     )
-    await _until(lambda: engine.converger.busy == 0, "idle after the barrier")
+    await until(lambda: engine.converger.busy == 0, "idle after the barrier")
 
 
 def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
@@ -173,18 +165,18 @@ def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
         front = _Queue()
         task = asyncio.create_task(engine.run(front))
         front.q.put_nowait(graph("one", extra=False))
-        await _until(lambda: len(engine.workers) == 4, "start")
-        await _until(lambda: all(w.checks for w in engine.workers.values()), "first checks")
+        await until(lambda: len(engine.workers) == 4, "start")
+        await until(lambda: all(w.checks for w in engine.workers.values()), "first checks")
         await _barrier(engine, sink, sentinel)
         keep = engine.workers[("file", "keep")]
         keep_checks = keep.checks
         removed = engine.workers[("file", "remove")]
 
         front.q.put_nowait(graph("two", extra=True))
-        await _until(lambda: any(isinstance(e, GraphSwapped) for e in sink.events), "swap")
-        await _until(lambda: (tmp_path / "add").exists(), "the added file")
-        await _until(lambda: (tmp_path / "change").read_text() == "two", "the changed file")
-        await _until(lambda: engine.converger.busy == 0, "idle")
+        await until(lambda: any(isinstance(e, GraphSwapped) for e in sink.events), "swap")
+        await until(lambda: (tmp_path / "add").exists(), "the added file")
+        await until(lambda: (tmp_path / "change").read_text() == "two", "the changed file")
+        await until(lambda: engine.converger.busy == 0, "idle")
         assert engine.workers[("file", "keep")] is keep
         assert keep.checks == keep_checks
         assert removed.task is not None and removed.task.done()

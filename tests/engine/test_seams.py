@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_async
+from helpers import run_async, until
 
 from pymgmt import File, GraphBuilder
 from pymgmt.engine.converger import Converger
@@ -27,12 +27,6 @@ from pymgmt.report.events import Converged, Event, Failed, GraphRejected, GraphS
 from pymgmt.resources.base import Resource
 from pymgmt.resources.noop import Noop
 from pymgmt.world.local import LocalWorld
-
-
-async def _until(predicate: Any, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling the engine's state
-            await asyncio.sleep(0.005)
 
 
 class _Events:
@@ -95,10 +89,10 @@ def test_the_engine_compiles_declared_graphs_and_tells_observers(tmp_path: Path)
         front = _Queue()
         front.q.put_nowait(_declared(tmp_path, "a"))
         task = asyncio.create_task(engine.run(front))
-        await _until(lambda: len(seen.graphs) == 1)
+        await until(lambda: len(seen.graphs) == 1)
         front.q.put_nowait(_declared(tmp_path, "a", "b"))
-        await _until(lambda: len(seen.graphs) == 2)
-        await _until((tmp_path / "d" / "b").exists)  # the new graph runs
+        await until(lambda: len(seen.graphs) == 2)
+        await until((tmp_path / "d" / "b").exists)  # the new graph runs
         engine.stop("test")
         await task
         return engine, front
@@ -144,10 +138,10 @@ def test_an_invalid_first_graph_raises_and_a_later_one_is_rejected(tmp_path: Pat
         front = _Queue()
         front.q.put_nowait(_declared(tmp_path, "a"))
         task = asyncio.create_task(engine.run(front))
-        await _until(lambda: engine.graph is not None)
+        await until(lambda: engine.graph is not None)
         running = engine.graph
         front.q.put_nowait(cyclic())
-        await _until(lambda: sink.of(GraphRejected))
+        await until(lambda: sink.of(GraphRejected))
         assert engine.graph is running
         engine.stop("test")
         await task
@@ -167,11 +161,11 @@ def test_a_graph_the_caller_accepted_is_not_compiled_again(tmp_path: Path) -> No
         front = _Queue()
         front.q.put_nowait(declared)
         task = asyncio.create_task(engine.run(front))
-        await _until(lambda: engine.graph is not None)
+        await until(lambda: engine.graph is not None)
         first = engine.graph
         again = _declared(tmp_path, "a")  # an equal graph, but not the one accepted
         front.q.put_nowait(again)
-        await _until(lambda: engine.graph is not first)
+        await until(lambda: engine.graph is not first)
         second = engine.graph
         engine.stop("test")
         await task
@@ -225,7 +219,7 @@ def test_a_frontend_failing_while_running_stops_gracefully_then_raises(tmp_path:
         front = _Breaking()
         front.q.put_nowait(_declared(tmp_path, "a"))
         task = asyncio.create_task(engine.run(front))
-        await _until((tmp_path / "d" / "a").exists)
+        await until((tmp_path / "d" / "a").exists)
         front.broken.set()
         with pytest.raises(ConnectionError, match="stopped coming"):
             await task

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from helpers import run_async
+from helpers import run_async, until
 
 from pymgmt import File, GraphBuilder
 from pymgmt.engine.engine import Engine
@@ -50,12 +50,6 @@ class _Queue:
     async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
         while True:
             yield await self.q.get()
-
-
-async def _until(predicate, what: str, timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - conditions on engine state
-            await asyncio.sleep(0.005)
 
 
 def _engine(tmp_path: Path, sink: _Sink, **kw: Any) -> Engine:
@@ -98,7 +92,7 @@ def test_stop_while_a_changeover_waits_for_old_workers_returns(tmp_path):
         front = _Queue()
         front.q.put_nowait(graph(1))
         task = asyncio.create_task(engine.run(front))
-        await _until(lambda: sink.of(Checked), "the first check")
+        await until(lambda: sink.of(Checked), "the first check")
         front.q.put_nowait(graph(2))  # the changeover stops the old worker...
         await _SlowCleanup.cleaning.wait()  # ...whose cleanup now holds it up
         engine.stop("test")
@@ -147,7 +141,7 @@ def test_a_graceful_stop_lets_a_running_apply_finish_and_reports_it(tmp_path, ca
         task = asyncio.create_task(engine.run(front))
         await _SlowApply.applying.wait()
         engine.stop("interrupted by SIGINT")
-        await _until(lambda: sink.of(Stopping), "the stop")
+        await until(lambda: sink.of(Stopping), "the stop")
         _SlowApply.finish.set()  # the apply is allowed to finish: run() waits for it
         async with asyncio.timeout(10):
             await task
@@ -216,9 +210,9 @@ def test_an_apply_finishing_during_a_stop_is_not_pending_because_of_its_own_echo
         if moved:  # someone else changes the file while the apply runs
             target.write_text("somebody else's")
         (w,) = engine.workers.values()
-        await _until(lambda: w.dirty, "the watch event of the write")
+        await until(lambda: w.dirty, "the watch event of the write")
         engine.stop("interrupted by SIGINT")
-        await _until(lambda: sink.of(Stopping), "the stop")
+        await until(lambda: sink.of(Stopping), "the stop")
         _EchoingApply.finish.set()
         async with asyncio.timeout(10):
             await task

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_async
-from worlds import HostView, until
+from helpers import run_async, until
+from worlds import HostView
 
 from pymgmt.engine.engine import Engine
 from pymgmt.errors import InputError

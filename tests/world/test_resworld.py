@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from helpers import run_async
-from worlds import HostView, until
+from helpers import run_async, until
+from worlds import HostView
 
 from pymgmt.resources.exec import Exec
 from pymgmt.resources.file import File

@@ -102,6 +102,12 @@ class ConsoleReporter(_Stream):
     def line(self, text: str) -> None:
         self.write(f"{_ts()} {text}\n")
 
+    def listed(self, **names_by_verb: list[str]) -> None:
+        """One indented line per name, in the order given: ``  added: File[f]``."""
+        for verb, names in names_by_verb.items():
+            for n in names:
+                self.line(f"  {verb}: {n}")
+
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
             return
@@ -126,13 +132,7 @@ class ConsoleReporter(_Stream):
                 f"{len(event.replaced)} replaced, {len(event.added)} added, "
                 f"{len(event.removed)} removed"
             )
-            for verb, names in (
-                ("replaced", event.replaced),
-                ("added", event.added),
-                ("removed", event.removed),
-            ):
-                for n in names:
-                    self.line(f"  {verb}: {n}")
+            self.listed(replaced=event.replaced, added=event.added, removed=event.removed)
         elif isinstance(event, Checked):
             self.checked(event)
         elif isinstance(event, Converged):
@@ -158,13 +158,7 @@ class ConsoleReporter(_Stream):
                 f"Collected: {len(event.added)} added, {len(event.changed)} changed, "
                 f"{len(event.removed)} removed, {event.kept} kept"
             )
-            for verb, names in (
-                ("added", event.added),
-                ("changed", event.changed),
-                ("removed", event.removed),
-            ):
-                for n in names:
-                    self.line(f"  {verb}: {n}")
+            self.listed(added=event.added, changed=event.changed, removed=event.removed)
         elif isinstance(event, Stopping) and event.reason != "converged":
             self.line(f"Stopping: {event.reason}")
 
