@@ -41,7 +41,8 @@ def test_rendering_a_changed_graph_does_not_stop_the_running_one(
     write_graph(graph, graph_doc("g", files=files))
     a = agent(graph, "--graphviz", str(tmp_path / "out.svg"))
     a.wait_checked(["File[f]", "File[sentinel]"])
-    assert (tmp_path / "out.svg").exists()  # the first picture was rendered
+    # observers are told after the swap: the picture may trail the first checks
+    wait_for(lambda: (tmp_path / "out.svg").exists(), what="the first picture")
 
     block.touch()
     files.append({"name": "h", "path": str(managed / "h")})
