@@ -58,12 +58,38 @@ def test_no_server_needs_seeds(capsys):
     assert "--no-server starts no etcd server: it needs --seeds" in capsys.readouterr().err
 
 
-def test_server_urls_with_seeds_are_ignored_with_a_warning(capsys):
+def test_server_urls_with_seeds_are_kept_for_when_this_host_is_nominated():
     args = parse("--seeds", "http://127.0.0.1:2379", "--client-urls", "http://127.0.0.1:5")
-    assert args.client_urls is None
-    err = capsys.readouterr().err
-    assert "--client-urls: with --seeds this agent joins the cluster as a client" in err
-    assert "issue 10" in err
+    assert args.client_urls == ("http://127.0.0.1:5",)
+
+
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [
+        (("--tls-ca", "a", "--tls-cert", "b"), "TLS needs --tls-ca, --tls-cert and --tls-key"),
+        (("--pki", "d", "--tls-key", "k"), "--pki names the TLS files already: --tls-key"),
+        (("--ideal-cluster-size", "0"), "argument --ideal-cluster-size: expected a whole number"),
+    ],
+)
+def test_tls_and_size_flags_are_checked(capsys, flags, why):
+    with pytest.raises(SystemExit) as e:
+        parse(*flags)
+    assert e.value.code == 1
+    assert why in capsys.readouterr().err
+
+
+def test_pki_names_this_hosts_files(tmp_path):
+    opts = ClusterOptions.from_args(parse("--pki", str(tmp_path)), "h1", env={})
+    assert opts.tls is not None and opts.requested
+    assert (opts.tls.ca, opts.tls.cert, opts.tls.key) == (
+        tmp_path / "ca.crt",
+        tmp_path / "h1.crt",
+        tmp_path / "h1.key",
+    )
+    assert (
+        ClusterOptions.from_args(parse("--ideal-cluster-size", "3"), "h", env={}).ideal_cluster_size
+        == 3
+    )
 
 
 def test_no_flag_means_no_cluster_and_mgmts_defaults():

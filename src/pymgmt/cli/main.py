@@ -192,8 +192,36 @@ def _cluster_flags(run: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-server",
         action="store_true",
-        help="start no etcd server here, only a client of --seeds",
+        help="never run an etcd server here (do not volunteer): only a client of --seeds",
     )
+    g.add_argument(
+        "--ideal-cluster-size",
+        type=_positive_int,
+        metavar="N",
+        help="how many etcd members the cluster wants (default 5); read by the host "
+        "that starts a new cluster, changed live in the cluster's idealClusterSize key",
+    )
+    g.add_argument("--tls-ca", metavar="FILE", help="the cluster's CA certificate (PEM)")
+    g.add_argument("--tls-cert", metavar="FILE", help="this host's certificate (PEM)")
+    g.add_argument("--tls-key", metavar="FILE", help="this host's private key (PEM)")
+    g.add_argument(
+        "--pki",
+        metavar="DIR",
+        help="a directory made by 'pymgmt pki': ca.crt, HOSTNAME.crt and HOSTNAME.key",
+    )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number from 1 up."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 up, got {text!r}")
+    return n
 
 
 def _url_list(text: str) -> tuple[str, ...]:
@@ -341,24 +369,21 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 def _resolve_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check the cluster flags against each other; set `args.cluster_flags`.
 
-    With --seeds this agent is a client of the cluster: joining it as an
-    etcd server member is issue 10, so the embedded server's URLs have no
-    use and are ignored with a warning (the agent still exports and
-    collects like any other host).
+    The TLS files come all three (--tls-ca, --tls-cert, --tls-key) or as one
+    --pki directory, never mixed.
     """
     if args.no_server and not args.seeds:
         parser.error("--no-server starts no etcd server: it needs --seeds URL of a cluster to join")
+    tls = [f for f, v in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                          ("--tls-key", args.tls_key)) if v is not None]  # fmt: skip
+    if tls and args.pki is not None:
+        parser.error(f"--pki names the TLS files already: {', '.join(tls)} cannot go with it")
+    if tls and len(tls) != 3:
+        parser.error("TLS needs --tls-ca, --tls-cert and --tls-key together (or one --pki DIR)")
     given = [flag for dest, flag in _SERVER_FLAGS if getattr(args, dest) is not None]
-    if args.seeds and given:
-        print(
-            f"pymgmt: warning: {', '.join(given)}: with --seeds this agent joins the cluster "
-            "as a client (joining as an etcd server member is not implemented yet, issue 10); "
-            "ignored",
-            file=sys.stderr,
-        )
-        for dest, _ in _SERVER_FLAGS:
-            setattr(args, dest, None)
-    args.cluster_flags = bool(args.seeds or args.no_server or given)
+    args.cluster_flags = bool(
+        args.seeds or args.no_server or given or tls or args.pki or args.ideal_cluster_size
+    )
 
 
 def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:

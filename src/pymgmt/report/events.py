@@ -186,6 +186,44 @@ class HostLeft:
     host: str
 
 
+@dataclass(frozen=True)
+class LeaderChanged:
+    """The cluster's elected leader (the host that nominates members) changed."""
+
+    #: "" while no leader is elected
+    host: str
+
+
+@dataclass(frozen=True)
+class Nominated:
+    """The leader nominated a volunteer to run an etcd member (the leader says it)."""
+
+    host: str
+
+
+@dataclass(frozen=True)
+class MemberJoined:
+    """A host's etcd became a voting member of the cluster."""
+
+    host: str
+
+
+@dataclass(frozen=True)
+class MemberLeft:
+    """A host's etcd member was removed from the cluster, and why."""
+
+    host: str
+    #: "its host is gone", "the cluster shrinks to 3", "it stopped", ...
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoleChanged:
+    """This host's part in the cluster changed: it runs an etcd member, or is a client."""
+
+    role: Literal["server", "client"]
+
+
 Event = (
     GraphStarted
     | GraphSwapped
@@ -201,6 +239,11 @@ Event = (
     | CollectRefused
     | HostJoined
     | HostLeft
+    | LeaderChanged
+    | Nominated
+    | MemberJoined
+    | MemberLeft
+    | RoleChanged
 )
 
 

@@ -111,6 +111,16 @@ class keys:
     HOSTS = ROOT + "hosts/"
     #: one leased key per host saying whether it is converged: CONVERGED + "<host>"
     CONVERGED = ROOT + "converged/"
+    # -- automatic clustering (issue 10); values are described in world/autocluster.py
+    #: the number of etcd members the cluster wants: decimal ASCII, as mgmt's
+    #: ``etcdctl put /_mgmt/idealClusterSize 3`` (here under /_pymgmt/)
+    IDEAL_SIZE = ROOT + "idealClusterSize"
+    #: one leased key per host offering to run an etcd member: VOLUNTEERS + "<host>"
+    VOLUNTEERS = ROOT + "volunteers/"
+    #: one key per host the leader nominated to be a member: NOMINATED + "<host>"
+    NOMINATED = ROOT + "nominated/"
+    #: the elected leader (the one host that nominates): created on its lease if absent
+    LEADER = ROOT + "leader"
 
     @staticmethod
     def exported(hostname: str, kind: str, name: str) -> str:
@@ -123,3 +133,11 @@ class keys:
     @staticmethod
     def converged(hostname: str) -> str:
         return f"{keys.CONVERGED}{hostname}"
+
+    @staticmethod
+    def volunteer(hostname: str) -> str:
+        return f"{keys.VOLUNTEERS}{hostname}"
+
+    @staticmethod
+    def nominated(hostname: str) -> str:
+        return f"{keys.NOMINATED}{hostname}"

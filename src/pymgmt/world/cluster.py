@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..graph.model import Graph
     from ..report.events import Event
     from ..service import ServiceFn
+    from .etcd.tls import TlsFiles
 
 log = logging.getLogger("pymgmt.cluster")
 
@@ -54,6 +55,8 @@ DEFAULT_TIMERS = (100, 1000)
 FAST_TIMERS = (10, 100)
 #: seconds a host's exports outlive it after a crash (a clean exit revokes at once)
 DEFAULT_LEASE_TTL = 10
+#: how many etcd members a new cluster wants (mgmt's default)
+DEFAULT_IDEAL_SIZE = 5
 
 
 class ClusterError(Exception):
@@ -83,6 +86,10 @@ class ClusterOptions:
     #: etcd's heartbeat interval and election timeout, in milliseconds
     timers: tuple[int, int] = DEFAULT_TIMERS
     lease_ttl: int = DEFAULT_LEASE_TTL
+    #: --ideal-cluster-size; None: not given (a new cluster gets DEFAULT_IDEAL_SIZE)
+    ideal_cluster_size: int | None = None
+    #: the TLS files (--tls-* or --pki); None: plain text (a warning says so once)
+    tls: TlsFiles | None = None
 
     @property
     def serves(self) -> bool:
@@ -111,6 +118,13 @@ class ClusterOptions:
                 raise ClusterError(
                     f"PYMGMT_LEASE_TTL: expected whole seconds from 1 to 3600, got {ttl_text!r}"
                 )
+        from .etcd.tls import TlsFiles
+
+        tls: TlsFiles | None = None
+        if getattr(args, "pki", None):
+            tls = TlsFiles.from_pki(Path(args.pki), hostname)
+        elif getattr(args, "tls_ca", None):
+            tls = TlsFiles(Path(args.tls_ca), Path(args.tls_cert), Path(args.tls_key))
         return cls(
             hostname=hostname,
             seeds=tuple(args.seeds or ()),
@@ -122,6 +136,8 @@ class ClusterOptions:
             requested=bool(getattr(args, "cluster_flags", False)),
             timers=FAST_TIMERS if fast == "1" else DEFAULT_TIMERS,
             lease_ttl=ttl,
+            ideal_cluster_size=getattr(args, "ideal_cluster_size", None),
+            tls=tls,
         )
 
 
