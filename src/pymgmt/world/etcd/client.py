@@ -48,6 +48,7 @@ from typing import Any, Literal, TypeVar
 
 from ...service import TaskStatus
 from ..base import KV, WatchEvent, WorldError, keys
+from .tls import TlsFiles
 from .urls import host_port
 
 log = logging.getLogger("pymgmt.world.etcd")
@@ -243,6 +244,7 @@ class EtcdWorld:
         rpc_timeout: float = 5.0,
         owner: str = "",
         host_info: Mapping[str, str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """`owner`: a token that survives restarts of this agent (say, kept in its
         state dir). A host key still held by a previous run with the same
@@ -263,6 +265,8 @@ class EtcdWorld:
         self.rpc_timeout = rpc_timeout
         self.owner = owner
         self.host_info = dict(host_info or {})
+        #: client certificate and CA for a TLS cluster (None: plain text)
+        self.tls = tls
         self._client: Any = None
         self._lease_id = 0
         #: leased key -> value, to re-put them if the lease is ever lost
@@ -300,8 +304,8 @@ class EtcdWorld:
     def _where(self) -> str:
         return ", ".join(self.endpoints)
 
-    async def _connect(self) -> None:
-        """Open the channel and prove a member with a leader answers."""
+    async def _make_client(self) -> Any:
+        """A connected aetcd client for the current endpoints (one place for channel setup)."""
         import aetcd
 
         host, port = self._target
@@ -316,6 +320,11 @@ class EtcdWorld:
         client.metadata = _REQUIRE_LEADER
         client._watcher._metadata = _REQUIRE_LEADER
         client._watcher._watchstub = _RecordingWatchStub(client._watcher._watchstub, self._streams)
+        return client
+
+    async def _connect(self) -> None:
+        """Open the channel and prove a member with a leader answers."""
+        client = await self._make_client()
         self._client = client
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.02

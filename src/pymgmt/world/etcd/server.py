@@ -45,6 +45,7 @@ from typing import Literal
 
 from ...service import TaskStatus
 from ..base import WorldError
+from .tls import TlsFiles
 from .urls import host_port
 
 log = logging.getLogger("pymgmt.world.etcd.server")
@@ -129,6 +130,8 @@ class EtcdConfig:
     max_quick_failures: int = 5
     quick_exit: float = 10.0
     extra_args: tuple[str, ...] = field(default=())
+    #: serve clients and peers over TLS with client certificates (None: plain text)
+    tls: TlsFiles | None = None
 
     @property
     def client_urls(self) -> tuple[str, ...]:
