@@ -200,3 +200,21 @@ def test_a_state_directory_that_cannot_be_made_is_an_error_unless_tmp_is_allowed
     assert proc.returncode == 2, proc.stderr
     assert [p.name[:7] for p in tmpdir.iterdir()] == ["pymgmt-"]
     assert (managed / "f1").exists()
+
+
+def test_validate_interrupted_says_so_without_a_traceback(tmp_path, monkeypatch, capsys):
+    """A ^C while validating (a big graph) is reported as such: exit 130, no traceback.
+
+    The interrupt is raised in-process where the validation runs: a real
+    SIGINT would have to land inside a parse that takes milliseconds.
+    """
+    import pymgmt.cli.run as run_module
+    from pymgmt.cli.main import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "validate_command", interrupted)
+    assert main(["validate", str(tmp_path / "g.yaml")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; nothing was changed" in err and "Traceback" not in err

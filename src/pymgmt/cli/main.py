@@ -426,7 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     from .run import validate_command
 
-    return validate_command(args)
+    try:
+        return validate_command(args)
+    except KeyboardInterrupt:
+        # validate changes nothing: a ^C is an interruption, not a crash to trace
+        print("pymgmt: interrupted; nothing was changed", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
