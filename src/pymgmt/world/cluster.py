@@ -221,6 +221,7 @@ async def open_world(
                     advertise_peer_urls=options.advertise_server_urls or (),
                     heartbeat_ms=heartbeat,
                     election_ms=election,
+                    tls=options.tls,
                 )
             )
             endpoints = await stack.enter_async_context(
@@ -233,6 +234,7 @@ async def open_world(
             endpoints,
             lease_ttl=options.lease_ttl,
             owner=owner_token(state_dir),
+            tls=options.tls,
         )
         joined = serving(client.run, name="etcd client", on_failure=on_failure)
         world: World = await stack.enter_async_context(joined)
