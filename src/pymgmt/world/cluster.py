@@ -182,13 +182,22 @@ async def serving(
             log.error("%s failed: %s", name, e)
             on_failure(e)
 
+    failed: Exception | None = None
     async with asyncio.TaskGroup() as tg:
-        value = await start(tg, run, name=name)
         try:
-            yield value
-        finally:
-            if task is not None:
-                task.cancel()
+            value = await start(tg, run, name=name)
+        except Exception as e:
+            # raised as itself below, not inside the task group's ExceptionGroup:
+            # open_world turns a WorldError into a ClusterError (exit 1, a message)
+            failed = e
+        else:
+            try:
+                yield value
+            finally:
+                if task is not None:
+                    task.cancel()
+    if failed is not None:
+        raise failed
 
 
 async def open_world(
