@@ -313,3 +313,15 @@ def test_a_client_of_another_ca_or_without_tls_is_refused_at_once(ca: Path, tmp_
             assert await diagnose(host, port, files) is None
 
     run_async(main())
+
+
+def test_a_tls_client_of_a_plain_text_server_is_told_so_at_once(ca: Path, tmp_path) -> None:
+    files = TlsFiles.from_pki(ca, "h1")
+
+    async def main() -> None:
+        async with serving(fast_config(tmp_path, "h1")) as server:
+            with pytest.raises(TlsError, match="does not speak TLS"):
+                async with world_on(server.client_urls, "h2", tls=files, connect_timeout=60):
+                    pass
+
+    run_async(main())

@@ -280,20 +280,46 @@ async def diagnose(
         if files is None:
             return _needs_tls(where)
         if plain:
-            return TlsError(
-                f"the etcd server at {where} does not speak TLS (a plain-text cluster?): "
-                "run this agent without --pki/--tls-*, or turn TLS on for the whole cluster"
-            )
+            return _no_tls(where)
         return TlsError(
             f"the etcd server at {where} refused this host's certificate {files.cert} "
             f"({reason}): does it trust another CA than {files.ca}?",
             files.cert,
         )
     except (OSError, TimeoutError):
+        # etcd's plain port drops a TLS hello (or the host is unreachable): plain HTTP?
+        if files is not None and not answered and await _speaks_http(host, port, timeout):
+            return _no_tls(where)
         return None
     if files is None:
         return _needs_tls(where)
     return None
+
+
+async def _speaks_http(host: str, port: int, timeout: float) -> bool:
+    import asyncio
+    import contextlib
+
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(b"GET /health HTTP/1.0\r\n\r\n")
+                await writer.drain()
+                return (await reader.read(5)) == b"HTTP/"
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return False
+
+
+def _no_tls(where: str) -> TlsError:
+    return TlsError(
+        f"the etcd server at {where} does not speak TLS (a plain-text cluster?): "
+        "run this agent without --pki/--tls-*, or turn TLS on for the whole cluster"
+    )
 
 
 def _needs_tls(where: str) -> TlsError:
