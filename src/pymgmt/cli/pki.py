@@ -147,17 +147,7 @@ def init_ca(directory: Path, *, force: bool = False) -> list[str]:
         .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("key_cert_sign", "crl_sign"),
             critical=True,
         )
         .add_extension(ski, critical=False)
@@ -231,17 +221,7 @@ def issue_host(
         .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage("digital_signature"),
             critical=True,
         )
         .add_extension(
@@ -265,6 +245,24 @@ def issue_host(
         f"wrote {key_path} ({name}'s private key, mode 0600)",
         f"wrote {crt} (valid until {cert.not_valid_after_utc:%Y-%m-%d}; names {', '.join(names)})",
     ]
+
+
+def _key_usage(*allowed: str) -> Any:
+    """The KeyUsage extension with only the `allowed` bits set."""
+    from cryptography import x509
+
+    bits = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
+    return x509.KeyUsage(**{bit: bit in allowed for bit in bits})
 
 
 # -- files -------------------------------------------------------------------------------------

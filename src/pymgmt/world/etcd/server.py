@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ...service import TaskStatus
 from ..base import WorldError
-from .tls import CLUSTER_NAME, TlsFiles
+from .tls import TlsFiles, health
 from .urls import host_port, secure, with_scheme
 
 if TYPE_CHECKING:
@@ -248,21 +248,8 @@ async def _healthy(host: str, port: int, context: ssl.SSLContext | None = None) 
     Over TLS the server is verified as any client verifies it (the CA and
     `CLUSTER_NAME`), and the probe shows our certificate, as etcd demands.
     """
-    name = CLUSTER_NAME if context is not None else None
     try:
-        async with asyncio.timeout(1.0):
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=context, server_hostname=name
-            )
-            try:
-                request = f"GET /health HTTP/1.0\r\nHost: {_address(host, port)}\r\n\r\n"
-                writer.write(request.encode())
-                await writer.drain()
-                body = await reader.read()  # HTTP/1.0: the server closes after the body
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+        body = await health(host, port, context, timeout=1.0)
     except (OSError, TimeoutError):
         return False
     return b'"health":"true"' in body

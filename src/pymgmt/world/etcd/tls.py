@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..base import WorldError
 
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     import ssl
 
 log = logging.getLogger("pymgmt.cluster")
+
+T = TypeVar("T")
 
 #: the DNS name every host certificate carries and every client verifies
 CLUSTER_NAME = "pymgmt-cluster"
@@ -128,6 +131,13 @@ def _read(path: Path, what: str) -> bytes:
         raise TlsError(f"cannot read {what} {path}: {e.strerror}", path) from None
 
 
+def _parse(loader: Callable[[bytes], T], pem: bytes, path: Path, what: str) -> T:
+    try:
+        return loader(pem)
+    except ValueError:
+        raise TlsError(f"{what} {path} is not a PEM certificate", path) from None
+
+
 def _load(files: TlsFiles, now: datetime.datetime) -> TlsMaterial:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -138,18 +148,8 @@ def _load(files: TlsFiles, now: datetime.datetime) -> TlsMaterial:
     cert_pem = _read(files.cert, "the certificate")
     key_pem = _read(files.key, "the private key")
 
-    try:
-        cas = x509.load_pem_x509_certificates(ca_pem)
-    except ValueError:
-        raise TlsError(
-            f"the CA certificate {files.ca} is not a PEM certificate", files.ca
-        ) from None
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise TlsError(
-            f"the certificate {files.cert} is not a PEM certificate", files.cert
-        ) from None
+    cas = _parse(x509.load_pem_x509_certificates, ca_pem, files.ca, "the CA certificate")
+    cert = _parse(x509.load_pem_x509_certificate, cert_pem, files.cert, "the certificate")
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
@@ -296,21 +296,33 @@ async def diagnose(
     return None
 
 
-async def _speaks_http(host: str, port: int, timeout: float) -> bool:
+async def health(
+    host: str, port: int, context: ssl.SSLContext | None = None, *, timeout: float = 1.0
+) -> bytes:
+    """One ``GET /health`` (over TLS with `context`, verifying `CLUSTER_NAME`): the
+    whole answer. Raises OSError (ssl.SSLError among them) or TimeoutError."""
     import asyncio
     import contextlib
 
+    name = CLUSTER_NAME if context is not None else None
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=name
+        )
+        try:
+            writer.write(f"GET /health HTTP/1.0\r\nHost: {where}\r\n\r\n".encode())
+            await writer.drain()
+            return await reader.read()  # HTTP/1.0: the server closes after the body
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def _speaks_http(host: str, port: int, timeout: float) -> bool:
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(b"GET /health HTTP/1.0\r\n\r\n")
-                await writer.drain()
-                return (await reader.read(5)) == b"HTTP/"
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+        return (await health(host, port, timeout=timeout)).startswith(b"HTTP/")
     except (OSError, TimeoutError):
         return False
 
