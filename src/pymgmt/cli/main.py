@@ -160,6 +160,10 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     val.add_argument("file", help="the graph file")
     val.add_argument("--json", action="store_true", help="print the result as JSON")
     _verbosity(val)
+
+    from .pki import add_parser
+
+    add_parser(sub)
     return p, run
 
 
@@ -424,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_command
 
         return run_command(args)
+    if args.command == "pki":
+        from .pki import pki_command
+
+        return pki_command(args)
     from .run import validate_command
 
     try:

@@ -182,13 +182,22 @@ async def serving(
             log.error("%s failed: %s", name, e)
             on_failure(e)
 
+    failed: Exception | None = None
     async with asyncio.TaskGroup() as tg:
-        value = await start(tg, run, name=name)
         try:
-            yield value
-        finally:
-            if task is not None:
-                task.cancel()
+            value = await start(tg, run, name=name)
+        except Exception as e:
+            # raised as itself below, not inside the task group's ExceptionGroup:
+            # open_world turns a WorldError into a ClusterError (exit 1, a message)
+            failed = e
+        else:
+            try:
+                yield value
+            finally:
+                if task is not None:
+                    task.cancel()
+    if failed is not None:
+        raise failed
 
 
 async def open_world(
@@ -221,6 +230,7 @@ async def open_world(
                     advertise_peer_urls=options.advertise_server_urls or (),
                     heartbeat_ms=heartbeat,
                     election_ms=election,
+                    tls=options.tls,
                 )
             )
             endpoints = await stack.enter_async_context(
@@ -233,6 +243,7 @@ async def open_world(
             endpoints,
             lease_ttl=options.lease_ttl,
             owner=owner_token(state_dir),
+            tls=options.tls,
         )
         joined = serving(client.run, name="etcd client", on_failure=on_failure)
         world: World = await stack.enter_async_context(joined)

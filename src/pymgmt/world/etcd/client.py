@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -48,8 +49,8 @@ from typing import Any, Literal, TypeVar
 
 from ...service import TaskStatus
 from ..base import KV, WatchEvent, WorldError, keys
-from .tls import TlsFiles
-from .urls import host_port
+from .tls import CLUSTER_NAME, TlsFiles, diagnose, warn_plain_text
+from .urls import host_port, secure
 
 log = logging.getLogger("pymgmt.world.etcd")
 
@@ -125,6 +126,40 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
         head = ",".join(f"[{h}]:{p}" for h, p in hostports[:-1])
         return f"ipv6:{head},[{hostports[-1][0]}]", hostports[-1][1]
     raise WorldError(f"etcd endpoints mix IPv4 and IPv6: {', '.join(endpoints)}")
+
+
+@functools.cache
+def _tls_client_class() -> type[Any]:
+    """aetcd's Client on a TLS channel (aetcd 1.0 opens insecure channels only).
+
+    Its `connect` does what aetcd's does, but with ``grpc.aio.secure_channel``
+    and without aetcd's user/password login (the certificate authenticates).
+    """
+    import aetcd
+    from aetcd import rpc, watcher
+
+    class TlsClient(aetcd.Client):  # type: ignore[misc]
+        def __init__(self, credentials: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._credentials = credentials
+
+        async def connect(self) -> None:
+            if self._connected.is_set():
+                return
+            target = f"{self._host}:{self._port}"
+            self.channel = rpc.secure_channel(
+                target, self._credentials, options=list(self._options.items())
+            )
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = watcher.Watcher(
+                rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata
+            )
+            self._connected.set()
+
+    return TlsClient
 
 
 def _transient(e: BaseException) -> bool:
@@ -305,22 +340,51 @@ class EtcdWorld:
         return ", ".join(self.endpoints)
 
     async def _make_client(self) -> Any:
-        """A connected aetcd client for the current endpoints (one place for channel setup)."""
+        """A connected aetcd client for the current endpoints (one place for channel setup).
+
+        With `tls`, a TLS channel with our certificate, verifying the server
+        against the CA and `CLUSTER_NAME` (tls.py says why one name);
+        without, plain text, and a warning once per agent run.
+        """
         import aetcd
 
         host, port = self._target
-        client = aetcd.Client(
-            host=host,
-            port=port,
-            timeout=self.rpc_timeout,
-            options=_CHANNEL_OPTIONS,
-        )
+        if self.tls is None:
+            if https := [u for u in self.endpoints if secure(u)]:
+                raise WorldError(
+                    f"{https[0]}: an https endpoint needs this host's TLS files "
+                    "(--pki DIR, or --tls-ca, --tls-cert and --tls-key)"
+                )
+            warn_plain_text()
+            client = aetcd.Client(
+                host=host,
+                port=port,
+                timeout=self.rpc_timeout,
+                options=_CHANNEL_OPTIONS,
+            )
+        else:
+            credentials = self.tls.grpc_credentials(self.tls.load())
+            client = _tls_client_class()(
+                credentials,
+                host=host,
+                port=port,
+                timeout=self.rpc_timeout,
+                options={**_CHANNEL_OPTIONS, "grpc.ssl_target_name_override": CLUSTER_NAME},
+            )
         await client.connect()
         # Ask members to refuse (not stall) when they have no leader, watches too.
         client.metadata = _REQUIRE_LEADER
         client._watcher._metadata = _REQUIRE_LEADER
         client._watcher._watchstub = _RecordingWatchStub(client._watcher._watchstub, self._streams)
         return client
+
+    async def _tls_mismatch(self, timeout: float) -> WorldError | None:
+        """Why no endpoint answers, if TLS is why: a certificate one side does not trust,
+        or one side speaking TLS and the other not (see `tls.diagnose`)."""
+        found = await asyncio.gather(
+            *(diagnose(*host_port(u), self.tls, timeout=timeout) for u in self.endpoints)
+        )
+        return next((e for e in found if e is not None), None)
 
     async def _connect(self) -> None:
         """Open the channel and prove a member with a leader answers."""
@@ -333,6 +397,14 @@ class EtcdWorld:
                 await client.get(keys.ROOT.encode())
                 return
             except Exception as e:
+                mismatch = None
+                if _transient(e):
+                    left = deadline - time.monotonic()
+                    mismatch = await self._tls_mismatch(timeout=max(min(left, 2.0), 0.1))
+                if mismatch is not None:
+                    self._client = None
+                    await _close_client(client, self._streams)
+                    raise mismatch.with_traceback(None) from None
                 if not _transient(e) or time.monotonic() + delay >= deadline:
                     self._client = None
                     await _close_client(client, self._streams)

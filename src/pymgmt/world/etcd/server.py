@@ -41,12 +41,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ...service import TaskStatus
 from ..base import WorldError
-from .tls import TlsFiles
-from .urls import host_port
+from .tls import TlsFiles, health
+from .urls import host_port, secure, with_scheme
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("pymgmt.world.etcd.server")
 
@@ -104,7 +107,11 @@ def etcd_binary() -> str:
 
 @dataclass(frozen=True)
 class EtcdConfig:
-    """One etcd member. URLs are ``http://IP:PORT``; empty tuples mean "the default"."""
+    """One etcd member. URLs are ``http(s)://IP:PORT``; empty tuples mean "the default".
+
+    With `tls` every URL is served as https, whatever scheme it was given
+    with (the defaults say http); without, an https URL is refused.
+    """
 
     name: str
     data_dir: Path
@@ -133,6 +140,25 @@ class EtcdConfig:
     #: serve clients and peers over TLS with client certificates (None: plain text)
     tls: TlsFiles | None = None
 
+    def __post_init__(self) -> None:
+        urls = ("listen_client_urls", "listen_peer_urls", "advertise_client_urls",
+                "advertise_peer_urls")  # fmt: skip
+        if self.tls is not None:
+            for name in urls:
+                https = tuple(with_scheme(u, "https") for u in getattr(self, name))
+                object.__setattr__(self, name, https)
+            object.__setattr__(
+                self, "initial_cluster", self.initial_cluster.replace("=http://", "=https://")
+            )
+            return
+        for name in urls:
+            for url in getattr(self, name):
+                if secure(url):
+                    raise WorldError(
+                        f"{url}: serving https needs this host's TLS files "
+                        "(--pki DIR, or --tls-ca, --tls-cert and --tls-key)"
+                    )
+
     @property
     def client_urls(self) -> tuple[str, ...]:
         return self.advertise_client_urls or self.listen_client_urls
@@ -160,6 +186,7 @@ class EtcdConfig:
             "--initial-cluster-token", self.cluster_token,
             "--heartbeat-interval", str(self.heartbeat_ms),
             "--election-timeout", str(self.election_ms),
+            *(self.tls.etcd_args() if self.tls is not None else ()),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -215,20 +242,14 @@ def _tail(path: Path, start: int, limit: int = 4000) -> str:
         return f.read().decode(errors="replace").strip()
 
 
-async def _healthy(host: str, port: int) -> bool:
-    """One ``GET /health``; True only for etcd's ``"health":"true"``."""
+async def _healthy(host: str, port: int, context: ssl.SSLContext | None = None) -> bool:
+    """One ``GET /health`` (over TLS with `context`); True only for ``"health":"true"``.
+
+    Over TLS the server is verified as any client verifies it (the CA and
+    `CLUSTER_NAME`), and the probe shows our certificate, as etcd demands.
+    """
     try:
-        async with asyncio.timeout(1.0):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                request = f"GET /health HTTP/1.0\r\nHost: {_address(host, port)}\r\n\r\n"
-                writer.write(request.encode())
-                await writer.drain()
-                body = await reader.read()  # HTTP/1.0: the server closes after the body
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+        body = await health(host, port, context, timeout=1.0)
     except (OSError, TimeoutError):
         return False
     return b'"health":"true"' in body
@@ -306,6 +327,8 @@ class EtcdServer:
 
     async def run(self, task_status: TaskStatus[list[str]]) -> None:
         cfg = self.config
+        if cfg.tls is not None:
+            cfg.tls.load()  # each file checked, before anything is spawned
         for url in (*cfg.listen_client_urls, *cfg.listen_peer_urls):
             check_port_free(url)
         _private_dir(cfg.data_dir)
@@ -388,12 +411,13 @@ class EtcdServer:
         """Poll ``/health`` until true; fail with etcd's own words if it exits."""
         cfg = self.config
         host, port = _probe_address(cfg.listen_client_urls[0])
+        context = cfg.tls.ssl_context() if cfg.tls is not None else None
         deadline = time.monotonic() + cfg.start_timeout
         delay = 0.01
         while True:
             if proc.returncode is not None:
                 self._raise_exited(proc.returncode, offset)
-            if await _healthy(host, port) and _owns_listener(proc.pid, port):
+            if await _healthy(host, port, context) and _owns_listener(proc.pid, port):
                 return
             if proc.returncode is not None:
                 self._raise_exited(proc.returncode, offset)

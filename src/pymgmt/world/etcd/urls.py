@@ -1,4 +1,4 @@
-"""etcd's URLs: one reading of ``http://IP:PORT`` for the server and the client."""
+"""etcd's URLs: one reading of ``http(s)://IP:PORT`` for the server and the client."""
 
 from __future__ import annotations
 
@@ -8,16 +8,28 @@ from ..base import WorldError
 
 
 def host_port(url: str, *, what: str = "URL") -> tuple[str, int]:
-    """(host, port) of an ``http://HOST:PORT`` URL; without a scheme, http is meant.
+    """(host, port) of an ``http://HOST:PORT`` or ``https://HOST:PORT`` URL.
 
-    Raises WorldError naming the URL for anything else (https is not
-    served yet: TLS is issue 10).
+    Without a scheme, http is meant. Whether TLS is spoken is decided by the
+    TLS files, not by the scheme (`secure` says which a URL claims). Raises
+    WorldError naming the URL for anything else.
     """
     parts = urlsplit(url if "://" in url else f"http://{url}")
     try:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme != "http" or not parts.hostname or port is None:
-        raise WorldError(f"{url!r}: an etcd {what} must look like http://IP:PORT")
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise WorldError(f"{url!r}: an etcd {what} must look like http(s)://IP:PORT")
     return parts.hostname, port
+
+
+def secure(url: str) -> bool:
+    """`url` says https."""
+    return url.startswith("https://")
+
+
+def with_scheme(url: str, scheme: str) -> str:
+    """`url` with its scheme (or none) replaced by `scheme`."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    return f"{scheme}://{rest}"
