@@ -15,6 +15,8 @@ Nothing heavy is imported at the top.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from ..base import WorldError
 
 if TYPE_CHECKING:
     from .client import EtcdWorld
+    from .tls import TlsFiles
 
 
 class MemberRefused(WorldError):
@@ -129,10 +132,46 @@ async def remove(world: EtcdWorld, member_id: int) -> None:
     await _cluster_call(world, f"remove member {member_id:x}", "MemberRemove", request)
 
 
+async def ask(
+    endpoints: Sequence[str], *, tls: TlsFiles | None = None, timeout: float = 5.0
+) -> list[Member] | None:
+    """The member list as the cluster at `endpoints` says it; None if nobody answers.
+
+    For the start-up question "am I still a member?", before this agent's
+    own World exists: a throw-away client, closed before returning.
+    """
+    import aetcd
+    from aetcd import rpc
+
+    from .client import EtcdWorld, _close_client, _transient
+
+    probe = EtcdWorld("probe", endpoints, rpc_timeout=min(timeout, 2.0), tls=tls)
+    client = await probe._make_client()
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    try:
+        while True:
+            try:
+                resp = await client.clusterstub.MemberList(
+                    rpc.MemberListRequest(linearizable=True),
+                    timeout=probe.rpc_timeout,
+                    metadata=client.metadata,
+                )
+                return [_member(m) for m in resp.members]
+            except (aetcd.ClientError, rpc.AioRpcError) as e:
+                if not _transient(e) or time.monotonic() + delay >= deadline:
+                    return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    finally:
+        await _close_client(client, [])
+
+
 __all__ = [
     "Member",
     "MemberRefused",
     "add_learner",
+    "ask",
     "member_list",
     "promote",
     "remove",
