@@ -888,18 +888,26 @@ class EtcdWorld:
 
     async def delete_leased(self, key: str) -> bool:
         """Delete `key` if it rides on this agent's current lease; whether it did."""
+        from aetcd import rpc
+
         client = self._require_client()
         kb = _raw(key)
-        t = client.transactions
-        ok, _ = await self._call(
-            f"delete {key}",
-            lambda: client.transaction(
-                compare=[t.lease(kb) == self._lease_id],
-                success=[t.delete(kb)],
-                failure=[],
-            ),
+        request = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(
+                    key=kb,
+                    result=rpc.Compare.EQUAL,
+                    target=rpc.Compare.LEASE,
+                    lease=self._lease_id,
+                )
+            ],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kb))],
         )
-        return bool(ok)
+        resp = await self._call(
+            f"delete {key}",
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
+        )
+        return bool(resp.succeeded)
 
     async def set_endpoints(self, urls: Sequence[str]) -> bool:
         """Talk to the cluster through `urls` from now on; False if they are the same.
