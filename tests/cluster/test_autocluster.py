@@ -147,9 +147,12 @@ def test_a_host_stopped_and_started_again_with_the_same_name_rejoins(cluster, ro
         else:
             cluster.join(name, plain(host), seeds=a if i < 1 else cluster.hosts["b"])
         try:
+            host.agent.wait_event(  # type: ignore[union-attr]
+                event("host_joined", host=name), timeout=SETTLE, what=f"{name} back"
+            )
             cluster.wait_members(set("abc"), SETTLE)
         except AssertionError as e:
-            raise AssertionError(f"round {i} ({name}, {how}): {e}") from None
+            raise AssertionError(f"round {i} ({name}, {how}): {e}\n{host.agent.stderr}") from None  # type: ignore[union-attr]
         assert running(cluster, name), host.agent.describe()  # type: ignore[union-attr]
 
 

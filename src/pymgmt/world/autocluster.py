@@ -247,6 +247,7 @@ class Plan:
     """How this agent starts: serve etcd (new cluster, or restart on its data) or a client."""
 
     serve: bool
+    #: a client's endpoints; a restarted member's fallbacks after its own URLs
     endpoints: tuple[str, ...] = ()
     #: it makes a new one-member cluster (creates idealClusterSize)
     new_cluster: bool = False
@@ -288,9 +289,9 @@ async def plan_start(options: ClusterOptions, state_dir: Path, config: EtcdConfi
         listed = await ops.ask(ask, tls=options.tls)
         if listed is None:
             log.info("cluster: nobody answers at %s; restarting etcd on its data", ",".join(ask))
-            return Plan(serve=True)
+            return Plan(serve=True, endpoints=tuple(ask))
         if any(is_me(m, options.hostname, config) for m in listed):
-            return Plan(serve=True)
+            return Plan(serve=True, endpoints=tuple(ask))
         log.info("cluster: this host's etcd member was removed while it was away")
         wipe_data(state_dir)
         return Plan(serve=False, endpoints=tuple(ask))

@@ -238,7 +238,7 @@ async def open_world(
     """
     from .autocluster import AutoCluster, ServerSlot, plan_start
     from .base import WorldError
-    from .etcd.client import EtcdWorld
+    from .etcd.client import EtcdWorld, grpc_target
 
     try:
         config = server_config(options, state_dir)
@@ -246,7 +246,12 @@ async def open_world(
         slot = ServerSlot(on_failure)
         stack.push_async_callback(slot.close)
         if plan.serve:
+            # the other members too: if this one was removed while away, its etcd exits
             endpoints = await slot.start(config)
+            fallbacks = endpoints + [u for u in plan.endpoints if u not in endpoints]
+            with contextlib.suppress(WorldError):  # several endpoints must be IP addresses
+                grpc_target(fallbacks)
+                endpoints = fallbacks
         else:
             endpoints = list(plan.endpoints)
         client = EtcdWorld(

@@ -16,12 +16,15 @@ Nothing heavy is imported at the top.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..base import WorldError
+
+log = logging.getLogger("pymgmt.cluster")
 
 if TYPE_CHECKING:
     from .client import EtcdWorld
@@ -160,6 +163,7 @@ async def ask(
                 return [_member(m) for m in resp.members]
             except (aetcd.ClientError, rpc.AioRpcError) as e:
                 if not _transient(e) or time.monotonic() + delay >= deadline:
+                    log.info("no member list from %s: %s", ",".join(endpoints), str(e))
                     return None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
