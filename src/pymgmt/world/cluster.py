@@ -14,8 +14,9 @@ lifecycle (`service.start`), stopped in the reverse order of its start:
 so that on the way out the engine stops first, then the client revokes its
 lease (this host's exports, converged state and host key vanish from every
 other host at once), then the server stops. With ``--seeds`` the agent is
-a client of an existing cluster; joining it as an etcd server member is
-issue 10.
+a client of an existing cluster, and may be nominated to serve a member of
+it: world/autocluster.py (issue 10) starts and stops the server while the
+agent runs.
 
 This module is imported by the CLI for every run, so it imports nothing
 heavy at the top: the etcd parts are imported only when a cluster is used.
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from ..graph.model import Graph
     from ..report.events import Event
     from ..service import ServiceFn
+    from .autocluster import AutoCluster
+    from .etcd.server import EtcdConfig
     from .etcd.tls import TlsFiles
 
 log = logging.getLogger("pymgmt.cluster")
@@ -200,44 +203,67 @@ async def serving(
         raise failed
 
 
+@dataclass(frozen=True)
+class Joined:
+    """What `open_world` brought up: the World, and this agent's part in the clustering."""
+
+    world: World
+    #: run beside the engine (`AutoCluster.run`), then `leave` on a clean stop
+    auto: AutoCluster
+
+
+def server_config(options: ClusterOptions, state_dir: Path) -> EtcdConfig:
+    """This host's etcd member, as the flags say (joining members get their cluster later)."""
+    from .etcd.server import EtcdConfig
+
+    heartbeat, election = options.timers
+    return EtcdConfig(
+        name=options.hostname,
+        data_dir=state_dir / "etcd",
+        listen_client_urls=options.client_urls,
+        listen_peer_urls=options.server_urls,
+        advertise_client_urls=options.advertise_client_urls or (),
+        advertise_peer_urls=options.advertise_server_urls or (),
+        heartbeat_ms=heartbeat,
+        election_ms=election,
+        tls=options.tls,
+    )
+
+
 async def open_world(
     stack: contextlib.AsyncExitStack,
     options: ClusterOptions,
     state_dir: Path,
     on_failure: Callable[[Exception], None] | None = None,
-) -> World:
-    """Bring up the etcd World on `stack`: the server (unless a client), then the client.
+) -> Joined:
+    """Bring up the etcd World on `stack`: this host's etcd (if it serves), then the client.
 
-    Closing `stack` stops them in the reverse order. Raises ClusterError
-    (nothing changed on the system) when the cluster cannot be served or
-    reached; the message names the port, the hostname or the seeds. Once up,
-    a server or client that fails for good is handed to `on_failure`.
+    How it joins is `autocluster.plan_start`'s decision: serve a new
+    cluster, restart its member on its data, or be a client of the seeds
+    (or of the remembered endpoints). Closing `stack` stops them in the
+    reverse order. Raises ClusterError (nothing changed on the system) when
+    the cluster cannot be served or reached; the message names the port,
+    the hostname or the seeds. Once up, a server or client that fails for
+    good is handed to `on_failure`.
     """
+    from .autocluster import AutoCluster, ServerSlot, plan_start
     from .base import WorldError
-    from .etcd.client import EtcdWorld
-    from .etcd.server import EtcdConfig, EtcdServer
+    from .etcd.client import EtcdWorld, grpc_target
 
     try:
-        if options.serves:
-            heartbeat, election = options.timers
-            server = EtcdServer(
-                EtcdConfig(
-                    name=options.hostname,
-                    data_dir=state_dir / "etcd",
-                    listen_client_urls=options.client_urls,
-                    listen_peer_urls=options.server_urls,
-                    advertise_client_urls=options.advertise_client_urls or (),
-                    advertise_peer_urls=options.advertise_server_urls or (),
-                    heartbeat_ms=heartbeat,
-                    election_ms=election,
-                    tls=options.tls,
-                )
-            )
-            endpoints = await stack.enter_async_context(
-                serving(server.run, name="etcd server", on_failure=on_failure)
-            )
+        config = server_config(options, state_dir)
+        plan = await plan_start(options, state_dir, config)
+        slot = ServerSlot(on_failure)
+        stack.push_async_callback(slot.close)
+        if plan.serve:
+            # the other members too: if this one was removed while away, its etcd exits
+            endpoints = await slot.start(config)
+            fallbacks = endpoints + [u for u in plan.endpoints if u not in endpoints]
+            with contextlib.suppress(WorldError):  # several endpoints must be IP addresses
+                grpc_target(fallbacks)
+                endpoints = fallbacks
         else:
-            endpoints = list(options.seeds)
+            endpoints = list(plan.endpoints)
         client = EtcdWorld(
             options.hostname,
             endpoints,
@@ -249,7 +275,7 @@ async def open_world(
         world: World = await stack.enter_async_context(joined)
     except WorldError as e:
         raise ClusterError(str(e)) from None
-    return world
+    return Joined(world, AutoCluster(options, state_dir, client, slot, config, plan))
 
 
 def owner_token(state_dir: Path) -> str:
@@ -340,9 +366,11 @@ __all__ = [
     "ClusterError",
     "ClusterLost",
     "ClusterOptions",
+    "Joined",
     "mirror_prefix",
     "needs_cluster",
     "open_world",
+    "server_config",
     "serving",
     "watch_hosts",
 ]

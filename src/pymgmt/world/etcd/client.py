@@ -259,6 +259,22 @@ def _lease_not_found(e: BaseException) -> bool:
     return "lease not found" in str(e)
 
 
+class _Current:
+    """The aetcd client in use, forwarding to it; `EtcdWorld.set_endpoints` swaps it.
+
+    A request being retried holds this, not the client: its next try goes
+    to the new endpoints instead of a closed channel.
+    """
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 class EtcdWorld:
     """The `World` over etcd; start it with `pymgmt.service.start`.
 
@@ -389,7 +405,7 @@ class EtcdWorld:
     async def _connect(self) -> None:
         """Open the channel and prove a member with a leader answers."""
         client = await self._make_client()
-        self._client = client
+        self._client = _Current(client)  # set_endpoints swaps what it forwards to
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.02
         while True:
@@ -906,6 +922,126 @@ class EtcdWorld:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await watcher.cancel(callback.watch_id)
+
+    # -- membership (issue 10: world/autocluster.py) ---------------------------------
+
+    async def raw_call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """`fn(client)` on the aetcd client in use, retried as every World call is.
+
+        For etcd APIs the World does not wrap (the member API, etcd/members.py);
+        each try gets the client in use then, so a retry follows `set_endpoints`.
+        """
+        return await self._call(what, lambda: fn(self._require_client()))
+
+    @property
+    def lease_id(self) -> int:
+        """This agent's session lease (0 before it is granted)."""
+        return self._lease_id
+
+    async def create_leased(self, key: str, value: bytes) -> bool:
+        """Create `key` on this agent's lease if it is absent; whether it was created.
+
+        etcd's election recipe: raft orders the creations, the first wins and
+        holds the key until its lease ends. Not re-put when the lease is lost
+        and re-granted (another agent may have won the key meanwhile).
+        """
+        client = self._require_client()
+        kb = _raw(key)
+        t = client.transactions
+        ok, _ = await self._call(
+            f"create {key}",
+            lambda: client.transaction(
+                compare=[t.version(kb) == 0],
+                success=[t.put(kb, value, lease=self._lease_id)],
+                failure=[],
+            ),
+        )
+        return bool(ok)
+
+    async def delete_leased(self, key: str) -> bool:
+        """Delete `key` if it rides on this agent's current lease; whether it did."""
+        from aetcd import rpc
+
+        client = self._require_client()
+        kb = _raw(key)
+        request = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(
+                    key=kb,
+                    result=rpc.Compare.EQUAL,
+                    target=rpc.Compare.LEASE,
+                    lease=self._lease_id,
+                )
+            ],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kb))],
+        )
+        resp = await self._call(
+            f"delete {key}",
+            lambda: client.kvstub.Txn(request, timeout=self.rpc_timeout, metadata=client.metadata),
+        )
+        return bool(resp.succeeded)
+
+    async def set_endpoints(self, urls: Sequence[str]) -> bool:
+        """Talk to the cluster through `urls` from now on; False if they are the same.
+
+        A new aetcd client is made for them (`_make_client`) and swapped in;
+        the old one's watches end with a transient error, so each re-arms on
+        the new client from its last revision (none skips an event); requests
+        under way on the old channel may finish (each is bounded by
+        ``rpc_timeout``), then it is closed. Raises WorldError for URLs that
+        cannot form one gRPC target; the endpoints in use stay then.
+        """
+        import aetcd
+
+        wanted = list(urls)
+        if wanted == self.endpoints:
+            return False
+        current = self._require_client()
+        target = grpc_target(wanted)
+        before = self.endpoints, self._target
+        self.endpoints, self._target = wanted, target
+        try:
+            fresh = await self._make_client()
+        except BaseException:
+            self.endpoints, self._target = before
+            raise
+        old = current.inner
+        current.inner = fresh
+        log.info("etcd endpoints are now %s", self._where())
+        with contextlib.suppress(Exception):
+            await old._watcher._terminate_stream(
+                aetcd.ConnectionFailedError("the etcd endpoints changed")
+            )
+        await _retire_client(old, self.rpc_timeout)
+        return True
+
+
+async def _retire_client(client: Any, grace: float) -> None:
+    """Close a client that was swapped out, once its calls under way have ended.
+
+    Its calls are given `grace` s (each is bounded by the RPC timeout), then
+    cancelled; only this channel's calls are waited for (not every gRPC
+    task of the process, as `_close_client` does on the way out).
+    """
+    channel = client.channel
+    deadline = time.monotonic() + grace
+    while channel is not None and time.monotonic() < deadline:
+        if all(c.done() for c in list(getattr(channel, "_active_calls", ()))):
+            break
+        await asyncio.sleep(0.05)
+    calls = list(getattr(channel, "_active_calls", ())) if channel is not None else []
+    for call in calls:
+        call.cancel()
+    await client.close()
+    if calls:
+        ended = [asyncio.ensure_future(c.code()) for c in calls]
+        done, pending = await asyncio.wait(ended, timeout=2.0)
+        for f in pending:
+            f.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        for f in done:
+            f.exception()  # retrieved: a cancelled call's status is of no interest
 
 
 __all__ = ["EtcdWorld", "HostnameTaken", "WorldClosed", "WorldUnavailable", "grpc_target"]

@@ -69,6 +69,11 @@ _SHIM = (
 )
 
 _ADDR_IN_USE = re.compile(r"listen tcp ([^ \"]+): bind: address already in use")
+#: what etcd logs when it finds itself removed from its cluster (then it exits, code 0)
+_REMOVED = re.compile(
+    r"the member has been permanently removed from the cluster"
+    r"|data-dir used by this member must be removed"
+)
 
 
 class EtcdPortBusy(WorldError):
@@ -88,6 +93,14 @@ class EtcdStartError(WorldError):
 
 class EtcdCrashed(WorldError):
     """etcd kept dying right after each restart; the supervisor gave up."""
+
+
+class EtcdRemoved(WorldError):
+    """etcd exited because its member was removed from the cluster (issue 10).
+
+    Not a crash: the clustering turns the host into a client and wipes the
+    data dir, which etcd will not start on again.
+    """
 
 
 def etcd_binary() -> str:
@@ -344,10 +357,15 @@ class EtcdServer:
             raise
         log.info("etcd %s serving %s (pid %d)", cfg.name, ",".join(cfg.client_urls), proc.pid)
         task_status.started(self.client_urls)
-        await self._supervise(binary, proc)
+        await self._supervise(binary, proc, offset)
 
-    async def _supervise(self, binary: str, proc: asyncio.subprocess.Process) -> None:
-        """Keep etcd running until cancelled; restart it when it dies."""
+    async def _supervise(
+        self, binary: str, proc: asyncio.subprocess.Process, first_offset: int
+    ) -> None:
+        """Keep etcd running until cancelled; restart it when it dies.
+
+        A member removed from its cluster is not restarted (`EtcdRemoved`).
+        """
         cfg = self.config
         quick: collections.deque[float] = collections.deque(maxlen=cfg.max_quick_failures)
         offset = -1  # the first run's log was checked while it started
@@ -357,6 +375,8 @@ class EtcdServer:
                 rc = await proc.wait()
             finally:
                 await self._stop(proc)
+            if self._was_removed(first_offset if offset < 0 else offset):
+                raise EtcdRemoved(f"etcd {cfg.name} was removed from the cluster")
             if offset >= 0 and (busy := self._port_busy(offset)):
                 raise busy  # someone took our port while etcd was down: not worth retrying
             if time.monotonic() - began < cfg.quick_exit:
@@ -440,9 +460,15 @@ class EtcdServer:
             return EtcdPortBusy(urls[0] if urls else address, address)
         return None
 
+    def _was_removed(self, offset: int) -> bool:
+        """etcd's log since `offset` says its member was removed from the cluster."""
+        return bool(_REMOVED.search(_tail(self.config.log_path, offset, limit=1 << 20)))
+
     def _raise_exited(self, rc: int, offset: int) -> None:
         if busy := self._port_busy(offset):
             raise busy
+        if self._was_removed(offset):
+            raise EtcdRemoved(f"etcd {self.config.name} was removed from the cluster")
         tail = _tail(self.config.log_path, offset)
         raise EtcdStartError(
             f"etcd {self.config.name} exited with code {rc} while starting:\n{tail}"
@@ -482,6 +508,7 @@ __all__ = [
     "EtcdConfig",
     "EtcdCrashed",
     "EtcdPortBusy",
+    "EtcdRemoved",
     "EtcdServer",
     "EtcdStartError",
     "check_port_free",

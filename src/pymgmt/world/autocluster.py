@@ -1,0 +1,750 @@
+"""Automatic clustering (issue 10): hosts volunteer, the leader nominates, etcd grows and shrinks.
+
+After mgmt's "elastic etcd" (research/mgmt-reference.md §f), without its
+known bugs. Every agent runs one `AutoCluster` beside its engine:
+
+* **Volunteer.** An agent that may serve puts ``volunteers/<me>`` = JSON
+  ``{"peer_urls": [...], "client_urls": [...]}`` on its session lease (it
+  vanishes when the agent dies: that is how death is noticed). The first
+  agent (no ``--seeds``) always may; one with ``--seeds`` only when given
+  its own ``--server-urls`` (or ``--advertise-server-urls``): the default
+  127.0.0.1:2380 would clash between the hosts of one machine and cannot
+  be reached from another. ``--no-server`` never volunteers.
+* **Leader.** Voting members campaign for ``leader`` with etcd's election
+  recipe (create the key on one's lease if absent; raft orders the
+  creations; the key lives until its lease ends, so a dead leader's
+  successor takes over within the lease TTL). The leader runs the pure
+  `chooser.choose` on every change of the volunteers, nominations or
+  ``idealClusterSize`` and on a ~1 s member-list poll, and makes its one
+  change: remove a gone member, promote a started learner, nominate a
+  volunteer (MemberAdd as a **learner**, then ``nominated/<h>``), or
+  remove a member to shrink. etcd's refusals ("unhealthy cluster" for ~5 s
+  after a change, "not in sync", "too many learners") are retried with
+  back-off, never fatal; each action is bounded in time and re-decided.
+* **Nominee.** A volunteer that sees ``nominated/<me>`` and a member with
+  its peer URLs in the member list starts its etcd on an empty data dir
+  with ``--initial-cluster-state existing`` and the started members as its
+  initial cluster, and reports RoleChanged("server").
+* **Removed.** A member removed from the cluster (shrink, or removed while
+  it was dead or cut off) sees its etcd exit by itself (the supervisor
+  reads etcd's log: `EtcdRemoved`) or finds itself missing from the member
+  list; it stops its server, wipes its data dir (etcd will not start on
+  it again) and stays a client, still volunteering. The engine and the
+  graph run on through every role change.
+* **Endpoints.** Every agent follows the voting members' client URLs
+  (its own first) with `EtcdWorld.set_endpoints`, and remembers them in
+  ``<state>/cluster-endpoints`` (written atomically), so a host restarted
+  without ``--seeds`` finds the cluster again.
+* **Leaving.** A clean stop of a member removes it from the cluster first
+  when other voting members remain (a 2-member cluster never loses its
+  quorum to a clean stop), then wipes its data; the sole member keeps its
+  data and restarts on it.
+* **Start-up** (`plan_start`): with a data dir, the seeds (or the
+  remembered endpoints) are asked whether this host is still a member: yes
+  (or nobody answers): etcd restarts on its data; no: the data is wiped and
+  the host joins as a client. Without a data dir: a client of the seeds or
+  of the remembered endpoints; with neither, a new one-member cluster.
+
+Failure modes handled: a member's kill -9 (removed after its lease
+expires and a grace, replaced by a volunteer; quorum kept where the
+remaining members have it); the leader's death (another member takes the
+key when its lease expires); a restart with the same name and state dir
+(cleanly or after kill -9, member or client: no stale member entry, no
+port left bound); five agents started at once (only the seeded one serves
+a new cluster; the others join it, and the leader adds one learner at a
+time); a nominee that cannot start its etcd (it withdraws, the leader
+removes its learner, it volunteers again after a back-off); a learner
+that never starts (removed after `START_TIMEOUT`).
+
+Not handled: losing the quorum (2 of 3 members dead at once, or 1 of 2):
+etcd cannot change its membership then, and nothing here can; the
+operator restores the dead members or rebuilds the cluster. Two
+clusters started apart (two agents without seeds) never merge. A member
+that keeps a quorum-critical data dir on a disk that died is not
+recovered. A host whose state dir is lost while it is still listed as a
+member is seen as gone only when its old lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import chooser
+from .base import WorldError, keys, valid_hostname
+from .etcd import members as ops
+from .etcd.members import Member, same_urls
+from .etcd.server import EtcdConfig, EtcdRemoved, EtcdServer
+
+if TYPE_CHECKING:
+    from ..report.events import Event
+    from .cluster import ClusterOptions
+    from .etcd.client import EtcdWorld
+
+log = logging.getLogger("pymgmt.cluster")
+
+#: the file in the state dir that remembers the cluster's client URLs
+ENDPOINTS_FILE = "cluster-endpoints"
+#: seconds between two reads of the member list
+POLL = 1.0
+#: seconds a learner may stay unstarted before the leader removes it
+START_TIMEOUT = 30.0
+#: seconds one membership action may take before it is given up and re-decided
+ACTION_TIMEOUT = 15.0
+#: seconds a clean stop may spend removing this member from the cluster
+LEAVE_TIMEOUT = 15.0
+
+
+# -- the state dir ---------------------------------------------------------------------------
+
+
+def data_dir(state_dir: Path) -> Path:
+    return state_dir / "etcd"
+
+
+def has_data(state_dir: Path) -> bool:
+    """etcd keeps its member's data in <data dir>/member."""
+    return (data_dir(state_dir) / "member").is_dir()
+
+
+def wipe_data(state_dir: Path) -> None:
+    """Delete the etcd data dir of a removed member (etcd will not start on it again).
+
+    Only a real directory is removed (rmtree does not follow symlinks
+    inside it, and a symlink in its place is refused, not followed).
+    """
+    path = data_dir(state_dir)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise WorldError(f"{path} is not a directory; not removing it")
+    shutil.rmtree(path)
+    log.info("cluster: removed the data of this host's former etcd member (%s)", path)
+
+
+def read_endpoints(state_dir: Path) -> list[str]:
+    """The client URLs remembered from the last run ([] if none or unreadable)."""
+    try:
+        fd = os.open(state_dir / ENDPOINTS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        with os.fdopen(fd) as f:
+            urls = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        return []
+    return urls
+
+
+def write_endpoints(state_dir: Path, urls: Sequence[str]) -> None:
+    """Remember `urls` atomically (a temporary file renamed over the old one)."""
+    path = state_dir / ENDPOINTS_FILE
+    tmp = state_dir / f".{ENDPOINTS_FILE}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(list(urls), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# -- the server, started and stopped on demand -------------------------------------------------
+
+
+class ServerSlot:
+    """At most one etcd server of this host, started and stopped while the agent runs.
+
+    Its `close` goes on the exit stack before the client World, so on the
+    way out it stops last: the client revokes its lease through it first.
+    """
+
+    def __init__(self, on_failure: Callable[[Exception], None] | None = None) -> None:
+        self.on_failure = on_failure
+        self.server: EtcdServer | None = None
+        #: set when the running server exited because its member was removed
+        self.removed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self, config: EtcdConfig) -> list[str]:
+        """Start etcd with `config`; its client URLs once healthy. Raises if it cannot start.
+
+        The server runs in a task of its own until `stop` (or `close`); a
+        failure after it started goes to `on_failure`, a removal sets `removed`.
+        """
+        from ..service import ServiceExited, TaskStatus
+
+        await self.stop()
+        server = EtcdServer(config)
+        self.removed.clear()
+        status: TaskStatus[list[str]] = TaskStatus()
+
+        async def body() -> None:
+            try:
+                await server.run(status)
+            except EtcdRemoved:
+                if not status.is_started:
+                    raise
+                self.removed.set()
+            except Exception as e:
+                if not status.is_started or self.on_failure is None:
+                    raise
+                log.error("etcd server failed: %s", e)
+                self.on_failure(e)
+
+        task = asyncio.create_task(body(), name="etcd server")
+        self._task = task
+        waits: list[asyncio.Future[Any]] = [status._ready, task]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
+        if status.is_started:
+            self.server = server
+            return status._ready.result()
+        self._task = None
+        await task  # raises why it could not start
+        raise ServiceExited("etcd server exited before it was ready")
+
+    async def stop(self) -> None:
+        """Stop the running server (if any) and wait until it is gone."""
+        task, self._task = self._task, None
+        self.server = None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def close(self) -> None:
+        await self.stop()
+
+
+# -- start-up ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How this agent starts: serve etcd (new cluster, or restart on its data) or a client."""
+
+    serve: bool
+    #: a client's endpoints; a restarted member's fallbacks after its own URLs
+    endpoints: tuple[str, ...] = ()
+    #: it makes a new one-member cluster (creates idealClusterSize)
+    new_cluster: bool = False
+
+
+def volunteers(options: ClusterOptions) -> bool:
+    """Whether this agent offers to run an etcd member (see the module docstring)."""
+    from .cluster import DEFAULT_SERVER_URLS
+
+    if options.no_server:
+        return False
+    if not options.seeds:
+        return True
+    return options.server_urls != DEFAULT_SERVER_URLS or bool(options.advertise_server_urls)
+
+
+def is_me(member: Member, name: str, config: EtcdConfig) -> bool:
+    """This host's member: by its name once started, by its peer URLs before.
+
+    (Peer URLs alone could be another machine's default 127.0.0.1:2380.)
+    """
+    if member.started:
+        return member.name == name
+    return same_urls(member.peer_urls, config.peer_urls)
+
+
+async def plan_start(options: ClusterOptions, state_dir: Path, config: EtcdConfig) -> Plan:
+    """Decide, before anything runs, how this agent joins (see the module docstring)."""
+    from .cluster import ClusterError
+
+    if options.no_server:
+        return Plan(serve=False, endpoints=options.seeds)
+    own = set(config.client_urls)
+    remembered = [u for u in read_endpoints(state_dir) if u not in own]
+    ask = list(options.seeds) or remembered
+    if has_data(state_dir):
+        if not ask:
+            return Plan(serve=True)
+        listed = await ops.ask(ask, tls=options.tls)
+        if listed is None:
+            log.info("cluster: nobody answers at %s; restarting etcd on its data", ",".join(ask))
+            return Plan(serve=True, endpoints=tuple(ask))
+        if any(is_me(m, options.hostname, config) for m in listed):
+            return Plan(serve=True, endpoints=tuple(ask))
+        log.info("cluster: this host's etcd member was removed while it was away")
+        wipe_data(state_dir)
+        return Plan(serve=False, endpoints=tuple(ask))
+    if options.seeds:
+        return Plan(serve=False, endpoints=options.seeds)
+    if remembered:
+        if await ops.ask(remembered, tls=options.tls) is not None:
+            return Plan(serve=False, endpoints=tuple(remembered))
+        raise ClusterError(
+            f"this host was part of the cluster at {', '.join(remembered)} (remembered in "
+            f"{state_dir / ENDPOINTS_FILE}), which does not answer: start it with --seeds, "
+            "or remove that file to start a new cluster"
+        )
+    return Plan(serve=True, new_cluster=True)
+
+
+# -- the agent's part --------------------------------------------------------------------------
+
+
+def _urls(raw: bytes, field: str) -> tuple[str, ...]:
+    """A list of URLs from a volunteer's or nomination's JSON ((): junk)."""
+    try:
+        value = json.loads(raw).get(field)
+    except (ValueError, AttributeError):
+        return ()
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        return ()
+    return tuple(value)
+
+
+class AutoCluster:
+    """This agent's part in the automatic clustering; `run` until cancelled, then `leave`."""
+
+    def __init__(
+        self,
+        options: ClusterOptions,
+        state_dir: Path,
+        world: EtcdWorld,
+        slot: ServerSlot,
+        config: EtcdConfig,
+        plan: Plan,
+    ) -> None:
+        self.options = options
+        self.me = options.hostname
+        self.state_dir = state_dir
+        self.world = world
+        self.slot = slot
+        self.config = config
+        self.plan = plan
+        self.volunteering = volunteers(options)
+        #: where events go (the engine's emit, bound once the engine exists)
+        self.emit: Callable[[Event], None] = lambda event: None
+        self.role: Literal["server", "client"] = "server" if slot.serving else "client"
+        self.volunteers: dict[str, tuple[str, ...]] = {}
+        self.nominated: dict[str, tuple[str, ...]] = {}
+        self.ideal: int | None = None
+        self.leader = ""
+        self.members: list[Member] = []
+        self._voting: set[str] | None = None
+        #: host -> why the leader (this agent) removed its member, for MemberLeft
+        self._reasons: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self._refreshing = asyncio.Lock()
+        self._absent: dict[int, float] = {}
+        self._unstarted: dict[int, float] = {}
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Mirror the cluster's keys, follow the members, volunteer, campaign; until cancelled."""
+        from .cluster import DEFAULT_IDEAL_SIZE, mirror_prefix
+
+        if self.plan.new_cluster:
+            size = self.options.ideal_cluster_size or DEFAULT_IDEAL_SIZE
+            await self._create(keys.IDEAL_SIZE, str(size).encode())
+        await self._refresh_members()
+        if self.role == "client":
+            await self._drop_stale_entry()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(mirror_prefix(self.world, keys.VOLUNTEERS, self._on_volunteers))
+            tg.create_task(mirror_prefix(self.world, keys.NOMINATED, self._on_nominated))
+            tg.create_task(mirror_prefix(self.world, keys.IDEAL_SIZE, self._on_ideal))
+            tg.create_task(mirror_prefix(self.world, keys.LEADER, self._on_leader))
+            tg.create_task(self._poll())
+            tg.create_task(self._on_removed())
+            tg.create_task(self._campaign())
+            if self.volunteering:
+                tg.create_task(self._volunteer())
+
+    async def _create(self, key: str, value: bytes) -> None:
+        kvs, _ = await self.world.get_prefix(key)
+        if not any(kv.key == key for kv in kvs):
+            await self.world.put(key, value)
+
+    def _on_volunteers(self, state: dict[str, bytes]) -> None:
+        self.volunteers = {h: _urls(v, "peer_urls") for h, v in state.items() if valid_hostname(h)}
+        self._changed.set()
+
+    def _on_nominated(self, state: dict[str, bytes]) -> None:
+        self.nominated = {h: _urls(v, "peer_urls") for h, v in state.items() if valid_hostname(h)}
+        self._changed.set()
+
+    def _on_ideal(self, state: dict[str, bytes]) -> None:
+        raw = state.get("")
+        ideal: int | None = None
+        if raw is not None:
+            try:
+                ideal = int(raw.decode().strip())
+            except (UnicodeDecodeError, ValueError):
+                log.warning("cluster: %s holds %r, not a number; ignored", keys.IDEAL_SIZE, raw)
+                ideal = self.ideal
+        if ideal != self.ideal and ideal is not None:
+            log.info("cluster: the ideal cluster size is %d", ideal)
+        self.ideal = ideal
+        self._changed.set()
+
+    def _on_leader(self, state: dict[str, bytes]) -> None:
+        from ..report.events import LeaderChanged
+
+        raw = state.get("", b"")
+        leader = (
+            raw.decode(errors="replace") if valid_hostname(raw.decode(errors="replace")) else ""
+        )
+        if leader != self.leader:
+            self.leader = leader
+            if leader:
+                log.info("cluster: %s is the leader", leader)
+            else:
+                log.info("cluster: no leader (the last one left); electing one")
+            self.emit(LeaderChanged(leader))
+        self._changed.set()
+
+    # -- the member list ----------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL)
+            await self._refresh_members()
+
+    async def _refresh_members(self) -> None:
+        """Read the member list; follow it with the endpoints; report changes."""
+        async with self._refreshing:
+            await self._refresh_members_locked()
+
+    async def _refresh_members_locked(self) -> None:
+        try:
+            async with asyncio.timeout(ACTION_TIMEOUT):
+                listed = await ops.member_list(self.world)
+        except (WorldError, TimeoutError) as e:
+            log.debug("cluster: cannot read the member list: %s", e)
+            return
+        self.members = listed
+        self._changed.set()
+        voting = [m for m in listed if m.started and not m.is_learner]
+        self._report(voting)
+        if self.role == "server" and self.slot.serving:
+            mine = [m for m in listed if is_me(m, self.me, self.config)]
+            if not mine:
+                log.warning("cluster: this host's etcd is no longer in the member list")
+                self.slot.removed.set()
+        urls = self._endpoints(voting)
+        if urls:
+            try:
+                await self.world.set_endpoints(urls)
+            except WorldError as e:
+                log.debug("cluster: cannot follow the members' URLs %s: %s", urls, e)
+            if list(urls) != read_endpoints(self.state_dir):
+                with contextlib.suppress(OSError):
+                    write_endpoints(self.state_dir, urls)
+
+    def _endpoints(self, voting: Sequence[Member]) -> list[str]:
+        """The voting members' client URLs, this host's own first when it serves."""
+        own: list[str] = []
+        others: list[str] = []
+        for m in sorted(voting, key=lambda m: m.name):
+            if m.name == self.me and self.slot.serving:
+                own += m.client_urls
+            elif m.name != self.me:
+                others += m.client_urls
+        return list(dict.fromkeys(own + others))
+
+    def _report(self, voting: Sequence[Member]) -> None:
+        from ..report.events import MemberJoined, MemberLeft
+
+        now = {m.name for m in voting if valid_hostname(m.name)}
+        before = self._voting
+        self._voting = now
+        if before is None:
+            log.info("cluster: etcd members: %s", ", ".join(sorted(now)) or "none")
+            for host in sorted(now):
+                self.emit(MemberJoined(host))
+            return
+        for host in sorted(now - before):
+            log.info("cluster: %s joined the etcd members (%d now)", host, len(now))
+            self.emit(MemberJoined(host))
+        for host in sorted(before - now):
+            reason = self._reasons.pop(host, "removed from the cluster")
+            log.info("cluster: %s left the etcd members: %s (%d now)", host, reason, len(now))
+            self.emit(MemberLeft(host, reason))
+
+    async def _drop_stale_entry(self) -> None:
+        """A client listed as a started member is a stale entry of its own past: remove it.
+
+        (Its data dir is gone, so that member can never start again.)
+        """
+        for m in self.members:
+            if m.started and is_me(m, self.me, self.config):
+                log.info("cluster: removing this host's stale etcd member %x", m.id)
+                with contextlib.suppress(WorldError, TimeoutError):
+                    async with asyncio.timeout(ACTION_TIMEOUT):
+                        await self._retrying(functools.partial(ops.remove, self.world, m.id))
+
+    async def _retrying(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` until etcd accepts it (refusals retried with back-off)."""
+        delay = 0.1
+        while True:
+            try:
+                await fn()
+                return
+            except ops.MemberRefused as e:
+                log.debug("cluster: etcd refused (%s); retrying in %.1f s", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # -- volunteering and being nominated ------------------------------------------------
+
+    def _volunteer_value(self) -> bytes:
+        return json.dumps(
+            {
+                "peer_urls": list(self.config.peer_urls),
+                "client_urls": list(self.config.client_urls),
+            },
+            sort_keys=True,
+        ).encode()
+
+    async def _volunteer(self) -> None:
+        """Offer to serve; start etcd when nominated; withdraw a while if it cannot start."""
+        backoff = 5.0
+        key = keys.volunteer(self.me)
+        await self.world.put(key, self._volunteer_value(), lease=True)
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self.role == "server" or self.slot.serving or self.me not in self.nominated:
+                continue
+            mine = [m for m in self.members if same_urls(m.peer_urls, self.config.peer_urls)]
+            if not mine or mine[0].started:
+                continue
+            try:
+                await self._join()
+            except WorldError as e:
+                log.error(
+                    "cluster: nominated, but this host's etcd cannot start: %s; "
+                    "withdrawing for %g s",
+                    e,
+                    backoff,
+                )
+                await self.world.delete(key)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                await self.world.put(key, self._volunteer_value(), lease=True)
+
+    async def _join(self) -> None:
+        """Start this host's etcd as the learner the leader added for it."""
+        from ..report.events import RoleChanged
+
+        started = [m for m in self.members if m.started]
+        cluster = [f"{m.name}={u}" for m in started for u in m.peer_urls]
+        cluster += [f"{self.me}={u}" for u in self.config.peer_urls]
+        wipe_data(self.state_dir)  # a joining member starts empty
+        config = replace(self.config, initial_cluster=",".join(cluster), cluster_state="existing")
+        log.info("cluster: nominated; starting etcd to join %d member(s)", len(started))
+        await self.slot.start(config)
+        self.role = "server"
+        log.info("cluster: this host now serves an etcd member")
+        self.emit(RoleChanged("server"))
+        await self._refresh_members()
+
+    async def _on_removed(self) -> None:
+        """This host's member was removed: stop its etcd, wipe its data, stay a client."""
+        from ..report.events import RoleChanged
+
+        while True:
+            await self.slot.removed.wait()
+            self.slot.removed.clear()
+            others = [m for m in self.members if m.started and not is_me(m, self.me, self.config)]
+            urls = [u for m in others for u in m.client_urls]
+            if urls:
+                with contextlib.suppress(WorldError):
+                    await self.world.set_endpoints(urls)
+            await self.slot.stop()
+            with contextlib.suppress(WorldError):
+                await self.world.delete_leased(keys.LEADER)
+            wipe_data(self.state_dir)
+            if self.role != "client":
+                self.role = "client"
+                log.info("cluster: this host's etcd member was removed; it is a client now")
+                self.emit(RoleChanged("client"))
+            self._changed.set()
+
+    # -- the leader -----------------------------------------------------------------------
+
+    def _voting_member(self) -> bool:
+        return self.role == "server" and any(
+            m.name == self.me and not m.is_learner for m in self.members
+        )
+
+    async def _campaign(self) -> None:
+        """Voting members try to take the leader key; the holder leads until it is gone."""
+        from ..report.events import LeaderChanged
+
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if not self._voting_member() or self.leader:
+                continue
+            if await self.world.create_leased(keys.LEADER, self.me.encode()):
+                log.info("cluster: this host is the leader now")
+                if self.leader != self.me:
+                    self.leader = self.me
+                    self.emit(LeaderChanged(self.me))
+                await self._lead()
+
+    async def _lead(self) -> None:
+        """Decide and make one change at a time while this host holds the leader key."""
+        from .cluster import DEFAULT_IDEAL_SIZE
+
+        delay = 0.2
+        while self.leader == self.me and self._voting_member():
+            if self.ideal is None:
+                size = self.options.ideal_cluster_size or DEFAULT_IDEAL_SIZE
+                await self._create(keys.IDEAL_SIZE, str(size).encode())
+            view = self._view()
+            action = chooser.choose(view)
+            if action is None:
+                delay = 0.2
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL):
+                        await self._changed.wait()
+                self._changed.clear()
+                continue
+            try:
+                async with asyncio.timeout(ACTION_TIMEOUT):
+                    await self._act(action)
+                delay = 0.2
+            except (WorldError, TimeoutError) as e:
+                log.warning(
+                    "cluster: %s did not go through (%s); retrying in %.1f s",
+                    _describe(action),
+                    str(e) or "it took too long",
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            await self._refresh_members()
+        if self.role != "server":
+            with contextlib.suppress(WorldError):
+                await self.world.delete_leased(keys.LEADER)
+
+    def _view(self) -> chooser.View:
+        from .cluster import DEFAULT_IDEAL_SIZE
+
+        now = time.monotonic()
+        draft = chooser.View(
+            me=self.me,
+            ideal=self.ideal if self.ideal is not None else DEFAULT_IDEAL_SIZE,
+            members=tuple(self.members),
+            volunteers=dict(self.volunteers),
+            nominated=dict(self.nominated),
+            now=now,
+            grace=max(2.0, float(self.options.lease_ttl)),
+            start_timeout=START_TIMEOUT,
+        )
+        self._absent = chooser.track(self._absent, chooser.absent(draft), now)
+        self._unstarted = chooser.track(self._unstarted, chooser.unstarted(draft), now)
+        return replace(draft, absent_since=self._absent, unstarted_since=self._unstarted)
+
+    async def _act(self, action: chooser.Action) -> None:
+        from ..report.events import Nominated
+
+        log.info("cluster: %s", _describe(action))
+        match action:
+            case chooser.Remove(member_id, host, reason):
+                if valid_hostname(host):
+                    self._reasons[host] = reason
+                    await self.world.delete(keys.nominated(host))
+                await self._retrying(lambda: ops.remove(self.world, member_id))
+            case chooser.Promote(member_id, _):
+                await self._retrying(lambda: ops.promote(self.world, member_id))
+            case chooser.Nominate(host, peer_urls, add):
+                if add:
+                    await self._retrying(lambda: ops.add_learner(self.world, peer_urls))
+                value = json.dumps({"peer_urls": list(peer_urls)}).encode()
+                await self.world.put(keys.nominated(host), value)
+                self.emit(Nominated(host))
+            case chooser.Unnominate(host):
+                await self.world.delete(keys.nominated(host))
+
+    # -- leaving ------------------------------------------------------------------------
+
+    async def leave(self) -> None:
+        """On a clean stop: a member with other voting members removes itself, wipes its data."""
+        if not self.slot.serving:
+            return
+        mine = [m for m in self.members if is_me(m, self.me, self.config)]
+        others = [
+            m
+            for m in self.members
+            if m.started and not m.is_learner and not is_me(m, self.me, self.config)
+        ]
+        if not mine or not others:
+            return  # the sole member keeps its data, and restarts on it
+        urls = [u for m in others for u in m.client_urls]
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await self.world.set_endpoints(urls)
+                await self.world.delete_leased(keys.LEADER)
+                log.info("cluster: leaving the etcd members (%d remain)", len(others))
+                await self._retrying(lambda: ops.remove(self.world, mine[0].id))
+                await self.world.delete(keys.nominated(self.me))
+        except (WorldError, TimeoutError) as e:
+            log.warning(
+                "cluster: could not leave the etcd members (%s); the leader removes this "
+                "host once its lease expires",
+                str(e) or "it took too long",
+            )
+            return
+        await self.slot.stop()
+        wipe_data(self.state_dir)
+
+
+def _describe(action: chooser.Action) -> str:
+    match action:
+        case chooser.Remove(_, host, reason):
+            return f"removing {host}'s etcd member: {reason}"
+        case chooser.Promote(_, host):
+            return f"promoting {host}'s etcd learner to a voting member"
+        case chooser.Nominate(host, _, True):
+            return f"nominating {host}: adding its etcd as a learner"
+        case chooser.Nominate(host, _, False):
+            return f"nominating {host} (its learner is already added)"
+        case chooser.Unnominate(host):
+            return f"withdrawing the nomination of {host}, which is not a member"
+    raise AssertionError(action)
+
+
+__all__ = [
+    "AutoCluster",
+    "Plan",
+    "ServerSlot",
+    "plan_start",
+    "read_endpoints",
+    "volunteers",
+    "wipe_data",
+    "write_endpoints",
+]
