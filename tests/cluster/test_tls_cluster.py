@@ -5,6 +5,7 @@ start-up with the cluster's data unchanged; plain-text clusters warn once."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -192,3 +193,36 @@ def test_a_plain_text_cluster_warns_once_per_agent(cluster):
         assert host.agent is not None
         assert everything(host.agent).count(PLAIN_WARNING) == 1, host.agent.describe()
         assert "--pki DIR" in everything(host.agent)
+
+
+def test_automatic_members_of_a_tls_cluster_peer_over_tls(cluster, tmp_path):
+    """Volunteers nominated into a TLS cluster start their etcd with https peer URLs and
+    the host certificates: three voting members, whose peer links only TLS reaches."""
+    a, b, c = cluster.host("a"), cluster.host("b"), cluster.host("c")
+    pki = make_pki(tmp_path / "pki", a, b, c)
+    tls = ["--pki", str(pki)]
+    cluster.start(
+        "a", graph3(a, "a"), *tls_serve_args(a), *tls, "--ideal-cluster-size", "3", local=True
+    )
+    cluster.wait_for(lambda: files_in(target(a, "a")) == expected_files("a", ""), "A is up")
+    for h, letter in ((b, "b"), (c, "c")):
+        seeds = ["--seeds", https(a.client_url)]
+        cluster.start(h.name, graph3(h, letter), *seeds, *tls_serve_args(h), *tls, local=True)
+
+    def voting() -> set[str]:
+        proc = etcdctl(https(a.client_url), *cert_flags(pki, "a"), "member", "list", "-w", "json")
+        if proc.returncode != 0:
+            return set()
+        listed = json.loads(proc.stdout).get("members", [])
+        if not all(m.get("name") and not m.get("isLearner") for m in listed):
+            return set()
+        assert all(u.startswith("https://") for m in listed for u in m["peerURLs"]), listed
+        return {m["name"] for m in listed}
+
+    cluster.wait_for(lambda: voting() == {"a", "b", "c"}, "three TLS members", 90)
+    cluster.wait_for(
+        lambda: all(
+            files_in(target(h, x)) == expected_files(x, "abc") for h, x in ((a, "a"), (b, "b"))
+        ),
+        "the exchange across the TLS members",
+    )
