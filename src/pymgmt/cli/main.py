@@ -21,6 +21,7 @@ from ..report.recap import EXIT_INPUT
 TYPE_CHECKING = False  # argparse is imported when a parser is built: --version skips it
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 #: mgmt flags that ask for what pymgmt always does on one host (no PGP keys,
 #: no function streams, no deploys, no network, inotify limits left alone)
@@ -164,6 +165,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     from .pki import add_parser
 
     add_parser(sub)
+    _cluster_parser(sub)
     return p, run
 
 
@@ -205,6 +207,11 @@ def _cluster_flags(run: argparse.ArgumentParser) -> None:
         help="how many etcd members the cluster wants (default 5); read by the host "
         "that starts a new cluster, changed live in the cluster's idealClusterSize key",
     )
+    _tls_flags(g)
+
+
+def _tls_flags(g: argparse._ActionsContainer) -> None:
+    """The TLS files of a cluster client or member: three files, or one --pki directory."""
     g.add_argument("--tls-ca", metavar="FILE", help="the cluster's CA certificate (PEM)")
     g.add_argument("--tls-cert", metavar="FILE", help="this host's certificate (PEM)")
     g.add_argument("--tls-key", metavar="FILE", help="this host's private key (PEM)")
@@ -213,6 +220,29 @@ def _cluster_flags(run: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a directory made by 'pymgmt pki': ca.crt, HOSTNAME.crt and HOSTNAME.key",
     )
+
+
+def _cluster_parser(sub: Any) -> None:
+    """`pymgmt cluster status|ideal-size N`: look at, or resize, a running cluster."""
+    cl = sub.add_parser("cluster", help="look at a running cluster, or change its ideal size")
+    actions = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    status = actions.add_parser(
+        "status", help="the members, the leader, the clients, the ideal size, who is converged"
+    )
+    size = actions.add_parser(
+        "ideal-size", help="set how many etcd members the cluster wants (the leader follows)"
+    )
+    size.add_argument("size", type=_positive_int, metavar="N")
+    for p in (status, size):
+        p.add_argument(
+            "--seeds",
+            type=_url_list,
+            metavar="URL,...",
+            help="client URLs of the cluster's etcd (default http://127.0.0.1:2379)",
+        )
+        _tls_flags(p)
+        p.add_argument("--hostname", help="whose certificate --pki names (default: this machine)")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _positive_int(text: str) -> int:
@@ -378,16 +408,22 @@ def _resolve_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """
     if args.no_server and not args.seeds:
         parser.error("--no-server starts no etcd server: it needs --seeds URL of a cluster to join")
+    tls = _check_tls(parser, args)
+    given = [flag for dest, flag in _SERVER_FLAGS if getattr(args, dest) is not None]
+    args.cluster_flags = bool(
+        args.seeds or args.no_server or given or tls or args.pki or args.ideal_cluster_size
+    )
+
+
+def _check_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The --tls-* flags given; an error unless all three or none, and not with --pki."""
     tls = [f for f, v in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                           ("--tls-key", args.tls_key)) if v is not None]  # fmt: skip
     if tls and args.pki is not None:
         parser.error(f"--pki names the TLS files already: {', '.join(tls)} cannot go with it")
     if tls and len(tls) != 3:
         parser.error("TLS needs --tls-ca, --tls-cert and --tls-key together (or one --pki DIR)")
-    given = [flag for dest, flag in _SERVER_FLAGS if getattr(args, dest) is not None]
-    args.cluster_flags = bool(
-        args.seeds or args.no_server or given or tls or args.pki or args.ideal_cluster_size
-    )
+    return tls
 
 
 def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:
@@ -428,6 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_command
 
         return run_command(args)
+    if args.command == "cluster":
+        _check_tls(parser, args)
+        from .cluster import cluster_command
+
+        return cluster_command(args)
     if args.command == "pki":
         from .pki import pki_command
 

@@ -1044,4 +1044,29 @@ async def _retire_client(client: Any, grace: float) -> None:
             f.exception()  # retrieved: a cancelled call's status is of no interest
 
 
-__all__ = ["EtcdWorld", "HostnameTaken", "WorldClosed", "WorldUnavailable", "grpc_target"]
+@contextlib.asynccontextmanager
+async def observer(
+    endpoints: Sequence[str], *, tls: TlsFiles | None = None, timeout: float = 5.0
+) -> AsyncIterator[EtcdWorld]:
+    """A World that looks without joining: no lease, no host key (`pymgmt cluster`).
+
+    Reads and plain puts work as on any World; nothing it does vanishes
+    with it, and no other host sees it as a host. Raises WorldUnavailable
+    when no member at `endpoints` answers within `timeout` s.
+    """
+    world = EtcdWorld("observer", endpoints, tls=tls, connect_timeout=timeout, op_timeout=timeout)
+    await world._connect()
+    try:
+        yield world
+    finally:
+        await world._shutdown()
+
+
+__all__ = [
+    "EtcdWorld",
+    "HostnameTaken",
+    "WorldClosed",
+    "WorldUnavailable",
+    "grpc_target",
+    "observer",
+]
