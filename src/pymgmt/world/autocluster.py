@@ -380,6 +380,13 @@ class AutoCluster:
             tg.create_task(self._campaign())
             if self.volunteering:
                 tg.create_task(self._volunteer())
+            elif not self.options.no_server:
+                log.info(
+                    "cluster: not volunteering to run an etcd member: give this host its own "
+                    "--server-urls (and --client-urls) that the other hosts can reach "
+                    "(the default %s serves nobody else)",
+                    ",".join(self.config.peer_urls),
+                )
 
     async def _create(self, key: str, value: bytes) -> None:
         kvs, _ = await self.world.get_prefix(key)
