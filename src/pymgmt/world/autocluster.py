@@ -362,8 +362,15 @@ class AutoCluster:
 
     async def run(self) -> None:
         """Mirror the cluster's keys, follow the members, volunteer, campaign; until cancelled."""
+        from ..report.events import RoleChanged
         from .cluster import DEFAULT_IDEAL_SIZE, mirror_prefix
 
+        # the role this host starts in, so a reader of the stream knows it from the outset
+        log.info(
+            "cluster: this host %s",
+            "serves an etcd member" if self.role == "server" else "is a client of the cluster",
+        )
+        self.emit(RoleChanged(self.role))
         if self.plan.new_cluster:
             size = self.options.ideal_cluster_size or DEFAULT_IDEAL_SIZE
             await self._create(keys.IDEAL_SIZE, str(size).encode())
