@@ -189,7 +189,9 @@ class _Outage:
         if self.since is None:
             if began < self._answered_at:
                 return
-            self.since = self._reported = now
+            # unanswered since this attempt began (and since the last answer)
+            self.since = began
+            self._reported = now
             log.warning(
                 "the etcd cluster at %s does not answer (%s: %s); retrying until it does, "
                 "still enforcing the last graph",
