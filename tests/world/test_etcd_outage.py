@@ -97,8 +97,10 @@ def test_closing_the_world_ends_a_call_that_waits_for_the_cluster(
     async def main() -> None:
         async with world_on([etcd_node.client_url], "h1", **FAST) as w:
             with frozen(etcd_node):
-                put = asyncio.ensure_future(w.put("/t/during", b"1"))
+                # the keep-alive failed: the member is stopped before the put begins
                 await until(lambda: w._outage.since is not None, "the outage noticed")
+                put = asyncio.ensure_future(w.put("/t/during", b"1"))
+                await asyncio.sleep(0)  # the put is under way
                 await w.close()  # the lease cannot be revoked: that is bounded too
                 with pytest.raises(WorldClosed):
                     await put

@@ -472,19 +472,31 @@ class EtcdWorld:
             began = time.monotonic()
             try:
                 result = await fn()
-            except Exception as e:
-                if not _transient(e):
-                    self._outage.answered()  # it answered, if with a refusal
+            except asyncio.CancelledError:
+                # Closing the channel ends its calls: grpc.aio raises that as a
+                # CancelledError in the caller, who was not cancelled at all.
+                task = asyncio.current_task()
+                if not (self._closing.is_set() and task is not None and not task.cancelling()):
                     raise
-                if deadline is not None and time.monotonic() + delay >= deadline:
-                    raise WorldUnavailable(
-                        f"{what}: no etcd member at {self._where()} answered for {limit:g} s: {e}"
-                    ) from None
-                self._outage.failed(what, e, began)
-                log.debug("%s: %s; retrying in %.2f s", what, _brief(e), delay)
+            except Exception as e:
+                # Once closing, WorldClosed is raised below, outside this block:
+                # this error's frames hold the channel, and must not ride along.
+                if not self._closing.is_set():
+                    if not _transient(e):
+                        self._outage.answered()  # it answered, if with a refusal
+                        raise
+                    if deadline is not None and time.monotonic() + delay >= deadline:
+                        raise WorldUnavailable(
+                            f"{what}: no etcd member at {self._where()} answered for "
+                            f"{limit:g} s: {_brief(e)}"
+                        ) from None
+                    self._outage.failed(what, e, began)
+                    log.debug("%s: %s; retrying in %.2f s", what, _brief(e), delay)
             else:
                 self._outage.answered()
                 return result
+            if self._closing.is_set():
+                raise WorldClosed("the etcd World is closed")
             await self._pause(delay)
             delay = min(delay * 2, self.retry_cap)
 
