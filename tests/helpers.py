@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -284,10 +284,13 @@ class Agent:
         *args: str,
         json_mode: bool = True,
         env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
+        """`wrapper` is an argv prefix the agent runs under: say ``ip netns exec NS``
+        (tests/netns.py), which execs it, so `pid` is still the agent's."""
         self.graph = graph
         self.json_mode = json_mode
-        self.argv = [*PYMGMT, "run", "--prefix", str(prefix), *args]
+        self.argv = [*wrapper, *PYMGMT, "run", "--prefix", str(prefix), *args]
         if json_mode:
             self.argv.append("--json")
         self.argv.append(str(graph))

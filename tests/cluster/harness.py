@@ -58,6 +58,8 @@ class Host:
     agent: Agent | None = None
     #: every agent this host ran (a restart makes a new one)
     runs: list[Agent] = field(default_factory=list)
+    #: argv prefix its agents run under (``ip netns exec NS``: tests/netns.py)
+    wrapper: tuple[str, ...] = ()
 
     @property
     def client_url(self) -> str:
@@ -137,7 +139,9 @@ class Cluster:
                 argv.append("--no-server")
         else:
             argv += host.serve_args()
-        agent = Agent(graph, host.prefix, *argv, *args, env={**self.env, **(env or {})})
+        agent = Agent(
+            graph, host.prefix, *argv, *args, env={**self.env, **(env or {})}, wrapper=host.wrapper
+        )
         host.agent = agent
         host.runs.append(agent)
         return agent

@@ -153,3 +153,57 @@ def test_a_failed_publish_is_retried_until_it_goes_through() -> None:
         assert await _published(world) == {"a/file/f1": "File[f1]"}
 
     run_async(main())
+
+
+class _Stalled(LocalWorld):
+    """A World whose writes wait while `gate` is closed (the cluster partitioned away).
+
+    The etcd World waits out a partition inside the call, for as long as it
+    lasts; a gate stands for that on cue (tests/cluster/test_partition.py
+    cuts a real link).
+    """
+
+    def __init__(self, hostname: str) -> None:
+        super().__init__(hostname)
+        import asyncio
+
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def commit(self, *args: object, **kw: object) -> int:
+        await self.gate.wait()
+        return await super().commit(*args, **kw)  # type: ignore[arg-type]
+
+
+def test_a_swap_does_not_wait_out_a_partition_and_the_last_exports_go_out_after_it() -> None:
+    import asyncio
+
+    async def main() -> None:
+        world = _Stalled("a")
+        events: list[Event] = []
+        both = Exported(2, ["File[f1]", "File[f2]"])
+        said = asyncio.Event()
+
+        def emit(event: Event) -> None:
+            events.append(event)
+            if event == both:
+                said.set()
+
+        exporter = Exporter(ResWorld(world), emit, wait=0.05)
+        world.gate.clear()
+        f1, f2 = File(name="f1", path="/tmp/f1"), File(name="f2", path="/tmp/f2")
+        async with asyncio.TaskGroup() as tg:
+            retry = tg.create_task(exporter.retry_failed(delays=(0.01,)))
+            # two swaps during the partition: each returns, neither is published
+            await exporter.graph_swapped(_graph(f1, exported=("f1",)))
+            await exporter.graph_swapped(_graph(f1, f2, exported=("f1", "f2")))
+            assert events == [] and await _published(world) == {}
+            world.gate.set()  # healed
+            async with asyncio.timeout(10):
+                await said.wait()
+            retry.cancel()
+        # the last wanted set went out, said once
+        assert events == [both], events
+        assert await _published(world) == {"a/file/f1": "File[f1]", "a/file/f2": "File[f2]"}
+
+    run_async(main())

@@ -545,7 +545,15 @@ class _Run:
             raise ClusterLost(f"lost the etcd cluster: {self.lost}")
 
     def _lost(self, error: Exception) -> None:
-        """The World failed for good: stop the engine gracefully, remember why."""
+        """The World failed for good: stop the engine gracefully, remember why.
+
+        For good means: the local etcd server crashed and could not be
+        restarted (`EtcdCrashed`, its port taken), or this host's name went
+        to another host while its lease was lost (`HostnameTaken`). An
+        unreachable cluster is not among them: the World waits a partition
+        out, for as long as it lasts, while the engine goes on enforcing
+        the last graph (issue 10).
+        """
         if self.lost is None:
             self.lost = error
             logging.getLogger("pymgmt.cluster").error("lost the etcd cluster: %s", error)

@@ -68,8 +68,10 @@ class ClusterError(Exception):
 
 
 class ClusterLost(ClusterError):
-    """The running agent lost its cluster (its etcd server died for good, or no
-    member answered for a long while): the engine was stopped, the agent exits 1."""
+    """The running agent lost its cluster for good (its etcd server crashed and
+    could not be restarted, or its hostname was taken while its lease was lost):
+    the engine was stopped, the agent exits 1. A cluster that does not answer
+    (a partition) is waited out instead, however long it lasts."""
 
 
 @dataclass(frozen=True)

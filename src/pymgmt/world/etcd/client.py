@@ -4,15 +4,26 @@ What this layer adds to the bare client, and why:
 
 * **Several endpoints.** aetcd takes one host:port; gRPC's own resolver
   takes ``ipv4:A:p,B:q,C:r``, so the channel fails over between members by
-  itself (pick-first). Every call that fails with "unavailable" is retried
-  with backoff for up to ``op_timeout`` s, then raised as `WorldUnavailable`
-  naming the endpoints. Calls carry etcd's ``hasleader`` metadata, so a
+  itself (pick-first). Calls carry etcd's ``hasleader`` metadata, so a
   member that lost its leader says so at once instead of hanging.
+* **Partitions are waited out.** Once running, a call that fails with
+  "unavailable" (or times out) is retried with back-off capped at
+  ``retry_cap`` s (1 s) for as long as it takes: an agent cut off from its
+  cluster goes on enforcing its last graph, and what it writes meanwhile
+  (exports, its converged state) goes through once the cluster answers. The
+  lease keep-alive and the watches retry the same way. One warning says the
+  cluster stopped answering, another every ``report_every`` s (30 s) while
+  it stays so, and one info line says when it is back. Only the start is
+  bounded (``connect_timeout``: seeds that cannot be reached fail the
+  start), and a tool may bound every call with ``op_timeout``
+  (`WorldUnavailable`, naming the endpoints).
 * **A session lease.** One lease per agent, kept alive by `run`; keys put
   with ``lease=True`` ride on it and vanish when the agent goes away: at
   once on a clean exit (the lease is revoked), after the TTL on ``kill -9``.
   If the lease is lost anyway (expired during a partition), a new one is
   granted and every leased key re-put; `EtcdWorld` remembers them for that.
+  A re-grant cut short (cancelled, or the cluster gone again) is finished by
+  the next keep-alive, so no leased key stays missing.
 * **A host key.** `run` registers ``keys.host(hostname)`` on the lease with a
   create-if-absent transaction, so two live hosts can never share a name
   (`HostnameTaken`).
@@ -166,7 +177,10 @@ def _transient(e: BaseException) -> bool:
     """Worth retrying: the member is down, switching, or has no leader right now."""
     import aetcd
 
-    if isinstance(e, aetcd.ConnectionFailedError | aetcd.ConnectionTimeoutError):
+    if isinstance(
+        e,
+        aetcd.ConnectionFailedError | aetcd.ConnectionTimeoutError | aetcd.WatchTimeoutError,
+    ):
         return True
     if isinstance(e, aetcd.rpc.AioRpcError):
         return e.code() in (
@@ -174,6 +188,68 @@ def _transient(e: BaseException) -> bool:
             aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
         )
     return False
+
+
+def _brief(e: BaseException) -> str:
+    """An error in one line: a gRPC error's text spans several, with debug strings."""
+    import aetcd
+
+    if isinstance(e, aetcd.rpc.AioRpcError):
+        return f"{e.code().name.lower()}: {e.details()}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+class _Outage:
+    """Says when the cluster stops answering, while it does not, and when it is back.
+
+    Every retry loop reports its transient failures here (`failed`) and
+    every answer (`answered`); the log gets one warning when the first
+    failure comes, one every `report_every` s while no call gets through,
+    and one info line when one does: a partition is a few lines, however
+    many calls wait it out. A failure of an attempt that began before the
+    last answer is old news (a call sent into the outage, timing out just
+    after another got through) and says nothing.
+    """
+
+    def __init__(self, where: Callable[[], str], report_every: float) -> None:
+        self.where = where
+        self.report_every = report_every
+        #: when the cluster stopped answering (monotonic); None: it answers
+        self.since: float | None = None
+        self._reported = 0.0
+        self._answered_at = 0.0
+
+    def failed(self, what: str, e: BaseException, began: float) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            if began < self._answered_at:
+                return
+            # unanswered since this attempt began (and since the last answer)
+            self.since = began
+            self._reported = now
+            log.warning(
+                "the etcd cluster at %s does not answer (%s: %s); retrying until it does, "
+                "still enforcing the last graph",
+                self.where(),
+                what,
+                _brief(e),
+            )
+        elif now - self._reported >= self.report_every:
+            self._reported = now
+            log.warning(
+                "the cluster has been unreachable for %d s; still enforcing the last graph",
+                now - self.since,
+            )
+
+    def answered(self) -> None:
+        self._answered_at = now = time.monotonic()
+        if self.since is not None:
+            log.info(
+                "the etcd cluster at %s answers again (unreachable for %.1f s)",
+                self.where(),
+                now - self.since,
+            )
+            self.since = None
 
 
 class _RecordingWatchStub:
@@ -291,7 +367,9 @@ class EtcdWorld:
         *,
         lease_ttl: int = 10,
         connect_timeout: float = 10.0,
-        op_timeout: float = 30.0,
+        op_timeout: float | None = None,
+        retry_cap: float = 1.0,
+        report_every: float = 30.0,
         rpc_timeout: float = 5.0,
         owner: str = "",
         host_info: Mapping[str, str] | None = None,
@@ -312,7 +390,15 @@ class EtcdWorld:
             raise WorldError(f"a lease TTL must be at least 1 s, not {lease_ttl}")
         self.lease_ttl = int(lease_ttl)  # etcd counts whole seconds
         self.connect_timeout = connect_timeout
+        #: bound on one call's retries once running (None: retry until it answers)
         self.op_timeout = op_timeout
+        #: the longest pause between two retries of a call, a keep-alive or a watch
+        self.retry_cap = retry_cap
+        self._outage = _Outage(self._where, report_every)
+        #: the start is over: calls no longer bounded by `connect_timeout`
+        self._running = False
+        #: leased keys still to put back after a re-grant that was cut short
+        self._republish_due = False
         self.rpc_timeout = rpc_timeout
         self.owner = owner
         self.host_info = dict(host_info or {})
@@ -341,6 +427,7 @@ class EtcdWorld:
             await self._grant()
             await self._register_host()
             log.info("joined the etcd cluster at %s as %s", ",".join(self.endpoints), self.hostname)
+            self._running = True
             task_status.started(self)
             await self._keep_alive()
         finally:
@@ -460,23 +547,54 @@ class EtcdWorld:
         return self._client
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one request, retrying while the cluster is unreachable."""
-        deadline = time.monotonic() + self.op_timeout
+        """Run one request, retrying while the cluster is unreachable.
+
+        Once running, it retries until the cluster answers (or `op_timeout`
+        passes, if one was given); during the start, at most until
+        `connect_timeout`. The World's close ends the wait (`WorldClosed`).
+        """
+        limit = self.op_timeout if self._running else self.connect_timeout
+        deadline = None if limit is None else time.monotonic() + limit
         delay = 0.02
         while True:
+            began = time.monotonic()
             try:
-                return await fn()
-            except Exception as e:
-                if not _transient(e):
+                result = await fn()
+            except asyncio.CancelledError:
+                # Closing the channel ends its calls: grpc.aio raises that as a
+                # CancelledError in the caller, who was not cancelled at all.
+                task = asyncio.current_task()
+                if not (self._closing.is_set() and task is not None and not task.cancelling()):
                     raise
-                if time.monotonic() + delay >= deadline:
-                    raise WorldUnavailable(
-                        f"{what}: no etcd member at {self._where()} answered for "
-                        f"{self.op_timeout:g} s: {e}"
-                    ) from None
-                log.debug("%s: %s; retrying in %.2f s", what, str(e), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            except Exception as e:
+                # Once closing, WorldClosed is raised below, outside this block:
+                # this error's frames hold the channel, and must not ride along.
+                if not self._closing.is_set():
+                    if not _transient(e):
+                        self._outage.answered()  # it answered, if with a refusal
+                        raise
+                    if deadline is not None and time.monotonic() + delay >= deadline:
+                        raise WorldUnavailable(
+                            f"{what}: no etcd member at {self._where()} answered for "
+                            f"{limit:g} s: {_brief(e)}"
+                        ) from None
+                    self._outage.failed(what, e, began)
+                    log.debug("%s: %s; retrying in %.2f s", what, _brief(e), delay)
+            else:
+                self._outage.answered()
+                return result
+            if self._closing.is_set():
+                raise WorldClosed("the etcd World is closed")
+            await self._pause(delay)
+            delay = min(delay * 2, self.retry_cap)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` s before a retry; raise `WorldClosed` if the World closes meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._closing.wait()
+        if self._closing.is_set():
+            raise WorldClosed("the etcd World is closed")
 
     # -- the session lease ----------------------------------------------------------
 
@@ -532,24 +650,32 @@ class EtcdWorld:
     async def _keep_alive(self) -> None:
         """Refresh the lease every TTL/3 until closed; re-grant it if it was lost.
 
-        Raises `HostnameTaken` if the name went to another host while the
-        lease was lost. It is raised from here, a frame that holds no client:
-        a traceback pinning the channel would keep gRPC's poller alive.
+        While the cluster does not answer, it tries again with back-off
+        capped at `retry_cap`, for as long as it takes: once the network is
+        back, a lease that expired meanwhile is re-granted (and our keys
+        re-put) within about a second. Raises `HostnameTaken` if the name
+        went to another host while the lease was lost. It is raised from
+        here, a frame that holds no client: a traceback pinning the channel
+        would keep gRPC's poller alive.
         """
         interval = max(self.lease_ttl / 3, 0.05)
-        failing = False
+        wait = interval
+        failures = 0
         while True:
             if self._fatal is not None:
                 raise self._fatal.with_traceback(None)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(wait):
                     await self._closing.wait()
             if self._closing.is_set():
                 return
+            began = time.monotonic()
             try:
                 await self._renew()
             except HostnameTaken:
                 continue  # `_fatal` is set: raised at the top of the loop
+            except WorldClosed:
+                return
             except Exception as e:
                 # "lease not found" here: the lease granted by a re-grant expired
                 # too before it was used (an agent starved of CPU for longer than
@@ -557,20 +683,29 @@ class EtcdWorld:
                 # re-grants again, rather than the agent giving up the cluster.
                 if not (_transient(e) or _lease_not_found(e)):
                     raise
-                if not failing:
-                    log.warning("cannot refresh %s's lease: %s; retrying", self.hostname, str(e))
-                failing = True
+                if _transient(e):
+                    self._outage.failed(f"refresh {self.hostname}'s lease", e, began)
+                failures += 1
+                wait = min(0.05 * 2 ** min(failures, 8), self.retry_cap, interval)
                 continue
-            if failing:
-                log.info("%s's lease is refreshed again", self.hostname)
-            failing = False
+            self._outage.answered()
+            failures = 0
+            wait = interval
 
     async def _renew(self) -> None:
-        """One keep-alive; a new lease if the old one is gone."""
+        """One keep-alive; a new lease if the old one is gone, our keys put back if due."""
         client = self._require_client()
-        if await self._refresh(client) <= 0:
-            async with self._lease_lock:
+        lease = self._lease_id
+        ttl = await self._refresh(client)
+        if ttl > 0 and not self._republish_due:
+            return
+        async with self._lease_lock:
+            if self._lease_id != lease:
+                return  # a put or commit re-granted it meanwhile
+            if ttl <= 0:
                 await self._regrant()
+            elif self._republish_due:
+                await self._republish(client)
 
     async def _refresh(self, client: Any) -> int:
         """One keep-alive; the lease's remaining TTL (0: it is gone).
@@ -591,16 +726,15 @@ class EtcdWorld:
     async def _regrant(self) -> None:
         """The lease expired (we were cut off too long): get a new one, re-put our keys.
 
-        The host key is registered again first, as at the start: while our
-        lease was gone the name was free, and another live host may hold it
-        now. Then this World speaks for that name no more (`HostnameTaken`,
-        from now on from every call), and none of our keys is re-put over
-        theirs. Called with `_lease_lock` held.
+        Called with `_lease_lock` held. If this is cut short after the
+        grant (cancelled, say), `_republish_due` stays set and the next
+        keep-alive finishes the re-puts on the new lease.
         """
         client = self._require_client()
         lost = self._lease_id
         await self._grant()
         self.lease_regrants += 1
+        self._republish_due = True
         log.warning(
             "%s's lease %x was lost (expired while etcd was unreachable?); re-granted it and "
             "re-publishing %d key(s)",
@@ -608,6 +742,17 @@ class EtcdWorld:
             lost,
             len(self._leased),
         )
+        await self._republish(client)
+
+    async def _republish(self, client: Any) -> None:
+        """Put every leased key back on the current lease, the host key first.
+
+        The host key is registered again first, as at the start: while our
+        lease was gone the name was free, and another live host may hold it
+        now. Then this World speaks for that name no more (`HostnameTaken`,
+        from now on from every call), and none of our keys is re-put over
+        theirs. Called with `_lease_lock` held.
+        """
         host_key = keys.host(self.hostname)
         try:
             await self._register_host()
@@ -618,6 +763,7 @@ class EtcdWorld:
         for key, value in list(self._leased.items()):
             if key != host_key:
                 await self._put_leased(client, key, value)
+        self._republish_due = False
 
     async def _put_leased(self, client: Any, key: str, value: bytes) -> Any:
         return await self._call(
@@ -806,7 +952,10 @@ class EtcdWorld:
         known = await self._mod_revisions_at(prefix, start_revision)
         last = start_revision
         delay = 0.02
+        #: the watch broke and has delivered nothing since (its re-arms go unlogged)
+        broken = False
         while not self._closing.is_set():
+            began = time.monotonic()
             try:
                 async for ev in self._watch_once(prefix, last):
                     if known is not None:
@@ -816,6 +965,7 @@ class EtcdWorld:
                             known.pop(ev.key, None)
                     last = ev.revision
                     delay = 0.02
+                    broken = False
                     yield ev
             except aetcd.RevisionCompactedError as e:
                 log.warning(
@@ -831,17 +981,24 @@ class EtcdWorld:
             except WorldClosed:
                 return
             except Exception as e:
-                # A watch must outlive any outage, so every other failure re-arms it.
+                # A watch must outlive any outage, so every other failure re-arms it,
+                # for as long as it takes (a partition): the outage is logged once.
                 if self._closing.is_set():
                     return
-                level = logging.INFO if _transient(e) else logging.WARNING
-                log.log(level, "watch on %s broke (%s); resuming at %d", prefix, str(e), last + 1)
+                if _transient(e):
+                    self._outage.failed(f"watch {prefix}", e, began)
+                    level = logging.DEBUG if broken else logging.INFO
+                else:
+                    level = logging.WARNING
+                what = _brief(e)
+                log.log(level, "watch on %s broke (%s); resuming at %d", prefix, what, last + 1)
+                broken = True
                 # aetcd keeps a failed watch's error on its callback, which its
                 # traceback's frames hold: a cycle that would pin the channel
                 # until a gc pass. Nothing needs this traceback any more.
                 e.__traceback__ = None
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, self.retry_cap)
 
     async def _resync(
         self, prefix: str, known: dict[str, int] | None
