@@ -8,7 +8,7 @@ object:
 
     cluster at http://127.0.1.1:2379: 3 of 3 members, leader h1
     members:
-      h1  voting   http://127.0.1.1:2379  converged
+      h1  voting   http://127.0.1.1:2379  converged  (leader)
       h2  voting   http://127.0.1.2:2379  converged
       h3  learner  (not started)
     clients:
@@ -139,14 +139,15 @@ def render(status: Status) -> str:
     for m in status.members:
         name = m.name or f"({m.id})"
         urls = ",".join(m.client_urls) if m.role != "not started" else "(not started)"
-        mark = " *" if m.name and m.name == status.leader else ""
+        mark = "  (leader)" if m.name and m.name == status.leader else ""
         lines.append(f"  {name:<{width}}  {m.role:<8} {urls}  {state(m.converged)}{mark}")
     lines.append("clients:" if status.clients else "clients: none")
     for c in status.clients:
         vol = "  (volunteer)" if c.volunteer else ""
         lines.append(f"  {c.name:<{width}}  {state(c.converged)}{vol}")
-    if status.nominated:
-        lines.append(f"nominated: {', '.join(status.nominated)}")
+    members = {m.name for m in status.members if m.role != "not started"}
+    if pending := [h for h in status.nominated if h not in members]:
+        lines.append(f"nominated, joining: {', '.join(pending)}")
     return "\n".join(lines) + "\n"
 
 
