@@ -202,7 +202,7 @@ class Cluster:
     def put(self, key: str, value: str) -> None:
         """Write a key through any host's etcd (as an operator would)."""
         urls = ",".join(h.client_url for h in self.hosts.values())
-        etcdctl(urls, "put", key, value)
+        etcdctl(urls, "put", "--", key, value)  # "--": a value may start with "-"
 
     # -- waiting -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ seconds per member: etcd refuses some changes for ~5 s after the last).
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -75,6 +76,11 @@ def test_growth_1_3_5_a_sixth_stays_a_client_and_a_live_shrink_to_3(cluster):
         for e in cluster.hosts[h].agent.find(event("nominated"))  # type: ignore[union-attr]
     }
     assert nominated == set("bcde"), nominated
+    # the leader (a, all along) made each nomination once: no action repeated before
+    # its effect showed (a busy loop logged one nomination 10 times in 25 ms)
+    leader_log = cluster.hosts["a"].agent.stderr  # type: ignore[union-attr]
+    for name in "bcde":
+        assert leader_log.count(f"cluster: nominating {name}") == 1, leader_log
     # shrink live: two members leave and turn clients, their graphs still enforced
     cluster.put(keys.IDEAL_SIZE, "3")
     cluster.wait_for(
@@ -187,8 +193,42 @@ def test_a_clean_stop_of_a_member_leaves_no_member_entry_and_frees_its_ports(clu
     b = cluster.host("b")
     cluster.join("b", plain(b), seeds=a)
     cluster.wait_members({"a", "b"})
+    agent_a = cluster.hosts["a"].agent
+    assert agent_a is not None
+    assert agent_a.stderr.count("cluster: nominating b") == 1, agent_a.stderr  # no busy loop
+    since = agent_a.mark()
     assert cluster.stop("b", signal.SIGTERM) == 0, b.agent.describe()  # type: ignore[union-attr]
-    cluster.wait_members({"a"})
+    # b is gone for good (its lease revoked): the leader saw it go, and the member
+    # list holds no entry for it, not even a learner added again for the leaving host
+    agent_a.wait_event(event("member_left", host="b"), since=since, what="a saw b leave")
+    agent_a.wait_event(event("host_left", host="b"), since=since, what="b's lease revoked")
+    listed = cluster.members()
+    assert listed is not None and [m.get("name") for m in listed] == ["a"], listed
+    assert not agent_a.find(event("nominated", host="b"), since=since), agent_a.stderr
     assert not (b.prefix / "etcd" / "member").exists()
     cluster.join("b", plain(b), seeds=a)
     cluster.wait_members({"a", "b"})
+
+
+def test_junk_in_the_clustering_keys_is_refused_and_never_reaches_etcd(cluster):
+    a = cluster.host("a")
+    agent_a = cluster.start("a", plain(a), "--ideal-cluster-size", "2")
+    cluster.wait_members({"a"})
+    agent_a.wait_event(event("leader_changed", host="a"), what="a leads")
+    # forged volunteers, sorted before any real one: a file URL, a name etcd would
+    # resolve, no JSON at all; then ideal sizes that would shrink the cluster to nothing
+    cluster.put(keys.volunteer("aa"), json.dumps({"peer_urls": ["file:///etc/passwd"]}))
+    cluster.put(keys.volunteer("ab"), json.dumps({"peer_urls": ["http://evil.example:2380"]}))
+    cluster.put(keys.volunteer("ac"), "not json")
+    for junk in ("0", "-1", "three"):
+        cluster.put(keys.IDEAL_SIZE, junk)
+    cluster.wait_for(
+        lambda: agent_a.stderr.count("not a whole number from 1; refused") == 3, "3 refusals"
+    )
+    assert agent_a.stderr.count("holds no usable peer URLs") == 3, agent_a.stderr
+    # the cluster still wants 2 members, and grows with the one real volunteer
+    b = cluster.host("b")
+    cluster.join("b", plain(b), seeds=a)
+    cluster.wait_members({"a", "b"})
+    assert running(cluster, "a"), agent_a.describe()
+    assert [e["host"] for e in agent_a.find(event("nominated"))] == ["b"]

@@ -35,10 +35,16 @@ known bugs. Every agent runs one `AutoCluster` beside its engine:
   (its own first) with `EtcdWorld.set_endpoints`, and remembers them in
   ``<state>/cluster-endpoints`` (written atomically), so a host restarted
   without ``--seeds`` finds the cluster again.
-* **Leaving.** A clean stop of a member removes it from the cluster first
-  when other voting members remain (a 2-member cluster never loses its
-  quorum to a clean stop), then wipes its data; the sole member keeps its
-  data and restarts on it.
+* **Leaving.** A clean stop withdraws the host from the volunteers first
+  (so the leader never nominates a host that is going away), then a member
+  removes itself from the cluster when other voting members remain (a
+  2-member cluster never loses its quorum to a clean stop) and wipes its
+  data; the sole member keeps its data and restarts on it.
+* **Untrusted values.** Volunteers' and nominations' URLs are used only
+  when they are ``http(s)://IP:PORT`` (`members.valid_url`); an
+  ``idealClusterSize`` that is not a whole number from 1 is refused with a
+  warning (the last good value, or the default, stays); junk is never
+  passed to etcd, and nothing etcd answers ends the agent.
 * **Start-up** (`plan_start`): with a data dir, the seeds (or the
   remembered endpoints) are asked whether this host is still a member: yes
   (or nobody answers): etcd restarts on its data; no: the data is wiped and
@@ -46,7 +52,7 @@ known bugs. Every agent runs one `AutoCluster` beside its engine:
   of the remembered endpoints; with neither, a new one-member cluster.
 
 Failure modes handled: a member's kill -9 (removed after its lease
-expires and a grace, replaced by a volunteer; quorum kept where the
+expires and `GRACE`, replaced by a volunteer; quorum kept where the
 remaining members have it); the leader's death (another member takes the
 key when its lease expires); a restart with the same name and state dir
 (cleanly or after kill -9, member or client: no stale member entry, no
@@ -84,7 +90,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import chooser
 from .base import WorldError, keys, valid_hostname
 from .etcd import members as ops
-from .etcd.members import Member, same_urls
+from .etcd.members import Member, same_urls, valid_url
 from .etcd.server import EtcdConfig, EtcdRemoved, EtcdServer
 
 if TYPE_CHECKING:
@@ -98,12 +104,26 @@ log = logging.getLogger("pymgmt.cluster")
 ENDPOINTS_FILE = "cluster-endpoints"
 #: seconds between two reads of the member list
 POLL = 1.0
+#: ... while a change is under way (a learner in the list, or this host nominated):
+#: the leader promotes a learner as soon as it started, the nominee finds its learner
+FAST_POLL = 0.1
+#: seconds a member's host may lack its volunteer key before the leader removes it.
+#: The lease TTL is the detection delay already (the key rides on the host's lease);
+#: this only absorbs the order in which the leader reads the member list and the
+#: volunteers' watch, and a restarted host putting its key back. A host that comes
+#: back later than this is handled too: it finds itself removed and joins again.
+GRACE = 1.0
+#: seconds a host whose learner never started is passed over when nominating
+#: (say, a forged or unreachable volunteer), so the others get their turn
+PASS_OVER = 60.0
 #: seconds a learner may stay unstarted before the leader removes it
 START_TIMEOUT = 30.0
 #: seconds one membership action may take before it is given up and re-decided
 ACTION_TIMEOUT = 15.0
 #: seconds a clean stop may spend removing this member from the cluster
 LEAVE_TIMEOUT = 15.0
+#: the longest pause between two tries of a membership change etcd refused
+RETRY_CAP = 0.5
 
 
 # -- the state dir ---------------------------------------------------------------------------
@@ -125,13 +145,27 @@ def wipe_data(state_dir: Path) -> None:
     inside it, and a symlink in its place is refused, not followed).
     """
     path = data_dir(state_dir)
+    # the state dir is opened once; "etcd" is then looked at and removed relative
+    # to it, so a symlink swapped in for either is never followed (rmtree refuses one)
     try:
-        st = os.lstat(path)
+        parent = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    if not stat.S_ISDIR(st.st_mode):
-        raise WorldError(f"{path} is not a directory; not removing it")
-    shutil.rmtree(path)
+    except OSError as e:
+        raise WorldError(f"cannot open {state_dir}: {e.strerror}") from None
+    try:
+        try:
+            st = os.lstat(path.name, dir_fd=parent)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            raise WorldError(f"{path} is not a directory; not removing it")
+        try:
+            shutil.rmtree(path.name, dir_fd=parent)
+        except OSError as e:
+            raise WorldError(f"cannot remove {path}: {e.strerror or e}") from None
+    finally:
+        os.close(parent)
     log.info("cluster: removed the data of this host's former etcd member (%s)", path)
 
 
@@ -146,7 +180,7 @@ def read_endpoints(state_dir: Path) -> list[str]:
             urls = json.load(f)
     except (OSError, ValueError):
         return []
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+    if not isinstance(urls, list) or not all(valid_url(u) for u in urls):
         return []
     return urls
 
@@ -311,15 +345,68 @@ async def plan_start(options: ClusterOptions, state_dir: Path, config: EtcdConfi
 # -- the agent's part --------------------------------------------------------------------------
 
 
-def _urls(raw: bytes, field: str) -> tuple[str, ...]:
-    """A list of URLs from a volunteer's or nomination's JSON ((): junk)."""
+def parse_urls(raw: bytes, field: str) -> tuple[str, ...]:
+    """The URLs in a volunteer's or nomination's JSON; () for junk.
+
+    Written by other hosts (or anyone with etcdctl): every URL must be
+    ``http(s)://IP:PORT`` (`valid_url`), else none is taken.
+    """
     try:
         value = json.loads(raw).get(field)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return ()
-    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+    if not isinstance(value, list) or not value or not all(valid_url(u) for u in value):
         return ()
     return tuple(value)
+
+
+def parse_ideal(raw: bytes) -> int | None:
+    """``idealClusterSize`` as written: a whole number from 1 in decimal ASCII; None if not."""
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return None
+    if not text.isdigit() or len(text) > 6:  # ASCII digits only (decoded as ASCII)
+        return None
+    value = int(text)
+    return value if value >= 1 else None
+
+
+class Changes:
+    """A count of changes that several tasks wait on, each for one newer than it saw.
+
+    Each waiter keeps the version it last acted on, so a change reaches
+    every waiter (one shared Event, cleared by the first waiter to wake,
+    hid it from the others: a nominee noticed its nomination only at the
+    next poll).
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def bump(self) -> None:
+        self.version += 1
+        waiters, self._waiters = self._waiters, []
+        for f in waiters:
+            if not f.done():
+                f.set_result(None)
+
+    async def wait(self, seen: int, timeout: float | None = None) -> int:
+        """The version once it is not `seen` (at once if so already), or after `timeout` s."""
+        if self.version != seen:
+            return self.version
+        f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(f)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await f
+        finally:
+            f.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(f)
+        return self.version
 
 
 class AutoCluster:
@@ -353,17 +440,24 @@ class AutoCluster:
         self._voting: set[str] | None = None
         #: host -> why the leader (this agent) removed its member, for MemberLeft
         self._reasons: dict[str, str] = {}
-        self._changed = asyncio.Event()
+        #: bumped on every change of what this agent knows (keys, member list, role)
+        self._changes = Changes()
+        #: the idealClusterSize key exists (whatever it holds)
+        self._ideal_written = False
+        #: (host, value) pairs already warned about, so junk is logged once
+        self._warned: set[tuple[str, bytes]] = set()
         self._refreshing = asyncio.Lock()
         self._absent: dict[int, float] = {}
         self._unstarted: dict[int, float] = {}
+        #: host -> until when it is passed over (its learner never started)
+        self._passed_over: dict[str, float] = {}
 
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Mirror the cluster's keys, follow the members, volunteer, campaign; until cancelled."""
         from ..report.events import RoleChanged
-        from .cluster import DEFAULT_IDEAL_SIZE, mirror_prefix
+        from .cluster import DEFAULT_IDEAL_SIZE
 
         # the role this host starts in, so a reader of the stream knows it from the outset
         log.info(
@@ -377,6 +471,15 @@ class AutoCluster:
         await self._refresh_members()
         if self.role == "client":
             await self._drop_stale_entry()
+        try:
+            await self._run_tasks()
+        except* WorldError as eg:
+            # a World that failed for good (its name taken): the caller's to handle, bare
+            raise eg.exceptions[0] from None
+
+    async def _run_tasks(self) -> None:
+        from .cluster import mirror_prefix
+
         async with asyncio.TaskGroup() as tg:
             tg.create_task(mirror_prefix(self.world, keys.VOLUNTEERS, self._on_volunteers))
             tg.create_task(mirror_prefix(self.world, keys.NOMINATED, self._on_nominated))
@@ -400,27 +503,54 @@ class AutoCluster:
         if not any(kv.key == key for kv in kvs):
             await self.world.put(key, value)
 
+    def _peer_urls(self, where: str, state: dict[str, bytes]) -> dict[str, tuple[str, ...]]:
+        """host -> its peer URLs from a mirrored prefix; junk kept as () and warned about once."""
+        out = {}
+        for host, raw in state.items():
+            if not valid_hostname(host):
+                continue
+            out[host] = urls = parse_urls(raw, "peer_urls")
+            if not urls and (host, raw) not in self._warned:
+                self._warned.add((host, raw))
+                log.warning(
+                    "cluster: %s%s holds no usable peer URLs (each must be http(s)://IP:PORT); "
+                    "ignored",
+                    where,
+                    host,
+                )
+        return out
+
     def _on_volunteers(self, state: dict[str, bytes]) -> None:
-        self.volunteers = {h: _urls(v, "peer_urls") for h, v in state.items() if valid_hostname(h)}
-        self._changed.set()
+        self.volunteers = self._peer_urls(keys.VOLUNTEERS, state)
+        self._changes.bump()
 
     def _on_nominated(self, state: dict[str, bytes]) -> None:
-        self.nominated = {h: _urls(v, "peer_urls") for h, v in state.items() if valid_hostname(h)}
-        self._changed.set()
+        self.nominated = self._peer_urls(keys.NOMINATED, state)
+        self._changes.bump()
 
     def _on_ideal(self, state: dict[str, bytes]) -> None:
+        from .cluster import DEFAULT_IDEAL_SIZE
+
         raw = state.get("")
-        ideal: int | None = None
-        if raw is not None:
-            try:
-                ideal = int(raw.decode().strip())
-            except (UnicodeDecodeError, ValueError):
-                log.warning("cluster: %s holds %r, not a number; ignored", keys.IDEAL_SIZE, raw)
-                ideal = self.ideal
-        if ideal != self.ideal and ideal is not None:
+        self._ideal_written = raw is not None
+        if raw is None:
+            self._changes.bump()  # the leader writes it again
+            return
+        ideal = parse_ideal(raw)
+        if ideal is None:
+            kept = self.ideal if self.ideal is not None else DEFAULT_IDEAL_SIZE
+            log.warning(
+                "cluster: %s holds %r, not a whole number from 1; refused, the cluster "
+                "keeps %d members",
+                keys.IDEAL_SIZE,
+                raw[:40],
+                kept,
+            )
+            self.ideal = kept
+        elif ideal != self.ideal:
             log.info("cluster: the ideal cluster size is %d", ideal)
-        self.ideal = ideal
-        self._changed.set()
+            self.ideal = ideal
+        self._changes.bump()
 
     def _on_leader(self, state: dict[str, bytes]) -> None:
         from ..report.events import LeaderChanged
@@ -436,14 +566,21 @@ class AutoCluster:
             else:
                 log.info("cluster: no leader (the last one left); electing one")
             self.emit(LeaderChanged(leader))
-        self._changed.set()
+        self._changes.bump()
 
     # -- the member list ----------------------------------------------------------------------
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(self._poll_interval())
             await self._refresh_members()
+
+    def _poll_interval(self) -> float:
+        """`FAST_POLL` for the leader while a learner is in the list, and for a
+        nominee that does not serve yet; `POLL` otherwise."""
+        learner = any(m.is_learner for m in self.members)
+        nominee = self.me in self.nominated and not self.slot.serving
+        return FAST_POLL if (learner and self.leader == self.me) or nominee else POLL
 
     async def _refresh_members(self) -> None:
         """Read the member list; follow it with the endpoints; report changes."""
@@ -457,8 +594,9 @@ class AutoCluster:
         except (WorldError, TimeoutError) as e:
             log.debug("cluster: cannot read the member list: %s", e)
             return
-        self.members = listed
-        self._changed.set()
+        if listed != self.members:
+            self.members = listed
+            self._changes.bump()
         voting = [m for m in listed if m.started and not m.is_learner]
         self._report(voting)
         if self.role == "server" and self.slot.serving:
@@ -481,10 +619,11 @@ class AutoCluster:
         own: list[str] = []
         others: list[str] = []
         for m in sorted(voting, key=lambda m: m.name):
+            urls = [u for u in m.client_urls if valid_url(u)]
             if m.name == self.me and self.slot.serving:
-                own += m.client_urls
+                own += urls
             elif m.name != self.me:
-                others += m.client_urls
+                others += urls
         return list(dict.fromkeys(own + others))
 
     def _report(self, voting: Sequence[Member]) -> None:
@@ -519,16 +658,20 @@ class AutoCluster:
                         await self._retrying(functools.partial(ops.remove, self.world, m.id))
 
     async def _retrying(self, fn: Callable[[], Any]) -> None:
-        """Run `fn` until etcd accepts it (refusals retried with back-off)."""
-        delay = 0.1
+        """Run `fn` until etcd accepts it (refusals retried with back-off).
+
+        The back-off stays short (≤ `RETRY_CAP`): etcd refuses some changes
+        for ~5 s after the last one, and is asked again soon after it would.
+        """
+        delay = 0.05
         while True:
             try:
                 await fn()
                 return
             except ops.MemberRefused as e:
-                log.debug("cluster: etcd refused (%s); retrying in %.1f s", e, delay)
+                log.debug("cluster: etcd refused (%s); retrying in %.2f s", e, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, RETRY_CAP)
 
     # -- volunteering and being nominated ------------------------------------------------
 
@@ -543,20 +686,27 @@ class AutoCluster:
 
     async def _volunteer(self) -> None:
         """Offer to serve; start etcd when nominated; withdraw a while if it cannot start."""
+        from ..service import ServiceExited
+
         backoff = 5.0
         key = keys.volunteer(self.me)
         await self.world.put(key, self._volunteer_value(), lease=True)
+        seen = -1
         while True:
-            await self._changed.wait()
-            self._changed.clear()
+            seen = await self._changes.wait(seen)
             if self.role == "server" or self.slot.serving or self.me not in self.nominated:
                 continue
             mine = [m for m in self.members if same_urls(m.peer_urls, self.config.peer_urls)]
+            if not mine:
+                # the leader adds the learner before it nominates: read the list now,
+                # not at the next poll
+                await self._refresh_members()
+                mine = [m for m in self.members if same_urls(m.peer_urls, self.config.peer_urls)]
             if not mine or mine[0].started:
                 continue
             try:
                 await self._join()
-            except WorldError as e:
+            except (WorldError, ServiceExited, OSError) as e:
                 log.error(
                     "cluster: nominated, but this host's etcd cannot start: %s; "
                     "withdrawing for %g s",
@@ -572,8 +722,8 @@ class AutoCluster:
         """Start this host's etcd as the learner the leader added for it."""
         from ..report.events import RoleChanged
 
-        started = [m for m in self.members if m.started]
-        cluster = [f"{m.name}={u}" for m in started for u in m.peer_urls]
+        started = [m for m in self.members if m.started and valid_hostname(m.name)]
+        cluster = [f"{m.name}={u}" for m in started for u in m.peer_urls if valid_url(u)]
         cluster += [f"{self.me}={u}" for u in self.config.peer_urls]
         wipe_data(self.state_dir)  # a joining member starts empty
         config = replace(self.config, initial_cluster=",".join(cluster), cluster_state="existing")
@@ -592,19 +742,23 @@ class AutoCluster:
             await self.slot.removed.wait()
             self.slot.removed.clear()
             others = [m for m in self.members if m.started and not is_me(m, self.me, self.config)]
-            urls = [u for m in others for u in m.client_urls]
+            urls = [u for m in others for u in m.client_urls if valid_url(u)]
             if urls:
                 with contextlib.suppress(WorldError):
                     await self.world.set_endpoints(urls)
             await self.slot.stop()
             with contextlib.suppress(WorldError):
                 await self.world.delete_leased(keys.LEADER)
-            wipe_data(self.state_dir)
+            try:
+                wipe_data(self.state_dir)
+            except WorldError as e:
+                # etcd will refuse this data dir: joining again fails (and is retried)
+                log.error("cluster: %s", e)
             if self.role != "client":
                 self.role = "client"
                 log.info("cluster: this host's etcd member was removed; it is a client now")
                 self.emit(RoleChanged("client"))
-            self._changed.set()
+            self._changes.bump()
 
     # -- the leader -----------------------------------------------------------------------
 
@@ -617,9 +771,9 @@ class AutoCluster:
         """Voting members try to take the leader key; the holder leads until it is gone."""
         from ..report.events import LeaderChanged
 
+        seen = -1
         while True:
-            await self._changed.wait()
-            self._changed.clear()
+            seen = await self._changes.wait(seen)
             if not self._voting_member() or self.leader:
                 continue
             if await self.world.create_leased(keys.LEADER, self.me.encode()):
@@ -630,40 +784,90 @@ class AutoCluster:
                 await self._lead()
 
     async def _lead(self) -> None:
-        """Decide and make one change at a time while this host holds the leader key."""
+        """Decide and make one change at a time while this host holds the leader key.
+
+        One action per change: after an action the leader waits until what
+        it knows shows the action's effect (or `POLL` passes), and an
+        action decided again on the same knowledge is not made again until
+        something changes; a repeated action is logged once.
+        """
         from .cluster import DEFAULT_IDEAL_SIZE
 
         delay = 0.2
+        last: chooser.Action | None = None
+        #: the version of what the leader knew when it last acted
+        acted_at = -1
         while self.leader == self.me and self._voting_member():
-            if self.ideal is None:
+            if not self._ideal_written:
                 size = self.options.ideal_cluster_size or DEFAULT_IDEAL_SIZE
-                await self._create(keys.IDEAL_SIZE, str(size).encode())
-            view = self._view()
-            action = chooser.choose(view)
-            if action is None:
-                delay = 0.2
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL):
-                        await self._changed.wait()
-                self._changed.clear()
+                with contextlib.suppress(WorldError):
+                    await self._create(keys.IDEAL_SIZE, str(size).encode())
+            version = self._changes.version
+            action = chooser.choose(self._view())
+            if action is None or (action == last and version == acted_at):
+                if action is None:
+                    last = None
+                # a timeout re-decides: a gone member's grace or a start timeout runs out
+                await self._changes.wait(version, timeout=self._decide_again_in())
                 continue
+            if action == last:
+                log.debug("cluster: again: %s", _describe(action))
+            else:
+                log.info("cluster: %s", _describe(action))
+            last, acted_at = action, version
+            acted = False
             try:
                 async with asyncio.timeout(ACTION_TIMEOUT):
-                    await self._act(action)
+                    acted = await self._act(action)
                 delay = 0.2
             except (WorldError, TimeoutError) as e:
                 log.warning(
-                    "cluster: %s did not go through (%s); retrying in %.1f s",
+                    "cluster: %s did not go through (%s); deciding again in %.1f s",
                     _describe(action),
                     str(e) or "it took too long",
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                last = None
             await self._refresh_members()
+            if acted:
+                await self._until_seen(action)
         if self.role != "server":
             with contextlib.suppress(WorldError):
                 await self.world.delete_leased(keys.LEADER)
+
+    def _decide_again_in(self) -> float:
+        """Seconds until the leader decides again if nothing changes: the next poll, or
+        sooner when a gone member's grace runs out."""
+        now = time.monotonic()
+        ends = [since + GRACE - now for since in self._absent.values()]
+        return max(FAST_POLL, min([self._poll_interval(), *ends]))
+
+    def _seen(self, action: chooser.Action) -> bool:
+        """What this agent knows shows `action`'s effect."""
+        ids = {m.id: m for m in self.members}
+        match action:
+            case chooser.Remove(member_id, host, _):
+                return member_id not in ids and host not in self.nominated
+            case chooser.Promote(member_id, _):
+                return member_id not in ids or not ids[member_id].is_learner
+            case chooser.Nominate(host, peer_urls, _):
+                listed = any(same_urls(m.peer_urls, peer_urls) for m in self.members)
+                return listed and host in self.nominated
+            case chooser.Unnominate(host):
+                return host not in self.nominated
+        raise AssertionError(action)
+
+    async def _until_seen(self, action: chooser.Action) -> None:
+        """Wait (at most `POLL` s) until the mirrors and the member list show `action`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + POLL
+        seen = self._changes.version
+        while not self._seen(action) and (left := deadline - loop.time()) > 0:
+            seen = await self._changes.wait(seen, timeout=min(left, FAST_POLL))
+            if not self._seen(action):
+                await self._refresh_members()
 
     def _view(self) -> chooser.View:
         from .cluster import DEFAULT_IDEAL_SIZE
@@ -676,26 +880,36 @@ class AutoCluster:
             volunteers=dict(self.volunteers),
             nominated=dict(self.nominated),
             now=now,
-            grace=max(2.0, float(self.options.lease_ttl)),
+            grace=GRACE,
             start_timeout=START_TIMEOUT,
+            passed_over=frozenset(h for h, until in self._passed_over.items() if until > now),
         )
         self._absent = chooser.track(self._absent, chooser.absent(draft), now)
         self._unstarted = chooser.track(self._unstarted, chooser.unstarted(draft), now)
         return replace(draft, absent_since=self._absent, unstarted_since=self._unstarted)
 
-    async def _act(self, action: chooser.Action) -> None:
+    async def _act(self, action: chooser.Action) -> bool:
+        """Make `action`; False if it turned out not to be due (nothing was changed)."""
         from ..report.events import Nominated
 
-        log.info("cluster: %s", _describe(action))
         match action:
             case chooser.Remove(member_id, host, reason):
                 if valid_hostname(host):
                     self._reasons[host] = reason
                     await self.world.delete(keys.nominated(host))
+                    if reason.startswith(chooser.NEVER_STARTED):
+                        self._passed_over[host] = time.monotonic() + PASS_OVER
                 await self._retrying(lambda: ops.remove(self.world, member_id))
             case chooser.Promote(member_id, _):
-                await self._retrying(lambda: ops.promote(self.world, member_id))
+                try:
+                    await self._retrying(lambda: ops.promote(self.world, member_id))
+                except ops.MemberGone:
+                    log.debug("cluster: member %x is gone; not promoting it", member_id)
             case chooser.Nominate(host, peer_urls, add):
+                if not await self._still_volunteers(host, peer_urls):
+                    # its mirror lags: the host withdrew (it is leaving)
+                    log.info("cluster: %s no longer volunteers; not nominating it", host)
+                    return False
                 if add:
                     await self._retrying(lambda: ops.add_learner(self.world, peer_urls))
                 value = json.dumps({"peer_urls": list(peer_urls)}).encode()
@@ -703,11 +917,35 @@ class AutoCluster:
                 self.emit(Nominated(host))
             case chooser.Unnominate(host):
                 await self.world.delete(keys.nominated(host))
+        return True
+
+    async def _still_volunteers(self, host: str, peer_urls: Sequence[str]) -> bool:
+        """`host` volunteers with `peer_urls` now (read from etcd, not from the mirror).
+
+        A leaving host withdraws its key before it removes its member: read
+        after the member list that shows it gone, this sees the withdrawal.
+        """
+        key = keys.volunteer(host)
+        kvs, _ = await self.world.get_prefix(key)
+        raw = next((kv.value for kv in kvs if kv.key == key), None)
+        return raw is not None and same_urls(parse_urls(raw, "peer_urls"), peer_urls)
 
     # -- leaving ------------------------------------------------------------------------
 
     async def leave(self) -> None:
-        """On a clean stop: a member with other voting members removes itself, wipes its data."""
+        """On a clean stop: withdraw from the volunteers; then a member with other voting
+        members removes itself and wipes its data.
+
+        The withdrawal comes first, so the leader, seeing this member gone,
+        does not nominate its host again (it reads the volunteer key afresh
+        before it adds a learner).
+        """
+        if self.volunteering:
+            try:
+                async with asyncio.timeout(LEAVE_TIMEOUT):
+                    await self.world.delete(keys.volunteer(self.me))
+            except (WorldError, TimeoutError) as e:
+                log.warning("cluster: could not withdraw from the volunteers: %s", str(e))
         if not self.slot.serving:
             return
         mine = [m for m in self.members if is_me(m, self.me, self.config)]
@@ -718,7 +956,7 @@ class AutoCluster:
         ]
         if not mine or not others:
             return  # the sole member keeps its data, and restarts on it
-        urls = [u for m in others for u in m.client_urls]
+        urls = [u for m in others for u in m.client_urls if valid_url(u)]
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self.world.set_endpoints(urls)
@@ -734,7 +972,10 @@ class AutoCluster:
             )
             return
         await self.slot.stop()
-        wipe_data(self.state_dir)
+        try:
+            wipe_data(self.state_dir)
+        except WorldError as e:
+            log.error("cluster: %s", e)
 
 
 def _describe(action: chooser.Action) -> str:

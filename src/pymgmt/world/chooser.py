@@ -10,9 +10,11 @@ time is etcd's own advice: two changes in flight can cost the quorum (the
 In order, the first that applies:
 
 1. **Gone**: a member whose host has had no volunteer key for `grace` s
-   (its lease expired: the host died) is removed. So is a learner that
-   did not start within `start_timeout` s (its host could not start etcd).
-   Never the leader itself.
+   (its lease expired: the host died, or it withdrew to leave) is removed.
+   So is a learner that did not start within `start_timeout` s (its host
+   could not start etcd); the leader then passes that host over for a
+   while (`View.passed_over`), so one host that never starts cannot hold
+   up the others. Never the leader itself.
 2. **Promote** a learner that has started (etcd refuses until it is in
    sync: the leader retries).
 3. **Wait** while a learner has not started yet (one change at a time),
@@ -21,7 +23,8 @@ In order, the first that applies:
 4. **Stale nominations**: a nominated host that is not a member loses its
    nomination (a failed or undone nomination).
 5. **Grow**: fewer members than the ideal size: the first volunteer in
-   sorted order that is not a member, whose peer URLs clash with no
+   sorted order that is not a member, not passed over, with peer URLs
+   (the caller keeps only ``http(s)://IP:PORT`` ones) that clash with no
    member's and no earlier volunteer's, is nominated (added as a learner).
 6. **Shrink**: more voting members than the ideal size: the last member in
    sorted order other than the leader is removed.
@@ -59,6 +62,8 @@ class View:
     grace: float = 2.0
     #: how long a learner may stay unstarted before it is removed
     start_timeout: float = 30.0
+    #: hosts not to nominate now (their learner did not start lately)
+    passed_over: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class Unnominate:
 
 
 Action = Remove | Promote | Nominate | Unnominate
+
+#: how the reason of a Remove for a learner that never started begins
+NEVER_STARTED = "it did not start within"
 
 
 def host_of(member: Member, view: View) -> str | None:
@@ -142,7 +150,7 @@ def choose(view: View) -> Action | None:
             return Remove(m.id, label, "its host is gone")
         waited = view.now - view.unstarted_since.get(m.id, view.now)
         if not m.started and waited >= view.start_timeout:
-            return Remove(m.id, label, f"it did not start within {view.start_timeout:g} s")
+            return Remove(m.id, label, f"{NEVER_STARTED} {view.start_timeout:g} s")
 
     # 2. promote a started learner
     for m in members:
@@ -172,7 +180,7 @@ def choose(view: View) -> Action | None:
             urls = view.volunteers[host]
             clash = any(set(urls) & set(t) for t in taken)
             taken.append(urls)
-            if host in member_hosts or not urls or clash:
+            if host in member_hosts or host in view.passed_over or not urls or clash:
                 continue
             return Nominate(host, urls)
         return None
@@ -188,6 +196,7 @@ def choose(view: View) -> Action | None:
 
 
 __all__ = [
+    "NEVER_STARTED",
     "Action",
     "Nominate",
     "Promote",

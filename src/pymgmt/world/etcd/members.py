@@ -4,10 +4,13 @@ aetcd 1.0 has no learner flag on ``add_member``, so these go through its
 raw cluster stub (``MemberAddRequest(isLearner=True)``,
 ``MemberPromoteRequest``, ``MemberRemoveRequest``, ``MemberListRequest``)
 with `EtcdWorld`'s retrying call: "unavailable" (no leader, a member
-switching) is retried there. etcd's other refusals ("unhealthy cluster"
-for ~5 s after a change, "can only promote a learner member which is in
-sync with leader", "too many learner members") reach the caller as
-`MemberRefused`; the clustering loop retries those with back-off.
+switching) is retried there. etcd's refusals ("unhealthy cluster" for
+~5 s after a change -- gRPC "unavailable" too, but not an outage --, "can
+only promote a learner member which is in sync with leader", "too many
+learner members") reach the caller as `MemberRefused`; the clustering loop
+retries those with back-off. A member that is not there (`MemberGone`)
+and every other error etcd answers with reach it as a `WorldError`, never
+as a raw gRPC error: nothing etcd says ends the agent.
 
 `Member` and `same_urls` are plain data: the pure chooser uses them too.
 Nothing heavy is imported at the top.
@@ -16,8 +19,10 @@ Nothing heavy is imported at the top.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,14 @@ if TYPE_CHECKING:
 
 class MemberRefused(WorldError):
     """etcd refused a membership change for now (it says why); worth retrying later."""
+
+
+class MemberGone(WorldError):
+    """The member is not (or no longer) in the cluster: retrying cannot help."""
+
+
+class MemberConflict(WorldError):
+    """A member with these peer URLs (or this id) exists already: re-read, then decide."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,29 @@ def same_urls(a: Iterable[str], b: Iterable[str]) -> bool:
     return {u.rstrip("/") for u in a} == {u.rstrip("/") for u in b}
 
 
+def valid_url(url: object) -> bool:
+    """`url` is exactly ``http(s)://IP:PORT`` (an IPv6 address in brackets), nothing else.
+
+    The only URLs taken from other hosts' keys (volunteers, nominations)
+    and from the member list: a name would be resolved by etcd (and could
+    point anywhere), a path, query, user or odd spelling is junk or forgery.
+    """
+    if not isinstance(url, str) or not url.isascii() or not url.isprintable():
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+        ip = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or port is None or port == 0:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        return False  # a link-local zone names an interface of the writer's machine
+    shown = f"[{ip}]" if ip.version == 6 else str(ip)
+    return url.rstrip("/") == f"{parts.scheme}://{shown}:{port}"
+
+
 def _member(m: Any) -> Member:
     return Member(
         id=int(m.ID),
@@ -69,33 +105,52 @@ def _member(m: Any) -> Member:
     )
 
 
-def _refused(e: BaseException) -> MemberRefused | None:
-    """etcd's word for a change it will not make now, as a `MemberRefused`."""
+def _refused(e: BaseException) -> WorldError | None:
+    """etcd's answer to a membership call, as a `WorldError` (None: not an answer to map).
+
+    "unhealthy cluster" comes as gRPC "unavailable", as an outage does: it
+    is told apart by its text, so the World does not log it as the cluster
+    being unreachable and retry it for ever.
+    """
     from aetcd import rpc
 
-    if isinstance(e, rpc.AioRpcError) and e.code() in (
-        rpc.StatusCode.FAILED_PRECONDITION,
-        rpc.StatusCode.NOT_FOUND,
-        rpc.StatusCode.UNAVAILABLE,
-        rpc.StatusCode.DEADLINE_EXCEEDED,
-        rpc.StatusCode.RESOURCE_EXHAUSTED,
-    ):
-        return MemberRefused(str(e.details()))
+    if not isinstance(e, rpc.AioRpcError):
+        return None
+    code, details = e.code(), str(e.details())
+    if code == rpc.StatusCode.NOT_FOUND:
+        return MemberGone(details)
+    if "already exist" in details:
+        return MemberConflict(details)
+    if code in (rpc.StatusCode.FAILED_PRECONDITION, rpc.StatusCode.RESOURCE_EXHAUSTED):
+        return MemberRefused(details)
+    if code == rpc.StatusCode.UNAVAILABLE and "unhealthy cluster" in details:
+        return MemberRefused(details)
     return None
 
 
 async def _cluster_call(world: EtcdWorld, what: str, method: str, request: Any) -> Any:
-    try:
-        return await world.raw_call(
-            what,
-            lambda client: getattr(client.clusterstub, method)(
+    from aetcd import rpc
+
+    async def attempt(client: Any) -> Any:
+        try:
+            return await getattr(client.clusterstub, method)(
                 request, timeout=world.rpc_timeout, metadata=client.metadata
-            ),
-        )
-    except Exception as e:
-        if refused := _refused(e):
-            raise refused from None
-        raise
+            )
+        except rpc.AioRpcError as e:
+            # mapped here, inside the World's retrying call: a refusal is an answer
+            answer = _refused(e)
+            if answer is None:
+                raise
+            try:
+                raise answer from None
+            finally:
+                # no cycle (this frame <-> the error's traceback) keeps the channel alive
+                del answer
+
+    try:
+        return await world.raw_call(what, attempt)
+    except rpc.AioRpcError as e:
+        raise WorldError(f"{what}: etcd says {e.code().name.lower()}: {e.details()}") from None
 
 
 async def member_list(world: EtcdWorld) -> list[Member]:
@@ -128,11 +183,14 @@ async def promote(world: EtcdWorld, member_id: int) -> None:
 
 
 async def remove(world: EtcdWorld, member_id: int) -> None:
-    """Remove a member; its etcd, if it runs, exits by itself."""
+    """Remove a member; its etcd, if it runs, exits by itself. One already gone is done."""
     from aetcd import rpc
 
     request = rpc.MemberRemoveRequest(ID=member_id)
-    await _cluster_call(world, f"remove member {member_id:x}", "MemberRemove", request)
+    try:
+        await _cluster_call(world, f"remove member {member_id:x}", "MemberRemove", request)
+    except MemberGone:
+        log.debug("member %x was removed already", member_id)
 
 
 async def ask(
@@ -173,6 +231,8 @@ async def ask(
 
 __all__ = [
     "Member",
+    "MemberConflict",
+    "MemberGone",
     "MemberRefused",
     "add_learner",
     "ask",
@@ -180,4 +240,5 @@ __all__ = [
     "promote",
     "remove",
     "same_urls",
+    "valid_url",
 ]
