@@ -122,6 +122,8 @@ START_TIMEOUT = 30.0
 ACTION_TIMEOUT = 15.0
 #: seconds a clean stop may spend removing this member from the cluster
 LEAVE_TIMEOUT = 15.0
+#: seconds a clean stop may spend reading the member list afresh
+FRESH_TIMEOUT = 3.0
 #: the longest pause between two tries of a membership change etcd refused
 RETRY_CAP = 0.5
 
@@ -933,38 +935,47 @@ class AutoCluster:
     # -- leaving ------------------------------------------------------------------------
 
     async def leave(self) -> None:
-        """On a clean stop: withdraw from the volunteers; then a member with other voting
-        members removes itself and wipes its data.
+        """On a clean stop, a member with other voting members withdraws from the
+        volunteers, removes itself and wipes its data; anyone else just goes.
 
         The withdrawal comes first, so the leader, seeing this member gone,
         does not nominate its host again (it reads the volunteer key afresh
-        before it adds a learner).
+        before it adds a learner). A client has nothing to do: its volunteer
+        key rides on its lease, revoked next. The member list is read afresh:
+        when hosts are stopped one after the other, the last one's copy may
+        still show members that are gone, and it must not wait on them.
+        Every step is bounded: a stop always ends.
         """
-        if self.volunteering:
-            try:
-                async with asyncio.timeout(LEAVE_TIMEOUT):
-                    await self.world.delete(keys.volunteer(self.me))
-            except (WorldError, TimeoutError) as e:
-                log.warning("cluster: could not withdraw from the volunteers: %s", str(e))
         if not self.slot.serving:
             return
-        mine = [m for m in self.members if is_me(m, self.me, self.config)]
+        listed = self.members
+        with contextlib.suppress(WorldError, TimeoutError):
+            async with asyncio.timeout(FRESH_TIMEOUT):
+                listed = await ops.member_list(self.world)
+        mine = [m for m in listed if is_me(m, self.me, self.config)]
         others = [
             m
-            for m in self.members
+            for m in listed
             if m.started and not m.is_learner and not is_me(m, self.me, self.config)
         ]
         if not mine or not others:
             return  # the sole member keeps its data, and restarts on it
-        urls = [u for m in others for u in m.client_urls if valid_url(u)]
+        # our own etcd first while it lives, then the others (it exits once removed)
+        own = [u for u in self.config.client_urls if valid_url(u)]
+        theirs = [u for m in others for u in m.client_urls if valid_url(u)]
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT):
-                await self.world.set_endpoints(urls)
+                if self.volunteering:
+                    await self.world.delete(keys.volunteer(self.me))
+                await self.world.set_endpoints(own + theirs)
                 await self.world.delete_leased(keys.LEADER)
                 log.info("cluster: leaving the etcd members (%d remain)", len(others))
                 await self._retrying(lambda: ops.remove(self.world, mine[0].id))
+                # our etcd is stopping now: the rest goes to the others
+                await self.world.set_endpoints(theirs or own)
                 await self.world.delete(keys.nominated(self.me))
-        except (WorldError, TimeoutError) as e:
+        except Exception as e:  # a stop goes on whatever the cluster says
+            # (WorldError, TimeoutError, or a gRPC error from a member going down)
             log.warning(
                 "cluster: could not leave the etcd members (%s); the leader removes this "
                 "host once its lease expires",

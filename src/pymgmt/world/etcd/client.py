@@ -183,10 +183,20 @@ def _transient(e: BaseException) -> bool:
     ):
         return True
     if isinstance(e, aetcd.rpc.AioRpcError):
+        details = e.details() or ""
+        if e.code() == aetcd.rpc.StatusCode.INTERNAL:
+            # gRPC's own core failing a call on a channel being torn down (the
+            # endpoints swapped under a stream), not an answer from etcd
+            return "from Core" in details
+        if e.code() == aetcd.rpc.StatusCode.UNKNOWN:
+            # a member that is stopping (removed, or shutting down): another answers
+            return details in ("raft: stopped", "etcdserver: server stopped")
         return e.code() in (
             aetcd.rpc.StatusCode.UNAVAILABLE,
             aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
         )
+    if isinstance(e, aetcd.InternalError):
+        return "from Core" in str(e)
     return False
 
 
