@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness import Cluster, Host, expected_files, files_in, graph3
+from harness import Cluster, Host, etcdctl, expected_files, files_in, graph3
 from helpers import Agent, event
 
 from pymgmt.world.base import keys
@@ -180,9 +180,14 @@ def test_five_agents_started_at_once_form_one_cluster_of_the_ideal_size(cluster)
     for name in names:
         cluster.join(name, plain(cluster.hosts[name]), seeds=a)
     cluster.wait_members(set("abcde"), SETTLE)
-    # one cluster: every member reports the same member ids
-    ids = {m["ID"] for m in cluster.members() or []}
-    assert len(ids) == 5
+    # one cluster, no split brain: each member's own etcd, asked alone, reports the
+    # same cluster and the same five members
+    seen = set()
+    for name in "abcde":
+        out = json.loads(etcdctl(cluster.hosts[name].client_url, "member", "list", "-w", "json"))
+        seen.add((out["header"]["cluster_id"], frozenset(m["ID"] for m in out["members"])))
+    assert len(seen) == 1, seen
+    assert len(next(iter(seen))[1]) == 5
     for name in "abcde":
         assert running(cluster, name), cluster.hosts[name].agent.describe()  # type: ignore[union-attr]
 
