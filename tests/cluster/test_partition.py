@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from harness import CLUSTER_DEADLINE, Cluster, Host, files_in
 from helpers import checked, event, graph_doc, write_atomic, write_graph
-from netns import NetnsUnavailable, Network, ip, namespaces, network
+from netns import NetnsUnavailable, Network, ip, namespaces, network, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def net(cluster: Cluster) -> Iterator[Network]:
             finally:
                 cluster.close()
     except NetnsUnavailable as e:
-        pytest.skip(f"network namespaces cannot work here: {e}")
+        unavailable(e)
 
 
 def on_network(cluster: Cluster, net: Network, name: str) -> Host:
@@ -97,7 +97,7 @@ def test_the_network_helper_cuts_and_heals_a_link_and_leaves_the_root_namespace_
             made = {h.namespace for h in n.hosts.values()} | {n.switch}
             assert made <= namespaces()
     except NetnsUnavailable as e:
-        pytest.skip(f"network namespaces cannot work here: {e}")
+        unavailable(e)
     assert not made & namespaces()
 
 

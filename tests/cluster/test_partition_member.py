@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 from harness import CLUSTER_DEADLINE, Cluster, Host, etcdctl_binary
 from helpers import DEADLINE, checked, event, write_atomic
-from netns import NetnsUnavailable, Network, network
+from netns import NetnsUnavailable, Network, network, unavailable
 from test_partition import graph, holds, on_network
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def net(cluster: Cluster) -> Iterator[Network]:
             finally:
                 cluster.close()
     except NetnsUnavailable as e:
-        pytest.skip(f"network namespaces cannot work here: {e}")
+        unavailable(e)
 
 
 def voting(net: Network, via: Host) -> set[str]:
