@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from etcdutil import fast_config, serving, world_on
 from helpers import PYMGMT, run_async
 
-from pymgmt.cli.pki import init_ca, issue_host
+from pymgmt.cli.pki import PkiError, init_ca, issue_host
 from pymgmt.world.base import WorldError
 from pymgmt.world.etcd.server import EtcdConfig
 from pymgmt.world.etcd.tls import CLUSTER_NAME, TlsError, TlsFiles, diagnose
@@ -137,6 +137,24 @@ def test_pki_usage_errors_exit_1_saying_why(
     assert proc.returncode == 1, proc.stdout
     assert message in proc.stderr
     assert contents(ca) == before and not os.listdir(empty)
+
+
+def test_pki_never_replaces_a_file_made_while_it_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another 'pymgmt pki init' finishing between the check and the write: each
+    # run keeps its files whole, never one's key with the other's certificate
+    d = tmp_path / "pki"
+    generate = ec.generate_private_key
+
+    def racing(curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        (d / "ca.key").write_bytes(b"the other run's key\n")
+        return generate(curve)
+
+    monkeypatch.setattr(ec, "generate_private_key", racing)
+    with pytest.raises(PkiError, match="already exist"):
+        init_ca(d)
+    assert contents(d) == {"ca.key": b"the other run's key\n"}
 
 
 # -- checking the files at start-up -------------------------------------------------------------

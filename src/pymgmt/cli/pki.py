@@ -8,7 +8,9 @@ Keys are ECDSA P-256: Go's crypto/tls (etcd 3.5), gRPC's BoringSSL and
 Python's OpenSSL all accept it, for TLS 1.2 and 1.3 alike. A key file is
 mode 0600 from its first byte and every file is written atomically
 (temporary file, fsync, rename: a crash leaves the old file or the new,
-never half a key); an existing file is never overwritten without --force.
+never half a key); an existing file is never overwritten without --force,
+not even one another run made a moment ago (the file is linked into place,
+which fails where a file is).
 
 The CA is valid for 10 years; a host certificate for 3 (``--days``). A host
 certificate is usable as a TLS server and client (etcd's members are
@@ -26,7 +28,7 @@ import re
 import secrets
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..report.recap import EXIT_INPUT
 from ..world.base import valid_hostname
@@ -153,8 +155,8 @@ def init_ca(directory: Path, *, force: bool = False) -> list[str]:
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), 0o600)
-    _write(crt, _cert_pem(cert), 0o644)
+    _write(key_path, _key_pem(key), 0o600, force, "a CA")
+    _write(crt, _cert_pem(cert), 0o644, force, "a CA")
     return [
         f"wrote {key_path} (the CA's private key, mode 0600: keep it secret, off the hosts)",
         f"wrote {crt} (the CA certificate, valid until {cert.not_valid_after_utc:%Y-%m-%d})",
@@ -238,8 +240,8 @@ def issue_host(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), 0o600)
-    _write(crt, _cert_pem(cert), 0o644)
+    _write(key_path, _key_pem(key), 0o600, force, f"a certificate for {name}")
+    _write(crt, _cert_pem(cert), 0o644, force, f"a certificate for {name}")
     names = [f"DNS:{d}" for d in dns_names] + [f"IP:{a}" for a in dict.fromkeys(addresses)]
     return [
         f"wrote {key_path} ({name}'s private key, mode 0600)",
@@ -289,20 +291,27 @@ def _refuse_existing(paths: list[Path], force: bool, what: str) -> None:
     if force:
         return
     if present := [str(p) for p in paths if os.path.lexists(p)]:
-        raise PkiError(
-            f"{' and '.join(present)} already exist{'s' if len(present) == 1 else ''}: "
-            f"not replacing {what} (--force replaces it)"
-        )
+        _exists(present, what)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically, with `mode` from the first byte (fsutil's temp+fsync+rename)."""
-    from ..fsutil import atomic_write
+def _exists(present: list[str], what: str) -> NoReturn:
+    raise PkiError(
+        f"{' and '.join(present)} already exist{'s' if len(present) == 1 else ''}: "
+        f"not replacing {what} (--force replaces it)"
+    )
+
+
+def _write(path: Path, data: bytes, mode: int, force: bool, what: str) -> None:
+    """Atomically, with `mode` from the first byte (fsutil's temp+fsync+rename);
+    without `force` never over a file, even one made since `_refuse_existing`."""
+    from ..fsutil import UnsafePathError, atomic_write
 
     try:
-        atomic_write(str(path.absolute()), data, mode, None, None)
-    except OSError as e:
-        raise PkiError(f"cannot write {path}: {e.strerror or e}") from None
+        atomic_write(str(path.absolute()), data, mode, None, None, replace=force)
+    except FileExistsError:
+        _exists([str(path)], what)
+    except (OSError, UnsafePathError) as e:
+        raise PkiError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def _key_pem(key: Any) -> bytes:
