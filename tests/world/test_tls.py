@@ -139,6 +139,15 @@ def test_pki_usage_errors_exit_1_saying_why(
     assert contents(ca) == before and not os.listdir(empty)
 
 
+def test_pki_host_refuses_the_name_ca_whose_files_are_the_cas_own(ca: Path) -> None:
+    # DIR/ca.crt and DIR/ca.key are the CA: a host "ca" would replace the CA's key
+    before = contents(ca)
+    proc = pki("host", str(ca), "ca", "--force")
+    assert proc.returncode == 1, proc.stdout
+    assert "'ca' cannot name a host" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
 def test_pki_never_replaces_a_file_made_while_it_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -180,6 +180,8 @@ def issue_host(
 
     if not valid_hostname(name):
         raise PkiError(f"{name!r} cannot name a host (letters, digits, '-', '_' and '.')")
+    if name == "ca":
+        raise PkiError("'ca' cannot name a host: DIR/ca.crt and DIR/ca.key are the CA's own files")
     addresses = []
     for text in ips:
         try:
