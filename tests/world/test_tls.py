@@ -166,6 +166,57 @@ def test_pki_never_replaces_a_file_made_while_it_works(
     assert contents(d) == {"ca.key": b"the other run's key\n"}
 
 
+def test_pki_host_does_not_follow_a_symlink_planted_at_the_ca_key(tmp_path: Path) -> None:
+    # a key that is not this CA's, signed with by pymgmt because DIR/ca.key points at it
+    elsewhere = tmp_path / "elsewhere"
+    init_ca(elsewhere)
+    d = tmp_path / "pki"
+    d.mkdir()
+    (d / "ca.crt").write_bytes((elsewhere / "ca.crt").read_bytes())
+    (d / "ca.key").symlink_to(elsewhere / "ca.key")
+    proc = pki("host", str(d), "h1")
+    assert proc.returncode == 1, proc.stdout
+    assert f"{d / 'ca.key'} is a symbolic link" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(d)) == ["ca.crt", "ca.key"]
+
+
+def test_pki_host_refuses_a_ca_key_and_certificate_that_do_not_match(
+    ca: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    init_ca(other)
+    (ca / "ca.crt").write_bytes((other / "ca.crt").read_bytes())
+    before = contents(ca)
+    proc = pki("host", str(ca), "web1")
+    assert proc.returncode == 1, proc.stdout
+    assert "does not belong to the CA certificate" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
+def test_pki_host_refuses_an_expired_ca(ca: Path) -> None:
+    key = serialization.load_pem_private_key((ca / "ca.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    old = cert(ca / "ca.crt")
+    now = datetime.datetime.now(UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=20))
+        .not_valid_after(now - datetime.timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (ca / "ca.crt").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    before = contents(ca)
+    proc = pki("host", str(ca), "web1")
+    assert proc.returncode == 1, proc.stdout
+    assert "expired on" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
 # -- checking the files at start-up -------------------------------------------------------------
 
 

@@ -10,7 +10,9 @@ mode 0600 from its first byte and every file is written atomically
 (temporary file, fsync, rename: a crash leaves the old file or the new,
 never half a key); an existing file is never overwritten without --force,
 not even one another run made a moment ago (the file is linked into place,
-which fails where a file is).
+which fails where a file is). The CA's files are read without following a
+symlink: a link planted at DIR/ca.key must not make pymgmt sign with
+whatever key it points to.
 
 The CA is valid for 10 years; a host certificate for 3 (``--days``). A host
 certificate is usable as a TLS server and client (etcd's members are
@@ -22,10 +24,12 @@ why). `cryptography` is imported here only, so no other command pays for it.
 from __future__ import annotations
 
 import datetime
+import errno
 import ipaddress
 import os
 import re
 import secrets
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -195,21 +199,34 @@ def issue_host(
         raise PkiError(f"--days {days}: expected 1 to {CA_DAYS}")
     ca_crt, ca_key_path = directory / "ca.crt", directory / "ca.key"
     crt, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    if not ca_crt.exists() or not ca_key_path.exists():
+    ca_pem, ca_key_pem = _read(ca_crt), _read(ca_key_path)
+    if ca_pem is None or ca_key_pem is None:
         raise PkiError(f"no CA in {directory} (ca.crt and ca.key): make it with 'pymgmt pki init'")
     try:
-        ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
-    except (OSError, ValueError) as e:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as e:
         raise PkiError(f"cannot read the CA certificate {ca_crt}: {_why(e)}") from None
     try:
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
+        ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    except (ValueError, TypeError) as e:
         raise PkiError(f"cannot read the CA's private key {ca_key_path}: {_why(e)}") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise PkiError(f"the CA's private key {ca_key_path} is not an ECDSA key")
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ca_key.public_key().public_bytes(*spki) != ca.public_key().public_bytes(*spki):
+        raise PkiError(
+            f"the private key {ca_key_path} does not belong to the CA certificate {ca_crt}"
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    if now >= ca.not_valid_after_utc:
+        raise PkiError(f"the CA certificate {ca_crt} expired on {ca.not_valid_after_utc:%Y-%m-%d}")
+    if now < ca.not_valid_before_utc:
+        raise PkiError(
+            f"the CA certificate {ca_crt} is not valid yet (from "
+            f"{ca.not_valid_before_utc:%Y-%m-%d %H:%M} UTC): is this host's clock right?"
+        )
     _refuse_existing([crt, key_path], force, f"a certificate for {name}")
 
-    now = datetime.datetime.now(datetime.UTC)
     until = min(now + datetime.timedelta(days=days), ca.not_valid_after_utc)
     key = ec.generate_private_key(ec.SECP256R1())
     dns_names = list(dict.fromkeys([name, CLUSTER_NAME, *dns]))
@@ -273,8 +290,6 @@ def _key_usage(*allowed: str) -> Any:
 
 
 def _why(e: Exception) -> str:
-    if isinstance(e, OSError):
-        return e.strerror or str(e)
     if isinstance(e, TypeError):
         return "it is encrypted"
     return "not PEM"
@@ -301,6 +316,29 @@ def _exists(present: list[str], what: str) -> NoReturn:
         f"{' and '.join(present)} already exist{'s' if len(present) == 1 else ''}: "
         f"not replacing {what} (--force replaces it)"
     )
+
+
+def _read(path: Path) -> bytes | None:
+    """A CA file's bytes (None if absent), never through a symlink at `path`."""
+    from ..fsutil import UnsafePathError, open_node, opened_dir
+
+    try:
+        with opened_dir(str(path.absolute().parent)) as dfd:
+            fd = open_node(dfd, path.name)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise PkiError(f"{path} is a symbolic link: not following it") from None
+        raise PkiError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnsafePathError as e:
+        raise PkiError(f"cannot read {path}: {e}") from None
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PkiError(f"{path} is not a regular file")
+        return f.read()
 
 
 def _write(path: Path, data: bytes, mode: int, force: bool, what: str) -> None:
