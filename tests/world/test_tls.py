@@ -255,6 +255,13 @@ def test_the_files_pymgmt_pki_makes_pass_the_checks(ca: Path) -> None:
     assert material.key == (ca / "h1.key").read_bytes()
 
 
+def test_the_loaded_key_never_shows_in_a_repr(ca: Path) -> None:
+    # a repr reaches logs and tracebacks (a debugger, locals in an error report)
+    material = TlsFiles.from_pki(ca, "h1").load()
+    assert "PRIVATE KEY" not in repr(material) and "PRIVATE KEY" not in str(material)
+    assert "PRIVATE KEY" in material.key.decode()
+
+
 def test_each_bad_file_is_named_in_the_error(ca: Path, tmp_path: Path) -> None:
     good = TlsFiles.from_pki(ca, "h1")
     other = TlsFiles.from_pki(_other_ca(tmp_path), "h1")
