@@ -304,6 +304,8 @@ def atomic_write_at(
     uid: int | None,
     gid: int | None,
     xattrs: dict[str, bytes] | None = None,
+    *,
+    replace: bool = True,
 ) -> None:
     """Replace `name` in `dir_fd` with `data`: readers and crashes see old or new only.
 
@@ -311,7 +313,8 @@ def atomic_write_at(
     temporary file before its first byte (the ACL goes before the mode, since
     setting the mode also sets the ACL mask). A leftover temporary file of a
     crash, or anything else squatting on its name, is unlinked (never
-    followed) and the create retried once.
+    followed) and the create retried once. With `replace` False an existing
+    `name` (whatever it is, made even a moment ago) is kept: FileExistsError.
     """
     tmp = temp_name(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -335,7 +338,13 @@ def atomic_write_at(
         os.unlink(tmp, dir_fd=dir_fd)
         raise
     os.close(fd)
-    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    if replace:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    else:
+        try:  # a hard link is made only where nothing is: no check-then-write race
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.unlink(tmp, dir_fd=dir_fd)
     fsync_dir_fd(dir_fd)
 
 
@@ -348,11 +357,13 @@ def temp_name(name: str) -> str:
     return ".pymgmt-tmp-" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
 
 
-def atomic_write(path: str, data: bytes, mode: int, uid: int | None, gid: int | None) -> None:
+def atomic_write(
+    path: str, data: bytes, mode: int, uid: int | None, gid: int | None, *, replace: bool = True
+) -> None:
     """`atomic_write_at` by path: the parent directory is walked safely first."""
     parent, name = split(os.path.abspath(path))
     with opened_dir(parent) as dfd:
-        atomic_write_at(dfd, name, data, mode, uid, gid)
+        atomic_write_at(dfd, name, data, mode, uid, gid, replace=replace)
 
 
 def remove_durably(path: str) -> None:

@@ -13,6 +13,9 @@ guessing at phases from the clock.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,35 @@ def test_a_signal_while_validating_says_nothing_was_changed(
         assert a.events == [{"event": "interrupted", "message": message, "signal": sig.name}]
     else:
         assert a.stderr.strip().endswith(message), a.stderr
+
+
+def test_a_signal_during_an_import_while_validating_says_nothing_was_changed(tmp_path):
+    # Validation imports the resource kinds; Python wraps what a class body's
+    # __set_name__ raises (the signal handler's exception, if the signal comes
+    # then) in a RuntimeError: seen under load, a traceback and exit 1.
+    code = textwrap.dedent("""
+        import signal, sys
+        from pymgmt.cli import main, run
+        class Field:
+            def __set_name__(self, owner, name):
+                run._interrupt_start(signal.SIGINT, None)
+        def validating(path):
+            type("Kind", (), {"field": Field()})
+        run.load_with_text = validating
+        sys.exit(main.main(sys.argv[1:]))
+    """)
+    graph = tmp_path / "graph.yaml"
+    graph.write_text("graph: g\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", str(graph), "--tmp-prefix"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().endswith("interrupted by SIGINT before start; nothing was changed")
 
 
 def test_no_watch_runs_the_validated_graph_without_reading_the_file_again(

@@ -43,8 +43,20 @@ def applied(ev: dict[str, object]) -> bool:
     return ev.get("event") == "checked" and bool(ev.get("applied"))
 
 
+def idle(host: Host) -> bool:
+    """`host`'s graph settled after its last swap: every check of it is reported.
+
+    A file is on disk before the event of the check that wrote it: files
+    alone do not say the events are in.
+    """
+    assert host.agent is not None
+    events = host.agent.find(lambda e: True)
+    swaps = [i for i, e in enumerate(events) if e.get("event") == "graph_swapped"]
+    return any(e.get("event") == "settled" for e in events[swaps[-1] if swaps else 0 :])
+
+
 def start_ab(cluster: Cluster) -> tuple[Host, Host]:
-    """A serving etcd, then B joining it; both hold each other's exports."""
+    """A serving etcd, then B joining it; both hold each other's exports, all events in."""
     a, b = cluster.host("a"), cluster.host("b")
     cluster.start("a", graph3(a, "a"))
     cluster.wait_for(lambda: has_exactly(a, "a", ""), "A's own four files")
@@ -52,6 +64,7 @@ def start_ab(cluster: Cluster) -> tuple[Host, Host]:
     cluster.wait_for(
         lambda: has_exactly(a, "a", "b") and has_exactly(b, "b", "a"), "A and B exchanged"
     )
+    cluster.wait_for(lambda: idle(a) and idle(b), "A and B settled")
     return a, b
 
 

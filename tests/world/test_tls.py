@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from etcdutil import fast_config, serving, world_on
 from helpers import PYMGMT, run_async
 
-from pymgmt.cli.pki import init_ca, issue_host
+from pymgmt.cli.pki import PkiError, init_ca, issue_host
 from pymgmt.world.base import WorldError
 from pymgmt.world.etcd.server import EtcdConfig
 from pymgmt.world.etcd.tls import CLUSTER_NAME, TlsError, TlsFiles, diagnose
@@ -139,6 +139,84 @@ def test_pki_usage_errors_exit_1_saying_why(
     assert contents(ca) == before and not os.listdir(empty)
 
 
+def test_pki_host_refuses_the_name_ca_whose_files_are_the_cas_own(ca: Path) -> None:
+    # DIR/ca.crt and DIR/ca.key are the CA: a host "ca" would replace the CA's key
+    before = contents(ca)
+    proc = pki("host", str(ca), "ca", "--force")
+    assert proc.returncode == 1, proc.stdout
+    assert "'ca' cannot name a host" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
+def test_pki_never_replaces_a_file_made_while_it_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another 'pymgmt pki init' finishing between the check and the write: each
+    # run keeps its files whole, never one's key with the other's certificate
+    d = tmp_path / "pki"
+    generate = ec.generate_private_key
+
+    def racing(curve: ec.EllipticCurve) -> ec.EllipticCurvePrivateKey:
+        (d / "ca.key").write_bytes(b"the other run's key\n")
+        return generate(curve)
+
+    monkeypatch.setattr(ec, "generate_private_key", racing)
+    with pytest.raises(PkiError, match="already exist"):
+        init_ca(d)
+    assert contents(d) == {"ca.key": b"the other run's key\n"}
+
+
+def test_pki_host_does_not_follow_a_symlink_planted_at_the_ca_key(tmp_path: Path) -> None:
+    # a key that is not this CA's, signed with by pymgmt because DIR/ca.key points at it
+    elsewhere = tmp_path / "elsewhere"
+    init_ca(elsewhere)
+    d = tmp_path / "pki"
+    d.mkdir()
+    (d / "ca.crt").write_bytes((elsewhere / "ca.crt").read_bytes())
+    (d / "ca.key").symlink_to(elsewhere / "ca.key")
+    proc = pki("host", str(d), "h1")
+    assert proc.returncode == 1, proc.stdout
+    assert f"{d / 'ca.key'} is a symbolic link" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(d)) == ["ca.crt", "ca.key"]
+
+
+def test_pki_host_refuses_a_ca_key_and_certificate_that_do_not_match(
+    ca: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    init_ca(other)
+    (ca / "ca.crt").write_bytes((other / "ca.crt").read_bytes())
+    before = contents(ca)
+    proc = pki("host", str(ca), "web1")
+    assert proc.returncode == 1, proc.stdout
+    assert "does not belong to the CA certificate" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
+def test_pki_host_refuses_an_expired_ca(ca: Path) -> None:
+    key = serialization.load_pem_private_key((ca / "ca.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    old = cert(ca / "ca.crt")
+    now = datetime.datetime.now(UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=20))
+        .not_valid_after(now - datetime.timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (ca / "ca.crt").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    before = contents(ca)
+    proc = pki("host", str(ca), "web1")
+    assert proc.returncode == 1, proc.stdout
+    assert "expired on" in proc.stderr, proc.stderr
+    assert contents(ca) == before
+
+
 # -- checking the files at start-up -------------------------------------------------------------
 
 
@@ -175,6 +253,13 @@ def _bare_cert(ca: Path, path: Path, key: ec.EllipticCurvePrivateKey, **kw: obje
 def test_the_files_pymgmt_pki_makes_pass_the_checks(ca: Path) -> None:
     material = TlsFiles.from_pki(ca, "h1").load()
     assert material.key == (ca / "h1.key").read_bytes()
+
+
+def test_the_loaded_key_never_shows_in_a_repr(ca: Path) -> None:
+    # a repr reaches logs and tracebacks (a debugger, locals in an error report)
+    material = TlsFiles.from_pki(ca, "h1").load()
+    assert "PRIVATE KEY" not in repr(material) and "PRIVATE KEY" not in str(material)
+    assert "PRIVATE KEY" in material.key.decode()
 
 
 def test_each_bad_file_is_named_in_the_error(ca: Path, tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ object:
       h4  converged   (volunteer)
 
 Everything read from the cluster is another host's data: names that are
-not host names are left out, never printed raw.
+not host names are left out, and URLs that are not printable ASCII
+http(s)://HOST:PORT are shown as "(not a URL)", never printed raw (a
+member's client URLs are what its etcd published about itself).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def render(status: Status) -> str:
 
     for m in status.members:
         name = m.name or f"({m.id})"
-        urls = ",".join(m.client_urls) if m.role != "not started" else "(not started)"
+        urls = ",".join(map(_url, m.client_urls)) if m.role != "not started" else "(not started)"
         mark = "  (leader)" if m.name and m.name == status.leader else ""
         lines.append(f"  {name:<{width}}  {m.role:<8} {urls}  {state(m.converged)}{mark}")
     lines.append("clients:" if status.clients else "clients: none")
@@ -149,6 +151,20 @@ def render(status: Status) -> str:
     if pending := [h for h in status.nominated if h not in members]:
         lines.append(f"nominated, joining: {', '.join(pending)}")
     return "\n".join(lines) + "\n"
+
+
+def _url(url: str) -> str:
+    """`url` if it is a printable ASCII http(s)://HOST:PORT, else a placeholder."""
+    from ..world.base import WorldError
+    from ..world.etcd.urls import host_port
+
+    if not (url.isascii() and url.isprintable()):
+        return "(not a URL)"
+    try:
+        host_port(url)
+    except WorldError:
+        return "(not a URL)"
+    return url
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:

@@ -8,7 +8,11 @@ Keys are ECDSA P-256: Go's crypto/tls (etcd 3.5), gRPC's BoringSSL and
 Python's OpenSSL all accept it, for TLS 1.2 and 1.3 alike. A key file is
 mode 0600 from its first byte and every file is written atomically
 (temporary file, fsync, rename: a crash leaves the old file or the new,
-never half a key); an existing file is never overwritten without --force.
+never half a key); an existing file is never overwritten without --force,
+not even one another run made a moment ago (the file is linked into place,
+which fails where a file is). The CA's files are read without following a
+symlink: a link planted at DIR/ca.key must not make pymgmt sign with
+whatever key it points to.
 
 The CA is valid for 10 years; a host certificate for 3 (``--days``). A host
 certificate is usable as a TLS server and client (etcd's members are
@@ -20,13 +24,15 @@ why). `cryptography` is imported here only, so no other command pays for it.
 from __future__ import annotations
 
 import datetime
+import errno
 import ipaddress
 import os
 import re
 import secrets
+import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..report.recap import EXIT_INPUT
 from ..world.base import valid_hostname
@@ -153,8 +159,8 @@ def init_ca(directory: Path, *, force: bool = False) -> list[str]:
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), 0o600)
-    _write(crt, _cert_pem(cert), 0o644)
+    _write(key_path, _key_pem(key), 0o600, force, "a CA")
+    _write(crt, _cert_pem(cert), 0o644, force, "a CA")
     return [
         f"wrote {key_path} (the CA's private key, mode 0600: keep it secret, off the hosts)",
         f"wrote {crt} (the CA certificate, valid until {cert.not_valid_after_utc:%Y-%m-%d})",
@@ -178,6 +184,8 @@ def issue_host(
 
     if not valid_hostname(name):
         raise PkiError(f"{name!r} cannot name a host (letters, digits, '-', '_' and '.')")
+    if name == "ca":
+        raise PkiError("'ca' cannot name a host: DIR/ca.crt and DIR/ca.key are the CA's own files")
     addresses = []
     for text in ips:
         try:
@@ -191,21 +199,34 @@ def issue_host(
         raise PkiError(f"--days {days}: expected 1 to {CA_DAYS}")
     ca_crt, ca_key_path = directory / "ca.crt", directory / "ca.key"
     crt, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    if not ca_crt.exists() or not ca_key_path.exists():
+    ca_pem, ca_key_pem = _read(ca_crt), _read(ca_key_path)
+    if ca_pem is None or ca_key_pem is None:
         raise PkiError(f"no CA in {directory} (ca.crt and ca.key): make it with 'pymgmt pki init'")
     try:
-        ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
-    except (OSError, ValueError) as e:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as e:
         raise PkiError(f"cannot read the CA certificate {ca_crt}: {_why(e)}") from None
     try:
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
+        ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    except (ValueError, TypeError) as e:
         raise PkiError(f"cannot read the CA's private key {ca_key_path}: {_why(e)}") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise PkiError(f"the CA's private key {ca_key_path} is not an ECDSA key")
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ca_key.public_key().public_bytes(*spki) != ca.public_key().public_bytes(*spki):
+        raise PkiError(
+            f"the private key {ca_key_path} does not belong to the CA certificate {ca_crt}"
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    if now >= ca.not_valid_after_utc:
+        raise PkiError(f"the CA certificate {ca_crt} expired on {ca.not_valid_after_utc:%Y-%m-%d}")
+    if now < ca.not_valid_before_utc:
+        raise PkiError(
+            f"the CA certificate {ca_crt} is not valid yet (from "
+            f"{ca.not_valid_before_utc:%Y-%m-%d %H:%M} UTC): is this host's clock right?"
+        )
     _refuse_existing([crt, key_path], force, f"a certificate for {name}")
 
-    now = datetime.datetime.now(datetime.UTC)
     until = min(now + datetime.timedelta(days=days), ca.not_valid_after_utc)
     key = ec.generate_private_key(ec.SECP256R1())
     dns_names = list(dict.fromkeys([name, CLUSTER_NAME, *dns]))
@@ -238,8 +259,8 @@ def issue_host(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(key_path, _key_pem(key), 0o600)
-    _write(crt, _cert_pem(cert), 0o644)
+    _write(key_path, _key_pem(key), 0o600, force, f"a certificate for {name}")
+    _write(crt, _cert_pem(cert), 0o644, force, f"a certificate for {name}")
     names = [f"DNS:{d}" for d in dns_names] + [f"IP:{a}" for a in dict.fromkeys(addresses)]
     return [
         f"wrote {key_path} ({name}'s private key, mode 0600)",
@@ -269,8 +290,6 @@ def _key_usage(*allowed: str) -> Any:
 
 
 def _why(e: Exception) -> str:
-    if isinstance(e, OSError):
-        return e.strerror or str(e)
     if isinstance(e, TypeError):
         return "it is encrypted"
     return "not PEM"
@@ -289,20 +308,50 @@ def _refuse_existing(paths: list[Path], force: bool, what: str) -> None:
     if force:
         return
     if present := [str(p) for p in paths if os.path.lexists(p)]:
-        raise PkiError(
-            f"{' and '.join(present)} already exist{'s' if len(present) == 1 else ''}: "
-            f"not replacing {what} (--force replaces it)"
-        )
+        _exists(present, what)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomically, with `mode` from the first byte (fsutil's temp+fsync+rename)."""
-    from ..fsutil import atomic_write
+def _exists(present: list[str], what: str) -> NoReturn:
+    raise PkiError(
+        f"{' and '.join(present)} already exist{'s' if len(present) == 1 else ''}: "
+        f"not replacing {what} (--force replaces it)"
+    )
+
+
+def _read(path: Path) -> bytes | None:
+    """A CA file's bytes (None if absent), never through a symlink at `path`."""
+    from ..fsutil import UnsafePathError, open_node, opened_dir
 
     try:
-        atomic_write(str(path.absolute()), data, mode, None, None)
+        with opened_dir(str(path.absolute().parent)) as dfd:
+            fd = open_node(dfd, path.name)
+    except FileNotFoundError:
+        return None
     except OSError as e:
-        raise PkiError(f"cannot write {path}: {e.strerror or e}") from None
+        if e.errno == errno.ELOOP:
+            raise PkiError(f"{path} is a symbolic link: not following it") from None
+        raise PkiError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnsafePathError as e:
+        raise PkiError(f"cannot read {path}: {e}") from None
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise PkiError(f"{path} is not a regular file")
+        return f.read()
+
+
+def _write(path: Path, data: bytes, mode: int, force: bool, what: str) -> None:
+    """Atomically, with `mode` from the first byte (fsutil's temp+fsync+rename);
+    without `force` never over a file, even one made since `_refuse_existing`."""
+    from ..fsutil import UnsafePathError, atomic_write
+
+    try:
+        atomic_write(str(path.absolute()), data, mode, None, None, replace=force)
+    except FileExistsError:
+        _exists([str(path)], what)
+    except (OSError, UnsafePathError) as e:
+        raise PkiError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def _key_pem(key: Any) -> bytes:

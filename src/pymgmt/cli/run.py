@@ -276,7 +276,14 @@ def run_command(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt_start)
     try:
-        return _start(args)
+        try:
+            return _start(args)
+        except RuntimeError as e:
+            # Python wraps what a __set_name__ raises in a RuntimeError: the
+            # signal came while validation imported a resource kind.
+            if isinstance(e.__cause__, _Interrupted):
+                raise e.__cause__ from None
+            raise
     except _Interrupted as e:
         message = f"interrupted by {e.sig.name} before start; nothing was changed"
         if args.json:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,7 +65,8 @@ class TlsMaterial:
 
     ca: bytes
     cert: bytes
-    key: bytes
+    #: the private key: never in a repr (reprs end up in logs and tracebacks)
+    key: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
