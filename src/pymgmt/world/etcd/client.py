@@ -571,11 +571,16 @@ class EtcdWorld:
             try:
                 result = await fn()
             except asyncio.CancelledError:
-                # Closing the channel ends its calls: grpc.aio raises that as a
+                # Closing a channel ends its calls: grpc.aio raises that as a
                 # CancelledError in the caller, who was not cancelled at all.
+                # The World closing, that ends the call (WorldClosed below);
+                # `set_endpoints` retiring the old channel, the call is tried
+                # again on the new one. A real cancel of the caller propagates.
                 task = asyncio.current_task()
-                if not (self._closing.is_set() and task is not None and not task.cancelling()):
+                if task is None or task.cancelling():
                     raise
+                if not self._closing.is_set():
+                    log.debug("%s: its channel was replaced; trying again", what)
             except Exception as e:
                 # Once closing, WorldClosed is raised below, outside this block:
                 # this error's frames hold the channel, and must not ride along.
