@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -356,3 +357,33 @@ def test_the_single_host_path_does_not_import_grpc(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_watch_consumer_cancelled_as_an_event_arrives_is_cancelled() -> None:
+    # The race of a clean stop: the task group cancels a watching task in the
+    # same loop iteration as an event reaches its queue (issue 10's SIGTERM hang).
+    from pymgmt.world.etcd.client import _next_item
+
+    async def main() -> tuple[bool, int]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        waiting = asyncio.create_task(_next_item(queue, 10.0))
+        await asyncio.sleep(0)  # it waits on the queue now
+        queue.put_nowait("event")
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return waiting.cancelled(), queue.qsize()
+
+    cancelled, left = run_async(main())
+    assert cancelled
+    assert left == 1  # the event stays for whoever reads next
+
+
+def test_next_item_times_out_on_an_empty_queue() -> None:
+    from pymgmt.world.etcd.client import _next_item
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await _next_item(asyncio.Queue(), 0.01)
+
+    run_async(main())

@@ -314,6 +314,21 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
 
 
+async def _next_item(queue: asyncio.Queue[T], timeout: float) -> T:
+    """The queue's next item; TimeoutError after `timeout` s; a cancel always propagates.
+
+    Not ``asyncio.wait_for(queue.get(), timeout)``: on Python 3.11, when the
+    get completes in the same loop iteration as the caller is cancelled,
+    wait_for returns the item and the cancel is lost. A watch consumer
+    cancelled by a clean stop just as an event arrived then went on
+    watching for ever, and the task group waiting for it never ended: the
+    agent ignored its SIGTERM. Here the get runs in the caller's own task,
+    so the cancel is raised in it (an item already taken stays queued).
+    """
+    async with asyncio.timeout(timeout):
+        return await queue.get()
+
+
 def _chunks(ops: Sequence[tuple[str, bytes | None]]) -> Iterator[list[tuple[str, bytes | None]]]:
     """`ops` in order, cut into transactions within MAX_TXN_OPS and MAX_TXN_BYTES."""
     chunk: list[tuple[str, bytes | None]] = []
@@ -1063,7 +1078,7 @@ class EtcdWorld:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), 1.0)
+                    item = await _next_item(queue, 1.0)
                 except TimeoutError:
                     handler = watcher._request_handler
                     if handler is not None and handler.done():
