@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcdutil import EtcdProcess, world_on
@@ -387,3 +388,45 @@ def test_next_item_times_out_on_an_empty_queue() -> None:
             await _next_item(asyncio.Queue(), 0.01)
 
     run_async(main())
+
+
+async def _watching_client(url: str) -> tuple[Any, Any]:
+    """A bare aetcd client with a watch open: its watcher has a stream and a request handler."""
+    import aetcd
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    client = aetcd.Client(host=host, port=int(port))
+    await client.connect()
+    await client._watcher.setup()
+
+    async def ignore(_: Any) -> None:
+        pass
+
+    await client._watcher.add_callback(b"/x", ignore)
+    return client, client._watcher
+
+
+def test_a_cancel_during_aetcds_stream_shutdown_reaches_the_caller(etcd_node: EtcdProcess) -> None:
+    # The SIGTERM hang of issue 10: set_endpoints ends the old client's watch
+    # stream, and a clean stop cancelling the autocluster task right then lost
+    # the cancel in aetcd's _terminate_stream; the task group waited for ever.
+    import aetcd
+
+    from pymgmt.world.etcd.client import _close_client, _keeping_cancel
+
+    async def stop_stream_and_cancel(keep: bool) -> bool:
+        client, watcher = await _watching_client(etcd_node.client_url)
+        try:
+            ending = watcher._terminate_stream(aetcd.ConnectionFailedError("endpoints changed"))
+            caller = asyncio.create_task(_keeping_cancel(ending) if keep else ending)
+            await asyncio.sleep(0)  # the caller awaits aetcd's cancelled request handler now
+            assert watcher._request_handler is not None and not caller.done()
+            caller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await caller
+            return caller.cancelled()
+        finally:
+            await _close_client(client, [])
+
+    assert not run_async(stop_stream_and_cancel(keep=False))  # aetcd's own: the cancel is lost
+    assert run_async(stop_stream_and_cancel(keep=True))

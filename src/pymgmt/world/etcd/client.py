@@ -298,7 +298,7 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
     for call in calls:
         call.cancel()
     grpc_tasks = {t for t in asyncio.all_tasks() if "_cygrpc" in repr(t)}
-    await client.close()
+    await _keeping_cancel(client.close())
     streams.clear()
     ended = [asyncio.ensure_future(call.code()) for call in calls]
     if ended:
@@ -312,6 +312,25 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
     grpc_tasks = {t for t in grpc_tasks | asyncio.all_tasks() if "_cygrpc" in repr(t)}
     if unfinished := {t for t in grpc_tasks if not t.done()}:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
+
+
+async def _keeping_cancel(aw: Awaitable[T]) -> T:
+    """Await aetcd code that swallows a cancel of its caller; the cancel is raised here.
+
+    aetcd's ``Watcher._terminate_stream`` (behind ``Client.close`` too)
+    cancels its stream's request handler, awaits it and passes on any
+    CancelledError: a cancel of the caller that lands in that await is
+    taken for the handler's own and lost. Run in a task of its own,
+    the caller's cancel stays the caller's: aetcd finishes (it only waits
+    for its cancelled handler), then the cancel is raised.
+    """
+    inner = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        if not inner.done():
+            await asyncio.wait([inner])  # the stream ends: no half-closed channel left behind
+        raise
 
 
 async def _next_item(queue: asyncio.Queue[T], timeout: float) -> T:
@@ -1082,8 +1101,10 @@ class EtcdWorld:
                 except TimeoutError:
                     handler = watcher._request_handler
                     if handler is not None and handler.done():
-                        await watcher._terminate_stream(
-                            aetcd.ConnectionFailedError("the watch stream ended")
+                        await _keeping_cancel(
+                            watcher._terminate_stream(
+                                aetcd.ConnectionFailedError("the watch stream ended")
+                            )
                         )
                     continue
                 if item is None:  # the client is closing
@@ -1196,8 +1217,10 @@ class EtcdWorld:
         current.inner = fresh
         log.info("etcd endpoints are now %s", self._where())
         with contextlib.suppress(Exception):
-            await old._watcher._terminate_stream(
-                aetcd.ConnectionFailedError("the etcd endpoints changed")
+            await _keeping_cancel(
+                old._watcher._terminate_stream(
+                    aetcd.ConnectionFailedError("the etcd endpoints changed")
+                )
             )
         await _retire_client(old, self.rpc_timeout)
         return True
@@ -1219,7 +1242,7 @@ async def _retire_client(client: Any, grace: float) -> None:
     calls = list(getattr(channel, "_active_calls", ())) if channel is not None else []
     for call in calls:
         call.cancel()
-    await client.close()
+    await _keeping_cancel(client.close())
     if calls:
         ended = [asyncio.ensure_future(c.code()) for c in calls]
         done, pending = await asyncio.wait(ended, timeout=2.0)
