@@ -28,7 +28,7 @@ import contextlib
 import itertools
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 #: the subnet every Network uses (only inside its own namespaces)
@@ -175,6 +175,20 @@ def network(hosts: Sequence[str], tag: str = "t") -> Iterator[Network]:
         yield net
     finally:
         net.close()
+
+
+@contextlib.contextmanager
+def cluster_network(hosts: Sequence[str], tag: str, stop: Callable[[], None]) -> Iterator[Network]:
+    """`network` for a test's cluster: `stop` (its agents and their etcd) runs before the
+    network is deleted; skipped (failed under CI) when namespaces cannot work here."""
+    try:
+        with network(hosts, tag=tag) as n:
+            try:
+                yield n
+            finally:
+                stop()
+    except NetnsUnavailable as e:
+        unavailable(e)
 
 
 def probe() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from harness import CLUSTER_DEADLINE, Cluster, Host, files_in
 from helpers import checked, event, graph_doc, write_atomic, write_graph
-from netns import NetnsUnavailable, Network, ip, namespaces, network, unavailable
+from netns import NetnsUnavailable, Network, cluster_network, ip, namespaces, network, unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +29,8 @@ HOSTS = ("h1", "h2")
 @pytest.fixture
 def net(cluster: Cluster) -> Iterator[Network]:
     """h1 and h2 on a private network; agents and etcd stopped before it is deleted."""
-    try:
-        with network(HOSTS, tag="p") as n:
-            try:
-                yield n
-            finally:
-                cluster.close()
-    except NetnsUnavailable as e:
-        unavailable(e)
+    with cluster_network(HOSTS, "p", cluster.close) as n:
+        yield n
 
 
 def on_network(cluster: Cluster, net: Network, name: str) -> Host:

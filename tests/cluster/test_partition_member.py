@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 from harness import CLUSTER_DEADLINE, Cluster, Host, etcdctl_binary
 from helpers import DEADLINE, checked, event, write_atomic
-from netns import NetnsUnavailable, Network, network, unavailable
+from netns import Network, cluster_network
 from test_partition import graph, holds, on_network
 
 pytestmark = pytest.mark.slow
@@ -32,14 +32,8 @@ SETTLE = 120.0
 
 @pytest.fixture
 def net(cluster: Cluster) -> Iterator[Network]:
-    try:
-        with network(HOSTS, tag="m") as n:
-            try:
-                yield n
-            finally:
-                cluster.close()
-    except NetnsUnavailable as e:
-        unavailable(e)
+    with cluster_network(HOSTS, "m", cluster.close) as n:
+        yield n
 
 
 def voting(net: Network, via: Host) -> set[str]:
