@@ -314,6 +314,10 @@ async def _close_client(client: Any, streams: list[Any]) -> None:
         await asyncio.wait(unfinished, timeout=max(deadline - time.monotonic(), 0.01))
 
 
+#: seconds a cancelled caller waits for aetcd's close to finish before giving up on it
+KEEPING_CANCEL_WAIT = 5.0
+
+
 async def _keeping_cancel(aw: Awaitable[T]) -> T:
     """Await aetcd code that swallows a cancel of its caller; the cancel is raised here.
 
@@ -329,7 +333,11 @@ async def _keeping_cancel(aw: Awaitable[T]) -> T:
         return await asyncio.shield(inner)
     except asyncio.CancelledError:
         if not inner.done():
-            await asyncio.wait([inner])  # the stream ends: no half-closed channel left behind
+            # the stream ends: no half-closed channel left behind; but a stop
+            # never waits on aetcd for ever
+            await asyncio.wait([inner], timeout=KEEPING_CANCEL_WAIT)
+            if not inner.done():
+                inner.cancel()
         raise
 
 
