@@ -669,13 +669,8 @@ class EtcdWorld:
             {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
         ).encode()
         t = client.transactions
-        ok, responses = await self._call(
-            f"register host {self.hostname}",
-            lambda: client.transaction(
-                compare=[t.version(kb) == 0],
-                success=[t.put(kb, value, lease=self._lease_id)],
-                failure=[t.get(kb)],
-            ),
+        ok, responses = await self._create_on_lease(
+            kb, value, f"register host {self.hostname}", read_back=True
         )
         if not ok:
             [(old_value, old)] = responses[0]
@@ -1161,18 +1156,25 @@ class EtcdWorld:
         holds the key until its lease ends. Not re-put when the lease is lost
         and re-granted (another agent may have won the key meanwhile).
         """
+        ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
+        return bool(ok)
+
+    async def _create_on_lease(
+        self, kb: bytes, value: bytes, what: str, *, read_back: bool = False
+    ) -> tuple[bool, Any]:
+        """Put `kb` on our lease only if it does not exist (one transaction);
+        with `read_back`, the responses carry the holder's value when it did."""
         client = self._require_client()
-        kb = _raw(key)
         t = client.transactions
-        ok, _ = await self._call(
-            f"create {key}",
+        result: tuple[bool, Any] = await self._call(
+            what,
             lambda: client.transaction(
                 compare=[t.version(kb) == 0],
                 success=[t.put(kb, value, lease=self._lease_id)],
-                failure=[],
+                failure=[t.get(kb)] if read_back else [],
             ),
         )
-        return bool(ok)
+        return result
 
     async def delete_leased(self, key: str) -> bool:
         """Delete `key` if it rides on this agent's current lease; whether it did."""
