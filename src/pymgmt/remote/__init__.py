@@ -1,1 +1,4 @@
-"""Remote execution over SSH: `pymgmt run --remote FILE` runs graphs on hosts with no agent installed."""
+"""Remote execution over SSH: `pymgmt run --remote FILE` runs graphs on hosts with no agent.
+
+See `session` (the initiator), `child` (the remote agent), `spec`, `ssh` and `bundle`.
+"""
