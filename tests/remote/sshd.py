@@ -257,6 +257,17 @@ class SshServer:
         """The listening sshd's pid."""
         return self._proc.pid
 
+    @property
+    def host_key_fingerprint(self) -> str:
+        """The host key's ``SHA256:...`` fingerprint, as ssh shows it."""
+        out = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return out.split()[1]
+
     def url(self, user: str = "root", password: str | None = None) -> str:
         """The ``ssh://`` target URL of this server for `user`."""
         cred = user if password is None else f"{user}:{password}"

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -135,6 +136,27 @@ def test_an_unchanged_install_reuses_the_cached_file(built: Bundle) -> None:
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+@pytest.mark.slow
+def test_a_build_removes_old_unused_bundles_and_leftovers_of_killed_builds(
+    built: Bundle, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = cache / bundle_mod.file_name("a" * 64)
+    recent = cache / bundle_mod.file_name("b" * 64)
+    killed = cache / ".build-killed.pyz"
+    for path in (old, recent, killed):
+        path.write_bytes(b"junk")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    fresh = build_bundle(cache)
+    assert fresh.digest == built.digest
+    # a recent one may be about to be copied by the process that built it
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [".lock", "index.json", fresh.name, recent.name]
+    )
+
+
 _BUILD_SCRIPT = """
 import sys
 from pathlib import Path
@@ -180,6 +202,16 @@ def test_a_changed_input_file_gives_a_new_bundle(built: Bundle, tmp_path: Path) 
     assert changed != first
     # and that is cached in turn
     assert _build_from(source, cache) == (changed, inode)
+
+
+def test_bundles_are_cached_with_the_users_other_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert bundle_mod.default_cache_dir() == tmp_path / "xdg" / "pymgmt" / "bundles"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert bundle_mod.default_cache_dir() == tmp_path / "home" / ".cache" / "pymgmt" / "bundles"
 
 
 def test_the_running_bundle_is_reused_only_when_pymgmt_runs_from_it(
@@ -239,8 +271,8 @@ def test_the_compiled_parts_load_from_the_extraction(shipped: Path, tmp_path: Pa
 
 @needs_remote_python
 @pytest.mark.slow
-def test_the_bundle_is_extracted_once(shipped: Path) -> None:
-    extracted = Path(f"{shipped}.d")
+def test_the_bundle_is_extracted_once(built: Bundle, shipped: Path) -> None:
+    extracted = shipped.parent / built.extracted_name
     assert start(REMOTE_PYTHON, shipped, "--version").returncode == 0
     assert (extracted / "pymgmt" / "cli" / "main.py").is_file()
     mark = extracted / "mark"
