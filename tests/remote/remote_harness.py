@@ -115,7 +115,11 @@ class Initiator:
         (``--tmp-prefix``; made in the test's directory)."""
         argv = self.argv(remotes, *args)
         agent = Agent(
-            self.local, None, *argv, json_mode=json_mode, env=self.env({"TMPDIR": str(self.base), **(env or {})})
+            self.local,
+            None,
+            *argv,
+            json_mode=json_mode,
+            env=self.env({"TMPDIR": str(self.base), **(env or {})}),
         )
         self.agents.append(agent)
         return agent

@@ -9,6 +9,7 @@ Every wait is on a condition with a deadline.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Agent, event, wait_for, write_atomic
+from helpers import event, wait_for, write_atomic
 from remote_harness import (
     Initiator,
     agent_pids,
@@ -162,7 +163,7 @@ def test_cconns_sets_up_one_host_at_a_time(
     run = init.start(graphs, "--converged-timeout", "0.5", "--cconns", "1")
     assert run.wait_exit(REMOTE_DEADLINE) == 2, run.describe()
     logins = sorted((s.accepted_logins()[0], s) for s in servers)
-    for (_, before), (login, _) in zip(logins, logins[1:], strict=False):
+    for (_, before), (login, _) in itertools.pairwise(logins):
         # the agent's session is the last one a set-up opens
         sessions = [t for t, _ in before.matching(r"Starting session: command")]
         assert sessions and max(sessions) <= login, (before.host, sessions, login)

@@ -96,6 +96,16 @@ class _Loader:
                 )
             )
             return None
+        if path in self.names.values():
+            self.errors.append(
+                InputError(
+                    f"{path.name} is already run on another host of this run: a loop of "
+                    "'remotes:' files, or one graph listed twice",
+                    location=named_at or Location(str(path)),
+                    field="remotes" if named_at else None,
+                )
+            )
+            return None
         if not path.exists():
             self.errors.append(
                 InputError("no such remote graph file", location=named_at or Location(str(path)))
