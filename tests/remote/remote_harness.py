@@ -11,6 +11,7 @@ bundle the initiator copies over SFTP, with Debian's /usr/bin/python3.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -48,6 +49,7 @@ def remote_graph(server: SshServer, text: str, dest: Path, *, url: str | None = 
 
 def example(server: SshServer, name: str, dest_dir: Path) -> Path:
     """mgmt's example `name` (remote2a.yaml, ...) made to run on `server`."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
     return remote_graph(server, (EXAMPLES / name).read_text(), dest_dir / name)
 
 
@@ -65,7 +67,7 @@ def files_graph(server: SshServer, dest: Path, files: dict[str, str], **header: 
         lines += [
             f"  - name: {name}",
             f"    path: /tmp/{name}",
-            f"    content: {content!r}",
+            f"    content: {json.dumps(content)}",
         ]
     return remote_graph(server, "\n".join(lines), dest, url=url)
 
@@ -135,14 +137,14 @@ class Initiator:
 
 
 def agent_pids(server: SshServer) -> list[int]:
-    """The remote agents running under `server` (python processes running a bundle)."""
-    out = []
-    for pid in server.processes():
-        with contextlib.suppress(OSError):
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if any(part.endswith(b".pyz") for part in cmd):
-                out.append(pid)
-    return out
+    """The remote agents of `server`'s host still running: python running a bundle
+    from its run directory. Searched among all processes: an agent whose SSH
+    session ended is no longer below sshd (it is re-parented)."""
+    return [
+        pid
+        for pid, cmd in _cmdlines()
+        if any(p.endswith(b".pyz") for p in cmd) and str(server.dir).encode() in b" ".join(cmd)
+    ]
 
 
 def run_dirs(server: SshServer) -> list[str]:
@@ -155,14 +157,16 @@ def cached_bundles(server: SshServer) -> list[str]:
     return sorted(p.name for p in d.glob("pymgmt-*.pyz")) if d.is_dir() else []
 
 
-def _pids_naming(text: str) -> list[int]:
+def _cmdlines() -> list[tuple[int, list[bytes]]]:
     out = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         with contextlib.suppress(OSError):
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if text.encode() in cmd:
-                out.append(int(entry))
+            out.append((int(entry), Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")))
     return out
+
+
+def _pids_naming(text: str) -> list[int]:
+    return [pid for pid, cmd in _cmdlines() if text.encode() in b"\0".join(cmd)]

@@ -418,9 +418,11 @@ def _start_checked(args: argparse.Namespace) -> int:
     if specs:
         run.remotes = (specs, _remote_options(args, timeout))
     if args.remote_child:
-        from ..remote.child import ParentLink
+        from ..remote.child import ParentLink, remove_run_dir
 
-        run.parent = ParentLink(stopper.interrupt, Path(args.remote_child))
+        run_dir = Path(args.remote_child)
+        run.parent = ParentLink(stopper.parent_said, run_dir)
+        stopper.before_exit = lambda: remove_run_dir(run_dir)
     lost: ClusterLost | None = None
     try:
         asyncio.run(run.main())
@@ -529,23 +531,39 @@ class _Stopper:
         self.cancel_start: Callable[[], object] | None = None
         #: the signal that aborted the start-up
         self.start_interrupted: signal.Signals | None = None
+        #: run before a second signal exits at once (an agent started by
+        #: --remote removes its run directory)
+        self.before_exit: Callable[[], None] | None = None
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.interrupt(sig, f"interrupted by {sig.name}")
 
     def stdout_closed(self) -> None:
-        """stdout's reader went away (``| head -1``): stop quietly, once."""
+        """stdout's reader went away (``| head -1``): stop quietly, once.
+
+        During a stop already under way it only silences stdout: the reader
+        leaving then (a remote agent's SSH session closing) is no second
+        signal that should cut the stop short.
+        """
         if self.pipe_closed:
             return
         self.pipe_closed = True
         silence(sys.stdout)
-        self.interrupt(signal.SIGPIPE, "stdout was closed (broken pipe)")
+        if self.interrupts == 0:
+            self.interrupt(signal.SIGPIPE, "stdout was closed (broken pipe)")
+
+    def parent_said(self, sig: signal.Signals, why: str) -> None:
+        """The initiator of a remote run said to stop, or went away: a stop, once."""
+        if self.interrupts == 0:
+            self.interrupt(sig, why)
 
     def interrupt(self, sig: signal.Signals, why: str) -> None:
         self.interrupts += 1
         if self.interrupts > 1:
             with contextlib.suppress(OSError):
                 print(f"\n{sig.name} again: exiting at once", file=sys.stderr, flush=True)
+            if self.before_exit is not None:
+                self.before_exit()
             os._exit(128 + sig)
         self.recap.interrupt_code = 128 + sig
         if self.engine is not None:

@@ -279,7 +279,7 @@ class Session:
         assert self.conn is not None
         want = "{}.{}".format(*bundle.python)
         command = shlex.join(
-            ["sh", "-c", PROBE_SH, "sh", PROBE_PY, want, bundle.digest,
+            ["/bin/sh", "-c", PROBE_SH, "sh", PROBE_PY, want, bundle.digest,
              "1" if self.options.caching else "0"]
         )  # fmt: skip
         result = await self.conn.run(command, check=False)
