@@ -182,6 +182,16 @@ def test_a_changed_input_file_gives_a_new_bundle(built: Bundle, tmp_path: Path) 
     assert _build_from(source, cache) == (changed, inode)
 
 
+def test_bundles_are_cached_with_the_users_other_caches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert bundle_mod.default_cache_dir() == tmp_path / "xdg" / "pymgmt" / "bundles"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert bundle_mod.default_cache_dir() == tmp_path / "home" / ".cache" / "pymgmt" / "bundles"
+
+
 def test_the_running_bundle_is_reused_only_when_pymgmt_runs_from_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,8 +249,8 @@ def test_the_compiled_parts_load_from_the_extraction(shipped: Path, tmp_path: Pa
 
 @needs_remote_python
 @pytest.mark.slow
-def test_the_bundle_is_extracted_once(shipped: Path) -> None:
-    extracted = Path(f"{shipped}.d")
+def test_the_bundle_is_extracted_once(built: Bundle, shipped: Path) -> None:
+    extracted = shipped.parent / built.extracted_name
     assert start(REMOTE_PYTHON, shipped, "--version").returncode == 0
     assert (extracted / "pymgmt" / "cli" / "main.py").is_file()
     mark = extracted / "mark"

@@ -76,6 +76,8 @@ PRUNE_AGE = 24 * 3600.0
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 #: Files of a distribution's metadata that describe one installation, not the code.
 _INSTALL_RECORDS = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+#: The bootstrap extracts ``FILE.pyz`` into ``FILE.pyz.d/``.
+EXTRACTED_SUFFIX = ".d"
 #: Name of the marker the bootstrap writes into a finished extraction.
 _EXTRACTED_MARKER = ".pymgmt-bundle-id"
 
@@ -103,6 +105,21 @@ class Bundle:
     def name(self) -> str:
         """The file's name on remotes: a remote's cached copy is recognised by it."""
         return f"pymgmt-{self.digest[:24]}.pyz"
+
+    @property
+    def extracted_name(self) -> str:
+        """The directory the bootstrap extracts into, beside the file (remove it with it)."""
+        return f"{self.name}{EXTRACTED_SUFFIX}"
+
+
+def default_cache_dir() -> Path:
+    """Where the initiator keeps its bundles: ``$XDG_CACHE_HOME/pymgmt/bundles``.
+
+    A cache, not state: losing it costs one rebuild, so it lives with the
+    user's other caches rather than under ``--prefix``.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "pymgmt", "bundles")
 
 
 def build_bundle(cache_dir: Path) -> Bundle:
@@ -141,7 +158,7 @@ def running_bundle() -> Bundle | None:
     if not named:
         return None
     path = Path(named)
-    extracted = Path(f"{path}.d")
+    extracted = Path(f"{path}{EXTRACTED_SUFFIX}")
     if not Path(pymgmt.__file__).resolve().is_relative_to(extracted.resolve()):
         return None
     digest, size = _hash_file(path)
@@ -344,14 +361,14 @@ def extract(bundle, target):
 def main():
     check_python()
     bundle = os.path.abspath(os.path.dirname(__file__))
-    target = bundle + ".d"
+    target = bundle + "@EXTRACTED_SUFFIX@"
     extract(bundle, target)
     os.environ["@BUNDLE_ENV@"] = bundle
     # Only the extraction and the standard library: an installed (older)
     # PyYAML or cryptography must not be mixed with the bundle's.
     rest = [
-        p for p in sys.path[1:]
-        if os.path.basename(p) not in ("site-packages", "dist-packages")
+        p for p in sys.path
+        if p and os.path.basename(p) not in ("site-packages", "dist-packages")
         and os.path.abspath(p) != bundle
     ]
     sys.path[:] = [target] + rest
@@ -379,6 +396,7 @@ def bootstrap_source(python: tuple[int, int], bundle_id: str) -> str:
         ("@BUNDLE_ID@", bundle_id),
         ("@MARKER@", _EXTRACTED_MARKER),
         ("@BUNDLE_ENV@", BUNDLE_ENV),
+        ("@EXTRACTED_SUFFIX@", EXTRACTED_SUFFIX),
     ):
         text = text.replace(word, value)
     return text
