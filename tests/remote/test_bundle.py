@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -133,6 +134,27 @@ def test_an_unchanged_install_reuses_the_cached_file(built: Bundle) -> None:
     after = again.path.stat()
     # a rebuild would have renamed a new file over it
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+@pytest.mark.slow
+def test_a_build_removes_old_unused_bundles_and_leftovers_of_killed_builds(
+    built: Bundle, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = cache / bundle_mod.file_name("a" * 64)
+    recent = cache / bundle_mod.file_name("b" * 64)
+    killed = cache / ".build-killed.pyz"
+    for path in (old, recent, killed):
+        path.write_bytes(b"junk")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    fresh = build_bundle(cache)
+    assert fresh.digest == built.digest
+    # a recent one may be about to be copied by the process that built it
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [".lock", "index.json", fresh.name, recent.name]
+    )
 
 
 _BUILD_SCRIPT = """

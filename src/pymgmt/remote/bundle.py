@@ -104,12 +104,17 @@ class Bundle:
     @property
     def name(self) -> str:
         """The file's name on remotes: a remote's cached copy is recognised by it."""
-        return f"pymgmt-{self.digest[:24]}.pyz"
+        return file_name(self.digest)
 
     @property
     def extracted_name(self) -> str:
         """The directory the bootstrap extracts into, beside the file (remove it with it)."""
         return f"{self.name}{EXTRACTED_SUFFIX}"
+
+
+def file_name(digest: str) -> str:
+    """``pymgmt-<digest[:24]>.pyz``: 96 bits of the content address, plenty to tell builds apart."""
+    return f"pymgmt-{digest[:24]}.pyz"
 
 
 def default_cache_dir() -> Path:
@@ -430,9 +435,7 @@ def _write_bundle(cache_dir: Path, inputs: list[_Input]) -> Bundle:
             f.flush()
             os.fsync(f.fileno())
         digest, size = _hash_file(Path(tmp))
-        bundle = Bundle(
-            path=cache_dir / f"pymgmt-{digest[:24]}.pyz", digest=digest, size=size, python=python
-        )
+        bundle = Bundle(path=cache_dir / file_name(digest), digest=digest, size=size, python=python)
         os.chmod(tmp, 0o644)
         os.replace(tmp, bundle.path)
     except BaseException:
@@ -523,7 +526,7 @@ def _cached(
     if not isinstance(digest, str) or not isinstance(size, int):
         return None
     bundle = Bundle(
-        path=cache_dir / f"pymgmt-{digest[:24]}.pyz",
+        path=cache_dir / file_name(digest),
         digest=digest,
         size=size,
         python=required_python(),
@@ -538,7 +541,7 @@ def _cached(
 
 def _prune(cache_dir: Path, index: dict[str, dict[str, object]]) -> None:
     """Remove old bundles the index no longer names, and leftovers of killed builds."""
-    keep = {f"pymgmt-{str(e.get('digest'))[:24]}.pyz" for e in index.values()}
+    keep = {file_name(str(e.get("digest"))) for e in index.values()}
     now = time.time()
     for path in cache_dir.iterdir():
         unnamed = path.name.startswith((".build-", ".index-"))
