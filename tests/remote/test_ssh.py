@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import pty
 import pwd
 import re
+import select
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_async, wait_for
+from helpers import DEADLINE, run_async, wait_for
 from sshd import ClientKey, SshAgent, SshServer, free_port, keygen
 
 from pymgmt import redaction
@@ -342,3 +347,129 @@ def test_the_user_defaults_to_the_local_users_name() -> None:
 
 def test_an_ipv6_label_keeps_its_brackets() -> None:
     assert parse_target("ssh://u@[::1]:2200").label == "u@[::1]:2200"
+
+
+# -- --allow-interactive: a password prompt on a real terminal ------------------------------
+
+CONNECT_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from pymgmt.remote.ssh import RemoteError, SshOptions, connect, parse_target
+
+async def main():
+    options = SshOptions(
+        identities=(Path(sys.argv[2]),), known_hosts=Path(sys.argv[3]), interactive=True
+    )
+    conn = await connect(parse_target(sys.argv[1]), options)
+    conn.close()
+    await conn.wait_closed()
+
+try:
+    asyncio.run(main())
+    print("CONNECTED")
+except RemoteError as e:
+    print("REFUSED", e)
+"""
+
+
+def prompted_connect(argv: list[str], answers: list[str]) -> tuple[str, int]:
+    """Run `argv` on a pseudo-terminal, answering each password prompt; (output, prompts seen)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    prompts = 0
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if out.count(b"'s password: ") > prompts:
+                    os.write(master, answers[prompts].encode() + b"\n")
+                    prompts += 1
+            elif proc.poll() is not None:
+                break
+        proc.wait(timeout=DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+    return out.decode(errors="replace"), prompts
+
+
+def test_allow_interactive_prompts_on_the_terminal_and_reports_the_tries(
+    sshd: Callable[..., SshServer], known_hosts: Callable[..., Path], tmp_path: Path
+) -> None:
+    server = sshd(password_auth=True, permit_root_login="yes")
+    stranger = ClientKey(tmp_path / "stranger", keygen(tmp_path / "stranger"))
+    argv = [sys.executable, "-c", CONNECT_SCRIPT, server.url(), str(stranger.private)]
+    wrong = ["typed-1-Kq", "typed-2-Kq", "typed-3-Kq", "never-asked"]
+    out, prompts = prompted_connect([*argv, str(known_hosts(server))], wrong)
+    assert prompts == 3
+    assert f"root@{server.host}:{server.port}'s password: " in out
+    assert "REFUSED" in out and "3 password(s) typed at the prompt" in out
+    assert "typed-1-Kq" not in out  # not echoed
+
+
+def test_allow_interactive_without_a_terminal_never_prompts(
+    sshd: Callable[..., SshServer], known_hosts: Callable[..., Path], tmp_path: Path
+) -> None:
+    server = sshd(password_auth=True, permit_root_login="yes")
+    stranger = ClientKey(tmp_path / "stranger", keygen(tmp_path / "stranger"))
+    kh = known_hosts(server)
+    done = subprocess.run(
+        [sys.executable, "-c", CONNECT_SCRIPT, server.url(), str(stranger.private), str(kh)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert "password: " not in done.stdout + done.stderr
+    assert done.stdout.startswith(f"REFUSED {server.host}: permission denied")
+    assert "typed at the prompt" not in done.stdout
+
+
+def test_agent_forwarding_hands_the_agent_to_the_remote(
+    sshd: Callable[..., SshServer],
+    client_key: ClientKey,
+    known_hosts: Callable[..., Path],
+    ssh_agent: Callable[..., SshAgent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = sshd()
+    agent = ssh_agent(client_key.private)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent.socket))
+    options = options_for(client_key, known_hosts(server), agent_forwarding=True)
+    out, status = run_async(connect_and_run(parse_target(server.url()), options, "ssh-add -L"))
+    assert status == 0 and client_key.public_line.split()[1] in out
+    plain = options_for(client_key, known_hosts(server))
+    _, status = run_async(connect_and_run(parse_target(server.url()), plain, "ssh-add -L"))
+    assert status == 2  # no agent to talk to
+
+
+def test_accept_new_defaults_to_the_users_known_hosts_and_records_a_host_once(
+    sshd: Callable[..., SshServer],
+    client_key: ClientKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = sshd()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    target = parse_target(server.url())
+    options = SshOptions(identities=(client_key.private,), accept_new=True)
+
+    async def two_at_once() -> list[tuple[str, int]]:
+        return list(
+            await asyncio.gather(
+                connect_and_run(target, options, "true"), connect_and_run(target, options, "true")
+            )
+        )
+
+    run_async(two_at_once())
+    kh = tmp_path / "home" / ".ssh" / "known_hosts"
+    assert kh.read_text() == server.known_hosts_line() + "\n"
+    assert kh.parent.stat().st_mode & 0o777 == 0o700

@@ -238,7 +238,7 @@ async def connect(target: Target, options: SshOptions) -> asyncssh.SSHClientConn
     keys: Sequence[asyncssh.SSHKeyPair] | tuple[()] = ()
     if options.identities:
         keys = await asyncio.to_thread(_load_identities, target, options.identities)
-    prompting = options.interactive and sys.stdin.isatty()
+    prompting = options.interactive and sys.stdin is not None and sys.stdin.isatty()
     client = _client_class()(target, known, known_path, options.accept_new, prompting)
 
     sock = await _open_socket(target, options.connect_timeout)
