@@ -217,17 +217,7 @@ def test_kill9_of_the_initiator_stops_every_remote_agent(
     run.wait_exit()
     for s in (a, b):
         wait_for(lambda s=s: not agent_pids(s), what=f"{s.host}'s agent to exit")
-        wait_for(
-            lambda s=s: run_dirs(s) == [],
-            what=f"{s.host}'s run directory to go: "
-            + str(
-                [
-                    (p, open(f"/proc/{p}/cmdline").read(), open(f"/proc/{p}/stat").read())
-                    for p in agent_pids(s)
-                ]
-            )
-            + str(list((s.dir / "tmp").rglob("*"))),
-        )
+        wait_for(lambda s=s: run_dirs(s) == [], what=f"{s.host}'s run directory to go")
 
 
 def test_a_bad_remote_file_touches_no_host(
