@@ -354,7 +354,10 @@ def _start_checked(args: argparse.Namespace) -> int:
         _refuse(str(e), args)
         return EXIT_INPUT
     if args.remote_child:  # behind an SSH tunnel: its seed is its only way to the cluster
-        options = dataclasses.replace(options, follow_members=False)
+        from ..world.etcd.tls import plain_text_is_tunnelled
+
+        options = dataclasses.replace(options, tunnelled=True)
+        plain_text_is_tunnelled()
     if specs and options.tls is not None:
         _refuse("--remote with a TLS cluster is not implemented yet", args)
         return EXIT_INPUT

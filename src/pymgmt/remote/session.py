@@ -268,7 +268,7 @@ class Session:
         log.debug("remote %s: tunnel 127.0.0.1:%d there -> %s:%d here", self.host, port,
                   *self.remotes.etcd)  # fmt: skip
         argv = self._agent_argv(probe["python"], remote_bundle, port)
-        log.info("remote %s: running %s", self.host, shlex.join(argv))
+        log.debug("remote %s: running %s", self.host, shlex.join(argv))
         self.process = await self.conn.create_process(
             "exec " + shlex.join(argv), encoding="utf-8", errors="replace"
         )
@@ -385,6 +385,8 @@ class Session:
     async def _stdout(self, process: asyncssh.SSHClientProcess[str]) -> None:
         async for line in process.stdout:
             text = line.rstrip("\n")
+            if not text.strip():
+                continue  # the recap's spacing: nothing to show
             self.remotes.emit(RemoteOutput(self.host, text, self._as_event(text)))
 
     def _as_event(self, text: str) -> dict[str, object] | None:
@@ -406,6 +408,8 @@ class Session:
 
     async def _stderr(self, process: asyncssh.SSHClientProcess[str]) -> None:
         async for line in process.stderr:
+            if not line.strip():
+                continue
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write(redact(f"[{self.host}] {line.rstrip()}\n"))
                 sys.stderr.flush()
