@@ -482,6 +482,7 @@ def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOp
         verbosity=("-v",) if args.verbose else ("-q",) if args.quiet else (),
         tmp_prefix=args.tmp_prefix,
         sema=args.sema,
+        watch=not args.no_watch,
         depth=args.depth,
         max_depth=args.max_depth,
     )

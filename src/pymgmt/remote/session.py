@@ -129,6 +129,8 @@ class RemoteOptions:
     #: the remote agents keep their state in their run directory (gone at the end)
     tmp_prefix: bool = False
     sema: int = 0
+    #: copy saved graph files over (live remote hacking); --no-watch: never
+    watch: bool = True
     #: this process's depth (0: the initiator)
     depth: int = 0
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -336,6 +338,7 @@ class Session:
         argv += ["--json"] if o.json else []
         argv += list(o.verbosity)
         argv += ["--sema", str(o.sema)] if o.sema else []
+        argv += [] if o.watch else ["--no-watch"]
         argv += ["--prefix", f"{run}/state"] if o.tmp_prefix else []
         for child in self.spec.children:
             argv += ["--remote", f"{run}/{layout[child.file]}"]
@@ -367,7 +370,7 @@ class Session:
         async with asyncio.TaskGroup() as tg:
             out = tg.create_task(self._stdout(process))
             err = tg.create_task(self._stderr(process))
-            live = tg.create_task(self._live_files())
+            live = tg.create_task(self._live_files() if self.options.watch else _idle())
             await process.wait_closed()
             await asyncio.wait([out, err], timeout=CLEANUP_TIMEOUT)
             for t in (out, err, live):
@@ -515,6 +518,10 @@ async def _put(sftp: Any, local: str, there: str, *, mkdirs: bool = False) -> No
     tmp = f"{parent}/.{name}.part-{os.getpid()}"
     await sftp.put(local, tmp)
     await sftp.posix_rename(tmp, there)
+
+
+async def _idle() -> None:
+    await asyncio.Event().wait()
 
 
 def _read(path: Path) -> bytes | None:
