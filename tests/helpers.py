@@ -280,7 +280,7 @@ class Agent:
     def __init__(
         self,
         graph: Path,
-        prefix: Path,
+        prefix: Path | None,
         *args: str,
         json_mode: bool = True,
         env: dict[str, str] | None = None,
@@ -290,7 +290,8 @@ class Agent:
         (tests/netns.py), which execs it, so `pid` is still the agent's."""
         self.graph = graph
         self.json_mode = json_mode
-        self.argv = [*wrapper, *PYMGMT, "run", "--prefix", str(prefix), *args]
+        where = ["--prefix", str(prefix)] if prefix is not None else []  # None: --tmp-prefix
+        self.argv = [*wrapper, *PYMGMT, "run", *where, *args]
         if json_mode:
             self.argv.append("--json")
         self.argv.append(str(graph))

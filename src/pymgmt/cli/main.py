@@ -41,13 +41,13 @@ _MGMT_IGNORED = {
     "--pgp-key-path": True,
     "--pgp-identity": True,
 }
-_SSH = "remote execution over SSH is not implemented yet (issue 11)"
+_SSH = "reaching this host's own etcd over SSH is not implemented; --remote FILE runs graphs "
+_SSH += "on other hosts over SSH"
 #: mgmt flags pymgmt cannot honour: ignoring them would do something else
 #: than asked, so they are refused with the reason (flag -> takes a value, reason)
 _MGMT_REFUSED = {
     "--ssh-url": (True, _SSH),
     "--ssh-hostkey": (True, _SSH),
-    "--ssh-id": (True, _SSH),
     "--no-autoedges": (False, "not implemented yet; set 'meta: {autoedge: false}' per resource"),
     "--no-autogroup": (False, "not implemented yet; set 'meta: {autogroup: false}' per resource"),
     "--max-runtime": (True, "not implemented yet; use timeout(1) or --converged-timeout"),
@@ -119,7 +119,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "file",
         nargs="*",
         metavar="[yaml] FILE",
-        help="the graph file (mgmt YAML format); mgmt's frontend word 'yaml' may come first",
+        help="the graph file (mgmt YAML format); mgmt's frontend word 'yaml' may come first "
+        "(optional with --remote)",
     )
     run.add_argument("--file", "--yaml", dest="file_opt", metavar="FILE", help=argparse.SUPPRESS)
     run.add_argument(
@@ -149,6 +150,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     run.add_argument("--hostname", help="the name this host uses in the cluster")
     _cluster_flags(run)
+    _remote_flags(run)
     run.add_argument("--prefix", help="state directory (default /var/lib/pymgmt, or ~/.cache)")
     run.add_argument("--json", action="store_true", help="stream events as JSON lines on stdout")
     run.add_argument(
@@ -208,6 +210,85 @@ def _cluster_flags(run: argparse.ArgumentParser) -> None:
         "that starts a new cluster, changed live in the cluster's idealClusterSize key",
     )
     _tls_flags(g)
+
+
+def _remote_flags(run: argparse.ArgumentParser) -> None:
+    """Remote execution over SSH (mgmt's --remote, README "Remote execution")."""
+    import argparse
+
+    g = run.add_argument_group(
+        "remote execution",
+        "run graphs on other hosts over SSH, with nothing installed there but Python 3.11: "
+        "each --remote file names its host ('remote: ssh://user@host:port'); the agents "
+        "there reach this host's etcd through SSH tunnels",
+    )
+    g.add_argument(
+        "--remote",
+        dest="remotes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a graph file to run on the host its 'remote:' names (repeatable)",
+    )
+    g.add_argument(
+        "--cconns",
+        type=_natural,
+        default=0,
+        metavar="N",
+        help="set up at most N remote hosts at once (0, the default: no limit)",
+    )
+    g.add_argument(
+        "--no-caching",
+        action="store_true",
+        help="copy the bundle to every remote again, and remove it at the end",
+    )
+    g.add_argument(
+        "--ssh-id",
+        "--ssh-priv-id-rsa",
+        dest="ssh_ids",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a private key to log in with (repeatable; default ~/.ssh keys and the agent)",
+    )
+    g.add_argument(
+        "--ssh-known-hosts",
+        metavar="FILE",
+        help="the known_hosts file that host keys are checked against (default ~/.ssh/known_hosts)",
+    )
+    g.add_argument(
+        "--ssh-accept-new",
+        action="store_true",
+        help="trust a host key seen for the first time, and record it (a changed key is "
+        "always refused)",
+    )
+    g.add_argument(
+        "--allow-interactive",
+        action="store_true",
+        help="(mgmt) ask for a password on the terminal when keys are refused",
+    )
+    g.add_argument(
+        "--max-depth",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="how deep 'remotes:' files may run hosts that run hosts (default 3)",
+    )
+    g.add_argument("--depth", type=_natural, default=0, help=argparse.SUPPRESS)
+    g.add_argument("--remote-child", metavar="DIR", help=argparse.SUPPRESS)
+
+
+def _natural(text: str) -> int:
+    """An argparse type: a whole number from 0 up."""
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 up, got {text!r}")
+    return n
 
 
 def _tls_flags(g: argparse._ActionsContainer) -> None:
@@ -373,7 +454,9 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     Sets `args.file`, `args.converged_timeout` (None: run forever) and
     `args.detailed_exit` (False: mgmt's --converged-exit, exit 0 once converged).
     """
-    args.file = _graph_file(parser, args.file, args.file_opt)
+    args.file = _graph_file(parser, args.file, args.file_opt, optional=bool(args.remotes))
+    if args.depth > 0 and not args.remote_child:
+        parser.error("--depth is set by an initiator for the agents it starts (--remote)")
     if args.converged_timeout is not None and args.converger_timeout is not None:
         parser.error("give --converged-timeout or mgmt's --converger-timeout, not both")
     if args.prefix is not None and args.tmp_prefix:
@@ -426,8 +509,17 @@ def _check_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> lis
     return tls
 
 
-def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str | None) -> str:
-    """The graph file from `[yaml] FILE` (mgmt's frontend word) or --file/--yaml."""
+def _graph_file(
+    parser: argparse.ArgumentParser,
+    words: list[str],
+    file_opt: str | None,
+    *,
+    optional: bool = False,
+) -> str | None:
+    """The graph file from `[yaml] FILE` (mgmt's frontend word) or --file/--yaml.
+
+    `optional`: with --remote, this host may run no graph of its own.
+    """
     import os.path
 
     # a frontend word, unless it is the name of an existing graph file
@@ -441,6 +533,8 @@ def _graph_file(parser: argparse.ArgumentParser, words: list[str], file_opt: str
     if len(words) > 1:
         parser.error(f"one graph file expected, got {len(words)}: {' '.join(words)}")
     file = words[0] if words else file_opt
+    if not file and optional:
+        return None
     if not file:
         parser.error("a graph file is required: pymgmt run [yaml] FILE")
     return file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import gc
 import io
@@ -21,7 +22,7 @@ import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import statedir
 from ..engine.engine import ConvergedWait, Engine, GraphObserver
@@ -38,6 +39,11 @@ from ..types import MAX_PROBLEMS
 from ..world.base import World, WorldError, valid_hostname
 from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, Joined, needs_cluster
 from ..world.local import LocalWorld
+
+if TYPE_CHECKING:
+    from ..remote.child import ParentLink
+    from ..remote.session import RemoteOptions, Remotes
+    from ..remote.spec import RemoteSpec
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -295,12 +301,32 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     """Validate, lock the state directory, run the engine; the exit code."""
-    path = os.path.abspath(args.file)
-    if _missing_file(path, as_json=args.json):
+    try:
+        return _start_checked(args)
+    finally:
+        if args.remote_child:  # an agent started by --remote leaves nothing behind
+            from ..remote.child import remove_run_dir
+
+            remove_run_dir(Path(args.remote_child))
+
+
+#: the graph of an initiator given only --remote files: nothing to do here
+_NO_LOCAL_GRAPH = b"graph: remote-initiator\nresources: {}\n"
+
+
+def _start_checked(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.file) if args.file else None
+    if path is not None and _missing_file(path, as_json=args.json):
         return EXIT_INPUT
     # Validate everything before touching the system.
     try:
-        validated = load_with_text(path)
+        if path is None:
+            from ..frontends.compile import accept
+            from ..frontends.yamlbuild import declare
+
+            validated = (_NO_LOCAL_GRAPH, accept(declare(_NO_LOCAL_GRAPH, "(no local graph)")))
+        else:
+            validated = load_with_text(path)
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -311,12 +337,31 @@ def _start(args: argparse.Namespace) -> int:
         print_input_error(InputErrors(intruders), as_json=args.json)
         return EXIT_INPUT
     hostname = args.hostname or socket.gethostname()
+    specs: list[RemoteSpec] = []
+    if args.remotes:
+        from ..remote.spec import load_specs
+
+        try:
+            specs = load_specs(
+                args.remotes, max_depth=args.max_depth, depth=args.depth, taken=[hostname]
+            )
+        except InputError as e:
+            print_input_error(e, as_json=args.json)
+            return EXIT_INPUT
     try:
         options = ClusterOptions.from_args(args, hostname)
     except ClusterError as e:
         _refuse(str(e), args)
         return EXIT_INPUT
-    cluster = options if needs_cluster(validated[1].graph, options) else None
+    if args.remote_child:  # behind an SSH tunnel: its seed is its only way to the cluster
+        from ..world.etcd.tls import plain_text_is_tunnelled
+
+        options = dataclasses.replace(options, tunnelled=True)
+        plain_text_is_tunnelled()
+    if specs and options.tls is not None:
+        _refuse("--remote with a TLS cluster is not implemented yet", args)
+        return EXIT_INPUT
+    cluster = options if specs or needs_cluster(validated[1].graph, options) else None
     if cluster is not None and not valid_hostname(hostname):
         _refuse(
             f"the hostname {hostname!r} cannot name a host of a cluster: letters, digits, "
@@ -345,7 +390,9 @@ def _start(args: argparse.Namespace) -> int:
     declared = compiled.declared
     assert isinstance(declared, YamlGraph)
     frontend: Frontend = (
-        _Once(declared) if args.no_watch else YamlFrontend(path, first=(text, declared))
+        _Once(declared)
+        if args.no_watch or path is None
+        else YamlFrontend(path, first=(text, declared))
     )
     if cluster is None:
         frontend = _SingleHostNote(frontend)
@@ -371,6 +418,14 @@ def _start(args: argparse.Namespace) -> int:
         return _StateDirGuard(inner, state.prefix)
 
     run = _Run(make_engine, frontend, guarded, stopper, hostname, cluster, state.prefix, args.noop)
+    if specs:
+        run.remotes = (specs, _remote_options(args, timeout))
+    if args.remote_child:
+        from ..remote.child import ParentLink, remove_run_dir
+
+        run_dir = Path(args.remote_child)
+        run.parent = ParentLink(stopper.parent_said, run_dir)
+        stopper.before_exit = lambda: remove_run_dir(run_dir)
     lost: ClusterLost | None = None
     try:
         asyncio.run(run.main())
@@ -392,6 +447,10 @@ def _start(args: argparse.Namespace) -> int:
         if machine is not None:
             machine.write_obj({"event": "cluster_lost", "message": str(lost)})
         print(f"error: {lost}", file=sys.stderr)
+    if args.remote_child:
+        from ..remote.child import remove_run_dir
+
+        remove_run_dir(Path(args.remote_child))
     # Everything is stopped, written and fsynced, and the recap is out: skip
     # the interpreter's teardown of every object of the graph (60 ms at 1k
     # resources, 460 ms at 10k), which can change nothing any more. The
@@ -399,6 +458,55 @@ def _start(args: argparse.Namespace) -> int:
     _flush_quietly()
     logging.shutdown()
     os._exit(code)
+
+
+def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOptions:
+    """What the `run` flags say every remote host gets."""
+    from ..remote.session import RemoteOptions
+    from ..remote.ssh import SshOptions
+
+    ssh = SshOptions(
+        identities=tuple(Path(x) for x in args.ssh_ids),
+        known_hosts=Path(args.ssh_known_hosts) if args.ssh_known_hosts else None,
+        accept_new=args.ssh_accept_new,
+        interactive=args.allow_interactive,
+    )
+    return RemoteOptions(
+        ssh=ssh,
+        bundle_cache=bundle_cache(),
+        cconns=args.cconns,
+        caching=not args.no_caching,
+        converged_timeout=timeout,
+        noop=args.noop,
+        json=args.json,
+        verbosity=("-v",) if args.verbose else ("-q",) if args.quiet else (),
+        tmp_prefix=args.tmp_prefix,
+        sema=args.sema,
+        watch=not args.no_watch,
+        depth=args.depth,
+        max_depth=args.max_depth,
+    )
+
+
+def bundle_cache() -> Path:
+    """Where the bundles for remote hosts are built and kept (``PYMGMT_BUNDLE_CACHE``)."""
+    if env := os.environ.get("PYMGMT_BUNDLE_CACHE"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/cache/pymgmt/bundles")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "pymgmt" / "bundles"
+
+
+def _etcd_address(options: ClusterOptions) -> tuple[str, int]:
+    """Where this host reaches the cluster's etcd: what every tunnel leads to."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(options.client_urls[0] if options.serves else options.seeds[0])
+    host = u.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return host, u.port or 2379
 
 
 def _flush_quietly() -> None:
@@ -427,23 +535,39 @@ class _Stopper:
         self.cancel_start: Callable[[], object] | None = None
         #: the signal that aborted the start-up
         self.start_interrupted: signal.Signals | None = None
+        #: run before a second signal exits at once (an agent started by
+        #: --remote removes its run directory)
+        self.before_exit: Callable[[], None] | None = None
 
     def on_signal(self, sig: signal.Signals) -> None:
         self.interrupt(sig, f"interrupted by {sig.name}")
 
     def stdout_closed(self) -> None:
-        """stdout's reader went away (``| head -1``): stop quietly, once."""
+        """stdout's reader went away (``| head -1``): stop quietly, once.
+
+        During a stop already under way it only silences stdout: the reader
+        leaving then (a remote agent's SSH session closing) is no second
+        signal that should cut the stop short.
+        """
         if self.pipe_closed:
             return
         self.pipe_closed = True
         silence(sys.stdout)
-        self.interrupt(signal.SIGPIPE, "stdout was closed (broken pipe)")
+        if self.interrupts == 0:
+            self.interrupt(signal.SIGPIPE, "stdout was closed (broken pipe)")
+
+    def parent_said(self, sig: signal.Signals, why: str) -> None:
+        """The initiator of a remote run said to stop, or went away: a stop, once."""
+        if self.interrupts == 0:
+            self.interrupt(sig, why)
 
     def interrupt(self, sig: signal.Signals, why: str) -> None:
         self.interrupts += 1
         if self.interrupts > 1:
             with contextlib.suppress(OSError):
                 print(f"\n{sig.name} again: exiting at once", file=sys.stderr, flush=True)
+            if self.before_exit is not None:
+                self.before_exit()
             os._exit(128 + sig)
         self.recap.interrupt_code = 128 + sig
         if self.engine is not None:
@@ -486,6 +610,10 @@ class _Run:
         self.state_dir = state_dir
         #: why the cluster was lost while the engine ran (None: it was not)
         self.lost: Exception | None = None
+        #: the remote hosts of --remote, and what they get (None: none)
+        self.remotes: tuple[list[RemoteSpec], RemoteOptions] | None = None
+        #: this agent was started by --remote: its line to the initiator
+        self.parent: ParentLink | None = None
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -522,10 +650,13 @@ class _Run:
                 engine.emit(event)  # bound below, before anything runs
 
             exporter = Exporter(resworld, emit, noop=self.noop)
-            engine = self.make_engine(world, [exporter], convergence.wait)
+            # the initiator of a remote run decides when the cluster converged
+            waits = self.parent.wait_converged if self.parent else convergence.wait
+            engine = self.make_engine(world, [exporter], waits)
             self.stopper.engine = engine
             frontend = self.guarded(CollectingFrontend(self.frontend, resworld, emit))
             joined.auto.emit = engine.emit
+            remotes = self._remotes(options, world, engine)
             async with asyncio.TaskGroup() as tg:
                 side = [
                     tg.create_task(self._on_world(joined.auto.run()), name="autocluster"),
@@ -538,11 +669,17 @@ class _Run:
                     ),
                     tg.create_task(exporter.retry_failed(), name="export retry"),
                 ]
+                if self.parent is not None:
+                    side.append(tg.create_task(self.parent.run(), name="initiator link"))
+                if remotes is not None:
+                    side.append(tg.create_task(remotes.run(), name="remote hosts"))
                 try:
                     await engine.run(frontend)
                 except* (WorldError, ConnectionError) as eg:
                     self._lost(eg.exceptions[0])
                 finally:
+                    if remotes is not None:  # they leave the cluster while its etcd runs
+                        await remotes.stop(self._stop_word())
                     for t in side:
                         t.cancel()
             if self.lost is None:
@@ -550,6 +687,34 @@ class _Run:
                 await joined.auto.leave()
         if self.lost is not None:
             raise ClusterLost(f"lost the etcd cluster: {self.lost}")
+
+    def _remotes(self, options: ClusterOptions, world: World, engine: Engine) -> Remotes | None:
+        """The remote hosts of --remote, ready to start (None: none)."""
+        if self.remotes is None:
+            return None
+        from ..remote.session import Remotes
+
+        specs, remote_options = self.remotes
+        return Remotes(
+            specs,
+            remote_options,
+            etcd=_etcd_address(options),
+            world=world,
+            hub=engine.hub,
+            converger=engine.converger,
+            emit=engine.emit,
+        )
+
+    def _stop_word(self) -> str:
+        """What the remote agents are told at the end: the cluster converged, or a signal."""
+        recap = self.stopper.recap
+        if not recap.interrupted:
+            return "converged"
+        try:
+            name = signal.Signals(recap.interrupt_code - 128).name
+        except ValueError:
+            name = "SIGINT"
+        return f"stop {name}"
 
     def _lost(self, error: Exception) -> None:
         """The World failed for good: stop the engine gracefully, remember why.

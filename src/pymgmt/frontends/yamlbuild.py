@@ -40,7 +40,16 @@ from .yamlsyntax import compose
 _FUZZY_NAMES = 2000
 
 _EDGE_KEYS = ("name", "from", "to", "notify", "send", "recv")
-_TOP_KEYS = ("graph", "comment", "resources", "edges", "collect", "remote", "hostname")
+_TOP_KEYS = (
+    "graph",
+    "comment",
+    "resources",
+    "edges",
+    "collect",
+    "remote",
+    "hostname",
+    "remotes",
+)
 _COLLECT_KEYS = ("kind", "pattern", "mode", "owners", "groups")
 #: kinds another host's exports may be collected as: each needs a confinement rule
 COLLECTABLE = ("file",)
@@ -53,7 +62,21 @@ _BOOL = "tag:yaml.org,2002:bool"
 
 @dataclass(eq=False)
 class YamlGraph(Graph[Resource]):
-    """A graph read from a YAML file (its `source`); ``@@`` names are in `exported`."""
+    """A graph read from a YAML file (its `source`); ``@@`` names are in `exported`.
+
+    The header keys of remote execution (``pymgmt run --remote FILE``, issue
+    11) are kept as written, with where they were written: `remote` (mgmt's
+    ``ssh://user@host:port`` target), `hostname` (the name the remote agent
+    uses; default the URL's host) and `remotes` (pymgmt's hierarchical
+    execution: graph files, relative to this one, that the remote host runs
+    on further hosts). A graph run locally ignores them.
+    """
+
+    remote: str | None = None
+    hostname: str | None = None
+    remotes: list[str] = dataclasses.field(default_factory=list)
+    #: where each header key above was written (key -> location)
+    header_locations: dict[str, Location] = dataclasses.field(default_factory=dict)
 
 
 def declare(text: bytes | str, filename: str) -> YamlGraph:
@@ -231,6 +254,11 @@ class _Builder:
                 _, v = keys[opt]
                 if not isinstance(v, yaml.ScalarNode):
                     self.error(v, f"expected a string, got {_node_kind(v)}", field=opt)
+                elif opt != "comment":
+                    setattr(graph, opt, v.value)
+                    graph.header_locations[opt] = self.loc(v)
+        if "remotes" in keys:
+            self.remotes(keys["remotes"][1], graph)
         if "resources" in keys:
             self.resources(keys["resources"][1], graph)
         if "collect" in keys:
@@ -241,6 +269,20 @@ class _Builder:
             raise InputErrors(self.errors)
         graph.warnings = sorted(self.warnings, key=lambda w: _line_col(w.location))
         return graph
+
+    def remotes(self, node: yaml.Node, graph: YamlGraph) -> None:
+        """``remotes: [FILE, ...]``: graph files the remote host runs further on."""
+        items = self.sequence(node, "remotes")
+        if items is None:
+            return
+        graph.header_locations["remotes"] = self.loc(node)
+        for item in items:
+            if not (isinstance(item, yaml.ScalarNode) and item.tag == _STR and item.value):
+                self.error(item, f"expected a graph file name, got {_node_kind(item)}",
+                           field="remotes")  # fmt: skip
+                continue
+            graph.remotes.append(item.value)
+            graph.header_locations[f"remotes[{len(graph.remotes) - 1}]"] = self.loc(item)
 
     def resources(self, node: yaml.Node, graph: YamlGraph) -> None:
         by_kind = self.mapping(node, "resources")

@@ -30,6 +30,8 @@ from .events import (
     GraphRejected,
     GraphStarted,
     GraphSwapped,
+    RemoteChanged,
+    RemoteOutput,
     Settled,
     Stopping,
 )
@@ -119,6 +121,10 @@ class ConsoleReporter(_Stream):
             self.write("".join(f"  {e}\n" for e in event.errors))
         elif isinstance(event, CollectRefused):
             self.line(f"{_refused_text(event)}")
+        elif isinstance(event, RemoteOutput):
+            self.write(f"[{event.host}] {event.line}\n")  # the remote's own lines, stamped there
+        elif isinstance(event, RemoteChanged) and (event.stage == "failed" or not self.quiet):
+            self.line(f"remote {event.host}: {_remote_text(event)}")
         if self.quiet:
             return
         if isinstance(event, GraphStarted):
@@ -210,6 +216,11 @@ def _refused_text(ev: CollectRefused) -> str:
     return f"refused host {ev.host}'s {what}: {ev.reason}"
 
 
+def _remote_text(ev: RemoteChanged) -> str:
+    text = {"exited": f"exited {ev.exit_code}", "failed": "FAILED"}.get(ev.stage, ev.stage)
+    return f"{text}: {ev.message}" if ev.message else text
+
+
 def _s(n: int) -> str:
     return "" if n == 1 else "s"
 
@@ -237,6 +248,9 @@ class JsonReporter(_Stream):
 
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
+            return
+        if isinstance(event, RemoteOutput) and event.event is not None:
+            self.write_obj(event.event)  # the remote's own event, with its host
             return
         name = type(event).__name__
         body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}

@@ -224,6 +224,38 @@ class RoleChanged:
     role: Literal["server", "client"]
 
 
+#: the life of one remote host of ``pymgmt run --remote`` (issue 11): connect,
+#: copy the bundle and the graph, start the agent there, its graph file saved
+#: again and copied over, then its end: it exited (with its exit code), or it
+#: failed (could not be reached, refused, lost) -- the run goes on without it
+RemoteStage = Literal["connecting", "copying", "running", "updated", "exited", "failed"]
+
+
+@dataclass(frozen=True)
+class RemoteChanged:
+    """A remote host of ``--remote`` moved on in its life (see `RemoteStage`)."""
+
+    host: str
+    stage: RemoteStage
+    message: str = ""
+    #: the remote agent's exit code (stage "exited")
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoteOutput:
+    """A line the remote agent wrote on its stdout; with ``--json``, the event it was.
+
+    The initiator shows it prefixed with the host (``[host] ...``) or, as
+    JSON, as the remote's own event carrying ``host`` (and ``via``: the
+    intermediate hosts of a hierarchical run).
+    """
+
+    host: str
+    line: str
+    event: dict[str, object] | None = None
+
+
 Event = (
     GraphStarted
     | GraphSwapped
@@ -244,6 +276,8 @@ Event = (
     | MemberJoined
     | MemberLeft
     | RoleChanged
+    | RemoteChanged
+    | RemoteOutput
 )
 
 

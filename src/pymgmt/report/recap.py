@@ -26,7 +26,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .events import Checked, Event, Failed, Finished, GraphStarted, Stopping, VertexState
+from .events import (
+    Checked,
+    Event,
+    Failed,
+    Finished,
+    GraphStarted,
+    RemoteChanged,
+    Stopping,
+    VertexState,
+)
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -65,6 +74,8 @@ class Recap:
         self.interrupted = False
         #: the exit code of an interrupted run-once run; the CLI sets 128 + signal
         self.interrupt_code = EXIT_INTERRUPTED
+        #: remote hosts of ``--remote`` that ended: host -> (exit code or None, why)
+        self.remotes: dict[str, tuple[int | None, str]] = {}
 
     def _t(self, vertex: str) -> _Tally:
         t = self.per.get(vertex)
@@ -92,6 +103,8 @@ class Recap:
             self.interrupted = event.interrupted
         elif isinstance(event, Finished):
             self.final = event.states
+        elif isinstance(event, RemoteChanged) and event.stage in ("exited", "failed"):
+            self.remotes[event.host] = (event.exit_code, event.message)
 
     def outcome(self, st: VertexState) -> str:
         t = self.per.get(st.vertex, _Tally())
@@ -130,7 +143,25 @@ class Recap:
             code |= EXIT_CHANGED
         if c["failed"] or c["skipped"]:
             code |= EXIT_FAILED
+        for host in self.remotes:
+            code |= self.remote_code(host)
         return code
+
+    def remote_code(self, host: str) -> int:
+        """What a remote host adds to the exit code: its own 0/2/4/6; anything
+        else (unreachable, refused, stopped from outside) is a failure."""
+        remote, _ = self.remotes[host]
+        if remote is not None and remote & ~(EXIT_CHANGED | EXIT_FAILED) == 0:
+            return remote
+        return EXIT_FAILED
+
+    def remote_outcome(self, host: str) -> str:
+        code, why = self.remotes[host]
+        bits = self.remote_code(host)
+        if code is None or bits != code:
+            return f"FAILED: {why}" if why else f"FAILED (exit {code})"
+        words = [w for b, w in ((EXIT_CHANGED, "changed"), (EXIT_FAILED, "FAILED")) if code & b]
+        return ", ".join(words) or "unchanged"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -148,7 +179,14 @@ class Recap:
             },
             "totals": dict(self.totals()),
             "interrupted": self.interrupted,
+            **({"remotes": self._remotes_dict()} if self.remotes else {}),
             "exit_code": self.exit_code(),
+        }
+
+    def _remotes_dict(self) -> dict[str, object]:
+        return {
+            h: {"exit_code": code, "outcome": self.remote_outcome(h), "message": why}
+            for h, (code, why) in sorted(self.remotes.items())
         }
 
     def render(self, *, verbose: bool = False) -> str:
@@ -181,9 +219,26 @@ class Recap:
         order = ["unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending"]
         always = ("unchanged", "changed", "failed", *(("pending",) if self.interrupted else ()))
         parts = [f"{c[k]} {k}" for k in order if c[k] or k in always]
+        remote_failed = any(self.remote_code(h) & EXIT_FAILED for h in self.remotes)
         if self.interrupted:
             verdict = "INTERRUPTED"  # whatever it did: it stopped before converging
         else:
-            verdict = "FAILED" if c["failed"] or c["skipped"] else "OK"
-        lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts))
+            verdict = "FAILED" if c["failed"] or c["skipped"] or remote_failed else "OK"
+        hosts = ""
+        if self.remotes:
+            lines.append(f"Remote hosts ({len(self.remotes)}):")
+            width = max(len(h) for h in self.remotes)
+            lines += [f"  {h:<{width}}  {self.remote_outcome(h)}" for h in sorted(self.remotes)]
+            hosts = f"; {len(self.remotes)} remote host{'s' if len(self.remotes) != 1 else ''}: "
+            hosts += ", ".join(f"{n} {k}" for k, n in self._remote_totals().items())
+        lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts) + hosts)
         return "\n".join(lines)
+
+    def _remote_totals(self) -> dict[str, int]:
+        """How many remote hosts ended how: unchanged, changed, failed (never a zero)."""
+        out: Counter[str] = Counter()
+        for host in self.remotes:
+            bits = self.remote_code(host)
+            word = "failed" if bits & EXIT_FAILED else "changed" if bits else "unchanged"
+            out[word] += 1
+        return {k: out[k] for k in ("unchanged", "changed", "failed") if out[k]}
