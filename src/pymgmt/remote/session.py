@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, InputErrors
 from ..redaction import redact
+from ..report.console import visible
 from ..report.events import Event, RemoteChanged, RemoteOutput
 from ..world.base import World, keys
 from .spec import DEFAULT_MAX_DEPTH, RemoteSpec
@@ -414,7 +415,7 @@ class Session:
             if not line.strip():
                 continue
             with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(redact(f"[{self.host}] {line.rstrip()}\n"))
+                sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
                 sys.stderr.flush()
 
     async def _live_files(self) -> None:
