@@ -814,6 +814,8 @@ def validate_command(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         graph = load(args.file)
+        # a remote graph file: its target and its 'remotes:' tree are checked too
+        remote = _remote_spec(args.file) if graph.remote is not None else None
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -844,6 +846,7 @@ def validate_command(args: argparse.Namespace) -> int:
                         for c in graph.collect
                     ],
                     "warnings": [w.as_dict() for w in graph.warnings],
+                    **({"remote": _remote_dict(remote)} if remote else {}),
                 }
             )
         )
@@ -865,4 +868,24 @@ def validate_command(args: argparse.Namespace) -> int:
     if graph.collect:
         specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
         print(f"  collects: {', '.join(specs)}")
+    if remote is not None:
+        print(f"  runs on: {remote.target.label} as {remote.hostname} (with --remote)")
+        for child in remote.children:
+            print(f"  and there, on: {child.target.label} as {child.hostname} ({child.file})")
     return EXIT_OK
+
+
+def _remote_spec(path: str) -> RemoteSpec:
+    """The file as a remote graph (``remote:``, ``remotes:``); InputErrors if they are wrong."""
+    from ..remote.spec import load_specs
+
+    (spec,) = load_specs([path])
+    return spec
+
+
+def _remote_dict(spec: RemoteSpec) -> dict[str, object]:
+    return {
+        "target": spec.target.label,
+        "hostname": spec.hostname,
+        "remotes": [_remote_dict(c) for c in spec.children],
+    }
