@@ -211,7 +211,7 @@ def build_bundle(cache_dir: Path, interpreter: Interpreter | None = None) -> Bun
     with _locked(cache_dir / ".lock"):
         inputs, fetches = _plan(target)
         fingerprint = _fingerprint(inputs, target, fetches)
-        index = _read_index(cache_dir)
+        index = _read_index(cache_dir / INDEX_NAME)
         cached = _cached(cache_dir, index, fingerprint, target.version)
         if cached is not None:
             return cached
@@ -537,7 +537,7 @@ def _wheels_for(cache_dir: Path, fetches: list[_Fetch]) -> list[Path]:
         return []
     wheels = cache_dir / WHEELS_DIR
     wheels.mkdir(exist_ok=True)
-    index = _read_wheel_index(wheels)
+    index = _read_index(wheels / _WHEEL_INDEX, "wheels")
     found: dict[_Fetch, Path] = {}
     for fetch in fetches:
         cached = _cached_wheel(wheels, index.get(fetch.key, {}))
@@ -566,17 +566,6 @@ def _cached_wheel(wheels: Path, entry: dict[str, object]) -> Path | None:
     if not isinstance(name, str) or not (wheels / name).is_file():
         return None
     return wheels / name if _hash_file(wheels / name)[0] == entry.get("sha256") else None
-
-
-def _read_wheel_index(wheels: Path) -> dict[str, dict[str, object]]:
-    try:
-        data = json.loads((wheels / _WHEEL_INDEX).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return {}
-    found = data.get("wheels")
-    return found if isinstance(found, dict) else {}
 
 
 def _platform_tags(fetch: _Fetch) -> list[str]:
@@ -894,16 +883,16 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _read_index(cache_dir: Path) -> dict[str, dict[str, object]]:
-    """The index of cached builds; an unreadable one is an empty one (it is only a cache)."""
+def _read_index(path: Path, key: str = "builds") -> dict[str, dict[str, object]]:
+    """An index of cached builds or wheels; an unreadable one is empty (it is only a cache)."""
     try:
-        data = json.loads((cache_dir / INDEX_NAME).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}
-    builds = data.get("builds")
-    return builds if isinstance(builds, dict) else {}
+    entries = data.get(key)
+    return entries if isinstance(entries, dict) else {}
 
 
 def _write_index(cache_dir: Path, index: dict[str, dict[str, object]]) -> None:
