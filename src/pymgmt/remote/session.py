@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from ..engine.converger import Converger
     from ..events.inotify import InotifyHub
-    from .bundle import Bundle
+    from .bundle import Bundle, Interpreter
 
 log = logging.getLogger("pymgmt.remote")
 
@@ -69,11 +69,12 @@ CLEANUP_TIMEOUT = 10.0
 #: editors save in bursts: wait for this much quiet before copying a file
 DEBOUNCE = 0.05
 
-#: Finds a Python of the bundle's version on the remote's PATH and runs the
-#: probe with it. Constant: the arguments come as "$@", never spliced in.
+#: Finds a CPython >= 3.11 on the remote's PATH (this host's own version
+#: first: its bundle needs no download) and runs the probe with it. Constant:
+#: the arguments come as "$@", never spliced in.
 PROBE_SH = r"""
 code=$1; shift
-for p in python3.11 python3; do
+for p in "python$1" python3 python3.11 python3.12 python3.13 python3.14; do
   exe=$(command -v "$p" 2>/dev/null) || continue
   "$exe" -c "$code" "$exe" "$@"
   status=$?
@@ -82,32 +83,66 @@ done
 exit 3
 """
 
-#: Runs on any Python 3 (the version is checked before anything else): says
-#: which interpreter it is, makes the run directory, checks the cached bundle.
+#: Runs on any Python 3 (old ones say what they are and exit 3): says which
+#: interpreter it is and on what, makes the run directory, and checks the
+#: cached bundle of this host's own Python when the versions match.
 PROBE_PY = r"""
-import hashlib, json, os, sys, tempfile
+import hashlib, json, os, platform, sys, tempfile
 exe, want, digest, caching = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 version = "%d.%d" % sys.version_info[:2]
-if version != want:
-    print(json.dumps({"python": exe, "version": version}))
+found = {"python": exe, "version": version, "implementation": platform.python_implementation()}
+if sys.version_info < (3, 11) or found["implementation"] != "CPython":
+    print(json.dumps(found))
     sys.exit(3)
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+except (ValueError, OSError):
+    libc = ""
+found["machine"] = platform.machine()
+found["glibc"] = libc.split()[1] if libc.startswith("glibc ") else None
 home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-cache = os.path.join(home, "pymgmt", "bundles")
-name = "pymgmt-%s.pyz" % digest[:24]
-cached = False
+found["cache"] = os.path.join(home, "pymgmt", "bundles")
+found["cached"] = None
 if caching:
-    os.makedirs(cache, 0o700, exist_ok=True)
+    os.makedirs(found["cache"], 0o700, exist_ok=True)
+if caching and version == want:
     h = hashlib.sha256()
     try:
-        with open(os.path.join(cache, name), "rb") as f:
+        with open(os.path.join(found["cache"], "pymgmt-%s.pyz" % digest[:24]), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-        cached = h.hexdigest() == digest
+        found["cached"] = h.hexdigest() == digest
     except OSError:
-        pass
-run = tempfile.mkdtemp(prefix="pymgmt-run-")
-print(json.dumps({"python": exe, "version": version, "run": run, "cache": cache,
-                  "cached": cached}))
+        found["cached"] = False
+found["run"] = tempfile.mkdtemp(prefix="pymgmt-run-")
+print(json.dumps(found))
+sys.stdout.flush()
+# the guard: the initiator says "keep" once the agent runs, which then owns the
+# directory; anything else (its session closed: a failed set-up, the initiator
+# killed) removes it, and the temporary copies named after it
+if sys.stdin.readline().strip() != "keep":
+    import glob, shutil
+    shutil.rmtree(found["run"], True)
+    parts = ".*.part-" + os.path.basename(found["run"])
+    for part in glob.glob(os.path.join(found["cache"], parts)):
+        try:
+            os.remove(part)
+        except OSError:
+            pass
+"""
+
+#: Says whether a cached bundle is there, whole: for a bundle built for the
+#: remote's own Python, known only after the probe (exit 0: it is)
+CACHED_PY = r"""
+import hashlib, sys
+h = hashlib.sha256()
+try:
+    with open(sys.argv[1], "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+except OSError:
+    sys.exit(1)
+sys.exit(0 if h.hexdigest() == sys.argv[2] else 1)
 """
 
 
@@ -162,7 +197,8 @@ class Remotes:
         self.slots = asyncio.Semaphore(options.cconns) if options.cconns > 0 else None
         self.sessions = [Session(s, self) for s in specs]
         self._registered: dict[str, asyncio.Event] = {s.hostname: asyncio.Event() for s in specs}
-        self._built: asyncio.Future[Bundle] | None = None
+        #: the bundles being built or built, per Python (None: this host's own)
+        self._built: dict[Interpreter | None, asyncio.Future[Bundle]] = {}
 
     async def run(self) -> None:
         """Set up every host and follow it until it ends; returns when all have."""
@@ -188,15 +224,17 @@ class Remotes:
     async def registered(self, host: str) -> None:
         await self._registered[host].wait()
 
-    async def bundle(self) -> Bundle:
-        """The bundle, built once for every host (in a thread: it zips tens of MB)."""
-        if self._built is None:
+    async def bundle(self, python: Interpreter | None = None) -> Bundle:
+        """The bundle for `python` (None: this host's own), built once for every host
+        that needs it, in a thread (it zips tens of MB; another Python's downloads wheels)."""
+        built = self._built.get(python)
+        if built is None:
             from .bundle import build_bundle
 
-            self._built = asyncio.ensure_future(
-                asyncio.to_thread(build_bundle, self.options.bundle_cache)
+            built = self._built[python] = asyncio.ensure_future(
+                asyncio.to_thread(build_bundle, self.options.bundle_cache, python)
             )
-        return await asyncio.shield(self._built)
+        return await asyncio.shield(built)
 
     async def stop(self, message: str) -> None:
         """Tell every remote agent how to stop ("converged" or "stop SIGNAL"); wait for them."""
@@ -212,10 +250,20 @@ class Session:
         self.remotes = remotes
         self.options = remotes.options
         self.conn: asyncssh.SSHClientConnection | None = None
+        #: the probe, kept running as the guard of the run directory until the
+        #: agent takes it over: its session ending without "keep" (a failed
+        #: set-up, this process killed) removes the directory there
+        self.guard: asyncssh.SSHClientProcess[str] | None = None
         self.process: asyncssh.SSHClientProcess[str] | None = None
         self.run_dir: str | None = None
         self.stopping = False
+        self._set_up_task: asyncio.Future[None] | None = None
         self._done = asyncio.Event()
+        #: graph file here -> the bytes last copied there (live remote hacking)
+        self.copied: dict[Path, bytes] = {}
+        self._saved = asyncio.Event()
+        #: the host names below this one (hierarchical): the only ones its events may name
+        self.deeper = {d.hostname for c in spec.children for d in _subtree(c)}
 
     def _emit(self, stage: Any, message: str = "", exit_code: int | None = None) -> None:
         self.remotes.emit(RemoteChanged(self.host, stage, message, exit_code))
@@ -230,12 +278,12 @@ class Session:
                 released = True
                 hold.__exit__(None, None, None)
 
+        hub = self.remotes.hub
+        # watched from the start: a save during the set-up is copied once it runs
+        files = self.spec.layout() if self.options.watch else {}
+        subs = [hub.subscribe(str(f), self._saved.set) for f in files]
         try:
-            if self.remotes.slots is not None:
-                async with self.remotes.slots:
-                    await self._set_up()
-            else:
-                await self._set_up()
+            await self._set_up_or_stop()
             await self._joined()
             release()
             code = await self._follow()
@@ -245,27 +293,50 @@ class Session:
         except _Errors() as e:
             self._emit("failed", _error_text(e))
         finally:
+            for sub in subs:
+                hub.unsubscribe(sub)
             release()
             self._done.set()
             await self._clean_up()
 
     # -- set-up --------------------------------------------------------------------
 
+    async def _set_up_or_stop(self) -> None:
+        """The set-up, in a task of its own: a stop meanwhile cancels it (a ^C while a
+        slow host is connecting must not start anything there afterwards)."""
+        if self.stopping:
+            raise RemoteError(self.host, "not started: the run was stopped first")
+        self._set_up_task = asyncio.ensure_future(self._set_up_in_slot())
+        try:
+            await self._set_up_task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if not self.stopping or (me is not None and me.cancelling()):
+                raise
+            raise RemoteError(
+                self.host, "not started: the run was stopped during its set-up"
+            ) from None
+
+    async def _set_up_in_slot(self) -> None:
+        if self.remotes.slots is None:
+            await self._set_up()
+            return
+        async with self.remotes.slots:
+            await self._set_up()
+
     async def _set_up(self) -> None:
         from .ssh import connect
 
-        if self.stopping:
-            raise RemoteError(self.host, "not started: the run was stopping")
         opts = self.options.ssh
         if self.spec.children:
             opts = dataclasses.replace(opts, agent_forwarding=True)
         self._emit("connecting", self.spec.target.label)
         self.conn = await connect(self.spec.target, opts)
-        bundle = await self.remotes.bundle()
-        probe = await self._probe(bundle)
+        own = await self.remotes.bundle()
+        probe = await self._probe(own)
         self.run_dir = probe["run"]
+        bundle = await self._bundle_for(own, probe)
         remote_bundle = await self._copy(bundle, probe)
-        assert self.conn is not None
         listener = await self.conn.forward_remote_port("127.0.0.1", 0, *self.remotes.etcd)
         port = listener.get_port()
         log.debug("remote %s: tunnel 127.0.0.1:%d there -> %s:%d here", self.host, port,
@@ -275,38 +346,87 @@ class Session:
         self.process = await self.conn.create_process(
             "exec " + shlex.join(argv), encoding="utf-8", errors="replace"
         )
+        await self._release_guard(keep=True)  # the agent removes its run directory now
         self._emit("running", f"{probe['python']} (Python {probe['version']})")
 
+    async def _bundle_for(self, own: Bundle, probe: dict[str, Any]) -> Bundle:
+        """The bundle for the remote's Python: ours, or one built for it (is it cached?)."""
+        from .bundle import BundleError, Interpreter, local_interpreter
+
+        glibc = probe.get("glibc")
+        python = Interpreter(
+            version=_version(probe["version"]),
+            machine=str(probe.get("machine") or ""),
+            glibc=_version(glibc) if glibc else None,
+        )
+        mine = local_interpreter()
+        if (python.version, python.machine) == (mine.version, mine.machine):
+            return own
+        log.info("remote %s: Python %s on %s: a bundle for it (its compiled parts differ)",
+                 self.host, probe["version"], python.machine)  # fmt: skip
+        try:
+            bundle = await self.remotes.bundle(python)
+        except BundleError as e:
+            raise RemoteError(self.host, str(e)) from None
+        if self.options.caching:
+            assert self.conn is not None
+            there = f"{probe['cache']}/{bundle.name}"
+            check = shlex.join([probe["python"], "-c", CACHED_PY, there, bundle.digest])
+            probe["cached"] = (await self.conn.run(check, check=False)).exit_status == 0
+        return bundle
+
     async def _probe(self, bundle: Bundle) -> dict[str, Any]:
-        """Find the Python, make the run directory, look for the cached bundle."""
+        """Find the Python, make the run directory, look for the cached bundle.
+
+        The probe stays running as the run directory's guard (`guard`)."""
         assert self.conn is not None
         want = "{}.{}".format(*bundle.python)
         command = shlex.join(
             ["/bin/sh", "-c", PROBE_SH, "sh", PROBE_PY, want, bundle.digest,
              "1" if self.options.caching else "0"]
         )  # fmt: skip
-        result = await self.conn.run(command, check=False)
-        lines = [json.loads(x) for x in str(result.stdout).splitlines() if x.startswith("{")]
-        if result.exit_status == 0 and lines and "run" in lines[-1]:
-            found: dict[str, Any] = lines[-1]
-            return found
-        if result.exit_status == 3:
-            seen = ", ".join(f"{x['python']} is {x['version']}" for x in lines)
+        self.guard = probe = await self.conn.create_process(
+            command, encoding="utf-8", errors="replace"
+        )
+        lines: list[dict[str, Any]] = []
+        async for line in probe.stdout:
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+                if "run" in lines[-1]:
+                    return lines[-1]
+        await probe.wait_closed()
+        status = probe.exit_status
+        if status == 3:
+            seen = ", ".join(
+                f"{x['python']} is {x.get('implementation', 'Python')} {x['version']}"
+                for x in lines
+            )
             raise RemoteError(
                 self.host,
-                f"no Python {want} on its PATH (looked for python3.11 and python3"
-                + (f"; {seen}" if seen else "")
-                + f"): the bundle's compiled parts are built for CPython {want}",
+                "no CPython 3.11 or newer on its PATH (looked for python3, python3.11 to "
+                "python3.14" + (f"; {seen}" if seen else "") + "): install python3 there",
             )
-        err = str(result.stderr).strip().splitlines()
+        err = str(await probe.stderr.read()).strip().splitlines()
         raise RemoteError(
-            self.host,
-            f"the probe failed (exit {result.exit_status})" + (f": {err[-1]}" if err else ""),
+            self.host, f"the probe failed (exit {status})" + (f": {err[-1]}" if err else "")
         )
+
+    async def _release_guard(self, *, keep: bool) -> None:
+        """End the probe: "keep" the run directory (the agent has it), or not (removed)."""
+        guard, self.guard = self.guard, None
+        if guard is None:
+            return
+        with contextlib.suppress(TimeoutError, *_Errors()):
+            if keep:
+                guard.stdin.write("keep\n")
+            guard.stdin.write_eof()
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                await guard.wait_closed()
 
     async def _copy(self, bundle: Bundle, probe: dict[str, Any]) -> str:
         """Copy the bundle (unless cached) and the graph files; the bundle's path there."""
         assert self.conn is not None and self.run_dir is not None
+        part = Path(self.run_dir).name  # the guard knows the temporary names by it
         async with self.conn.start_sftp_client() as sftp:
             if self.options.caching:
                 there = f"{probe['cache']}/{bundle.name}"
@@ -316,12 +436,14 @@ class Session:
                 log.info("remote %s: the bundle is cached there (%s)", self.host, there)
             else:
                 self._emit("copying", f"the bundle ({bundle.size / 1e6:.1f} MB) to {there}")
-                await _put(sftp, str(bundle.path), there)
+                await _put(sftp, str(bundle.path), there, part)
             for local, rel in self.spec.layout().items():
-                await _put(sftp, str(local), f"{self.run_dir}/{rel}", mkdirs=True)
+                data = await asyncio.to_thread(local.read_bytes)
+                await _write(sftp, data, f"{self.run_dir}/{rel}")
+                self.copied[local] = data
             known = self.options.ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
             if self.spec.children and known.exists():
-                await _put(sftp, str(known), f"{self.run_dir}/known_hosts")
+                await _put(sftp, str(known), f"{self.run_dir}/known_hosts", part)
         return there
 
     def _agent_argv(self, python: str, bundle: str, port: int) -> list[str]:
@@ -349,7 +471,7 @@ class Session:
             argv += ["--ssh-accept-new"] if o.ssh.accept_new else []
         argv.append(f"{run}/{layout[self.spec.file]}")
         ttl = os.environ.get("PYMGMT_LEASE_TTL")
-        return (["env", f"PYMGMT_LEASE_TTL={ttl}"] if ttl else []) + argv
+        return (["/usr/bin/env", f"PYMGMT_LEASE_TTL={ttl}"] if ttl else []) + argv
 
     async def _joined(self) -> None:
         """Wait until the agent registered in the cluster, or exited first."""
@@ -364,7 +486,7 @@ class Session:
 
     # -- while it runs ---------------------------------------------------------------
 
-    async def _follow(self) -> int | None:
+    async def _follow(self) -> int:
         """Stream the agent's output and copy saved graph files until it exits."""
         assert self.process is not None
         process = self.process
@@ -382,19 +504,25 @@ class Session:
             raise RemoteError(
                 self.host,
                 f"the agent was killed by {signal_name}" if signal_name
-                else "the connection was lost before the agent exited",
+                else "the SSH connection was lost while its agent ran",
             )  # fmt: skip
         return int(status)
 
     async def _stdout(self, process: asyncssh.SSHClientProcess[str]) -> None:
-        async for line in process.stdout:
-            text = line.rstrip("\n")
-            if not text.strip():
-                continue  # the recap's spacing: nothing to show
-            self.remotes.emit(RemoteOutput(self.host, text, self._as_event(text)))
+        """The agent's lines, to this host's reporters (a lost connection ends them)."""
+        with contextlib.suppress(*_Errors()):
+            async for line in process.stdout:
+                text = line.rstrip("\n")
+                if text.strip():  # the recap's spacing: nothing to show
+                    self.remotes.emit(RemoteOutput(self.host, text, self._as_event(text)))
 
     def _as_event(self, text: str) -> dict[str, object] | None:
-        """A remote agent's JSON event, marked with the host it came from (``--json``)."""
+        """A remote agent's JSON event, marked with the host it came from (``--json``).
+
+        An event may name a host deeper down (``"remote"``) only if that host
+        is in this one's subtree: any other claim (another host, none) is
+        overwritten with this host, which said it.
+        """
         if not self.options.json or not text.startswith("{"):
             return None
         try:
@@ -403,46 +531,46 @@ class Session:
             return None
         if not isinstance(obj, dict):
             return None
-        if "remote" in obj:  # from deeper down: this host was on the way
-            via = obj.get("via")
-            obj["via"] = [self.host, *(via if isinstance(via, list) else [])]
+        via = obj.get("via")
+        if obj.get("remote") in self.deeper and isinstance(via, list):
+            obj["via"] = [self.host, *(v for v in via if isinstance(v, str))]
+        elif obj.get("remote") in self.deeper:
+            obj["via"] = [self.host]
         else:
             obj["remote"] = self.host
+            obj.pop("via", None)
         return obj
 
     async def _stderr(self, process: asyncssh.SSHClientProcess[str]) -> None:
-        async for line in process.stderr:
-            if not line.strip():
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
-                sys.stderr.flush()
+        with contextlib.suppress(*_Errors()):
+            async for line in process.stderr:
+                if not line.strip():
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
+                    sys.stderr.flush()
 
     async def _live_files(self) -> None:
-        """Live remote hacking: a graph file saved here is checked, then copied there."""
+        """Live remote hacking: a graph file saved here is checked, then copied there.
+
+        Saves since the set-up copied the files count too (they were watched
+        from the start)."""
         layout = self.spec.layout()
-        changed = asyncio.Event()
-        subs = [self.remotes.hub.subscribe(str(f), changed.set) for f in layout]
-        last = {f: _read(f) for f in layout}
-        try:
-            while True:
-                await changed.wait()
-                while True:  # quiet first: editors truncate, write, rename
-                    changed.clear()
-                    try:
-                        async with asyncio.timeout(DEBOUNCE):
-                            await changed.wait()
-                    except TimeoutError:
-                        break
-                for f, rel in layout.items():
-                    data = _read(f)
-                    if data is None or data == last[f]:
-                        continue
-                    last[f] = data
-                    await self._update(f, rel, data)
-        finally:
-            for s in subs:
-                self.remotes.hub.unsubscribe(s)
+        while True:
+            for f, rel in layout.items():
+                data = _read(f)
+                if data is None or data == self.copied.get(f):
+                    continue
+                self.copied[f] = data  # an invalid one too: it is not tried again unchanged
+                await self._update(f, rel, data)
+            await self._saved.wait()
+            while True:  # quiet first: editors truncate, write, rename
+                self._saved.clear()
+                try:
+                    async with asyncio.timeout(DEBOUNCE):
+                        await self._saved.wait()
+                except TimeoutError:
+                    break
 
     async def _update(self, local: Path, rel: str, data: bytes) -> None:
         """Copy one saved graph file over, if it is valid (the remote keeps its graph if not)."""
@@ -458,13 +586,9 @@ class Session:
             )  # fmt: skip
             return
         assert self.conn is not None and self.run_dir is not None
-        there = f"{self.run_dir}/{rel}"
-        new = f"{there}.new"
         try:
             async with self.conn.start_sftp_client() as sftp:
-                async with sftp.open(new, "wb") as fh:
-                    await fh.write(data)
-                await sftp.posix_rename(new, there)  # the agent never reads half a file
+                await _write(sftp, data, f"{self.run_dir}/{rel}")
         except _Errors() as e:
             log.error("remote %s: could not copy %s: %s", self.host, local, _error_text(e))
             return
@@ -473,10 +597,13 @@ class Session:
     # -- the end ---------------------------------------------------------------------
 
     async def stop(self, message: str) -> None:
-        """Tell the agent how to stop; wait for it (then for the clean-up)."""
+        """Tell the agent how to stop (or cancel its set-up); wait for the clean-up."""
         self.stopping = True
         process = self.process
-        if process is not None and process.exit_status is None:
+        if process is None:
+            if self._set_up_task is not None:
+                self._set_up_task.cancel()
+        elif process.exit_status is None:
             with contextlib.suppress(*_Errors()):
                 process.stdin.write(message + "\n")
             try:
@@ -486,8 +613,6 @@ class Session:
                 log.warning("remote %s: the agent did not stop within %g s; closing its "
                             "session", self.host, STOP_TIMEOUT)  # fmt: skip
                 process.close()
-        elif self.conn is not None and process is None:
-            self.conn.close()  # still setting up: give up on it
         await self._done.wait()
 
     async def _clean_up(self) -> None:
@@ -495,6 +620,7 @@ class Session:
         conn = self.conn
         if conn is None:
             return
+        await self._release_guard(keep=False)
         trouble: tuple[type[BaseException], ...] = (TimeoutError, *_Errors())
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
@@ -511,18 +637,47 @@ class Session:
                     await conn.wait_closed()
 
 
-async def _put(sftp: Any, local: str, there: str, *, mkdirs: bool = False) -> None:
-    """Copy a file to a temporary name beside its place, then rename it into place."""
+def _subtree(spec: RemoteSpec) -> list[RemoteSpec]:
+    return [spec, *(d for c in spec.children for d in _subtree(c))]
+
+
+async def _put(sftp: Any, local: str, there: str, part: str) -> None:
+    """Copy a file to a temporary name beside its place, then rename it into place.
+
+    The temporary name ends in `part` (the run directory's name): the guard
+    removes what a killed copy left.
+    """
     parent, _, name = there.rpartition("/")
-    if mkdirs and parent:
-        await sftp.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{name}.part-{os.getpid()}"
+    tmp = f"{parent}/.{name}.part-{part}"
     await sftp.put(local, tmp)
     await sftp.posix_rename(tmp, there)
 
 
+async def _write(sftp: Any, data: bytes, there: str) -> None:
+    """Write `data` as the file `there` (made 0600 first: no reader sees it half
+    written, or with a mode it never should have had)."""
+    parent, _, name = there.rpartition("/")
+    await sftp.makedirs(parent, exist_ok=True)
+    new = f"{parent}/.{name}.new"
+    async with sftp.open(new, "wb", attrs=_private_attrs()) as fh:
+        await fh.write(data)
+    await sftp.posix_rename(new, there)
+
+
+def _private_attrs() -> Any:
+    import asyncssh
+
+    return asyncssh.SFTPAttrs(permissions=0o600)
+
+
 async def _idle() -> None:
     await asyncio.Event().wait()
+
+
+def _version(text: str) -> tuple[int, int]:
+    """ "3.12" -> (3, 12)."""
+    major, _, minor = str(text).partition(".")
+    return int(major), int(minor.split(".")[0] or 0)
 
 
 def _read(path: Path) -> bytes | None:

@@ -251,8 +251,8 @@ class JsonReporter(_Stream):
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
             return
-        if isinstance(event, RemoteOutput) and event.event is not None:
-            self.write_obj(event.event)  # the remote's own event, with its host
+        if isinstance(event, RemoteOutput) and event.parsed is not None:
+            self.write_obj(event.parsed)  # the remote's own event, with its host
             return
         name = type(event).__name__
         body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}

@@ -253,7 +253,8 @@ class RemoteOutput:
 
     host: str
     line: str
-    event: dict[str, object] | None = None
+    #: the line as the JSON event it is (``--json``; None: a plain line)
+    parsed: dict[str, object] | None = None
 
 
 Event = (
