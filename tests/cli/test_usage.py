@@ -147,7 +147,7 @@ def test_harmless_mgmt_flags_not_implemented_warn_and_run(tmp_path, managed, gra
 
 
 REFUSED = {
-    "--ssh-url=root@127.0.0.1": "remote execution over SSH is not implemented yet (issue 11)",
+    "--ssh-url=root@127.0.0.1": "reaching this host's own etcd over SSH is not implemented",
     "--no-autoedges": "not implemented yet; set 'meta: {autoedge: false}' per resource",
     "--max-runtime=5": "not implemented yet",
 }

@@ -119,8 +119,9 @@ def test_a_bad_lease_ttl_names_the_variable(ttl):
         ClusterOptions.from_args(parse(), "h", env={"PYMGMT_LEASE_TTL": ttl})
 
 
-def test_ssh_flags_stay_refused(capsys):
+def test_ssh_url_stays_refused_and_points_at_remote(capsys):
+    """mgmt's --ssh-url (this host's etcd through SSH) is not --remote: refused, with why."""
     with pytest.raises(SystemExit) as e:
         parse("--ssh-url", "root@127.0.0.1")
     assert e.value.code == 1
-    assert "issue 11" in capsys.readouterr().err
+    assert "--remote FILE runs graphs on other hosts" in capsys.readouterr().err

@@ -268,13 +268,18 @@ def test_hierarchical_run_through_an_intermediate_host(
 def test_human_output_is_prefixed_with_the_host(
     sshd: Callable[..., SshServer], initiator: Callable[..., Initiator], tmp_path: Path
 ) -> None:
+    """Each remote line carries its host; a terminal escape sent by a remote (here in
+    its graph's name) is written out, never acted on by the initiator's terminal."""
     a = sshd()
     ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
+    ga.write_text(ga.read_text().replace("graph: a", 'graph: "a\\e[2J"'))
     run = initiator(a).start([ga], "--converged-timeout", "0.5", json_mode=False)
     assert run.wait_exit(REMOTE_DEADLINE) == 2, run.describe()
     lines = [e["line"] for e in run.find(lambda e: True)]
     assert any(line.startswith(f"[{a.host}] ") and "File[one]" in line for line in lines), lines
     assert any(line.startswith(f"  {a.host}") and "changed" in line for line in lines), lines
+    assert any("Graph[a\\x1b[2J]" in line for line in lines), lines
+    assert not any("\x1b" in line for line in lines)
 
 
 def test_a_password_in_the_url_is_never_shown(

@@ -354,7 +354,10 @@ def _start_checked(args: argparse.Namespace) -> int:
         _refuse(str(e), args)
         return EXIT_INPUT
     if args.remote_child:  # behind an SSH tunnel: its seed is its only way to the cluster
-        options = dataclasses.replace(options, follow_members=False)
+        from ..world.etcd.tls import plain_text_is_tunnelled
+
+        options = dataclasses.replace(options, tunnelled=True)
+        plain_text_is_tunnelled()
     if specs and options.tls is not None:
         _refuse("--remote with a TLS cluster is not implemented yet", args)
         return EXIT_INPUT
@@ -479,6 +482,7 @@ def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOp
         verbosity=("-v",) if args.verbose else ("-q",) if args.quiet else (),
         tmp_prefix=args.tmp_prefix,
         sema=args.sema,
+        watch=not args.no_watch,
         depth=args.depth,
         max_depth=args.max_depth,
     )
@@ -810,6 +814,8 @@ def validate_command(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         graph = load(args.file)
+        # a remote graph file: its target and its 'remotes:' tree are checked too
+        remote = _remote_spec(args.file) if graph.remote is not None else None
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -840,6 +846,7 @@ def validate_command(args: argparse.Namespace) -> int:
                         for c in graph.collect
                     ],
                     "warnings": [w.as_dict() for w in graph.warnings],
+                    **({"remote": _remote_dict(remote)} if remote else {}),
                 }
             )
         )
@@ -861,4 +868,24 @@ def validate_command(args: argparse.Namespace) -> int:
     if graph.collect:
         specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
         print(f"  collects: {', '.join(specs)}")
+    if remote is not None:
+        print(f"  runs on: {remote.target.label} as {remote.hostname} (with --remote)")
+        for child in remote.children:
+            print(f"  and there, on: {child.target.label} as {child.hostname} ({child.file})")
     return EXIT_OK
+
+
+def _remote_spec(path: str) -> RemoteSpec:
+    """The file as a remote graph (``remote:``, ``remotes:``); InputErrors if they are wrong."""
+    from ..remote.spec import load_specs
+
+    (spec,) = load_specs([path])
+    return spec
+
+
+def _remote_dict(spec: RemoteSpec) -> dict[str, object]:
+    return {
+        "target": spec.target.label,
+        "hostname": spec.hostname,
+        "remotes": [_remote_dict(c) for c in spec.children],
+    }

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, InputErrors
 from ..redaction import redact
+from ..report.console import visible
 from ..report.events import Event, RemoteChanged, RemoteOutput
 from ..world.base import World, keys
 from .spec import DEFAULT_MAX_DEPTH, RemoteSpec
@@ -129,6 +130,8 @@ class RemoteOptions:
     #: the remote agents keep their state in their run directory (gone at the end)
     tmp_prefix: bool = False
     sema: int = 0
+    #: copy saved graph files over (live remote hacking); --no-watch: never
+    watch: bool = True
     #: this process's depth (0: the initiator)
     depth: int = 0
     max_depth: int = DEFAULT_MAX_DEPTH
@@ -268,7 +271,7 @@ class Session:
         log.debug("remote %s: tunnel 127.0.0.1:%d there -> %s:%d here", self.host, port,
                   *self.remotes.etcd)  # fmt: skip
         argv = self._agent_argv(probe["python"], remote_bundle, port)
-        log.info("remote %s: running %s", self.host, shlex.join(argv))
+        log.debug("remote %s: running %s", self.host, shlex.join(argv))
         self.process = await self.conn.create_process(
             "exec " + shlex.join(argv), encoding="utf-8", errors="replace"
         )
@@ -336,6 +339,7 @@ class Session:
         argv += ["--json"] if o.json else []
         argv += list(o.verbosity)
         argv += ["--sema", str(o.sema)] if o.sema else []
+        argv += [] if o.watch else ["--no-watch"]
         argv += ["--prefix", f"{run}/state"] if o.tmp_prefix else []
         for child in self.spec.children:
             argv += ["--remote", f"{run}/{layout[child.file]}"]
@@ -367,7 +371,7 @@ class Session:
         async with asyncio.TaskGroup() as tg:
             out = tg.create_task(self._stdout(process))
             err = tg.create_task(self._stderr(process))
-            live = tg.create_task(self._live_files())
+            live = tg.create_task(self._live_files() if self.options.watch else _idle())
             await process.wait_closed()
             await asyncio.wait([out, err], timeout=CLEANUP_TIMEOUT)
             for t in (out, err, live):
@@ -385,6 +389,8 @@ class Session:
     async def _stdout(self, process: asyncssh.SSHClientProcess[str]) -> None:
         async for line in process.stdout:
             text = line.rstrip("\n")
+            if not text.strip():
+                continue  # the recap's spacing: nothing to show
             self.remotes.emit(RemoteOutput(self.host, text, self._as_event(text)))
 
     def _as_event(self, text: str) -> dict[str, object] | None:
@@ -406,8 +412,10 @@ class Session:
 
     async def _stderr(self, process: asyncssh.SSHClientProcess[str]) -> None:
         async for line in process.stderr:
+            if not line.strip():
+                continue
             with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(redact(f"[{self.host}] {line.rstrip()}\n"))
+                sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
                 sys.stderr.flush()
 
     async def _live_files(self) -> None:
@@ -511,6 +519,10 @@ async def _put(sftp: Any, local: str, there: str, *, mkdirs: bool = False) -> No
     tmp = f"{parent}/.{name}.part-{os.getpid()}"
     await sftp.put(local, tmp)
     await sftp.posix_rename(tmp, there)
+
+
+async def _idle() -> None:
+    await asyncio.Event().wait()
 
 
 def _read(path: Path) -> bytes | None:

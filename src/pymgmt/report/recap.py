@@ -224,9 +224,21 @@ class Recap:
             verdict = "INTERRUPTED"  # whatever it did: it stopped before converging
         else:
             verdict = "FAILED" if c["failed"] or c["skipped"] or remote_failed else "OK"
+        hosts = ""
         if self.remotes:
             lines.append(f"Remote hosts ({len(self.remotes)}):")
             width = max(len(h) for h in self.remotes)
             lines += [f"  {h:<{width}}  {self.remote_outcome(h)}" for h in sorted(self.remotes)]
-        lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts))
+            hosts = f"; {len(self.remotes)} remote host{'s' if len(self.remotes) != 1 else ''}: "
+            hosts += ", ".join(f"{n} {k}" for k, n in self._remote_totals().items())
+        lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts) + hosts)
         return "\n".join(lines)
+
+    def _remote_totals(self) -> dict[str, int]:
+        """How many remote hosts ended how: unchanged, changed, failed (never a zero)."""
+        out: Counter[str] = Counter()
+        for host in self.remotes:
+            bits = self.remote_code(host)
+            word = "failed" if bits & EXIT_FAILED else "changed" if bits else "unchanged"
+            out[word] += 1
+        return {k: out[k] for k in ("unchanged", "changed", "failed") if out[k]}

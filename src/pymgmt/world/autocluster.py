@@ -607,7 +607,7 @@ class AutoCluster:
                 log.warning("cluster: this host's etcd is no longer in the member list")
                 self.slot.removed.set()
         urls = self._endpoints(voting)
-        if urls and self.options.follow_members:
+        if urls and not self.options.tunnelled:
             try:
                 await self.world.set_endpoints(urls)
             except WorldError as e:

@@ -95,10 +95,10 @@ class ClusterOptions:
     ideal_cluster_size: int | None = None
     #: the TLS files (--tls-* or --pki); None: plain text (a warning says so once)
     tls: TlsFiles | None = None
-    #: a client follows the members' client URLs as the membership changes;
-    #: an agent behind an SSH tunnel (``--remote``) must keep to its seeds,
-    #: the only way it has to the cluster
-    follow_members: bool = True
+    #: this agent reaches the cluster through an SSH tunnel (``--remote``): it
+    #: keeps to its seeds, its only way in, where a client would follow the
+    #: members' client URLs as the membership changes
+    tunnelled: bool = False
 
     @property
     def serves(self) -> bool:
