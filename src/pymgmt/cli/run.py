@@ -641,7 +641,15 @@ class _Run:
         from ..world.resworld import ResWorld
 
         async with contextlib.AsyncExitStack() as stack:
-            joined = await self._bring_up(stack, options)
+            remotes = self._remotes(options)
+            if remotes is not None:
+                remotes.start()  # connect, probe, copy while etcd starts
+            try:
+                joined = await self._bring_up(stack, options)
+            except BaseException:
+                if remotes is not None:
+                    await remotes.abort()
+                raise
             world = joined.world
             resworld = ResWorld(world)
             convergence = ClusterConvergence(world)
@@ -656,7 +664,10 @@ class _Run:
             self.stopper.engine = engine
             frontend = self.guarded(CollectingFrontend(self.frontend, resworld, emit))
             joined.auto.emit = engine.emit
-            remotes = self._remotes(options, world, engine)
+            if remotes is not None:
+                remotes.attach(
+                    world=world, hub=engine.hub, converger=engine.converger, emit=engine.emit
+                )
             async with asyncio.TaskGroup() as tg:
                 side = [
                     tg.create_task(self._on_world(joined.auto.run()), name="autocluster"),
@@ -688,22 +699,14 @@ class _Run:
         if self.lost is not None:
             raise ClusterLost(f"lost the etcd cluster: {self.lost}")
 
-    def _remotes(self, options: ClusterOptions, world: World, engine: Engine) -> Remotes | None:
+    def _remotes(self, options: ClusterOptions) -> Remotes | None:
         """The remote hosts of --remote, ready to start (None: none)."""
         if self.remotes is None:
             return None
         from ..remote.session import Remotes
 
         specs, remote_options = self.remotes
-        return Remotes(
-            specs,
-            remote_options,
-            etcd=_etcd_address(options),
-            world=world,
-            hub=engine.hub,
-            converger=engine.converger,
-            emit=engine.emit,
-        )
+        return Remotes(specs, remote_options, etcd=_etcd_address(options))
 
     def _stop_word(self) -> str:
         """What the remote agents are told at the end: the cluster converged, or a signal."""

@@ -173,37 +173,65 @@ class RemoteOptions:
 
 
 class Remotes:
-    """Every remote host of this run: started together, stopped together."""
+    """Every remote host of this run: started together, stopped together.
 
-    def __init__(
-        self,
-        specs: list[RemoteSpec],
-        options: RemoteOptions,
-        *,
-        etcd: tuple[str, int],
-        world: World,
-        hub: InotifyHub,
-        converger: Converger,
-        emit: Callable[[Event], None],
-    ) -> None:
+    `start` begins every host's set-up at once, before this host's etcd is
+    up: connecting, probing and copying need no etcd (only the tunnel and
+    the agent do, and they wait for `attach`), so the two overlap. Events
+    until then are kept and handed to the engine's reporters at `attach`.
+    """
+
+    def __init__(self, specs: list[RemoteSpec], options: RemoteOptions, *,
+                 etcd: tuple[str, int]) -> None:  # fmt: skip
         self.specs = specs
         self.options = options
         #: where this host's etcd client port is: each tunnel leads there
         self.etcd = etcd
-        self.world = world
-        self.hub = hub
-        self.converger = converger
-        self.emit = emit
+        self.world: World | None = None
+        self.hub: InotifyHub | None = None
+        self.converger: Converger | None = None
+        self._emit_to: Callable[[Event], None] | None = None
+        self._early: list[Event] = []
+        #: set by `attach`: this host's etcd runs, the agents may start
+        self.attached = asyncio.Event()
         self.slots = asyncio.Semaphore(options.cconns) if options.cconns > 0 else None
         self.sessions = [Session(s, self) for s in specs]
         self._registered: dict[str, asyncio.Event] = {s.hostname: asyncio.Event() for s in specs}
         #: the bundles being built or built, per Python (None: this host's own)
         self._built: dict[Interpreter | None, asyncio.Future[Bundle]] = {}
 
+    def emit(self, event: Event) -> None:
+        if self._emit_to is None:
+            self._early.append(event)
+        else:
+            self._emit_to(event)
+
+    def start(self) -> None:
+        """Begin every host's set-up (up to the tunnel, which waits for `attach`)."""
+        for s in self.sessions:
+            s.start()
+
+    def attach(
+        self, *, world: World, hub: InotifyHub, converger: Converger,
+        emit: Callable[[Event], None],
+    ) -> None:  # fmt: skip
+        """This host's etcd World and engine are up: the agents may start."""
+        self.world, self.hub, self.converger = world, hub, converger
+        self._emit_to = emit
+        early, self._early = self._early, []
+        for event in early:
+            emit(event)
+        self.attached.set()
+
+    async def abort(self) -> None:
+        """The run ends before `attach` (a signal, etcd would not start): undo every set-up."""
+        await asyncio.gather(*(s.abort() for s in self.sessions))
+
     async def run(self) -> None:
-        """Set up every host and follow it until it ends; returns when all have."""
+        """Follow every host until it ends (after `attach`); returns when all have."""
         from ..world.cluster import mirror_prefix
 
+        assert self.world is not None and self.converger is not None
         holds = [self.converger.holding() for _ in self.sessions]
         for h in holds:
             h.__enter__()  # busy from the very start: nothing converges before the hosts join
@@ -222,6 +250,7 @@ class Remotes:
                 event.set()
 
     async def registered(self, host: str) -> None:
+        """Return once `host`'s agent has registered in the cluster."""
         await self._registered[host].wait()
 
     async def bundle(self, python: Interpreter | None = None) -> Bundle:
@@ -279,7 +308,8 @@ class Session:
                 hold.__exit__(None, None, None)
 
         hub = self.remotes.hub
-        # watched from the start: a save during the set-up is copied once it runs
+        assert hub is not None
+        # a save during the set-up is copied once it runs: `copied` says what went
         files = self.spec.layout() if self.options.watch else {}
         subs = [hub.subscribe(str(f), self._saved.set) for f in files]
         try:
@@ -301,12 +331,25 @@ class Session:
 
     # -- set-up --------------------------------------------------------------------
 
-    async def _set_up_or_stop(self) -> None:
-        """The set-up, in a task of its own: a stop meanwhile cancels it (a ^C while a
-        slow host is connecting must not start anything there afterwards)."""
-        if self.stopping:
-            raise RemoteError(self.host, "not started: the run was stopped first")
+    def start(self) -> None:
+        """Begin the set-up, in a task of its own: a stop meanwhile cancels it (a ^C
+        while a slow host is connecting must not start anything there afterwards)."""
         self._set_up_task = asyncio.ensure_future(self._set_up_in_slot())
+
+    async def abort(self) -> None:
+        """Cancel the set-up and undo it: the run ends before any agent could start."""
+        self.stopping = True
+        if self._set_up_task is not None:
+            self._set_up_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._set_up_task
+        await self._clean_up()
+
+    async def _set_up_or_stop(self) -> None:
+        """Wait for the set-up `start` began (see there)."""
+        if self._set_up_task is None:
+            self.start()
+        assert self._set_up_task is not None
         try:
             await self._set_up_task
         except asyncio.CancelledError:
@@ -337,6 +380,7 @@ class Session:
         self.run_dir = probe["run"]
         bundle = await self._bundle_for(own, probe)
         remote_bundle = await self._copy(bundle, probe)
+        await self.remotes.attached.wait()  # this host's etcd is up: the tunnel leads there
         listener = await self.conn.forward_remote_port("127.0.0.1", 0, *self.remotes.etcd)
         port = listener.get_port()
         log.debug("remote %s: tunnel 127.0.0.1:%d there -> %s:%d here", self.host, port,
