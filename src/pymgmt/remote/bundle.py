@@ -589,7 +589,8 @@ def _pip_download(fetch: _Fetch, dest: Path) -> Path:
     """
     version = fetch.target.version
     abi = f"cp{version[0]}{version[1]}"
-    argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    # -vv: how an index failed to answer is logged at debug level only
+    argv = [sys.executable, "-m", "pip", "download", "-vv", "--no-deps", "--only-binary=:all:"]
     argv += ["--python-version", _dotted(version), "--implementation", "cp"]
     argv += ["--abi", abi, "--abi", "abi3"]
     for tag in _platform_tags(fetch):
@@ -628,14 +629,19 @@ def _pip_failure(fetch: _Fetch, proc: subprocess.CompletedProcess[str]) -> str:
             f"{fetch} for {fetch.target} must be downloaded, but {sys.executable} has no pip; "
             f"a remote with CPython {this} (this host's) needs no download"
         )
-    if _NETWORK_TROUBLE.search(output):
+    trouble = [line.strip() for line in output.splitlines() if _NETWORK_TROUBLE.search(line)]
+    if trouble:
         return (
             f"{fetch} for {fetch.target} must be downloaded, and pip could not reach the "
-            f"package index ({detail}): give this host access to it (or a mirror, in pip's "
-            f"configuration), or give the remote CPython {this} (this host's), which needs "
-            "no download"
+            f"package index ({_shortened(trouble[0])}): give this host access to it (or a "
+            f"mirror, in pip's configuration), or give the remote CPython {this} (this host's), "
+            "which needs no download"
         )
     return f"{fetch} has no wheel for {fetch.target}: pip found none ({detail})"
+
+
+def _shortened(line: str, limit: int = 200) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _file_tags(file_name: str) -> list[str]:
