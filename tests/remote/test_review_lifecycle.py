@@ -10,12 +10,13 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import event, wait_for, write_atomic
 from remote_harness import Initiator, agent_pids, files_graph, root_of, run_dirs
 from review_proxy import GatedProxy
-from sshd import SshServer
+from sshd import ClientKey, SshServer
 from test_remote_run import (  # noqa: F401
     REMOTE_DEADLINE,
     bundles,
@@ -179,3 +180,109 @@ def test_review_a_host_lost_mid_run_fails_alone(
     remotes = run.recap()["remotes"]
     assert remotes[a.host]["outcome"].startswith("FAILED")
     assert remotes[b.host]["exit_code"] == 130 or remotes[b.host]["outcome"]
+
+
+def test_review_an_interrupted_remote_is_not_called_failed(
+    sshd: Callable[..., SshServer],
+    initiator: Callable[..., Initiator],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """^C of a run-once run: each remote agent is told "stop SIGINT" and exits 130,
+    as asked. On i11/lead the recap then lists the host as "FAILED (exit 130)" and
+    counts "1 failed": nothing failed there; it was interrupted, like this host."""
+    a = sshd()
+    ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
+    run = initiator(a).start([ga], "--converged-timeout", "600")
+    run.wait_event(remote_event(a.host, "checked"), timeout=REMOTE_DEADLINE, what="a's check")
+    assert run.stop(signal.SIGINT, timeout=60) == 130
+    outcome = run.recap()["remotes"][a.host]["outcome"]
+    assert "FAILED" not in outcome, outcome
+
+
+def test_review_the_recap_names_a_failed_host_at_depth_2(
+    sshd: Callable[..., SshServer],
+    initiator: Callable[..., Initiator],  # noqa: F811
+    ssh_agent: Callable[..., Any],
+    client_key: ClientKey,
+    tmp_path: Path,
+) -> None:
+    """The issue: "the recap and exit code cover all hosts". Host a runs c.yaml on
+    host c, which cannot be reached. On i11/lead the initiator's recap lists only
+    a (as "changed, FAILED": a's own exit code, though a itself was fine); the
+    host that failed, and why, is in no recap line of the initiator."""
+    a, c = sshd(), sshd()
+    gc = files_graph(c, tmp_path / "c.yaml", {"deep": "d\n"}, hostname="deep")
+    gc.write_text(gc.read_text().replace(f"remote: {c.url()}", "remote: ssh://root@127.0.0.1:9"))
+    ga = files_graph(a, tmp_path / "a.yaml", {"mid": "m\n"}, remotes="[c.yaml]")
+    keys = ssh_agent(client_key.private)
+    run = initiator(a, c, key=None).start([ga], "--converged-timeout", "1", env=keys.env)
+    assert run.wait_exit(REMOTE_DEADLINE) == 6, run.describe()
+    remotes = run.recap()["remotes"]
+    assert "deep" in remotes, remotes
+    assert remotes["deep"]["outcome"].startswith("FAILED"), remotes
+
+
+def test_review_a_chatty_login_shell_fails_its_host_alone(
+    sshd: Callable[..., SshServer],
+    initiator: Callable[..., Initiator],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A host whose ~/.bashrc prints a banner starting with "{" (bash sources it for
+    sshd's commands). On i11/lead the probe's `json.loads` raises a ValueError
+    that `Session.run` does not catch (only RemoteError, OSError, asyncssh.Error):
+    the whole initiator crashes with a traceback, exit 1, no recap, and the
+    healthy host's run is cut short. Any unexpected error of one host should
+    fail that host alone."""
+    good, chatty = sshd(), sshd()
+    (chatty.dir / "home" / ".bashrc").write_text('echo "{ welcome to $(hostname) }"\n')
+    gg = files_graph(good, tmp_path / "good.yaml", {"g": "good\n"})
+    gc = files_graph(chatty, tmp_path / "chatty.yaml", {"c": "c\n"})
+    run = initiator(good, chatty).start([gg, gc], "--converged-timeout", "1")
+    code = run.wait_exit(REMOTE_DEADLINE)
+    assert "Traceback" not in run.stderr, run.stderr[-1500:]
+    assert code == 6, run.describe()
+    remotes = run.recap()["remotes"]
+    assert remotes[good.host]["exit_code"] == 2
+    assert remotes[chatty.host]["outcome"].startswith("FAILED")
+
+
+def test_review_two_graphs_for_one_ssh_host(
+    sshd: Callable[..., SshServer],
+    initiator: Callable[..., Initiator],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two remote files may name the same SSH host with their own 'hostname:' (two
+    agents there). On i11/lead both sessions copy the bundle to the same temporary
+    name (`.NAME.part-<initiator pid>`): the first rename takes it away from the
+    other, which fails with "No such file" (and one may rename a file the other
+    is still writing: a bundle with holes)."""
+    a = sshd()
+    g1 = files_graph(a, tmp_path / "x1.yaml", {"x1": "1\n"}, hostname="x1")
+    g2 = files_graph(a, tmp_path / "x2.yaml", {"x2": "2\n"}, hostname="x2")
+    run = initiator(a).start([g1, g2], "--converged-timeout", "1")
+    code = run.wait_exit(REMOTE_DEADLINE)
+    remotes = run.recap()["remotes"]
+    assert code == 2, remotes
+
+
+PY312 = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
+
+
+@pytest.mark.skipif(not PY312.exists(), reason="needs a Python 3.12")
+def test_review_a_host_with_python_3_12_is_served(
+    sshd: Callable[..., SshServer],
+    initiator: Callable[..., Initiator],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The issue: "The remote needs only a Python 3.11+ interpreter" (Ubuntu 24.04
+    ships 3.12, Fedora 3.13). On i11/lead the bundle holds cp311 builds only
+    and the probe wants exactly 3.11: such a host is refused."""
+    bin_dir = tmp_path / "py312-bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(PY312)
+    (bin_dir / "env").symlink_to("/usr/bin/env")  # /bin is /usr/bin here: it has 3.11
+    a = sshd(path=str(bin_dir))
+    graph = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
+    run = initiator(a).start([graph], "--converged-timeout", "1")
+    code = run.wait_exit(REMOTE_DEADLINE)
+    assert code == 2, run.recap()["remotes"]

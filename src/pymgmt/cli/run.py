@@ -375,7 +375,11 @@ def _start_checked(args: argparse.Namespace) -> int:
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None
-    recap = Recap(run_once=timeout is not None, detailed=args.detailed_exit)
+    recap = Recap(
+        run_once=timeout is not None,
+        detailed=args.detailed_exit,
+        remote_codes=not args.remote_child,
+    )
     stopper = _Stopper(recap)
     human = None
     machine = None
@@ -498,10 +502,16 @@ def bundle_cache() -> Path:
     return Path(cache) / "pymgmt" / "bundles"
 
 
-def _etcd_address(options: ClusterOptions) -> tuple[str, int]:
-    """Where this host reaches the cluster's etcd: what every tunnel leads to."""
+def _etcd_address(options: ClusterOptions) -> tuple[str, int] | str:
+    """Where this host reaches the cluster's etcd: what every tunnel leads to.
+
+    (host, port), or the path of this agent's own tunnel socket when it was
+    started by --remote itself (hierarchical execution).
+    """
     from urllib.parse import urlsplit
 
+    if not options.serves and options.seeds[0].startswith("unix:"):
+        return options.seeds[0].removeprefix("unix:")
     u = urlsplit(options.client_urls[0] if options.serves else options.seeds[0])
     host = u.hostname or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
@@ -711,6 +721,8 @@ class _Run:
     def _stop_word(self) -> str:
         """What the remote agents are told at the end: the cluster converged, or a signal."""
         recap = self.stopper.recap
+        if self.lost is not None:
+            return "stop SIGTERM"  # the cluster is gone: nothing converged
         if not recap.interrupted:
             return "converged"
         try:

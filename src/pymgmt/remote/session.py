@@ -37,6 +37,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -49,8 +50,9 @@ from ..redaction import redact
 from ..report.console import visible
 from ..report.events import Event, RemoteChanged, RemoteOutput
 from ..world.base import World, keys
+from ..world.etcd.urls import TUNNEL_SOCKET
 from .spec import DEFAULT_MAX_DEPTH, RemoteSpec
-from .ssh import RemoteError, SshOptions
+from .ssh import RemoteError, SshOptions, known_hosts_name, remember_host_keys
 
 if TYPE_CHECKING:
     import asyncssh
@@ -92,7 +94,7 @@ exe, want, digest, caching = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] 
 version = "%d.%d" % sys.version_info[:2]
 found = {"python": exe, "version": version, "implementation": platform.python_implementation()}
 if sys.version_info < (3, 11) or found["implementation"] != "CPython":
-    print(json.dumps(found))
+    print("pymgmt-probe " + json.dumps(found))
     sys.exit(3)
 try:
     libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
@@ -105,6 +107,28 @@ found["cache"] = os.path.join(home, "pymgmt", "bundles")
 found["cached"] = None
 if caching:
     os.makedirs(found["cache"], 0o700, exist_ok=True)
+if caching:
+    # used: touched; others unused for an hour, beyond the two last used, removed
+    import glob, shutil, time
+    mine = os.path.join(found["cache"], "pymgmt-%s.pyz" % digest[:24])
+    try:
+        os.utime(mine)
+    except OSError:
+        pass
+    def used(path):
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return 0.0
+    others = sorted((p for p in glob.glob(os.path.join(found["cache"], "pymgmt-*.pyz"))
+                     if p != mine), key=used, reverse=True)
+    for old in others[2:]:
+        if time.time() - used(old) > 3600:
+            shutil.rmtree(old + ".d", True)
+            try:
+                os.remove(old)
+            except OSError:
+                pass
 if caching and version == want:
     h = hashlib.sha256()
     try:
@@ -115,7 +139,7 @@ if caching and version == want:
     except OSError:
         found["cached"] = False
 found["run"] = tempfile.mkdtemp(prefix="pymgmt-run-")
-print(json.dumps(found))
+print("pymgmt-probe " + json.dumps(found))
 sys.stdout.flush()
 # the guard: the initiator says "keep" once the agent runs, which then owns the
 # directory; anything else (its session closed: a failed set-up, the initiator
@@ -131,10 +155,16 @@ if sys.stdin.readline().strip() != "keep":
             pass
 """
 
+#: what starts each line the probe prints (the rest is JSON)
+PROBE_MARK = "pymgmt-probe "
+#: what starts a line on an intermediate host's stderr saying how one of its own
+#: remote hosts ended (hierarchical runs: the initiator's recap lists them all)
+ENDED_MARK = "pymgmt-remote-ended "
+
 #: Says whether a cached bundle is there, whole: for a bundle built for the
 #: remote's own Python, known only after the probe (exit 0: it is)
 CACHED_PY = r"""
-import hashlib, sys
+import hashlib, os, sys
 h = hashlib.sha256()
 try:
     with open(sys.argv[1], "rb") as f:
@@ -142,7 +172,9 @@ try:
             h.update(block)
 except OSError:
     sys.exit(1)
-sys.exit(0 if h.hexdigest() == sys.argv[2] else 1)
+if h.hexdigest() != sys.argv[2]:
+    sys.exit(1)
+os.utime(sys.argv[1])  # used now: kept by the next probes' pruning
 """
 
 
@@ -182,10 +214,11 @@ class Remotes:
     """
 
     def __init__(self, specs: list[RemoteSpec], options: RemoteOptions, *,
-                 etcd: tuple[str, int]) -> None:  # fmt: skip
+                 etcd: tuple[str, int] | str) -> None:  # fmt: skip
         self.specs = specs
         self.options = options
-        #: where this host's etcd client port is: each tunnel leads there
+        #: where this host reaches etcd, each tunnel leads there: its client port,
+        #: or (an agent started by --remote itself) its own tunnel's socket
         self.etcd = etcd
         self.world: World | None = None
         self.hub: InotifyHub | None = None
@@ -201,6 +234,12 @@ class Remotes:
         self._built: dict[Interpreter | None, asyncio.Future[Bundle]] = {}
 
     def emit(self, event: Event) -> None:
+        if (
+            isinstance(event, RemoteChanged)
+            and event.stage in ("exited", "failed")
+            and self.options.depth > 0
+        ):
+            _tell_initiator(event)
         if self._emit_to is None:
             self._early.append(event)
         else:
@@ -287,6 +326,8 @@ class Session:
         self.run_dir: str | None = None
         self.stopping = False
         self._set_up_task: asyncio.Future[None] | None = None
+        #: the agent's stdout and stderr readers, from its start
+        self._readers: list[asyncio.Future[None]] = []
         self._done = asyncio.Event()
         #: graph file here -> the bytes last copied there (live remote hacking)
         self.copied: dict[Path, bytes] = {}
@@ -322,6 +363,9 @@ class Session:
             self._emit("failed", e.message)
         except _Errors() as e:
             self._emit("failed", _error_text(e))
+        except Exception as e:  # a bug or a surprise on one host must not end the others'
+            log.debug("remote %s: unexpected error", self.host, exc_info=True)
+            self._emit("failed", f"unexpected error: {type(e).__name__}: {e}")
         finally:
             for sub in subs:
                 hub.unsubscribe(sub)
@@ -381,17 +425,36 @@ class Session:
         bundle = await self._bundle_for(own, probe)
         remote_bundle = await self._copy(bundle, probe)
         await self.remotes.attached.wait()  # this host's etcd is up: the tunnel leads there
-        listener = await self.conn.forward_remote_port("127.0.0.1", 0, *self.remotes.etcd)
-        port = listener.get_port()
-        log.debug("remote %s: tunnel 127.0.0.1:%d there -> %s:%d here", self.host, port,
-                  *self.remotes.etcd)  # fmt: skip
-        argv = self._agent_argv(probe["python"], remote_bundle, port)
+        socket = await self._tunnel()
+        argv = self._agent_argv(probe["python"], remote_bundle, socket)
         log.debug("remote %s: running %s", self.host, shlex.join(argv))
         self.process = await self.conn.create_process(
             "exec " + shlex.join(argv), encoding="utf-8", errors="replace"
         )
+        # its words are shown from its first line (say, why it cannot join)
+        self._readers = [
+            asyncio.ensure_future(self._stdout(self.process)),
+            asyncio.ensure_future(self._stderr(self.process)),
+        ]
         await self._release_guard(keep=True)  # the agent removes its run directory now
         self._emit("running", f"{probe['python']} (Python {probe['version']})")
+
+    async def _tunnel(self) -> str:
+        """A unix socket in the run directory there, leading to this host's etcd.
+
+        A socket, not a TCP port: on the remote's loopback any local user could
+        reach the cluster's etcd through a port; the socket lies in the run
+        directory, which only the SSH user can enter (mkdtemp's 0700).
+        """
+        assert self.conn is not None and self.run_dir is not None
+        there = f"{self.run_dir}/{TUNNEL_SOCKET}"
+        etcd = self.remotes.etcd
+        if isinstance(etcd, str):
+            await self.conn.forward_remote_path(there, etcd)
+        else:
+            await self.conn.forward_remote_path_to_port(there, *etcd)
+        log.debug("remote %s: tunnel %s there -> %s here", self.host, there, etcd)
+        return there
 
     async def _bundle_for(self, own: Bundle, probe: dict[str, Any]) -> Bundle:
         """The bundle for the remote's Python: ours, or one built for it (is it cached?)."""
@@ -434,9 +497,10 @@ class Session:
         )
         lines: list[dict[str, Any]] = []
         async for line in probe.stdout:
-            if line.startswith("{"):
-                lines.append(json.loads(line))
-                if "run" in lines[-1]:
+            # a login shell may say anything first (a banner): only the probe's lines count
+            if line.startswith(PROBE_MARK) and isinstance(found := _json(line), dict):
+                lines.append(found)
+                if "run" in found:
                     return lines[-1]
         await probe.wait_closed()
         status = probe.exit_status
@@ -490,14 +554,14 @@ class Session:
                 await _put(sftp, str(known), f"{self.run_dir}/known_hosts", part)
         return there
 
-    def _agent_argv(self, python: str, bundle: str, port: int) -> list[str]:
+    def _agent_argv(self, python: str, bundle: str, tunnel: str) -> list[str]:
         """The remote agent's command line (mgmt's, plus the run directory)."""
         o = self.options
         run = self.run_dir
         assert run is not None
         layout = self.spec.layout()
         argv = [python, bundle, "run", "--hostname", self.host, "--no-server"]
-        argv += ["--seeds", f"http://127.0.0.1:{port}", "--remote-child", run]
+        argv += ["--tunnel", tunnel, "--remote-child", run]
         argv += ["--depth", str(o.depth + 1), "--max-depth", str(o.max_depth)]
         if o.converged_timeout is not None:
             argv += ["--converged-timeout", f"{o.converged_timeout:g}"]
@@ -535,13 +599,10 @@ class Session:
         assert self.process is not None
         process = self.process
         async with asyncio.TaskGroup() as tg:
-            out = tg.create_task(self._stdout(process))
-            err = tg.create_task(self._stderr(process))
             live = tg.create_task(self._live_files() if self.options.watch else _idle())
             await process.wait_closed()
-            await asyncio.wait([out, err], timeout=CLEANUP_TIMEOUT)
-            for t in (out, err, live):
-                t.cancel()
+            await asyncio.wait(self._readers, timeout=CLEANUP_TIMEOUT)
+            live.cancel()
         status = process.exit_status
         if status is None or status < 0:
             signal_name = process.exit_signal[0] if process.exit_signal else None
@@ -588,11 +649,35 @@ class Session:
     async def _stderr(self, process: asyncssh.SSHClientProcess[str]) -> None:
         with contextlib.suppress(*_Errors()):
             async for line in process.stderr:
-                if not line.strip():
+                if not line.strip() or self._deeper_ended(line):
                     continue
                 with contextlib.suppress(OSError, ValueError):
                     sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
                     sys.stderr.flush()
+
+    def _deeper_ended(self, line: str) -> bool:
+        """An intermediate host's word that one of its own hosts ended: into our recap.
+
+        Only hosts of this one's subtree are taken; the line is never shown.
+        """
+        if not line.startswith(ENDED_MARK) or not self.deeper:
+            return False
+        ended = _json(line.removeprefix(ENDED_MARK))
+        if not isinstance(ended, dict) or ended.get("host") not in self.deeper:
+            return False
+        code = ended.get("exit_code")
+        via = ended.get("via")
+        self.remotes.emit(
+            RemoteChanged(
+                str(ended["host"]),
+                "exited" if isinstance(code, int) else "failed",
+                visible(str(ended.get("message", ""))),
+                code if isinstance(code, int) else None,
+                via=(self.host, *(str(v) for v in via if isinstance(v, str)))
+                if isinstance(via, list) else (self.host,),
+            )
+        )  # fmt: skip
+        return True
 
     async def _live_files(self) -> None:
         """Live remote hacking: a graph file saved here is checked, then copied there.
@@ -621,7 +706,7 @@ class Session:
         from ..frontends.yamlgraph import parse
 
         try:
-            await asyncio.to_thread(parse, data, str(local))
+            graph = await asyncio.to_thread(parse, data, str(local))
         except InputError as e:
             errors = e.errors if isinstance(e, InputErrors) else [e]
             log.error(
@@ -637,6 +722,13 @@ class Session:
             log.error("remote %s: could not copy %s: %s", self.host, local, _error_text(e))
             return
         self._emit("updated", f"copied the new {local.name}")
+        spec = next((d for d in _subtree(self.spec) if d.file == local), None)
+        header = (graph.remote, graph.hostname, tuple(graph.remotes))
+        if spec is not None and header != spec.header:
+            log.warning(
+                "remote %s: %s now says another remote:, hostname: or remotes:; the "
+                "hosts stay as they were until pymgmt run starts again", self.host, local,
+            )  # fmt: skip
 
     # -- the end ---------------------------------------------------------------------
 
@@ -648,6 +740,7 @@ class Session:
             if self._set_up_task is not None:
                 self._set_up_task.cancel()
         elif process.exit_status is None:
+            await self._take_accepted_keys()
             with contextlib.suppress(*_Errors()):
                 process.stdin.write(message + "\n")
             try:
@@ -659,12 +752,47 @@ class Session:
                 process.close()
         await self._done.wait()
 
+    async def _take_accepted_keys(self) -> None:
+        """--ssh-accept-new through an intermediate host: the keys it accepted for its
+        own hosts are recorded here too, so the next run checks them.
+
+        Its copy of known_hosts is untrusted input: only lines for the hosts of
+        its subtree, in known_hosts' plain form, are taken.
+        """
+        if not (self.options.ssh.accept_new and self.spec.children) or self.run_dir is None:
+            return
+        assert self.conn is not None
+        names = {known_hosts_name(d.target.host, d.target.port)
+                 for c in self.spec.children for d in _subtree(c)}  # fmt: skip
+        trouble: tuple[type[BaseException], ...] = (TimeoutError, *_Errors())
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                data = await self._read_there(f"{self.run_dir}/known_hosts")
+            text = data.decode(errors="replace")
+        except trouble as e:
+            log.debug("remote %s: no known_hosts to take back: %s", self.host, e)
+            return
+        lines = [x for x in text.splitlines() if _plain_host_key(x, names)]
+        path = self.options.ssh.known_hosts_path()
+        for line in await asyncio.to_thread(remember_host_keys, path, lines):
+            log.warning("remote %s: recorded in %s the host key it accepted: %s",
+                        self.host, path, visible(line))  # fmt: skip
+
+    async def _read_there(self, path: str, limit: int = 1 << 20) -> bytes:
+        """The first `limit` bytes of a file on the host (over SFTP)."""
+        assert self.conn is not None
+        async with self.conn.start_sftp_client() as sftp, sftp.open(path, "rb") as fh:
+            data: bytes = await fh.read(limit)
+        return data
+
     async def _clean_up(self) -> None:
         """Remove the run directory (the agent removes it itself; not if killed); disconnect."""
         conn = self.conn
         if conn is None:
             return
         await self._release_guard(keep=False)
+        for reader in self._readers:
+            reader.cancel()
         trouble: tuple[type[BaseException], ...] = (TimeoutError, *_Errors())
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
@@ -679,6 +807,17 @@ class Session:
             with contextlib.suppress(*trouble):
                 async with asyncio.timeout(CLEANUP_TIMEOUT):
                     await conn.wait_closed()
+
+
+def _plain_host_key(line: str, names: set[str]) -> bool:
+    """`line` is ``NAME KEYTYPE BASE64`` for one of `names`, and nothing else."""
+    parts = line.split()
+    return (
+        len(parts) == 3
+        and parts[0] in names
+        and re.fullmatch(r"(ssh|ecdsa|sk)-[a-z0-9@.-]+", parts[1]) is not None
+        and re.fullmatch(r"[A-Za-z0-9+/]+=*", parts[2]) is not None
+    )
 
 
 def _subtree(spec: RemoteSpec) -> list[RemoteSpec]:
@@ -716,6 +855,23 @@ def _private_attrs() -> Any:
 
 async def _idle() -> None:
     await asyncio.Event().wait()
+
+
+def _tell_initiator(event: RemoteChanged) -> None:
+    """An intermediate host says on stderr how one of its own hosts ended (`ENDED_MARK`)."""
+    word = {"host": event.host, "exit_code": event.exit_code, "message": event.message,
+            "via": list(event.via)}  # fmt: skip
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(ENDED_MARK + json.dumps(word) + "\n")
+        sys.stderr.flush()
+
+
+def _json(text: str) -> object:
+    """The JSON value `text` holds (after a marker); None if it holds none."""
+    try:
+        return json.loads(text.removeprefix(PROBE_MARK))
+    except ValueError:
+        return None
 
 
 def _version(text: str) -> tuple[int, int]:

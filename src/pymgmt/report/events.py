@@ -240,6 +240,9 @@ class RemoteChanged:
     message: str = ""
     #: the remote agent's exit code (stage "exited")
     exit_code: int | None = None
+    #: the hosts it was run through (hierarchical execution: ("a",) for a host
+    #: that host a ran); empty for this host's own remotes
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

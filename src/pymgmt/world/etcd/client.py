@@ -61,7 +61,7 @@ from typing import Any, Literal, TypeVar
 from ...service import TaskStatus
 from ..base import KV, WatchEvent, WorldError, keys
 from .tls import CLUSTER_NAME, TlsFiles, diagnose, warn_plain_text
-from .urls import host_port, secure
+from .urls import host_port, secure, unix_endpoint
 
 log = logging.getLogger("pymgmt.world.etcd")
 
@@ -119,6 +119,8 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
     """
     if not endpoints:
         raise WorldError("no etcd endpoints given")
+    if len(endpoints) == 1 and (unix := unix_endpoint(endpoints[0])) is not None:
+        return unix  # the SSH tunnel of an agent started by --remote
     hostports: list[tuple[str, int]] = []
     for url in endpoints:
         hostports.append(host_port(url, what="endpoint"))
