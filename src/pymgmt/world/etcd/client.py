@@ -1158,7 +1158,18 @@ class EtcdWorld:
         holds the key until its lease ends. Not re-put when the lease is lost
         and re-granted (another agent may have won the key meanwhile).
         """
-        ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
+        lease = self._lease_id
+        try:
+            ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
+        except Exception as e:
+            # our lease ended (an agent starved of CPU past its TTL) before the
+            # keep-alive noticed: a new one, then the creation on it
+            if not _lease_not_found(e):
+                raise
+            async with self._lease_lock:
+                if self._lease_id == lease:
+                    await self._regrant()
+            ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
         return bool(ok)
 
     async def _create_on_lease(
