@@ -419,18 +419,24 @@ class Session:
             opts = dataclasses.replace(opts, agent_forwarding=True)
         self._emit("connecting", self.spec.target.label)
         self.conn = await connect(self.spec.target, opts)
+        self._go_on()
         own = await self.remotes.bundle()
         probe = await self._probe(own)
         self.run_dir = probe["run"]
+        self._go_on()
         bundle = await self._bundle_for(own, probe)
         remote_bundle = await self._copy(bundle, probe)
         await self.remotes.attached.wait()  # this host's etcd is up: the tunnel leads there
+        self._go_on()
         socket = await self._tunnel()
         argv = self._agent_argv(probe["python"], remote_bundle, socket)
         log.debug("remote %s: running %s", self.host, shlex.join(argv))
+        self._go_on()
         self.process = await self.conn.create_process(
             "exec " + shlex.join(argv), encoding="utf-8", errors="replace"
         )
+        if self.stopping:  # the stop came while it started: it was not told, so now
+            self.process.stdin.write_eof()  # its stdin's end: it stops at once
         # its words are shown from its first line (say, why it cannot join)
         self._readers = [
             asyncio.ensure_future(self._stdout(self.process)),
@@ -438,6 +444,12 @@ class Session:
         ]
         await self._release_guard(keep=True)  # the agent removes its run directory now
         self._emit("running", f"{probe['python']} (Python {probe['version']})")
+
+    def _go_on(self) -> None:
+        """Raise if the run is stopping: a cancel of the set-up may be lost in a
+        library's await (seen under load), and nothing may start after a stop."""
+        if self.stopping:
+            raise RemoteError(self.host, "not started: the run was stopped during its set-up")
 
     async def _tunnel(self) -> str:
         """A unix socket in the run directory there, leading to this host's etcd.
