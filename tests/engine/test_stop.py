@@ -225,3 +225,34 @@ def test_an_apply_finishing_during_a_stop_is_not_pending_because_of_its_own_echo
         ("Test-echoing-apply[echo]", "pending" if moved else "ok")
     ]
     assert target.read_text() == ("somebody else's" if moved else "wanted")  # never applied again
+
+
+def test_a_stop_before_the_first_graph_is_in_ends_the_run(tmp_path: Path) -> None:
+    """A signal while the first graph is still awaited (a slow frontend, a remote
+    run's hosts being set up) stops the engine; it used to wait for a graph that,
+    arriving while stopping, was never started: the agent hung (issue 11 review)."""
+    sink = _Sink()
+    engine = _engine(tmp_path, sink)
+    frontend = _Queue()  # never yields
+
+    async def main() -> None:
+        run = asyncio.create_task(engine.run(frontend))
+        await until(lambda: engine._stop is not None, "the engine to start")
+        engine.stop("interrupted by SIGINT")
+        await run
+
+    run_async(main())
+    assert [s.reason for s in sink.of(Stopping)] == ["interrupted by SIGINT"]
+    assert sink.of(Finished)
+
+
+def test_a_stop_before_run_is_not_lost(tmp_path: Path) -> None:
+    """stop() before run() began (a signal right after the engine was made): run
+    stops at once instead of ignoring it."""
+    sink = _Sink()
+    engine = _engine(tmp_path, sink)
+    engine.stop("interrupted by SIGTERM")
+    frontend = _Queue()
+    frontend.q.put_nowait(GraphBuilder("g").build())
+    run_async(engine.run(frontend))
+    assert [s.reason for s in sink.of(Stopping)] == ["interrupted by SIGTERM"]

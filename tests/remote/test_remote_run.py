@@ -268,13 +268,18 @@ def test_hierarchical_run_through_an_intermediate_host(
 def test_human_output_is_prefixed_with_the_host(
     sshd: Callable[..., SshServer], initiator: Callable[..., Initiator], tmp_path: Path
 ) -> None:
+    """Each remote line carries its host; a terminal escape sent by a remote (here in
+    its graph's name) is written out, never acted on by the initiator's terminal."""
     a = sshd()
     ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
+    ga.write_text(ga.read_text().replace("graph: a", 'graph: "a\\e[2J"'))
     run = initiator(a).start([ga], "--converged-timeout", "0.5", json_mode=False)
     assert run.wait_exit(REMOTE_DEADLINE) == 2, run.describe()
     lines = [e["line"] for e in run.find(lambda e: True)]
     assert any(line.startswith(f"[{a.host}] ") and "File[one]" in line for line in lines), lines
     assert any(line.startswith(f"  {a.host}") and "changed" in line for line in lines), lines
+    assert any("Graph[a\\x1b[2J]" in line for line in lines), lines
+    assert not any("\x1b" in line for line in lines)
 
 
 def test_a_password_in_the_url_is_never_shown(
@@ -291,3 +296,30 @@ def test_a_password_in_the_url_is_never_shown(
     assert secret not in out
     assert "password" in run.stderr.lower()  # the warning
     assert run.recap()["remotes"][a.host]["outcome"].startswith("FAILED")
+
+
+#: a CPython other than the initiator's, for a remote that has only it
+PYTHON_312 = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
+
+
+@pytest.mark.skipif(not PYTHON_312.exists(), reason=f"no {PYTHON_312} on this machine")
+def test_a_remote_with_another_python_gets_a_bundle_built_for_it(
+    sshd: Callable[..., SshServer], initiator: Callable[..., Initiator], tmp_path: Path
+) -> None:
+    """A host whose only Python is 3.12 runs a bundle made for 3.12 (its compiled
+    wheels fetched by pip), cached there like the other."""
+    only = tmp_path / "py312-bin"
+    only.mkdir()
+    (only / "python3").symlink_to(PYTHON_312)
+    a = sshd(path=str(only))
+    ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
+    init = initiator(a)
+    run = init.start([ga], "--converged-timeout", "0.5")
+    assert run.wait_exit(REMOTE_DEADLINE) == 2, run.describe()
+    assert files(root_of(a)) == {"one": "1\n"}
+    started = run.find(remote_stage(a.host, "running"))
+    assert started and "3.12" in started[0]["message"]
+    copies = a.sftp_writes(".pyz")
+    again = init.start([ga], "--converged-timeout", "0.5")
+    assert again.wait_exit(REMOTE_DEADLINE) == 0, again.describe()
+    assert a.sftp_writes(".pyz") == copies  # cached

@@ -73,3 +73,21 @@ def test_a_junk_remotes_entry_is_an_error_at_its_place(tmp_path: Path) -> None:
     bad = graph(tmp_path / "a.yaml", "remote: ssh://10.0.0.1", "remotes: [{x: 1}]")
     ((_, line, field, _),) = errors_of([bad])
     assert (line, field) == (3, "remotes")
+
+
+def test_validate_checks_a_remote_files_target_and_tree(tmp_path: Path) -> None:
+    """`pymgmt validate` of a remote graph file checks its remote: and remotes: too."""
+    import subprocess
+
+    from helpers import PYMGMT
+
+    bad = graph(tmp_path / "bad.yaml", "remote: ftp://10.0.0.1")
+    proc = subprocess.run([*PYMGMT, "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert f"{bad}:2:9: remote:" in proc.stderr
+    graph(tmp_path / "c.yaml", "remote: ssh://admin@10.0.0.3")
+    good = graph(tmp_path / "a.yaml", "remote: ssh://10.0.0.1:2222", "remotes: [c.yaml]")
+    proc = subprocess.run([*PYMGMT, "validate", str(good)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "runs on: " in proc.stdout and "@10.0.0.1:2222 as 10.0.0.1" in proc.stdout
+    assert "admin@10.0.0.3:22 as 10.0.0.3" in proc.stdout

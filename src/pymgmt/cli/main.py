@@ -108,7 +108,8 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     run = sub.add_parser(
         "run",
-        usage="pymgmt run [options] [yaml] FILE",
+        usage="pymgmt run [options] [yaml] FILE\n"
+        "       pymgmt run [options] --remote FILE [--remote FILE ...] [[yaml] FILE]",
         help="apply a graph and keep it converged",
         description="Apply a graph, then watch every resource and repair drift as it happens. "
         "With --converged-timeout N, exit N seconds after the graph is converged "
@@ -276,6 +277,8 @@ def _remote_flags(run: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--depth", type=_natural, default=0, help=argparse.SUPPRESS)
     g.add_argument("--remote-child", metavar="DIR", help=argparse.SUPPRESS)
+    # the unix socket of the SSH tunnel to the initiator's etcd (with --remote-child)
+    g.add_argument("--tunnel", metavar="SOCKET", help=argparse.SUPPRESS)
 
 
 def _natural(text: str) -> int:
@@ -455,8 +458,8 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     `args.detailed_exit` (False: mgmt's --converged-exit, exit 0 once converged).
     """
     args.file = _graph_file(parser, args.file, args.file_opt, optional=bool(args.remotes))
-    if args.depth > 0 and not args.remote_child:
-        parser.error("--depth is set by an initiator for the agents it starts (--remote)")
+    if (args.depth > 0 or args.tunnel) and not args.remote_child:
+        parser.error("--depth and --tunnel are set by an initiator for the agents it starts")
     if args.converged_timeout is not None and args.converger_timeout is not None:
         parser.error("give --converged-timeout or mgmt's --converger-timeout, not both")
     if args.prefix is not None and args.tmp_prefix:
@@ -489,7 +492,7 @@ def _resolve_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     The TLS files come all three (--tls-ca, --tls-cert, --tls-key) or as one
     --pki directory, never mixed.
     """
-    if args.no_server and not args.seeds:
+    if args.no_server and not args.seeds and not getattr(args, "tunnel", None):
         parser.error("--no-server starts no etcd server: it needs --seeds URL of a cluster to join")
     tls = _check_tls(parser, args)
     given = [flag for dest, flag in _SERVER_FLAGS if getattr(args, dest) is not None]

@@ -375,7 +375,11 @@ def _start_checked(args: argparse.Namespace) -> int:
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None
-    recap = Recap(run_once=timeout is not None, detailed=args.detailed_exit)
+    recap = Recap(
+        run_once=timeout is not None,
+        detailed=args.detailed_exit,
+        remote_codes=not args.remote_child,
+    )
     stopper = _Stopper(recap)
     human = None
     machine = None
@@ -498,10 +502,16 @@ def bundle_cache() -> Path:
     return Path(cache) / "pymgmt" / "bundles"
 
 
-def _etcd_address(options: ClusterOptions) -> tuple[str, int]:
-    """Where this host reaches the cluster's etcd: what every tunnel leads to."""
+def _etcd_address(options: ClusterOptions) -> tuple[str, int] | str:
+    """Where this host reaches the cluster's etcd: what every tunnel leads to.
+
+    (host, port), or the path of this agent's own tunnel socket when it was
+    started by --remote itself (hierarchical execution).
+    """
     from urllib.parse import urlsplit
 
+    if not options.serves and options.seeds[0].startswith("unix:"):
+        return options.seeds[0].removeprefix("unix:")
     u = urlsplit(options.client_urls[0] if options.serves else options.seeds[0])
     host = u.hostname or "127.0.0.1"
     if host in ("0.0.0.0", "::"):
@@ -641,7 +651,15 @@ class _Run:
         from ..world.resworld import ResWorld
 
         async with contextlib.AsyncExitStack() as stack:
-            joined = await self._bring_up(stack, options)
+            remotes = self._remotes(options)
+            if remotes is not None:
+                remotes.start()  # connect, probe, copy while etcd starts
+            try:
+                joined = await self._bring_up(stack, options)
+            except BaseException:
+                if remotes is not None:
+                    await remotes.abort()
+                raise
             world = joined.world
             resworld = ResWorld(world)
             convergence = ClusterConvergence(world)
@@ -656,7 +674,10 @@ class _Run:
             self.stopper.engine = engine
             frontend = self.guarded(CollectingFrontend(self.frontend, resworld, emit))
             joined.auto.emit = engine.emit
-            remotes = self._remotes(options, world, engine)
+            if remotes is not None:
+                remotes.attach(
+                    world=world, hub=engine.hub, converger=engine.converger, emit=engine.emit
+                )
             async with asyncio.TaskGroup() as tg:
                 side = [
                     tg.create_task(self._on_world(joined.auto.run()), name="autocluster"),
@@ -688,26 +709,20 @@ class _Run:
         if self.lost is not None:
             raise ClusterLost(f"lost the etcd cluster: {self.lost}")
 
-    def _remotes(self, options: ClusterOptions, world: World, engine: Engine) -> Remotes | None:
+    def _remotes(self, options: ClusterOptions) -> Remotes | None:
         """The remote hosts of --remote, ready to start (None: none)."""
         if self.remotes is None:
             return None
         from ..remote.session import Remotes
 
         specs, remote_options = self.remotes
-        return Remotes(
-            specs,
-            remote_options,
-            etcd=_etcd_address(options),
-            world=world,
-            hub=engine.hub,
-            converger=engine.converger,
-            emit=engine.emit,
-        )
+        return Remotes(specs, remote_options, etcd=_etcd_address(options))
 
     def _stop_word(self) -> str:
         """What the remote agents are told at the end: the cluster converged, or a signal."""
         recap = self.stopper.recap
+        if self.lost is not None:
+            return "stop SIGTERM"  # the cluster is gone: nothing converged
         if not recap.interrupted:
             return "converged"
         try:
@@ -814,6 +829,8 @@ def validate_command(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         graph = load(args.file)
+        # a remote graph file: its target and its 'remotes:' tree are checked too
+        remote = _remote_spec(args.file) if graph.remote is not None else None
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -844,6 +861,7 @@ def validate_command(args: argparse.Namespace) -> int:
                         for c in graph.collect
                     ],
                     "warnings": [w.as_dict() for w in graph.warnings],
+                    **({"remote": _remote_dict(remote)} if remote else {}),
                 }
             )
         )
@@ -865,4 +883,24 @@ def validate_command(args: argparse.Namespace) -> int:
     if graph.collect:
         specs = (c.kind + (":" + c.pattern if c.pattern else "") for c in graph.collect)
         print(f"  collects: {', '.join(specs)}")
+    if remote is not None:
+        print(f"  runs on: {remote.target.label} as {remote.hostname} (with --remote)")
+        for child in remote.children:
+            print(f"  and there, on: {child.target.label} as {child.hostname} ({child.file})")
     return EXIT_OK
+
+
+def _remote_spec(path: str) -> RemoteSpec:
+    """The file as a remote graph (``remote:``, ``remotes:``); InputErrors if they are wrong."""
+    from ..remote.spec import load_specs
+
+    (spec,) = load_specs([path])
+    return spec
+
+
+def _remote_dict(spec: RemoteSpec) -> dict[str, object]:
+    return {
+        "target": spec.target.label,
+        "hostname": spec.hostname,
+        "remotes": [_remote_dict(c) for c in spec.children],
+    }

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -134,6 +135,8 @@ class Engine:
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._stop: asyncio.Future[tuple[str, bool]] | None = None
+        #: a stop asked for before `run` began
+        self._stop_early: tuple[str, bool] | None = None
         #: why the graph stream broke while the graph ran (raised by `run`
         #: once the graceful stop it caused is over)
         self.source_error: Exception | None = None
@@ -182,6 +185,9 @@ class Engine:
     async def _run(self, frontend: Frontend) -> None:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
+        if self._stop_early is not None:  # stopped before it ran: it stops at once
+            self.stopping = True
+            self._stop.set_result(self._stop_early)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -191,7 +197,10 @@ class Engine:
                 feed = tg.create_task(self._consume(graphs, first_graph), name="graph stream")
                 conv: asyncio.Task[None] | None = None
                 try:
-                    await first_graph  # raises the InputError of a bad first graph
+                    # a stop may come before the first graph is in (which then never runs)
+                    await asyncio.wait([first_graph, self._stop], return_when=FIRST_COMPLETED)
+                    if first_graph.done():
+                        first_graph.result()  # raises the InputError of a bad first graph
                     if self.converged_timeout is not None:
                         conv = tg.create_task(self._converged(self.converged_timeout))
                     reason, interrupted = await self._stop
@@ -287,7 +296,9 @@ class Engine:
         `interrupted` says the stop came before the graph converged (a
         signal, the API); only the converged timeout stops uninterrupted.
         """
-        if self._stop is not None and not self._stop.done():
+        if self._stop is None:
+            self._stop_early = (reason, interrupted)  # `run` has not begun: it stops at once
+        elif not self._stop.done():
             self.stopping = True
             self._stop.set_result((reason, interrupted))
 

@@ -36,6 +36,9 @@ class RemoteSpec:
     hostname: str
     #: hierarchical: the remote hosts this one runs in turn
     children: tuple[RemoteSpec, ...] = field(default=())
+    #: the file's remote:, hostname: and remotes: as written (a live edit of
+    #: them changes no host until the next run, and is told so)
+    header: tuple[str | None, str | None, tuple[str, ...]] = (None, None, ())
 
     def files(self) -> list[Path]:
         """This host's file and every file of its subtree (all copied to it)."""
@@ -161,7 +164,8 @@ class _Loader:
             child = self.spec(path.parent / rel, depth + 1, where.get(f"remotes[{i}]"))
             if child is not None:
                 children.append(child)
-        return RemoteSpec(path, target, hostname, tuple(children))
+        header = (graph.remote, graph.hostname, tuple(graph.remotes))
+        return RemoteSpec(path, target, hostname, tuple(children), header)
 
 
 __all__ = ["DEFAULT_MAX_DEPTH", "RemoteSpec", "load_specs"]

@@ -396,20 +396,9 @@ def _append_known_host(path: Path, target: Target, key: asyncssh.SSHKey) -> None
     the line the first wrote and adds nothing.
     """
     kind, blob = key.export_public_key("openssh").decode().split()[:2]
-    line = f"{_known_hosts_name(target.host, target.port)} {kind} {blob}\n"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with open(fd, closefd=False, encoding="utf-8", errors="replace") as f:
-            if line in (existing := f.read()).splitlines(keepends=True):
-                return
-        if existing and not existing.endswith("\n"):
-            line = "\n" + line
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    line = f"{_known_hosts_name(target.host, target.port)} {kind} {blob}"
+    if not remember_host_keys(path, [line]):
+        return
     log.warning(
         "%s: trusted its new host key %s %s (--ssh-accept-new) and recorded it in %s",
         target.label,
@@ -417,6 +406,34 @@ def _append_known_host(path: Path, target: Target, key: asyncssh.SSHKey) -> None
         key.get_fingerprint("sha256"),
         path,
     )
+
+
+def remember_host_keys(path: Path, lines: Sequence[str]) -> list[str]:
+    """Append known_hosts `lines` not already in the file (O_APPEND under an flock);
+    the lines added. The file is made 0600, its directory 0700, if missing."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(fd, closefd=False, encoding="utf-8", errors="replace") as f:
+            existing = f.read()
+        have = set(existing.splitlines())
+        new = [line for line in dict.fromkeys(lines) if line not in have]
+        if not new:
+            return []
+        text = "".join(line + "\n" for line in new)
+        if existing and not existing.endswith("\n"):
+            text = "\n" + text
+        os.write(fd, text.encode())
+        os.fsync(fd)
+        return new
+    finally:
+        os.close(fd)
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """How known_hosts names `host`:`port` (``[host]:port`` unless port 22)."""
+    return _known_hosts_name(host, port)
 
 
 def _unknown_key_message(target: Target, key: asyncssh.SSHKey, path: Path) -> str:
@@ -581,7 +598,10 @@ async def _ask(prompt: str, *, echo: bool) -> str:
                 return input(prompt)
             return getpass.getpass(prompt)
 
-    return await asyncio.to_thread(ask)
+    answer = await asyncio.to_thread(ask)
+    if not echo:
+        redaction.register(answer)  # a typed password is a secret like the URL's
+    return answer
 
 
 def _load_identities(target: Target, identities: tuple[Path, ...]) -> Sequence[asyncssh.SSHKeyPair]:

@@ -122,7 +122,9 @@ class ConsoleReporter(_Stream):
         elif isinstance(event, CollectRefused):
             self.line(f"{_refused_text(event)}")
         elif isinstance(event, RemoteOutput):
-            self.write(f"[{event.host}] {event.line}\n")  # the remote's own lines, stamped there
+            # the remote's own lines, stamped there; a terminal escape from
+            # another host is shown, never acted on
+            self.write(f"[{event.host}] {visible(event.line)}\n")
         elif isinstance(event, RemoteChanged) and (event.stage == "failed" or not self.quiet):
             self.line(f"remote {event.host}: {_remote_text(event)}")
         if self.quiet:
@@ -193,7 +195,7 @@ class ConsoleReporter(_Stream):
         if ev.noop or self.verbose:
             self.write(
                 "".join(
-                    f"    {_visible(dl)}\n"
+                    f"    {visible(dl)}\n"
                     for c in ev.changes
                     if c.diff
                     for dl in c.diff.rstrip("\n").split("\n")
@@ -201,7 +203,7 @@ class ConsoleReporter(_Stream):
             )
 
 
-def _visible(line: str) -> str:
+def visible(line: str) -> str:
     """A diff line as text: each character a terminal would act on (an escape
     sequence, a carriage return) written as its escape. Content may be another
     host's (a collected file), or anyone's who could write the file."""
@@ -249,8 +251,8 @@ class JsonReporter(_Stream):
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
             return
-        if isinstance(event, RemoteOutput) and event.event is not None:
-            self.write_obj(event.event)  # the remote's own event, with its host
+        if isinstance(event, RemoteOutput) and event.parsed is not None:
+            self.write_obj(event.parsed)  # the remote's own event, with its host
             return
         name = type(event).__name__
         body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}

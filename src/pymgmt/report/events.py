@@ -240,6 +240,9 @@ class RemoteChanged:
     message: str = ""
     #: the remote agent's exit code (stage "exited")
     exit_code: int | None = None
+    #: the hosts it was run through (hierarchical execution: ("a",) for a host
+    #: that host a ran); empty for this host's own remotes
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,8 @@ class RemoteOutput:
 
     host: str
     line: str
-    event: dict[str, object] | None = None
+    #: the line as the JSON event it is (``--json``; None: a plain line)
+    parsed: dict[str, object] | None = None
 
 
 Event = (

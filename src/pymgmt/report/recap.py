@@ -63,7 +63,11 @@ class Recap:
     what changed (0/2/4/6); mgmt's ``--converged-exit`` exits 0 instead.
     """
 
-    def __init__(self, *, run_once: bool = True, detailed: bool = True) -> None:
+    def __init__(
+        self, *, run_once: bool = True, detailed: bool = True, remote_codes: bool = True
+    ) -> None:
+        """`remote_codes`: the remote hosts' outcomes go into the exit code (not for an
+        agent started by --remote: its initiator hears of each of its hosts itself)."""
         self.graph = ""
         self.started = time.monotonic()
         self.per: dict[str, _Tally] = {}
@@ -76,6 +80,9 @@ class Recap:
         self.interrupt_code = EXIT_INTERRUPTED
         #: remote hosts of ``--remote`` that ended: host -> (exit code or None, why)
         self.remotes: dict[str, tuple[int | None, str]] = {}
+        #: the hosts each remote host was run through (hierarchical execution)
+        self.remote_via: dict[str, tuple[str, ...]] = {}
+        self.remote_codes = remote_codes
 
     def _t(self, vertex: str) -> _Tally:
         t = self.per.get(vertex)
@@ -105,6 +112,7 @@ class Recap:
             self.final = event.states
         elif isinstance(event, RemoteChanged) and event.stage in ("exited", "failed"):
             self.remotes[event.host] = (event.exit_code, event.message)
+            self.remote_via[event.host] = event.via
 
     def outcome(self, st: VertexState) -> str:
         t = self.per.get(st.vertex, _Tally())
@@ -143,7 +151,7 @@ class Recap:
             code |= EXIT_CHANGED
         if c["failed"] or c["skipped"]:
             code |= EXIT_FAILED
-        for host in self.remotes:
+        for host in self.remotes if self.remote_codes else ():
             code |= self.remote_code(host)
         return code
 
@@ -153,11 +161,20 @@ class Recap:
         remote, _ = self.remotes[host]
         if remote is not None and remote & ~(EXIT_CHANGED | EXIT_FAILED) == 0:
             return remote
+        if self._remote_interrupted(host):
+            return EXIT_OK  # stopped with this run, as it was told: not a failure
         return EXIT_FAILED
+
+    def _remote_interrupted(self, host: str) -> bool:
+        """This run was interrupted, and so was that host's agent (128 + a signal)."""
+        code, _ = self.remotes[host]
+        return self.interrupted and code is not None and code > 128
 
     def remote_outcome(self, host: str) -> str:
         code, why = self.remotes[host]
         bits = self.remote_code(host)
+        if self._remote_interrupted(host):
+            return f"interrupted (exit {code})"
         if code is None or bits != code:
             return f"FAILED: {why}" if why else f"FAILED (exit {code})"
         words = [w for b, w in ((EXIT_CHANGED, "changed"), (EXIT_FAILED, "FAILED")) if code & b]
@@ -185,7 +202,12 @@ class Recap:
 
     def _remotes_dict(self) -> dict[str, object]:
         return {
-            h: {"exit_code": code, "outcome": self.remote_outcome(h), "message": why}
+            h: {
+                "exit_code": code,
+                "outcome": self.remote_outcome(h),
+                "message": why,
+                "via": list(self.remote_via.get(h, ())),
+            }
             for h, (code, why) in sorted(self.remotes.items())
         }
 
@@ -228,7 +250,10 @@ class Recap:
         if self.remotes:
             lines.append(f"Remote hosts ({len(self.remotes)}):")
             width = max(len(h) for h in self.remotes)
-            lines += [f"  {h:<{width}}  {self.remote_outcome(h)}" for h in sorted(self.remotes)]
+            lines += [
+                f"  {h:<{width}}  {self.remote_outcome(h)}{_via(self.remote_via.get(h, ()))}"
+                for h in sorted(self.remotes)
+            ]
             hosts = f"; {len(self.remotes)} remote host{'s' if len(self.remotes) != 1 else ''}: "
             hosts += ", ".join(f"{n} {k}" for k, n in self._remote_totals().items())
         lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts) + hosts)
@@ -240,5 +265,12 @@ class Recap:
         for host in self.remotes:
             bits = self.remote_code(host)
             word = "failed" if bits & EXIT_FAILED else "changed" if bits else "unchanged"
+            word = "interrupted" if self._remote_interrupted(host) else word
             out[word] += 1
-        return {k: out[k] for k in ("unchanged", "changed", "failed") if out[k]}
+        order = ("unchanged", "changed", "failed", "interrupted")
+        return {k: out[k] for k in order if out[k]}
+
+
+def _via(hosts: tuple[str, ...]) -> str:
+    """`` (via a > b)``: the hosts a deeper remote host was run through."""
+    return f" (via {' > '.join(hosts)})" if hosts else ""

@@ -74,6 +74,12 @@ class ClusterLost(ClusterError):
     (a partition) is waited out instead, however long it lasts."""
 
 
+def _seeds(args: Any) -> tuple[str, ...]:
+    """--seeds; for an agent started by --remote, its SSH tunnel's socket (--tunnel)."""
+    tunnel = getattr(args, "tunnel", None)
+    return (f"unix:{tunnel}",) if tunnel else tuple(args.seeds or ())
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
     """Everything the cluster flags and environment say, checked."""
@@ -136,7 +142,7 @@ class ClusterOptions:
             tls = TlsFiles(Path(args.tls_ca), Path(args.tls_cert), Path(args.tls_key))
         return cls(
             hostname=hostname,
-            seeds=tuple(args.seeds or ()),
+            seeds=_seeds(args),
             no_server=bool(args.no_server),
             client_urls=tuple(args.client_urls or DEFAULT_CLIENT_URLS),
             server_urls=tuple(args.server_urls or DEFAULT_SERVER_URLS),

@@ -61,7 +61,7 @@ from typing import Any, Literal, TypeVar
 from ...service import TaskStatus
 from ..base import KV, WatchEvent, WorldError, keys
 from .tls import CLUSTER_NAME, TlsFiles, diagnose, warn_plain_text
-from .urls import host_port, secure
+from .urls import host_port, secure, unix_endpoint
 
 log = logging.getLogger("pymgmt.world.etcd")
 
@@ -119,6 +119,8 @@ def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
     """
     if not endpoints:
         raise WorldError("no etcd endpoints given")
+    if len(endpoints) == 1 and (unix := unix_endpoint(endpoints[0])) is not None:
+        return unix  # the SSH tunnel of an agent started by --remote
     hostports: list[tuple[str, int]] = []
     for url in endpoints:
         hostports.append(host_port(url, what="endpoint"))
@@ -1156,7 +1158,18 @@ class EtcdWorld:
         holds the key until its lease ends. Not re-put when the lease is lost
         and re-granted (another agent may have won the key meanwhile).
         """
-        ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
+        lease = self._lease_id
+        try:
+            ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
+        except Exception as e:
+            # our lease ended (an agent starved of CPU past its TTL) before the
+            # keep-alive noticed: a new one, then the creation on it
+            if not _lease_not_found(e):
+                raise
+            async with self._lease_lock:
+                if self._lease_id == lease:
+                    await self._regrant()
+            ok, _ = await self._create_on_lease(_raw(key), value, f"create {key}")
         return bool(ok)
 
     async def _create_on_lease(

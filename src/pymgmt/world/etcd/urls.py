@@ -24,6 +24,23 @@ def host_port(url: str, *, what: str = "URL") -> tuple[str, int]:
     return parts.hostname, port
 
 
+#: the name of the unix socket through which an agent started by ``--remote``
+#: reaches etcd (an SSH tunnel, in its private run directory). aetcd joins
+#: its channel target as ``f"{host}:{port}"``: for ``unix:DIR/etcd.sock`` and
+#: port 0 that is ``unix:DIR/etcd.sock:0``, so the socket's file is named so.
+TUNNEL_SOCKET = "etcd.sock:0"
+
+
+def unix_endpoint(url: str) -> tuple[str, int] | None:
+    """aetcd's (host, port) for a ``unix:/PATH/etcd.sock:0`` endpoint; None if not one."""
+    if not url.startswith("unix:/"):
+        return None
+    head, _, port = url.rpartition(":")
+    if not port.isdigit() or not head.startswith("unix:/"):
+        raise WorldError(f"{url!r}: a unix socket endpoint must look like unix:/PATH:0")
+    return head, int(port)
+
+
 def secure(url: str) -> bool:
     """`url` says https."""
     return url.startswith("https://")
