@@ -70,6 +70,20 @@ def test_unreachable_endpoints_are_named() -> None:
     run_async(main())
 
 
+def test_an_unreachable_tunnel_socket_is_named(tmp_path: Path) -> None:
+    """An agent started by --remote reaches etcd through a unix socket: a connect
+    that fails there (the tunnel not yet up, etcd slow) is retried and reported as
+    unreachable, never refused as "not an http URL" (seen in the remote benchmark)."""
+    url = f"unix:{tmp_path}/etcd.sock:0"
+
+    async def main() -> None:
+        with pytest.raises(WorldUnavailable, match=r"etcd\.sock"):
+            async with world_on([url], "h1", connect_timeout=0.5):
+                pass
+
+    run_async(main())
+
+
 def test_leased_keys_vanish_when_the_host_closes(etcd_node: EtcdProcess) -> None:
     async def main() -> None:
         async with world_on([etcd_node.client_url], "other") as observer:

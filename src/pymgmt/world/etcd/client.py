@@ -539,7 +539,11 @@ class EtcdWorld:
         """Why no endpoint answers, if TLS is why: a certificate one side does not trust,
         or one side speaking TLS and the other not (see `tls.diagnose`)."""
         found = await asyncio.gather(
-            *(diagnose(*host_port(u), self.tls, timeout=timeout) for u in self.endpoints)
+            *(
+                diagnose(*host_port(u), self.tls, timeout=timeout)
+                for u in self.endpoints
+                if unix_endpoint(u) is None  # an SSH tunnel's socket: SSH's, no TLS to check
+            )
         )
         return next((e for e in found if e is not None), None)
 
