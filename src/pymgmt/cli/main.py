@@ -219,7 +219,8 @@ def _remote_flags(run: argparse.ArgumentParser) -> None:
 
     g = run.add_argument_group(
         "remote execution",
-        "run graphs on other hosts over SSH, with nothing installed there but Python 3.11: "
+        "run graphs on other hosts over SSH, with nothing installed there but CPython 3.11 "
+        "or newer: "
         "each --remote file names its host ('remote: ssh://user@host:port'); the agents "
         "there reach this host's etcd through SSH tunnels",
     )
