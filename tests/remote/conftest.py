@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from remote_harness import Initiator
 from sshd import ClientKey, SshAgent, SshServer, keygen, sshd_problem, write_known_hosts
 
 
@@ -90,3 +91,28 @@ def ssh_agent(no_leaks: None) -> Iterator[Callable[..., SshAgent]]:
 
     for agent in agents:
         agent.close()
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bundle cache for every test: the bundle is built once per session."""
+    return tmp_path_factory.mktemp("bundles")
+
+
+@pytest.fixture
+def initiator(
+    tmp_path: Path, client_key: ClientKey, bundles: Path
+) -> Iterator[Callable[..., Initiator]]:
+    """``initiator(*servers, key=...)``: an `Initiator` trusting the servers' host keys."""
+    made: list[Initiator] = []
+
+    def make(*servers: SshServer, key: ClientKey | None = client_key) -> Initiator:
+        kh = tmp_path / "known_hosts"
+        kh.write_text("".join(s.known_hosts_line() + "\n" for s in servers))
+        i = Initiator(tmp_path, key, kh, bundles)
+        made.append(i)
+        return i
+
+    yield make
+    for i in made:
+        i.close()

@@ -14,11 +14,15 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from helpers import Agent, wait_for
 from sshd import ClientKey, SshServer, free_port
+
+#: deadline for a remote host to be set up and apply its graph (bundle copy, agent start)
+REMOTE_DEADLINE = 90.0
 
 #: mgmt's remote execution examples (the article's remote2a/remote2b)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -134,6 +138,25 @@ class Initiator:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not _pids_naming(str(self.base)), what="the initiators' etcd to exit")
+
+
+def remote_event(host: str, name: str) -> Callable[[dict[str, Any]], bool]:
+    """An event a remote agent sent (``--json``), by its host and name."""
+    return lambda e: e.get("remote") == host and e.get("event") == name
+
+
+def remote_stage(host: str, stage: str) -> Callable[[dict[str, Any]], bool]:
+    """The initiator's own `remote_changed` event for `host` reaching `stage`."""
+    return lambda e: (
+        e.get("event") == "remote_changed" and e.get("host") == host and e.get("stage") == stage
+    )
+
+
+def wait_settled(run: Agent, *servers: SshServer) -> None:
+    """Wait until the remote agent of every one of `servers` has settled its graph."""
+    for s in servers:
+        run.wait_event(remote_event(s.host, "settled"), timeout=REMOTE_DEADLINE,
+                       what=f"{s.host} settled")  # fmt: skip
 
 
 def agent_pids(server: SshServer) -> list[int]:

@@ -12,61 +12,28 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import event, wait_for, write_atomic
 from remote_harness import (
+    REMOTE_DEADLINE,
     Initiator,
     agent_pids,
     cached_bundles,
     example,
     files_graph,
+    remote_event,
+    remote_stage,
     root_of,
     run_dirs,
+    wait_settled,
 )
 from sshd import ClientKey, SshServer
 
 pytestmark = pytest.mark.slow
-
-#: deadline for a remote host to be set up and apply its graph (bundle copy, agent start)
-REMOTE_DEADLINE = 90.0
-
-
-@pytest.fixture(scope="session")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bundle cache for every test: the bundle is built once per session."""
-    return tmp_path_factory.mktemp("bundles")
-
-
-@pytest.fixture
-def initiator(
-    tmp_path: Path, client_key: ClientKey, bundles: Path
-) -> Iterator[Callable[..., Initiator]]:
-    made: list[Initiator] = []
-
-    def make(*servers: SshServer, key: ClientKey | None = client_key) -> Initiator:
-        kh = tmp_path / "known_hosts"
-        kh.write_text("".join(s.known_hosts_line() + "\n" for s in servers))
-        i = Initiator(tmp_path, key, kh, bundles)
-        made.append(i)
-        return i
-
-    yield make
-    for i in made:
-        i.close()
-
-
-def remote_event(host: str, name: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: e.get("remote") == host and e.get("event") == name
-
-
-def remote_stage(host: str, stage: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda e: (
-        e.get("event") == "remote_changed" and e.get("host") == host and e.get("stage") == stage
-    )
 
 
 def files(root: Path) -> dict[str, str]:
@@ -209,10 +176,8 @@ def test_kill9_of_the_initiator_stops_every_remote_agent(
     ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
     gb = files_graph(b, tmp_path / "b.yaml", {"two": "2\n"})
     run = initiator(a, b).start([ga, gb])
-    for s in (a, b):
-        run.wait_event(remote_event(s.host, "settled"), timeout=REMOTE_DEADLINE,
-                       what=f"{s.host} settled")  # fmt: skip
-        assert agent_pids(s)
+    wait_settled(run, a, b)
+    assert agent_pids(a) and agent_pids(b)
     run.send(signal.SIGKILL)
     run.wait_exit()
     for s in (a, b):

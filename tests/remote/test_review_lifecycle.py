@@ -14,16 +14,19 @@ from typing import Any
 
 import pytest
 from helpers import event, wait_for, write_atomic
-from remote_harness import Initiator, agent_pids, files_graph, root_of, run_dirs
-from review_proxy import GatedProxy
-from sshd import ClientKey, SshServer
-from test_remote_run import (  # noqa: F401
+from remote_harness import (
     REMOTE_DEADLINE,
-    bundles,
-    initiator,
+    Initiator,
+    agent_pids,
+    files_graph,
     remote_event,
     remote_stage,
+    root_of,
+    run_dirs,
+    wait_settled,
 )
+from review_proxy import GatedProxy
+from sshd import ClientKey, SshServer
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +48,7 @@ def gated(no_leaks: None) -> Iterator[Callable[[SshServer], GatedProxy]]:
 
 def test_review_sigint_while_connecting_sets_up_nothing_and_reports_the_host(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     gated: Callable[[SshServer], GatedProxy],
     tmp_path: Path,
 ) -> None:
@@ -81,7 +84,7 @@ def test_review_sigint_while_connecting_sets_up_nothing_and_reports_the_host(
 
 def test_review_a_graph_saved_while_the_agent_starts_is_deployed(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """Live remote hacking: a save between the copy of the graph and the agent's
@@ -107,7 +110,7 @@ def test_review_a_graph_saved_while_the_agent_starts_is_deployed(
 
 def test_review_kill9_during_set_up_leaves_no_run_directory(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """The issue: if the initiator is killed, every remote's temporary files go.
@@ -130,7 +133,7 @@ def test_review_kill9_during_set_up_leaves_no_run_directory(
 
 def test_review_no_watch_does_not_deploy_saved_remote_graphs(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """``--no-watch`` (mgmt passes it on to its remotes): the graph files are read
@@ -150,7 +153,7 @@ def test_review_no_watch_does_not_deploy_saved_remote_graphs(
 
 def test_review_a_host_lost_mid_run_fails_alone(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """A host whose SSH connection dies while its agent runs (host crash, network
@@ -166,9 +169,7 @@ def test_review_a_host_lost_mid_run_fails_alone(
     ga = files_graph(a, tmp_path / "a.yaml", {"one": "1\n"})
     gb = files_graph(b, tmp_path / "b.yaml", {"two": "2\n"})
     run = initiator(a, b).start([ga, gb])
-    for s in (a, b):
-        run.wait_event(remote_event(s.host, "settled"), timeout=REMOTE_DEADLINE,
-                       what=f"{s.host} settled")  # fmt: skip
+    wait_settled(run, a, b)
     session = [p for p in a.processes() if Path(f"/proc/{p}/cmdline").read_bytes().startswith(
         b"sshd: root")]  # fmt: skip
     assert session, a.processes()
@@ -184,7 +185,7 @@ def test_review_a_host_lost_mid_run_fails_alone(
 
 def test_review_an_interrupted_remote_is_not_called_failed(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """^C of a run-once run: each remote agent is told "stop SIGINT" and exits 130,
@@ -201,7 +202,7 @@ def test_review_an_interrupted_remote_is_not_called_failed(
 
 def test_review_the_recap_names_a_failed_host_at_depth_2(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     ssh_agent: Callable[..., Any],
     client_key: ClientKey,
     tmp_path: Path,
@@ -224,7 +225,7 @@ def test_review_the_recap_names_a_failed_host_at_depth_2(
 
 def test_review_a_chatty_login_shell_fails_its_host_alone(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """A host whose ~/.bashrc prints a banner starting with "{" (bash sources it for
@@ -248,7 +249,7 @@ def test_review_a_chatty_login_shell_fails_its_host_alone(
 
 def test_review_two_graphs_for_one_ssh_host(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """Two remote files may name the same SSH host with their own 'hostname:' (two
@@ -271,7 +272,7 @@ PY312 = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
 @pytest.mark.skipif(not PY312.exists(), reason="needs a Python 3.12")
 def test_review_a_host_with_python_3_12_is_served(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """The issue: "The remote needs only a Python 3.11+ interpreter" (Ubuntu 24.04

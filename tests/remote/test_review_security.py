@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 from helpers import wait_for
-from remote_harness import Initiator, agent_pids, files_graph
-from sshd import ClientKey, SshServer
-from test_remote_run import (  # noqa: F401
+from remote_harness import (
     REMOTE_DEADLINE,
-    bundles,
-    initiator,
+    Initiator,
+    agent_pids,
+    files_graph,
     remote_event,
     remote_stage,
 )
+from sshd import ClientKey, SshServer
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ exec /usr/bin/python3.11 "$@"
 
 def test_review_a_leaf_remote_cannot_speak_for_another_host(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """A remote with no 'remotes:' of its own has no deeper hosts: every event it
@@ -89,7 +89,7 @@ exec /usr/bin/python3.11 "$@"
 
 def test_review_an_agent_that_never_joins_is_not_silent(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """The agent's output is streamed from its start. On i11/lead its stdout and
@@ -131,7 +131,7 @@ print("wrote")
 
 def test_review_other_users_of_a_remote_cannot_use_its_tunnel(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     tmp_path: Path,
 ) -> None:
     """Any local user of a remote host (here `nobody`) must not reach the initiator's
@@ -170,7 +170,7 @@ except OSError as e:
 
 def test_review_accept_new_at_depth_2_is_remembered(
     sshd: Callable[..., SshServer],
-    initiator: Callable[..., Initiator],  # noqa: F811
+    initiator: Callable[..., Initiator],
     ssh_agent: Callable[..., Any],
     client_key: ClientKey,
     tmp_path: Path,

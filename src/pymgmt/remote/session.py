@@ -510,7 +510,9 @@ class Session:
         lines: list[dict[str, Any]] = []
         async for line in probe.stdout:
             # a login shell may say anything first (a banner): only the probe's lines count
-            if line.startswith(PROBE_MARK) and isinstance(found := _json(line), dict):
+            if line.startswith(PROBE_MARK) and isinstance(
+                found := _json(line.removeprefix(PROBE_MARK)), dict
+            ):
                 lines.append(found)
                 if "run" in found:
                     return lines[-1]
@@ -879,9 +881,9 @@ def _tell_initiator(event: RemoteChanged) -> None:
 
 
 def _json(text: str) -> object:
-    """The JSON value `text` holds (after a marker); None if it holds none."""
+    """The JSON value `text` holds; None if it holds none."""
     try:
-        return json.loads(text.removeprefix(PROBE_MARK))
+        return json.loads(text)
     except ValueError:
         return None
 
