@@ -16,10 +16,11 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from etcdutil import EtcdProcess, world_on
-from helpers import run_async, until
+from helpers import run_async, until, wait_for
 
 from pymgmt.world.base import keys
 from pymgmt.world.etcd.client import WorldClosed
@@ -30,12 +31,28 @@ FAST = {"lease_ttl": 1, "rpc_timeout": 0.3, "report_every": 1.0}
 
 @contextlib.contextmanager
 def frozen(member: EtcdProcess) -> Iterator[None]:
-    """The member stopped (SIGSTOP) for the block, and always continued after it."""
+    """The member stopped (SIGSTOP) for the block, and always continued after it.
+
+    The block begins once every thread of the member is stopped: a stop
+    reaches one thread, which stops the others, and meanwhile another may
+    still answer a request sent at once (a CI run saw a put answered).
+    """
     os.kill(member.pid, signal.SIGSTOP)
     try:
+        wait_for(lambda: all_stopped(member.pid), 10, f"etcd {member.name} to stop")
         yield
     finally:
         os.kill(member.pid, signal.SIGCONT)
+
+
+def all_stopped(pid: int) -> bool:
+    """Every thread of `pid` is stopped (state T in /proc)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            stat = (task / "stat").read_text()
+            states.append(stat.rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state == "T" for state in states)
 
 
 def said(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:

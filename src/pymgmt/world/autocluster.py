@@ -770,13 +770,24 @@ class AutoCluster:
         )
 
     async def _campaign(self) -> None:
-        """Voting members try to take the leader key; the holder leads until it is gone."""
+        """Voting members try to take the leader key; the holder leads until it is gone.
+
+        The leader mirror may deliver a read taken before this host created
+        the key (an empty one) after the create: leading stops on it, and
+        resumes here when the mirror catches up and shows this host again.
+        Otherwise the key would say this host leads while nothing does.
+        """
         from ..report.events import LeaderChanged
 
         seen = -1
         while True:
             seen = await self._changes.wait(seen)
-            if not self._voting_member() or self.leader:
+            if not self._voting_member():
+                continue
+            if self.leader == self.me:
+                await self._lead()
+                continue
+            if self.leader:
                 continue
             if await self.world.create_leased(keys.LEADER, self.me.encode()):
                 log.info("cluster: this host is the leader now")
