@@ -34,7 +34,7 @@ from typing import Literal
 
 from ..errors import InternalError, PymgmtError, ResourceError
 from ..graph.model import Edge
-from ..report.events import ChangeInfo, Checked, Failed, Reason
+from ..report.events import Applying, ChangeInfo, Checked, Failed, Reason
 from ..resources.base import Context, Plan, Resource
 from ..traits import Refreshable, Sendable, has
 from .ratelimit import TokenBucket
@@ -399,6 +399,7 @@ class Worker:
         if self.out_edges:
             await self._notify_ahead()
         self._phase = "apply"
+        self.services.emit(Applying(self.name, self.reason, [c.field for c in plan.changes]))
         await self.res.apply(plan)
         return plan, True
 

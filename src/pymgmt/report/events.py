@@ -73,6 +73,21 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Applying:
+    """A check found work and the apply begins (a `Checked` or `Failed` ends it).
+
+    Progress reporting and the live status follow it: an apply may take
+    minutes (a package transaction), and a person watching wants to know
+    what is being done while it is done, not only after.
+    """
+
+    vertex: str
+    reason: Reason
+    #: the fields the apply changes (from the check's plan)
+    fields: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Failed:
     """A failure; with `retry_in` set it is temporary and a retry is scheduled."""
 
@@ -265,6 +280,7 @@ Event = (
     | GraphSwapped
     | GraphRejected
     | Checked
+    | Applying
     | Failed
     | Converged
     | Settled
