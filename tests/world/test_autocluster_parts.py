@@ -8,6 +8,7 @@ answers to membership calls reach the clustering loop (a real etcd).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import Awaitable
@@ -178,5 +179,40 @@ def test_etcds_answers_to_membership_calls_are_world_errors(etcd_node: EtcdProce
             finally:
                 await ops.remove(w, learner.id)
             assert await ops.member_list(w) == before
+
+    run_async(main())
+
+
+def test_a_member_removed_while_its_etcd_restarts_joins_again_as_a_client(
+    etcd_cluster: list[EtcdProcess], tmp_path: Path
+) -> None:
+    """The plan said "restart on your data" (the member list still had it), then the
+    leader removed the member before its etcd was up: its etcd exits "removed" at
+    once. A CI run's agent gave up there; it wipes the data and joins again."""
+    from pymgmt.world.autocluster import Plan, ServerSlot, has_data
+    from pymgmt.world.cluster import _serve
+
+    m1, _, m3 = etcd_cluster
+    m3.stop()
+
+    async def main() -> None:
+        async with world_on([m1.client_url], "h1") as w:
+            gone = [m for m in await ops.member_list(w) if m.name == m3.name]
+            await ops.remove(w, gone[0].id)
+        state = tmp_path / "state"
+        state.mkdir()
+        m3.config.data_dir.rename(state / "etcd")
+        config = dataclasses.replace(m3.config, data_dir=state / "etcd", log_file=None)
+        assert has_data(state)
+        slot = ServerSlot()
+        try:
+            plan = Plan(serve=True, endpoints=(m1.client_url,))
+            plan, endpoints = await _serve(slot, config, plan, state)
+        finally:
+            await slot.close()
+        assert plan == Plan(serve=False, endpoints=(m1.client_url,))
+        assert endpoints == [m1.client_url]
+        assert not has_data(state)
+        assert not slot.serving
 
     run_async(main())

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..graph.model import Graph
     from ..report.events import Event
     from ..service import ServiceFn
-    from .autocluster import AutoCluster
+    from .autocluster import AutoCluster, Plan, ServerSlot
     from .etcd.server import EtcdConfig
     from .etcd.tls import TlsFiles
 
@@ -260,7 +260,7 @@ async def open_world(
     """
     from .autocluster import AutoCluster, ServerSlot, plan_start
     from .base import WorldError
-    from .etcd.client import EtcdWorld, grpc_target
+    from .etcd.client import EtcdWorld
 
     try:
         config = server_config(options, state_dir)
@@ -268,12 +268,7 @@ async def open_world(
         slot = ServerSlot(on_failure)
         stack.push_async_callback(slot.close)
         if plan.serve:
-            # the other members too: if this one was removed while away, its etcd exits
-            endpoints = await slot.start(config)
-            fallbacks = endpoints + [u for u in plan.endpoints if u not in endpoints]
-            with contextlib.suppress(WorldError):  # several endpoints must be IP addresses
-                grpc_target(fallbacks)
-                endpoints = fallbacks
+            plan, endpoints = await _serve(slot, config, plan, state_dir)
         else:
             endpoints = list(plan.endpoints)
         client = EtcdWorld(
@@ -288,6 +283,39 @@ async def open_world(
     except WorldError as e:
         raise ClusterError(str(e)) from None
     return Joined(world, AutoCluster(options, state_dir, client, slot, config, plan))
+
+
+async def _serve(
+    slot: ServerSlot, config: EtcdConfig, plan: Plan, state_dir: Path
+) -> tuple[Plan, list[str]]:
+    """Start this host's etcd as `plan` says; the plan that holds, and the endpoints.
+
+    A member restarting on its data (after a crash) may be removed by the
+    leader while its etcd starts: the member list said it was still there
+    when the plan was made, but its lease had run out. Its etcd then exits
+    at once, "removed". That is the case `plan_start` handles when it sees
+    the removal first: wipe the data and join again as a client (the leader
+    nominates the host anew). Any other failure to start is the caller's.
+    """
+    from .autocluster import Plan, wipe_data
+    from .base import WorldError
+    from .etcd.client import grpc_target
+    from .etcd.server import EtcdRemoved
+
+    try:
+        endpoints = await slot.start(config)
+    except EtcdRemoved:
+        if not plan.endpoints:
+            raise
+        log.info("cluster: this host's etcd member was removed as it restarted; joining again")
+        wipe_data(state_dir)
+        return Plan(serve=False, endpoints=plan.endpoints), list(plan.endpoints)
+    # the other members too: if this one was removed while away, its etcd exits
+    fallbacks = endpoints + [u for u in plan.endpoints if u not in endpoints]
+    with contextlib.suppress(WorldError):  # several endpoints must be IP addresses
+        grpc_target(fallbacks)
+        endpoints = fallbacks
+    return plan, endpoints
 
 
 def owner_token(state_dir: Path) -> str:
