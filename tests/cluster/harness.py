@@ -29,12 +29,19 @@ from typing import Any
 
 from helpers import DEADLINE, Agent, pid_alive, wait_for
 
+from pymgmt.world.autocluster import FRESH_TIMEOUT, LEAVE_TIMEOUT
+
 #: the examples the A/B/C tests run (their /tmp/mgmtX/ paths are rewritten)
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: seconds a killed host's lease (and so its exports) outlives it in tests
 LEASE_TTL = 2
 #: deadline for cluster-wide conditions (an exchange, a lease expiring)
 CLUSTER_DEADLINE = 30.0
+#: A member's clean stop is bounded by its parts: the member list read afresh,
+#: leaving the members (etcd refuses a change for 5 s after the last one, and
+#: one may have just happened), etcd's own stop, the lease revoke; on 2 loaded
+#: cores that can pass the usual 15 s.
+STOP_BOUND = FRESH_TIMEOUT + LEAVE_TIMEOUT + 10.0 + 5.0
 
 
 def free_port(address: str) -> int:
@@ -146,7 +153,7 @@ class Cluster:
         host.runs.append(agent)
         return agent
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_BOUND) -> int:
         """Stop host `name`'s agent gracefully; its exit code."""
         agent = self.hosts[name].agent
         assert agent is not None
