@@ -6,6 +6,8 @@ fields. Scalars for string params keep their literal text, which is what
 makes ``mode: 0644`` mean "0644". Only what one resource, edge, metaparameter
 or collect entry shows on its own is checked here; what needs the whole
 graph (cycles, semaphore sizes, Send/Recv, AutoEdges) is `compile.accept`'s.
+When a piece is refused, the graph of the valid pieces still goes through
+`compile.problems`, so the user sees every problem of the file at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..types import (
     suggest,
     unwrap_optional,
 )
+from .compile import problems
 from .hints import field_hint, kind_hint, value_hint
 from .yamlsyntax import compose
 
@@ -266,7 +269,9 @@ class _Builder:
         if "edges" in keys:
             self.edges(keys["edges"][1], graph)
         if self.errors:
-            raise InputErrors(self.errors)
+            # what was valid on its own is checked as a graph too: every
+            # problem in one go, not a cycle only once the typos are fixed
+            raise InputErrors([*self.errors, *problems(graph)])
         graph.warnings = sorted(self.warnings, key=lambda w: _line_col(w.location))
         return graph
 
