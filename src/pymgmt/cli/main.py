@@ -169,6 +169,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     add_parser(sub)
     _cluster_parser(sub)
+    from .docs import add_parsers as add_docs_parsers  # docs, schema, completion
+
+    add_docs_parsers(sub)
     return p, run
 
 
@@ -571,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pki import pki_command
 
         return pki_command(args)
+    if args.command in ("docs", "schema", "completion"):
+        from .docs import docs_command
+
+        return docs_command(args)
     from .run import validate_command
 
     try:

@@ -200,6 +200,9 @@ class Resource:
     #: True for kinds whose watch fires on a schedule (timer), not because the
     #: system moved: what such an event leads to is never reported as drift.
     scheduled: ClassVar[bool] = False
+    #: a whole graph file using the kind, shown by `pymgmt docs KIND` (the
+    #: reference's tests check that it validates)
+    example: ClassVar[str] = ""
     #: params_fields() of this very class, computed once (set on each subclass)
     _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 
