@@ -285,7 +285,7 @@ def text(kind: str | None = None) -> str:
     docs = kind_docs()
     if kind is not None:
         return "\n".join(_text_kind(k) for k in docs if k.kind == kind)
-    index = "".join(f"  {k.kind:<10} {k.summary}\n" for k in docs)
+    index = "".join(f"  {k.kind:<10} {_md(k.summary)}\n" for k in docs)
     return "\n".join(
         [
             "pymgmt reference (pymgmt docs KIND: one kind; pymgmt docs meta: metaparameters)\n",
@@ -295,7 +295,7 @@ def text(kind: str | None = None) -> str:
             _text_keys(EDGE_KEYS, indent=4),
             "\n  a collect entry:",
             _text_keys(COLLECT_KEYS, indent=4),
-            "RESOURCE KINDS\n",
+            "\nRESOURCE KINDS\n",
             index,
             *(_text_kind(k) for k in docs),
             _text_meta(),
