@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import PYMGMT
 
+from pymgmt.cli.completion import command_tree
+from pymgmt.resources.base import kinds
+
 
 def _script(shell: str) -> str:
     p = subprocess.run(
@@ -57,6 +60,8 @@ def _bash(tmp_path: Path, *lines: str) -> list[str]:
 
 def test_bash_completes_commands_flags_kinds_and_choices(tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text("graph: g\n")
+    tree = command_tree()  # what the parser declares: other issues add commands and flags
+    run_flags = [f for o in tree.subcommands["run"].options for f in o.flags]
     got = _bash(
         tmp_path,
         "pymgmt ",
@@ -71,17 +76,19 @@ def test_bash_completes_commands_flags_kinds_and_choices(tmp_path: Path) -> None
         "pymgmt completion ",
     )
     assert got == [
-        "run validate pki cluster docs schema completion",
+        " ".join(tree.subcommands),
         "validate",
-        "exec file noop password pkg svc timer meta",
+        " ".join([*sorted(kinds()), "meta"]),
         "password",
         "neato",
-        "--converged-timeout --converger-timeout --converged-exit --converged-timeout-no-exit",
+        " ".join(f for f in run_flags if f.startswith("--conv")),
         "status ideal-size",
         "--json",
         "site.yaml",
         "bash zsh",
     ]
+    assert {"run", "validate", "docs", "schema", "completion"} <= set(got[0].split())
+    assert "--converged-timeout" in got[5] and "--converger-timeout" in got[5]
 
 
 def test_bash_never_offers_a_hidden_flag(tmp_path: Path) -> None:
