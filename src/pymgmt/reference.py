@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from .frontends.yamlbuild import COLLECT_KEYS, COLLECTABLE, EDGE_KEYS, TOP_KEYS
 from .metaparams import MetaParams
-from .resources.base import Resource, kinds
+from .resources.base import Resource, shipped_kinds
 from .types import describe, unwrap_optional
 
 #: what the two keys every resource has mean
@@ -102,8 +102,8 @@ def kind_doc(cls: type[Resource]) -> KindDoc:
 
 
 def kind_docs() -> list[KindDoc]:
-    """Every registered kind, by name."""
-    return [kind_doc(cls) for _, cls in sorted(kinds().items())]
+    """Every kind pymgmt ships, by name."""
+    return [kind_doc(cls) for cls in shipped_kinds().values()]
 
 
 def meta_docs() -> list[ParamDoc]:
@@ -115,11 +115,11 @@ def meta_docs() -> list[ParamDoc]:
 def missing_docs(classes: list[type[Resource]] | None = None) -> list[str]:
     """What the reference would have to leave blank: a param, kind or metaparameter without a doc.
 
-    `classes` defaults to every registered kind. A test keeps this empty, so
+    `classes` defaults to every kind pymgmt ships. A test keeps this empty, so
     a param cannot be added without saying what it means.
     """
     out = [f"meta.{p.name}" for p in meta_docs() if not p.doc.strip()]
-    for cls in classes if classes is not None else [c for _, c in sorted(kinds().items())]:
+    for cls in classes if classes is not None else list(shipped_kinds().values()):
         k = kind_doc(cls)
         name = k.kind or cls.__name__
         if not k.summary:

@@ -17,7 +17,7 @@ import pytest
 from helpers import PYMGMT
 
 from pymgmt.cli.completion import command_tree
-from pymgmt.resources.base import kinds
+from pymgmt.resources.base import shipped_kinds as kinds
 
 
 def _script(shell: str) -> str:

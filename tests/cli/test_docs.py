@@ -25,7 +25,8 @@ from pymgmt import reference
 from pymgmt.errors import InputError
 from pymgmt.frontends.compile import accept
 from pymgmt.frontends.yamlbuild import declare
-from pymgmt.resources.base import Resource, kinds, param
+from pymgmt.resources.base import Resource, param
+from pymgmt.resources.base import shipped_kinds as kinds
 from pymgmt.types import unwrap_optional
 
 ROOT = Path(__file__).resolve().parents[2]

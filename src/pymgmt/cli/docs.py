@@ -77,9 +77,9 @@ def docs_command(args: argparse.Namespace) -> int:
 
 def topics() -> list[str]:
     """What `pymgmt docs` can show alone: every kind, and the metaparameters."""
-    from ..resources.base import kinds
+    from ..resources.base import shipped_kinds
 
-    return [*sorted(kinds()), *DOCS_TOPICS]
+    return [*shipped_kinds(), *DOCS_TOPICS]
 
 
 def _unknown_kind(kind: str) -> int:

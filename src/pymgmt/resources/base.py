@@ -357,3 +357,12 @@ def kinds() -> dict[str, type[Resource]]:
     from . import timer as _timer  # noqa: F401
 
     return dict(_REGISTRY)
+
+
+def shipped_kinds() -> dict[str, type[Resource]]:
+    """The kinds pymgmt itself defines, by name: what its manual and schema document.
+
+    Tests register kinds of their own in the same registry; those are not
+    part of the reference, nor of the completion a user's shell offers.
+    """
+    return {k: c for k, c in sorted(kinds().items()) if c.__module__.startswith("pymgmt.")}
