@@ -4,11 +4,13 @@ All three are generated when asked, from what the program declares: the
 reference and the schema from the resource kinds (`pymgmt.reference`), the
 completion scripts from the argument parser itself and the kinds, so a new
 flag or kind is completed without anyone editing a script.
+
+This module is imported whenever the command line is parsed (its parsers
+are part of it), so it imports nothing at the top that `run` would not.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +64,8 @@ def docs_command(args: argparse.Namespace) -> int:
     from .. import reference
 
     if args.command == "schema":
+        import json
+
         print(json.dumps(reference.schema(), indent=2))
         return EXIT_OK
     if args.markdown:
