@@ -165,13 +165,13 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     val.add_argument("--json", action="store_true", help="print the result as JSON")
     _verbosity(val)
 
+    from .docs import add_parsers as add_docs_parsers  # docs, schema, completion
+
+    add_docs_parsers(sub)
     from .pki import add_parser
 
     add_parser(sub)
     _cluster_parser(sub)
-    from .docs import add_parsers as add_docs_parsers  # docs, schema, completion
-
-    add_docs_parsers(sub)
     return p, run
 
 
