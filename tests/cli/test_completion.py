@@ -74,6 +74,8 @@ def test_bash_completes_commands_flags_kinds_and_choices(tmp_path: Path) -> None
         "pymgmt cluster status --js",
         "pymgmt run --sema 2 --noop si",
         "pymgmt completion ",
+        "pymgmt docs file ",
+        "pymgmt run a.yaml si",
     )
     assert got == [
         " ".join(tree.subcommands),
@@ -86,6 +88,8 @@ def test_bash_completes_commands_flags_kinds_and_choices(tmp_path: Path) -> None
         "--json",
         "site.yaml",
         "bash zsh",
+        "",  # one KIND at most
+        "site.yaml",  # run takes [yaml] FILE: its words are not counted against it
     ]
     assert {"run", "validate", "docs", "schema", "completion"} <= set(got[0].split())
     assert "--converged-timeout" in got[5] and "--converger-timeout" in got[5]

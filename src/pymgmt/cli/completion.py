@@ -120,7 +120,7 @@ def script(shell: str) -> str:
 
 def bash(tree: Command) -> str:
     """A bash function over tables keyed by the command path (``pymgmt cluster``)."""
-    subs, opts, valued, values = {}, {}, {}, {}
+    subs, opts, valued, values, npos = {}, {}, {}, {}, {}
     for cmd in tree.walk():
         key = " ".join(("pymgmt", *cmd.path))
         subs[key] = " ".join(cmd.subcommands)
@@ -132,9 +132,16 @@ def bash(tree: Command) -> str:
                     values[f"{key} {f}"] = _bash_value(o.value)
         if cmd.positionals:
             values[key] = _bash_value(cmd.positionals[-1])
+        npos[key] = "many" if cmd.many else str(len(cmd.positionals))
     tables = "\n".join(
         f"    local -A {name}=(\n{_bash_table(table)}\n    )"
-        for name, table in (("subs", subs), ("opts", opts), ("valued", valued), ("values", values))
+        for name, table in (
+            ("subs", subs),
+            ("opts", opts),
+            ("valued", valued),
+            ("values", values),
+            ("npos", npos),
+        )
     )
     return _BASH.replace("@TABLES@", tables)
 
@@ -156,13 +163,15 @@ _BASH = """\
 _pymgmt() {
 @TABLES@
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local path=pymgmt word skip= i
-    # find the command the cursor is in, skipping the values of flags
+    local path=pymgmt word skip= i given=0
+    # find the command the cursor is in, skipping the values of flags, and
+    # count the arguments it was already given
     for ((i = 1; i < COMP_CWORD; i++)); do
         word=${COMP_WORDS[i]}
         if [[ -n $skip ]]; then skip=; continue; fi
         if [[ " ${valued[$path]} " == *" $word "* ]]; then skip=1; continue; fi
-        if [[ " ${subs[$path]} " == *" $word "* ]]; then path+=" $word"; fi
+        if [[ " ${subs[$path]} " == *" $word "* ]]; then path+=" $word"; given=0
+        elif [[ $word != -* ]]; then given=$((given + 1)); fi
     done
     local want
     if [[ " ${valued[$path]} " == *" $prev "* ]]; then
@@ -172,6 +181,9 @@ _pymgmt() {
         return
     elif [[ -n ${subs[$path]} ]]; then
         COMPREPLY=($(compgen -W "${subs[$path]}" -- "$cur"))
+        return
+    elif [[ ${npos[$path]} != many && $given -ge ${npos[$path]:-0} ]]; then
+        COMPREPLY=()  # every argument is there already
         return
     else
         want=${values[$path]}
