@@ -878,7 +878,7 @@ def validate_command(args: argparse.Namespace) -> int:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
     print(
-        f"{args.file}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
+        f"{graph.source}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
         f"({kinds or 'none'}), {len(graph.edges)} edges"
     )
     for r in graph.vertices.values():
