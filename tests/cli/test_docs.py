@@ -9,6 +9,7 @@ schema never refuses a graph the frontend accepts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import MISSING
 from pathlib import Path
@@ -271,3 +272,25 @@ def test_the_schema_never_refuses_a_graph_the_frontend_accepts(doc: dict[str, An
         return  # the schema may refuse it or not: validate has the last word
     errors = [e.message for e in _validator().iter_errors(yaml.safe_load(text))]
     assert errors == [], text
+
+
+def test_docs_on_a_terminal_goes_through_the_pager(tmp_path: Path) -> None:
+    import pty
+
+    paged = tmp_path / "paged"
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(
+            [*PYMGMT, "docs", "timer"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PAGER": f"tee {paged}"},  # a pager that keeps what it got
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, p.stderr
+    assert paged.read_text() == _pymgmt("docs", "timer").stdout

@@ -71,12 +71,35 @@ def docs_command(args: argparse.Namespace) -> int:
     if args.markdown:
         if args.kind is not None:
             return _usage("--markdown prints the whole reference: give no KIND")
-        print(reference.markdown(), end="")
+        _show(reference.markdown())
         return EXIT_OK
     if args.kind is not None and args.kind not in topics():
         return _unknown_kind(args.kind)
-    print(reference.text(args.kind), end="")
+    _show(reference.text(args.kind))
     return EXIT_OK
+
+
+def _show(text: str) -> None:
+    """Print `text`; on a terminal, through a pager ($PAGER, else less), as ansible-doc does.
+
+    The whole reference is some 400 lines: a pager lets it be read from the
+    top. A pager that cannot be started is no reason to show nothing.
+    """
+    if not sys.stdout.isatty():
+        print(text, end="")
+        return
+    import os
+    import shlex
+    import subprocess
+
+    try:
+        argv = shlex.split(os.environ.get("PAGER") or "less -FRX")
+        # argv list, no shell: the user's own pager, as git and man run it
+        subprocess.run(argv, input=text, text=True, check=False)  # noqa: S603
+    except (OSError, ValueError, IndexError):
+        print(text, end="")
+    except KeyboardInterrupt:  # ^C in the pager: the reading is over, not a crash
+        pass
 
 
 def topics() -> list[str]:
