@@ -2,8 +2,9 @@
 
 bash: the generated function is called as bash's completion would call it
 (COMP_WORDS, COMP_CWORD) and COMPREPLY is read. zsh: an interactive zsh
-runs in a pseudo-terminal (zsh's own zpty), a half-typed line gets a TAB,
-and a key bound to a widget writes the completed line to a file.
+runs in a pseudo-terminal (zsh's own zpty); a key bound to a widget
+completes the half-typed line as TAB does and writes it to a file, one
+line at a time (keys typed ahead of a slow completion were lost under load).
 """
 
 from __future__ import annotations
@@ -108,19 +109,27 @@ _ZSH_DRIVER = r"""
 zmodload zsh/zpty
 out=$1 setup=$2
 shift 2
+await() {  # until file $1 has $2 lines (20 s at most), reading what zsh prints meanwhile
+  local i
+  for i in {1..200}; do
+    [[ -f $1 ]] && (( $(wc -l < $1) >= $2 )) && return 0
+    zpty -r -t z x
+    sleep 0.1
+  done
+  return 1
+}
 zpty z 'zsh -f -i'
-zpty -w z "PS1='%% '; autoload -Uz compinit; $setup; echo READY1"
-zpty -r z x '*READY1*'  # the echo of the command line...
-zpty -r z x '*READY1*'  # ...then its output
-zpty -w z "dump() { print -r -- \"\$BUFFER\" >> $out }; zle -N dump; bindkey '^T' dump; echo READY2"
-zpty -r z x '*READY2*'
-zpty -r z x '*READY2*'
+# ^T completes the line as TAB would, writes it to $out and clears it: one key, no typeahead
+zpty -w z "PS1='%% '; autoload -Uz compinit; $setup"
+zpty -w z "dump() { zle complete-word; print -r -- \"\$BUFFER\" >> $out; BUFFER= }"
+zpty -w z "zle -N dump; bindkey '^T' dump; print > $out.ready"
+await $out.ready 1 || exit 1
+n=0
 for line in "$@"; do
-  zpty -w -n z "$line"$'\t\x14\x15'  # TAB, then ^T dumps the line, ^U clears it
+  zpty -w -n z "$line"$'\x14'
+  n=$((n + 1))
+  await $out $n || break
 done
-zpty -w z 'echo DONE'
-zpty -r z x '*DONE*'
-zpty -r z x '*DONE*'
 zpty -d z
 """
 
