@@ -285,7 +285,8 @@ def test_docs_on_a_terminal_goes_through_the_pager(tmp_path: Path) -> None:
             stdout=slave,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PAGER": f"tee {paged}"},  # a pager that keeps what it got
+            # a pager that keeps what it got (and writes nothing to the terminal)
+            env={**os.environ, "PAGER": f"sh -c 'cat > {paged}'"},
             timeout=60,
             check=False,
         )
