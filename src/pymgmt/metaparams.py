@@ -51,28 +51,43 @@ class MetaParams:
 
     noop: bool = field(default=False, metadata={"doc": "report what would change; change nothing"})
     retry: int = field(
-        default=0, metadata={"doc": "retries after a failure; negative retries forever"}
+        default=0, metadata={"doc": "retries of a failed check/apply; negative: for ever"}
     )
     delay: int = field(default=0, metadata={"doc": "milliseconds to wait between retries"})
     backoff: Literal["none", "exponential"] = field(
         default="none", metadata={"doc": "how the delay grows between retries"}
     )
     maxdelay: int = field(
-        default=0, metadata={"doc": "cap in milliseconds for exponential back-off (0 = none)"}
+        default=0, metadata={"doc": "cap in milliseconds of the exponential delay (0: no cap)"}
     )
     timeout: int = field(
-        default=0, metadata={"doc": "milliseconds one check/apply may take (0 = no limit)"}
+        default=0, metadata={"doc": "milliseconds one check/apply may take (0: no limit)"}
     )
-    poll: int = field(default=0, metadata={"doc": "poll every N seconds instead of watching"})
+    poll: int = field(
+        default=0, metadata={"doc": "check every N seconds instead of watching (0: watch)"}
+    )
     limit: float = field(
-        default=math.inf, metadata={"doc": "check/apply runs per second (token bucket rate)"}
+        default=math.inf,
+        metadata={"doc": "check/apply runs per second at most (a token bucket's rate)"},
     )
-    burst: int = field(default=0, metadata={"doc": "token bucket size"})
+    burst: int = field(
+        default=0,
+        metadata={
+            "doc": "runs allowed at once above the rate (the bucket's size; needed with a limit)"
+        },
+    )
     sema: list[str] = field(
-        default_factory=list, metadata={"doc": "semaphores held during check/apply: 'id[:size]'"}
+        default_factory=list,
+        metadata={
+            "doc": "semaphores held during check/apply: 'id' or 'id:size' (size 1 if not given)"
+        },
     )
-    autoedge: bool = field(default=True, metadata={"doc": "add automatic dependency edges"})
-    autogroup: bool = field(default=True, metadata={"doc": "allow grouping with similar resources"})
+    autoedge: bool = field(
+        default=True, metadata={"doc": "take part in automatic edges (AutoEdges)"}
+    )
+    autogroup: bool = field(
+        default=True, metadata={"doc": "may be grouped with like resources (AutoGroup)"}
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, message) pairs for every invalid setting."""

@@ -165,6 +165,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     val.add_argument("--json", action="store_true", help="print the result as JSON")
     _verbosity(val)
 
+    from .docs import add_parsers as add_docs_parsers  # docs, schema, completion
+
+    add_docs_parsers(sub)
     from .pki import add_parser
 
     add_parser(sub)
@@ -571,6 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pki import pki_command
 
         return pki_command(args)
+    if args.command in ("docs", "schema", "completion"):
+        from .docs import docs_command
+
+        return docs_command(args)
     from .run import validate_command
 
     try:

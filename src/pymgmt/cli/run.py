@@ -28,6 +28,7 @@ from .. import statedir
 from ..engine.engine import ConvergedWait, Engine, GraphObserver
 from ..errors import InputError, InputErrors, Location
 from ..frontends.base import Frontend, FrontendContext
+from ..frontends.graphfile import STDIN, GraphFileError
 from ..frontends.yamlgraph import YamlFrontend, YamlGraph, load, load_with_text
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph
@@ -99,6 +100,9 @@ def default_prefix() -> Path:
 def print_input_error(e: InputError, *, as_json: bool) -> None:
     errors = e.errors if isinstance(e, InputErrors) else [e]
     n = len(errors)
+    if isinstance(e, GraphFileError) and not as_json:  # a wrong path, not an invalid graph
+        print(f"error: {e.location}: {e.message}; nothing was changed", file=sys.stderr)
+        return
     shown = errors[:MAX_PROBLEMS]  # the first ones in the file; the rest are counted
     if as_json:
         listed = [x.as_dict() for x in shown]
@@ -205,7 +209,7 @@ async def _render(argv: list[str]) -> None:
 
 def _missing_file(path: str, *, as_json: bool) -> bool:
     """Report a graph file that does not exist: a wrong path, not an invalid graph."""
-    if os.path.exists(path):
+    if path == STDIN or os.path.exists(path):
         return False
     message = "no such file"
     if as_json:
@@ -315,8 +319,9 @@ _NO_LOCAL_GRAPH = b"graph: remote-initiator\nresources: {}\n"
 
 
 def _start_checked(args: argparse.Namespace) -> int:
-    path = os.path.abspath(args.file) if args.file else None
-    if path is not None and _missing_file(path, as_json=args.json):
+    path = os.path.abspath(args.file) if args.file and args.file != STDIN else args.file
+    named = [path] if path else []
+    if any(_missing_file(f, as_json=args.json) for f in [*named, *args.remotes]):
         return EXIT_INPUT
     # Validate everything before touching the system.
     try:
@@ -395,7 +400,7 @@ def _start_checked(args: argparse.Namespace) -> int:
     assert isinstance(declared, YamlGraph)
     frontend: Frontend = (
         _Once(declared)
-        if args.no_watch or path is None
+        if args.no_watch or path is None or path == STDIN  # standard input is read once
         else YamlFrontend(path, first=(text, declared))
     )
     if cluster is None:
@@ -830,7 +835,9 @@ def validate_command(args: argparse.Namespace) -> int:
     try:
         graph = load(args.file)
         # a remote graph file: its target and its 'remotes:' tree are checked too
-        remote = _remote_spec(args.file) if graph.remote is not None else None
+        # (not from standard input: 'remotes:' are files next to the graph's own)
+        remotely = graph.remote is not None and args.file != STDIN
+        remote = _remote_spec(args.file) if remotely else None
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -871,7 +878,7 @@ def validate_command(args: argparse.Namespace) -> int:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
     print(
-        f"{args.file}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
+        f"{graph.source}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
         f"({kinds or 'none'}), {len(graph.edges)} edges"
     )
     for r in graph.vertices.values():

@@ -46,22 +46,52 @@ class Compiled:
 def accept(declared: Graph[Resource], grouper: AutoGrouper | None = None) -> Compiled:
     """The graph-wide checks, then `compile_graph`: the runnable graph, or InputError(s).
 
-    `declared` is left as it was. Its own warnings (those the frontend found
-    per resource) and compiling's are logged once, in file order, and kept
-    on the compiled graph's `warnings`.
+    `declared` is left as it was. Every problem is reported in one go, not
+    stage by stage: a cycle, a semaphore of two sizes, two resources fighting
+    over one file and a bad Send/Recv edge all come out together. Its own
+    warnings (those the frontend found per resource) and compiling's are
+    logged once, in file order, and kept on the compiled graph's `warnings`.
     """
-    errors = _explicit_cycle(declared)
-    if not errors:
-        errors = _sema_conflicts(declared)
-    if errors:
+    errors: list[InputError] = []
+    compiled = _checked_compile(declared, grouper, errors)
+    if compiled is None:
         raise InputErrors(errors)
-    compiled = compile_graph(declared, grouper)
     warnings = sorted([*declared.warnings, *compiled.warnings], key=lambda w: _line_col(w.location))
     compiled.graph.warnings = warnings
     compiled.declared = declared
     for w in warnings:
         log.warning("warning: %s", w)
     return compiled
+
+
+def problems(declared: Graph[Resource]) -> list[InputError]:
+    """Every graph-wide problem of `declared`; empty when it compiles.
+
+    The YAML frontend runs this on the resources and edges that were valid
+    on their own when others were not, so ``pymgmt validate`` lists a cycle
+    together with a misspelt field, not after it has been fixed. Checking
+    only what is valid never invents a problem: a refused resource and its
+    edges are absent, so they can only hide one.
+    """
+    errors: list[InputError] = []
+    _checked_compile(declared, None, errors)
+    return errors
+
+
+def _checked_compile(
+    declared: Graph[Resource], grouper: AutoGrouper | None, errors: list[InputError]
+) -> Compiled | None:
+    """`compile_graph` after the checks of the declared graph; problems go to `errors`."""
+    cycles = _explicit_cycle(declared)
+    errors += cycles
+    errors += _sema_conflicts(declared)
+    try:
+        # an explicit cycle is named at its edges above: not a second time
+        compiled = _compile(declared, grouper, errors, cycles=not cycles)
+    except InputError as e:  # AutoGroup and AutoEdges refuse a graph on their own
+        errors += e.errors if isinstance(e, InputErrors) else [e]
+        return None
+    return None if errors else compiled
 
 
 def _explicit_cycle(graph: Graph[Resource]) -> list[InputError]:
@@ -119,16 +149,38 @@ def compile_graph(declared: Graph[Resource], grouper: AutoGrouper | None = None)
     fresh copies of its resources, and every piece of runtime state (received
     params, taint, group members, a group's merged meta) lives on those
     copies, so the same declarations compile to the same graph every time.
-    Raises InputError (or InputErrors) before anything runs.
+    Raises InputErrors, with every problem found, before anything runs.
+    """
+    errors: list[InputError] = []
+    compiled = _compile(declared, grouper, errors, cycles=True)
+    if errors:
+        raise InputErrors(errors)
+    return compiled
+
+
+def _compile(
+    declared: Graph[Resource],
+    grouper: AutoGrouper | None,
+    errors: list[InputError],
+    *,
+    cycles: bool,
+) -> Compiled:
+    """`compile_graph`, adding its problems to `errors` instead of raising at the first.
+
+    `cycles`: report a cycle (False when the user's own edges are already
+    known to form one, so that it is not named twice).
     """
     graph = instantiate(declared)
-    warnings = merge_duplicates(graph)
-    check_sendrecv(graph)
+    warnings = merge_duplicates(graph, errors)
+    errors += sendrecv_problems(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
     try:
         toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as c:
-        raise cycle_error(graph, c.cycle) from None
+        if cycles:
+            errors.append(cycle_error(graph, c.cycle))
+    if errors:  # nothing further is worth computing: the graph will not run
+        return Compiled(graph, added, [], warnings)
     for e in added:
         log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
     grouper = grouper or NonReachabilityGrouper()
@@ -164,16 +216,17 @@ def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
     return out
 
 
-def merge_duplicates(graph: Graph[Resource]) -> list[InputError]:
+def merge_duplicates(graph: Graph[Resource], errors: list[InputError]) -> list[InputError]:
     """Refuse two resources that manage one thing; merge identical ones (in place).
 
     Two file resources with one path and different content would rewrite the
     file in turn for ever, each converging the other away (issue 8, item 12).
     Identical ones are harmless and mgmt collapses them: the later one is
-    dropped and its edges move to the first. Returns the warnings for merges.
+    dropped and its edges move to the first. Returns the warnings for merges;
+    the refusals are added to `errors` (and then nothing is merged).
     """
     first: dict[tuple[str, str], Key] = {}
-    errors: list[InputError] = []
+    errors_before = len(errors)
     warnings: list[InputError] = []
     merged: dict[Key, Key] = {}
     for key, res in graph.vertices.items():
@@ -208,8 +261,8 @@ def merge_duplicates(graph: Graph[Resource]) -> list[InputError]:
                     f"{_THING.get(res.kind, 'thing')} would undo each other for ever: keep one",
                 )
             )
-    if errors:
-        raise InputErrors(errors)
+    if len(errors) > errors_before:
+        return warnings
     if merged:
         graph.exported = {merged.get(k, k) for k in graph.exported}
         for key in merged:
@@ -304,8 +357,12 @@ def _merge(leader: Resource, others: list[Resource]) -> Resource:
     return leader
 
 
-def check_sendrecv(graph: Graph[Resource]) -> None:
-    """Every send/recv edge names a real output and a param of the same type."""
+def sendrecv_problems(graph: Graph[Resource]) -> list[InputError]:
+    """Every send/recv edge names a real output and a param of the same type.
+
+    Marks what each valid edge carries on the receiving resource (received
+    and tainted params); returns a problem per bad edge.
+    """
     errors: list[InputError] = []
     for e in graph.edges:
         if not (e.send or e.recv):
@@ -359,5 +416,4 @@ def check_sendrecv(graph: Graph[Resource]) -> None:
         dst.recv_fields = dst.recv_fields | {e.recv}
         if e.send in src.secret_outputs:
             dst.tainted = dst.tainted | {e.recv}
-    if errors:
-        raise InputErrors(errors)
+    return errors

@@ -6,6 +6,8 @@ fields. Scalars for string params keep their literal text, which is what
 makes ``mode: 0644`` mean "0644". Only what one resource, edge, metaparameter
 or collect entry shows on its own is checked here; what needs the whole
 graph (cycles, semaphore sizes, Send/Recv, AutoEdges) is `compile.accept`'s.
+When a piece is refused, the graph of the valid pieces still goes through
+`compile.problems`, so the user sees every problem of the file at once.
 """
 
 from __future__ import annotations
@@ -33,24 +35,44 @@ from ..types import (
     suggest,
     unwrap_optional,
 )
+from .compile import problems
 from .hints import field_hint, kind_hint, value_hint
 from .yamlsyntax import compose
 
 #: above this many names of one kind, "did you mean" only looks for case slips
 _FUZZY_NAMES = 2000
 
-_EDGE_KEYS = ("name", "from", "to", "notify", "send", "recv")
-_TOP_KEYS = (
-    "graph",
-    "comment",
-    "resources",
-    "edges",
-    "collect",
-    "remote",
-    "hostname",
-    "remotes",
-)
-_COLLECT_KEYS = ("kind", "pattern", "mode", "owners", "groups")
+#: The keys of the format, each with what it means: the builder accepts exactly
+#: these, and `pymgmt docs` and `pymgmt schema` are generated from them.
+TOP_KEYS: dict[str, str] = {
+    "graph": "the graph's name (required)",
+    "comment": "free text, ignored",
+    "resources": "the resources, by kind: a list of resources under each kind's name",
+    "edges": "a list of edges: what must come before what",
+    "collect": "what this host takes in of other hosts' exported ('@@') resources",
+    "remote": "with 'pymgmt run --remote': the host this graph runs on, ssh://user@host[:port]",
+    "hostname": "with --remote: the name the remote agent uses (default: the URL's host)",
+    "remotes": "with --remote: graph files, relative to this one, that the remote host "
+    "runs on further hosts",
+}
+EDGE_KEYS: dict[str, str] = {
+    "name": "the edge's name, used in messages",
+    "from": "the resource that comes first: {kind: KIND, name: NAME}",
+    "to": "the resource that comes after it: {kind: KIND, name: NAME}",
+    "notify": "true: 'to' gets a refresh notification whenever 'from' changed something",
+    "send": "Send/Recv: the output of 'from' carried along the edge (a password's 'password')",
+    "recv": "Send/Recv: the param of 'to' that receives it",
+}
+COLLECT_KEYS: dict[str, str] = {
+    "kind": "the kind collected (file)",
+    "pattern": "the absolute directory collected files land in",
+    "mode": "the most permissive mode a collected file may ask for (default '0644')",
+    "owners": "the only owners a collected file may ask for (default: none)",
+    "groups": "the only groups a collected file may ask for (default: none)",
+}
+_EDGE_KEYS = tuple(EDGE_KEYS)
+_TOP_KEYS = tuple(TOP_KEYS)
+_COLLECT_KEYS = tuple(COLLECT_KEYS)
 #: kinds another host's exports may be collected as: each needs a confinement rule
 COLLECTABLE = ("file",)
 _NULL = "tag:yaml.org,2002:null"
@@ -266,7 +288,9 @@ class _Builder:
         if "edges" in keys:
             self.edges(keys["edges"][1], graph)
         if self.errors:
-            raise InputErrors(self.errors)
+            # what was valid on its own is checked as a graph too: every
+            # problem in one go, not a cycle only once the typos are fixed
+            raise InputErrors([*self.errors, *problems(graph)])
         graph.warnings = sorted(self.warnings, key=lambda w: _line_col(w.location))
         return graph
 

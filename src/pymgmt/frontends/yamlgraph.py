@@ -40,7 +40,7 @@ import logging
 
 from ..graph.model import Collect
 from .compile import Compiled, accept
-from .graphfile import read_graph_file
+from .graphfile import read_graph_file, source_name
 from .yamlbuild import YamlGraph, declare
 from .yamlfile import YamlFrontend
 
@@ -48,8 +48,8 @@ log = logging.getLogger("pymgmt.yamlgraph")
 
 
 def load(path: str) -> YamlGraph:
-    """Read, fully validate and compile a graph file; raise InputErrors on any problem."""
-    return parse(read_graph_file(path), path)
+    """Read, fully validate and compile a graph file (``-``: standard input); InputErrors."""
+    return parse(read_graph_file(path), source_name(path))
 
 
 def load_with_text(path: str) -> tuple[bytes, Compiled]:
@@ -60,7 +60,7 @@ def load_with_text(path: str) -> tuple[bytes, Compiled]:
     ``accepted``, nothing is read or compiled twice for an unchanged file.
     """
     text = read_graph_file(path)
-    return text, accept(declare(text, path))
+    return text, accept(declare(text, source_name(path)))
 
 
 def parse(text: bytes | str, filename: str) -> YamlGraph:

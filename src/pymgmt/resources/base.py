@@ -200,6 +200,9 @@ class Resource:
     #: True for kinds whose watch fires on a schedule (timer), not because the
     #: system moved: what such an event leads to is never reported as drift.
     scheduled: ClassVar[bool] = False
+    #: a whole graph file using the kind, shown by `pymgmt docs KIND` (the
+    #: reference's tests check that it validates)
+    example: ClassVar[str] = ""
     #: params_fields() of this very class, computed once (set on each subclass)
     _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 
@@ -354,3 +357,12 @@ def kinds() -> dict[str, type[Resource]]:
     from . import timer as _timer  # noqa: F401
 
     return dict(_REGISTRY)
+
+
+def shipped_kinds() -> dict[str, type[Resource]]:
+    """The kinds pymgmt itself defines, by name: what its manual and schema document.
+
+    Tests register kinds of their own in the same registry; those are not
+    part of the reference, nor of the completion a user's shell offers.
+    """
+    return {k: c for k, c in sorted(kinds().items()) if c.__module__.startswith("pymgmt.")}

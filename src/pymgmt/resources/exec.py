@@ -40,20 +40,43 @@ _KEEP_OUTPUT = 64 << 10
 
 
 class Exec(Resource, kind="exec"):
-    """A command, run when the graph starts or its events fire."""
+    """A command, run when the graph starts or its events fire.
+
+    It runs once when the graph starts, then on each line ``watchcmd``
+    prints, every ``pollint`` seconds, when the ``creates`` path disappears,
+    and on a refresh notification. ``creates`` and ``ifcmd`` skip a run
+    that is not needed. A non-zero exit status or exceeding ``timeout`` is a
+    failure. No shell is involved unless ``shell`` names one.
+    """
+
+    example = """\
+graph: build
+resources:
+  exec:
+  - name: make-site
+    cmd: make -C /srv/site
+    cwd: /srv/site
+    env: {LANG: C.UTF-8}
+    creates: /srv/site/index.html
+    timeout: 600
+"""
 
     cmd: str = param(doc="the command; split like a shell would, but run without one")
-    shell: str = param("", doc="run cmd with this shell's -c (e.g. /bin/sh); empty = no shell")
-    cwd: str = param("", doc="working directory; empty = the agent's")
-    env: dict[str, str] = param(default_factory=dict, doc="extra environment variables")
-    timeout: int = param(0, doc="seconds before the command is killed (0 = no limit)")
-    watchcmd: str = param("", doc="long-running command: each output line is an event")
+    shell: str = param("", doc="run cmd with this shell's -c (e.g. /bin/sh); empty: no shell")
+    cwd: str = param("", doc="working directory (absolute); empty: the agent's")
+    env: dict[str, str] = param(
+        default_factory=dict, doc="variables added to the agent's environment"
+    )
+    timeout: int = param(0, doc="seconds before the command is killed (0: no limit)")
+    watchcmd: str = param("", doc="a long-running command; each line it prints runs cmd again")
     watchshell: str = param("", doc="shell for watchcmd, like shell")
     ifcmd: str = param("", doc="run cmd only when this command exits 0")
     ifshell: str = param("", doc="shell for ifcmd, like shell")
-    creates: str = param("", doc="run cmd only when this path does not exist")
-    pollint: int = param(0, doc="also run every N seconds (0 = never)")
-    state: str = param("", doc="accepted for mgmt compatibility; ignored")
+    creates: str = param(
+        "", doc="run cmd only when this path does not exist (and when it disappears)"
+    )
+    pollint: int = param(0, doc="also run cmd every N seconds (0: never)")
+    state: str = param("", doc="accepted for mgmt's old examples; ignored")
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

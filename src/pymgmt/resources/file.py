@@ -64,16 +64,44 @@ _DIFF_MAX = 256 << 10
 
 
 class File(Resource, kind="file"):
-    """A file or directory (path ending in ``/``) in a wanted state."""
+    """A file or directory (path ending in ``/``) in a wanted state.
+
+    Converged means the path exists as the right type with the wanted
+    content, mode, owner and group, or, with ``state: absent``, that nothing
+    is there; a param left unset is not managed. Watched through inotify, so
+    an edit, a chmod or a removal behind the agent's back is repaired at once.
+    Writes are atomic: a crash leaves the old content or the new. The parent
+    directory must exist, or be managed too: AutoEdges put a file after the
+    managed directories above it. Symlinks in the path are followed only
+    when root (or the agent's user) owns them.
+    """
+
+    example = """\
+graph: motd
+resources:
+  file:
+  - name: /etc/motd
+    content: |
+      Managed by pymgmt.
+    mode: "0644"
+    owner: root
+    group: root
+  - name: /srv/www/
+    state: exists
+"""
 
     binary_params = frozenset({"content"})
 
-    path: str = param("", doc="absolute path; defaults to the resource name")
-    content: str | None = param(None, doc="exact content; unset leaves content alone")
-    state: Literal["exists", "absent"] = param("exists", doc="whether the path should exist")
-    mode: str | None = param(None, doc="octal permission bits such as '0644'")
-    owner: str | None = param(None, doc="user name or uid")
-    group: str | None = param(None, doc="group name or gid")
+    path: str = param(
+        "", doc="absolute path, a directory when it ends in '/'; empty: the resource's name"
+    )
+    content: str | None = param(None, doc="the exact content; unset: not managed")
+    state: Literal["exists", "absent"] = param(
+        "exists", doc="exists, or absent (removed; a directory only when empty)"
+    )
+    mode: str | None = param(None, doc="octal permission bits such as '0644'; unset: not managed")
+    owner: str | None = param(None, doc="user name or uid; unset: not managed")
+    group: str | None = param(None, doc="group name or gid; unset: not managed")
 
     # -- static validation ----------------------------------------------------
 

@@ -10,7 +10,18 @@ from .base import CONVERGED, Plan, Resource
 
 
 class Noop(Resource, kind="noop"):
-    """Does nothing; always converged."""
+    """Does nothing; always converged.
+
+    A join point: edges to and from a noop order other resources, and a
+    refresh notification it receives is logged ("Received a notification!").
+    """
+
+    example = """\
+graph: joined
+resources:
+  noop:
+  - name: ready
+"""
 
     def refresh(self) -> None:
         self.ctx.log.info("Received a notification!")

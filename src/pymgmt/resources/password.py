@@ -28,10 +28,35 @@ _DEFAULT_CHARSET = string.ascii_letters + string.digits
 
 
 class Password(Resource, kind="password"):
-    """A random secret, generated once and kept across runs."""
+    """A random secret, generated once and kept across runs.
 
-    length: int = param(64, doc="number of characters")
-    charset: str = param(_DEFAULT_CHARSET, doc="characters to choose from")
+    Kept 0600 in the agent's state directory and never shown: every output
+    says ``<redacted>``. An edge with ``send: password`` and ``recv: PARAM``
+    carries it into another resource's param. A refresh notification
+    generates a new one.
+    """
+
+    example = """\
+graph: secret
+resources:
+  password:
+  - name: db
+    length: 32
+  file:
+  - name: /etc/app/db.secret
+    mode: "0600"
+edges:
+- name: db-secret
+  from: {kind: password, name: db}
+  to: {kind: file, name: /etc/app/db.secret}
+  send: password
+  recv: content
+"""
+
+    length: int = param(64, doc="number of characters (1 to 4096)")
+    charset: str = param(
+        _DEFAULT_CHARSET, doc="characters to choose from (at least two different ones)"
+    )
 
     outputs: ClassVar[dict[str, Any]] = {"password": str}
     secret_outputs: ClassVar[frozenset[str]] = frozenset({"password"})

@@ -65,11 +65,29 @@ class PackageBackend(Protocol):
 
 
 class Pkg(Resource, kind="pkg"):
-    """A package in a wanted state."""
+    """A package in a wanted state.
+
+    The name is the package's. It is installed, removed, upgraded to the
+    newest version, or held at a version, through apt or PackageKit. Drift
+    (someone running apt or dpkg) is seen through dpkg's status file,
+    without polling; a transaction is never cut in half. AutoGroup:
+    packages with no path between them are changed in one transaction.
+    AutoEdges: files and units a package ships come after it.
+    """
+
+    example = """\
+graph: web
+resources:
+  pkg:
+  - name: nginx
+    state: installed
+  - name: telnet
+    state: uninstalled
+"""
 
     state: str = param("installed", doc="installed, uninstalled, newest, or an exact version")
     backend: Literal["auto", "apt", "packagekit"] = param(
-        "auto", doc="package manager interface; auto = apt where present"
+        "auto", doc="package manager interface; auto: apt where present, else PackageKit"
     )
 
     def problems(self) -> list[tuple[str, str]]:

@@ -49,7 +49,32 @@ _JOB_DEADLINE = 300
 
 
 class Svc(Resource, kind="svc"):
-    """A systemd unit (``.service`` is implied when the name has no suffix)."""
+    """A systemd unit (``.service`` is implied when the name has no suffix).
+
+    The name is the unit's. Converged means the unit is active
+    (``state: running``) or inactive (``stopped``), and enabled or disabled
+    (``startup``); an empty value leaves that alone. systemd's D-Bus signals
+    report a ``systemctl stop`` behind the agent's back at once. A refresh
+    notification restarts it (reload-or-restart), so a config file edge
+    with ``notify: true`` applies a new config.
+    """
+
+    example = """\
+graph: web
+resources:
+  file:
+  - name: /etc/nginx/conf.d/site.conf
+    content: "server { listen 8080; }\\n"
+  svc:
+  - name: nginx
+    state: running
+    startup: enabled
+edges:
+- name: reload-on-change
+  from: {kind: file, name: /etc/nginx/conf.d/site.conf}
+  to: {kind: svc, name: nginx}
+  notify: true
+"""
 
     state: Literal["running", "stopped", ""] = param("", doc="running, stopped, or '' to ignore")
     startup: Literal["enabled", "disabled", ""] = param(

@@ -18,12 +18,34 @@ from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 
 class Timer(Resource, kind="timer"):
-    """A periodic event source."""
+    """A periodic event source.
+
+    Ticks every ``interval`` seconds; each tick is a change, so an edge with
+    ``notify: true`` sends its target a refresh notification (an exec runs
+    again, a service restarts). A refresh resets the timer. A tick is never
+    counted as drift.
+    """
+
+    example = """\
+graph: hourly
+resources:
+  timer:
+  - name: hourly
+    interval: 3600
+  exec:
+  - name: rotate
+    cmd: /usr/local/bin/rotate-logs
+edges:
+- name: every-hour
+  from: {kind: timer, name: hourly}
+  to: {kind: exec, name: rotate}
+  notify: true
+"""
 
     #: a tick is the timer's own schedule, not the system moving: never drift
     scheduled: ClassVar[bool] = True
 
-    interval: int = param(doc="seconds between ticks")
+    interval: int = param(doc="seconds between ticks (1 to 31,536,000)")
 
     def problems(self) -> list[tuple[str, str]]:
         if self.interval < 1:
