@@ -41,6 +41,20 @@ from .errors import InputError, PymgmtError
 from .graph.model import Graph
 
 LOCK_NAME = "lock"
+#: the state directory of an agent run as root without --prefix
+ROOT_PREFIX = "/var/lib/pymgmt"
+
+
+def default_prefix() -> Path:
+    """The state directory without ``--prefix``: root's in /var/lib, a user's in its cache.
+
+    Here, not in the run command, because ``pymgmt status`` needs it too
+    and should not import the engine to find the agent.
+    """
+    if os.geteuid() == 0:
+        return Path(ROOT_PREFIX)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "pymgmt"
 
 
 class StateDirBusy(PymgmtError):
