@@ -43,6 +43,18 @@ from .graph.model import Graph
 LOCK_NAME = "lock"
 
 
+def default_prefix() -> Path:
+    """The state directory without ``--prefix``: root's in /var/lib, a user's in its cache.
+
+    Here, not in the run command, because ``pymgmt status`` needs it too
+    and should not import the engine to find the agent.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/pymgmt")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "pymgmt"
+
+
 class StateDirBusy(PymgmtError):
     """Another agent holds the state directory's lock."""
 

@@ -172,7 +172,24 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     add_parser(sub)
     _cluster_parser(sub)
+    _status_parser(sub)
     return p, run
+
+
+def _status_parser(sub: Any) -> None:
+    """`pymgmt status [--prefix P] [--json]`: ask the running agent (cli/status.py)."""
+    p = sub.add_parser(
+        "status",
+        help="what the running agent is doing, per resource",
+        description="Ask the agent running on a state directory what it is doing: per "
+        "resource its state (pending, applying, converged, failed), last check, last change, "
+        "drift repairs, pending refreshes and last error. Only root and the agent's own user "
+        "may ask. Exit codes: 0 the agent answered, 1 no agent answered.",
+    )
+    p.add_argument(
+        "--prefix", help="the agent's state directory (default /var/lib/pymgmt, or ~/.cache)"
+    )
+    p.add_argument("--json", action="store_true", help="print the agent's answer as JSON")
 
 
 def _seconds(text: str) -> float:
@@ -570,6 +587,10 @@ def main(argv: list[str] | None = None) -> int:
         from .cluster import cluster_command
 
         return cluster_command(args)
+    if args.command == "status":
+        from .status import status_command
+
+        return status_command(args)
     if args.command == "pki":
         from .pki import pki_command
 

@@ -34,8 +34,10 @@ from ..graph.graphviz import to_dot
 from ..graph.model import Graph
 from ..redaction import RedactingFilter, redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
+from ..report.live import LiveState
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
+from ..statedir import default_prefix
 from ..types import MAX_PROBLEMS
 from ..world.base import World, WorldError, valid_hostname
 from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, Joined, needs_cluster
@@ -88,13 +90,6 @@ def _redact_uncaught() -> None:
 
     sys.excepthook = hook
     threading.excepthook = thread_hook
-
-
-def default_prefix() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/pymgmt")
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(cache) / "pymgmt"
 
 
 def print_input_error(e: InputError, *, as_json: bool) -> None:
@@ -394,7 +389,8 @@ def _start_checked(args: argparse.Namespace) -> int:
         human = ConsoleReporter(
             verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
         )
-    reporter = Fanout(*(r for r in (human, machine, recap) if r is not None))
+    live = LiveState(hostname=hostname, noop=args.noop)  # what `pymgmt status` shows
+    reporter = Fanout(*(r for r in (human, machine, recap, live) if r is not None))
     text, compiled = validated
     declared = compiled.declared
     assert isinstance(declared, YamlGraph)
@@ -410,23 +406,27 @@ def _start_checked(args: argparse.Namespace) -> int:
     def make_engine(
         world: World, observers: list[GraphObserver], converged_wait: ConvergedWait | None
     ) -> Engine:
-        return Engine(
+        engine = Engine(
             world=world,
             reporter=reporter,
             state_dir=state.prefix,
             noop=args.noop,
             converged_timeout=timeout,
             sema=args.sema,
-            observers=[*observers, *tap],
+            # the live state first: it knows the graph before a new vertex reports
+            observers=[live.observer(), *observers, *tap],
             converged_wait=converged_wait,
             accepted=compiled,  # validated above: not compiled a second time
         )
+        live.refresh_source = engine.refresh
+        return engine
 
     def guarded(inner: Frontend) -> Frontend:
         """The checks every graph passes last, whatever joined it on the way."""
         return _StateDirGuard(inner, state.prefix)
 
     run = _Run(make_engine, frontend, guarded, stopper, hostname, cluster, state.prefix, args.noop)
+    run.live = live
     if specs:
         run.remotes = (specs, _remote_options(args, timeout))
     if args.remote_child:
@@ -629,8 +629,19 @@ class _Run:
         self.remotes: tuple[list[RemoteSpec], RemoteOptions] | None = None
         #: this agent was started by --remote: its line to the initiator
         self.parent: ParentLink | None = None
+        #: served on the status socket while the agent runs (None: no socket)
+        self.live: LiveState | None = None
 
     async def main(self) -> None:
+        """Run the agent, serving `live` on ``<state dir>/status.sock`` meanwhile."""
+        if self.live is None:
+            return await self._main()
+        from ..status.server import serving
+
+        async with serving(self.live, self.state_dir):
+            await self._main()
+
+    async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopper.on_signal, sig)

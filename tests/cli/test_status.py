@@ -1,0 +1,155 @@
+"""`pymgmt status` asks a real running agent over its status socket (issue 12).
+
+Each test starts a real agent (`pymgmt run --json`), waits on its events,
+then runs the real `pymgmt status` command against the same --prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PYMGMT, checked, dump, event, graph_doc, wait_for, write_atomic
+
+from pymgmt.status import SOCKET_NAME
+
+
+def _status(
+    prefix: Path, *args: str, wrapper: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    argv = [*wrapper, *PYMGMT, "status", "--prefix", str(prefix), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _status_json(prefix: Path) -> dict[str, Any]:
+    proc = _status(prefix, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def _vertices(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in status["vertices"]}
+
+
+def _refresh_graph(tmp_path: Path, managed: Path) -> Path:
+    """A file that notifies a command which always fails: its refresh stays pending."""
+    graph = tmp_path / "g.yaml"
+    doc = graph_doc(
+        "status",
+        files=[{"name": "f", "path": str(managed / "f"), "content": "hello\n"}],
+        execs=[{"name": "e", "shell": "/bin/sh", "cmd": "echo boom >&2; exit 3"}],
+        edges=[("file:f", "exec:e")],
+    )
+    doc["edges"][0]["notify"] = True
+    graph.write_text(dump(doc))
+    return graph
+
+
+def test_status_prints_each_resource_of_the_running_agent(agent, prefix, tmp_path, managed):
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]", applied=True), what="the file written")
+    a.wait_event(event("failed", vertex="Exec[e]"), what="the command failing")
+    proc = _status(prefix)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"pid {a.pid}" in lines[0]
+    assert "graph 'status'" in lines[1] and "2 resources" in lines[1], lines[1]
+    assert "1 converged, 1 failed; not converged" in lines[1], lines[1]
+    table = {line.split()[0]: line for line in lines[3:]}
+    assert lines[3].split()[:2] == ["RESOURCE", "STATE"]
+    assert table["File[f]"].split()[1] == "converged"
+    row = table["Exec[e]"]
+    assert row.split()[1] == "failed"
+    assert "status 3" in row, row
+    # the refresh File[f] sent is still waiting (the command failed): one pending
+    columns = lines[3]
+    at = columns.index("REFRESHES")
+    assert row[at:].split()[0] == "1", row
+    assert table["File[f]"][at:].split()[0] == "0"
+
+
+def test_status_json_counts_a_drift_repair(agent, prefix, tmp_path, managed):
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]", applied=True), what="the file written")
+    before = _vertices(_status_json(prefix))["File[f]"]
+    assert before["drift_repairs"] == 0 and before["applies"] == 1
+    since = a.mark()
+    write_atomic(managed / "f", "drifted\n")
+    a.wait_event(checked("File[f]", drift=True), since=since, what="the drift repaired")
+    status = _status_json(prefix)
+    f = _vertices(status)["File[f]"]
+    assert f["drift_repairs"] == 1 and f["applies"] == 2
+    assert f["status"] == "converged"
+    assert "hello" in f["last_diff"]
+    assert f["last_change"] >= before["last_change"]
+    assert f["params"]["path"] == str(managed / "f")
+    assert status["agent"]["pid"] == a.pid
+    assert status["edges"] == [{"from": "File[f]", "to": "Exec[e]", "notify": True, "auto": False}]
+    e = _vertices(status)["Exec[e]"]
+    assert e["pending_refreshes"] == 1 and e["last_error"]
+
+
+def test_the_socket_is_0600_replaces_a_stale_one_and_goes_with_the_agent(
+    agent, prefix, tmp_path, managed
+):
+    prefix.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as stale:  # what an agent killed with -9 leaves
+        stale.bind(str(prefix / SOCKET_NAME))
+    assert "the agent that made it is gone" in _status(prefix).stderr
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]"), what="the first check")
+    st = os.lstat(prefix / SOCKET_NAME)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.geteuid()
+    assert _status(prefix).returncode == 0
+    a.stop(signal.SIGINT)
+    assert not (prefix / SOCKET_NAME).exists()
+    proc = _status(prefix)
+    assert proc.returncode == 1
+    assert "no agent runs on" in proc.stderr, proc.stderr
+
+
+def test_without_an_agent_status_says_so_and_exits_1(tmp_path):
+    proc = _status(tmp_path / "nothing")
+    assert proc.returncode == 1
+    assert "no agent runs on" in proc.stderr, proc.stderr
+    proc = _status(tmp_path / "nothing", "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["event"] == "error"
+
+
+_SETPRIV = shutil.which("setpriv")
+_NOBODY = ("--reuid", "nobody", "--regid", "nogroup", "--clear-groups")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _SETPRIV, reason="needs root and setpriv")
+def test_another_user_is_refused(agent, prefix, tmp_path, managed):
+    """The directory and the socket's mode keep `nobody` out; past them, SO_PEERCRED does.
+
+    With CAP_DAC_OVERRIDE `nobody` gets through every file mode and
+    connects: the agent still refuses it, because of its uid.
+    """
+    assert _SETPRIV is not None
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]"), what="the first check")
+    plain = _status(prefix, wrapper=(_SETPRIV, *_NOBODY))
+    assert plain.returncode == 1
+    assert "permission denied" in plain.stderr, plain.stderr
+    caps = ("--inh-caps", "+dac_override", "--ambient-caps", "+dac_override")
+    forced = _status(prefix, "--json", wrapper=(_SETPRIV, *_NOBODY, *caps))
+    assert forced.returncode == 1, forced.stdout
+    answer = json.loads(forced.stdout)
+    assert "refused" in answer["message"], answer
+    assert "File[f]" not in forced.stdout
+    wait_for(lambda: "refused uid 65534" in a.stderr, what="the agent's warning")
+    assert _status(prefix).returncode == 0  # root still may
