@@ -153,3 +153,40 @@ def test_another_user_is_refused(agent, prefix, tmp_path, managed):
     assert "File[f]" not in forced.stdout
     wait_for(lambda: "refused uid 65534" in a.stderr, what="the agent's warning")
     assert _status(prefix).returncode == 0  # root still may
+
+
+SECRET_GRAPH = """\
+graph: secret
+resources:
+  password:
+  - name: pw
+    length: 40
+  exec:
+  - name: use-it
+    cmd: "true"
+    shell: /bin/sh
+edges:
+- name: e1
+  from: {kind: password, name: pw}
+  to: {kind: exec, name: use-it}
+  send: password
+  recv: cmd
+"""
+
+
+def test_a_secret_is_in_no_status_output(agent, prefix, tmp_path):
+    """A password sent into a command that fails (and prints it) shows nowhere."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text(SECRET_GRAPH)
+    a = agent(graph)
+    a.wait_event(event("failed", vertex="Exec[use-it]"), what="the command failing")
+    (stored,) = prefix.glob("state/password-pw*/password")
+    secret = stored.read_text()
+    assert len(secret) == 40
+    table = _status(prefix)
+    as_json = _status(prefix, "--json")
+    assert table.returncode == 0 and as_json.returncode == 0
+    for out in (table.stdout, as_json.stdout):
+        assert secret not in out
+    e = _vertices(json.loads(as_json.stdout))["Exec[use-it]"]
+    assert "<redacted>" in e["last_error"], e
