@@ -20,6 +20,7 @@ import pytest
 from helpers import PYMGMT, checked, dump, event, graph_doc, wait_for, write_atomic
 
 from pymgmt.status import SOCKET_NAME
+from pymgmt.status.client import ask
 
 
 def _status(
@@ -190,3 +191,23 @@ def test_a_secret_is_in_no_status_output(agent, prefix, tmp_path):
         assert secret not in out
     e = _vertices(json.loads(as_json.stdout))["Exec[use-it]"]
     assert "<redacted>" in e["last_error"], e
+
+
+def test_the_socket_answers_one_vertex_and_refuses_what_it_does_not_know(
+    agent, prefix, tmp_path, managed
+):
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]", applied=True), what="the file written")
+    one = ask(prefix, {"command": "vertex", "name": "File[f]"})
+    assert one["ok"] is True
+    assert one["vertex"]["status"] == "converged"  # type: ignore[index]
+    assert ask(prefix, {"command": "vertex", "name": "File[nope]"})["ok"] is False
+    unknown = ask(prefix, {"command": "reboot"})
+    assert unknown == {"ok": False, "error": "unknown command 'reboot' (status, vertex)"}
+    bare = ask(prefix, {"command": "status", "params": False})["status"]
+    assert all("params" not in v for v in bare["vertices"])  # type: ignore[index]
+    with socket.socket(socket.AF_UNIX) as s:  # not JSON: refused, the agent goes on
+        s.connect(str(prefix / SOCKET_NAME))
+        s.sendall(b"hello\n")
+        assert b"not one line of JSON" in s.recv(4096)
+    assert _status(prefix).returncode == 0

@@ -19,7 +19,7 @@ from pymgmt.engine.refresh import RefreshStore
 from pymgmt.graph.model import Graph
 from pymgmt.redaction import register
 from pymgmt.report.console import Fanout
-from pymgmt.report.events import Event
+from pymgmt.report.events import ChangeInfo, Checked, Event
 from pymgmt.report.live import LiveState
 from pymgmt.resources.base import Resource
 from pymgmt.world.local import LocalWorld
@@ -144,3 +144,36 @@ def test_a_subscriber_that_falls_behind_is_told_to_resync(tmp_path):
     items = run_async(scenario())
     assert items[0] == {"event": "resync"}
     assert len(items) < 3000
+
+
+def _two_files(tmp_path: Path, b_content: str) -> Graph[Resource]:
+    g = GraphBuilder("swap")
+    g.add(File(name="a", path=str(tmp_path / "a"), content="a"))
+    g.add(File(name="b", path=str(tmp_path / "b"), content=b_content))
+    return g.build()
+
+
+def _checked(vertex: str, *, drift: bool = False) -> Checked:
+    change = [ChangeInfo("content", "old", "new", "")]
+    return Checked(vertex, "event", change, applied=True, noop=False, drift=drift, seconds=0.0)
+
+
+def test_a_changeover_keeps_what_was_kept_and_resets_what_was_replaced(tmp_path):
+    """Every graph is built anew: kept means "wants the same", as for the engine."""
+    live = LiveState()
+    live.graph_swapped(_two_files(tmp_path, "b"))
+    live.emit(_checked("File[a]", drift=True))
+    live.emit(_checked("File[b]", drift=True))
+    live.graph_swapped(_two_files(tmp_path, "b"))  # the same graph, saved again
+    assert [v.status for v in live.vertices.values()] == ["converged", "converged"]
+    live.graph_swapped(_two_files(tmp_path, "b2"))  # File[b] replaced
+    a, b = live.vertices["File[a]"], live.vertices["File[b]"]
+    assert (a.status, a.drift_repairs) == ("converged", 1)
+    assert (b.status, b.drift_repairs) == ("pending", 1)  # its history stays
+    assert live.vertex("File[b]")["params"]["content"] == "b2"  # type: ignore[index]
+    g = GraphBuilder("swap")
+    g.add(File(name="a", path=str(tmp_path / "a"), content="a"))
+    live.graph_swapped(g.build())  # File[b] removed
+    assert list(live.vertices) == ["File[a]"]
+    live.emit(_checked("File[b]"))  # a late event of a removed vertex changes nothing
+    assert list(live.vertices) == ["File[a]"]

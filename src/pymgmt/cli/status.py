@@ -35,7 +35,8 @@ def status_command(args: argparse.Namespace) -> int:
 
     prefix = Path(args.prefix) if args.prefix else default_prefix()
     try:
-        answer = ask(prefix, {"command": "status"})
+        # the table shows no params: the agent need not encode them
+        answer = ask(prefix, {"command": "status", "params": bool(args.json)})
     except StatusUnavailable as e:
         return _error(str(e), args)
     if not answer.get("ok"):

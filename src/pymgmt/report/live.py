@@ -66,6 +66,8 @@ class _Vertex(Protocol):
 
     def redact(self, field_name: str, value: object) -> object: ...
 
+    def same_as(self, other: Any) -> bool: ...
+
 
 class RefreshSource(Protocol):
     """The engine's durable refresh store (`engine.refresh.RefreshStore`), read-only."""
@@ -95,8 +97,15 @@ class VertexLive:
     #: the resource's params, secrets redacted (filled when first asked for)
     params: dict[str, object] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+    def as_dict(self, *, params: bool = True) -> dict[str, object]:
+        """The fields as a new dict; `params` is shared: it is replaced, never changed in place.
+
+        (`dataclasses.asdict` deep-copies: 60 us a vertex, 0.6 s for a 10k graph's snapshot.)
+        """
+        return {name: getattr(self, name) for name in _FIELDS if params or name != "params"}
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(VertexLive))
 
 
 class LiveState:
@@ -167,8 +176,8 @@ class LiveState:
             live = old.get(name)
             if live is None:
                 live = VertexLive(name=name, kind=res.kind)
-            elif self._resources.get(name) is not res:
-                live.status, live.params = "pending", {}
+            elif not _same(self._resources.get(name), res):
+                live.status, live.params = "pending", {}  # replaced: checked again soon
             self.vertices[name] = live
             resources[name] = res
         self._resources = resources
@@ -271,13 +280,19 @@ class LiveState:
         self._fill_params(live)
         return live.as_dict()
 
-    def snapshot(self) -> dict[str, object]:
-        """The agent and its running graph, JSON-able: what ``pymgmt status --json`` prints."""
-        for live in self.vertices.values():
-            self._fill_params(live)
+    def snapshot(self, *, params: bool = True) -> dict[str, object]:
+        """The agent and its running graph, JSON-able: what ``pymgmt status --json`` prints.
+
+        Without `params` the vertices have no "params" key: the first time,
+        turning 10k resources' params into JSON takes a tenth of a second
+        on the event loop, which the status table does not need.
+        """
+        if params:
+            for live in self.vertices.values():
+                self._fill_params(live)
         return {
             "agent": self.agent(),
-            "vertices": [v.as_dict() for v in self.vertices.values()],
+            "vertices": [v.as_dict(params=params) for v in self.vertices.values()],
             "edges": list(self._edges),
         }
 
@@ -333,6 +348,11 @@ class LiveState:
         res = self._resources.get(live.name)
         if res is not None:
             live.params = shown_params(res)
+
+
+def _same(old: _Vertex | None, new: _Vertex) -> bool:
+    """The engine keeps a vertex's worker when its resource wants the same (`same_as`)."""
+    return old is not None and (old is new or old.same_as(new))
 
 
 class _Observer:

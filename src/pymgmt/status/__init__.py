@@ -6,6 +6,7 @@ per connection, one JSON response, then the agent closes it::
 
     -> {"command": "status"}\\n
     <- {"ok": true, "status": {"agent": {...}, "vertices": [...], "edges": [...]}}\\n
+    -> {"command": "status", "params": false}\\n      (the same, without each vertex's params)
     -> {"command": "vertex", "name": "File[/etc/motd]"}\\n
     <- {"ok": true, "vertex": {...}}\\n
     <- {"ok": false, "error": "..."}\\n          (anything refused)
