@@ -156,41 +156,38 @@ def test_another_user_is_refused(agent, prefix, tmp_path, managed):
     assert _status(prefix).returncode == 0  # root still may
 
 
-SECRET_GRAPH = """\
-graph: secret
-resources:
-  password:
-  - name: pw
-    length: 40
-  exec:
-  - name: use-it
-    cmd: "true"
-    shell: /bin/sh
-edges:
-- name: e1
-  from: {kind: password, name: pw}
-  to: {kind: exec, name: use-it}
-  send: password
-  recv: cmd
-"""
-
-
-def test_a_secret_is_in_no_status_output(agent, prefix, tmp_path):
-    """A password sent into a command that fails (and prints it) shows nowhere."""
+def test_a_secret_is_in_no_status_output(agent, prefix, tmp_path, managed):
+    """A password sent into a file's content shows in neither the table nor the JSON."""
+    holder = managed / "holder"
+    doc = {
+        "graph": "secret",
+        "resources": {
+            "password": [{"name": "pw", "length": 40}],
+            "file": [{"name": "holder", "path": str(holder), "mode": "0600"}],
+        },
+        "edges": [
+            {
+                "name": "pw->holder",
+                "from": {"kind": "password", "name": "pw"},
+                "to": {"kind": "file", "name": "holder"},
+                "send": "password",
+                "recv": "content",
+            }
+        ],
+    }
     graph = tmp_path / "g.yaml"
-    graph.write_text(SECRET_GRAPH)
+    graph.write_text(dump(doc))
     a = agent(graph)
-    a.wait_event(event("failed", vertex="Exec[use-it]"), what="the command failing")
-    (stored,) = prefix.glob("state/password-pw*/password")
-    secret = stored.read_text()
+    a.wait_event(checked("File[holder]", applied=True), what="the secret written")
+    secret = holder.read_text()
     assert len(secret) == 40
     table = _status(prefix)
     as_json = _status(prefix, "--json")
     assert table.returncode == 0 and as_json.returncode == 0
     for out in (table.stdout, as_json.stdout):
         assert secret not in out
-    e = _vertices(json.loads(as_json.stdout))["Exec[use-it]"]
-    assert "<redacted>" in e["last_error"], e
+    f = _vertices(json.loads(as_json.stdout))["File[holder]"]
+    assert f["applies"] == 1 and "<redacted>" in f["last_diff"], f
 
 
 def test_the_socket_answers_one_vertex_and_refuses_what_it_does_not_know(
