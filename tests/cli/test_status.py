@@ -159,24 +159,16 @@ def test_another_user_is_refused(agent, prefix, tmp_path, managed):
 def test_a_secret_is_in_no_status_output(agent, prefix, tmp_path, managed):
     """A password sent into a file's content shows in neither the table nor the JSON."""
     holder = managed / "holder"
-    doc = {
-        "graph": "secret",
-        "resources": {
-            "password": [{"name": "pw", "length": 40}],
-            "file": [{"name": "holder", "path": str(holder), "mode": "0600"}],
-        },
-        "edges": [
-            {
-                "name": "pw->holder",
-                "from": {"kind": "password", "name": "pw"},
-                "to": {"kind": "file", "name": "holder"},
-                "send": "password",
-                "recv": "content",
-            }
-        ],
-    }
     graph = tmp_path / "g.yaml"
-    graph.write_text(dump(doc))
+    graph.write_text(
+        "graph: secret\n"
+        "resources:\n"
+        "  password: [{name: pw, length: 40}]\n"
+        f"  file: [{{name: holder, path: {holder}, mode: '0600'}}]\n"
+        "edges:\n"
+        "- {name: pw->holder, from: {kind: password, name: pw}, to: {kind: file, name: holder},\n"
+        "   send: password, recv: content}\n"
+    )
     a = agent(graph)
     a.wait_event(checked("File[holder]", applied=True), what="the secret written")
     secret = holder.read_text()
