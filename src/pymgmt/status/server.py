@@ -44,6 +44,8 @@ log = logging.getLogger("pymgmt.status")
 IO_TIMEOUT = 5.0
 #: connections served at once; more are closed at once
 MAX_CLIENTS = 8
+#: seconds before accepting again after accept() failed (no file descriptor left)
+ACCEPT_BACKOFF = 1.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -91,7 +93,14 @@ class StatusServer:
         assert self._sock is not None
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(self._sock)
+            try:
+                conn, _ = await loop.sock_accept(self._sock)
+            except OSError as e:
+                # out of file descriptors (EMFILE) and the like: the agent's
+                # work matters more; try again in a while, without spinning
+                log.warning("status socket: cannot accept a connection: %s", e)
+                await asyncio.sleep(ACCEPT_BACKOFF)
+                continue
             if len(self._clients) >= MAX_CLIENTS:
                 conn.close()
                 continue
@@ -111,6 +120,9 @@ class StatusServer:
                     await asyncio.get_running_loop().sock_sendall(conn, data)
             except (OSError, TimeoutError) as e:
                 log.debug("status socket: a client went away: %s", e)
+            except Exception:
+                # our bug: said, and the agent goes on (the status is not its job)
+                log.exception("status socket: internal error answering a client")
 
     async def _reply(self, conn: socket.socket) -> dict[str, object]:
         uid = peer_uid(conn)
