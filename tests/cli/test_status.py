@@ -13,11 +13,22 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PYMGMT, checked, dump, event, graph_doc, wait_for, write_atomic
+from helpers import (
+    PYMGMT,
+    Agent,
+    checked,
+    dump,
+    event,
+    graph_doc,
+    wait_for,
+    write_atomic,
+    write_graph,
+)
 
 from pymgmt.status import SOCKET_NAME
 from pymgmt.status.client import ask
@@ -200,3 +211,52 @@ def test_the_socket_answers_one_vertex_and_refuses_what_it_does_not_know(
         s.sendall(b"hello\n")
         assert b"not one line of JSON" in s.recv(4096)
     assert _status(prefix).returncode == 0
+
+
+@pytest.mark.slow  # waits for the agent to give up on a silent client (5 s)
+def test_a_client_that_says_nothing_holds_up_no_one(agent, prefix, tmp_path, managed):
+    a = agent(_refresh_graph(tmp_path, managed))
+    a.wait_event(checked("File[f]"), what="the first check")
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.connect(str(prefix / SOCKET_NAME))  # connected, never sends a request
+        assert ask(prefix, {"command": "status"})["ok"] is True
+        # answered while the silent one still waits (one at a time, it would
+        # have had its answer first)
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            silent.recv(4096)
+        # the agent gives up on it (IO_TIMEOUT) and closes: the read ends
+        silent.settimeout(60)
+        assert b"no request came in" in silent.recv(4096)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _SETPRIV, reason="needs root and setpriv")
+def test_an_agent_of_another_user_answers_that_user_and_root_only(no_leaks, tmp_path, managed):
+    """Run as `nobody`, the agent answers nobody and root; `daemon` (uid 1) is refused."""
+    assert _SETPRIV is not None
+    home = Path(tempfile.mkdtemp(prefix="pymgmt-status-"))  # tmp_path is root's alone
+    try:
+        os.chmod(home, 0o755)
+        graph = home / "g.yaml"
+        write_graph(graph, graph_doc("nobody", files=[{"name": "f", "path": str(home / "f")}]))
+        prefix = home / "state"
+        prefix.mkdir()
+        os.chown(prefix, 65534, 65534)
+        os.chown(home, 65534, 65534)
+        a = Agent(graph, prefix, wrapper=(_SETPRIV, *_NOBODY))
+        try:
+            a.wait_event(checked("File[f]"), what="the first check")
+            assert os.lstat(prefix / SOCKET_NAME).st_uid == 65534
+            mine = _status(prefix, "--json", wrapper=(_SETPRIV, *_NOBODY))
+            assert mine.returncode == 0, mine.stderr
+            assert json.loads(mine.stdout)["agent"]["uid"] == 65534
+            assert _status(prefix).returncode == 0  # root
+            caps = ("--inh-caps", "+dac_override", "--ambient-caps", "+dac_override")
+            daemon = ("--reuid", "daemon", "--regid", "daemon", "--clear-groups", *caps)
+            other = _status(prefix, wrapper=(_SETPRIV, *daemon))
+            assert other.returncode == 1 and "refused" in other.stderr, other.stderr
+            assert a.stop() == 0
+        finally:
+            a.close()
+    finally:
+        shutil.rmtree(home)

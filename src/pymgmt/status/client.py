@@ -42,8 +42,7 @@ def ask(prefix: Path, request: dict[str, object], timeout: float = TIMEOUT) -> d
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
             sock.settimeout(timeout)
             _connect(sock, f"/proc/self/fd/{dfd}/{SOCKET_NAME}", prefix)
-            sock.sendall((json.dumps(request) + "\n").encode())
-            sock.shutdown(socket.SHUT_WR)
+            _send(sock, (json.dumps(request) + "\n").encode())
             raw = _read_all(sock)
     except TimeoutError:
         raise StatusUnavailable(f"the agent on {prefix} did not answer in {timeout:g} s") from None
@@ -55,6 +54,8 @@ def ask(prefix: Path, request: dict[str, object], timeout: float = TIMEOUT) -> d
         answer = json.loads(raw)
     except ValueError:
         answer = None
+    if not raw:
+        raise StatusUnavailable(f"{where}: the agent closed the connection (too many clients?)")
     if not isinstance(answer, dict):
         raise StatusUnavailable(f"{where}: the answer is not JSON (is this a pymgmt agent?)")
     return answer
@@ -73,6 +74,15 @@ def _connect(sock: socket.socket, address: str, prefix: Path) -> None:
         ) from None
     except PermissionError:
         raise StatusUnavailable(_denied(prefix / SOCKET_NAME)) from None
+
+
+def _send(sock: socket.socket, request: bytes) -> None:
+    """Send the request; an agent that closed first (too busy) has its say in the read."""
+    try:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+    except BrokenPipeError:
+        pass
 
 
 def _read_all(sock: socket.socket) -> bytes:

@@ -125,15 +125,23 @@ class StatusServer:
                 log.exception("status socket: internal error answering a client")
 
     async def _reply(self, conn: socket.socket) -> dict[str, object]:
+        # The request is read first, even from a peer about to be refused:
+        # closed with its bytes unread, the connection would be reset under
+        # the peer before it could read why.
+        try:
+            async with asyncio.timeout(IO_TIMEOUT):
+                raw = await _read_request(conn)
+        except TimeoutError:
+            return {"ok": False, "error": f"no request came in {IO_TIMEOUT:g} s"}
+        except ValueError:
+            return {"ok": False, "error": f"the request is longer than {MAX_REQUEST} bytes"}
         uid = peer_uid(conn)
         if not allowed(uid):
             log.warning("status socket: refused uid %d (only root and uid %d)", uid, os.geteuid())
             return {"ok": False, "error": "refused: only root and the agent's user may ask it"}
         try:
-            async with asyncio.timeout(IO_TIMEOUT):
-                raw = await _read_request(conn)
             request = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:  # UnicodeDecodeError too
             return {"ok": False, "error": "the request is not one line of JSON"}
         if not isinstance(request, dict):
             return {"ok": False, "error": "the request is not a JSON object"}
