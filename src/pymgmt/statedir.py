@@ -41,6 +41,8 @@ from .errors import InputError, PymgmtError
 from .graph.model import Graph
 
 LOCK_NAME = "lock"
+#: the state directory of an agent run as root without --prefix
+ROOT_PREFIX = "/var/lib/pymgmt"
 
 
 def default_prefix() -> Path:
@@ -50,7 +52,7 @@ def default_prefix() -> Path:
     and should not import the engine to find the agent.
     """
     if os.geteuid() == 0:
-        return Path("/var/lib/pymgmt")
+        return Path(ROOT_PREFIX)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(cache) / "pymgmt"
 

@@ -12,6 +12,7 @@ state directory, or the caller may not ask it).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ def status_command(args: argparse.Namespace) -> int:
         # the table shows no params: the agent need not encode them
         answer = ask(prefix, {"command": "status", "params": bool(args.json)})
     except StatusUnavailable as e:
-        return _error(str(e), args)
+        return _error(str(e) + _hint(args), args)
     if not answer.get("ok"):
         return _error(str(answer.get("error", "the agent refused")), args)
     status = answer.get("status")
@@ -51,6 +52,15 @@ def status_command(args: argparse.Namespace) -> int:
 
         silence(sys.stdout)
     return EXIT_OK
+
+
+def _hint(args: argparse.Namespace) -> str:
+    """Where the agent may be instead: a user looking for root's agent in its own cache."""
+    from ..statedir import ROOT_PREFIX
+
+    if args.prefix or os.geteuid() == 0 or not os.path.isdir(ROOT_PREFIX):
+        return ""
+    return f" (an agent run as root uses {ROOT_PREFIX} and answers root only)"
 
 
 def _dict(value: object) -> dict[str, Any]:
