@@ -30,6 +30,7 @@ from helpers import (
     write_graph,
 )
 
+from pymgmt.cli.status import render
 from pymgmt.status import SOCKET_NAME
 from pymgmt.status.client import ask
 
@@ -260,3 +261,49 @@ def test_an_agent_of_another_user_answers_that_user_and_root_only(no_leaks, tmp_
             a.close()
     finally:
         shutil.rmtree(home)
+
+
+def test_the_table_shows_ages_cuts_long_errors_and_never_a_terminal_escape():
+    now = 1_000_000.0
+    status = {
+        "agent": {
+            "version": "1",
+            "pid": 7,
+            "hostname": "h",
+            "started": now - 7200,
+            "graph": "g",
+            "graph_swapped": now - 60,
+            "converged": False,
+            "counts": {"pending": 1, "applying": 0, "converged": 0, "failed": 1},
+        },
+        "vertices": [
+            {
+                "name": "Exec[x]",
+                "status": "failed",
+                "last_check": now - 5,
+                "last_change": None,
+                "last_error": "\x1b]0;owned\x07boom " + "y" * 200 + "\nsecond line",
+                "drift_repairs": 0,
+                "pending_refreshes": 2,
+            },
+            {
+                "name": "File[y]",
+                "status": "pending",
+                "last_check": None,
+                "last_change": None,
+                "last_error": None,
+                "drift_repairs": 0,
+                "pending_refreshes": 0,
+            },
+        ],
+    }
+    text = render(status, now=now)
+    assert "\x1b" not in text and "\x07" not in text
+    lines = text.splitlines()
+    assert lines[0] == "pymgmt 1: pid 7 on h, up 2 h"
+    assert lines[1].endswith("2 resources: 1 pending, 1 failed; not converged"), lines[1]
+    exec_row = lines[4]
+    assert exec_row.split()[:5] == ["Exec[x]", "failed", "5", "s", "ago"]
+    assert "\\x1b]0;owned\\x07boom" in exec_row and "second line" not in exec_row
+    assert exec_row.endswith("...") and len(exec_row.split("  ")[-1]) <= 72
+    assert lines[5].split()[:4] == ["File[y]", "pending", "-", "-"]
