@@ -13,3 +13,11 @@ default ``127.0.0.1:9233``). Everything it serves is read-only:
   page.py      the page's HTML, CSS and script
   server.py    ties them together: the reporter the engine feeds, the server the run starts
 """
+
+
+class WebError(Exception):
+    """The server cannot start (its address is in use, or not this machine's).
+
+    Here, not in server.py, so that the run command can catch it without
+    importing the server (a run without --prometheus imports none of it).
+    """

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._version import __version__
-from ..graph.model import key_str
 from ..report.events import (
     Applying,
     Checked,
@@ -93,7 +92,8 @@ class Metrics:
 
     def graph_swapped(self, graph: Graph[Any]) -> None:
         """The running graph changed: count its kinds, create their series at 0."""
-        self.kinds = {key_str(k): k[0] for k in graph.vertices}
+        # named as in events: str(resource) (an autogroup's name lists its members)
+        self.kinds = {str(res): k[0] for k, res in graph.vertices.items()}
         self.resources = Counter(k[0] for k in graph.vertices)
         self.failing = {v: f for v, f in self.failing.items() if v in self.kinds}
         for kind in self.resources:

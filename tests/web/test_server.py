@@ -1,0 +1,202 @@
+"""The HTTP server of a real agent: routes, read-only, loopback Host check, SSE, start-up errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import DEADLINE, PYMGMT, checked, event, graph_doc, write_atomic, write_graph
+from webutil import get, serving
+
+LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
+
+
+@pytest.fixture
+def graph(tmp_path: Path, managed: Path) -> Path:
+    g = tmp_path / "g.yaml"
+    write_graph(g, graph_doc("web", files=[{"name": "a", "path": str(managed / "a"),
+                                            "content": "a\n"}]))  # fmt: skip
+    return g
+
+
+def test_routes_answer_and_everything_but_get_is_refused(agent, graph):
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    a.wait_event(event("settled"), what="settled")
+    page = get(base, "/")
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert get(base, "/app.js").status == 200
+    vertex = get(base, "/vertex/File%5Ba%5D").json()
+    assert vertex["name"] == "File[a]"
+    assert vertex["status"] == "converged"
+    assert vertex["params"]["content"] == "a\n"
+    assert get(base, "/vertex/File%5Bnope%5D").status == 404
+    state = get(base, "/state.json").json()
+    assert [v["name"] for v in state["vertices"]] == ["File[a]"]
+    assert get(base, "/nothing-here").status == 404
+    head = get(base, "/metrics", method="HEAD")
+    assert head.status == 200 and head.body == b"" and int(head.headers["content-length"]) > 0
+    for method in ("POST", "PUT", "DELETE"):
+        refused = get(base, "/metrics", method=method)
+        assert refused.status == 405, method
+        assert refused.headers["allow"] == "GET, HEAD"
+
+
+def test_bound_to_loopback_it_refuses_a_foreign_host_header(agent, graph):
+    """A page on another site cannot read it by DNS rebinding a name to 127.0.0.1."""
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    port = base.rsplit(":", 1)[1].rstrip("/")
+    assert get(base, "/metrics", headers={"Host": "evil.example:" + port}).status == 421
+    assert get(base, "/vertex/File%5Ba%5D", headers={"Host": "evil.example"}).status == 421
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert get(base, "/metrics", headers={"Host": host}).status == 200, host
+
+
+def test_the_event_stream_sends_a_snapshot_then_each_change(agent, graph, managed):
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    a.wait_event(checked("File[a]", applied=True), what="the first apply")
+    a.wait_event(event("settled"), what="settled")
+    with _events(base) as stream:
+        first = stream.next_event()
+        assert first[0] == "snapshot"
+        assert [v["status"] for v in first[1]["vertices"]] == ["converged"]
+        assert first[1]["nodes"] == {"File[a]": "File[a]"}
+        assert "params" not in first[1]["vertices"][0]  # asked for on a click only
+        since = a.mark()
+        write_atomic(managed / "a", "drifted\n")
+        a.wait_event(checked("File[a]", drift=True), since=since, what="the repair")
+        seen = []
+        while "converged" not in seen:
+            name, data = stream.next_event()
+            assert name == "vertex", (name, data)
+            assert data["name"] == "File[a]"
+            seen.append(data["status"])
+        assert seen == ["applying", "converged"]
+
+
+def test_the_agent_stops_promptly_with_a_page_still_listening(agent, graph):
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    with _events(base) as stream:
+        assert stream.next_event()[0] == "snapshot"
+        assert a.stop() == 0
+        rest = stream.read_to_end()  # returns: the server closed the stream
+        assert rest == b"" or rest.endswith(b"\n\n")  # whole events only
+
+
+def test_an_address_in_use_is_refused_before_anything_changes(tmp_path, graph, managed):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "s"), "--converged-timeout", "0"]
+        argv += ["--prometheus", "--prometheus-listen", f"127.0.0.1:{port}", str(graph)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1, r.stderr
+    assert f"cannot serve metrics and the web view on 127.0.0.1:{port}" in r.stderr
+    assert "nothing was changed" in r.stderr
+    assert not (managed / "a").exists()
+
+
+@pytest.mark.parametrize("bad", ["9233", "localhost:http", "::1:9233", "127.0.0.1:70000"])
+def test_a_bad_listen_address_is_a_usage_error(tmp_path, graph, bad):
+    argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "s"), "--prometheus"]
+    r = subprocess.run(
+        [*argv, f"--prometheus-listen={bad}", str(graph)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "argument --prometheus-listen" in r.stderr
+
+
+def test_secrets_never_reach_any_route(agent, tmp_path, managed):
+    """A password sent into a file: its diff shows <redacted>, no route shows the value."""
+    g = tmp_path / "g.yaml"
+    doc = graph_doc("secret", files=[{"name": "secret", "path": str(managed / "secret")}])
+    doc["resources"]["password"] = [{"name": "pw", "length": 32}]
+    doc["edges"] = [
+        {
+            "name": "pw->secret",
+            "from": {"kind": "password", "name": "pw"},
+            "to": {"kind": "file", "name": "secret"},
+            "send": "password",
+            "recv": "content",
+        }
+    ]
+    write_graph(g, doc)
+    a = agent(g, *LISTEN)
+    base = serving(a)
+    a.wait_event(event("settled"), what="settled")
+    secret = (managed / "secret").read_text()
+    assert len(secret) == 32
+    vertex = get(base, "/vertex/File%5Bsecret%5D").json()
+    assert "content: <redacted>" in vertex["last_diff"]  # what it wrote, never shown
+    assert vertex["params"].get("content") in (None, "<redacted>")
+    bodies = [get(base, p).text for p in ("/state.json", "/metrics", "/vertex/File%5Bsecret%5D")]
+    bodies.append(get(base, "/vertex/Password%5Bpw%5D").text)
+    if shutil.which("dot"):
+        bodies.append(get(base, "/graph.svg").text)
+    with _events(base) as stream:
+        bodies.append(json.dumps(stream.next_event()))
+    for body in bodies:
+        assert secret not in body
+
+
+class _Stream:
+    """A raw server-sent event stream over a socket (what EventSource reads)."""
+
+    def __init__(self, base: str) -> None:
+        host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=DEADLINE)
+        self.sock.sendall(f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        self.buf = b""
+        head = self._until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"text/event-stream" in head
+
+    def _until(self, sep: bytes) -> bytes:
+        deadline = time.monotonic() + DEADLINE
+        while sep not in self.buf:
+            assert time.monotonic() < deadline, f"no {sep!r} within {DEADLINE} s"
+            chunk = self.sock.recv(65536)
+            assert chunk, f"the stream ended before {sep!r}"
+            self.buf += chunk
+        out, self.buf = self.buf.split(sep, 1)
+        return out
+
+    def next_event(self) -> tuple[str, dict[str, object]]:
+        """The next event (comments skipped): (name, data)."""
+        while True:
+            block = self._until(b"\n\n").decode()
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in fields:
+                return fields["event"], json.loads(fields["data"])
+
+    def read_to_end(self) -> bytes:
+        """What comes until the server closes the connection."""
+        rest = b""
+        while chunk := self.sock.recv(65536):
+            rest += chunk
+        return rest
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def _events(base: str) -> _Stream:
+    return _Stream(base)
