@@ -41,6 +41,7 @@ MAX_CONNECTIONS = 64
 
 _REASONS = {
     200: "OK",
+    204: "No Content",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",

@@ -267,6 +267,7 @@ async function details(name) {
   if (!r.ok) { $("detail").hidden = true; return; }
   const v = await r.json();
   $("detail").hidden = false;
+  document.querySelector("#details .hint").hidden = true;
   $("d-name").textContent = v.name;
   $("d-status").textContent = v.status;
   setState($("d-status"), v.status);

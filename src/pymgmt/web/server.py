@@ -131,4 +131,6 @@ def _static(path: str) -> Response:
         return Response(200, page.JS.encode(), "text/javascript; charset=utf-8")
     if path == "/app.css":
         return Response(200, page.CSS.encode(), "text/css; charset=utf-8")
+    if path == "/favicon.ico":
+        return Response(204)  # no icon: said so, so the browser logs no error
     return text(404, "not found: / (the live graph), /metrics, /events, /vertex/NAME")
