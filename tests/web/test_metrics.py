@@ -88,8 +88,8 @@ def test_a_noop_run_labels_its_checks_apply_false(agent, tmp_path, managed):
     assert not (managed / "a").exists()
 
 
-def test_without_the_flag_prometheus_client_is_not_imported(tmp_path, managed):
-    """The start-up cost is paid only with --prometheus (issue 12's benchmark rule)."""
+def test_prometheus_client_is_imported_only_when_scraped(tmp_path, managed):
+    """Start-up pays nothing for it: not without the flag, not with it before a scrape."""
     graph = _graph(tmp_path, managed)
     argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
     argv += ["--prefix", str(tmp_path / "s"), "--converged-timeout", "0", str(graph)]
@@ -101,7 +101,11 @@ def test_without_the_flag_prometheus_client_is_not_imported(tmp_path, managed):
         [*argv[:-1], *LISTEN, str(graph)], capture_output=True, text=True, timeout=60, check=False
     )
     assert served.returncode == 4, served.stderr  # the files are there already
-    assert "prometheus_client" in served.stderr  # the probe can see it when it is there
+    assert "pymgmt.web.server" in served.stderr
+    assert "prometheus_client" not in served.stderr  # nobody scraped
+    probe = [sys.executable, "-X", "importtime", "-c", "import prometheus_client"]
+    seen = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True)
+    assert "prometheus_client" in seen.stderr  # the probe does see it when it is there
 
 
 def _version() -> str:

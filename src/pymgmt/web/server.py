@@ -12,12 +12,16 @@ the running graph, drawn for the page) and the server itself (`start`,
   /vertex/NAME     one vertex as JSON, with its params (secrets redacted)
   /state.json      what ``pymgmt status --json`` prints: the agent and every vertex
 
-Start-up cost: prometheus_client is imported when the server starts, so
-only a run with ``--prometheus`` pays for it.
+Start-up cost: prometheus_client takes tens of milliseconds to import (it
+brings http.server, email and more). A run without ``--prometheus`` never
+imports it; with the flag it is imported at the first scrape, in a thread,
+so neither the start nor the engine's event loop waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -54,6 +58,7 @@ class WebServer:
         self.view = GraphView(layout)
         self.http = HttpServer(self.handle, host, port)
         self._registry: CollectorRegistry | None = None
+        self._importing = asyncio.Lock()
         #: where it listens, once started: ``http://127.0.0.1:9233/``
         self.urls: list[str] = []
 
@@ -70,7 +75,8 @@ class WebServer:
 
     async def start(self) -> None:
         """Listen; WebError (the run stops before it changed anything) if it cannot."""
-        self._registry = self.metrics.registry()  # prometheus_client imported here
+        if importlib.util.find_spec("prometheus_client") is None:  # found, not imported
+            raise WebError("--prometheus needs the prometheus_client package (pip install it)")
         host, port = self.http.host, self.http.port
         try:
             bound = await self.http.start()
@@ -97,8 +103,7 @@ class WebServer:
     async def handle(self, request: Request) -> Response | Stream:
         path = request.path
         if path == "/metrics":
-            assert self._registry is not None
-            body, ctype = render(self._registry)
+            body, ctype = render(await self._prometheus())
             return Response(200, body, ctype)
         if path.startswith("/vertex/"):
             vertex = self.live.vertex(path.removeprefix("/vertex/"))
@@ -110,6 +115,13 @@ class WebServer:
         if path == "/state.json":
             return _json(self.live.snapshot())
         return _static(path)
+
+    async def _prometheus(self) -> CollectorRegistry:
+        """The registry, made (and prometheus_client imported) at the first scrape."""
+        async with self._importing:
+            if self._registry is None:
+                self._registry = await asyncio.to_thread(self.metrics.registry)
+            return self._registry
 
     async def _svg(self) -> Response:
         try:

@@ -1,0 +1,320 @@
+"""What watching the agent costs (issue 12): --prometheus on start-up and on drift repair.
+
+1. Start-up, fork to exit, runs interleaved so machine noise hits every
+   command alike (warm bytecode cache, as an installed package runs):
+   ``pymgmt --version``, and an empty run (``--converged-timeout 0`` on a graph
+   with no resources) without and with ``--prometheus``. With ``--baseline
+   SRC`` (the ``src/`` of a checkout before issue 12, say ``git worktree add
+   /tmp/base <commit>``) the same commands also run that code, through
+   PYTHONPATH: the issue's rule is that neither may grow by more than 10 ms.
+   The import time of prometheus_client itself comes from ``-X importtime``.
+2. Drift-repair latency of a running agent managing N files (inotify
+   observer in this process, as in drift_repair.py: the drift -> the file is
+   right again), in three configurations, each its own agent:
+   ``off`` (no flag), ``--prometheus`` (served, nobody asking), and ``watched``
+   (``--prometheus`` with a scraper reading /metrics 10 times a second and two
+   pages holding /events open, all on loopback, for the whole series).
+   p50/p99 and their ratios to ``off``; also how long a scrape takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import (
+    PY,
+    PYMGMT,
+    bench_env,
+    check_venv,
+    content_of,
+    dump_json,
+    file_paths,
+    make_dirs,
+    median,
+    ms,
+    pct,
+    ratio,
+    stop,
+    table,
+    temp_dir,
+    timed,
+    warm_up,
+    write_graph,
+)
+from drift_repair import AgentLog, Observer, drift
+from drift_repair import _settle as settle
+
+LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
+#: the issue's rule: a new import may cost at most this much on start-up
+BUDGET = 0.010
+_URL = re.compile(rb"web: metrics at http://([\d.]+):(\d+)/")
+
+
+# -- 1. start-up ------------------------------------------------------------------------
+
+
+def startup(runs: int, env: dict[str, str], tmp: Path, baseline: str | None) -> dict[str, object]:
+    empty = tmp / "empty.yaml"
+    empty.write_text("graph: empty\nresources: {}\n")
+
+    def run(*flags: str) -> list[str]:
+        prefix = tmp / f"prefix-{len(flags)}"
+        return [PYMGMT, "run", "--converged-timeout", "0", "--prefix", str(prefix), *flags,
+                str(empty)]  # fmt: skip
+
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass": ([PY, "-c", "pass"], env),
+        "pymgmt --version": ([PYMGMT, "--version"], env),
+        "empty run": (run(), env),
+        "empty run --prometheus": (run(*LISTEN), env),
+    }
+    if baseline:
+        base_env = {**env, "PYTHONPATH": baseline}
+        subprocess.run([PY, "-c", "import pymgmt.cli.run"], env=base_env, check=True)  # warm
+        commands["baseline: pymgmt --version"] = ([PYMGMT, "--version"], base_env)
+        commands["baseline: empty run"] = (run(), base_env)
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in commands}
+    for _ in range(runs):
+        for name, (argv, e) in commands.items():
+            times[name].append(timed(argv, e))
+    walls = {k: median([w for w, _ in v]) for k, v in times.items()}
+    cpus = {k: median([c for _, c in v]) for k, v in times.items()}
+    rows = [
+        [name, ms(walls[name]), ms(pct([w for w, _ in v], 90)), ms(cpus[name])]
+        for name, v in times.items()
+    ]
+    print(f"### Start-up (ms; median of {runs} interleaved runs, warm .pyc)\n")
+    print(table(["command", "wall median", "wall p90", "CPU median"], rows))
+    deltas = {"--prometheus on an empty run": walls["empty run --prometheus"] - walls["empty run"]}
+    if baseline:
+        deltas["--version vs baseline"] = (
+            walls["pymgmt --version"] - walls["baseline: pymgmt --version"]
+        )
+        deltas["empty run vs baseline"] = walls["empty run"] - walls["baseline: empty run"]
+    imports = import_time(env)
+    print()
+    for what, d in deltas.items():
+        print(f"- {what}: {d * 1000:+.1f} ms")
+    print(f"- import of prometheus_client (-X importtime, median of 10): {ms(imports)} ms")
+    print(
+        f"- the rule (at most +{BUDGET * 1000:.0f} ms on --version and on an empty run "
+        "without the flag): "
+        + ("checked against the baseline above" if baseline else "give --baseline SRC to check")
+    )
+    print()
+    return {"wall": walls, "cpu": cpus, "deltas": deltas, "prometheus_import": imports}
+
+
+def import_time(env: dict[str, str]) -> float:
+    """Seconds prometheus_client takes to import what the server uses (median of 10)."""
+    code = "import prometheus_client.core, prometheus_client.exposition, prometheus_client.registry"
+    out = []
+    for _ in range(10):
+        r = subprocess.run([PY, "-X", "importtime", "-c", code], env=env, capture_output=True,
+                           text=True, check=True)  # fmt: skip
+        total = 0
+        for line in r.stderr.splitlines():
+            parts = line.split("|")
+            # top-level entries only (no indentation): their cumulative time includes the rest
+            if len(parts) == 3 and parts[2].startswith(" prometheus_client"):
+                total += int(parts[1])
+        out.append(total / 1e6)
+    return median(out)
+
+
+# -- 2. drift repair ---------------------------------------------------------------------
+
+
+class Watchers:
+    """A scraper of /metrics (10/s) and two SSE pages, in threads, until `close`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.addr = (host, port)
+        self.done = threading.Event()
+        self.scrapes: list[float] = []
+        self.metrics_bytes = 0
+        self.sse_bytes = 0
+        self.threads = [threading.Thread(target=self._scrape, daemon=True)]
+        self.threads += [threading.Thread(target=self._page, daemon=True) for _ in range(2)]
+        for t in self.threads:
+            t.start()
+
+    def _scrape(self) -> None:
+        while not self.done.wait(0.1):
+            conn = http.client.HTTPConnection(*self.addr, timeout=10)
+            t = time.monotonic()
+            conn.request("GET", "/metrics")
+            body = conn.getresponse().read()
+            self.scrapes.append(time.monotonic() - t)
+            self.metrics_bytes = len(body)
+            conn.close()
+
+    def _page(self) -> None:
+        with socket.create_connection(self.addr, timeout=0.2) as s:
+            s.sendall(f"GET /events HTTP/1.1\r\nHost: {self.addr[0]}\r\n\r\n".encode())
+            while not self.done.is_set():
+                try:
+                    chunk = s.recv(1 << 16)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                self.sse_bytes += len(chunk)
+
+    def close(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def served_at(stderr: Path, deadline: float) -> tuple[str, int]:
+    while time.monotonic() < deadline:
+        if m := _URL.search(stderr.read_bytes()):
+            return m.group(1).decode(), int(m.group(2))
+        time.sleep(0.01)
+    raise RuntimeError(f"the agent never said where it serves; see {stderr}")
+
+
+def wait_converged(log: AgentLog, n: int, agent: subprocess.Popen[bytes], root: Path) -> None:
+    seen: set[str] = set()
+    last = time.monotonic()
+    deadline = last + 60 + n * 0.01
+    while len(seen) < n or time.monotonic() - last < 0.5:
+        if evs := log.events():
+            last = time.monotonic()
+        seen.update(str(e["vertex"]) for e in evs if e["event"] == "checked")
+        if agent.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"agent not converged (exit {agent.returncode}); see {root}")
+        time.sleep(0.01)
+
+
+def series(
+    tmp: Path, name: str, flags: tuple[str, ...], n: int, trials: int, env: dict[str, str],
+    rng: random.Random, watched: bool,
+) -> tuple[list[float], int, Watchers | None]:  # fmt: skip
+    """One agent, `trials` drifts (overwrite in place and delete, alternating)."""
+    root = tmp / name
+    files = file_paths(root / "managed", n, 1)
+    make_dirs(files)
+    graph = root / "graph.yaml"
+    write_graph(graph, files)
+    want = [content_of(i).encode() for i in range(n)]
+    argv = [PYMGMT, "run", "--json", "--prefix", str(root / "prefix"), *flags, str(graph)]
+    agent = log = obs = watchers = None
+    lat: list[float] = []
+    fails = 0
+    try:
+        with open(root / "out.jsonl", "wb") as out, open(root / "err", "wb") as err:
+            agent = subprocess.Popen(argv, stdout=out, stderr=err, env=env, start_new_session=True)
+        log = AgentLog(root / "out.jsonl")
+        wait_converged(log, n, agent, root)
+        if watched:
+            watchers = Watchers(*served_at(root / "err", time.monotonic() + 10))
+        obs = Observer([files[0].parent])
+        for t in range(trials):
+            i = rng.randrange(n)
+            obs.drain()
+            t0 = time.monotonic()
+            drift(files[i], ("overwrite", "delete")[t % 2], len(want[i]))
+            t1 = obs.wait_restored(files[i], want[i], t0 + 5)
+            if t1 is None:
+                fails += 1
+            else:
+                lat.append(t1 - t0)
+            settle(log, f"File[{files[i]}]", time.monotonic() + 2)
+    finally:
+        if watchers is not None:
+            watchers.close()
+        for closable in (obs, log):
+            if closable is not None:
+                closable.close()
+        if agent is not None:
+            stop(agent)
+    return lat, fails, watchers
+
+
+def repair(
+    tmp: Path, n: int, trials: int, rounds: int, env: dict[str, str], seed: int
+) -> dict[str, object]:
+    configs: dict[str, tuple[tuple[str, ...], bool]] = {
+        "off": ((), False),
+        "--prometheus": (LISTEN, False),
+        "watched": (LISTEN, True),
+    }
+    rng = random.Random(seed)
+    lat: dict[str, list[float]] = {k: [] for k in configs}
+    fails = dict.fromkeys(configs, 0)
+    scrapes: list[float] = []
+    sizes = (0, 0)
+    for r in range(rounds):  # rounds spread the configurations over the run's time
+        for name, (flags, watched) in configs.items():
+            print(f"# observe: {name}, round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            got, failed, w = series(tmp, f"{name}-{r}", flags, n, trials // rounds, env, rng,
+                                    watched)  # fmt: skip
+            lat[name] += got
+            fails[name] += failed
+            if w is not None:
+                scrapes += w.scrapes
+                sizes = (w.metrics_bytes, w.sse_bytes)
+    off = lat["off"]
+    rows = []
+    for name, v in lat.items():
+        rows.append([name, f"{len(v)}/{fails[name]}", ms(pct(v, 50)), ms(pct(v, 90)),
+                     ms(pct(v, 99)), ms(max(v)), ratio(pct(v, 50), pct(off, 50)),
+                     ratio(pct(v, 99), pct(off, 99))])  # fmt: skip
+    print(f"### Drift repair with and without --prometheus ({n} files, ms)\n")
+    print(table(["config", "ok/fail", "p50", "p90", "p99", "max", "p50 / off", "p99 / off"], rows))
+    print(
+        f"\n- `watched`: {len(scrapes)} scrapes of /metrics during the trials, each "
+        f"{ms(median(scrapes))} ms median, {ms(pct(scrapes, 99))} ms p99 "
+        f"({sizes[0]} bytes); the two pages read {sizes[1]} bytes of events"
+    )
+    return {
+        "files": n,
+        "trials": {k: len(v) for k, v in lat.items()},
+        "fails": fails,
+        "p50": {k: pct(v, 50) for k, v in lat.items()},
+        "p99": {k: pct(v, 99) for k, v in lat.items()},
+        "scrape_p50": median(scrapes),
+        "scrape_p99": pct(scrapes, 99),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=30, help="start-up runs per command (30)")
+    ap.add_argument("--files", type=int, default=1000, help="files the agent manages (1000)")
+    ap.add_argument("--trials", type=int, default=300, help="drifts per configuration (300)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds the trials are split in (3)")
+    ap.add_argument("--baseline", metavar="SRC", help="src/ of the code to compare start-up with")
+    ap.add_argument("--quick", action="store_true", help="10 runs, 100 files, 60 trials")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = ap.parse_args()
+    check_venv()
+    if args.quick:
+        args.runs, args.files, args.trials = 10, 100, 60
+    with temp_dir(args.keep) as tmp:
+        env = bench_env("warm", tmp / "pyc")
+        warm_up(env)
+        both: dict[str, Callable[[], dict[str, object]]] = {
+            "startup": lambda: startup(args.runs, env, tmp, args.baseline),
+            "repair": lambda: repair(tmp, args.files, args.trials, args.rounds, env, args.seed),
+        }
+        results = {k: f() for k, f in both.items()}
+    dump_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
