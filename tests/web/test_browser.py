@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import event, graph_doc, wait_for, write_graph
-from webutil import serving
+from webutil import send_password, serving
 
 pytestmark = pytest.mark.slow
 
@@ -117,16 +117,7 @@ def test_a_drift_turns_the_vertex_colour_and_back(agent, browser, tmp_path, mana
         ],
         edges=[("file:motd", "file:secret")],
     )
-    doc["resources"]["password"] = [{"name": "pw", "length": 24}]
-    doc["edges"].append(
-        {
-            "name": "pw->secret",
-            "from": {"kind": "password", "name": "pw"},
-            "to": {"kind": "file", "name": "secret"},
-            "send": "password",
-            "recv": "content",
-        }
-    )
+    send_password(doc, "secret", 24)
     write_graph(graph, doc)
     a = agent(graph, "--prometheus", "--prometheus-listen", "127.0.0.1:0")
     base = serving(a)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import DEADLINE, PYMGMT, checked, event, graph_doc, write_atomic, write_graph
-from webutil import get, serving
+from webutil import get, send_password, serving
 
 LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
 
@@ -125,16 +125,7 @@ def test_secrets_never_reach_any_route(agent, tmp_path, managed):
     """A password sent into a file: its diff shows <redacted>, no route shows the value."""
     g = tmp_path / "g.yaml"
     doc = graph_doc("secret", files=[{"name": "secret", "path": str(managed / "secret")}])
-    doc["resources"]["password"] = [{"name": "pw", "length": 32}]
-    doc["edges"] = [
-        {
-            "name": "pw->secret",
-            "from": {"kind": "password", "name": "pw"},
-            "to": {"kind": "file", "name": "secret"},
-            "send": "password",
-            "recv": "content",
-        }
-    ]
+    send_password(doc, "secret", 32)
     write_graph(g, doc)
     a = agent(g, *LISTEN)
     base = serving(a)

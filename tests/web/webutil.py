@@ -45,6 +45,20 @@ def serving(agent: Agent) -> str:
     return wait_for(found, what="the agent's 'web: metrics at' log line")
 
 
+def send_password(doc: dict[str, Any], file: str, length: int) -> None:
+    """Add to the graph `doc` a password ``pw`` sent into the file named `file` (its content)."""
+    doc["resources"]["password"] = [{"name": "pw", "length": length}]
+    doc.setdefault("edges", []).append(
+        {
+            "name": f"pw->{file}",
+            "from": {"kind": "password", "name": "pw"},
+            "to": {"kind": "file", "name": file},
+            "send": "password",
+            "recv": "content",
+        }
+    )
+
+
 def get(
     base: str, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
 ) -> Reply:
