@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, PYMGMT, checked, event, graph_doc, write_atomic, write_graph
+from helpers import DEADLINE, PYMGMT, Agent, checked, event, graph_doc, write_atomic, write_graph
 from webutil import get, send_password, serving
 
 LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
@@ -47,6 +47,31 @@ def test_routes_answer_and_everything_but_get_is_refused(agent, graph):
         refused = get(base, "/metrics", method=method)
         assert refused.status == 405, method
         assert refused.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed")
+def test_the_graph_is_drawn_by_graphviz_once_per_graph(agent, graph):
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    a.wait_event(event("graph_started"), what="the graph")
+    svg = get(base, "/graph.svg")
+    assert svg.status == 200
+    assert svg.headers["content-type"] == "image/svg+xml"
+    assert "<title>File[a]</title>" in svg.text  # the node the page colours
+    assert get(base, "/graph.svg").body == svg.body
+
+
+def test_without_graphviz_there_is_no_picture_and_the_rest_works(tmp_path, prefix, graph):
+    a = Agent(graph, prefix, *LISTEN, env={"PATH": str(tmp_path / "empty")})
+    try:
+        base = serving(a)
+        a.wait_event(event("settled"), what="settled")
+        svg = get(base, "/graph.svg")
+        assert svg.status == 503
+        assert "graphviz (dot) is not installed" in svg.text
+        assert get(base, "/vertex/File%5Ba%5D").json()["status"] == "converged"
+    finally:
+        a.close()
 
 
 def test_bound_to_loopback_it_refuses_a_foreign_host_header(agent, graph):

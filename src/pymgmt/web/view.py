@@ -32,6 +32,8 @@ log = logging.getLogger("pymgmt.web")
 
 #: how long graphviz may take to lay out one graph (s)
 LAYOUT_TIMEOUT = 30.0
+#: a graph larger than this is not drawn (dot would take minutes); the table lists it
+MAX_DRAWN = 2000
 #: an SSE comment this often keeps proxies and the browser from giving up (s)
 HEARTBEAT = 15.0
 
@@ -50,7 +52,8 @@ class GraphView:
         self.generation = 0
         #: DOT node name (``File[x]``) -> vertex name as in events and the live state
         self.nodes: dict[str, str] = {}
-        self._svg: tuple[int, bytes] | None = None
+        #: the picture of a generation, or why there is none (a failure is not retried)
+        self._svg: tuple[int, bytes | LayoutError] | None = None
         self._lock = asyncio.Lock()
 
     def graph_swapped(self, graph: Graph[Any]) -> None:
@@ -59,15 +62,31 @@ class GraphView:
         self.nodes = {key_str(k): str(res) for k, res in graph.vertices.items()}
 
     async def svg(self) -> bytes:
-        """The running graph laid out by graphviz; LayoutError if it cannot be."""
+        """The running graph laid out by graphviz; LayoutError if it cannot be.
+
+        Laid out once per graph: a failure too (a graph dot cannot lay out
+        in time is not tried again at every page load).
+        """
         async with self._lock:  # two browsers asking at once: one layout
             if self._svg is None or self._svg[0] != self.generation:
                 if self.graph is None:
                     raise LayoutError("no graph is running yet")
                 generation = self.generation
-                dot = redact(to_dot(self.graph)).encode()
-                self._svg = (generation, await self._layout(dot))
-            return self._svg[1]
+                try:
+                    self._svg = (generation, await self._draw(self.graph))
+                except LayoutError as e:
+                    self._svg = (generation, e)
+            picture = self._svg[1]
+        if isinstance(picture, LayoutError):
+            raise LayoutError(str(picture))  # a new one: the kept one gathers no tracebacks
+        return picture
+
+    async def _draw(self, graph: Graph[Any]) -> bytes:
+        if len(graph.vertices) > MAX_DRAWN:
+            raise LayoutError(
+                f"{len(graph.vertices)} resources are too many to draw (at most {MAX_DRAWN})"
+            )
+        return await self._layout(redact(to_dot(graph)).encode())
 
     async def _layout(self, dot: bytes) -> bytes:
         exe = shutil.which(self.program)
