@@ -14,7 +14,9 @@
    ``off`` (no flag), ``--prometheus`` (served, nobody asking), and ``watched``
    (``--prometheus`` with a scraper reading /metrics 10 times a second and two
    pages holding /events open, all on loopback, for the whole series).
-   p50/p99 and their ratios to ``off``; also how long a scrape takes.
+   The three run side by side and take turns, one drift each, so that
+   whatever else loads the machine hits all three alike. p50/p99 and their
+   ratios to ``off``; also how long a scrape takes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (
@@ -198,78 +202,79 @@ def wait_converged(log: AgentLog, n: int, agent: subprocess.Popen[bytes], root: 
         time.sleep(0.01)
 
 
-def series(
-    tmp: Path, name: str, flags: tuple[str, ...], n: int, trials: int, env: dict[str, str],
-    rng: random.Random, watched: bool,
-) -> tuple[list[float], int, Watchers | None]:  # fmt: skip
-    """One agent, `trials` drifts (overwrite in place and delete, alternating)."""
+@dataclass
+class Subject:
+    """One agent under test: its files, its event log, its observer, its watchers."""
+
+    name: str
+    agent: subprocess.Popen[bytes]
+    files: list[Path]
+    want: list[bytes]
+    log: AgentLog
+    observer: Observer
+    watchers: Watchers | None = None
+    lat: list[float] = field(default_factory=list)
+    fails: int = 0
+
+    def trial(self, rng: random.Random, kind: str) -> None:
+        """Drift one random file, time until it is right again, wait for the follow-up check."""
+        i = rng.randrange(len(self.files))
+        self.observer.drain()
+        t0 = time.monotonic()
+        drift(self.files[i], kind, len(self.want[i]))
+        t1 = self.observer.wait_restored(self.files[i], self.want[i], t0 + 5)
+        if t1 is None:
+            self.fails += 1
+        else:
+            self.lat.append(t1 - t0)
+        settle(self.log, f"File[{self.files[i]}]", time.monotonic() + 2)
+
+
+def start(
+    tmp: Path, name: str, flags: tuple[str, ...], n: int, env: dict[str, str], stack: ExitStack
+) -> Subject:
+    """An agent managing `n` files of its own, converged; closed by `stack`."""
     root = tmp / name
     files = file_paths(root / "managed", n, 1)
     make_dirs(files)
     graph = root / "graph.yaml"
     write_graph(graph, files)
-    want = [content_of(i).encode() for i in range(n)]
     argv = [PYMGMT, "run", "--json", "--prefix", str(root / "prefix"), *flags, str(graph)]
-    agent = log = obs = watchers = None
-    lat: list[float] = []
-    fails = 0
-    try:
-        with open(root / "out.jsonl", "wb") as out, open(root / "err", "wb") as err:
-            agent = subprocess.Popen(argv, stdout=out, stderr=err, env=env, start_new_session=True)
-        log = AgentLog(root / "out.jsonl")
-        wait_converged(log, n, agent, root)
-        if watched:
-            watchers = Watchers(*served_at(root / "err", time.monotonic() + 10))
-        obs = Observer([files[0].parent])
-        for t in range(trials):
-            i = rng.randrange(n)
-            obs.drain()
-            t0 = time.monotonic()
-            drift(files[i], ("overwrite", "delete")[t % 2], len(want[i]))
-            t1 = obs.wait_restored(files[i], want[i], t0 + 5)
-            if t1 is None:
-                fails += 1
-            else:
-                lat.append(t1 - t0)
-            settle(log, f"File[{files[i]}]", time.monotonic() + 2)
-    finally:
-        if watchers is not None:
-            watchers.close()
-        for closable in (obs, log):
-            if closable is not None:
-                closable.close()
-        if agent is not None:
-            stop(agent)
-    return lat, fails, watchers
+    with open(root / "out.jsonl", "wb") as out, open(root / "err", "wb") as err:
+        agent = subprocess.Popen(argv, stdout=out, stderr=err, env=env, start_new_session=True)
+    stack.callback(stop, agent)
+    log = AgentLog(root / "out.jsonl")
+    stack.callback(log.close)
+    wait_converged(log, n, agent, root)
+    observer = Observer([files[0].parent])
+    stack.callback(observer.close)
+    want = [content_of(i).encode() for i in range(n)]
+    return Subject(name, agent, files, want, log, observer)
 
 
-def repair(
-    tmp: Path, n: int, trials: int, rounds: int, env: dict[str, str], seed: int
-) -> dict[str, object]:
-    configs: dict[str, tuple[tuple[str, ...], bool]] = {
-        "off": ((), False),
-        "--prometheus": (LISTEN, False),
-        "watched": (LISTEN, True),
-    }
+def repair(tmp: Path, n: int, trials: int, env: dict[str, str], seed: int) -> dict[str, object]:
+    """The three agents run side by side and take turns: load on the machine hits all alike."""
     rng = random.Random(seed)
-    lat: dict[str, list[float]] = {k: [] for k in configs}
-    fails = dict.fromkeys(configs, 0)
-    scrapes: list[float] = []
-    sizes = (0, 0)
-    for r in range(rounds):  # rounds spread the configurations over the run's time
-        for name, (flags, watched) in configs.items():
-            print(f"# observe: {name}, round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-            got, failed, w = series(tmp, f"{name}-{r}", flags, n, trials // rounds, env, rng,
-                                    watched)  # fmt: skip
-            lat[name] += got
-            fails[name] += failed
-            if w is not None:
-                scrapes += w.scrapes
-                sizes = (w.metrics_bytes, w.sse_bytes)
-    off = lat["off"]
+    with ExitStack() as stack:
+        subjects = [
+            start(tmp, "off", (), n, env, stack),
+            start(tmp, "--prometheus", LISTEN, n, env, stack),
+            start(tmp, "watched", LISTEN, n, env, stack),
+        ]
+        watched = subjects[2]
+        watched.watchers = Watchers(*served_at(tmp / "watched" / "err", time.monotonic() + 10))
+        stack.callback(watched.watchers.close)
+        print(f"# observe: {trials} drifts for each of 3 agents", file=sys.stderr, flush=True)
+        for t in range(trials):
+            for s in subjects[t % 3 :] + subjects[: t % 3]:  # each goes first in turn
+                s.trial(rng, ("overwrite", "delete")[t % 2])
+        scrapes = watched.watchers.scrapes
+        sizes = (watched.watchers.metrics_bytes, watched.watchers.sse_bytes)
+    off = subjects[0].lat
     rows = []
-    for name, v in lat.items():
-        rows.append([name, f"{len(v)}/{fails[name]}", ms(pct(v, 50)), ms(pct(v, 90)),
+    for s in subjects:
+        v = s.lat
+        rows.append([s.name, f"{len(v)}/{s.fails}", ms(pct(v, 50)), ms(pct(v, 90)),
                      ms(pct(v, 99)), ms(max(v)), ratio(pct(v, 50), pct(off, 50)),
                      ratio(pct(v, 99), pct(off, 99))])  # fmt: skip
     print(f"### Drift repair with and without --prometheus ({n} files, ms)\n")
@@ -281,10 +286,10 @@ def repair(
     )
     return {
         "files": n,
-        "trials": {k: len(v) for k, v in lat.items()},
-        "fails": fails,
-        "p50": {k: pct(v, 50) for k, v in lat.items()},
-        "p99": {k: pct(v, 99) for k, v in lat.items()},
+        "trials": {s.name: len(s.lat) for s in subjects},
+        "fails": {s.name: s.fails for s in subjects},
+        "p50": {s.name: pct(s.lat, 50) for s in subjects},
+        "p99": {s.name: pct(s.lat, 99) for s in subjects},
         "scrape_p50": median(scrapes),
         "scrape_p99": pct(scrapes, 99),
     }
@@ -295,7 +300,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30, help="start-up runs per command (30)")
     ap.add_argument("--files", type=int, default=1000, help="files the agent manages (1000)")
     ap.add_argument("--trials", type=int, default=300, help="drifts per configuration (300)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds the trials are split in (3)")
     ap.add_argument("--baseline", metavar="SRC", help="src/ of the code to compare start-up with")
     ap.add_argument("--quick", action="store_true", help="10 runs, 100 files, 60 trials")
     ap.add_argument("--seed", type=int, default=1)
@@ -310,7 +314,7 @@ def main() -> None:
         warm_up(env)
         both: dict[str, Callable[[], dict[str, object]]] = {
             "startup": lambda: startup(args.runs, env, tmp, args.baseline),
-            "repair": lambda: repair(tmp, args.files, args.trials, args.rounds, env, args.seed),
+            "repair": lambda: repair(tmp, args.files, args.trials, env, args.seed),
         }
         results = {k: f() for k, f in both.items()}
     dump_json(args.json, results)
