@@ -108,6 +108,25 @@ def test_the_event_stream_sends_a_snapshot_then_each_change(agent, graph, manage
         assert seen == ["applying", "converged"]
 
 
+def test_a_graph_swapped_in_live_reaches_the_page(agent, graph, managed):
+    """Saving the graph file: the page gets a new snapshot, and the picture changes."""
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    a.wait_event(event("settled"), what="settled")
+    with _events(base) as stream:
+        name, first = stream.next_event()
+        assert name == "snapshot"
+        files = [{"name": n, "path": str(managed / n), "content": "x\n"} for n in ("a", "b")]
+        write_graph(graph, graph_doc("web", files=files))
+        name, data = stream.next_event()
+        while name != "snapshot":  # vertex events of the old graph may come first
+            name, data = stream.next_event()
+        assert data["generation"] == first["generation"] + 1
+        assert sorted(v["name"] for v in data["vertices"]) == ["File[a]", "File[b]"]
+    if shutil.which("dot"):
+        assert "<title>File[b]</title>" in get(base, "/graph.svg").text
+
+
 def test_the_agent_stops_promptly_with_a_page_still_listening(agent, graph):
     a = agent(graph, *LISTEN)
     base = serving(a)
