@@ -295,6 +295,23 @@ def repair(tmp: Path, n: int, trials: int, env: dict[str, str], seed: int) -> di
     }
 
 
+def render_cost() -> dict[str, float]:
+    """How long the agent's event loop spends on one scrape's exposition (in this process)."""
+    from pymgmt.web.metrics import Metrics, render
+
+    counts = {"pending": 0, "applying": 0, "converged": 1000, "failed": 0}
+    registry = Metrics(noop=False, states=lambda: counts).registry()
+    times = []
+    for _ in range(300):
+        t = time.perf_counter()
+        render(registry)
+        times.append(time.perf_counter() - t)
+    out = {"p50": pct(times, 50), "p99": pct(times, 99)}
+    print(f"- one /metrics exposition on the agent's loop: {ms(out['p50'])} ms median, "
+          f"{ms(out['p99'])} ms p99 (measured in-process)\n")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=30, help="start-up runs per command (30)")
@@ -315,6 +332,7 @@ def main() -> None:
         both: dict[str, Callable[[], dict[str, object]]] = {
             "startup": lambda: startup(args.runs, env, tmp, args.baseline),
             "repair": lambda: repair(tmp, args.files, args.trials, env, args.seed),
+            "render": render_cost,
         }
         results = {k: f() for k, f in both.items()}
     dump_json(args.json, results)
