@@ -10,7 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, PYMGMT, Agent, checked, event, graph_doc, write_atomic, write_graph
+from helpers import (
+    DEADLINE,
+    PYMGMT,
+    Agent,
+    checked,
+    event,
+    graph_doc,
+    wait_for,
+    write_atomic,
+    write_graph,
+)
 from webutil import get, send_password, serving
 
 LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
@@ -135,6 +145,20 @@ def test_the_agent_stops_promptly_with_a_page_still_listening(agent, graph):
         assert a.stop() == 0
         rest = stream.read_to_end()  # returns: the server closed the stream
         assert rest == b"" or rest.endswith(b"\n\n")  # whole events only
+
+
+def test_connections_beyond_the_limit_are_refused_until_some_close(agent, graph):
+    from pymgmt.web.http import MAX_CONNECTIONS
+
+    a = agent(graph, *LISTEN)
+    base = serving(a)
+    pages = [_events(base) for _ in range(MAX_CONNECTIONS)]
+    try:
+        assert get(base, "/metrics").status == 503
+    finally:
+        for p in pages:
+            p.__exit__()
+    wait_for(lambda: get(base, "/metrics").status == 200, what="room again")
 
 
 def test_an_address_in_use_is_refused_before_anything_changes(tmp_path, graph, managed):
