@@ -125,7 +125,7 @@ def snapshot(live: LiveState, view: GraphView) -> dict[str, object]:
     """What a page starts from: the agent, every vertex (no params), edges, node names."""
     return {
         "agent": live.agent(),
-        "vertices": [light(v.as_dict()) for v in live.vertices.values()],
+        "vertices": [v.as_dict(params=False) for v in live.vertices.values()],
         "nodes": view.nodes,
         "generation": view.generation,
     }
