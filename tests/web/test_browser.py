@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import event, graph_doc, wait_for, write_graph
-from webutil import send_password, serving
+from helpers import graph_doc, wait_for, write_graph
+from webutil import send_password
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def _screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_a_drift_turns_the_vertex_colour_and_back(agent, browser, tmp_path, managed):
+def test_a_drift_turns_the_vertex_colour_and_back(served, browser, tmp_path, managed):
     graph = tmp_path / "g.yaml"
     doc = graph_doc(
         "webview",
@@ -119,9 +119,7 @@ def test_a_drift_turns_the_vertex_colour_and_back(agent, browser, tmp_path, mana
     )
     send_password(doc, "secret", 24)
     write_graph(graph, doc)
-    a = agent(graph, "--prometheus", "--prometheus-listen", "127.0.0.1:0")
-    base = serving(a)
-    a.wait_event(event("settled"), what="the first settled")
+    _a, base = served(graph)
     browser.get(base)
     _wait_colour(browser, "File[motd]", "converged")
     wait_for(lambda: browser.find_element("id", "connection").text == "live", what="SSE open")

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 from helpers import PYMGMT, checked, event, graph_doc, write_atomic, write_graph
-from webutil import metrics, sample, serving
-
-LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
+from webutil import LISTEN, metrics, sample
 
 
 def _graph(tmp_path: Path, managed: Path) -> Path:
@@ -26,10 +24,8 @@ def _graph(tmp_path: Path, managed: Path) -> Path:
     return graph
 
 
-def test_metrics_count_checks_resources_and_failures_with_mgmts_names(agent, tmp_path, managed):
-    a = agent(_graph(tmp_path, managed), *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="the first settled")
+def test_metrics_count_checks_resources_and_failures_with_mgmts_names(served, tmp_path, managed):
+    _a, base = served(_graph(tmp_path, managed))
     m = metrics(base)
     # mgmt's names and labels
     assert sample(m, "mgmt_resources", kind="file") == 2
@@ -54,13 +50,11 @@ def test_metrics_count_checks_resources_and_failures_with_mgmts_names(agent, tmp
     assert sample(m, "process_open_fds") > 0  # prometheus_client's process collector
 
 
-def test_a_drift_repair_is_counted_with_its_latency(agent, tmp_path, managed):
+def test_a_drift_repair_is_counted_with_its_latency(served, tmp_path, managed):
     graph = tmp_path / "g.yaml"
     write_graph(graph, graph_doc("drift", files=[{"name": "a", "path": str(managed / "a"),
                                                     "content": "a\n"}]))  # fmt: skip
-    a = agent(graph, *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="the first settled")
+    a, base = served(graph)
     before = metrics(base)
     assert sample(before, "pymgmt_converged") == 1
     assert sample(before, "pymgmt_repair_latency_seconds_count") == 0
@@ -77,10 +71,8 @@ def test_a_drift_repair_is_counted_with_its_latency(agent, tmp_path, managed):
     assert sample(after, "pymgmt_converged") == 1
 
 
-def test_a_noop_run_labels_its_checks_apply_false(agent, tmp_path, managed):
-    a = agent(_graph(tmp_path, managed), "--noop", *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="the first settled")
+def test_a_noop_run_labels_its_checks_apply_false(served, tmp_path, managed):
+    _a, base = served(_graph(tmp_path, managed), "--noop")
     m = metrics(base)
     would = sample(m, "mgmt_checkapply_total", kind="file", apply="false", eventful="true",
                    errorful="false")  # fmt: skip

@@ -21,9 +21,7 @@ from helpers import (
     write_atomic,
     write_graph,
 )
-from webutil import get, send_password, serving
-
-LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
+from webutil import LISTEN, get, send_password, serving
 
 
 @pytest.fixture
@@ -34,10 +32,8 @@ def graph(tmp_path: Path, managed: Path) -> Path:
     return g
 
 
-def test_routes_answer_and_everything_but_get_is_refused(agent, graph):
-    a = agent(graph, *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="settled")
+def test_routes_answer_and_everything_but_get_is_refused(served, graph):
+    _a, base = served(graph)
     page = get(base, "/")
     assert page.status == 200
     assert page.headers["content-type"].startswith("text/html")
@@ -60,9 +56,8 @@ def test_routes_answer_and_everything_but_get_is_refused(agent, graph):
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed")
-def test_the_graph_is_drawn_by_graphviz_once_per_graph(agent, graph):
-    a = agent(graph, *LISTEN)
-    base = serving(a)
+def test_the_graph_is_drawn_by_graphviz_once_per_graph(served, graph):
+    a, base = served(graph, settled=False)
     a.wait_event(event("graph_started"), what="the graph")
     svg = get(base, "/graph.svg")
     assert svg.status == 200
@@ -84,10 +79,9 @@ def test_without_graphviz_there_is_no_picture_and_the_rest_works(tmp_path, prefi
         a.close()
 
 
-def test_bound_to_loopback_it_refuses_a_foreign_host_header(agent, graph):
+def test_bound_to_loopback_it_refuses_a_foreign_host_header(served, graph):
     """A page on another site cannot read it by DNS rebinding a name to 127.0.0.1."""
-    a = agent(graph, *LISTEN)
-    base = serving(a)
+    _a, base = served(graph, settled=False)
     port = base.rsplit(":", 1)[1].rstrip("/")
     assert get(base, "/metrics", headers={"Host": "evil.example:" + port}).status == 421
     assert get(base, "/vertex/File%5Ba%5D", headers={"Host": "evil.example"}).status == 421
@@ -95,9 +89,8 @@ def test_bound_to_loopback_it_refuses_a_foreign_host_header(agent, graph):
         assert get(base, "/metrics", headers={"Host": host}).status == 200, host
 
 
-def test_the_event_stream_sends_a_snapshot_then_each_change(agent, graph, managed):
-    a = agent(graph, *LISTEN)
-    base = serving(a)
+def test_the_event_stream_sends_a_snapshot_then_each_change(served, graph, managed):
+    a, base = served(graph, settled=False)
     a.wait_event(checked("File[a]", applied=True), what="the first apply")
     a.wait_event(event("settled"), what="settled")
     with _events(base) as stream:
@@ -118,11 +111,9 @@ def test_the_event_stream_sends_a_snapshot_then_each_change(agent, graph, manage
         assert seen == ["applying", "converged"]
 
 
-def test_a_graph_swapped_in_live_reaches_the_page(agent, graph, managed):
+def test_a_graph_swapped_in_live_reaches_the_page(served, graph, managed):
     """Saving the graph file: the page gets a new snapshot, and the picture changes."""
-    a = agent(graph, *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="settled")
+    _a, base = served(graph)
     with _events(base) as stream:
         name, first = stream.next_event()
         assert name == "snapshot"
@@ -137,9 +128,8 @@ def test_a_graph_swapped_in_live_reaches_the_page(agent, graph, managed):
         assert "<title>File[b]</title>" in get(base, "/graph.svg").text
 
 
-def test_the_agent_stops_promptly_with_a_page_still_listening(agent, graph):
-    a = agent(graph, *LISTEN)
-    base = serving(a)
+def test_the_agent_stops_promptly_with_a_page_still_listening(served, graph):
+    a, base = served(graph, settled=False)
     with _events(base) as stream:
         assert stream.next_event()[0] == "snapshot"
         assert a.stop() == 0
@@ -147,11 +137,10 @@ def test_the_agent_stops_promptly_with_a_page_still_listening(agent, graph):
         assert rest == b"" or rest.endswith(b"\n\n")  # whole events only
 
 
-def test_connections_beyond_the_limit_are_refused_until_some_close(agent, graph):
+def test_connections_beyond_the_limit_are_refused_until_some_close(served, graph):
     from pymgmt.web.http import MAX_CONNECTIONS
 
-    a = agent(graph, *LISTEN)
-    base = serving(a)
+    _a, base = served(graph, settled=False)
     pages = [_events(base) for _ in range(MAX_CONNECTIONS)]
     try:
         assert get(base, "/metrics").status == 503
@@ -189,15 +178,13 @@ def test_a_bad_listen_address_is_a_usage_error(tmp_path, graph, bad):
     assert "argument --prometheus-listen" in r.stderr
 
 
-def test_secrets_never_reach_any_route(agent, tmp_path, managed):
+def test_secrets_never_reach_any_route(served, tmp_path, managed):
     """A password sent into a file: its diff shows <redacted>, no route shows the value."""
     g = tmp_path / "g.yaml"
     doc = graph_doc("secret", files=[{"name": "secret", "path": str(managed / "secret")}])
     send_password(doc, "secret", 32)
     write_graph(g, doc)
-    a = agent(g, *LISTEN)
-    base = serving(a)
-    a.wait_event(event("settled"), what="settled")
+    _a, base = served(g)
     secret = (managed / "secret").read_text()
     assert len(secret) == 32
     vertex = get(base, "/vertex/File%5Bsecret%5D").json()

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from helpers import Agent, wait_for
 
 _URL = re.compile(r"web: metrics at (http://\S+?)metrics")
+#: the flags of a served agent: port 0, the port it got is in its log line
+LISTEN = ("--prometheus", "--prometheus-listen", "127.0.0.1:0")
 
 
 @dataclass

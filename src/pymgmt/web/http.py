@@ -194,7 +194,11 @@ class HttpServer:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        return Request(method, unquote(urlsplit(target).path), headers)
+        try:
+            path = unquote(urlsplit(target).path)
+        except ValueError:  # "http://[" and the like
+            raise _BadRequest(text(400, "a request target that is no URL")) from None
+        return Request(method, path, headers)
 
     def _check_host(self, request: Request) -> None:
         """Bound to loopback: the Host header must name loopback too (DNS rebinding)."""
