@@ -79,6 +79,20 @@ def test_without_graphviz_there_is_no_picture_and_the_rest_works(tmp_path, prefi
         a.close()
 
 
+def test_malformed_requests_get_an_answer_and_the_server_goes_on(served, graph):
+    _, base = served(graph, settled=False)
+    host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    heads = {
+        b"GET http://[ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n": b"400",
+        b"NONSENSE\r\n\r\n": b"400",
+    }
+    for head, status in heads.items():
+        with socket.create_connection((host, int(port)), timeout=DEADLINE) as s:
+            s.sendall(head)
+            assert s.recv(100).startswith(b"HTTP/1.1 " + status), head[:40]
+    assert get(base, "/metrics").status == 200
+
+
 def test_bound_to_loopback_it_refuses_a_foreign_host_header(served, graph):
     """A page on another site cannot read it by DNS rebinding a name to 127.0.0.1."""
     _a, base = served(graph, settled=False)
