@@ -120,7 +120,10 @@ JS = r"""
 "use strict";
 const STATES = ["pending", "applying", "converged", "failed"];
 const ACTIVITY = 100;
-const page = { vertices: new Map(), nodes: new Map(), selected: null, generation: -1, agent: {} };
+const page = {
+  vertices: new Map(), nodes: new Map(), rows: new Map(), drawn: new Map(),
+  selected: null, generation: -1, agent: {},
+};
 
 function $(id) { return document.getElementById(id); }
 
@@ -140,9 +143,8 @@ function setState(el, status) {
 function paint(name) {
   const v = page.vertices.get(name);
   if (!v) return;
-  for (const g of document.querySelectorAll("#graph g.node")) {
-    if (g.dataset.vertex === name) setState(g, v.status);
-  }
+  const g = page.drawn.get(name);
+  if (g) setState(g, v.status);
   row(v);
 }
 
@@ -152,14 +154,14 @@ function paintAll() {
 }
 
 function row(v) {
-  const body = document.querySelector("#vertices tbody");
-  let tr = body.querySelector(`tr[data-vertex="${CSS.escape(v.name)}"]`);
+  let tr = page.rows.get(v.name);
   if (!tr) {
     tr = document.createElement("tr");
     tr.dataset.vertex = v.name;
     for (let i = 0; i < 6; i++) tr.appendChild(document.createElement("td"));
     tr.addEventListener("click", () => select(v.name));
-    body.appendChild(tr);
+    document.querySelector("#vertices tbody").appendChild(tr);
+    page.rows.set(v.name, tr);
   }
   const cells = tr.children;
   cells[0].textContent = v.name;
@@ -214,12 +216,15 @@ async function drawGraph() {
   const svg = document.importNode(doc.documentElement, true);
   holder.classList.remove("nograph");
   holder.replaceChildren(svg);
+  page.drawn = new Map();
   for (const g of svg.querySelectorAll("g.node")) {
     const title = g.querySelector("title");
     const name = page.nodes.get(title ? title.textContent : "");
     if (!name) continue;
     g.dataset.vertex = name;
+    g.classList.toggle("selected", name === page.selected);
     g.addEventListener("click", () => select(name));
+    page.drawn.set(name, g);
   }
   holder.dataset.generation = String(page.generation);
   paintAll();
@@ -228,7 +233,8 @@ async function drawGraph() {
 function snapshot(s) {
   page.agent = s.agent;
   $("graph-name").textContent = s.agent.graph ? `- ${s.agent.graph}` : "";
-  $("host").textContent = s.agent.hostname ? `on ${s.agent.hostname}` : "";
+  const where = s.agent.hostname ? `on ${s.agent.hostname}, ` : "";
+  $("host").textContent = `${where}pid ${s.agent.pid}, pymgmt ${s.agent.version}`;
   const seen = new Set();
   for (const v of s.vertices) {
     const before = page.vertices.get(v.name);
@@ -239,8 +245,9 @@ function snapshot(s) {
   for (const name of [...page.vertices.keys()]) {
     if (!seen.has(name)) {
       page.vertices.delete(name);
-      const tr = document.querySelector(`#vertices tr[data-vertex="${CSS.escape(name)}"]`);
+      const tr = page.rows.get(name);
       if (tr) tr.remove();
+      page.rows.delete(name);
     }
   }
   page.nodes = new Map(Object.entries(s.nodes));
