@@ -11,6 +11,7 @@ them); the test skips where they are missing, except under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -97,6 +98,19 @@ def _wait_colour(driver: Any, vertex: str, status: str) -> None:
     wait_for(lambda: _status(driver, vertex) == want, what=f"{vertex} drawn {want}")
 
 
+def _dir_in_place_of(path: Path) -> None:
+    """Replace the file at `path` by a directory, however fast the agent writes it back."""
+    for _ in range(1000):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        try:
+            path.mkdir()
+            return
+        except FileExistsError:  # the agent repaired it between the two calls
+            continue
+    raise AssertionError(f"could not put a directory in place of {path}")
+
+
 def _screenshot(driver: Any, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     assert driver.save_screenshot(str(path)), f"no screenshot {path}"
@@ -125,8 +139,7 @@ def test_a_drift_turns_the_vertex_colour_and_back(served, browser, tmp_path, man
     wait_for(lambda: browser.find_element("id", "connection").text == "live", what="SSE open")
 
     # the drift: the file becomes a directory, which the repair refuses to replace
-    (managed / "motd").unlink()
-    (managed / "motd").mkdir()
+    _dir_in_place_of(managed / "motd")
     _wait_colour(browser, "File[motd]", "failed")
     assert browser.find_element("id", "overall").text == "failures"
     _screenshot(browser, tmp_path, "web-view-failed.png")
