@@ -129,7 +129,7 @@ def test_old_mgmt_converged_timeout_no_exit_runs_on(agent, graph):
     assert a.stop(signal.SIGINT) == 0
 
 
-@pytest.mark.parametrize("flags", [["--prometheus"], ["--pgp-identity", "me"]])
+@pytest.mark.parametrize("flags", [["--pgp-key-path", "k"], ["--pgp-identity", "me"]])
 def test_harmless_mgmt_flags_not_implemented_warn_and_run(tmp_path, managed, graph, flags):
     proc = pymgmt(
         "run",

@@ -36,8 +36,6 @@ _MGMT_ALREADY_NOTE = "(mgmt) accepted: pymgmt never does this anyway"
 #: mgmt flags for features pymgmt lacks whose absence changes nothing on the
 #: system: a warning, and the run goes on (flag -> takes a value)
 _MGMT_IGNORED = {
-    "--prometheus": False,
-    "--prometheus-listen": True,
     "--pgp-key-path": True,
     "--pgp-identity": True,
 }
@@ -158,6 +156,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--no-watch", action="store_true", help="do not re-read the graph file when it changes"
     )
     _verbosity(run)
+    _web_flags(run)
     _mgmt_flags(run)
 
     val = sub.add_parser("validate", help="check a graph file without touching the system")
@@ -404,6 +403,41 @@ def check_url(url: str) -> str:
     return f"{u.scheme}://{u.netloc}"
 
 
+def _web_flags(run: argparse.ArgumentParser) -> None:
+    """mgmt's --prometheus flags: the HTTP server of metrics and the live web view (web/)."""
+    from ..web.address import DEFAULT_LISTEN
+
+    g = run.add_argument_group(
+        "metrics and web view",
+        "one read-only HTTP server: /metrics for Prometheus (mgmt's metric names and "
+        "pymgmt's own) and, at /, the running graph with each resource's live state",
+    )
+    g.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="serve /metrics and the live web view at --prometheus-listen",
+    )
+    g.add_argument(
+        "--prometheus-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help=f"where to serve them (default {DEFAULT_LISTEN}: this machine only; "
+        "':9233' is every interface; port 0 picks a free one, named in the log)",
+    )
+
+
+def _listen(text: str) -> tuple[str, int]:
+    """An argparse type: HOST:PORT, as mgmt's --prometheus-listen takes it."""
+    import argparse
+
+    from ..web.address import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -500,6 +534,11 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     if args.converged_timeout_no_exit:
         args.converged_timeout = None  # old mgmt: converged, but keep running
     _resolve_cluster(parser, args)
+    if args.prometheus_listen is not None and not args.prometheus:
+        print(
+            "pymgmt: note: --prometheus-listen serves nothing without --prometheus (as in mgmt)",
+            file=sys.stderr,
+        )
     for flag in getattr(args, "ignored", []):
         print(
             f"pymgmt: warning: {flag} (an mgmt flag) is not implemented yet, ignored",

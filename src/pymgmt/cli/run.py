@@ -39,6 +39,7 @@ from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..statedir import default_prefix
 from ..types import MAX_PROBLEMS
+from ..web import WebError
 from ..world.base import World, WorldError, valid_hostname
 from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, Joined, needs_cluster
 from ..world.local import LocalWorld
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ..remote.child import ParentLink
     from ..remote.session import RemoteOptions, Remotes
     from ..remote.spec import RemoteSpec
+    from ..web.server import WebServer
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -390,7 +392,8 @@ def _start_checked(args: argparse.Namespace) -> int:
             verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
         )
     live = LiveState(hostname=hostname, noop=args.noop)  # what `pymgmt status` shows
-    reporter = Fanout(*(r for r in (human, machine, recap, live) if r is not None))
+    web = _web_server(args, live)
+    reporter = Fanout(*(r for r in (human, machine, recap, live, web) if r is not None))
     text, compiled = validated
     declared = compiled.declared
     assert isinstance(declared, YamlGraph)
@@ -414,7 +417,7 @@ def _start_checked(args: argparse.Namespace) -> int:
             converged_timeout=timeout,
             sema=args.sema,
             # the live state first: it knows the graph before a new vertex reports
-            observers=[live.observer(), *observers, *tap],
+            observers=[live.observer(), *([web] if web else []), *observers, *tap],
             converged_wait=converged_wait,
             accepted=compiled,  # validated above: not compiled a second time
         )
@@ -427,6 +430,7 @@ def _start_checked(args: argparse.Namespace) -> int:
 
     run = _Run(make_engine, frontend, guarded, stopper, hostname, cluster, state.prefix, args.noop)
     run.live = live
+    run.web = web
     if specs:
         run.remotes = (specs, _remote_options(args, timeout))
     if args.remote_child:
@@ -444,6 +448,9 @@ def _start_checked(args: argparse.Namespace) -> int:
     except ClusterLost as e:  # the engine ran, and was stopped: the recap follows
         lost = e
     except ClusterError as e:  # nothing was changed: the engine never started
+        _refuse(str(e), args)
+        return EXIT_INPUT
+    except WebError as e:  # --prometheus-listen taken: refused before anything ran
         _refuse(str(e), args)
         return EXIT_INPUT
     if machine is not None:
@@ -467,6 +474,17 @@ def _start_checked(args: argparse.Namespace) -> int:
     _flush_quietly()
     logging.shutdown()
     os._exit(code)
+
+
+def _web_server(args: argparse.Namespace, live: LiveState) -> WebServer | None:
+    """The HTTP server of metrics and the web view (--prometheus); None without the flag."""
+    if not args.prometheus:
+        return None
+    from ..web.address import DEFAULT_LISTEN, parse_listen
+    from ..web.server import WebServer
+
+    host, port = args.prometheus_listen or parse_listen(DEFAULT_LISTEN)
+    return WebServer(host, port, live=live, noop=args.noop, layout=args.graphviz_filter)
 
 
 def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOptions:
@@ -631,6 +649,8 @@ class _Run:
         self.parent: ParentLink | None = None
         #: served on the status socket while the agent runs (None: no socket)
         self.live: LiveState | None = None
+        #: --prometheus: the HTTP server, up before anything else and down last
+        self.web: WebServer | None = None
 
     async def main(self) -> None:
         """Run the agent, serving `live` on ``<state dir>/status.sock`` meanwhile."""
@@ -647,6 +667,8 @@ class _Run:
             loop.add_signal_handler(sig, self.stopper.on_signal, sig)
         watched = _watch_stdout_reader(loop, self.stopper.stdout_closed)
         try:
+            if self.web is not None:
+                await self.web.start()
             if self.cluster is None:
                 engine = self.make_engine(LocalWorld(self.hostname), [], None)
                 self.stopper.engine = engine
@@ -654,6 +676,8 @@ class _Run:
             else:
                 await self._cluster(self.cluster)
         finally:
+            if self.web is not None:
+                await self.web.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             if watched is not None:
