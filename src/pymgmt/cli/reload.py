@@ -168,7 +168,10 @@ class Reloading:
             if k in LIVE:
                 setattr(old, k, getattr(new, k))
         if any(k in LIVE for k in changed):
-            self.apply(old)
+            try:
+                self.apply(old)
+            except Exception as e:  # a reload never stops the agent
+                log.error("reload: could not take on the new settings: %s", e)
         if later:
             flags = ", ".join(
                 f"--{k.replace('_', '-')} ({getattr(old, k)!r} -> {getattr(new, k)!r})"
