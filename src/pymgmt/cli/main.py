@@ -157,6 +157,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     _verbosity(run)
     _web_flags(run)
+    _config_flags(run)
     _mgmt_flags(run)
 
     val = sub.add_parser("validate", help="check a graph file without touching the system")
@@ -172,6 +173,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     add_parser(sub)
     _cluster_parser(sub)
     _status_parser(sub)
+    from .service import add_parser as add_service_parser
+
+    add_service_parser(sub)
     return p, run
 
 
@@ -446,6 +450,19 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="only failures and the recap")
 
 
+def _config_flags(run: argparse.ArgumentParser) -> None:
+    """The configuration file under the command line (config.py, issue 12)."""
+    g = run.add_mutually_exclusive_group()
+    g.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="read flags from this YAML file (default /etc/pymgmt/pymgmt.yaml if it exists); "
+        "the command line wins; SIGHUP re-reads it",
+    )
+    g.add_argument("--no-config", action="store_true", help="read no configuration file")
+
+
 def _mgmt_flags(run: argparse.ArgumentParser) -> None:
     """mgmt's spellings of the run flags (see the README's table)."""
     import argparse
@@ -617,6 +634,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT
     if args.command == "run":
+        from ..config import report, with_config
+        from ..errors import InputError
+
+        words = sys.argv[1:] if argv is None else argv
+        try:  # the configuration file, under the command line
+            args = with_config(run_parser, words[words.index("run") + 1 :], args, _resolve_run)
+        except InputError as e:
+            report(e, as_json=args.json)
+            return EXIT_INPUT
         _resolve_run(run_parser, args)
         from .run import run_command
 
@@ -630,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
         from .status import status_command
 
         return status_command(args)
+    if args.command == "install-service":
+        from .service import install_command
+
+        return install_command(args)
     if args.command == "pki":
         from .pki import pki_command
 

@@ -43,6 +43,7 @@ from ..web import WebError
 from ..world.base import World, WorldError, valid_hostname
 from ..world.cluster import ClusterError, ClusterLost, ClusterOptions, Joined, needs_cluster
 from ..world.local import LocalWorld
+from .systemd import SystemdReporter
 
 if TYPE_CHECKING:
     from ..remote.child import ParentLink
@@ -155,12 +156,13 @@ class _GraphvizTap:
     and reaps it.
     """
 
-    def __init__(self, path: str, program: str = "dot") -> None:
-        self.path = path
+    def __init__(self, path: str | None, program: str = "dot") -> None:
+        self.path = path  # None: no --graphviz (a reload may give one)
         self.program = program
 
     async def graph_swapped(self, graph: Graph[Resource]) -> None:
-        await write_graphviz(graph, self.path, self.program)
+        if self.path is not None:
+            await write_graphviz(graph, self.path, self.program)
 
 
 #: how long a graphviz program may take to render one graph
@@ -202,6 +204,31 @@ async def _render(argv: list[str]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()  # reaped, even when we are being cancelled
+
+
+def _reloading(
+    frontend: Frontend,
+    args: argparse.Namespace,
+    graphviz: _GraphvizTap,
+    human: ConsoleReporter | None,
+    systemd: SystemdReporter | None,
+) -> Frontend:
+    """`frontend`, rebuilt from the configuration and the graph file on SIGHUP."""
+    from .reload import ReadOnce, Reloading
+
+    def make(new: argparse.Namespace) -> Frontend:
+        if not new.file or new.file == STDIN:
+            return frontend  # the same graph: only --remote files, or standard input (read once)
+        path = os.path.abspath(new.file)
+        return ReadOnce(path) if new.no_watch else YamlFrontend(path)
+
+    def apply(new: argparse.Namespace) -> None:
+        _setup_logging(new)
+        if human is not None:
+            human.verbose, human.quiet = new.verbose, new.quiet
+        graphviz.path, graphviz.program = new.graphviz, new.graphviz_filter
+
+    return Reloading(frontend, args, make, apply, systemd)
 
 
 def _missing_file(path: str, *, as_json: bool) -> bool:
@@ -282,6 +309,8 @@ def run_command(args: argparse.Namespace) -> int:
     # these handlers with the graceful stop before the engine starts.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt_start)
+    if not args.remote_child:  # SIGHUP reloads once running (cli/reload.py); not before
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         try:
             return _start(args)
@@ -394,6 +423,9 @@ def _start_checked(args: argparse.Namespace) -> int:
     live = LiveState(hostname=hostname, noop=args.noop)  # what `pymgmt status` shows
     web = _web_server(args, live)
     reporter = Fanout(*(r for r in (human, machine, recap, live, web) if r is not None))
+    systemd = SystemdReporter.from_environ()  # run by a Type=notify unit: READY, WATCHDOG, STATUS
+    if systemd is not None:
+        reporter = Fanout(reporter, systemd)
     text, compiled = validated
     declared = compiled.declared
     assert isinstance(declared, YamlGraph)
@@ -404,7 +436,9 @@ def _start_checked(args: argparse.Namespace) -> int:
     )
     if cluster is None:
         frontend = _SingleHostNote(frontend)
-    tap = [_GraphvizTap(args.graphviz, args.graphviz_filter)] if args.graphviz else []
+    graphviz = _GraphvizTap(args.graphviz, args.graphviz_filter)  # a reload may set it
+    if not args.remote_child:
+        frontend = _reloading(frontend, args, graphviz, human, systemd)
 
     def make_engine(
         world: World, observers: list[GraphObserver], converged_wait: ConvergedWait | None
@@ -417,11 +451,13 @@ def _start_checked(args: argparse.Namespace) -> int:
             converged_timeout=timeout,
             sema=args.sema,
             # the live state first: it knows the graph before a new vertex reports
-            observers=[live.observer(), *([web] if web else []), *observers, *tap],
+            observers=[live.observer(), *([web] if web else []), *observers, graphviz],
             converged_wait=converged_wait,
             accepted=compiled,  # validated above: not compiled a second time
         )
         live.refresh_source = engine.refresh
+        if systemd is not None:
+            systemd.attach(engine)
         return engine
 
     def guarded(inner: Frontend) -> Frontend:
