@@ -18,7 +18,7 @@ from helpers import terminal_rows
 
 from pymgmt import redaction
 from pymgmt.report.console import ConsoleReporter
-from pymgmt.report.events import ChangeInfo, Checked, Failed
+from pymgmt.report.events import ChangeInfo, Checked, Failed, RemoteOutput
 from pymgmt.report.logs import CLEAR, NOTICE, Output, OutputHandler, journal_stream
 
 #: ``2026-11-27T22:30:01.123+00:00 ``: ISO 8601, milliseconds, the local offset
@@ -150,3 +150,15 @@ def test_no_status_line_where_it_could_not_be_cleared() -> None:
     assert CLEAR not in out.getvalue() and "checked" not in out.getvalue()
     for fmt, journal in (("json", False), ("text", True)):
         assert not Output(io.StringIO(), fmt=fmt, journal=journal, live=True).live
+
+
+def test_another_hosts_lines_are_relayed_with_its_name_in_every_format() -> None:
+    line = RemoteOutput("b", "2026-11-27T22:30:01.123+00:00 NOTICE File[f]: changed \x1b[2J")
+    text, js, journal = io.StringIO(), io.StringIO(), io.StringIO()
+    ConsoleReporter(output=Output(text, journal=False)).emit(line)
+    ConsoleReporter(output=Output(js, fmt="json", journal=False)).emit(line)
+    ConsoleReporter(output=Output(journal, journal=True, level=logging.ERROR)).emit(line)
+    assert text.getvalue() == "[b] 2026-11-27T22:30:01.123+00:00 NOTICE File[f]: changed \\x1b[2J\n"
+    doc = json.loads(js.getvalue())
+    assert doc["host"] == "b" and doc["message"].endswith("changed \\x1b[2J")
+    assert journal.getvalue().startswith("<6>[b] 2026-")  # whatever the level: the host said it

@@ -513,13 +513,20 @@ def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOp
         converged_timeout=timeout,
         noop=args.noop,
         json=args.json,
-        verbosity=("-v",) if args.verbose else ("-q",) if args.quiet else (),
+        verbosity=_log_flags(args),
         tmp_prefix=args.tmp_prefix,
         sema=args.sema,
         watch=not args.no_watch,
         depth=args.depth,
         max_depth=args.max_depth,
     )
+
+
+def _log_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """How much a remote agent logs: what this one was told."""
+    if args.log_level is not None:
+        return ("--log-level", args.log_level)
+    return ("-v",) if args.verbose else ("-q",) if args.quiet else ()
 
 
 def bundle_cache() -> Path:

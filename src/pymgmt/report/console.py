@@ -33,7 +33,7 @@ from .events import (
     Settled,
     Stopping,
 )
-from .logs import NOTICE, Closable, Output, silence, visible
+from .logs import NOTICE, Closable, Output, relay, silence, visible
 
 
 class _StopAware:
@@ -103,7 +103,7 @@ class ConsoleReporter(_StopAware):
         elif isinstance(event, RemoteOutput):
             # the remote's own lines, stamped there; a terminal escape from
             # another host is shown, never acted on
-            self.output.write(f"[{event.host}] {visible(event.line)}\n")
+            relay(event.host, visible(event.line), self.output)
         else:
             self.graph_event(event)
 

@@ -327,19 +327,26 @@ _current: Output | None = None
 
 
 def current() -> Output | None:
-    """The process's `Output`, for code that must write a line of its own (remote relays)."""
+    """The process's `Output` (None: `setup_logging` never ran, as in a library use)."""
     return _current
 
 
-def write_raw(text: str) -> None:
-    """Write already formatted lines to stderr, through the `Output` when there is one
-    (so a live status line is cleared first)."""
-    if _current is not None:
-        _current.write(text)
-        return
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text)
-        sys.stderr.flush()
+def relay(host: str, line: str, output: Output | None = None) -> None:
+    """A line another host's agent wrote (``--remote``), shown as ``[host] line``.
+
+    Through the `Output` when there is one: a live status line is cleared
+    first, the journal gets a priority, ``--log-format json`` an object
+    with the host. The line must already be redacted and made visible.
+    """
+    output = output or _current
+    if output is None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"[{host}] {line}\n")
+            sys.stderr.flush()
+    elif output.json:
+        output.line(logging.INFO, line, always=True, host=host)
+    else:
+        output.block(logging.INFO, f"[{host}] {line}\n")
 
 
 def _redact_uncaught() -> None:
