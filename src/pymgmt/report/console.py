@@ -1,8 +1,11 @@
-"""Reporters: log lines a person can follow, and JSON lines for machines.
+"""Reporters: log lines a person can follow (stderr), and JSON lines for machines (stdout).
 
-Both fall silent instead of crashing when their reader goes away (``pymgmt
-run ... | head -1``, issue 8 item 17): the stream is pointed at /dev/null and
-`on_closed` is called once, so the CLI can stop the agent quietly.
+The console reporter turns each event into a line of `report.logs`'s one
+format (date, level, resource) on its `Output`; the JSON reporter writes
+one object per event. Both fall silent instead of crashing when their
+reader goes away (``pymgmt run ... | head -1``, issue 8 item 17): the
+stream is pointed at /dev/null and `on_closed` is called once, so the CLI
+can stop the agent quietly.
 """
 
 from __future__ import annotations

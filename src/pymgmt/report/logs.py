@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import IO, Any
@@ -178,8 +179,6 @@ class Output(Closable):
     def format(
         self, level: int, message: str, resource: str | None, detail: str, fields: dict[str, Any]
     ) -> str:
-        import time
-
         now = time.time()
         prefix = f"<{priority(level)}>" if self.journal else ""
         if self.json:

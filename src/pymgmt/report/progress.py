@@ -132,6 +132,8 @@ class Progress:
             self.failed.add(ev.vertex)
         else:
             self.failed.discard(ev.vertex)
+        if not self.busy and self.working_since is None:
+            self.output.status("")  # the last apply of a stop ended
 
     def _work(self) -> None:
         """New work began: a status line to draw soon, an apply to follow."""
