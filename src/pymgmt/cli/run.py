@@ -457,7 +457,8 @@ def _start_checked(args: argparse.Namespace) -> int:
     except WebError as e:  # --prometheus-listen taken: refused before anything ran
         _refuse(str(e), args)
         return EXIT_INPUT
-    progress.close()
+    finally:
+        progress.close()  # its timer, and the status line off the terminal
     if machine is not None:
         machine.write_obj({"event": "recap", **recap.as_dict()})
     elif output.json:
