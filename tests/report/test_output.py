@@ -61,6 +61,7 @@ def test_json_lines_carry_the_same_fields_separately() -> None:
     (doc,) = [json.loads(x) for x in out.getvalue().splitlines()]
     assert re.fullmatch(DATE.strip(), doc["time"])
     assert doc["level"] == "notice" and doc["resource"] == "File[/etc/x]"
+    assert doc["event"] == "checked"  # as the --json events name it
     assert doc["message"] == "CheckApply(apply=True): changed: content"
     assert doc["detail"] == "    --- a\n    +++ b\n    +new\n"
 

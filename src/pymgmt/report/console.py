@@ -82,13 +82,16 @@ class ConsoleReporter(_StopAware):
     ) -> None:
         level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
         self.output = output or Output(out, level=level, live=False, on_closed=on_closed)
+        #: the event being shown, as the JSON events name it ("checked")
+        self.showing = ""
 
     @property
     def verbose(self) -> bool:
         return self.output.enabled(logging.DEBUG)
 
     def line(self, level: int, text: str, resource: str | None = None, detail: str = "") -> None:
-        self.output.line(level, text, resource, detail)
+        """A line about the event being shown (its name: a field of its own in JSON)."""
+        self.output.line(level, text, resource, detail, event=self.showing)
 
     def listed(self, **names_by_verb: list[str]) -> str:
         """One indented line per name, in the order given: ``  added: File[f]``."""
@@ -97,6 +100,7 @@ class ConsoleReporter(_StopAware):
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
             return
+        self.showing = _snake(type(event).__name__)
         if isinstance(event, Checked):
             self.checked(event)
         elif isinstance(event, Failed):
