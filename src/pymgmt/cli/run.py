@@ -381,10 +381,11 @@ def _start_checked(args: argparse.Namespace) -> int:
     machine = None
     output = current()
     assert output is not None  # run_command set it up
-    output.on_closed = stopper.stdout_closed  # stderr's reader went away: the same stop
     if args.json:
         machine = JsonReporter(on_closed=stopper.stdout_closed)
     else:
+        # stderr is the output a person reads: its reader leaving is the same stop
+        output.on_closed = stopper.stdout_closed
         human = ConsoleReporter(output=output)
     progress = Progress(output)
     live = LiveState(hostname=hostname, noop=args.noop)  # what `pymgmt status` shows
