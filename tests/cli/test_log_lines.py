@@ -199,3 +199,21 @@ def _read_until_exit(fd: int, proc: subprocess.Popen[bytes]) -> str:
         proc.kill()
     proc.wait(timeout=DEADLINE)
     return b"".join(chunks).decode(errors="replace")
+
+
+def test_under_the_journal_a_refused_start_is_an_error_too(tmp_path):
+    """A start refused in plain words (an invalid graph) is filed as an error, not info."""
+    graph = tmp_path / "bad.yaml"
+    graph.write_text("graph: bad\nresources:\n  file:\n  - name: x\n    contnet: 1\n")
+    journal = tmp_path / "journal"
+    argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "s"), "--converged-timeout", "0"]
+    with open(journal, "w") as err:
+        st = os.fstat(err.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+        code = subprocess.run(
+            [*argv, str(graph)], stderr=err, env=env, timeout=60, check=False
+        ).returncode
+    assert code == 1
+    lines = journal.read_text().splitlines()
+    assert lines[0] == "<3>error: the graph is invalid (1 problem); nothing was changed"
+    assert len(lines) > 1 and all(x.startswith("<3>") for x in lines), lines

@@ -315,10 +315,35 @@ def setup_logging(
     # retrieved", with a traceback) would reach logging's last-resort
     # handler, which redacts nothing: give the root logger ours.
     logging.getLogger().handlers[:] = [handler]
+    if output.journal and not isinstance(sys.stderr, _JournalStderr):
+        sys.stderr = _JournalStderr(sys.stderr)
     _redact_uncaught()
     global _current
     _current = output
     return output
+
+
+class _JournalStderr:
+    """sys.stderr under the journal: a line printed directly, not logged (the
+    ``error: ...`` that refuses a start, a traceback), gets the error priority,
+    as every `Output` line gets its own; journald would file it as info."""
+
+    def __init__(self, inner: IO[str]) -> None:
+        self.inner = inner
+        self.fresh = True
+
+    def write(self, text: str) -> int:
+        pieces = []
+        for piece in text.splitlines(keepends=True):
+            if self.fresh:
+                pieces.append(f"<{priority(logging.ERROR)}>")
+            pieces.append(piece)
+            self.fresh = piece.endswith("\n")
+        self.inner.write("".join(pieces))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 #: the output `setup_logging` made (None: not set up, as in a library use)
