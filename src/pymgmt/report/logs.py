@@ -179,27 +179,16 @@ class Output(Closable):
     def format(
         self, level: int, message: str, resource: str | None, detail: str, fields: dict[str, Any]
     ) -> str:
-        now = time.time()
+        """The line (with its detail lines) as it is written: text or JSON, journal or not."""
         prefix = f"<{priority(level)}>" if self.journal else ""
         if self.json:
-            doc: dict[str, object] = {"time": timestamp(now), "level": level_name(level).lower()}
-            if resource:
-                doc["resource"] = resource
-            doc["message"] = message
-            if detail:
-                doc["detail"] = detail
-            doc.update(fields)
-            return prefix + json.dumps(doc, default=str) + "\n"
-        head = (
-            f"{level_name(level):<5} {visible(resource)}: "
-            if resource
-            else f"{level_name(level):<5} "
-        )
+            return prefix + _json_line(level, message, resource, detail, fields) + "\n"
+        head = f"{level_name(level):<5} " + (f"{visible(resource)}: " if resource else "")
+        date = "" if self.journal else timestamp(time.time()) + " "
         first, *more = message.split("\n")
-        lines = [prefix + ("" if self.journal else timestamp(now) + " ") + head + visible(first)]
-        lines += [prefix + visible(x) for x in more]
         if detail:
-            lines += [prefix + visible(x) for x in detail.rstrip("\n").split("\n")]
+            more += detail.rstrip("\n").split("\n")
+        lines = [prefix + date + head + visible(first), *(prefix + visible(x) for x in more)]
         return "\n".join(lines) + "\n"
 
     def block(self, level: int, text: str) -> None:
@@ -246,6 +235,20 @@ class Output(Closable):
         # a full disk or a closed file: logging must never stop the agent
         with contextlib.suppress(OSError, ValueError):
             self.put(text)
+
+
+def _json_line(
+    level: int, message: str, resource: str | None, detail: str, fields: dict[str, Any]
+) -> str:
+    """One object: time, level, resource, message, detail, then the fields that are set."""
+    doc: dict[str, object] = {"time": timestamp(time.time()), "level": level_name(level).lower()}
+    if resource:
+        doc["resource"] = resource
+    doc["message"] = message
+    if detail:
+        doc["detail"] = detail
+    doc.update((k, v) for k, v in fields.items() if v != "")
+    return json.dumps(doc, default=str)
 
 
 def _is_terminal(stream: IO[str]) -> bool:
