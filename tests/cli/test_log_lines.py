@@ -108,23 +108,22 @@ def test_log_format_json_makes_every_stderr_line_an_object(tmp_path, managed):
     assert docs[-1]["message"] == "recap" and docs[-1]["recap"]["exit_code"] == 6
 
 
-def test_under_the_journal_lines_carry_syslog_priorities_and_no_date(tmp_path, managed):
-    """As systemd runs it: JOURNAL_STREAM names the stream stderr is."""
+def _under_the_journal(tmp_path: Path, graph: Path) -> tuple[int, list[str]]:
+    """Run once as systemd runs a service: JOURNAL_STREAM names the stream stderr is."""
     journal = tmp_path / "journal"
     argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "s"), "--converged-timeout", "0"]
     with open(journal, "w") as err:
         st = os.fstat(err.fileno())
         env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
         code = subprocess.run(
-            [*argv, str(_graph(tmp_path, managed, fail=True))],
-            stderr=err,
-            stdout=subprocess.DEVNULL,
-            env=env,
-            timeout=60,
-            check=False,
+            [*argv, str(graph)], stdout=subprocess.DEVNULL, stderr=err, env=env, timeout=60
         ).returncode
+    return code, journal.read_text().splitlines()
+
+
+def test_under_the_journal_lines_carry_syslog_priorities_and_no_date(tmp_path, managed):
+    code, lines = _under_the_journal(tmp_path, _graph(tmp_path, managed, fail=True))
     assert code == 6
-    lines = journal.read_text().splitlines()
     assert all(re.match(r"<[0-7]>", x) for x in lines), lines
     assert not any(re.search(DATE, x) for x in lines), lines
     assert "<3>ERROR Exec[bad]: FAILED in apply: command exited with status 3" in lines
@@ -205,15 +204,7 @@ def test_under_the_journal_a_refused_start_is_an_error_too(tmp_path):
     """A start refused in plain words (an invalid graph) is filed as an error, not info."""
     graph = tmp_path / "bad.yaml"
     graph.write_text("graph: bad\nresources:\n  file:\n  - name: x\n    contnet: 1\n")
-    journal = tmp_path / "journal"
-    argv = [*PYMGMT, "run", "--prefix", str(tmp_path / "s"), "--converged-timeout", "0"]
-    with open(journal, "w") as err:
-        st = os.fstat(err.fileno())
-        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
-        code = subprocess.run(
-            [*argv, str(graph)], stderr=err, env=env, timeout=60, check=False
-        ).returncode
+    code, lines = _under_the_journal(tmp_path, graph)
     assert code == 1
-    lines = journal.read_text().splitlines()
     assert lines[0] == "<3>error: the graph is invalid (1 problem); nothing was changed"
     assert len(lines) > 1 and all(x.startswith("<3>") for x in lines), lines
