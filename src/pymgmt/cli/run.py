@@ -175,7 +175,6 @@ def _reloading(
     frontend: Frontend,
     args: argparse.Namespace,
     graphviz: _GraphvizTap,
-    human: ConsoleReporter | None,
     systemd: SystemdReporter | None,
 ) -> Frontend:
     """`frontend`, rebuilt from the configuration and the graph file on SIGHUP."""
@@ -188,9 +187,7 @@ def _reloading(
         return ReadOnce(path) if new.no_watch else YamlFrontend(path)
 
     def apply(new: argparse.Namespace) -> None:
-        _setup_logging(new)
-        if human is not None:
-            human.verbose, human.quiet = new.verbose, new.quiet
+        _setup_logging(new)  # the one Output's level: every reporter's lines follow
         graphviz.path, graphviz.program = new.graphviz, new.graphviz_filter
 
     return Reloading(frontend, args, make, apply, systemd)
@@ -407,7 +404,7 @@ def _start_checked(args: argparse.Namespace) -> int:
         frontend = _SingleHostNote(frontend)
     graphviz = _GraphvizTap(args.graphviz, args.graphviz_filter)  # a reload may set it
     if not args.remote_child:
-        frontend = _reloading(frontend, args, graphviz, human, systemd)
+        frontend = _reloading(frontend, args, graphviz, systemd)
 
     def make_engine(
         world: World, observers: list[GraphObserver], converged_wait: ConvergedWait | None

@@ -307,7 +307,16 @@ class OutputHandler(logging.Handler):
 def setup_logging(
     level: str = "info", fmt: str = "text", *, stream: IO[str] | None = None
 ) -> Output:
-    """Send pymgmt's log records, and every other library's, into one `Output` on stderr."""
+    """Send pymgmt's log records, and every other library's, into one `Output` on stderr.
+
+    Called again (a SIGHUP reload), it changes the level of the `Output`
+    already there, which every reporter holds; the format stays.
+    """
+    global _current
+    if _current is not None and stream is None:
+        _current.level = LEVELS[level]
+        logging.getLogger("pymgmt").setLevel(_current.level)
+        return _current
     output = Output(stream, level=LEVELS[level], fmt=fmt)
     handler = OutputHandler(output)
     root = logging.getLogger("pymgmt")
@@ -321,7 +330,6 @@ def setup_logging(
     if output.journal and not isinstance(sys.stderr, _JournalStderr):
         sys.stderr = _JournalStderr(sys.stderr)
     _redact_uncaught()
-    global _current
     _current = output
     return output
 
