@@ -14,6 +14,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from helpers import (
     json_lines,
     run_once,
     terminal_rows,
+    wait_for,
     write_graph,
 )
 
@@ -208,3 +210,25 @@ def test_under_the_journal_a_refused_start_is_an_error_too(tmp_path):
     assert code == 1
     assert lines[0] == "<3>error: the graph is invalid (1 problem); nothing was changed"
     assert len(lines) > 1 and all(x.startswith("<3>") for x in lines), lines
+
+
+def test_a_reload_changes_the_log_level_of_every_line(tmp_path, managed, agent):
+    """SIGHUP re-reads the configuration file: its log-level applies to the reporters' lines."""
+    f = managed / "f"
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, graph_doc("g", files=[{"name": "f", "path": str(f), "content": "x\n"}]))
+    config = tmp_path / "pymgmt.yaml"
+    config.write_text("log-level: warning\n")
+    a = agent(graph, "--config", str(config), json_mode=False)
+    wait_for(lambda: f.exists() and f.read_text() == "x\n", what="the first apply")
+    config.write_text("log-level: notice\n")
+    a.send(signal.SIGHUP)
+
+    def drift_repaired_and_said() -> bool:
+        f.write_text("drift\n")
+        wait_for(lambda: f.read_text() == "x\n", what="the repair")
+        return "NOTICE File[f]: CheckApply(apply=True): repaired drift" in a.stderr
+
+    wait_for(drift_repaired_and_said, what="a repair said once the reload took the level")
+    before = a.stderr.split("NOTICE File[f]")[0]
+    assert " NOTICE " not in before and " INFO " not in before  # warning, until the reload
