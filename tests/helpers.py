@@ -161,6 +161,27 @@ def resource_context(tmp_path: Path) -> Any:
     )
 
 
+# -- terminals -------------------------------------------------------------------
+
+
+def terminal_rows(written: str) -> list[str]:
+    """What a terminal shows of `written`, row by row (the last row, unfinished, too):
+    a carriage return starts the row again, ESC [ K erases it."""
+    import re
+
+    shown: list[str] = []
+    row = ""
+    for part in re.split(r"(\r\x1b\[K|\r|\n)", written):
+        if part in ("\r\x1b[K", "\r"):
+            row = ""
+        elif part == "\n":
+            shown.append(row)
+            row = ""
+        else:
+            row += part
+    return [*shown, row]
+
+
 # -- graph files -------------------------------------------------------------------
 
 
@@ -295,7 +316,7 @@ class Agent:
         if json_mode:
             self.argv.append("--json")
         self.argv.append(str(graph))
-        #: parsed JSON events (json mode) or {"event": "_text", "line": ...} lines
+        #: parsed JSON events (json mode) or {"event": "_text", "line": ...}: stderr's lines
         self.events: list[dict[str, Any]] = []
         self.bad_lines: list[str] = []
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -322,19 +343,25 @@ class Agent:
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            if not self.json_mode:
-                self._queue.put({"event": "_text", "line": line.rstrip("\n")})
+            if not self.json_mode:  # stdout is for --json only (README "Output")
+                self.bad_lines.append(line)
                 continue
             try:
                 self._queue.put(json.loads(line))
             except ValueError:
                 self.bad_lines.append(line)
-        self._queue.put(None)
+        if self.json_mode:
+            self._queue.put(None)
 
     def _read_stderr(self) -> None:
+        """The log lines; without --json they are the events (``_text``)."""
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self._stderr.append(line)
+            if not self.json_mode:
+                self._queue.put({"event": "_text", "line": line.rstrip("\n")})
+        if not self.json_mode:
+            self._queue.put(None)
 
     @property
     def stderr(self) -> str:

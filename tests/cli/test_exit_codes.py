@@ -39,7 +39,8 @@ def _run(tmp_path: Path, doc: dict[str, Any], *, json_mode: bool):
 
 
 def _bottom_line(proc) -> str:
-    return proc.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    """The recap's last line: on stderr, with the log lines (README "Output")."""
+    return proc.stderr.rstrip("\n").rsplit("\n", 1)[-1]
 
 
 @pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])
@@ -73,7 +74,7 @@ def test_exit_2_when_changes_were_applied(tmp_path, managed, json_mode):
         assert recap["totals"] == {"changed": 1, "unchanged": 1}
         assert recap["resources"]["File[f]"]["changed"] == 1
     else:
-        assert re.search(r"^  File\[f\] +changed$", proc.stdout, re.M), proc.stdout
+        assert re.search(r"^  File\[f\] +changed$", proc.stderr, re.M), proc.stderr
         assert _bottom_line(proc) == "OK: 2 resources: 1 unchanged, 1 changed, 0 failed"
     # and a second run finds nothing to do
     again = _run(tmp_path, doc, json_mode=json_mode)
@@ -105,7 +106,7 @@ def test_exit_4_when_a_resource_failed_and_its_descendants_were_skipped(
         assert len(finished) == 1
     else:
         for v in (r"Exec\[after\]", r"File\[blocked\]"):
-            assert re.search(rf"^  {v} +skipped \(blocked by Exec\[bad\]\)$", proc.stdout, re.M)
+            assert re.search(rf"^  {v} +skipped \(blocked by Exec\[bad\]\)$", proc.stderr, re.M)
         assert _bottom_line(proc) == (
             "FAILED: 3 resources: 0 unchanged, 0 changed, 1 failed, 2 skipped"
         )

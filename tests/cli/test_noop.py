@@ -69,7 +69,7 @@ def test_noop_text_output_shows_the_diff(tmp_path, managed):
     proc = run_once(graph, tmp_path / "state", "--noop")
     assert proc.returncode == 2, proc.stderr
     assert snapshot(managed) == before
-    out = proc.stdout
+    out = proc.stderr  # README "Output": people read stderr
     assert re.search(r"File\[content\]: would change: content .* mode 0644 -> 0600.*\(noop\)", out)
     assert "    -old line\n" in out and "    +new line\n" in out
     assert re.search(r"Exec\[touch\]: would change: run .*\(noop\)", out)

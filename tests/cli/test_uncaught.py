@@ -16,11 +16,11 @@ import sys
 SECRET = "hunter22-s3cret"
 
 SCRIPT = f"""
-import argparse, asyncio, gc, threading
+import asyncio, gc, threading
 from pymgmt import redaction
-from pymgmt.cli.run import _setup_logging
+from pymgmt.report.logs import setup_logging
 
-_setup_logging(argparse.Namespace(verbose=False, quiet=False))
+setup_logging()
 redaction.register({SECRET!r})
 
 def in_thread():

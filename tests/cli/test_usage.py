@@ -110,7 +110,7 @@ def test_mgmt_converged_exit_exits_0_even_when_a_resource_failed(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FAILED" in proc.stdout
+    assert "FAILED" in proc.stderr
 
 
 def test_mgmt_converger_timeout_without_converged_exit_runs_on(agent, graph, managed):

@@ -98,7 +98,7 @@ def test_exported_reads_well_in_console_and_json() -> None:
     out, js = io.StringIO(), io.StringIO()
     ConsoleReporter(out).emit(Exported(2, ["File[f1]", "File[f2]"]))
     JsonReporter(js).emit(Exported(2, ["File[f1]", "File[f2]"]))
-    assert out.getvalue().split(" ", 1)[1] == "Exported 2 resources: File[f1], File[f2]\n"
+    assert out.getvalue().split(" ", 1)[1] == "INFO  Exported 2 resources: File[f1], File[f2]\n"
     doc = json.loads(js.getvalue())
     assert (doc["event"], doc["count"], doc["keys"]) == ("exported", 2, ["File[f1]", "File[f2]"])
 

@@ -278,13 +278,13 @@ def test_refusals_and_changes_read_well_in_console_and_json() -> None:
         machine.emit(ev)
     # a refusal is said even when quiet; the rest is not
     assert out.getvalue().split(" ", 1)[1] == (
-        "refused host b's File[x]: its path '/x/../../etc/passwd' leaves /tmp/mgmtA/\n"
+        "WARNING refused host b's File[x]: its path '/x/../../etc/passwd' leaves /tmp/mgmtA/\n"
     )
     loud = io.StringIO()
     ConsoleReporter(loud).emit(changed)
-    lines = [line.split(" ", 1)[1] for line in loud.getvalue().splitlines()]
-    assert lines == [
-        "Collected: 1 added, 1 changed, 1 removed, 3 kept",
+    first, *lines = loud.getvalue().splitlines()  # one dated line, the names under it
+    assert [first.split(" ", 1)[1], *lines] == [
+        "INFO  Collected: 1 added, 1 changed, 1 removed, 3 kept",
         "  added: File[f1@b]",
         "  changed: File[f2@c]",
         "  removed: File[f0@b]",

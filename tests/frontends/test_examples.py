@@ -58,7 +58,7 @@ def _run(pymgmt, graph: Path, tmp_path: Path) -> int:
     (proc,) = pymgmt(
         ["run", "--converged-timeout", "0", "--prefix", str(tmp_path / "state"), str(graph)]
     )
-    assert "0 failed" in proc.stdout, proc.stdout + proc.stderr
+    assert "0 failed" in proc.stderr, proc.stdout + proc.stderr
     return proc.returncode
 
 
@@ -249,4 +249,4 @@ def test_exec_example_runs_every_command_once(name: str, pymgmt, tmp_path: Path)
     )
     assert proc.returncode == CHANGED, proc.stdout + proc.stderr
     n = len(_graph(name).vertices)
-    assert f"{n} resources: 0 unchanged, {n} changed, 0 failed" in proc.stdout
+    assert f"{n} resources: 0 unchanged, {n} changed, 0 failed" in proc.stderr

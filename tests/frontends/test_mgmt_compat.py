@@ -69,7 +69,8 @@ def test_a_resource_declared_twice_identically_runs_once(pymgmt: Any, tmp_path: 
     proc = _run(pymgmt, graph, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "duplicate resource File[twin], identical to the one at line 6: merged" in proc.stderr
-    assert proc.stdout.count("File[twin]") == 2  # its change, and its line in the recap
+    # the warning, its change, and its line in the recap
+    assert proc.stderr.count("File[twin]") == 3, proc.stderr
     assert (root / "twin").read_text() == "same\n"
 
 

@@ -110,11 +110,13 @@ def test_uninstalled_removes_and_an_unknown_package_fails_clearly(tmp_path, clea
     apt("install", "sl")
     proc = run_once(_graph(tmp_path / "g.yaml", "uninstalled", ["sl"]), tmp_path / "p", timeout=600)
     assert proc.returncode == 2 and not installed("sl")
+    # said as it begins: a transaction may take minutes (issue 12)
+    assert re.search(r" INFO  Pkg\[[^\]]*\]: applying .*\(a package transaction\)", proc.stderr)
     bad = run_once(
         _graph(tmp_path / "b.yaml", names=["no-such-package-pymgmt"]), tmp_path / "p", timeout=600
     )
     assert bad.returncode == 4
-    assert "Unable to locate package no-such-package-pymgmt" in bad.stdout
+    assert "Unable to locate package no-such-package-pymgmt" in bad.stderr
 
 
 # -- a stop never cuts a transaction in half (issue 8 item 17) -----------------------------

@@ -158,6 +158,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     _verbosity(run)
     _web_flags(run)
     _config_flags(run)
+    _log_flags(run)
     _mgmt_flags(run)
 
     val = sub.add_parser("validate", help="check a graph file without touching the system")
@@ -463,6 +464,32 @@ def _config_flags(run: argparse.ArgumentParser) -> None:
     g.add_argument("--no-config", action="store_true", help="read no configuration file")
 
 
+#: the levels --log-level takes (report/logs.py LEVELS; not imported: --version stays cheap)
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error")
+
+
+def _log_flags(run: argparse.ArgumentParser) -> None:
+    """The log lines on stderr (README "Output"): how much, and in which format."""
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="the least severe lines shown on stderr: debug (-v), info (the default), "
+        "notice (changes), warning (-q), error",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (date, level, resource: message) or as JSON objects",
+    )
+
+
+def _resolve_logs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.log_level is not None and (args.verbose or args.quiet):
+        parser.error("give -v/-q or --log-level, not both")
+
+
 def _mgmt_flags(run: argparse.ArgumentParser) -> None:
     """mgmt's spellings of the run flags (see the README's table)."""
     import argparse
@@ -556,6 +583,7 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             "pymgmt: note: --prometheus-listen serves nothing without --prometheus (as in mgmt)",
             file=sys.stderr,
         )
+    _resolve_logs(parser, args)
     for flag in getattr(args, "ignored", []):
         print(
             f"pymgmt: warning: {flag} (an mgmt flag) is not implemented yet, ignored",

@@ -18,8 +18,6 @@ import socket
 import stat
 import sys
 import tempfile
-import threading
-import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +30,11 @@ from ..frontends.graphfile import STDIN, GraphFileError
 from ..frontends.yamlgraph import YamlFrontend, YamlGraph, load, load_with_text
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph
-from ..redaction import RedactingFilter, redact
+from ..redaction import redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
 from ..report.live import LiveState
+from ..report.logs import current, setup_logging
+from ..report.progress import Progress
 from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
 from ..resources.base import Resource
 from ..statedir import default_prefix
@@ -53,46 +53,11 @@ if TYPE_CHECKING:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger("pymgmt")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    # Other libraries' records (asyncio's "Task exception was never
-    # retrieved", with a traceback) would reach logging's last-resort
-    # handler, which redacts nothing: give the root logger ours.
-    logging.getLogger().handlers[:] = [handler]
-    _redact_uncaught()
-
-
-def _redact_uncaught() -> None:
-    """Tracebacks the interpreter prints itself go through `redact` too.
-
-    An exception escaping the command, or a thread, is printed by
-    sys.excepthook / threading.excepthook, not by a log handler: its
-    message may hold a secret like any other output (a bug, but still).
-    """
-
-    def print_redacted(text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(redact(text))
-            sys.stderr.flush()
-
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        print_redacted("".join(traceback.format_exception(kind, value, tb)))
-
-    def thread_hook(args: threading.ExceptHookArgs) -> None:
-        if args.exc_type is SystemExit:
-            return  # threading's own hook is silent about it too
-        name = args.thread.name if args.thread is not None else "?"
-        lines = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
-        print_redacted(f"Exception in thread {name}:\n" + "".join(lines))
-
-    sys.excepthook = hook
-    threading.excepthook = thread_hook
+    """Every line for people goes to one `Output` on stderr (README "Output")."""
+    level = args.log_level or ("debug" if args.verbose else "warning" if args.quiet else "info")
+    output = setup_logging(level, args.log_format)
+    if args.json or level not in ("debug", "info"):
+        output.live = False  # the status line: not beside JSON, not when asked for quiet
 
 
 def print_input_error(e: InputError, *, as_json: bool) -> None:
@@ -210,7 +175,6 @@ def _reloading(
     frontend: Frontend,
     args: argparse.Namespace,
     graphviz: _GraphvizTap,
-    human: ConsoleReporter | None,
     systemd: SystemdReporter | None,
 ) -> Frontend:
     """`frontend`, rebuilt from the configuration and the graph file on SIGHUP."""
@@ -223,9 +187,7 @@ def _reloading(
         return ReadOnce(path) if new.no_watch else YamlFrontend(path)
 
     def apply(new: argparse.Namespace) -> None:
-        _setup_logging(new)
-        if human is not None:
-            human.verbose, human.quiet = new.verbose, new.quiet
+        _setup_logging(new)  # the one Output's level: every reporter's lines follow
         graphviz.path, graphviz.program = new.graphviz, new.graphviz_filter
 
     return Reloading(frontend, args, make, apply, systemd)
@@ -414,15 +376,19 @@ def _start_checked(args: argparse.Namespace) -> int:
     stopper = _Stopper(recap)
     human = None
     machine = None
+    output = current()
+    assert output is not None  # run_command set it up
     if args.json:
         machine = JsonReporter(on_closed=stopper.stdout_closed)
     else:
-        human = ConsoleReporter(
-            verbose=args.verbose, quiet=args.quiet, on_closed=stopper.stdout_closed
-        )
+        # stderr is the output a person reads: its reader leaving is the same stop
+        output.on_closed = stopper.stdout_closed
+        human = ConsoleReporter(output=output)
+    progress = Progress(output)
     live = LiveState(hostname=hostname, noop=args.noop)  # what `pymgmt status` shows
     web = _web_server(args, live)
-    reporter = Fanout(*(r for r in (human, machine, recap, live, web) if r is not None))
+    reporters = (human, machine, progress, recap, live, web)
+    reporter = Fanout(*(r for r in reporters if r is not None))
     systemd = SystemdReporter.from_environ()  # run by a Type=notify unit: READY, WATCHDOG, STATUS
     if systemd is not None:
         reporter = Fanout(reporter, systemd)
@@ -438,7 +404,7 @@ def _start_checked(args: argparse.Namespace) -> int:
         frontend = _SingleHostNote(frontend)
     graphviz = _GraphvizTap(args.graphviz, args.graphviz_filter)  # a reload may set it
     if not args.remote_child:
-        frontend = _reloading(frontend, args, graphviz, human, systemd)
+        frontend = _reloading(frontend, args, graphviz, systemd)
 
     def make_engine(
         world: World, observers: list[GraphObserver], converged_wait: ConvergedWait | None
@@ -489,16 +455,20 @@ def _start_checked(args: argparse.Namespace) -> int:
     except WebError as e:  # --prometheus-listen taken: refused before anything ran
         _refuse(str(e), args)
         return EXIT_INPUT
+    finally:
+        progress.close()  # its timer, and the status line off the terminal
     if machine is not None:
         machine.write_obj({"event": "recap", **recap.as_dict()})
-    elif human is not None:
-        human.write(recap.render(verbose=args.verbose) + "\n")
+    elif output.json:
+        output.line(logging.INFO, "recap", always=True, recap=recap.as_dict())
+    else:
+        output.block(logging.INFO, recap.render(verbose=output.enabled(logging.DEBUG)))
     code = recap.exit_code()
     if lost is not None:
         code = EXIT_INPUT
         if machine is not None:
             machine.write_obj({"event": "cluster_lost", "message": str(lost)})
-        print(f"error: {lost}", file=sys.stderr)
+        logging.getLogger("pymgmt").error("%s", lost)
     if args.remote_child:
         from ..remote.child import remove_run_dir
 
@@ -542,13 +512,20 @@ def _remote_options(args: argparse.Namespace, timeout: float | None) -> RemoteOp
         converged_timeout=timeout,
         noop=args.noop,
         json=args.json,
-        verbosity=("-v",) if args.verbose else ("-q",) if args.quiet else (),
+        verbosity=_log_flags(args),
         tmp_prefix=args.tmp_prefix,
         sema=args.sema,
         watch=not args.no_watch,
         depth=args.depth,
         max_depth=args.max_depth,
     )
+
+
+def _log_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """How much a remote agent logs: what this one was told."""
+    if args.log_level is not None:
+        return ("--log-level", args.log_level)
+    return ("-v",) if args.verbose else ("-q",) if args.quiet else ()
 
 
 def bundle_cache() -> Path:

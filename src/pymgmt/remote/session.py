@@ -49,6 +49,7 @@ from ..errors import InputError, InputErrors
 from ..redaction import redact
 from ..report.console import visible
 from ..report.events import Event, RemoteChanged, RemoteOutput
+from ..report.logs import relay
 from ..world.base import World, keys
 from ..world.etcd.urls import TUNNEL_SOCKET
 from .spec import DEFAULT_MAX_DEPTH, RemoteSpec
@@ -665,9 +666,7 @@ class Session:
             async for line in process.stderr:
                 if not line.strip() or self._deeper_ended(line):
                     continue
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.write(redact(f"[{self.host}] {visible(line.rstrip())}\n"))
-                    sys.stderr.flush()
+                relay(self.host, redact(visible(line.rstrip())))
 
     def _deeper_ended(self, line: str) -> bool:
         """An intermediate host's word that one of its own hosts ended: into our recap.

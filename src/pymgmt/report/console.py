@@ -1,17 +1,18 @@
-"""Reporters: log lines a person can follow, and JSON lines for machines.
+"""Reporters: log lines a person can follow (stderr), and JSON lines for machines (stdout).
 
-Both fall silent instead of crashing when their reader goes away (``pymgmt
-run ... | head -1``, issue 8 item 17): the stream is pointed at /dev/null and
-`on_closed` is called once, so the CLI can stop the agent quietly.
+The console reporter turns each event into a line of `report.logs`'s one
+format (date, level, resource) on its `Output`; the JSON reporter writes
+one object per event. Both fall silent instead of crashing when their
+reader goes away (``pymgmt run ... | head -1``, issue 8 item 17): the
+stream is pointed at /dev/null and `on_closed` is called once, so the CLI
+can stop the agent quietly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
-import os
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -35,48 +36,13 @@ from .events import (
     Settled,
     Stopping,
 )
+from .logs import NOTICE, Closable, Output, relay, silence, visible
 
 
-def _ts() -> str:
-    t = time.time()
-    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+class _StopAware:
+    """What every reporter shares: once a stop began, nothing may claim convergence."""
 
-
-def silence(out: IO[str]) -> None:
-    """Point `out`'s file descriptor at /dev/null: its reader is gone.
-
-    Later writes (and the interpreter's last flush) then succeed quietly
-    instead of raising BrokenPipeError again; what was buffered is dropped.
-    """
-    with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
-        fd = out.fileno()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-
-
-class _Stream:
-    """What both reporters share: a stream that may close, and a stop that may come."""
-
-    def __init__(self, out: IO[str] | None, on_closed: Callable[[], None] | None) -> None:
-        self.out = out or sys.stdout
-        self.on_closed = on_closed
-        self.closed = False
-        #: a stop has begun: from now on nothing may claim convergence
-        self.stopping = False
-
-    def write(self, text: str) -> None:
-        """Write and flush `text`; a reader that went away is not an error."""
-        if self.closed:
-            return
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except BrokenPipeError:
-            self.closed = True
-            silence(self.out)
-            if self.on_closed is not None:
-                self.on_closed()
+    stopping = False
 
     def claims_convergence_after_stop(self, event: Event) -> bool:
         """True for a Converged/Settled that comes once a stop began (workers
@@ -86,8 +52,24 @@ class _Stream:
         return self.stopping and isinstance(event, (Converged, Settled))
 
 
-class ConsoleReporter(_Stream):
-    """Human-readable lines in mgmt's spirit: ``File[f1]: CheckApply(apply=True)``."""
+class _Stream(Closable, _StopAware):
+    """A stream that may close (the JSON events on stdout)."""
+
+    def __init__(self, out: IO[str] | None, on_closed: Callable[[], None] | None) -> None:
+        super().__init__(out or sys.stdout, on_closed)
+
+    def write(self, text: str) -> None:
+        self.put(text)
+
+
+class ConsoleReporter(_StopAware):
+    """Events as log lines for people, in mgmt's words: ``File[f1]: CheckApply(apply=True)``.
+
+    Each line goes to an `Output` (stderr, issue 12) with a level: a change
+    is NOTICE, a failure ERROR (WARNING when it will be retried), the
+    graph's life INFO, an unchanged check DEBUG. Diffs are shown in noop,
+    and with DEBUG (``-v``).
+    """
 
     def __init__(
         self,
@@ -96,90 +78,98 @@ class ConsoleReporter(_Stream):
         verbose: bool = False,
         quiet: bool = False,
         on_closed: Callable[[], None] | None = None,
+        output: Output | None = None,
     ) -> None:
-        super().__init__(out, on_closed)
-        self.verbose = verbose
-        self.quiet = quiet
+        level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+        self.output = output or Output(out, level=level, live=False, on_closed=on_closed)
+        #: the event being shown, as the JSON events name it ("checked")
+        self.showing = ""
 
-    def line(self, text: str) -> None:
-        self.write(f"{_ts()} {text}\n")
+    @property
+    def verbose(self) -> bool:
+        return self.output.enabled(logging.DEBUG)
 
-    def listed(self, **names_by_verb: list[str]) -> None:
+    def line(self, level: int, text: str, resource: str | None = None, detail: str = "") -> None:
+        """A line about the event being shown (its name: a field of its own in JSON)."""
+        self.output.line(level, text, resource, detail, event=self.showing)
+
+    def listed(self, **names_by_verb: list[str]) -> str:
         """One indented line per name, in the order given: ``  added: File[f]``."""
-        for verb, names in names_by_verb.items():
-            for n in names:
-                self.line(f"  {verb}: {n}")
+        return "".join(f"\n  {verb}: {n}" for verb, names in names_by_verb.items() for n in names)
 
     def emit(self, event: Event) -> None:
         if self.claims_convergence_after_stop(event):
             return
-        if isinstance(event, Failed):
+        self.showing = _snake(type(event).__name__)
+        if isinstance(event, Checked):
+            self.checked(event)
+        elif isinstance(event, Failed):
             retry = "" if event.retry_in is None else f" (retrying in {event.retry_in:.3g} s)"
-            self.line(f"{event.vertex}: FAILED in {event.phase}: {event.error}{retry}")
-        elif isinstance(event, GraphRejected):
-            self.line("the new graph is invalid; the running graph is kept:")
-            self.write("".join(f"  {e}\n" for e in event.errors))
-        elif isinstance(event, CollectRefused):
-            self.line(f"{_refused_text(event)}")
+            level = logging.ERROR if event.retry_in is None else logging.WARNING
+            self.line(level, f"FAILED in {event.phase}: {event.error}{retry}", event.vertex)
         elif isinstance(event, RemoteOutput):
             # the remote's own lines, stamped there; a terminal escape from
             # another host is shown, never acted on
-            self.write(f"[{event.host}] {visible(event.line)}\n")
-        elif isinstance(event, RemoteChanged) and (event.stage == "failed" or not self.quiet):
-            self.line(f"remote {event.host}: {_remote_text(event)}")
-        if self.quiet:
-            return
-        if isinstance(event, GraphStarted):
+            relay(event.host, visible(event.line), self.output)
+        else:
+            self.graph_event(event)
+
+    def graph_event(self, event: Event) -> None:
+        """The graph's and the cluster's life: INFO, or WARNING/ERROR for what went wrong."""
+        info = logging.INFO
+        if isinstance(event, GraphRejected):
+            errors = "".join(f"\n  {e}" for e in event.errors)
+            kept = "the new graph is invalid; the running graph is kept:"
+            self.line(logging.ERROR, kept + errors)
+        elif isinstance(event, CollectRefused):
+            self.line(logging.WARNING, _refused_text(event))
+        elif isinstance(event, RemoteChanged):
+            level = logging.ERROR if event.stage == "failed" else info
+            self.line(level, f"remote {event.host}: {_remote_text(event)}")
+        elif isinstance(event, GraphStarted):
             self.line(
+                info,
                 f"Graph[{event.name}]: {event.vertices} vertices, {event.edges} edges "
-                f"(from {event.source})"
+                f"(from {event.source})",
             )
         elif isinstance(event, GraphSwapped):
             self.line(
+                info,
                 f"Graph[{event.name}]: changeover: {event.kept} kept, "
                 f"{len(event.replaced)} replaced, {len(event.added)} added, "
                 f"{len(event.removed)} removed"
+                + self.listed(replaced=event.replaced, added=event.added, removed=event.removed),
             )
-            self.listed(replaced=event.replaced, added=event.added, removed=event.removed)
-        elif isinstance(event, Checked):
-            self.checked(event)
         elif isinstance(event, Converged):
-            self.line(f"Converged for {event.seconds:g} seconds, exiting")
+            self.line(info, f"Converged for {event.seconds:g} seconds, exiting")
         elif isinstance(event, Settled):
-            if event.would_change:  # noop: idle, but not as wanted
-                self.line(
-                    f"Idle (noop): {len(event.would_change)} of {event.vertices} resources "
-                    f"would change: {', '.join(event.would_change)}"
-                )
-            elif event.failed:
-                self.line(
-                    f"Converged, but {len(event.failed)} of {event.vertices} resources "
-                    f"failed: {', '.join(event.failed)}"
-                )
-            else:
-                self.line(f"Converged: all {event.vertices} resources as wanted")
+            self.line(info, _settled_text(event))
         elif isinstance(event, Exported):
             listed = f": {', '.join(event.keys)}" if event.keys else ""
-            self.line(f"Exported {event.count} resource{_s(event.count)}{listed}")
+            self.line(info, f"Exported {event.count} resource{_s(event.count)}{listed}")
         elif isinstance(event, CollectChanged):
             self.line(
+                info,
                 f"Collected: {len(event.added)} added, {len(event.changed)} changed, "
                 f"{len(event.removed)} removed, {event.kept} kept"
+                + self.listed(added=event.added, changed=event.changed, removed=event.removed),
             )
-            self.listed(added=event.added, changed=event.changed, removed=event.removed)
         elif isinstance(event, Stopping) and event.reason != "converged":
-            self.line(f"Stopping: {event.reason}")
+            self.line(info, f"Stopping: {event.reason}")
 
     def checked(self, ev: Checked) -> None:
         if ev.pending_on and (not ev.changes or ev.note):
             note = f": {ev.note}" if ev.note else ""
-            self.line(f"{ev.vertex}: pending on {', '.join(ev.pending_on)} (noop){note}")
+            self.line(
+                logging.INFO, f"pending on {', '.join(ev.pending_on)} (noop){note}", ev.vertex
+            )
             return
         if not ev.changes:
             if self.verbose:
                 self.line(
-                    f"{ev.vertex}: CheckApply(apply=False): converged ({ev.reason}, "
-                    f"{ev.seconds * 1000:.1f} ms)"
+                    logging.DEBUG,
+                    f"CheckApply(apply=False): converged ({ev.reason}, {ev.seconds * 1000:.1f} ms)",
+                    ev.vertex,
                 )
             return
         what = ", ".join(_change_text(c.field, c.old, c.new) for c in ev.changes)
@@ -187,29 +177,30 @@ class ConsoleReporter(_Stream):
             what += f" ({ev.seconds:.2f} s)"
         if ev.noop:
             after = f", after {', '.join(ev.pending_on)}" if ev.pending_on else ""
-            self.line(f"{ev.vertex}: would change: {what} (noop{after})")
+            text = f"would change: {what} (noop{after})"
         elif ev.drift:
-            self.line(f"{ev.vertex}: CheckApply(apply=True): repaired drift: {what}")
+            text = f"CheckApply(apply=True): repaired drift: {what}"
         else:
-            self.line(f"{ev.vertex}: CheckApply(apply=True): changed: {what}")
+            text = f"CheckApply(apply=True): changed: {what}"
+        diff = ""
         if ev.noop or self.verbose:
-            self.write(
-                "".join(
-                    f"    {visible(dl)}\n"
-                    for c in ev.changes
-                    if c.diff
-                    for dl in c.diff.rstrip("\n").split("\n")
-                )
-            )
+            diffs = (c.diff.rstrip("\n") for c in ev.changes if c.diff)
+            diff = "".join(f"    {dl}\n" for d in diffs for dl in d.split("\n"))
+        self.line(NOTICE, text, ev.vertex, diff)
 
 
-def visible(line: str) -> str:
-    """A diff line as text: each character a terminal would act on (an escape
-    sequence, a carriage return) written as its escape. Content may be another
-    host's (a collected file), or anyone's who could write the file."""
-    if line.isprintable():
-        return line
-    return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
+def _settled_text(event: Settled) -> str:
+    if event.would_change:  # noop: idle, but not as wanted
+        return (
+            f"Idle (noop): {len(event.would_change)} of {event.vertices} resources "
+            f"would change: {', '.join(event.would_change)}"
+        )
+    if event.failed:
+        return (
+            f"Converged, but {len(event.failed)} of {event.vertices} resources "
+            f"failed: {', '.join(event.failed)}"
+        )
+    return f"Converged: all {event.vertices} resources as wanted"
 
 
 def _refused_text(ev: CollectRefused) -> str:
@@ -282,4 +273,4 @@ class Fanout:
             r.emit(event)
 
 
-__all__ = ["ConsoleReporter", "Fanout", "Finished", "JsonReporter"]
+__all__ = ["ConsoleReporter", "Fanout", "Finished", "JsonReporter", "silence", "visible"]
