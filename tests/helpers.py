@@ -368,6 +368,7 @@ class Agent:
         return "".join(self._stderr)
 
     def describe(self) -> str:
+        self._pull(0)  # what arrived so far: a stop that hangs shows how far it got
         tail = "\n".join(json.dumps(e)[:300] for e in self.events[-15:])
         return (
             f"agent pid {self.pid} returncode {self.proc.poll()}\n"

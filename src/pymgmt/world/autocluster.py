@@ -959,6 +959,9 @@ class AutoCluster:
         """
         if not self.slot.serving:
             return
+        # said first: each step below may take seconds (bounded), and a stop
+        # that says nothing while it waits looks hung
+        log.info("cluster: stopping this host's etcd member")
         listed = self.members
         with contextlib.suppress(WorldError, TimeoutError):
             async with asyncio.timeout(FRESH_TIMEOUT):
