@@ -444,3 +444,34 @@ def test_a_cancel_during_aetcds_stream_shutdown_reaches_the_caller(etcd_node: Et
 
     assert not run_async(stop_stream_and_cancel(keep=False))  # aetcd's own: the cancel is lost
     assert run_async(stop_stream_and_cancel(keep=True))
+
+
+def test_changing_endpoints_does_not_wait_for_the_old_channels_calls(
+    etcd_node: EtcdProcess,
+) -> None:
+    # A member leaving swaps its endpoints twice; each swap waited for the
+    # calls still open on the old channel (up to the RPC timeout), so a clean
+    # stop under load overran its bound. The old channel is now closed in the
+    # background, and at the latest when the World closes.
+    from aetcd import rpc
+
+    url = etcd_node.client_url
+
+    async def main() -> None:
+        forever = asyncio.Event()
+
+        async def no_requests() -> AsyncIterator[Any]:
+            await forever.wait()
+            yield  # never reached: the stream stays open until cancelled
+
+        async with world_on([url], "h1", rpc_timeout=60.0) as w:
+            old = w._client.inner
+            call = rpc.WatchStub(old.channel).Watch(no_requests())
+            assert await w.set_endpoints([url.replace("127.0.0.1", "localhost")])
+            assert not call.done()  # returned without waiting on the open call
+            rev = await w.put("/after-swap", b"1")  # the new channel works
+            got, _ = await w.get_prefix("/after-swap")
+            assert [(kv.key, kv.value, kv.revision) for kv in got] == [("/after-swap", b"1", rev)]
+        assert call.done()  # the World's close ended it
+
+    run_async(main(), timeout=30)

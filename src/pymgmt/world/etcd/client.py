@@ -465,6 +465,10 @@ class EtcdWorld:
         self._lease_lock = asyncio.Lock()
         self._closing = asyncio.Event()
         self._closed = asyncio.Event()
+        #: old clients swapped out by set_endpoints, closing in the background
+        self._retiring: set[asyncio.Task[None]] = set()
+        #: set on the way out: retirements stop waiting for their calls' grace
+        self._hurry = asyncio.Event()
         #: open watch stream calls (see _RecordingWatchStub)
         self._streams: list[Any] = []
         #: how many times the lease was lost and re-granted (for tests and logs)
@@ -594,6 +598,7 @@ class EtcdWorld:
             )
         finally:
             self._lease_id = 0
+            await self._finish_retiring()
             await _close_client(client, self._streams)
             self._closed.set()
 
@@ -1249,27 +1254,44 @@ class EtcdWorld:
                     aetcd.ConnectionFailedError("the etcd endpoints changed")
                 )
             )
-        await _retire_client(old, self.rpc_timeout)
+        # Retired in the background: its calls under way get their grace, but
+        # the caller (a member leaving, which swaps endpoints twice) does not
+        # wait on it: waiting made a clean stop take seconds per swap.
+        task = asyncio.create_task(
+            _retire_client(old, self.rpc_timeout, self._hurry), name="retire etcd client"
+        )
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
         return True
 
+    async def _finish_retiring(self) -> None:
+        """On the way out: close the swapped-out clients now (bounded), not after their grace."""
+        self._hurry.set()
+        if self._retiring:
+            await asyncio.wait(set(self._retiring), timeout=KEEPING_CANCEL_WAIT)
 
-async def _retire_client(client: Any, grace: float) -> None:
+
+async def _retire_client(client: Any, grace: float, hurry: asyncio.Event) -> None:
     """Close a client that was swapped out, once its calls under way have ended.
 
-    Its calls are given `grace` s (each is bounded by the RPC timeout), then
-    cancelled; only this channel's calls are waited for (not every gRPC
-    task of the process, as `_close_client` does on the way out).
+    Its calls are given `grace` s (each is bounded by the RPC timeout), or
+    less once `hurry` is set (the World closes), then cancelled; only this
+    channel's calls are waited for (not every gRPC task of the process, as
+    `_close_client` does on the way out).
     """
     channel = client.channel
     deadline = time.monotonic() + grace
-    while channel is not None and time.monotonic() < deadline:
+    while channel is not None and time.monotonic() < deadline and not hurry.is_set():
         if all(c.done() for c in list(getattr(channel, "_active_calls", ()))):
             break
         await asyncio.sleep(0.05)
     calls = list(getattr(channel, "_active_calls", ())) if channel is not None else []
     for call in calls:
         call.cancel()
-    await _keeping_cancel(client.close())
+    try:
+        await _keeping_cancel(client.close())
+    except Exception as e:  # in the background: nobody else would hear of it
+        log.debug("closing a swapped-out etcd client: %s", e)
     if calls:
         ended = [asyncio.ensure_future(c.code()) for c in calls]
         done, pending = await asyncio.wait(ended, timeout=2.0)
