@@ -115,7 +115,14 @@ def test_editing_an_export_updates_every_copy(cluster):
     assert (target(a, "a") / "f3a").read_text() == "f3 from A, edited\n"
     assert (target(b, "b") / "f4a").read_text() == "i am f4, exported from host A\n"
     # live changeover on B: only the edited vertex is replaced and re-run; the
-    # unchanged collected file is neither replaced nor written again
+    # unchanged collected file is neither replaced nor written again. The file
+    # on disk can change before B's events reach this test through the pipe:
+    # its apply event (which follows the swap's) is waited for first.
+    agent_b.wait_event(
+        lambda e: applied(e) and e.get("vertex") == "File[file3a@a]",
+        since=since,
+        what="B's apply of the edited export",
+    )
     swaps = agent_b.find(event("graph_swapped"), since=since)
     assert swaps, agent_b.describe()
     assert all(s["replaced"] == ["File[file3a@a]"] for s in swaps), swaps
