@@ -32,10 +32,11 @@ from ..graph.graphviz import to_dot
 from ..graph.model import Graph
 from ..redaction import redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
+from ..report.exitcodes import EXIT_INPUT, EXIT_OK
 from ..report.live import LiveState
 from ..report.logs import current, setup_logging
 from ..report.progress import Progress
-from ..report.recap import EXIT_INPUT, EXIT_OK, Recap
+from ..report.recap import Recap
 from ..resources.base import Resource
 from ..statedir import default_prefix
 from ..types import MAX_PROBLEMS
@@ -926,7 +927,7 @@ def validate_command(args: argparse.Namespace) -> int:
         by_kind[r.kind] = by_kind.get(r.kind, 0) + 1
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(by_kind.items()))
     print(
-        f"{graph.source}: graph {graph.name!r} is valid: {len(graph.vertices)} resources "
+        f"{graph.source}: graph {graph.name!r} is valid: {_count(len(graph.vertices), 'resource')} "
         f"({kinds or 'none'}), {len(graph.edges)} edges"
     )
     for r in graph.vertices.values():
@@ -943,6 +944,11 @@ def validate_command(args: argparse.Namespace) -> int:
         for child in remote.children:
             print(f"  and there, on: {child.target.label} as {child.hostname} ({child.file})")
     return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 resource``, ``2 resources``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _remote_spec(path: str) -> RemoteSpec:
