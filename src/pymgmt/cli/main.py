@@ -215,6 +215,12 @@ def _run_parser(sub: Any) -> argparse.ArgumentParser:
     run.add_argument(
         "--no-watch", action="store_true", help="do not re-read the graph file when it changes"
     )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="parse the graph file even if the state directory holds its parse from a "
+        "previous run (and do not store this one)",
+    )
     _verbosity(run)
     _web_flags(run)
     _config_flags(run)

@@ -27,8 +27,8 @@ from ..engine.engine import ConvergedWait, Engine, GraphObserver
 from ..errors import InputError, InputErrors, Location
 from ..frontends.base import Frontend, FrontendContext
 from ..frontends.graphfile import STDIN, GraphFileError
-from ..frontends.yamlgraph import YamlFrontend, YamlGraph, load, load_with_text
-from ..graph.graphviz import to_dot
+from ..frontends.yamlfile import YamlFrontend
+from ..frontends.yamlmodel import YamlGraph
 from ..graph.model import Graph
 from ..redaction import redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
@@ -47,6 +47,7 @@ from ..world.local import LocalWorld
 from .systemd import SystemdReporter
 
 if TYPE_CHECKING:
+    from ..frontends.compile import Compiled
     from ..remote.child import ParentLink
     from ..remote.session import RemoteOptions, Remotes
     from ..remote.spec import RemoteSpec
@@ -142,6 +143,7 @@ async def write_graphviz(graph: Graph[Any], path: str, program: str = "dot") -> 
     that picture. `program` is the layout program (mgmt's --graphviz-filter).
     """
     from ..fsutil import atomic_write
+    from ..graph.graphviz import to_dot
 
     root, ext = os.path.splitext(os.path.abspath(path))
     fmt = ext[1:] if ext in (".svg", ".png", ".pdf") else "svg"
@@ -205,6 +207,44 @@ def _missing_file(path: str, *, as_json: bool) -> bool:
     else:
         print(f"error: {path}: {message}; nothing was changed", file=sys.stderr)
     return True
+
+
+def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compiled], str | None]:
+    """The graph file's bytes and its compiled graph, parsed or from the cache.
+
+    Second: the cache key to store the parse under once the state directory
+    is locked (None: it came from the cache, or no cache is wanted). The
+    cache (frontends/cache.py) spares an unchanged graph PyYAML and the
+    builder; compiling runs either way. Not for standard input, nor for a
+    state directory made new for this run (--tmp-prefix: nothing to find).
+    """
+    from ..frontends.compile import accept
+    from ..frontends.graphfile import read_graph_file, source_name
+
+    text = read_graph_file(path)
+    source = source_name(path)
+    key = None
+    if not (args.no_cache or args.tmp_prefix or path == STDIN):
+        from ..frontends import cache
+
+        key = cache.cache_key(text, source)
+        declared = cache.read(Path(args.prefix) if args.prefix else default_prefix(), key)
+        if declared is not None:
+            return (text, accept(declared)), None
+    from ..frontends.yamlbuild import declare
+
+    return (text, accept(declare(text, source))), key
+
+
+def _store_parsed(prefix: Path, compiled: Compiled, key: str) -> None:
+    """Keep the declared graph in the (locked) state directory for the next run."""
+    from ..frontends import cache
+
+    declared = compiled.declared
+    assert isinstance(declared, YamlGraph)
+    data = cache.encode(declared, key)
+    if data is not None:
+        cache.write(prefix, data)
 
 
 def _lock_state_dir(args: argparse.Namespace) -> statedir.StateDirLock | None:
@@ -319,8 +359,9 @@ def _start_checked(args: argparse.Namespace) -> int:
             from ..frontends.yamlbuild import declare
 
             validated = (_NO_LOCAL_GRAPH, accept(declare(_NO_LOCAL_GRAPH, "(no local graph)")))
+            to_cache = None
         else:
-            validated = load_with_text(path)
+            validated, to_cache = _load_graph(path, args)
     except InputError as e:
         print_input_error(e, as_json=args.json)
         return EXIT_INPUT
@@ -366,6 +407,8 @@ def _start_checked(args: argparse.Namespace) -> int:
     state = _lock_state_dir(args)
     if state is None:
         return EXIT_INPUT
+    if to_cache is not None:
+        _store_parsed(state.prefix, validated[1], to_cache)
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None
@@ -882,6 +925,8 @@ def validate_command(args: argparse.Namespace) -> int:
     if _missing_file(args.file, as_json=args.json):
         return EXIT_INPUT
     try:
+        from ..frontends.yamlgraph import load  # always parsed: the cache is run's only
+
         graph = load(args.file)
         # a remote graph file: its target and its 'remotes:' tree are checked too
         # (not from standard input: 'remotes:' are files next to the graph's own)
