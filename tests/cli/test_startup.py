@@ -71,9 +71,9 @@ def test_a_signal_during_an_import_while_validating_says_nothing_was_changed(tmp
         class Field:
             def __set_name__(self, owner, name):
                 run._interrupt_start(signal.SIGINT, None)
-        def validating(path):
+        def validating(path, args):
             type("Kind", (), {"field": Field()})
-        run.load_with_text = validating
+        run._load_graph = validating
         sys.exit(main.main(sys.argv[1:]))
     """)
     graph = tmp_path / "graph.yaml"

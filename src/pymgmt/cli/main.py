@@ -17,6 +17,7 @@ import sys
 
 from .._version import __version__
 from ..report.exitcodes import EXIT_INPUT
+from .lean import import_asyncio_without_tls, terminal_width
 
 TYPE_CHECKING = False  # argparse is imported when a parser is built: --version skips it
 if TYPE_CHECKING:
@@ -105,6 +106,10 @@ def _parser(
         def error(self, message: str) -> None:  # type: ignore[override]
             self.print_usage(sys.stderr)
             self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # the width without importing shutil (cli/lean.py)
+            return self.formatter_class(prog=self.prog, width=terminal_width())  # type: ignore[call-arg]
 
     p = Parser(
         prog="pymgmt",
@@ -722,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
             report(e, as_json=args.json)
             return EXIT_INPUT
         _resolve_run(run_parser, args)
+        if not (args.cluster_flags or args.remotes or args.remote_child or args.prometheus):
+            import_asyncio_without_tls()  # before cli/run.py imports asyncio
         from .run import run_command
 
         return run_command(args)

@@ -12,12 +12,10 @@ import io
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import stat
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +149,8 @@ async def write_graphviz(graph: Graph[Any], path: str, program: str = "dot") -> 
     text = redact(to_dot(graph)).encode()
     # two fsyncs: off the loop, like every durable write
     await asyncio.to_thread(atomic_write, dot_path, text, 0o644, None, None)
+    import shutil
+
     exe = shutil.which(program)
     if exe:
         await _render([exe, f"-T{fmt}", "-o", f"{root}.{fmt}", dot_path])
@@ -272,6 +272,8 @@ def _lock_state_dir(args: argparse.Namespace) -> statedir.StateDirLock | None:
 
 
 def _tmp_prefix(why: str) -> Path:
+    import tempfile
+
     prefix = Path(tempfile.mkdtemp(prefix="pymgmt-"))
     logging.getLogger("pymgmt").info("state directory (%s): %s", why, prefix)
     return prefix
