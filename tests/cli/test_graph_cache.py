@@ -7,6 +7,7 @@ PyYAML. Each test uses real files, real runs and a real state directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -14,9 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import DEADLINE, dump, graph_doc, json_lines
 
+from pymgmt.frontends import cache
 from pymgmt.frontends.cache import CACHE_NAME
+from pymgmt.frontends.yamlbuild import declare
+from pymgmt.frontends.yamlmodel import YamlGraph
+from pymgmt.resources.base import shipped_kinds
 
 #: a user that is not root (the tests run as root): a foreign owner
 NOBODY = 65534
@@ -195,3 +201,30 @@ def test_validate_always_parses(tmp_path: Path) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=DEADLINE, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "yaml" in _imported(proc.stderr)
+
+
+@pytest.mark.parametrize("kind", sorted(shipped_kinds()))
+def test_every_kinds_example_reads_back_from_the_cache_exactly(kind: str) -> None:
+    declared = declare(shipped_kinds()[kind].example, "/srv/example.yaml")
+    data = cache.encode(declared, "key")
+    assert data is not None, f"{kind}'s example cannot be cached"
+    back = cache._decode(json.loads(data)["graph"])
+    assert _graph_state(back) == _graph_state(declared)
+
+
+def _graph_state(g: YamlGraph) -> dict[str, object]:
+    """Every field of a declared graph, resources as (class, every attribute with its type)."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(g):
+        value = getattr(g, f.name)
+        if f.name == "vertices":
+            value = [
+                (k, type(r), {a: (type(v), v) for a, v in vars(r).items()})
+                for k, r in value.items()
+            ]
+        elif f.name == "warnings":
+            value = [(w.message, w.location, w.field, w.hint) for w in value]
+        elif f.name in ("edges", "collect"):  # their equality leaves the location out
+            value = [(x, x.location) for x in value]
+        out[f.name] = value
+    return out

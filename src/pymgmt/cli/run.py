@@ -216,7 +216,8 @@ def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compi
     is locked (None: it came from the cache, or no cache is wanted). The
     cache (frontends/cache.py) spares an unchanged graph PyYAML and the
     builder; compiling runs either way. Not for standard input, nor for a
-    state directory made new for this run (--tmp-prefix: nothing to find).
+    state directory made new for this run (--tmp-prefix: nothing to find),
+    nor for an agent started by --remote (it leaves nothing behind).
     """
     from ..frontends.compile import accept
     from ..frontends.graphfile import read_graph_file, source_name
@@ -224,7 +225,7 @@ def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compi
     text = read_graph_file(path)
     source = source_name(path)
     key = None
-    if not (args.no_cache or args.tmp_prefix or path == STDIN):
+    if not (args.no_cache or args.tmp_prefix or args.remote_child or path == STDIN):
         from ..frontends import cache
 
         key = cache.cache_key(text, source)
