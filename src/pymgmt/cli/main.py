@@ -12,7 +12,6 @@ with a bare "unrecognized arguments".
 
 from __future__ import annotations
 
-import math
 import sys
 
 from .._version import __version__
@@ -259,7 +258,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if math.isnan(value) or value > MAX_TIMEOUT:
+    if value != value or value > MAX_TIMEOUT:  # NaN (not math.isnan: --version imports no math)
         raise argparse.ArgumentTypeError(
             f"expected a number of seconds up to {MAX_TIMEOUT:g}, got {text!r}"
         )
