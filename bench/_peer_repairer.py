@@ -17,10 +17,11 @@ import signal
 import struct
 import sys
 
-from asyncinotify import Inotify, Mask
+from pymgmt.events import linux_inotify as kernel
+from pymgmt.events.linux_inotify import Inotify
 
 _EV = struct.Struct("iIII")
-MASK = Mask.CREATE | Mask.DELETE | Mask.CLOSE_WRITE | Mask.MOVED_FROM | Mask.MOVED_TO
+MASK = kernel.CREATE | kernel.DELETE | kernel.CLOSE_WRITE | kernel.MOVED_FROM | kernel.MOVED_TO
 
 
 def atomic_write(path: str, data: bytes, mode: int) -> None:

@@ -63,10 +63,12 @@ from _common import (
     warm_up,
     write_graph,
 )
-from asyncinotify import Inotify, Mask
+
+from pymgmt.events import linux_inotify as kernel
+from pymgmt.events.linux_inotify import Inotify
 
 _EV = struct.Struct("iIII")
-_RESTORED = Mask.CREATE | Mask.CLOSE_WRITE | Mask.MOVED_TO
+_RESTORED = kernel.CREATE | kernel.CLOSE_WRITE | kernel.MOVED_TO
 TARGET_P99 = 0.010  # the target, at 10k files
 
 
@@ -80,7 +82,7 @@ class Observer:
         self.ino = Inotify()
         self.wd: dict[Path, int] = {}
         for d in dirs:
-            self.wd[d] = self.ino.add_watch(d, _RESTORED).wd
+            self.wd[d] = self.ino.add_watch(d, _RESTORED)
         self.poller = select.poll()
         self.poller.register(self.ino.fd, select.POLLIN)
 

@@ -32,6 +32,7 @@ import threading
 from typing import Any, TypeVar
 
 from .errors import InputError, InputErrors
+from .report.record import Record
 
 T = TypeVar("T")
 
@@ -103,6 +104,8 @@ def _scrub(obj: Any, pattern: re.Pattern[str]) -> Any:
         return {_scrub(k, pattern): _scrub(v, pattern) for k, v in obj.items()}
     if isinstance(obj, InputError):
         return _scrub_input_error(obj, pattern)
+    if isinstance(obj, Record):  # the engine's events
+        return obj._replace(**{n: _scrub(v, pattern) for n, v in obj._asdict().items()})
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = [f.name for f in dataclasses.fields(obj) if f.init]
         return dataclasses.replace(obj, **{n: _scrub(getattr(obj, n), pattern) for n in fields})

@@ -11,7 +11,6 @@ Supported: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` of strings,
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import types
@@ -127,6 +126,8 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str | None:
     same_but_case = [c for c in choices if c.lower() == word.lower()]
     if same_but_case:
         return same_but_case[0]
+    import difflib  # only for a misspelling: not on every start (issue 13)
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
 

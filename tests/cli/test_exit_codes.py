@@ -57,7 +57,7 @@ def test_exit_0_when_everything_already_is_as_wanted(tmp_path, managed, json_mod
         assert recap["totals"] == {"unchanged": 1}
         assert recap["resources"]["File[f]"]["outcome"] == "unchanged"
     else:
-        assert _bottom_line(proc) == "OK: 1 resources: 1 unchanged, 0 changed, 0 failed"
+        assert _bottom_line(proc) == "OK: 1 resource: 1 unchanged, 0 changed, 0 failed"
 
 
 @pytest.mark.parametrize("json_mode", [False, True], ids=["text", "json"])

@@ -40,7 +40,7 @@ def _graph(path: Path) -> str:
 def test_validate_dash_reads_the_graph_from_standard_input(tmp_path: Path) -> None:
     p = _pymgmt("validate", "-", stdin=_graph(tmp_path / "f"))
     assert p.returncode == 0, p.stderr
-    assert "<stdin>: graph 'piped' is valid: 1 resources (1 file), 0 edges" in p.stdout
+    assert "<stdin>: graph 'piped' is valid: 1 resource (1 file), 0 edges" in p.stdout
 
 
 def test_an_error_in_a_graph_from_standard_input_is_placed_in_stdin(tmp_path: Path) -> None:

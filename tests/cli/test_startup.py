@@ -19,8 +19,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from asyncinotify import Inotify, Mask
 from helpers import DEADLINE, graph_doc, json_lines, run_once, write_graph
+
+from pymgmt.events import linux_inotify as kernel
+from pymgmt.events.linux_inotify import Inotify
 
 
 def _big_graph(path: Path, managed: Path, n: int = 20_000) -> None:
@@ -41,11 +43,11 @@ def test_a_signal_while_validating_says_nothing_was_changed(
 ):
     graph = tmp_path / "graph.yaml"
     _big_graph(graph, managed)
-    with Inotify(sync_timeout=DEADLINE) as ino:
-        ino.add_watch(graph, Mask.CLOSE_NOWRITE)
+    with Inotify() as ino:
+        ino.add_watch(graph, kernel.CLOSE_NOWRITE)
         a = agent(graph, "--converged-timeout", "0", json_mode=json_mode)
         # The agent read the whole file: it is parsing and validating now.
-        assert ino.sync_get() is not None, "the agent never read the graph file"
+        assert ino.wait(DEADLINE), "the agent never read the graph file"
     a.send(sig)
     assert a.wait_exit(timeout=60) == 128 + sig, a.describe()
     assert "Traceback" not in a.stderr, a.stderr
@@ -69,9 +71,9 @@ def test_a_signal_during_an_import_while_validating_says_nothing_was_changed(tmp
         class Field:
             def __set_name__(self, owner, name):
                 run._interrupt_start(signal.SIGINT, None)
-        def validating(path):
+        def validating(path, args):
             type("Kind", (), {"field": Field()})
-        run.load_with_text = validating
+        run._load_graph = validating
         sys.exit(main.main(sys.argv[1:]))
     """)
     graph = tmp_path / "graph.yaml"
@@ -94,15 +96,13 @@ def test_no_watch_runs_the_validated_graph_without_reading_the_file_again(
     graph = tmp_path / "graph.yaml"
     target = managed / "f"
     write_graph(graph, graph_doc("once", files=[{"name": "f", "path": str(target)}]))
-    with Inotify(sync_timeout=0) as ino:
+    with Inotify() as ino:
         # CLOSE too: the kernel merges an event with an identical one queued
         # just before it, so two opens in a row would count as one
-        ino.add_watch(graph, Mask.OPEN | Mask.CLOSE_NOWRITE)
+        ino.add_watch(graph, kernel.OPEN | kernel.CLOSE_NOWRITE)
         proc = run_once(graph, prefix, "--no-watch", "--json")
         # every open happened before the agent exited: they are all queued
-        opens = 0
-        while (ev := ino.sync_get()) is not None:
-            opens += Mask.OPEN in ev.mask
+        opens = sum(1 for ev in ino.read() if ev.mask & kernel.OPEN)
     assert proc.returncode == 2, proc.stderr
     assert target.exists()
     assert json_lines(proc.stdout)[-1]["resources"]["File[f]"]["outcome"] == "changed"

@@ -24,10 +24,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from asyncinotify import Inotify, Mask
 from helpers import DEADLINE, graph_doc, json_lines, write_graph
 
 import pymgmt
+from pymgmt.events import linux_inotify as kernel
+from pymgmt.events.linux_inotify import Inotify
 from pymgmt.remote import bundle as bundle_mod
 from pymgmt.remote.bundle import (
     Bundle,
@@ -298,12 +299,10 @@ def test_the_bundle_is_extracted_once(built: Bundle, shipped: Path) -> None:
     mark.write_text("left by the test")
     inode = extracted.stat().st_ino
     # an extraction made and thrown away would show as a directory created beside it
-    with Inotify(sync_timeout=0) as inotify:
-        inotify.add_watch(shipped.parent, Mask.CREATE | Mask.MOVED_TO)
+    with Inotify() as inotify:
+        inotify.add_watch(shipped.parent, kernel.CREATE | kernel.MOVED_TO)
         assert start(REMOTE_PYTHON, shipped, "--version").returncode == 0
-        created = []
-        while (ev := inotify.sync_get()) is not None:
-            created.append(str(ev.name))
+        created = [ev.name for ev in inotify.read()]
     assert created == []
     assert extracted.stat().st_ino == inode
     assert mark.read_text() == "left by the test"

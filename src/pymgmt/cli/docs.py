@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ..report.recap import EXIT_INPUT, EXIT_OK
+from ..report.exitcodes import EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     import argparse

@@ -12,11 +12,11 @@ with a bare "unrecognized arguments".
 
 from __future__ import annotations
 
-import math
 import sys
 
 from .._version import __version__
-from ..report.recap import EXIT_INPUT
+from ..report.exitcodes import EXIT_INPUT
+from .lean import import_asyncio_without_tls, terminal_width
 
 TYPE_CHECKING = False  # argparse is imported when a parser is built: --version skips it
 if TYPE_CHECKING:
@@ -86,8 +86,17 @@ _SERVER_FLAGS = (
 MAX_TIMEOUT = 1e9
 
 
-def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The top-level parser and its `run` subparser."""
+def _parser(
+    command: str | None = None,
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The top-level parser and its `run` subparser.
+
+    `command`: the command word the command line starts with; only its
+    subparser is built (the others' modules are not imported: `pki` costs
+    45 ms, issue 13). None: every command, for the top-level help and
+    completion. The returned `run` subparser is then a stand-in unless the
+    command is `run`.
+    """
     import argparse
 
     class Parser(argparse.ArgumentParser):
@@ -97,14 +106,69 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             self.print_usage(sys.stderr)
             self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # the width without importing shutil (cli/lean.py)
+            return self.formatter_class(prog=self.prog, width=terminal_width())  # type: ignore[call-arg]
+
     p = Parser(
         prog="pymgmt",
         description="A parallel, event-driven configuration management engine.",
     )
     p.add_argument("--version", action="version", version=f"pymgmt {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = _run_parser(sub) if command in (None, "run") else p
+    if command in (None, "validate"):
+        val = sub.add_parser("validate", help="check a graph file without touching the system")
+        val.add_argument("file", help="the graph file")
+        val.add_argument("--json", action="store_true", help="print the result as JSON")
+        _verbosity(val)
+    if command in (None, "docs", "schema", "completion"):
+        from .docs import add_parsers as add_docs_parsers
 
-    run = sub.add_parser(
+        add_docs_parsers(sub)
+    if command in (None, "pki"):
+        from .pki import add_parser
+
+        add_parser(sub)
+    if command in (None, "cluster"):
+        _cluster_parser(sub)
+    if command in (None, "status"):
+        _status_parser(sub)
+    if command in (None, "install-service"):
+        from .service import add_parser as add_service_parser
+
+        add_service_parser(sub)
+    return p, run
+
+
+#: the command words, in the order the top-level help lists them
+COMMANDS = (
+    "run",
+    "validate",
+    "docs",
+    "schema",
+    "completion",
+    "pki",
+    "cluster",
+    "status",
+    "install-service",
+)
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The command a command line runs, if it starts with one (`_parser` builds only it).
+
+    The top-level parser's own flags (--help, --version) take no value, so a
+    command line whose first word is a command runs that command.
+    """
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
+def _run_parser(sub: Any) -> argparse.ArgumentParser:
+    """`pymgmt run`: every flag of the agent."""
+    import argparse
+
+    run: argparse.ArgumentParser = sub.add_parser(
         "run",
         usage="pymgmt run [options] [yaml] FILE\n"
         "       pymgmt run [options] --remote FILE [--remote FILE ...] [[yaml] FILE]",
@@ -155,29 +219,19 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument(
         "--no-watch", action="store_true", help="do not re-read the graph file when it changes"
     )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="parse the graph file even if the state directory holds its parse from a "
+        "previous run (and do not store this one)",
+    )
     _verbosity(run)
     _web_flags(run)
     _config_flags(run)
     _log_flags(run)
     _mgmt_flags(run)
 
-    val = sub.add_parser("validate", help="check a graph file without touching the system")
-    val.add_argument("file", help="the graph file")
-    val.add_argument("--json", action="store_true", help="print the result as JSON")
-    _verbosity(val)
-
-    from .docs import add_parsers as add_docs_parsers  # docs, schema, completion
-
-    add_docs_parsers(sub)
-    from .pki import add_parser
-
-    add_parser(sub)
-    _cluster_parser(sub)
-    _status_parser(sub)
-    from .service import add_parser as add_service_parser
-
-    add_service_parser(sub)
-    return p, run
+    return run
 
 
 def _status_parser(sub: Any) -> None:
@@ -204,7 +258,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if math.isnan(value) or value > MAX_TIMEOUT:
+    if value != value or value > MAX_TIMEOUT:  # NaN (not math.isnan: --version imports no math)
         raise argparse.ArgumentTypeError(
             f"expected a number of seconds up to {MAX_TIMEOUT:g}, got {text!r}"
         )
@@ -652,8 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:
         print(f"pymgmt {__version__}")  # what argparse's version action prints
         return 0
-    parser, run_parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser, run_parser = _parser(_command_word(words))
+    args, extra = parser.parse_known_args(words)
     if extra:
         (run_parser if args.command == "run" else parser).error(
             f"unrecognized arguments: {' '.join(extra)}"
@@ -665,13 +720,14 @@ def main(argv: list[str] | None = None) -> int:
         from ..config import report, with_config
         from ..errors import InputError
 
-        words = sys.argv[1:] if argv is None else argv
         try:  # the configuration file, under the command line
             args = with_config(run_parser, words[words.index("run") + 1 :], args, _resolve_run)
         except InputError as e:
             report(e, as_json=args.json)
             return EXIT_INPUT
         _resolve_run(run_parser, args)
+        if not (args.cluster_flags or args.remotes or args.remote_child or args.prometheus):
+            import_asyncio_without_tls()  # before cli/run.py imports asyncio
         from .run import run_command
 
         return run_command(args)

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..report.recap import EXIT_INPUT
+from ..report.exitcodes import EXIT_INPUT
 from ..world.base import valid_hostname
 from ..world.etcd.tls import CLUSTER_NAME
 

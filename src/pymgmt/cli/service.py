@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_PATH
-from ..report.recap import EXIT_INPUT, EXIT_OK
+from ..report.exitcodes import EXIT_INPUT, EXIT_OK
 
 #: the unit's name and where the administrator's units live
 UNIT = "pymgmt.service"

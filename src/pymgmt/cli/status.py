@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..report.console import visible
-from ..report.recap import EXIT_INPUT, EXIT_OK
+from ..report.exitcodes import EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     import argparse

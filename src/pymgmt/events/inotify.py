@@ -20,6 +20,7 @@ would be a drift never seen.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -28,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from asyncinotify import Inotify, Mask, Watch
-
 from ..errors import ResourceError
+from . import linux_inotify as kernel
+from .linux_inotify import Inotify, InotifyEvent
 
 if TYPE_CHECKING:
     from ..service import TaskStatus
@@ -38,17 +39,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("pymgmt.inotify")
 
 _DIR_MASK = (
-    Mask.CREATE
-    | Mask.DELETE
-    | Mask.MODIFY
-    | Mask.CLOSE_WRITE
-    | Mask.ATTRIB
-    | Mask.MOVED_FROM
-    | Mask.MOVED_TO
-    | Mask.DELETE_SELF
-    | Mask.MOVE_SELF
-    | Mask.ONLYDIR
+    kernel.CREATE
+    | kernel.DELETE
+    | kernel.MODIFY
+    | kernel.CLOSE_WRITE
+    | kernel.ATTRIB
+    | kernel.MOVED_FROM
+    | kernel.MOVED_TO
+    | kernel.DELETE_SELF
+    | kernel.MOVE_SELF
+    | kernel.ONLYDIR
 )
+#: the directory itself is gone: its subscriptions move up a level
+_GONE = kernel.DELETE_SELF | kernel.MOVE_SELF | kernel.IGNORED
 
 
 class WatchLimitError(ResourceError):
@@ -102,7 +105,7 @@ class Subscription:
 @dataclass(eq=False)
 class _DirWatch:
     dir: str
-    wd: Watch
+    wd: int
     by_name: dict[str, set[Subscription]] = field(default_factory=dict)
 
 
@@ -118,18 +121,32 @@ class InotifyHub:
         """Read and dispatch events until cancelled; closes the fd on exit.
 
         A service (`pymgmt.service.start`): ready once subscribing works.
+        The descriptor is read by the event loop itself (``add_reader``): no
+        task wakes up unless the kernel has something to say. A callback's
+        exception ends `run` with it, as if it had been raised here.
         """
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[None] = loop.create_future()
         with Inotify() as ino:
             self._inotify = ino
-            if task_status is not None:
-                task_status.started()
+            loop.add_reader(ino.fd, self._readable, ino, failed)
             try:
-                async for event in ino:
-                    self._dispatch(event)
+                if task_status is not None:
+                    task_status.started()
+                await failed  # until cancelled, or a callback raised
             finally:
+                loop.remove_reader(ino.fd)
                 self._inotify = None
                 self._dirs.clear()
                 self._by_wd.clear()
+
+    def _readable(self, ino: Inotify, failed: asyncio.Future[None]) -> None:
+        try:
+            for event in ino.read():
+                self._dispatch(event)
+        except Exception as e:
+            if not failed.done():
+                failed.set_exception(e)
 
     @property
     def watch_count(self) -> int:
@@ -171,7 +188,7 @@ class InotifyHub:
                     raise
                 dw = _DirWatch(dir=d, wd=watch)
                 self._dirs[d] = dw
-                self._by_wd[watch.wd] = dw
+                self._by_wd[watch] = dw
             name = sub.parts[depth] if depth < len(sub.parts) else ""
             dw.by_name.setdefault(name, set()).add(sub)
             sub.watched = dw
@@ -196,7 +213,7 @@ class InotifyHub:
     def _drop(self, dw: _DirWatch) -> None:
         self._dirs.pop(dw.dir, None)
         wd = dw.wd
-        self._by_wd.pop(wd.wd, None)
+        self._by_wd.pop(wd, None)
         if self._inotify is not None:
             # OSError: the kernel already dropped it (directory deleted)
             with contextlib.suppress(OSError):
@@ -214,23 +231,20 @@ class InotifyHub:
                 log.error("%s", e)
             sub.callback()
 
-    def _dispatch(self, event: object) -> None:
-        mask: Mask = event.mask  # type: ignore[attr-defined]
-        if mask & Mask.Q_OVERFLOW:
+    def _dispatch(self, event: InotifyEvent) -> None:
+        mask = event.mask
+        if mask & kernel.Q_OVERFLOW:
             # The kernel dropped events: everyone may have changed.
             for dw in list(self._dirs.values()):
                 for subs in dw.by_name.values():
                     for sub in list(subs):
                         sub.callback()
             return
-        watch = event.watch  # type: ignore[attr-defined]
-        if watch is None:
-            return
-        found = self._by_wd.get(watch.wd)
+        found = self._by_wd.get(event.wd)
         if found is None:
-            return
+            return  # a watch already dropped (its IGNORED, or events queued before)
         dw = found
-        if mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
+        if mask & _GONE:
             # The directory itself went away: move everyone up a level.
             everyone = [s for subs in dw.by_name.values() for s in subs]
             self._drop(dw)
@@ -238,10 +252,10 @@ class InotifyHub:
                 s.watched = None
             self._reattach(everyone)
             return
-        name = event.name  # type: ignore[attr-defined]
-        if name is None:
-            return
-        named = dw.by_name.get(str(name))
+        name = event.name
+        if not name:
+            return  # about the directory itself, not a name in it
+        named = dw.by_name.get(name)
         if not named:
             return
         depth = len([p for p in dw.dir.split("/") if p])

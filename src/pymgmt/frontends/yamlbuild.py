@@ -18,13 +18,12 @@ import gc
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
 import yaml
 
 from ..errors import InputError, InputErrors, Location
-from ..graph.model import Collect, Edge, Graph, Key, key_str
+from ..graph.model import Collect, Edge, Key, key_str
 from ..metaparams import MetaParams, parse_sema
 from ..resources.base import Resource, kinds
 from ..types import (
@@ -37,6 +36,7 @@ from ..types import (
 )
 from .compile import problems
 from .hints import field_hint, kind_hint, value_hint
+from .yamlmodel import YamlGraph
 from .yamlsyntax import compose
 
 #: above this many names of one kind, "did you mean" only looks for case slips
@@ -80,25 +80,6 @@ _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
-
-
-@dataclass(eq=False)
-class YamlGraph(Graph[Resource]):
-    """A graph read from a YAML file (its `source`); ``@@`` names are in `exported`.
-
-    The header keys of remote execution (``pymgmt run --remote FILE``, issue
-    11) are kept as written, with where they were written: `remote` (mgmt's
-    ``ssh://user@host:port`` target), `hostname` (the name the remote agent
-    uses; default the URL's host) and `remotes` (pymgmt's hierarchical
-    execution: graph files, relative to this one, that the remote host runs
-    on further hosts). A graph run locally ignores them.
-    """
-
-    remote: str | None = None
-    hostname: str | None = None
-    remotes: list[str] = dataclasses.field(default_factory=list)
-    #: where each header key above was written (key -> location)
-    header_locations: dict[str, Location] = dataclasses.field(default_factory=dict)
 
 
 def declare(text: bytes | str, filename: str) -> YamlGraph:

@@ -16,7 +16,7 @@ from ..graph.model import Graph
 from ..resources.base import Resource
 from .base import FrontendContext
 from .graphfile import read_graph_file
-from .yamlbuild import YamlGraph, declare
+from .yamlmodel import YamlGraph
 
 
 class YamlFrontend:
@@ -72,6 +72,8 @@ def _read_bytes(path: str) -> bytes | InputError:
 def _declare_or_error(data: bytes | InputError, path: str) -> YamlGraph | InputError:
     if isinstance(data, InputError):
         return data
+    from .yamlbuild import declare  # PyYAML: not before the file changes (issue 13)
+
     try:
         return declare(data, path)
     except InputError as e:

@@ -41,8 +41,9 @@ import logging
 from ..graph.model import Collect
 from .compile import Compiled, accept
 from .graphfile import read_graph_file, source_name
-from .yamlbuild import YamlGraph, declare
+from .yamlbuild import declare
 from .yamlfile import YamlFrontend
+from .yamlmodel import YamlGraph
 
 log = logging.getLogger("pymgmt.yamlgraph")
 

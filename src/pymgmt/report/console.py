@@ -37,6 +37,7 @@ from .events import (
     Stopping,
 )
 from .logs import NOTICE, Closable, Output, relay, silence, visible
+from .record import Record
 
 
 class _StopAware:
@@ -246,13 +247,15 @@ class JsonReporter(_Stream):
             self.write_obj(event.parsed)  # the remote's own event, with its host
             return
         name = type(event).__name__
-        body = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+        body = event._asdict()
         self.write_obj({"time": round(time.time(), 6), "event": _snake(name), **body})
 
 
 def _default(o: object) -> object:
     if isinstance(o, InputError):
         return o.as_dict()
+    if isinstance(o, Record):  # ChangeInfo, VertexState: json encodes their values in turn
+        return o._asdict()
     if dataclasses.is_dataclass(o) and not isinstance(o, type):
         return dataclasses.asdict(o)
     return str(o)

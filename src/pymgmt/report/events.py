@@ -6,30 +6,27 @@ and the console, JSON and recap reporters decide how to show it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..errors import InputError
+from .record import Record, field
 
 
-@dataclass(frozen=True)
-class ChangeInfo:
+class ChangeInfo(Record):
     field: str
     old: object
     new: object
     diff: str = ""
 
 
-@dataclass(frozen=True)
-class GraphStarted:
+class GraphStarted(Record):
     name: str
     source: str
     vertices: int
     edges: int
 
 
-@dataclass(frozen=True)
-class GraphSwapped:
+class GraphSwapped(Record):
     name: str
     kept: int
     replaced: list[str]
@@ -37,8 +34,7 @@ class GraphSwapped:
     removed: list[str]
 
 
-@dataclass(frozen=True)
-class GraphRejected:
+class GraphRejected(Record):
     """A new version of the input was invalid; the running graph is kept."""
 
     errors: list[InputError]
@@ -50,8 +46,7 @@ class GraphRejected:
 Reason = Literal["start", "event", "tick", "upstream", "retry"]
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(Record):
     """One check (and maybe apply) of a vertex finished without error."""
 
     vertex: str
@@ -72,8 +67,7 @@ class Checked:
     notified: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Applying:
+class Applying(Record):
     """A check found work and the apply begins (a `Checked` or `Failed` ends it).
 
     Progress reporting and the live status follow it: an apply may take
@@ -87,8 +81,7 @@ class Applying:
     fields: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Failed:
+class Failed(Record):
     """A failure; with `retry_in` set it is temporary and a retry is scheduled."""
 
     vertex: str
@@ -107,13 +100,11 @@ class Failed:
     traceback: str | None = None
 
 
-@dataclass(frozen=True)
-class Converged:
+class Converged(Record):
     seconds: float
 
 
-@dataclass(frozen=True)
-class Settled:
+class Settled(Record):
     """Run-forever mode: the graph went idle, every resource as wanted again.
 
     Never emitted once the engine is stopping, nor while a vertex still has
@@ -127,15 +118,13 @@ class Settled:
     would_change: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Stopping:
+class Stopping(Record):
     reason: str
     #: stopped by a signal or stop() before converging, not by --converged-timeout
     interrupted: bool = False
 
 
-@dataclass(frozen=True)
-class VertexState:
+class VertexState(Record):
     """Where a vertex stood when the run ended."""
 
     vertex: str
@@ -143,8 +132,7 @@ class VertexState:
     blocked_by: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(Record):
     """The run ended; where each vertex stood.
 
     "pending" is honest: a vertex that had work left (never checked, or its
@@ -154,8 +142,7 @@ class Finished:
     states: list[VertexState]
 
 
-@dataclass(frozen=True)
-class Exported:
+class Exported(Record):
     """The set of resources this host publishes to the cluster changed."""
 
     count: int
@@ -163,8 +150,7 @@ class Exported:
     keys: list[str]
 
 
-@dataclass(frozen=True)
-class CollectChanged:
+class CollectChanged(Record):
     """The resources collected from other hosts changed (a new graph follows)."""
 
     #: collected vertices that appeared, ``File[name@host]``
@@ -177,8 +163,7 @@ class CollectChanged:
     changed: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class CollectRefused:
+class CollectRefused(Record):
     """Another host's export is not applied here, and why (said once per change)."""
 
     host: str
@@ -187,44 +172,38 @@ class CollectRefused:
     reason: str
 
 
-@dataclass(frozen=True)
-class HostJoined:
+class HostJoined(Record):
     """A host registered in the cluster (those present at start are reported too)."""
 
     host: str
 
 
-@dataclass(frozen=True)
-class HostLeft:
+class HostLeft(Record):
     """A host's registration vanished: it stopped, or its lease expired."""
 
     host: str
 
 
-@dataclass(frozen=True)
-class LeaderChanged:
+class LeaderChanged(Record):
     """The cluster's elected leader (the host that nominates members) changed."""
 
     #: "" while no leader is elected
     host: str
 
 
-@dataclass(frozen=True)
-class Nominated:
+class Nominated(Record):
     """The leader nominated a volunteer to run an etcd member (the leader says it)."""
 
     host: str
 
 
-@dataclass(frozen=True)
-class MemberJoined:
+class MemberJoined(Record):
     """A host's etcd became a voting member of the cluster."""
 
     host: str
 
 
-@dataclass(frozen=True)
-class MemberLeft:
+class MemberLeft(Record):
     """A host's etcd member was removed from the cluster, and why."""
 
     host: str
@@ -232,8 +211,7 @@ class MemberLeft:
     reason: str
 
 
-@dataclass(frozen=True)
-class RoleChanged:
+class RoleChanged(Record):
     """This host's part in the cluster changed: it runs an etcd member, or is a client."""
 
     role: Literal["server", "client"]
@@ -246,8 +224,7 @@ class RoleChanged:
 RemoteStage = Literal["connecting", "copying", "running", "updated", "exited", "failed"]
 
 
-@dataclass(frozen=True)
-class RemoteChanged:
+class RemoteChanged(Record):
     """A remote host of ``--remote`` moved on in its life (see `RemoteStage`)."""
 
     host: str
@@ -260,8 +237,7 @@ class RemoteChanged:
     via: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class RemoteOutput:
+class RemoteOutput(Record):
     """A line the remote agent wrote on its stdout; with ``--json``, the event it was.
 
     The initiator shows it prefixed with the host (``[host] ...``) or, as

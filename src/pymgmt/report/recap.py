@@ -36,13 +36,9 @@ from .events import (
     Stopping,
     VertexState,
 )
+from .exitcodes import EXIT_CHANGED, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
-EXIT_OK = 0
-EXIT_INPUT = 1
-EXIT_CHANGED = 2
-EXIT_FAILED = 4
-#: 128 + SIGINT: what a shell reports for a program ^C stopped
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_CHANGED", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "Recap"]
 
 
 @dataclass
@@ -256,7 +252,9 @@ class Recap:
             ]
             hosts = f"; {len(self.remotes)} remote host{'s' if len(self.remotes) != 1 else ''}: "
             hosts += ", ".join(f"{n} {k}" for k, n in self._remote_totals().items())
-        lines.append(f"{verdict}: {len(self.final)} resources: " + ", ".join(parts) + hosts)
+        n = len(self.final)
+        noun = "resource" if n == 1 else "resources"  # "1 resources" before issue 13
+        lines.append(f"{verdict}: {n} {noun}: " + ", ".join(parts) + hosts)
         return "\n".join(lines)
 
     def _remote_totals(self) -> dict[str, int]:

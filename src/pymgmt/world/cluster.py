@@ -133,13 +133,14 @@ class ClusterOptions:
                 raise ClusterError(
                     f"PYMGMT_LEASE_TTL: expected whole seconds from 1 to 3600, got {ttl_text!r}"
                 )
-        from .etcd.tls import TlsFiles
-
         tls: TlsFiles | None = None
-        if getattr(args, "pki", None):
-            tls = TlsFiles.from_pki(Path(args.pki), hostname)
-        elif getattr(args, "tls_ca", None):
-            tls = TlsFiles(Path(args.tls_ca), Path(args.tls_cert), Path(args.tls_key))
+        if getattr(args, "pki", None) or getattr(args, "tls_ca", None):
+            from .etcd.tls import TlsFiles  # only then (issue 13: a local run's start-up)
+
+            if getattr(args, "pki", None):
+                tls = TlsFiles.from_pki(Path(args.pki), hostname)
+            else:
+                tls = TlsFiles(Path(args.tls_ca), Path(args.tls_cert), Path(args.tls_key))
         return cls(
             hostname=hostname,
             seeds=_seeds(args),

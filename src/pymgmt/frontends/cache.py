@@ -1,0 +1,344 @@
+"""The parsed graph, kept in the state directory: an unchanged graph is not parsed again.
+
+A one-shot run of an unchanged graph spent most of its time importing
+PyYAML and the builder and checking every node again (issue 13; Puppet
+caches its catalog for the same reason). After a successful parse, `pymgmt
+run` keeps the *declared* graph, every resource's params as they were
+checked, in ``<state dir>/graph-cache.json``; the next run with the very
+same file reads that instead and builds the resources from it directly.
+Compiling (`compile.accept`: AutoEdges, AutoGroup, the graph-wide checks)
+still runs on every start: AutoEdges ask the system (``dpkg -L``), so the
+compiled graph is not a function of the file alone.
+
+The cache is only a faster way to the same graph:
+
+* the key is a SHA-256 over the file's bytes, the name it is shown under,
+  pymgmt's version, Python's version and the size and mtime of pymgmt's
+  parsing and resource modules (a developer's edit changes it too); any
+  difference is a miss, and the file is parsed and the cache replaced;
+* the content is JSON of plain values (no pickle: a file in a state
+  directory must never be able to run code), and it is used only if it is
+  a regular file, reached without following a symlink (``O_NOFOLLOW`` in
+  the directory's fd), owned by this user, not writable by group or world,
+  in a directory that only this user (or root) may write; otherwise, or if
+  it is unreadable, corrupt or stale, it is ignored and replaced;
+* it is written after the state directory is locked (temporary file mode
+  0600 from its first byte, fsync, rename: `fsutil.atomic_write_at`), and
+  a graph is stored only if building it back from the JSON gives exactly
+  the graph that was parsed; an invalid graph is never stored;
+* what a parse says is kept with it: its warnings are shown on a hit too.
+
+``pymgmt run --no-cache`` neither reads nor writes it; ``pymgmt validate``
+always parses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import InputError, Location
+from ..graph.model import Collect, Edge, Key
+from ..metaparams import MetaParams
+from ..resources.base import Resource
+from .yamlmodel import YamlGraph
+
+log = logging.getLogger("pymgmt.cache")
+
+#: the file in the state directory
+CACHE_NAME = "graph-cache.json"
+#: bumped when the layout below changes: an older file is then stale
+FORMAT = 1
+#: a cache larger than this is not read (a graph file is at most 64 MiB)
+_MAX_BYTES = 256 << 20
+#: the fields of a YamlGraph this module stores; a graph with others is not stored
+_GRAPH_FIELDS = frozenset(
+    {
+        "name",
+        "vertices",
+        "edges",
+        "locations",
+        "source",
+        "exported",
+        "collect",
+        "warnings",
+        "remote",
+        "hostname",
+        "remotes",
+        "header_locations",
+    }
+)
+#: the packages whose code decides what a file declares
+_CODE_DIRS = ("", "frontends", "resources", "graph")
+
+
+def cache_key(text: bytes, source: str) -> str:
+    """The SHA-256 of everything a parse depends on (see the module's docstring)."""
+    h = hashlib.sha256()
+    for part in (f"pymgmt {__version__}", sys.version, source, _code_fingerprint()):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(text)
+    return h.hexdigest()
+
+
+def _code_fingerprint() -> str:
+    """Name, size and mtime of every module that parsing or a resource kind runs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts: list[str] = []
+    for sub in _CODE_DIRS:
+        try:
+            entries = sorted(os.scandir(os.path.join(root, sub)), key=lambda e: e.name)
+        except OSError:
+            return "unknown"  # nothing to compare with: every run misses
+        for e in entries:
+            if e.name.endswith(".py"):
+                st = e.stat(follow_symlinks=False)
+                parts.append(f"{sub}/{e.name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read(prefix: Path, key: str) -> YamlGraph | None:
+    """The declared graph stored under `key` in `prefix`; None if there is none to trust.
+
+    Never raises for what is found on disk: a missing, foreign, unsafe,
+    corrupt or stale file is a miss (said at debug level), and the caller
+    parses the graph file.
+    """
+    data = _read_trusted(prefix)
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            log.debug("graph cache: another format: not used")
+            return None
+        if doc.get("key") != key:
+            log.debug("graph cache: made from another file or version: not used")
+            return None
+        graph = _decode(doc["graph"])
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, ImportError) as e:
+        log.debug("graph cache: unreadable (%s): not used", e)
+        return None
+    log.debug("graph cache: %d resources read from %s", len(graph.vertices), prefix / CACHE_NAME)
+    return graph
+
+
+def _read_trusted(prefix: Path) -> bytes | None:
+    """The cache file's bytes, if this user alone could have written them."""
+    from .. import fsutil
+
+    try:  # walked as the lock walks it: no symlink another user could have made
+        dfd = fsutil.open_dir(os.path.abspath(prefix))
+    except (OSError, fsutil.UnsafePathError):
+        return None  # no state directory yet (nothing cached), or not one to trust
+    try:
+        if not _only_mine(os.fstat(dfd), dir_=True):
+            log.debug("graph cache: %s is writable by others: not used", prefix)
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(CACHE_NAME, flags, dir_fd=dfd)
+        except OSError as e:  # ENOENT: none yet; ELOOP: a symlink, never followed
+            if not isinstance(e, FileNotFoundError):
+                log.debug("graph cache: cannot open it (%s): not used", e.strerror)
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or not _only_mine(st, dir_=False):
+                log.debug("graph cache: not a file of this user's alone: not used")
+                return None
+            if st.st_size > _MAX_BYTES:
+                return None
+            return _read_all(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        log.debug("graph cache: cannot read it (%s): not used", e.strerror)
+        return None
+    finally:
+        os.close(dfd)
+
+
+def _only_mine(st: os.stat_result, *, dir_: bool) -> bool:
+    """Owned by this user (a directory: or root) and not writable by group or world."""
+    owners = (os.geteuid(), 0) if dir_ else (os.geteuid(),)
+    return st.st_uid in owners and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def encode(graph: YamlGraph, key: str) -> bytes | None:
+    """The cache file for `graph`, or None when JSON cannot carry it exactly.
+
+    Exactly: every param and metaparameter is declared with a type JSON
+    keeps as it is (str, int, float, bool, None, Literals of those, and
+    lists and str-keyed dicts of them), and resources are plain dataclasses
+    built from their params, so the graph read back is the graph parsed
+    (tests/cli/test_graph_cache.py checks it for every kind's example). A
+    tuple, bytes or a kind defined outside pymgmt (a test's) is not stored.
+    """
+    names = {f.name for f in dataclasses.fields(graph)}
+    if names != _GRAPH_FIELDS:
+        return None  # a field this module does not know: it would be lost
+    for cls in {type(r) for r in graph.vertices.values()}:
+        if not _storable(cls):
+            return None
+    try:
+        body = _encode(graph)
+        return json.dumps({"format": FORMAT, "key": key, "graph": body}).encode()
+    except (TypeError, ValueError):
+        return None
+
+
+#: kind class -> whether JSON carries its params exactly (computed once each)
+_STORABLE: dict[type[Resource], bool] = {}
+
+
+def _storable(cls: type[Resource]) -> bool:
+    known = _STORABLE.get(cls)
+    if known is None:
+        import typing
+
+        types = [*cls.param_types.values(), *typing.get_type_hints(MetaParams).values()]
+        known = cls.__module__.startswith("pymgmt.resources.") and all(map(_exact, types))
+        _STORABLE[cls] = known
+    return known
+
+
+def _exact(tp: Any) -> bool:
+    """Whether JSON gives back a value of type `tp` as it was (no tuple, bytes, set)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return all(isinstance(a, str | int | bool) for a in args)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(map(_exact, args))
+    if origin is list:
+        return _exact(args[0])
+    if origin is dict:
+        return args[0] is str and _exact(args[1])
+    return tp in (str, int, float, bool, type(None))
+
+
+def write(prefix: Path, data: bytes) -> None:
+    """Store `data` as the cache of `prefix` (locked by this run); a failure is only logged."""
+    from .. import fsutil
+
+    try:
+        with fsutil.opened_dir(os.path.abspath(prefix)) as dfd:
+            fsutil.atomic_write_at(dfd, CACHE_NAME, data, 0o600, None, None)
+    except OSError as e:
+        log.debug("graph cache: not written (%s)", e.strerror or e)
+
+
+# -- the layout ------------------------------------------------------------------------
+
+
+def _loc(loc: Location | None) -> list[Any] | None:
+    return None if loc is None else [loc.file, loc.line, loc.column]
+
+
+def _unloc(v: Any) -> Location | None:
+    if v is None:
+        return None
+    file, line, column = v
+    return Location(str(file), int(line), int(column))
+
+
+def _key(k: Any) -> Key:
+    kind, name = k
+    return (str(kind), str(name))
+
+
+def _encode(g: YamlGraph) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "source": g.source,
+        "resources": [
+            [
+                type(r).__module__,
+                r.kind,
+                r.name,
+                r.params(),
+                r.meta.non_default(),
+                _loc(g.locations.get(k)),
+            ]
+            for k, r in g.vertices.items()
+        ],
+        "exported": [list(k) for k in g.exported],
+        "edges": [
+            [list(e.src), list(e.dst), e.name, e.notify, _loc(e.location), e.send, e.recv, e.auto]
+            for e in g.edges
+        ],
+        "collect": [
+            [c.kind, c.pattern, c.mode, list(c.owners), list(c.groups), _loc(c.location)]
+            for c in g.collect
+        ],
+        "warnings": [[w.message, _loc(w.location), w.field, w.hint] for w in g.warnings],
+        "remote": g.remote,
+        "hostname": g.hostname,
+        "remotes": g.remotes,
+        "header_locations": {k: _loc(v) for k, v in g.header_locations.items()},
+    }
+
+
+def _decode(d: dict[str, Any]) -> YamlGraph:
+    g = YamlGraph(name=str(d["name"]), source=str(d["source"]))
+    classes: dict[tuple[str, str], type[Resource]] = {}
+    for module, kind, name, params, meta, loc in d["resources"]:
+        cls = classes.get((module, kind))
+        if cls is None:
+            cls = classes[module, kind] = _kind_class(module, kind)
+        g.add(cls(name=name, meta=MetaParams(**meta), **params), _unloc(loc))
+    g.exported = {_key(k) for k in d["exported"]}
+    for src, dst, name, notify, loc, send, recv, auto in d["edges"]:
+        g.connect(Edge(_key(src), _key(dst), name, notify, _unloc(loc), send, recv, auto))
+    for kind, pattern, mode, owners, groups, loc in d["collect"]:
+        g.collect.append(Collect(kind, pattern, mode, tuple(owners), tuple(groups), _unloc(loc)))
+    g.warnings = [
+        InputError(message, location=_unloc(loc), field=field, hint=hint)
+        for message, loc, field, hint in d["warnings"]
+    ]
+    g.remote, g.hostname, g.remotes = d["remote"], d["hostname"], list(d["remotes"])
+    g.header_locations = {
+        str(k): loc for k, v in d["header_locations"].items() if (loc := _unloc(v))
+    }
+    return g
+
+
+def _kind_class(module: str, kind: str) -> type[Resource]:
+    """The class of `kind`, importing only its own module (of pymgmt's resource kinds).
+
+    Importing every kind costs 10 ms; a graph of files needs one.
+    """
+    import importlib
+
+    package, _, leaf = module.rpartition(".")
+    if package != "pymgmt.resources" or not leaf.isidentifier():
+        raise ValueError(f"not a module of pymgmt's resource kinds: {module!r}")
+    mod = importlib.import_module(module)
+    for value in vars(mod).values():
+        if isinstance(value, type) and issubclass(value, Resource) and value.kind == kind:
+            return value
+    raise ValueError(f"{module} defines no kind {kind!r}")

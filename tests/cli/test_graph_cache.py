@@ -1,0 +1,230 @@
+"""The parse cache in the state directory (frontends/cache.py, issue 13).
+
+Whether a run parsed is read from the interpreter itself: ``-X importtime``
+lists every module imported, and a run that did not parse never imports
+PyYAML. Each test uses real files, real runs and a real state directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DEADLINE, dump, graph_doc, json_lines
+
+from pymgmt.frontends import cache
+from pymgmt.frontends.cache import CACHE_NAME
+from pymgmt.frontends.yamlbuild import declare
+from pymgmt.frontends.yamlmodel import YamlGraph
+from pymgmt.resources.base import shipped_kinds
+
+#: a user that is not root (the tests run as root): a foreign owner
+NOBODY = 65534
+
+
+def _run(
+    graph: Path, prefix: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """`pymgmt run --converged-timeout 0 --json`, and the modules it imported."""
+    argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
+    argv += ["--prefix", str(prefix), "--converged-timeout", "0", "--json", *args, str(graph)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=4 * DEADLINE, check=False)
+    return proc, _imported(proc.stderr)
+
+
+def _imported(stderr: str) -> set[str]:
+    """The modules -X importtime listed."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def _graph(tmp_path: Path, content: str = "one\n") -> Path:
+    graph = tmp_path / "graph.yaml"
+    files = [{"name": "f", "path": str(tmp_path / "managed"), "content": content}]
+    graph.write_text(dump(graph_doc("cached", files=files)))
+    return graph
+
+
+def _cached(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A graph run once (so parsed and cached): the graph, the state directory, the cache."""
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2
+    return graph, prefix, prefix / CACHE_NAME
+
+
+def _outcome(proc: subprocess.CompletedProcess[str]) -> str:
+    recap = json_lines(proc.stdout)[-1]
+    assert recap["event"] == "recap", proc.stdout
+    return str(recap["resources"]["File[f]"]["outcome"])
+
+
+def test_a_second_run_of_an_unchanged_graph_does_not_parse(tmp_path: Path) -> None:
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    first, parsed = _run(graph, prefix)
+    assert first.returncode == 2, first.stderr
+    assert "yaml" in parsed
+    cache = prefix / CACHE_NAME
+    st = cache.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    second, imported = _run(graph, prefix)
+    assert second.returncode == 0, second.stderr
+    assert "yaml" not in imported and "pymgmt.frontends.yamlbuild" not in imported
+    assert _outcome(second) == "unchanged"
+
+
+def test_an_edited_graph_is_parsed_again_and_replaces_the_cache(tmp_path: Path) -> None:
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2
+    _graph(tmp_path, content="two\n")
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 2, proc.stderr
+    assert "yaml" in imported
+    assert (tmp_path / "managed").read_text() == "two\n"
+    proc, imported = _run(graph, prefix)  # the new parse is the one kept
+    assert proc.returncode == 0 and "yaml" not in imported
+
+
+def test_the_warnings_of_a_parse_are_shown_on_a_cache_hit_too(tmp_path: Path) -> None:
+    graph, prefix = tmp_path / "graph.yaml", tmp_path / "state"
+    f = {"name": "f", "path": str(tmp_path / "managed"), "content": "x\n"}
+    graph.write_text(dump(graph_doc("dup", files=[f, f])))  # identical twins: merged, aloud
+    (first, parsed), (second, imported) = _run(graph, prefix), _run(graph, prefix)
+    assert "yaml" in parsed and "yaml" not in imported
+    said = [_warnings(first), _warnings(second)]
+    assert any("duplicate resource File[f]" in w for w in said[0]), first.stderr
+    assert said[1] == said[0]
+
+
+def _warnings(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """The WARNING log lines, without their time stamps."""
+    return [
+        line.split(" ", 1)[1]
+        for line in proc.stderr.splitlines()
+        if not line.startswith("import time:") and " WARNING " in f" {line}"
+    ]
+
+
+def test_no_cache_parses_and_stores_nothing(tmp_path: Path) -> None:
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    proc, imported = _run(graph, prefix, "--no-cache")
+    assert proc.returncode == 2 and "yaml" in imported
+    assert not (prefix / CACHE_NAME).exists()
+    assert _run(graph, prefix)[0].returncode == 0
+    proc, imported = _run(graph, prefix, "--no-cache")  # a cache is there: not read
+    assert proc.returncode == 0 and "yaml" in imported
+
+
+def test_an_invalid_graph_is_never_cached(tmp_path: Path) -> None:
+    graph, prefix = tmp_path / "graph.yaml", tmp_path / "state"
+    prefix.mkdir(mode=0o700)
+    graph.write_text("graph: bad\nresources:\n  file:\n  - name: f\n    bogus: 1\n")
+    proc, _ = _run(graph, prefix)
+    assert proc.returncode == 1
+    assert not (prefix / CACHE_NAME).exists()
+
+
+def test_a_corrupt_cache_is_ignored_and_replaced(tmp_path: Path) -> None:
+    graph, prefix, cache = _cached(tmp_path)
+    good = cache.read_bytes()
+    for bad in (b"{not json", b"[]", good.replace(b'"resources"', b'"resourcez"'), b""):
+        cache.write_bytes(bad)
+        proc, imported = _run(graph, prefix)
+        assert proc.returncode == 0, proc.stderr
+        assert "yaml" in imported and "Traceback" not in proc.stderr
+        assert json.loads(cache.read_bytes())["key"]  # replaced by a good one
+
+
+def test_a_cache_that_names_a_module_outside_the_resource_kinds_is_not_imported(
+    tmp_path: Path,
+) -> None:
+    graph, prefix, cache = _cached(tmp_path)
+    doc = json.loads(cache.read_bytes())
+    doc["graph"]["resources"][0][0] = "antigravity"  # a module that acts when imported
+    cache.write_text(json.dumps(doc))
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 0, proc.stderr
+    assert "antigravity" not in imported and "yaml" in imported
+
+
+def test_a_cache_file_of_another_user_or_writable_by_others_is_not_trusted(
+    tmp_path: Path,
+) -> None:
+    graph, prefix, cache = _cached(tmp_path)
+    os.chown(cache, NOBODY, NOBODY)
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 0 and "yaml" in imported
+    assert cache.stat().st_uid == os.geteuid()  # replaced by this run's own
+    os.chmod(cache, 0o622)
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 0 and "yaml" in imported
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+def test_a_state_directory_writable_by_others_is_not_trusted_for_the_cache(
+    tmp_path: Path,
+) -> None:
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2
+    os.chmod(prefix, 0o777)
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 0 and "yaml" in imported
+
+
+def test_a_symlink_planted_at_the_cache_path_is_not_followed(tmp_path: Path) -> None:
+    graph, prefix, cache = _cached(tmp_path)
+    elsewhere = tmp_path / "planted.json"
+    elsewhere.write_bytes(cache.read_bytes())  # a valid cache, even
+    os.chmod(elsewhere, 0o600)
+    planted = elsewhere.stat()
+    cache.unlink()
+    cache.symlink_to(elsewhere)
+    proc, imported = _run(graph, prefix)
+    assert proc.returncode == 0 and "yaml" in imported  # not read through the link
+    assert not cache.is_symlink()  # replaced by a file of its own
+    after = elsewhere.stat()  # the target was not written through the link
+    assert (after.st_ino, after.st_mtime_ns) == (planted.st_ino, planted.st_mtime_ns)
+
+
+def test_validate_always_parses(tmp_path: Path) -> None:
+    graph, prefix = _graph(tmp_path), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2
+    argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "validate", str(graph)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "yaml" in _imported(proc.stderr)
+
+
+@pytest.mark.parametrize("kind", sorted(shipped_kinds()))
+def test_every_kinds_example_reads_back_from_the_cache_exactly(kind: str) -> None:
+    declared = declare(shipped_kinds()[kind].example, "/srv/example.yaml")
+    data = cache.encode(declared, "key")
+    assert data is not None, f"{kind}'s example cannot be cached"
+    back = cache._decode(json.loads(data)["graph"])
+    assert _graph_state(back) == _graph_state(declared)
+
+
+def _graph_state(g: YamlGraph) -> dict[str, object]:
+    """Every field of a declared graph, resources as (class, every attribute with its type)."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(g):
+        value = getattr(g, f.name)
+        if f.name == "vertices":
+            value = [
+                (k, type(r), {a: (type(v), v) for a, v in vars(r).items()})
+                for k, r in value.items()
+            ]
+        elif f.name == "warnings":
+            value = [(w.message, w.location, w.field, w.hint) for w in value]
+        elif f.name in ("edges", "collect"):  # their equality leaves the location out
+            value = [(x, x.location) for x in value]
+        out[f.name] = value
+    return out
