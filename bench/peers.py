@@ -29,6 +29,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,11 +101,16 @@ def install_tree(venv: Path) -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     print(f"# installing this tree (non-editable) into {venv} ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(ROOT)],
-        check=True,
-        stderr=subprocess.DEVNULL,  # the machine's pip.conf warns about absent local indexes
-    )
+    with tempfile.TemporaryDirectory(prefix="pymgmt-src-") as tmp:
+        # A copy: building in place would leave build/ and *.egg-info in the tree.
+        src = Path(tmp) / "src"
+        junk = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", "*.egg-info")
+        shutil.copytree(ROOT, src, ignore=junk)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", str(src)],
+            check=True,
+            stderr=subprocess.DEVNULL,  # the machine's pip.conf warns about absent local indexes
+        )
     return venv / "bin" / "pymgmt"
 
 
@@ -164,8 +170,10 @@ def harness_env(pymgmt: Path, benchc: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its .pyc files
     env["BENCHC"] = str(benchc)
-    env["PYMGMT_CMD"] = f"{pymgmt} run --converged-timeout 0"
-    env["PYMGMT_WATCH_CMD"] = f"{pymgmt} run"
+    # A state directory of its own: /var/lib/pymgmt may be held by another agent.
+    run = f"{pymgmt} run --prefix {benchc / 'pymgmt-state'}"
+    env["PYMGMT_CMD"] = f"{run} --converged-timeout 0"
+    env["PYMGMT_WATCH_CMD"] = run
     env.setdefault("BUDGET", "12")
     env.setdefault("W3_BUDGET", "35")
     return env
@@ -264,7 +272,7 @@ def main() -> None:
     harness = peers_dir(args.peers)
     link_venvs(Path(args.benchc))
     started = datetime.datetime.now(datetime.UTC)
-    commit = git_state()
+    commit = f"given pymgmt {args.pymgmt}" if args.pymgmt else f"commit {git_state()}"
     pymgmt = Path(args.pymgmt) if args.pymgmt else install_tree(Path(args.benchc) / "pymgmt-inst")
     load0 = os.getloadavg()
     run = measure(args, harness, pymgmt)
@@ -272,10 +280,10 @@ def main() -> None:
     argv = shlex.join([".venv/bin/python", "bench/peers.py", *sys.argv[1:]])
     text = "\n".join(
         [
-            f"{SECTION} ({started:%Y-%m-%d %H:%M} UTC, commit {commit})",
+            f"{SECTION} ({started:%Y-%m-%d %H:%M} UTC, {commit})",
             "",
             f"`{argv}` (harness {harness}, pymgmt installed non-editable: "
-            f"`{pymgmt} run --converged-timeout 0`). Medians in seconds, "
+            f"`{pymgmt} run --prefix DIR --converged-timeout 0`). Medians in seconds, "
             "every tool in the same run; 2 cores, shared.",
             "Load average (1/5/15 min): before "
             + " ".join(f"{x:.2f}" for x in load0)
