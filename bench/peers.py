@@ -120,7 +120,8 @@ def git_state() -> str:
         return p.stdout.strip()
 
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src")
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + (" + changes in src/" if dirty else "")
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + (" + changes in src/" if dirty else "")
 
 
 # -- running the harness ---------------------------------------------------------------------
@@ -212,7 +213,7 @@ def verdict(key: tuple[str, str, str], row: dict[str, str]) -> str:
     wl, _n, phase = key
     me, cf, floor = num(row.get("pymgmt")), num(row.get("cfengine")), num(row.get("floor"))
     if me is None:
-        return "–"
+        return "-"
     if wl == "W3":
         return _met(me <= W3_PATH * 1.02, f"<= {W3_PATH * 1.02:.2f} s (path + 2 %)")
     if wl == "W5" and phase == "version":
@@ -220,7 +221,7 @@ def verdict(key: tuple[str, str, str], row: dict[str, str]) -> str:
     if wl == "W2" and phase == "install":
         return _met(floor is not None and me <= 1.1 * floor, "<= 1.1x one apt-get install")
     if wl == "W4" or phase.startswith("install") or phase.startswith("check_"):
-        return "–"
+        return "-"
     return _met(cf is not None and me <= 0.5 * cf, "<= 0.5x CFEngine")
 
 
@@ -230,14 +231,14 @@ def _met(ok: bool, target: str) -> str:
 
 def ratio(a: str | None, b: str | None) -> str:
     x, y = num(a), num(b)
-    return f"{x / y:.2f}x" if x is not None and y else "–"
+    return f"{x / y:.2f}x" if x is not None and y else "-"
 
 
 def render(run: Run, tools: Sequence[str]) -> str:
     head = ["workload", "N", "phase", *tools, "pymgmt/CFEngine", "pymgmt/Salt", "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, row in run.cells.items():
-        cols = [row.get(t, run.missing.get(t, "–").split(" (")[0]) for t in tools]
+        cols = [row.get(t, run.missing.get(t, "-").split(" (")[0]) for t in tools]
         cells = [*key, *cols]
         cells += [ratio(row.get("pymgmt"), row.get("cfengine"))]
         cells += [ratio(row.get("pymgmt"), row.get("salt")), verdict(key, row)]

@@ -109,7 +109,8 @@ def test_a_missing_or_unexecutable_program_is_refused_with_its_own_message(tmp_p
     assert res["Exec[missing]"]["failures"] == [
         "apply: cannot run 'no-such-program-pymgmt-test': No such file or directory"
     ]
-    assert res["Exec[plain]"]["failures"] == [f"apply: cannot run {str(plain)!r}: Permission denied"]
+    denied = f"apply: cannot run {str(plain)!r}: Permission denied"
+    assert res["Exec[plain]"]["failures"] == [denied]
     assert res["Exec[relative]"]["failures"] == [
         "apply: cannot run './nowhere': No such file or directory"
     ]
