@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from helpers import PYMGMT, graph_doc, pid_alive, recap_of, run_once, wait_for, write_graph
 
+from pymgmt.errors import ResourceError
 from pymgmt.resources import exec as exec_mod
 
 
@@ -114,3 +115,17 @@ def test_a_missing_or_unexecutable_program_is_refused_with_its_own_message(tmp_p
     assert res["Exec[relative]"]["failures"] == [
         "apply: cannot run './nowhere': No such file or directory"
     ]
+
+
+def test_without_the_guard_programs_the_preexec_fallback_runs_the_command(tmp_path, monkeypatch):
+    """Where setpriv or /bin/sh is missing, the command still runs (and dies with the agent
+    through a ``preexec_fn``): the same status and output."""
+    from helpers import run_async
+
+    monkeypatch.setattr(exec_mod, "_GUARD", None)
+    monkeypatch.setattr(exec_mod, "_PRCTL", exec_mod._resolve_prctl())
+    argv = exec_mod._Argv(["/bin/sh", "-c", "echo out; exit 3"], "'/bin/sh'")
+    code, out = run_async(exec_mod._run(argv, str(tmp_path), {"X": "1"}, 0))
+    assert (code, out.tail) == (3, b"out\n")
+    with pytest.raises(ResourceError, match="cannot run 'nope': No such file or directory"):
+        run_async(exec_mod._run(exec_mod._Argv(["nope"], "'nope'"), "", {}, 0))

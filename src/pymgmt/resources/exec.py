@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import os
 import shlex
 import shutil
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ResourceError
 from ..redaction import redact
@@ -299,7 +299,7 @@ _GUARD_SCRIPT = '[ "$PPID" = "$0" ] && exec "$@"'
 
 
 def _find_guard() -> tuple[str, str] | None:
-    setpriv = shutil.which("setpriv", path=os.defpath + ":/usr/bin:/bin")
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")  # the system's, not $PATH's
     sh = "/bin/sh"
     if setpriv is None or not os.access(sh, os.X_OK):
         return None
@@ -359,16 +359,27 @@ def _die_with_agent(agent_pid: int) -> None:
     allocated outside the interpreter's own (fork-reinitialised) state.
     Process groups use ``start_new_session``, done natively by subprocess.
     """
+    assert _PRCTL is not None  # resolved at import whenever the fallback is in use
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != agent_pid:
         os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _resolve_prctl() -> Any:
+    """libc's prctl, for the fallback only: importing ctypes costs start-up time."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
 #: resolved in the parent: a forked child must not dlsym (another thread may hold the lock)
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-_PRCTL.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_PRCTL.restype = ctypes.c_int
+_PRCTL = _resolve_prctl() if _GUARD is None else None
 
 
 @dataclass(frozen=True)
