@@ -86,13 +86,16 @@ def missing_tools(tools: Sequence[str], benchc: Path) -> dict[str, str]:
 
 
 def link_venvs(benchc: Path) -> None:
-    """Point $BENCHC's venv-* at setup.sh's, so a private scratch dir still finds Salt."""
+    """Point $BENCHC's venv-* and cfengine/ (its apt module) at setup.sh's.
+
+    A private scratch dir then still finds Salt and CFEngine's package module.
+    """
     benchc.mkdir(parents=True, exist_ok=True)
     if benchc.resolve() == SETUP_BENCHC.resolve():
         return
-    for src in SETUP_BENCHC.glob("venv-*"):
+    for src in [*SETUP_BENCHC.glob("venv-*"), SETUP_BENCHC / "cfengine"]:
         dst = benchc / src.name
-        if not dst.exists() and not dst.is_symlink():
+        if src.exists() and not dst.exists() and not dst.is_symlink():
             dst.symlink_to(src)
 
 
