@@ -289,8 +289,9 @@ async def _spawn(
 # ``preexec_fn``, so CPython uses vfork. A ``preexec_fn`` forces a full fork of
 # the agent (its page tables, then copy-on-write faults while Python code runs
 # in the child) and blocks the event loop until the child execs: measured here
-# at 2-3x the spawn latency (bench/RESULTS.md "Issue 13: W3 and packages"),
-# which W3's chained execs pay once per link. The guard is used when setpriv
+# at about twice the spawn latency and 2.5x the time the loop is blocked
+# (bench/RESULTS.md "Issue 13: W3 and packages"), which W3's chained execs pay
+# once per link. The guard is used when setpriv
 # and /bin/sh exist (util-linux and dash are essential on Debian); otherwise
 # the ``preexec_fn`` below does the same.
 
