@@ -3,6 +3,13 @@
     .venv/bin/python bench/run.py            # full run (about 10 minutes)
     .venv/bin/python bench/run.py --quick    # smoke run (about a minute)
     .venv/bin/python bench/run.py --write    # full run, and rewrite bench/RESULTS.md
+    .venv/bin/python bench/run.py --peers    # also pymgmt side by side with CFEngine,
+                                             # Salt, Puppet and the floor (bench/peers.py)
+
+--peers runs bench/peers.py after the engine-core benchmarks when the peer
+harness is here (``--peers DIR``, else $PYMGMT_PEERS or ../shared/bench-peers),
+and says so and goes on without it when it is not; with --write its table
+replaces the "Issue 13: side by side" section of RESULTS.md.
 
 Everything after the ANALYSIS marker line in RESULTS.md is kept when it is
 rewritten, so hand-written notes survive a new run.
@@ -93,6 +100,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode for every benchmark")
     ap.add_argument("--write", action="store_true", help="rewrite bench/RESULTS.md")
+    ap.add_argument(
+        "--peers",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="also run bench/peers.py (the side-by-side harness in DIR, default ../shared)",
+    )
     args = ap.parse_args()
     check_venv()
     if args.write and args.quick:
@@ -133,6 +147,16 @@ def main() -> None:
             kept = old.split(MARKER, 1)[1]
         path.write_text(text + "\n" + MARKER + (kept or "\n"))
         print(f"wrote {path}", file=sys.stderr)
+    if args.peers is not None:
+        run_peers(args.peers, args.write)
+
+
+def run_peers(where: str, write: bool) -> None:
+    """The side-by-side part, optional: without the harness it says so and is skipped."""
+    cmd = [PY, str(BENCH / "peers.py")] + (["--peers", where] if where else [])
+    p = subprocess.run([*cmd, "--write"] if write else cmd, check=False)
+    if p.returncode != 0:
+        print(f"bench/peers.py did not run (exit {p.returncode}): see above", file=sys.stderr)
 
 
 if __name__ == "__main__":

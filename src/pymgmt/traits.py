@@ -91,7 +91,8 @@ class Edgeable(Protocol):
     yielding `Want` steps, most specific first; the caller sends back whether
     the step matched anything (the article's Next()/Test()), so a file stops
     at its nearest managed ancestor directory instead of depending on every
-    ancestor.
+    ancestor. Optional, for a costly search: ``wants_kinds`` and
+    ``prepare_wants`` (see `pymgmt.graph.autoedge._searching`).
     """
 
     def uids(self) -> Sequence[UID]: ...

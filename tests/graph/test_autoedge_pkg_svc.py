@@ -3,7 +3,9 @@ a unit file before its service. Uses this machine's dpkg database (read-only).""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -114,3 +116,60 @@ def test_a_live_reload_compiles_off_the_event_loop(tmp_path):
         logger.setLevel(old_level)
     assert records, "the reload compiled no AutoEdge"
     assert all(r.thread != threading.main_thread().ident for r in records)
+
+
+# -- what the search costs: dpkg-query runs only when it can matter, once ------------------
+
+
+@pytest.fixture
+def dpkg_calls(tmp_path, monkeypatch):
+    """Every dpkg-query the compile runs (its first argument, one line a call), logged by a
+    wrapper first on PATH that then runs the real one."""
+    from pymgmt.resources import pkg
+
+    real = shutil.which("dpkg-query")
+    log = tmp_path / "dpkg-calls"
+    wrapper = tmp_path / "bin" / "dpkg-query"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(pkg, "_SHIPPED", {})  # a cold cache: nothing known yet
+
+    def calls() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    return calls
+
+
+@needs_dpkg
+def test_a_graph_of_packages_only_asks_dpkg_nothing(dpkg_calls):
+    pkgs = [Pkg(name=n) for n in ("base-files", "hostname", "libc6")]
+    assert _edges(*pkgs) == set()
+    assert dpkg_calls() == []
+
+
+@needs_dpkg
+def test_all_packages_are_looked_up_in_one_query(dpkg_calls):
+    edges = _edges(
+        Pkg(name="base-files"),
+        Pkg(name="hostname"),
+        Pkg(name="no-such-package-pymgmt"),
+        File(name="/etc/issue"),
+        File(name="/bin/hostname"),
+    )
+    assert edges == {
+        ("Pkg[base-files]", "File[/etc/issue]"),
+        ("Pkg[hostname]", "File[/bin/hostname]"),
+    }
+    assert len(dpkg_calls()) == 1, dpkg_calls()
+
+
+@needs_dpkg
+def test_a_package_named_with_its_architecture_still_ships_its_files(dpkg_calls):
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert _edges(Pkg(name=f"base-files:{arch}"), File(name="/etc/issue")) == {
+        (f"Pkg[base-files:{arch}]", "File[/etc/issue]")
+    }

@@ -37,7 +37,8 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
             index.setdefault(uid, key)
     existing = {(e.src, e.dst) for e in graph.edges}
     added: list[Edge] = []
-    for key, v in members:
+    searching = _searching(members, {uid.kind for uid in index})
+    for key, v in searching:
         steps = v.wants()
         try:
             want = next(steps)
@@ -59,3 +60,27 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
         except StopIteration:
             pass
     return added
+
+
+def _searching(
+    members: list[tuple[Key, Edgeable]], present: set[str]
+) -> list[tuple[Key, Edgeable]]:
+    """The vertices whose search can match something here, their kinds told first.
+
+    Both hooks are optional, for a kind whose search is costly (pkg's asks
+    dpkg): ``wants_kinds`` names the UID kinds its wants can match (none of
+    them in the graph: no search), ``prepare_wants(vertices)`` lets the kind
+    answer all its vertices' searches in one batch before they are asked.
+    """
+    out = [
+        (k, v)
+        for k, v in members
+        if (kinds := getattr(v, "wants_kinds", None)) is None or not present.isdisjoint(kinds)
+    ]
+    by_kind: dict[type, list[Any]] = {}
+    for _, v in out:
+        by_kind.setdefault(type(v), []).append(v)
+    for cls, vertices in by_kind.items():
+        if (prepare := getattr(cls, "prepare_wants", None)) is not None:
+            prepare(vertices)
+    return out

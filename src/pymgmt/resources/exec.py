@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import os
 import shlex
+import shutil
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ResourceError
 from ..redaction import redact
@@ -253,32 +254,104 @@ async def _spawn(
     cmd: _Argv, cwd: str, env: dict[str, str], *, stdout: int
 ) -> asyncio.subprocess.Process:
     full_env = {**os.environ, **env} if env else None
+    argv, preexec = cmd.argv, None
+    if _GUARD is not None:
+        _check_runnable(cmd, cwd, full_env)
+        argv = _guarded(cmd.argv, full_env)
+    else:
+        preexec = functools.partial(_die_with_agent, os.getpid())
     try:
         return await asyncio.create_subprocess_exec(
-            *cmd.argv,
+            *argv,
             cwd=cwd or None,
             env=full_env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as one
-            preexec_fn=functools.partial(_die_with_agent, os.getpid()),
+            preexec_fn=preexec,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
         raise ResourceError(f"cannot run {cmd.shown}: {e.strerror}") from None
 
 
+# -- dying with the agent ----------------------------------------------------------------
+#
+# A command (or a watchcmd that never ends) must not outlive the agent, even a
+# kill -9 of it: the child asks the kernel for SIGKILL when its parent dies
+# (PR_SET_PDEATHSIG). That request must be made in the child, between fork and
+# the command's exec, and race-free: if the agent died before the request, the
+# signal never comes, so the child checks its parent after asking.
+#
+# Two ways. The fast one runs the command under a guard, ``setpriv --pdeathsig
+# KILL -- /bin/sh -c 'check parent && exec "$@"' AGENT_PID ARGV...``: the guard
+# is two small execs (about 1 ms), and the agent spawns it without a
+# ``preexec_fn``, so CPython uses vfork. A ``preexec_fn`` forces a full fork of
+# the agent (its page tables, then copy-on-write faults while Python code runs
+# in the child) and blocks the event loop until the child execs: measured here
+# at about twice the spawn latency and 2.5x the time the loop is blocked
+# (bench/RESULTS.md "Issue 13: W3 and packages"), which W3's chained execs pay
+# once per link. The guard is used when setpriv
+# and /bin/sh exist (util-linux and dash are essential on Debian); otherwise
+# the ``preexec_fn`` below does the same.
+
+#: $0 is the agent's pid; a guard whose agent is already gone exits 1 (nobody sees it)
+_GUARD_SCRIPT = '[ "$PPID" = "$0" ] && exec "$@"'
+
+
+def _find_guard() -> tuple[str, str] | None:
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")  # the system's, not $PATH's
+    sh = "/bin/sh"
+    if setpriv is None or not os.access(sh, os.X_OK):
+        return None
+    return setpriv, sh
+
+
+_GUARD = _find_guard()
+
+
+def _guarded(argv: list[str], env: dict[str, str] | None) -> list[str]:
+    """`argv` under the guard; the command gets exactly the environment it would alone.
+
+    The shell exports PWD at start; it is unset again unless the
+    environment had it (then the shell keeps it, or corrects a stale one to
+    the command's working directory).
+    """
+    assert _GUARD is not None
+    setpriv, sh = _GUARD
+    has_pwd = "PWD" in (os.environ if env is None else env)
+    script = _GUARD_SCRIPT if has_pwd else "unset PWD; " + _GUARD_SCRIPT
+    return [setpriv, "--pdeathsig", "KILL", "--", sh, "-c", script, str(os.getpid()), *argv]
+
+
+def _check_runnable(cmd: _Argv, cwd: str, env: dict[str, str] | None) -> None:
+    """Refuse a program that cannot run, with the error a direct exec would give.
+
+    Under the guard a missing program is the shell's "not found" and status
+    127; this keeps the resource's own message ("cannot run 'x': No such file
+    or directory"). The program is looked up as execvp would: in the
+    command's PATH, or as a path from its working directory.
+    """
+    prog = cmd.argv[0]
+    if "/" in prog:
+        path: str | None = os.path.join(cwd, prog) if cwd else prog
+    else:
+        search = (os.environ if env is None else env).get("PATH", os.defpath)
+        path = shutil.which(prog, mode=os.F_OK, path=search)
+    if path is None or not os.path.exists(path):
+        raise ResourceError(f"cannot run {cmd.shown}: No such file or directory")
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise ResourceError(f"cannot run {cmd.shown}: Permission denied")
+
+
 def _die_with_agent(agent_pid: int) -> None:
     """In the child, before exec: get SIGKILL if the agent dies (even by kill -9).
 
-    Without it a command (or a watchcmd that never ends) would outlive a
-    crashed agent forever, re-parented to init. If the agent died between
-    fork and this call, the signal will never come: die now instead.
+    The fallback where the guard's programs are absent (see above).
+    If the agent died between fork and this call, the signal will never
+    come: die now instead.
 
     Why a ``preexec_fn`` although the agent has threads (issue 8, item 17):
-    Python offers no other way to run ``prctl`` between fork and exec, and a
-    trampoline program (``setpriv --pdeathsig``) would add an exec per
-    command and a dependency, and still need a parent check to be race-free.
     What makes a preexec_fn unsafe is a lock that another thread held at
     fork time and that the child then takes. This one takes none: the
     ``prctl`` symbol is resolved in the parent at import (a ``dlsym`` in the
@@ -287,16 +360,27 @@ def _die_with_agent(agent_pid: int) -> None:
     allocated outside the interpreter's own (fork-reinitialised) state.
     Process groups use ``start_new_session``, done natively by subprocess.
     """
+    assert _PRCTL is not None  # resolved at import whenever the fallback is in use
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != agent_pid:
         os._exit(1)
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _resolve_prctl() -> Any:
+    """libc's prctl, for the fallback only: importing ctypes costs start-up time."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
 #: resolved in the parent: a forked child must not dlsym (another thread may hold the lock)
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-_PRCTL.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_PRCTL.restype = ctypes.c_int
+_PRCTL = _resolve_prctl() if _GUARD is None else None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Generator, Sequence
-from typing import IO, Literal, Protocol
+from typing import IO, ClassVar, Literal, Protocol
 
 from ..errors import ResourceError
 from ..traits import UID, Want
@@ -124,14 +124,29 @@ resources:
     def uids(self) -> list[UID]:
         return [UID("pkg", p.name) for p in self.packages]
 
+    #: what `wants` can match: AutoEdges skips the search (a dpkg query) in a
+    #: graph with neither, such as a graph of packages only (issue 13)
+    wants_kinds: ClassVar[frozenset[str]] = frozenset({"file", "svc"})
+
+    @classmethod
+    def prepare_wants(cls, vertices: Sequence[Resource]) -> None:
+        """Before AutoEdges asks each package: look all of them up in one query."""
+        names = [
+            p.name
+            for v in vertices
+            if isinstance(v, Pkg) and v.state != "uninstalled"
+            for p in v.packages
+        ]
+        _prefetch_shipped(names)
+
     def wants(self) -> Generator[Want, bool, None]:
         if self.state == "uninstalled":
             return
         shipped: list[UID] = []
+        unit_dirs = ("/lib/systemd/system/", "/usr/lib/systemd/system/")
         for p in self.packages:
             for path in _shipped_files(p.name):
                 shipped.append(UID("file", path))
-                unit_dirs = ("/lib/systemd/system/", "/usr/lib/systemd/system/")
                 if path.startswith(unit_dirs) and path.endswith(".service"):
                     shipped.append(UID("svc", os.path.basename(path)))
         if shipped:
@@ -236,29 +251,70 @@ def _shipped_files(name: str) -> tuple[str, ...]:
 
     Cached per state of the dpkg database, not forever: a package installed
     after the agent started gains its AutoEdges on the next graph reload
-    (issue 8 item 16). This runs ``dpkg-query``, so it must not be called on
-    the event loop: frontends compile graphs in a worker thread.
+    (issue 8 item 16). This runs ``dpkg-query`` unless `_prefetch_shipped`
+    already did, so it must not be called on the event loop: frontends
+    compile graphs in a worker thread.
     """
-    key = (name, _dpkg_stamp())
-    found = _SHIPPED.get(key)
+    stamp = _dpkg_stamp()
+    found = _SHIPPED.get((name, stamp))
     if found is None:
-        found = _query_shipped_files(name)
-        if len(_SHIPPED) >= _SHIPPED_MAX or any(k[1] != key[1] for k in _SHIPPED):
-            _SHIPPED.clear()  # entries of an older database state are useless
-        _SHIPPED[key] = found
+        _prefetch_shipped([name])
+        found = _SHIPPED.get((name, stamp), ())
     return found
 
 
-def _query_shipped_files(name: str) -> tuple[str, ...]:
+def _prefetch_shipped(names: Sequence[str]) -> None:
+    """Cache the files of every package in `names` not cached yet, in one query.
+
+    Each ``dpkg-query`` costs about 25 ms: a graph with many packages asks
+    once, not once per package (issue 13).
+    """
+    stamp = _dpkg_stamp()
+    if any(k[1] != stamp for k in _SHIPPED) or len(_SHIPPED) + len(names) > _SHIPPED_MAX:
+        _SHIPPED.clear()  # entries of an older database state are useless
+    todo = sorted({n for n in names if (n, stamp) not in _SHIPPED})
+    if todo:
+        found = _query_shipped_files(todo)
+        for n in todo:
+            _SHIPPED[(n, stamp)] = found.get(n, ())
+
+
+#: one record per package: a header line, then its files, each line indented by a space
+_FILES_FORMAT = "${Package} ${Architecture}\n${db-fsys:Files}"
+
+
+def _query_shipped_files(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The files each of `names` ships, from one ``dpkg-query -W`` (not installed: none).
+
+    A name may carry an architecture (``libc6:amd64``); a bare name covers
+    every installed architecture of the package, like ``dpkg-query -L``.
+    Unknown names only make dpkg-query complain on stderr and exit 1.
+    """
     try:
-        out = subprocess.run(  # noqa: S603 - argv list; the name was validated
-            ["dpkg-query", "-L", name], capture_output=True, text=True, timeout=30, check=False
+        out = subprocess.run(  # noqa: S603 - argv list; the names were validated
+            ["dpkg-query", "-W", "-f", _FILES_FORMAT, "--", *names],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return ()
-    if out.returncode != 0:
-        return ()
-    return tuple(line for line in out.stdout.splitlines() if line.startswith("/"))
+        return {}
+    records: dict[tuple[str, str], list[str]] = {}  # (package, architecture) -> files
+    current: list[str] = []
+    for line in out.stdout.splitlines():
+        if not line.startswith(" "):
+            pkg, _, arch = line.partition(" ")
+            current = records.setdefault((pkg, arch), [])
+        elif line.startswith(" /"):
+            current.append(line[1:])
+    result: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        pkg, _, arch = name.partition(":")
+        result[name] = tuple(
+            f for (p, a), fs in records.items() if p == pkg and arch in ("", a) for f in fs
+        )
+    return result
 
 
 # -- the apt backend -----------------------------------------------------------------------
