@@ -42,6 +42,7 @@ import ctypes
 import os
 import platform
 import resource
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -60,8 +61,35 @@ _SYNCFS_FS = frozenset({0xEF53, 0x58465342, 0x9123683E})  # ext2/3/4, xfs, btrfs
 #: Threads issuing the fsyncs of one batch when there is no syncfs: enough
 #: for the journal to fold many of them into one commit.
 _SYNC_THREADS = 16
+#: Threads staging the jobs of one batch: creating a file may wait for the
+#: disk (an inode table block to read), and those waits overlap.
+_STAGE_THREADS = int(os.environ.get("PYMGMT_STAGE_THREADS", "4"))
 
 DirKey = tuple[int, int]
+
+
+class _Dirs:
+    """The directories a batch fsyncs at its end, one fd each, shared by its jobs."""
+
+    def __init__(self) -> None:
+        self.fds: dict[DirKey, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, dir_fd: int) -> tuple[DirKey, int]:
+        """The key of directory `dir_fd` and the batch's own fd of it."""
+        st = os.fstat(dir_fd)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            if key not in self.fds:
+                # The job closes its own fd when it returns; the batch needs
+                # one until the directory's fsync.
+                self.fds[key] = os.dup(dir_fd)
+            return key, self.fds[key]
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 class _Staged:
@@ -80,8 +108,8 @@ class _Staged:
 class Staging:
     """What a job writes through, inside a batch (in the batch's thread)."""
 
-    def __init__(self, dirs: dict[DirKey, int]) -> None:
-        #: every directory of the batch to fsync, one fd each (shared by the jobs)
+    def __init__(self, dirs: _Dirs) -> None:
+        #: every directory of the batch to fsync (shared by its jobs)
         self._dirs = dirs
         #: the job's temporary files not yet renamed into place
         self.files: list[_Staged] = []
@@ -105,9 +133,10 @@ class Staging:
         Errors of the write itself (a full disk, a bad owner) raise here;
         errors of its sync and rename fail the job after staging.
         """
-        key = self._dir(dir_fd)
+        key, batch_fd = self._dirs.add(dir_fd)
+        self.dir_keys.add(key)
         fd = write_temp_at(dir_fd, name, data, mode, uid, gid, xattrs)
-        self.files.append(_Staged(self._dirs[key], name, fd, replace, key[0]))
+        self.files.append(_Staged(batch_fd, name, fd, replace, key[0]))
 
     def sync_dir(self, dir_fd: int) -> None:
         """Have directory `dir_fd` fsynced once the batch's files are in place.
@@ -115,17 +144,7 @@ class Staging:
         For changes a job made itself to the directory's entries (a mkdir,
         an unlink): they are durable when the job completes.
         """
-        self._dir(dir_fd)
-
-    def _dir(self, dir_fd: int) -> DirKey:
-        st = os.fstat(dir_fd)
-        key = (st.st_dev, st.st_ino)
-        if key not in self._dirs:
-            # The job closes its own fd when it returns; the batch needs one
-            # until the directory's fsync.
-            self._dirs[key] = os.dup(dir_fd)
-        self.dir_keys.add(key)
-        return key
+        self.dir_keys.add(self._dirs.add(dir_fd)[0])
 
     def install(self) -> None:
         """Close each (durable) temporary file and rename it over its target."""
@@ -151,7 +170,7 @@ class _Job(Generic[T]):
     def __init__(self, fn: Callable[[Staging], T], future: asyncio.Future[T]) -> None:
         self.fn = fn
         self.future = future
-        self.staging = Staging({})
+        self.staging = Staging(_Dirs())
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -217,7 +236,8 @@ class DurableWrites:
             while self._queue:
                 await self._settle()
                 jobs, self._queue = self._queue[: self._cap], self._queue[self._cap :]
-                await self._write(jobs)
+                if jobs:  # (empty if every caller was cancelled meanwhile)
+                    await self._write(jobs)
         finally:
             self._driver = None
             for job in self._queue:  # only at loop teardown: nobody may wait for ever
@@ -253,14 +273,14 @@ class DurableWrites:
 
 def write_batch(jobs: list[_Job[Any]]) -> None:
     """Stage, sync, install and fsync the directories of `jobs` (in a thread)."""
-    dirs: dict[DirKey, int] = {}
+    dirs = _Dirs()
     try:
-        for job in jobs:
-            job.staging = Staging(dirs)
-            try:
-                job.result = job.fn(job.staging)
-            except Exception as e:
-                job.fail(e)
+        if len(jobs) > 1 and _STAGE_THREADS > 1:
+            with ThreadPoolExecutor(min(_STAGE_THREADS, len(jobs))) as pool:
+                list(pool.map(lambda job: _stage(job, dirs), jobs))
+        else:
+            for job in jobs:
+                _stage(job, dirs)
         _sync([j for j in jobs if j.error is None and j.staging.files])
         for job in jobs:
             if job.error is None:
@@ -272,8 +292,16 @@ def write_batch(jobs: list[_Job[Any]]) -> None:
     finally:
         for job in jobs:
             job.staging.abandon()  # anything not installed
-        for dfd in dirs.values():
-            os.close(dfd)
+        dirs.close()
+
+
+def _stage(job: _Job[Any], dirs: _Dirs) -> None:
+    """Run the job's function: it writes its temporary files, unsynced."""
+    job.staging = Staging(dirs)
+    try:
+        job.result = job.fn(job.staging)
+    except Exception as e:
+        job.fail(e)
 
 
 def _sync(jobs: list[_Job[Any]]) -> None:
@@ -313,9 +341,9 @@ def _fsync_each(group: list[tuple[_Job[Any], int]]) -> None:
         job.fail(e)
 
 
-def _sync_dirs(jobs: list[_Job[Any]], dirs: dict[DirKey, int]) -> None:
+def _sync_dirs(jobs: list[_Job[Any]], dirs: _Dirs) -> None:
     """fsync each directory once; a failure fails every job that changed it."""
-    for key, dfd in dirs.items():
+    for key, dfd in dirs.fds.items():
         try:
             fsync_dir_fd(dfd)
         except OSError as e:

@@ -37,7 +37,7 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Literal
 
 from ..durable import Staging
@@ -425,12 +425,29 @@ def _unified(path: str, old: bytes | None, new: bytes, st: os.stat_result | None
         new_lines = new.decode().splitlines(keepends=True)
     except UnicodeDecodeError:
         return f"--- {path}\n+++ {path}\nBinary content differs\n"
-    lines = difflib.unified_diff(
-        old_lines, new_lines, "/dev/null" if old is None else path, path, n=3
-    )
+    before = "/dev/null" if old is None else path
+    if not old_lines:
+        lines: Iterable[str] = _all_added(before, path, new_lines)
+    else:
+        lines = difflib.unified_diff(old_lines, new_lines, before, path, n=3)
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
+
+
+def _all_added(before: str, path: str, new_lines: list[str]) -> list[str]:
+    """What `difflib.unified_diff` says of lines added to nothing, without difflib.
+
+    A first apply diffs every new file against nothing; difflib's matcher
+    made that a quarter of a millisecond per file (issue 13), for one hunk
+    that is all additions.
+    """
+    if not new_lines:
+        return []
+    added = "1" if len(new_lines) == 1 else f"1,{len(new_lines)}"
+    return [f"--- {before}\n", f"+++ {path}\n", f"@@ -0,0 +{added} @@\n"] + [
+        "+" + line for line in new_lines
+    ]
 
 
 def _uid(owner: str) -> int:
