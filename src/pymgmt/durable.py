@@ -63,7 +63,7 @@ _SYNCFS_FS = frozenset({0xEF53, 0x58465342, 0x9123683E})  # ext2/3/4, xfs, btrfs
 _SYNC_THREADS = 16
 #: Threads staging the jobs of one batch: creating a file may wait for the
 #: disk (an inode table block to read), and those waits overlap.
-_STAGE_THREADS = int(os.environ.get("PYMGMT_STAGE_THREADS", "4"))
+_STAGE_THREADS = 4
 
 DirKey = tuple[int, int]
 
@@ -275,12 +275,14 @@ def write_batch(jobs: list[_Job[Any]]) -> None:
     """Stage, sync, install and fsync the directories of `jobs` (in a thread)."""
     dirs = _Dirs()
     try:
-        if len(jobs) > 1 and _STAGE_THREADS > 1:
-            with ThreadPoolExecutor(min(_STAGE_THREADS, len(jobs))) as pool:
-                list(pool.map(lambda job: _stage(job, dirs), jobs))
+        # One slice of the batch per thread (a future per job cost more than
+        # some jobs: 10k files, issue 13).
+        slices = [jobs[k::_STAGE_THREADS] for k in range(min(_STAGE_THREADS, len(jobs)))]
+        if len(slices) > 1:
+            with ThreadPoolExecutor(len(slices)) as pool:
+                list(pool.map(lambda part: _stage_all(part, dirs), slices))
         else:
-            for job in jobs:
-                _stage(job, dirs)
+            _stage_all(jobs, dirs)
         _sync([j for j in jobs if j.error is None and j.staging.files])
         for job in jobs:
             if job.error is None:
@@ -295,13 +297,14 @@ def write_batch(jobs: list[_Job[Any]]) -> None:
         dirs.close()
 
 
-def _stage(job: _Job[Any], dirs: _Dirs) -> None:
-    """Run the job's function: it writes its temporary files, unsynced."""
-    job.staging = Staging(dirs)
-    try:
-        job.result = job.fn(job.staging)
-    except Exception as e:
-        job.fail(e)
+def _stage_all(jobs: list[_Job[Any]], dirs: _Dirs) -> None:
+    """Run each job's function: it writes its temporary files, unsynced."""
+    for job in jobs:
+        job.staging = Staging(dirs)
+        try:
+            job.result = job.fn(job.staging)
+        except Exception as e:
+            job.fail(e)
 
 
 def _sync(jobs: list[_Job[Any]]) -> None:
