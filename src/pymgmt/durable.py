@@ -47,7 +47,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from .fsutil import discard_temp_at, fsync_dir_fd, install_temp_at, write_temp_at
+from .fsutil import discard_temp_at, install_temp_at, write_temp_at
 
 T = TypeVar("T")
 
@@ -73,17 +73,27 @@ class _Dirs:
 
     def __init__(self) -> None:
         self.fds: dict[DirKey, int] = {}
+        #: per filesystem, the fd of the batch's first directory on it: opened
+        #: before the batch wrote anything there, so a syncfs through it
+        #: reports any writeback error of the batch's files (errseq is sampled
+        #: when an fd is opened)
+        self.first: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def add(self, dir_fd: int) -> tuple[DirKey, int]:
-        """The key of directory `dir_fd` and the batch's own fd of it."""
+        """The key of directory `dir_fd` and the batch's own fd of it.
+
+        The batch's fd is a plain read-only one, which can be fsynced (the
+        job's own may be ``O_PATH``), opened from the job's fd: the same
+        directory, never a path looked up again.
+        """
         st = os.fstat(dir_fd)
         key = (st.st_dev, st.st_ino)
         with self._lock:
             if key not in self.fds:
-                # The job closes its own fd when it returns; the batch needs
-                # one until the directory's fsync.
-                self.fds[key] = os.dup(dir_fd)
+                fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+                self.fds[key] = fd
+                self.first.setdefault(st.st_dev, fd)
             return key, self.fds[key]
 
     def close(self) -> None:
@@ -283,7 +293,7 @@ def write_batch(jobs: list[_Job[Any]]) -> None:
                 list(pool.map(lambda part: _stage_all(part, dirs), slices))
         else:
             _stage_all(jobs, dirs)
-        _sync([j for j in jobs if j.error is None and j.staging.files])
+        _sync([j for j in jobs if j.error is None and j.staging.files], dirs)
         for job in jobs:
             if job.error is None:
                 try:
@@ -307,18 +317,17 @@ def _stage_all(jobs: list[_Job[Any]], dirs: _Dirs) -> None:
             job.fail(e)
 
 
-def _sync(jobs: list[_Job[Any]]) -> None:
+def _sync(jobs: list[_Job[Any]], dirs: _Dirs) -> None:
     """Make every staged file durable; a job whose file's sync fails fails."""
     by_dev: dict[int, list[tuple[_Job[Any], int]]] = {}
     for job in jobs:
         for f in job.staging.files:
             by_dev.setdefault(f.dev, []).append((job, f.fd))
-    for group in by_dev.values():
-        # The first file's fd was opened before the others were written, so a
-        # writeback error of any of them is reported to a syncfs through it.
-        if len(group) > 1 and _syncfs_ok(group[0][1]):
+    for dev, group in by_dev.items():
+        first = dirs.first[dev]
+        if len(group) > 1 and _syncfs_ok(first):
             try:
-                _syncfs(group[0][1])
+                _syncfs(first)
                 continue
             except OSError:
                 pass  # an error somewhere on the filesystem: find whose, file by file
@@ -348,7 +357,7 @@ def _sync_dirs(jobs: list[_Job[Any]], dirs: _Dirs) -> None:
     """fsync each directory once; a failure fails every job that changed it."""
     for key, dfd in dirs.fds.items():
         try:
-            fsync_dir_fd(dfd)
+            os.fsync(dfd)
         except OSError as e:
             for job in jobs:
                 if key in job.staging.dir_keys:
