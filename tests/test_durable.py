@@ -183,3 +183,23 @@ def test_directory_changes_of_a_job_are_made_durable_with_the_batch(tmp_path):
 
     run_async(batch())
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"sub{i}" for i in range(4)]
+
+
+def test_a_batch_on_a_filesystem_without_syncfs_is_written_file_by_file():
+    """tmpfs is not among the syncfs filesystems: each file is fsynced instead."""
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm) as d:
+        where = Path(d)
+
+        async def batch() -> list[str]:
+            durable = DurableWrites()
+            jobs = [_write(where / f"f{i}", b"%d\n" % i) for i in range(20)]
+            return await asyncio.gather(*(durable.run(j) for j in jobs))
+
+        assert run_async(batch()) == [f"f{i}" for i in range(20)]
+        assert all((where / f"f{i}").read_bytes() == b"%d\n" % i for i in range(20))
+        assert _temps(where) == []
