@@ -33,7 +33,8 @@ by path name follows symlinks in every component, so a user who replaces
   temporary name is fixed per target, so a leftover from a crash is simply
   replaced by the next write; it has a fixed length (a hash of the target's
   name), so a target whose name is already at the 255-byte limit can still be
-  written.
+  written. Its two halves, `write_temp_at` and `install_temp_at`, let
+  `pymgmt.durable` make a whole batch of files durable with one sync.
 """
 
 from __future__ import annotations
