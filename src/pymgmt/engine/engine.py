@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..durable import DurableWrites
 from ..errors import InputError, InputErrors
 from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
@@ -131,6 +132,8 @@ class Engine:
         self.global_sema = [f"--sema:{sema}"] if sema > 0 else []
         self.hub = InotifyHub()
         self.dbus = DBusHub()
+        #: one batcher for every resource's durable writes (issue 13)
+        self.durable = DurableWrites()
         self.workers: dict[Key, Worker] = {}
         self.graph: Graph[Resource] | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -491,6 +494,7 @@ class Engine:
             _ready=w.on_ready,
             key=res.key,
             _tick=w.on_tick,
+            durable=self.durable,
         )
 
     # -- results ------------------------------------------------------------------

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
 
+from ..durable import DurableWrites
 from ..errors import InternalError
 from ..fsutil import lstat_at, opened_dir, state_name
 from ..metaparams import MetaParams
@@ -132,6 +133,9 @@ class Context:
     key: tuple[str, str] = ("", "")
     #: set by the engine: the resource's own schedule came round (see `tick`)
     _tick: Callable[[], None] | None = field(default=None, repr=False)
+    #: durable file writes, batched with every other apply in flight (one
+    #: shared by the engine; a context made alone gets its own)
+    durable: DurableWrites = field(default_factory=DurableWrites, repr=False)
 
     @functools.cached_property
     def state_dir(self) -> Path:

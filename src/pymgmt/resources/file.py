@@ -16,30 +16,33 @@ mode and owner are read and changed through the opened fd. See
 extended attributes and ACL of the file it replaces.
 
 Writes are atomic and durable: a temporary file in the same directory is
-created with the final mode from its first byte, written, fsynced and
+created with the final mode from its first byte, written, made durable and
 renamed over the target, and the directory is fsynced. A crash at any moment
 leaves the old content or the new, never a partial or empty file. The
 temporary name is fixed per target, so a leftover from a crash is replaced
-by the next write.
+by the next write. Every apply goes through the engine's `DurableWrites`
+(``ctx.durable``): the applies in flight at once share one sync and one
+fsync per directory (issue 13: a first apply of 1,000 files spent two
+thirds of its time in per-file fsyncs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import grp
 import hashlib
 import os
 import pwd
 import re
 import stat
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Literal
 
+from ..durable import Staging
 from ..errors import ResourceError
 from ..fsutil import (
-    atomic_write_at,
-    fsync_dir_fd,
     lstat_at,
     open_dir,
     open_node,
@@ -292,12 +295,13 @@ resources:
     # -- apply ------------------------------------------------------------------
 
     async def apply(self, plan: Plan) -> None:
-        # Every apply touches the disk and most fsync: never in the event loop
-        # (a slow disk must not stall every other resource's watch).
+        # Every apply touches the disk and most sync: never in the event loop
+        # (a slow disk must not stall every other resource's watch), and
+        # batched with the other applies in flight, which share the syncs.
         fields = frozenset(c.field for c in plan.changes)
-        await off_loop(self._apply, fields)
+        await self.ctx.durable.run(functools.partial(self._apply, fields))
 
-    def _apply(self, fields: frozenset[str]) -> None:
+    def _apply(self, fields: frozenset[str], staging: Staging) -> None:
         parent, name = split(self._fs_path)
         try:
             dfd = open_dir(parent)
@@ -310,17 +314,17 @@ resources:
             ) from None
         try:
             if self.state == "absent":
-                self._remove(dfd, name)
+                self._remove(dfd, name, staging)
             elif self.is_dir:
-                self._apply_dir(dfd, name, fields)
+                self._apply_dir(dfd, name, fields, staging)
             elif "content" in fields or "state" in fields:
-                self._write(dfd, name)
+                self._write(dfd, name, staging)
             else:
                 self._apply_meta(dfd, name)
         finally:
             os.close(dfd)
 
-    def _remove(self, dfd: int, name: str) -> None:
+    def _remove(self, dfd: int, name: str, staging: Staging) -> None:
         try:
             if self.is_dir:
                 os.rmdir(name, dir_fd=dfd)  # refuses a non-empty directory, on purpose
@@ -328,14 +332,14 @@ resources:
                 os.unlink(name, dir_fd=dfd)  # a symlink here is removed, never followed
         except FileNotFoundError:
             return
-        fsync_dir_fd(dfd)
+        staging.sync_dir(dfd)
 
-    def _apply_dir(self, dfd: int, name: str, fields: frozenset[str]) -> None:
+    def _apply_dir(self, dfd: int, name: str, fields: frozenset[str], staging: Staging) -> None:
         mode = self._want_mode
         if "state" in fields:
             mode = 0o755 if mode is None else mode
             os.mkdir(name, mode & 0o777, dir_fd=dfd)
-            fsync_dir_fd(dfd)
+            staging.sync_dir(dfd)
         self._apply_meta(dfd, name, mode)
 
     def _apply_meta(self, dfd: int, name: str, mode: int | None = None) -> None:
@@ -354,7 +358,7 @@ resources:
         finally:
             os.close(fd)
 
-    def _write(self, dfd: int, name: str) -> None:
+    def _write(self, dfd: int, name: str, staging: Staging) -> None:
         """Replace the content; what is not managed (owner, mode, xattrs) is kept."""
         old = self._open_at(dfd, name)
         uid, gid, mode = self._uid, self._gid, self._want_mode
@@ -373,7 +377,7 @@ resources:
         if mode is None:
             mode = 0o644 & ~_umask()
         data = self._want if self._want is not None else b""
-        atomic_write_at(dfd, name, data, mode, uid, gid, xattrs)
+        staging.write_at(dfd, name, data, mode, uid, gid, xattrs)
 
     def _open_at(self, dfd: int, name: str) -> int | None:
         """`open_node`, with a clear error for what cannot be opened (a symlink...)."""
@@ -421,12 +425,29 @@ def _unified(path: str, old: bytes | None, new: bytes, st: os.stat_result | None
         new_lines = new.decode().splitlines(keepends=True)
     except UnicodeDecodeError:
         return f"--- {path}\n+++ {path}\nBinary content differs\n"
-    lines = difflib.unified_diff(
-        old_lines, new_lines, "/dev/null" if old is None else path, path, n=3
-    )
+    before = "/dev/null" if old is None else path
+    if not old_lines:
+        lines: Iterable[str] = _all_added(before, path, new_lines)
+    else:
+        lines = difflib.unified_diff(old_lines, new_lines, before, path, n=3)
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
+
+
+def _all_added(before: str, path: str, new_lines: list[str]) -> list[str]:
+    """What `difflib.unified_diff` says of lines added to nothing, without difflib.
+
+    A first apply diffs every new file against nothing; difflib's matcher
+    made that a quarter of a millisecond per file (issue 13), for one hunk
+    that is all additions.
+    """
+    if not new_lines:
+        return []
+    added = "1" if len(new_lines) == 1 else f"1,{len(new_lines)}"
+    return [f"--- {before}\n", f"+++ {path}\n", f"@@ -0,0 +{added} @@\n"] + [
+        "+" + line for line in new_lines
+    ]
 
 
 def _uid(owner: str) -> int:
