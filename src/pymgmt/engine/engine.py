@@ -460,11 +460,11 @@ class Engine:
         """
         for w in workers:
             w.retiring = True
-        running = [w for w in workers if not w.idle.is_set()]
+        running = [w for w in workers if w.in_check]
         if running:
             log.info("changeover: waiting for %s to finish", ", ".join(w.name for w in running))
         for w in running:
-            await w.idle.wait()
+            await w.wait_idle()
 
     async def _stop_workers(self, workers: list[Worker]) -> None:
         tasks = [w.task for w in workers if w.task is not None]
