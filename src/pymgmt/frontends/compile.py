@@ -22,7 +22,7 @@ from ..errors import InputError, InputErrors, Location
 from ..graph.autoedge import add_autoedges
 from ..graph.autogroup import AutoGrouper, NonReachabilityGrouper, apply_groups
 from ..graph.model import Edge, Graph, Key, key_str
-from ..graph.toposort import CycleError, toposort
+from ..graph.toposort import CycleError, check_acyclic
 from ..metaparams import sema_size_conflicts
 from ..resources.base import Resource
 from ..traits import Groupable, has
@@ -101,7 +101,7 @@ def _explicit_cycle(graph: Graph[Resource]) -> list[InputError]:
     whose message names them by their ends instead of their lines.
     """
     try:
-        toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
+        check_acyclic(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as e:
         loop = e.cycle[:-1]
         by_ends: dict[tuple[Key, Key], Edge] = {}
@@ -175,7 +175,7 @@ def _compile(
     errors += sendrecv_problems(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
     try:
-        toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
+        check_acyclic(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as c:
         if cycles:
             errors.append(cycle_error(graph, c.cycle))
