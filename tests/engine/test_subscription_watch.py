@@ -13,27 +13,14 @@ import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
-from helpers import run_async, until
+from helpers import EventLog, run_async, until
 
 from pymgmt import File, GraphBuilder
 from pymgmt.engine.engine import Engine
 from pymgmt.frontends import api
-from pymgmt.report.events import Checked, Event, Failed
+from pymgmt.report.events import Checked, Failed
 from pymgmt.resources.base import CONVERGED, Context, Plan, Resource
 from pymgmt.world.local import LocalWorld
-
-
-class _Events:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def applied(self, vertex: str) -> int:
-        return sum(
-            1 for e in self.events if isinstance(e, Checked) and e.vertex == vertex and e.applied
-        )
 
 
 class _Once:
@@ -51,7 +38,7 @@ def test_file_vertices_watch_by_subscription_without_a_task_each(tmp_path: Path)
     g = GraphBuilder("subs")
     for i in range(n):
         g.add(File(name=f"f{i}", path=str(tmp_path / "d" / f"f{i}"), content=f"{i}\n"))
-    sink = _Events()
+    sink = EventLog()
 
     async def scenario() -> None:
         engine = Engine(world=LocalWorld("t"), reporter=sink, state_dir=tmp_path / "state")

@@ -49,7 +49,7 @@ from ..errors import InputError, InputErrors
 from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
 from ..frontends.base import Frontend, FrontendContext, GraphStream
-from ..frontends.compile import Compiled, accept
+from ..frontends.compile import Compiled, accept, recompile
 from ..graph.model import Graph, Key
 from ..redaction import scrub
 from ..report.events import (
@@ -119,6 +119,9 @@ class Engine:
         self.observers = list(observers)
         self.converged_wait = converged_wait
         self._accepted = accepted
+        #: the last graph compiled, kept so that a one-resource edit of it
+        #: (`Graph.edited_from`) is compiled again for that vertex only
+        self._compiled: Compiled | None = None
         self.reporter = reporter
         self.state_dir = state_dir
         self.noop = noop
@@ -356,16 +359,23 @@ class Engine:
 
         Compiling runs in a thread: AutoEdges may run dpkg-query, and a 10k
         resource graph takes over a second, while every watch must go on.
-        The graph the caller accepted before the run is not compiled again.
+        The graph the caller accepted before the run is not compiled again,
+        and a live edit of one resource (`compile.recompile`) compiles that
+        vertex alone, on the loop: it copies a dict and checks one resource.
         """
         pre = self._accepted
         if pre is not None and pre.declared is declared:
             self._accepted = None  # a later yield of the same object is a new graph
+            self._compiled = pre
             return pre.graph
-        try:
-            compiled = await asyncio.to_thread(accept, declared)
-        except InputError as e:
-            return e
+        prev = self._compiled
+        compiled = recompile(prev, declared) if prev is not None else None
+        if compiled is None:
+            try:
+                compiled = await asyncio.to_thread(accept, declared)
+            except InputError as e:
+                return e
+        self._compiled = compiled
         return compiled.graph
 
     async def _tell_observers(self, graph: Graph[Resource]) -> None:
@@ -396,7 +406,8 @@ class Engine:
         stopping: list[Worker] = []
         for key, res in new.vertices.items():
             w = old.get(key)
-            if w is not None and w.res.same_as(res):
+            # `is`: an edit's recompiled graph holds the running resources themselves
+            if w is not None and (w.res is res or w.res.same_as(res)):
                 keep[key] = w
             else:
                 if w is not None:
