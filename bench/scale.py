@@ -110,10 +110,10 @@ def one_shot(
     return out
 
 
-def probe(root: Path, graph: Path, env: dict[str, str]) -> dict[str, object]:
+def probe(root: Path, graph: Path, env: dict[str, str], py: str = PY) -> dict[str, object]:
     out = root / "probe.json"
     subprocess.run(
-        [PY, PROBE, str(out), str(graph), str(root / "prefix-probe")],
+        [py, PROBE, str(out), str(graph), str(root / "prefix-probe")],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -229,13 +229,21 @@ def main() -> None:
                             ratio(cpu_s, f_cpu),
                         ]
                     )
-                pr = probe(root, graph, env)
-                ph: dict[str, float] = pr["phases"]  # type: ignore[assignment]
-                rss: dict[str, float] = pr["rss"]  # type: ignore[assignment]
-                phase_rows.append(
-                    [n, *(f"{v:.2f}" for v in ph.values()), f"{rss['engine converged']:.0f}"]
-                )
-                results[f"n{n}"] = {"runs": runs, "probe": pr}
+                probes = {"this": probe(root, graph, env)}
+                if args.base:
+                    probes["base"] = probe(root, graph, env, f"{args.base}/bin/python")
+                for who, pr in probes.items():
+                    ph: dict[str, float] = pr["phases"]  # type: ignore[assignment]
+                    rss: dict[str, float] = pr["rss"]  # type: ignore[assignment]
+                    phase_rows.append(
+                        [
+                            n,
+                            who,
+                            *(f"{v:.2f}" for v in ph.values()),
+                            f"{rss['engine converged']:.0f}",
+                        ]
+                    )
+                results[f"n{n}"] = {"runs": runs, "probes": probes}
             if n in agent_sizes:
                 a = agent(root, graph, files, n, env, args.idle, args.edits)
                 edit = a["edit_s"]
@@ -267,9 +275,9 @@ def main() -> None:
             rows,
         )
     )
-    print("\n### Where a converged run goes, in-process (s; RSS MiB when converged)\n")
+    print("\n### Where a converged run goes, in-process (CPU s; RSS MiB when converged)\n")
     names = ["imports", "parse", "compile", "engine start", "first checks", "stop", "after"]
-    print(table(["N", *names, "RSS"], phase_rows))
+    print(table(["N", "who", *names, "RSS"], phase_rows))
     if agent_rows:
         print("\n### Agent on a converged tree\n")
         print(
