@@ -72,7 +72,7 @@ async def _trials(graph: Path, files: list[Path], state: Path, edits: int) -> li
         n = len(checked)
         vertex = f"File[{files[i]}]"
         graph.write_text(text)
-        await until(lambda: any(e.vertex == vertex and e.applied for e in checked[n:]))
+        await until(lambda n=n, v=vertex: any(e.vertex == v and e.applied for e in checked[n:]))
         assert files[i].read_text() == new
         c1, w1 = time.process_time(), time.monotonic()
         assert engine.graph is not None
