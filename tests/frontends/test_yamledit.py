@@ -20,9 +20,10 @@ from helpers import EventLog, run_async, until
 
 from pymgmt.engine.engine import Engine
 from pymgmt.frontends.compile import accept, recompile
-from pymgmt.frontends.yamlbuild import YamlGraph, declare
+from pymgmt.frontends.yamlbuild import declare
 from pymgmt.frontends.yamledit import redeclare
 from pymgmt.frontends.yamlfile import YamlFrontend
+from pymgmt.frontends.yamlmodel import YamlGraph
 from pymgmt.world.local import LocalWorld
 
 
