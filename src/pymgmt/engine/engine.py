@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Sequence
@@ -229,6 +230,7 @@ class Engine:
                     await self.dbus.close()
         finally:
             self._tg = None
+            gc.unfreeze()  # what the run froze is garbage now, or the caller's
 
     async def _start_hub(self, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
         """Start the inotify hub as a service; its task, which the engine cancels at the end.
@@ -294,6 +296,7 @@ class Engine:
             elif not _failed_ancestors(w):
                 return False  # work left: not settled (it will be reported later)
         self.emit(Settled(len(self.workers), failed, would_change))
+        _freeze_the_graph()
         return True
 
     def stop(self, reason: str, interrupted: bool = True) -> None:
@@ -399,6 +402,7 @@ class Engine:
         if self.stopping:
             return
         first = self.graph is None
+        gc.unfreeze()  # replaced workers must be collectable; frozen again once settled
         old = self.workers
         keep: dict[Key, Worker] = {}
         replaced: list[str] = []
@@ -525,6 +529,19 @@ class Engine:
 
     def check_counts(self) -> dict[str, int]:
         return {w.name: w.checks for w in self.workers.values()}
+
+
+def _freeze_the_graph() -> None:
+    """Keep the running graph out of every later garbage collection.
+
+    At 100k files the graph, its workers and their tasks are millions of
+    objects; each full collection walked them all (0.8-3 s) while the agent
+    sat on a repair (issue 13: drift p99 at 100k). Once settled they live as
+    long as the graph does, so they move to the permanent generation; a
+    changeover and the end of the run unfreeze them (`gc.unfreeze`), so that
+    what they leave behind is still collected.
+    """
+    gc.freeze()
 
 
 def _failed_ancestors(w: Worker) -> list[Worker]:
