@@ -140,3 +140,16 @@ def test_a_one_line_edit_of_the_live_file_is_read_and_compiled_for_one_vertex(
         await task
 
     run_async(scenario())
+
+
+def test_a_graph_read_back_from_the_parse_cache_is_edited_one_entry_too(tmp_path: Path) -> None:
+    from pymgmt.frontends import cache
+
+    old_text = _text(tmp_path, ["a\n", "b\n"])
+    data = cache.encode(declare(old_text, "g.yaml"), "key")
+    assert data is not None
+    cached = cache._decode(json.loads(data)["graph"])
+    new_text = _text(tmp_path, ["a\n", "b, edited\n"])
+    new = redeclare(old_text, new_text, cached)
+    assert new is not None
+    _same(new, declare(new_text, "g.yaml"))
