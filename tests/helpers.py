@@ -98,6 +98,24 @@ def run_async(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
 # -- files -----------------------------------------------------------------------
 
 
+class EventLog:
+    """A reporter that keeps every event, for in-process engine tests."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+    def applied(self, vertex: str) -> int:
+        """How many checks of `vertex` applied a change."""
+        return sum(
+            1
+            for e in self.events
+            if getattr(e, "vertex", None) == vertex and getattr(e, "applied", False)
+        )
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace `path` as an editor does: write a temporary file, rename it over."""
     raw = data.encode() if isinstance(data, str) else data

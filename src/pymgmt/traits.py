@@ -13,7 +13,7 @@ features), AutoEdges and AutoGroup (graph features; pkg and svc plug in).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
@@ -28,6 +28,21 @@ def has(obj: object, trait: type[T]) -> TypeGuard[T]:
     if found is None:
         found = _HAS[key] = isinstance(obj, trait)
     return found
+
+
+@runtime_checkable
+class Subscribing(Protocol):
+    """A kind whose whole watch is one subscription to a shared watcher (the inotify hub).
+
+    ``subscribe(ctx)`` hangs ``ctx.event`` on the watcher and returns what
+    takes it off again. The engine then keeps no watch task per vertex: at
+    100k files a task, a coroutine frame and an Event each for a watch that
+    only waits cost memory and a scheduling step per vertex. ``watch`` stays
+    the general form, and the fallback if subscribing fails (it is retried
+    under the watch budget and reported like any failed watch).
+    """
+
+    def subscribe(self, ctx: Any) -> Callable[[], None]: ...
 
 
 @runtime_checkable

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,7 +50,7 @@ from ..errors import InputError, InputErrors
 from ..events.dbus import DBusHub
 from ..events.inotify import InotifyHub
 from ..frontends.base import Frontend, FrontendContext, GraphStream
-from ..frontends.compile import Compiled, accept
+from ..frontends.compile import Compiled, accept, recompile
 from ..graph.model import Graph, Key
 from ..redaction import scrub
 from ..report.events import (
@@ -119,6 +120,9 @@ class Engine:
         self.observers = list(observers)
         self.converged_wait = converged_wait
         self._accepted = accepted
+        #: the last graph compiled, kept so that a one-resource edit of it
+        #: (`Graph.edited_from`) is compiled again for that vertex only
+        self._compiled: Compiled | None = None
         self.reporter = reporter
         self.state_dir = state_dir
         self.noop = noop
@@ -226,6 +230,7 @@ class Engine:
                     await self.dbus.close()
         finally:
             self._tg = None
+            gc.unfreeze()  # what the run froze is garbage now, or the caller's
 
     async def _start_hub(self, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
         """Start the inotify hub as a service; its task, which the engine cancels at the end.
@@ -291,6 +296,7 @@ class Engine:
             elif not _failed_ancestors(w):
                 return False  # work left: not settled (it will be reported later)
         self.emit(Settled(len(self.workers), failed, would_change))
+        _freeze_the_graph()
         return True
 
     def stop(self, reason: str, interrupted: bool = True) -> None:
@@ -356,16 +362,23 @@ class Engine:
 
         Compiling runs in a thread: AutoEdges may run dpkg-query, and a 10k
         resource graph takes over a second, while every watch must go on.
-        The graph the caller accepted before the run is not compiled again.
+        The graph the caller accepted before the run is not compiled again,
+        and a live edit of one resource (`compile.recompile`) compiles that
+        vertex alone, on the loop: it copies a dict and checks one resource.
         """
         pre = self._accepted
         if pre is not None and pre.declared is declared:
             self._accepted = None  # a later yield of the same object is a new graph
+            self._compiled = pre
             return pre.graph
-        try:
-            compiled = await asyncio.to_thread(accept, declared)
-        except InputError as e:
-            return e
+        prev = self._compiled
+        compiled = recompile(prev, declared) if prev is not None else None
+        if compiled is None:
+            try:
+                compiled = await asyncio.to_thread(accept, declared)
+            except InputError as e:
+                return e
+        self._compiled = compiled
         return compiled.graph
 
     async def _tell_observers(self, graph: Graph[Resource]) -> None:
@@ -389,6 +402,7 @@ class Engine:
         if self.stopping:
             return
         first = self.graph is None
+        gc.unfreeze()  # replaced workers must be collectable; frozen again once settled
         old = self.workers
         keep: dict[Key, Worker] = {}
         replaced: list[str] = []
@@ -396,7 +410,8 @@ class Engine:
         stopping: list[Worker] = []
         for key, res in new.vertices.items():
             w = old.get(key)
-            if w is not None and w.res.same_as(res):
+            # `is`: an edit's recompiled graph holds the running resources themselves
+            if w is not None and (w.res is res or w.res.same_as(res)):
                 keep[key] = w
             else:
                 if w is not None:
@@ -460,11 +475,11 @@ class Engine:
         """
         for w in workers:
             w.retiring = True
-        running = [w for w in workers if not w.idle.is_set()]
+        running = [w for w in workers if w.in_check]
         if running:
             log.info("changeover: waiting for %s to finish", ", ".join(w.name for w in running))
         for w in running:
-            await w.idle.wait()
+            await w.wait_idle()
 
     async def _stop_workers(self, workers: list[Worker]) -> None:
         tasks = [w.task for w in workers if w.task is not None]
@@ -514,6 +529,19 @@ class Engine:
 
     def check_counts(self) -> dict[str, int]:
         return {w.name: w.checks for w in self.workers.values()}
+
+
+def _freeze_the_graph() -> None:
+    """Keep the running graph out of every later garbage collection.
+
+    At 100k files the graph, its workers and their tasks are millions of
+    objects; each full collection walked them all (0.8-3 s) while the agent
+    sat on a repair (issue 13: drift p99 at 100k). Once settled they live as
+    long as the graph does, so they move to the permanent generation; a
+    changeover and the end of the run unfreeze them (`gc.unfreeze`), so that
+    what they leave behind is still collected.
+    """
+    gc.freeze()
 
 
 def _failed_ancestors(w: Worker) -> list[Worker]:

@@ -14,6 +14,12 @@ A worker is *busy* from the moment something wakes it until its loop has
 nothing left to do; the converger counts busy workers, so "converged" needs
 no polling and no graph walk.
 
+Cost per vertex (issue 13: 100k files): a worker is one task and one slotted
+object. A kind whose watch is only a subscription to a shared watcher
+(`traits.Subscribing`: a file on the inotify hub) gets no watch task; the
+wake-up and "idle" signals are a flag plus a future made only while someone
+waits, not two asyncio.Events (each with its own deque) per vertex.
+
 Refresh notifications go along ``notify`` edges through the engine's
 durable store (engine/refresh.py): written ahead of the sender's apply,
 snapshotted when the receiver's run starts, removed after it succeeded.
@@ -36,7 +42,7 @@ from ..errors import InternalError, PymgmtError, ResourceError
 from ..graph.model import Edge
 from ..report.events import Applying, ChangeInfo, Checked, Failed, Reason
 from ..resources.base import Context, Plan, Resource
-from ..traits import Refreshable, Sendable, has
+from ..traits import Refreshable, Sendable, Subscribing, has
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
 from .services import Services
@@ -59,6 +65,44 @@ class _Halted(Exception):
 
 
 class Worker:
+    __slots__ = (
+        "_idle_waiters",
+        "_phase",
+        "_status_before",
+        "_waiter",
+        "_woken",
+        "bucket",
+        "busy",
+        "check_budget",
+        "checks",
+        "children",
+        "closed",
+        "converged_once",
+        "ctx",
+        "dead",
+        "dirty",
+        "event_reason",
+        "in_check",
+        "in_edges",
+        "name",
+        "out_edges",
+        "parents",
+        "pending_on",
+        "reason",
+        "received",
+        "res",
+        "retiring",
+        "sema_ids",
+        "sent",
+        "services",
+        "status",
+        "task",
+        "upstream",
+        "watch_budget",
+        "watching",
+        "would_change",
+    )
+
     def __init__(self, services: Services, res: Resource) -> None:
         self.services = services
         self.res = res
@@ -87,15 +131,18 @@ class Worker:
         #: noop only: upstream vertices whose would-be changes this one waits on
         self.pending_on: list[str] = []
         self.would_change = False
-        self.wake = asyncio.Event()
+        #: woken: something happened since the loop last looked (see `_wait_wake`)
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
         self.dead = False  # init or watch failed for good
         #: replaced or removed by a changeover: no check starts any more
         self.retiring = False
-        #: set while no check or apply of this vertex is under way
-        self.idle = asyncio.Event()
-        self.idle.set()
+        #: a check or apply of this vertex is under way (see `wait_idle`)
+        self.in_check = False
+        self._idle_waiters: list[asyncio.Future[None]] | None = None
+        self._phase: Literal["check", "apply"] = "check"
         self.task: asyncio.Task[None] | None = None
         self.ctx: Context | None = None
         meta = res.meta
@@ -114,7 +161,40 @@ class Worker:
         if self.closed:
             return  # a dead worker must never count as busy (or the run would hang)
         self.set_busy(True)
-        self.wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_wake(self) -> None:
+        """Wait until woken, then take the wake-up (like Event.wait + clear)."""
+        if not self._woken:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        self._woken = False
+
+    async def wait_idle(self) -> None:
+        """Until no check or apply of this vertex is under way."""
+        if not self.in_check:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._idle_waiters is None:
+            self._idle_waiters = []
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _set_idle(self) -> None:
+        self.in_check = False
+        waiters, self._idle_waiters = self._idle_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     def on_event(self) -> None:
         self.dirty = True
@@ -152,22 +232,50 @@ class Worker:
     async def run(self, make_context: Callable[[Worker], Context]) -> None:
         self.set_busy(True)
         ctx = self.ctx = make_context(self)
+        watch: asyncio.Task[None] | None = None
+        unsubscribe: Callable[[], None] | None = None
         try:
             try:
                 await self.res.init(ctx)
             except Exception as e:
                 self._fail("init", e)
                 return
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(ctx), name=f"watch {self.name}")
-                await self._loop()
+            unsubscribe = self._subscribe(ctx)
+            if unsubscribe is None:
+                watch = asyncio.get_running_loop().create_task(
+                    self._watch(ctx), name=f"watch {self.name}"
+                )
+            await self._loop()
         finally:
+            if unsubscribe is not None:
+                unsubscribe()
+            if watch is not None:
+                # What a TaskGroup did here: the watch ends with the loop
+                # (its own failures are caught and reported in `_watch`).
+                watch.cancel()
+                await asyncio.wait([watch])
             self.closed = True
             self.set_busy(False)
             try:
                 await self.res.cleanup()
             except Exception as e:  # cleanup trouble must not hide the real exit
                 log.warning("%s: cleanup failed: %s", self.name, e)
+
+    def _subscribe(self, ctx: Context) -> Callable[[], None] | None:
+        """Watch by a plain subscription if the kind allows it; None: a watch task is needed.
+
+        A subscription that fails (the inotify watch limit) falls back to the
+        watch task, which retries under the watch budget and reports it.
+        """
+        res = self.res
+        if res.meta.poll > 0 or not has(res, Subscribing):
+            return None
+        try:
+            unsubscribe = res.subscribe(ctx)
+        except Exception:
+            return None
+        self.on_ready()
+        return unsubscribe
 
     async def _watch(self, ctx: Context) -> None:
         """Run the resource's watch (or the poll metaparam), retrying on failure."""
@@ -204,19 +312,17 @@ class Worker:
             self.dead = True
             self.watching = True
             self.dirty = False
-            self.wake.set()  # let the loop see it and go idle
+            self._wake()  # let the loop see it and go idle
             for c in self.children:
                 c.poke()
 
     async def _loop(self) -> None:
         while True:
-            if not self.wake.is_set():
-                if self.watching:
-                    # Until its watch is ready the first check is still to
-                    # come: stay busy, or the graph "converges" before it ran.
-                    self.set_busy(False)
-                await self.wake.wait()
-            self.wake.clear()
+            if not self._woken and self.watching:
+                # Until its watch is ready the first check is still to
+                # come: stay busy, or the graph "converges" before it ran.
+                self.set_busy(False)
+            await self._wait_wake()
             if not self.watching or not self.dirty:
                 continue
             if any(p.status is not Status.OK for p in self.parents):
@@ -228,7 +334,7 @@ class Worker:
                 # Rate limited: stay busy and dirty; events arriving meanwhile
                 # collapse into the one check that runs when a token is free.
                 await asyncio.sleep(wait)
-                self.wake.set()
+                self._woken = True
                 continue
             self.bucket.take()
             await self._process()
@@ -252,7 +358,7 @@ class Worker:
             await asyncio.sleep(delay)  # still busy: a retry is pending work
             self.dirty = True
             self.reason = "retry"
-            self.wake.set()
+            self._woken = True
 
     async def _attempt(self, noop: bool) -> float | None:
         """One check (and apply), reported; returns the delay of a retry, if one is due.
@@ -267,16 +373,16 @@ class Worker:
             return None
         flight = self.services.in_flight
         flight.enter()
-        self.idle.clear()
+        self.in_check = True
         try:
             return await self._attempt_in_flight(noop)
         finally:
-            self.idle.set()
+            self._set_idle()
             flight.leave()
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
-        self._phase: Literal["check", "apply"] = "check"
+        self._phase = "check"
         refresh = self.services.refresh
         # What this run delivers: notifications arriving from now on are kept
         # for one more run (issue 8: a refresh landing mid-run was lost).

@@ -74,6 +74,8 @@ _GRAPH_FIELDS = frozenset(
         "hostname",
         "remotes",
         "header_locations",
+        "item_lines",  # each entry's lines: a later live edit re-reads one entry
+        "edited_from",  # a live edit's link to the graph before: None once parsed, not stored
     }
 )
 #: the packages whose code decides what a file declares
@@ -300,6 +302,7 @@ def _encode(g: YamlGraph) -> dict[str, Any]:
         "hostname": g.hostname,
         "remotes": g.remotes,
         "header_locations": {k: _loc(v) for k, v in g.header_locations.items()},
+        "item_lines": [[*k, *span] for k, span in g.item_lines.items()],
     }
 
 
@@ -323,6 +326,10 @@ def _decode(d: dict[str, Any]) -> YamlGraph:
     g.remote, g.hostname, g.remotes = d["remote"], d["hostname"], list(d["remotes"])
     g.header_locations = {
         str(k): loc for k, v in d["header_locations"].items() if (loc := _unloc(v))
+    }
+    g.item_lines = {
+        (str(kind), str(name)): (int(a), int(b), int(c))
+        for kind, name, a, b, c in d.get("item_lines", [])
     }
     return g
 

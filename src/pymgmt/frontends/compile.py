@@ -22,10 +22,10 @@ from ..errors import InputError, InputErrors, Location
 from ..graph.autoedge import add_autoedges
 from ..graph.autogroup import AutoGrouper, NonReachabilityGrouper, apply_groups
 from ..graph.model import Edge, Graph, Key, key_str
-from ..graph.toposort import CycleError, toposort
+from ..graph.toposort import CycleError, check_acyclic
 from ..metaparams import sema_size_conflicts
 from ..resources.base import Resource
-from ..traits import Groupable, has
+from ..traits import Edgeable, Groupable, has
 from ..types import describe, suggest, unwrap_optional
 
 log = logging.getLogger("pymgmt.compile")
@@ -101,7 +101,7 @@ def _explicit_cycle(graph: Graph[Resource]) -> list[InputError]:
     whose message names them by their ends instead of their lines.
     """
     try:
-        toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
+        check_acyclic(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as e:
         loop = e.cycle[:-1]
         by_ends: dict[tuple[Key, Key], Edge] = {}
@@ -175,7 +175,7 @@ def _compile(
     errors += sendrecv_problems(graph)
     added = add_autoedges(graph, lambda r: r.meta.autoedge)
     try:
-        toposort(graph.vertices, ((e.src, e.dst) for e in graph.edges))
+        check_acyclic(graph.vertices, ((e.src, e.dst) for e in graph.edges))
     except CycleError as c:
         if cycles:
             errors.append(cycle_error(graph, c.cycle))
@@ -207,13 +207,65 @@ def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
     """
     out = declared.derive({})
     for key, res in declared.vertices.items():
-        fresh = object.__new__(type(res))  # copy.copy, without its reduce protocol (3x)
-        fresh.__dict__.update(res.__dict__)
-        fresh.members = []
-        fresh.recv_fields = frozenset()
-        fresh.tainted = frozenset()
-        out.vertices[key] = fresh
+        out.vertices[key] = _fresh(res)
     return out
+
+
+def _fresh(res: Resource) -> Resource:
+    fresh = object.__new__(type(res))  # copy.copy, without its reduce protocol (3x)
+    fresh.__dict__.update(res.__dict__)
+    fresh.members = []
+    fresh.recv_fields = frozenset()
+    fresh.tainted = frozenset()
+    return fresh
+
+
+def recompile(prev: Compiled, declared: Graph[Resource]) -> Compiled | None:
+    """`accept(declared)` for an edit of one resource's params, from `prev`; None: accept it all.
+
+    `declared.edited_from` says which graph it edits and which resource
+    changed (`frontends.yamledit`). If that graph is the one `prev` was
+    compiled from, and nothing compiling looks at changed (what the resource
+    manages, its AutoEdges, its meta, Send/Recv and grouping, its export),
+    the compiled graph is `prev`'s with that one vertex fresh: every graph-wide
+    check would find what it found before. The other vertices are `prev`'s
+    very objects, so a changeover keeps their workers without comparing them.
+    """
+    edit = declared.edited_from
+    if edit is None or prev.declared is not edit[0]:
+        return None
+    key = edit[1]
+    old, new = edit[0].vertices.get(key), declared.vertices.get(key)
+    running = prev.graph.vertices.get(key)
+    if old is None or new is None or running is None or running.members:
+        return None  # unknown, or grouped (into another vertex, or leading a group)
+    if not _compiles_alike(old, new) or key in declared.exported:
+        return None
+    if any(e.send or e.recv for e in declared.edges if key in (e.src, e.dst)):
+        return None
+    if declared.warnings or prev.warnings or prev.graph.warnings:
+        return None
+    graph = prev.graph.derive()
+    graph.vertices[key] = _fresh(new)
+    location = declared.locations.get(key)
+    if location is not None:
+        graph.locations[key] = location
+    out = Compiled(graph, prev.autoedges, prev.groups, [])
+    out.declared = declared
+    return out
+
+
+def _compiles_alike(a: Resource, b: Resource) -> bool:
+    """Whether compiling sees no difference between `a` and `b` (same key assumed)."""
+    if type(a) is not type(b) or a.meta != b.meta or a.manages() != b.manages():
+        return False
+    if has(a, Groupable):
+        return False  # whether it may join a group can depend on any param
+    if has(a, Edgeable):
+        assert has(b, Edgeable)
+        if a.uids() != b.uids() or list(a.wants()) != list(b.wants()):
+            return False
+    return True
 
 
 def merge_duplicates(graph: Graph[Resource], errors: list[InputError]) -> list[InputError]:

@@ -332,6 +332,10 @@ class _Builder:
                     continue
                 seen[res.key] = (self.loc(item), res, exported)
                 graph.add(res, self.loc(item))
+                first, end = item.start_mark, item.end_mark
+                # a block mapping ends where the next token starts (a later line)
+                last = end.line - 1 if end.line > first.line else first.line
+                graph.item_lines[res.key] = (first.line, last, first.column)
                 if exported:  # applied here, and published for other hosts to collect
                     graph.exported.add(res.key)
 

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import Location
-from ..graph.model import Graph
+from ..graph.model import Graph, Key
 from ..resources.base import Resource
 
 
@@ -32,3 +32,6 @@ class YamlGraph(Graph[Resource]):
     remotes: list[str] = dataclasses.field(default_factory=list)
     #: where each header key above was written (key -> location)
     header_locations: dict[str, Location] = dataclasses.field(default_factory=dict)
+    #: the lines of each resource's entry: (first line, last line, column of
+    #: its mapping), 0-based; what `yamledit` re-reads of a one-resource edit
+    item_lines: dict[Key, tuple[int, int, int]] = dataclasses.field(default_factory=dict)

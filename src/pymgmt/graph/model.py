@@ -83,6 +83,10 @@ class Graph(Generic[V]):
     collect: list[Collect] = field(default_factory=list)
     #: accepted, but the user should hear of it (an identical duplicate merged)
     warnings: list[InputError] = field(default_factory=list)
+    #: set by a frontend that re-read only one resource of an edited file:
+    #: (the graph it edited, the key of the resource whose params changed);
+    #: the Engine then compiles only that vertex again (`compile.recompile`)
+    edited_from: tuple[Graph[V], Key] | None = field(default=None, compare=False, repr=False)
 
     def derive(
         self, vertices: dict[Key, V] | None = None, edges: list[Edge] | None = None
@@ -102,6 +106,7 @@ class Graph(Generic[V]):
             exported=set(self.exported),
             collect=list(self.collect),
             warnings=list(self.warnings),
+            edited_from=None,  # a derived graph is no edit of anything
         )
 
     def add(self, vertex: V, location: Location | None = None) -> V:

@@ -37,7 +37,7 @@ import os
 import pwd
 import re
 import stat
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Literal
 
 from ..durable import Staging
@@ -192,6 +192,11 @@ resources:
         self._wanted()
 
     # -- watch ------------------------------------------------------------------
+
+    def subscribe(self, ctx: Context) -> Callable[[], None]:
+        """The whole watch is one hub subscription (traits.Subscribing): no task needed."""
+        sub = ctx.inotify.subscribe(self._fs_path, ctx.event)
+        return lambda: ctx.inotify.unsubscribe(sub)
 
     async def watch(self, ctx: Context) -> None:
         sub = ctx.inotify.subscribe(self._fs_path, ctx.event)
