@@ -138,3 +138,30 @@ def test_a_callback_that_raises_ends_the_hub_with_its_error(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="the callback failed"):
         asyncio.run(main())
     assert hub.watch_count == 0
+
+
+def test_drain_dispatches_what_the_kernel_queued_without_a_turn_of_the_loop(
+    tmp_path: Path,
+) -> None:
+    # The engine's stop asks which vertices saw the echo of their own write;
+    # events still in the kernel's queue answered "none" for the last ones.
+    hub = InotifyHub()
+    fired: list[str] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(hub.run())
+        await asyncio.sleep(0)
+        try:
+            hub.subscribe(str(tmp_path / "f"), lambda: fired.append("f"))
+            (tmp_path / "f").write_text("x")  # queued by the kernel, not read yet
+            assert fired == []
+            hub.drain()  # no await in between: the loop has not read the fd
+            assert fired  # every queued event dispatched
+            n = len(fired)
+            hub.drain()
+            assert len(fired) == n  # nothing queued twice
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
+
+    asyncio.run(main())

@@ -273,6 +273,10 @@ class Engine:
         check finds a difference. Checks change nothing, so this pass is
         short, and bounded: what it has not settled in time stays pending.
         """
+        # The last applies' echoes may still wait in the kernel's queue: a
+        # vertex whose echo is read only after this pass would be called
+        # pending at the stop (seen: 42 of 1,000 files in a first apply).
+        self.hub.drain()
         suspects = [w for w in self.workers.values() if w.may_be_echo()]
         if not suspects:
             return

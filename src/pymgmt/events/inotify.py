@@ -148,6 +148,19 @@ class InotifyHub:
             if not failed.done():
                 failed.set_exception(e)
 
+    def drain(self) -> None:
+        """Dispatch every event the kernel has queued by now, at once.
+
+        The kernel queues an event as the change happens, but the loop reads
+        it only at its next turn. A caller that must know, right now, whether
+        a watch fired (the engine's stop asking which vertices saw the echo
+        of their own write) drains first, or it asks before the answer is in.
+        """
+        ino = self._inotify
+        if ino is not None:
+            for event in ino.read():
+                self._dispatch(event)
+
     @property
     def watch_count(self) -> int:
         return len(self._dirs)
