@@ -44,18 +44,18 @@ import ctypes
 import errno
 import hashlib
 import os
-import platform
-import stat
 from collections.abc import Callable, Iterator
 
 from .errors import ResourceError
+from .safepath import (
+    lstat_at,
+    open_node,
+    read_fd,
+    same_content,
+    split,
+    walk,
+)
 
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Opening the final component: never follow a symlink, never block on a FIFO,
-#: never acquire a controlling terminal.
-_NODE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-#: The kernel's own limit on symlinks followed in one lookup.
-_MAX_LINKS = 40
 #: Extended attributes a rewrite does not carry over: they vouch for the old
 #: bytes, not for the new ones. The kernel itself drops file capabilities
 #: when a file's content is written (privileges granted to one program are
@@ -66,10 +66,6 @@ _XATTR_DROPPED = frozenset({"security.capability", "security.ima", "security.evm
 
 class UnsafePathError(ResourceError):
     """A path leads through a symlink that someone other than root could have made."""
-
-
-def _trusted_uids() -> frozenset[int]:
-    return frozenset({0, os.geteuid()})
 
 
 def open_dir(path: str, *, create: int | None = None) -> int:
@@ -92,52 +88,7 @@ def open_dir(path: str, *, create: int | None = None) -> int:
         # which follows trusted symlinks and names the failing component.
         with contextlib.suppress(OSError):
             return _openat2(path)
-    return _walk(path, create)
-
-
-def _walk(path: str, create: int | None = None) -> int:
-    trusted = _trusted_uids()
-    todo = [p for p in reversed(path.split("/")) if p and p != "."]
-    shown: list[str] = []  # the path walked so far, for messages
-    links = 0
-    fd = os.open("/", _DIR_FLAGS)
-    try:
-        while todo:
-            name = todo.pop()
-            try:
-                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except NotADirectoryError:
-                target = _symlink_target(fd, name, "/" + "/".join([*shown, name]), trusted)
-                links += 1
-                if links > _MAX_LINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
-                todo.extend(p for p in reversed(target.split("/")) if p and p != ".")
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd = os.open("/", _DIR_FLAGS)
-                    shown = []
-                continue
-            except FileNotFoundError:
-                where = "/" + "/".join([*shown, name])
-                if create is None or name == "..":
-                    raise FileNotFoundError(
-                        errno.ENOENT, os.strerror(errno.ENOENT), where
-                    ) from None
-                with contextlib.suppress(FileExistsError):  # made meanwhile: walk it the same
-                    os.mkdir(name, create, dir_fd=fd)
-                todo.append(name)
-                continue
-            os.close(fd)
-            fd = nfd
-            if name == "..":
-                if shown:
-                    shown.pop()
-            else:
-                shown.append(name)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return walk(path, create)
 
 
 def _load_openat2() -> Callable[[str], int] | None:
@@ -147,7 +98,7 @@ def _load_openat2() -> Callable[[str], int] | None:
     and aarch64, and the call is used only there. A kernel older than 5.6 or
     a seccomp filter refusing it (ENOSYS, EPERM) turns the fast path off.
     """
-    if platform.machine() not in ("x86_64", "aarch64"):
+    if os.uname().machine not in ("x86_64", "aarch64"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
     syscall = libc.syscall
@@ -182,34 +133,6 @@ def _load_openat2() -> Callable[[str], int] | None:
 _openat2 = _load_openat2()
 
 
-def _symlink_target(dir_fd: int, name: str, where: str, trusted: frozenset[int]) -> str:
-    """The target of symlink `name` if its owner is trusted; else refuse.
-
-    The link is opened itself (``O_PATH | O_NOFOLLOW``) and its owner and
-    target are read from that one fd, so they belong to the same inode.
-    """
-    try:
-        lfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where) from None
-    try:
-        st = os.fstat(lfd)
-        if stat.S_ISDIR(st.st_mode):
-            # A directory replaced the entry between the two opens: walk it.
-            return name
-        if not stat.S_ISLNK(st.st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), where)
-        if st.st_uid not in trusted:
-            raise UnsafePathError(
-                f"refusing to follow {where}: it is a symlink owned by uid {st.st_uid}, "
-                "and only symlinks owned by root are followed (another user could "
-                "point it anywhere)"
-            )
-        return os.readlink("", dir_fd=lfd)
-    finally:
-        os.close(lfd)
-
-
 @contextlib.contextmanager
 def opened_dir(path: str, *, create: int | None = None) -> Iterator[int]:
     """`open_dir` as a context manager that closes the fd."""
@@ -218,56 +141,6 @@ def opened_dir(path: str, *, create: int | None = None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def split(path: str) -> tuple[str, str]:
-    """(parent directory, final component) of an absolute, normalised path.
-
-    ``/`` itself is ``("/", ".")``: the root, opened relative to itself.
-    """
-    parent, name = os.path.split(path.rstrip("/") or "/")
-    return parent or "/", name or "."
-
-
-def open_node(dir_fd: int, name: str) -> int | None:
-    """Open `name` in `dir_fd` read-only, never following a symlink; None if absent.
-
-    A symlink (ELOOP), a socket (ENXIO) or anything else that cannot be
-    opened raises OSError; `lstat_at` tells the caller what it is.
-    """
-    try:
-        return os.open(name, _NODE_FLAGS, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
-
-
-def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
-    """lstat of `name` in `dir_fd`; None if absent."""
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def read_fd(fd: int) -> bytes:
-    """All of an open file's content, from its start."""
-    chunks = []
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def same_content(fd: int, want: bytes) -> bool:
-    """Whether an open file holds exactly `want` (compared chunk by chunk)."""
-    view = memoryview(want)
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        if view[offset : offset + len(chunk)] != chunk:
-            return False
-        offset += len(chunk)
-    return offset == len(want)
 
 
 def sha256_fd(fd: int) -> str:
@@ -437,3 +310,29 @@ def state_name(kind: str, name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
     digest = hashlib.sha256(f"{kind}\0{name}".encode()).hexdigest()[:16]
     return f"{kind}-{safe}-{digest}"
+
+
+#: the walking and reading functions live in safepath (lean imports for the
+#: one-shot fast path); they are part of this module's interface too
+__all__ = [
+    "UnsafePathError",
+    "atomic_write",
+    "atomic_write_at",
+    "discard_temp_at",
+    "fsync_dir_fd",
+    "install_temp_at",
+    "lstat_at",
+    "open_dir",
+    "open_node",
+    "opened_dir",
+    "read_fd",
+    "read_xattrs",
+    "remove_durably",
+    "same_content",
+    "sha256_fd",
+    "split",
+    "state_name",
+    "temp_name",
+    "walk",
+    "write_temp_at",
+]

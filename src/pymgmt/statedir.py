@@ -29,20 +29,15 @@ the lock.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import fsutil
+from . import fsutil, statelock
 from .errors import InputError, PymgmtError
 from .graph.model import Graph
-
-LOCK_NAME = "lock"
-#: the state directory of an agent run as root without --prefix
-ROOT_PREFIX = "/var/lib/pymgmt"
+from .statelock import LOCK_NAME, ROOT_PREFIX
 
 
 def default_prefix() -> Path:
@@ -51,10 +46,7 @@ def default_prefix() -> Path:
     Here, not in the run command, because ``pymgmt status`` needs it too
     and should not import the engine to find the agent.
     """
-    if os.geteuid() == 0:
-        return Path(ROOT_PREFIX)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(cache) / "pymgmt"
+    return Path(statelock.default_prefix())
 
 
 class StateDirBusy(PymgmtError):
@@ -113,23 +105,17 @@ def lock(prefix: Path) -> StateDirLock:
         pfd = fsutil.open_dir(os.path.abspath(prefix), create=0o700)
     except fsutil.UnsafePathError as e:
         raise StateDirUnsafe(prefix, str(e)) from None
-    fds: list[int] = []
     try:
-        # an O_PATH fd cannot be flocked: the directory itself, opened to read
-        fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd))
-        _flock(fds[0], prefix)
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        fds.append(os.open(LOCK_NAME, flags, 0o644, dir_fd=fds[0]))
-        _flock(fds[1], prefix)  # what older agents lock
-        os.ftruncate(fds[1], 0)
-        os.write(fds[1], f"{os.getpid()}\n".encode())
-        _check_subdirs(prefix)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
+        fds = statelock.lock_at(pfd)
+    except BlockingIOError:
+        raise StateDirBusy(prefix, _holder(prefix)) from None
     finally:
         os.close(pfd)
+    try:
+        _check_subdirs(prefix)
+    except BaseException:
+        statelock.release(fds)
+        raise
     return StateDirLock(Path(os.path.abspath(prefix)), fds)
 
 
@@ -151,15 +137,6 @@ def _check_subdirs(prefix: Path) -> None:
             continue  # made (safely) when first needed
         except fsutil.UnsafePathError as e:
             raise StateDirUnsafe(prefix, str(e)) from None
-
-
-def _flock(fd: int, prefix: Path) -> None:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StateDirBusy(prefix, _holder(prefix)) from None
-        raise
 
 
 def _holder(prefix: Path) -> int | None:
@@ -232,4 +209,13 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-__all__ = ["LOCK_NAME", "StateDirBusy", "StateDirLock", "StateDirUnsafe", "intrusions", "lock"]
+__all__ = [
+    "LOCK_NAME",
+    "ROOT_PREFIX",
+    "StateDirBusy",
+    "StateDirLock",
+    "StateDirUnsafe",
+    "default_prefix",
+    "intrusions",
+    "lock",
+]

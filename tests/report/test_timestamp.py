@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pymgmt.report.logs import timestamp
+from pymgmt.report.textline import timestamp
 
 
 @pytest.fixture

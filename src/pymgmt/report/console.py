@@ -36,8 +36,9 @@ from .events import (
     Settled,
     Stopping,
 )
-from .logs import NOTICE, Closable, Output, relay, silence, visible
+from .logs import NOTICE, Closable, Output, relay, silence
 from .record import Record
+from .textline import visible
 
 
 class _StopAware:

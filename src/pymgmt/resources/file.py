@@ -31,10 +31,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import functools
-import grp
 import hashlib
 import os
-import pwd
 import re
 import stat
 from collections.abc import Callable, Generator, Iterable
@@ -56,6 +54,7 @@ from ..fsutil import (
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
+from .filestate import gid_of, matches, uid_of
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 #: Above this size, reading a file leaves the event loop for a thread. Below
@@ -219,11 +218,23 @@ resources:
             return Plan((Change("state", "exists", "absent"),))
         fd, st = self._open()
         try:
+            if st is not None and self._matches(fd, st):
+                return CONVERGED
             changes = await self._changes(fd, st)
         finally:
             if fd is not None:
                 os.close(fd)
         return Plan(tuple(changes))
+
+    def _matches(self, fd: int | None, st: os.stat_result) -> bool:
+        """Converged, by the rule the one-shot fast path applies too (filestate.py).
+
+        A large file's content is compared off the loop, in `_changes`.
+        """
+        if fd is None or (self._want is not None and st.st_size > _INLINE_IO):
+            return False
+        want, mode, uid, gid = self._want, self._want_mode, self._uid, self._gid
+        return matches(fd, st, is_dir=self.is_dir, want=want, mode=mode, uid=uid, gid=gid)
 
     def _open(self) -> tuple[int | None, os.stat_result | None]:
         """Open the path (walked safely, never following a final symlink) and fstat it.
@@ -456,19 +467,15 @@ def _all_added(before: str, path: str, new_lines: list[str]) -> list[str]:
 
 
 def _uid(owner: str) -> int:
-    if owner.isdigit():
-        return int(owner)
     try:
-        return pwd.getpwnam(owner).pw_uid
+        return uid_of(owner)
     except KeyError:
         raise ResourceError(f"no such user {owner!r}") from None
 
 
 def _gid(group: str) -> int:
-    if group.isdigit():
-        return int(group)
     try:
-        return grp.getgrnam(group).gr_gid
+        return gid_of(group)
     except KeyError:
         raise ResourceError(f"no such group {group!r}") from None
 

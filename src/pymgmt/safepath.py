@@ -1,0 +1,170 @@
+"""Walking paths without trusting their names, and reading what they lead to.
+
+The core of `pymgmt.fsutil` (whose docstring says why every path is
+walked this way), kept apart with nothing but `os`, `stat` and `errno`:
+the one-shot fast path (pymgmt.oneshot) checks files with these same
+functions before the rest of pymgmt is imported, and a check there must
+walk exactly as the file resource's own check does. `fsutil` re-exports
+every name, so the rest of the code base keeps importing them from there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+TYPE_CHECKING = False  # typing costs the fast path milliseconds it does not have
+if TYPE_CHECKING:
+    from .fsutil import UnsafePathError
+
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Opening the final component: never follow a symlink, never block on a FIFO,
+#: never acquire a controlling terminal.
+_NODE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+#: The kernel's own limit on symlinks followed in one lookup.
+_MAX_LINKS = 40
+
+
+def _trusted_uids() -> frozenset[int]:
+    return frozenset({0, os.geteuid()})
+
+
+def walk(path: str, create: int | None = None) -> int:
+    """An ``O_PATH`` fd of directory `path`, walked one component at a time.
+
+    What `fsutil.open_dir` does when its one-syscall fast path cannot:
+    follow only the symlinks root (or this user) owns, name the component
+    that is missing or refused, and with `create` make missing directories
+    on the way. Callers that cannot afford fsutil's imports (the one-shot
+    fast path, pymgmt.oneshot) call it directly.
+    """
+    trusted = _trusted_uids()
+    todo = [p for p in reversed(path.split("/")) if p and p != "."]
+    shown: list[str] = []  # the path walked so far, for messages
+    links = 0
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        while todo:
+            name = todo.pop()
+            try:
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except NotADirectoryError:
+                target = _symlink_target(fd, name, "/" + "/".join([*shown, name]), trusted)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                todo.extend(p for p in reversed(target.split("/")) if p and p != ".")
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                    shown = []
+                continue
+            except FileNotFoundError:
+                where = "/" + "/".join([*shown, name])
+                if create is None or name == "..":
+                    raise FileNotFoundError(
+                        errno.ENOENT, os.strerror(errno.ENOENT), where
+                    ) from None
+                try:  # noqa: SIM105 (contextlib costs the fast path ~5 ms)
+                    os.mkdir(name, create, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: walk it the same
+                todo.append(name)
+                continue
+            os.close(fd)
+            fd = nfd
+            if name == "..":
+                if shown:
+                    shown.pop()
+            else:
+                shown.append(name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _symlink_target(dir_fd: int, name: str, where: str, trusted: frozenset[int]) -> str:
+    """The target of symlink `name` if its owner is trusted; else refuse.
+
+    The link is opened itself (``O_PATH | O_NOFOLLOW``) and its owner and
+    target are read from that one fd, so they belong to the same inode.
+    """
+    try:
+        lfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), where) from None
+    try:
+        st = os.fstat(lfd)
+        if stat.S_ISDIR(st.st_mode):
+            # A directory replaced the entry between the two opens: walk it.
+            return name
+        if not stat.S_ISLNK(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), where)
+        if st.st_uid not in trusted:
+            raise _unsafe(
+                f"refusing to follow {where}: it is a symlink owned by uid {st.st_uid}, "
+                "and only symlinks owned by root are followed (another user could "
+                "point it anywhere)"
+            )
+        return os.readlink("", dir_fd=lfd)
+    finally:
+        os.close(lfd)
+
+
+def split(path: str) -> tuple[str, str]:
+    """(parent directory, final component) of an absolute, normalised path.
+
+    ``/`` itself is ``("/", ".")``: the root, opened relative to itself.
+    """
+    parent, name = os.path.split(path.rstrip("/") or "/")
+    return parent or "/", name or "."
+
+
+def open_node(dir_fd: int, name: str) -> int | None:
+    """Open `name` in `dir_fd` read-only, never following a symlink; None if absent.
+
+    A symlink (ELOOP), a socket (ENXIO) or anything else that cannot be
+    opened raises OSError; `lstat_at` tells the caller what it is.
+    """
+    try:
+        return os.open(name, _NODE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    """lstat of `name` in `dir_fd`; None if absent."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def read_fd(fd: int) -> bytes:
+    """All of an open file's content, from its start."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def same_content(fd: int, want: bytes) -> bool:
+    """Whether an open file holds exactly `want` (compared chunk by chunk)."""
+    view = memoryview(want)
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        if view[offset : offset + len(chunk)] != chunk:
+            return False
+        offset += len(chunk)
+    return offset == len(want)
+
+
+def _unsafe(message: str) -> UnsafePathError:
+    """fsutil's `UnsafePathError` (a ResourceError), imported only when a symlink is refused."""
+    from .fsutil import UnsafePathError
+
+    return UnsafePathError(message)
