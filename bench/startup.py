@@ -136,7 +136,9 @@ def build_cells(
                 argv = [cfagent, "-KIf", str(work / "policy.cf")]
             else:
                 write_graph(work / "graph.yaml", files, managed)
-                args = ["run", "--converged-timeout", "0", "--prefix", str(tmp / tool / "state")]
+                # a state directory per workload: one host, one graph (the parse
+                # cache and the one-shot plan hold one graph each)
+                args = ["run", "--converged-timeout", "0", "--prefix", str(work / "state")]
                 args.append(str(work / "graph.yaml"))
                 argv = [str(venvs[tool] / "bin" / "pymgmt"), *args]
                 probes[tool, label] = args
@@ -168,14 +170,21 @@ def probe(
         if proc.returncode not in OK_CODES:
             raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
         m = json.loads(out.read_text())
+        fast = m.get("fast_end", m["start"]) - m.get("fast_start", m["start"])
+        full = "imported" in m  # the fast path did not answer
+        last = m["engine_end"] if full else m["fast_end"]
         got = {
             "interpreter": m["start"] - spawn,
-            "imports": m["imported"] - m["start"],
-            "parse or cache": m["load_end"] - m["load_start"],
-            "rest of start": (m["load_start"] - m["imported"])
-            + (m["engine_start"] - m["load_end"]),
-            "engine": m["engine_end"] - m["engine_start"],
-            "recap and exit": end - m["engine_end"],
+            "imports": m.get("fast_start", m["start"])
+            - m["start"]
+            + (m["imported"] - m.get("fast_end", m["start"]) if full else 0.0),
+            "fast path": fast,
+            "parse or cache": m["load_end"] - m["load_start"] if full else 0.0,
+            "rest of start": (m["load_start"] - m["imported"]) + (m["engine_start"] - m["load_end"])
+            if full
+            else 0.0,
+            "engine": m["engine_end"] - m["engine_start"] if full else 0.0,
+            "recap and exit": end - last,
             "total": end - spawn,
         }
         for k, v in got.items():
@@ -238,7 +247,7 @@ def report(
 
 def print_phases(phases: dict[tuple[str, str], dict[str, float]]) -> None:
     print("\n### Where a one-shot run's time goes (ms, median; bench/_startup_probe.py)\n")
-    names = ["interpreter", "imports", "parse or cache", "rest of start", "engine"]
+    names = ["interpreter", "imports", "fast path", "parse or cache", "rest of start", "engine"]
     names += ["recap and exit", "total"]
     rows = [[f"{tool}: {label}", *(ms(p[n]) for n in names)] for (tool, label), p in phases.items()]
     print(table(["run", *names], rows))

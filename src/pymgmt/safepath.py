@@ -16,6 +16,8 @@ import stat
 
 TYPE_CHECKING = False  # typing costs the fast path milliseconds it does not have
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .fsutil import UnsafePathError
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -150,6 +152,37 @@ def read_fd(fd: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+def read_regular(
+    path: str,
+    *,
+    limit: int,
+    dir_fd: int | None = None,
+    follow: bool = True,
+    accept: Callable[[os.stat_result], bool] | None = None,
+) -> bytes | None:
+    """A regular file's bytes; None if it is absent, unreadable, not a regular
+    file, larger than `limit`, or its fstat fails `accept` (an owner check).
+
+    `follow` False: a symlink at `path` is never followed (it is refused).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        if accept is not None and not accept(st):
+            return None
+        return read_fd(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def same_content(fd: int, want: bytes) -> bool:

@@ -707,6 +707,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pymgmt {__version__}")  # what argparse's version action prints
         return 0
     words = sys.argv[1:] if argv is None else argv
+    plan = False
+    if words[:1] == ["run"]:
+        from ..oneshot.command import try_run
+
+        code, plan = try_run(words)  # a converged one-shot run, answered before any import
+        if code is not None:
+            return code
     parser, run_parser = _parser(_command_word(words))
     args, extra = parser.parse_known_args(words)
     if extra:
@@ -726,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
             report(e, as_json=args.json)
             return EXIT_INPUT
         _resolve_run(run_parser, args)
+        args.oneshot_plan = plan  # store the fast path's plan of this graph (oneshot/plan.py)
         if not (args.cluster_flags or args.remotes or args.remote_child or args.prometheus):
             import_asyncio_without_tls()  # before cli/run.py imports asyncio
         from .run import run_command

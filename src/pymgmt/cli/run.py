@@ -424,6 +424,10 @@ def _start_checked(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if to_cache is not None:
         _store_parsed(state.prefix, validated[1], to_cache)
+    if getattr(args, "oneshot_plan", False) and path not in (None, STDIN):
+        from ..oneshot.plan import store
+
+        store(state.prefix, validated[0], path, validated[1])
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None

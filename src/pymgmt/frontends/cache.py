@@ -93,18 +93,9 @@ def cache_key(text: bytes, source: str) -> str:
 
 def _code_fingerprint() -> str:
     """Name, size and mtime of every module that parsing or a resource kind runs."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parts: list[str] = []
-    for sub in _CODE_DIRS:
-        try:
-            entries = sorted(os.scandir(os.path.join(root, sub)), key=lambda e: e.name)
-        except OSError:
-            return "unknown"  # nothing to compare with: every run misses
-        for e in entries:
-            if e.name.endswith(".py"):
-                st = e.stat(follow_symlinks=False)
-                parts.append(f"{sub}/{e.name}:{st.st_size}:{st.st_mtime_ns}")
-    return ";".join(parts)
+    from ..oneshot.plan import code_fingerprint
+
+    return code_fingerprint(_CODE_DIRS)
 
 
 # -- reading ---------------------------------------------------------------------------

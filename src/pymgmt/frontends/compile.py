@@ -182,7 +182,7 @@ def _compile(
     if errors:  # nothing further is worth computing: the graph will not run
         return Compiled(graph, added, [], warnings)
     for e in added:
-        log.info("Adding AutoEdge: %s -> %s", key_str(e.src), key_str(e.dst))
+        log.info("%s", autoedge_message(e))
     grouper = grouper or NonReachabilityGrouper()
     exported = graph.exported
 
@@ -197,6 +197,11 @@ def _compile(
     if groups:
         graph = apply_groups(graph, groups, _merge)
     return Compiled(graph, added, [[key_str(m) for m in g] for g in groups], warnings)
+
+
+def autoedge_message(e: Edge) -> str:
+    """The line that tells of an AutoEdge (a one-shot plan keeps it to say it again)."""
+    return f"Adding AutoEdge: {key_str(e.src)} -> {key_str(e.dst)}"
 
 
 def instantiate(declared: Graph[Resource]) -> Graph[Resource]:

@@ -1,0 +1,21 @@
+"""The one-shot fast path: a converged graph answered in milliseconds (issue 13).
+
+Most one-shot runs (``pymgmt run --converged-timeout 0``, from cron or a
+deploy script) find everything already as wanted. The full run pays ~200
+ms of imports (asyncio, the engine, the resource classes) and its parse
+or cache before checking anything; CFEngine answers the same question in
+~80 ms. So the check comes first:
+
+* plan.py     what a full run stores for the next one: each file's wanted
+              state, the graph's name, size and compile lines;
+* check.py    every file of a plan, judged by the file resource's own
+              rule (resources/filestate.py) after the same safe walk;
+* command.py  the command lines it answers, the state directory's lock,
+              and the very lines and recap the full run would write.
+
+Only when every file is converged does it answer (exit 0); anything else
+(a change to make, an unknown flag, another agent holding the lock, a
+graph with other kinds) goes to the full run, which then decides and
+reports exactly as it always did. Its imports are `os`, `stat`, `time`,
+`fcntl`, `marshal`, `pwd`, `grp` and `_blake2`: nothing that costs.
+"""

@@ -1,0 +1,174 @@
+"""``pymgmt run --converged-timeout 0 FILE`` of a converged graph, before anything is imported.
+
+`try_run` is called by `cli.main` first for every ``pymgmt run``. It
+answers only the plainest one-shot run (the flags `recognise` accepts,
+no configuration file, not under systemd), only for a graph whose plan
+(oneshot/plan.py) a full run stored, and only when every file of that
+plan is already as wanted. It then writes what the full run would write
+(its lines and recap, to the character but for times and dates) and
+exits 0. In every other case it returns before writing anything and the
+full run goes on as if it had never been called.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..report.textline import timestamp, visible
+from ..safepath import read_regular, walk
+from ..statelock import default_prefix, lock_at, release
+from .check import all_converged
+from .plan import Plan, plan_key, read_at
+
+#: the configuration file `pymgmt run` reads when it exists (config.DEFAULT_PATH)
+CONFIG_PATH = "/etc/pymgmt/pymgmt.yaml"
+#: the largest graph file read (frontends/graphfile.py refuses larger ones)
+_MAX_GRAPH = 64 << 20
+#: flags taken without a value, besides the two that take one
+_PLAIN_FLAGS = ("--no-watch", "--no-config")
+#: a run under systemd talks to it (sd_notify, the journal's priorities): the full path
+_SYSTEMD_ENV = ("NOTIFY_SOCKET", "JOURNAL_STREAM")
+
+
+class Command:
+    """A command line the fast path may answer: the graph file and the state directory."""
+
+    __slots__ = ("file", "no_config", "prefix")
+
+    def __init__(self, file: str, prefix: str | None, no_config: bool) -> None:
+        self.file = file
+        self.prefix = prefix
+        self.no_config = no_config
+
+
+def recognise(words: list[str]) -> Command | None:
+    """The command if `words` is ``run`` with only flags the fast path honours; else None.
+
+    Exact spellings only (argparse's abbreviations and anything unknown go
+    to the full parser, which explains them): ``--converged-timeout 0``
+    (required), ``--prefix DIR``, ``--no-watch``, ``--no-config``, mgmt's
+    frontend word ``yaml`` and the graph file (not standard input).
+    """
+    if not words or words[0] != "run":
+        return None
+    file = prefix = None
+    timeout = frontend = no_config = False
+    rest = iter(words[1:])
+    for word in rest:
+        flag, eq, value = word.partition("=")
+        if flag in ("--converged-timeout", "--prefix"):
+            value = value if eq else next(rest, "")
+            if flag == "--prefix" and prefix is None and value and not value.startswith("-"):
+                prefix = value
+            elif flag == "--converged-timeout" and not timeout and value == "0":
+                timeout = True
+            else:
+                return None
+        elif word in _PLAIN_FLAGS:
+            no_config = no_config or word == "--no-config"
+        elif word == "yaml" and not frontend and file is None:
+            frontend = True
+        elif file is None and word and not word.startswith("-"):
+            file = word
+        else:
+            return None
+    if not timeout or file is None:
+        return None
+    return Command(file, prefix, no_config)
+
+
+def try_run(words: list[str]) -> tuple[int | None, bool]:
+    """(the exit code if the fast path answered the run, else None; whether the
+    full run should store a plan of its graph for the next one)."""
+    command = recognise(words)
+    if command is None or not _environment_allows(command):
+        return None, False
+    try:
+        return _try(command)
+    except KeyboardInterrupt:  # what the full run says of a ^C before its start
+        print("pymgmt: interrupted by SIGINT before start; nothing was changed", file=sys.stderr)
+        return 128 + 2, False
+
+
+def _try(command: Command) -> tuple[int | None, bool]:
+    started = time.monotonic()
+    prefix = os.path.abspath(command.prefix or default_prefix())
+    try:
+        dfd = walk(prefix)
+    except Exception:  # missing (no plan yet), or refused: the full run says why
+        return None, True
+    try:
+        source = os.path.abspath(command.file)
+        text = read_regular(source, limit=_MAX_GRAPH)
+        if text is None:
+            return None, False  # the full run says what is wrong with it
+        plan = read_at(dfd, plan_key(text, source))
+        if plan is None:
+            return None, True
+        try:
+            held = lock_at(dfd)
+        except OSError:  # another agent has it: the full run names it
+            return None, False
+        if not (_no_pending_refresh(dfd) and all_converged(plan.files)):
+            release(held)
+            return None, False
+        return _report(plan, started), False  # the lock goes with the process
+    finally:
+        os.close(dfd)
+
+
+def _environment_allows(command: Command) -> bool:
+    if any(os.environ.get(name) for name in _SYSTEMD_ENV):
+        return False
+    return command.no_config or not os.path.lexists(CONFIG_PATH)
+
+
+def _no_pending_refresh(dfd: int) -> bool:
+    """No refresh notification waits in the state directory (the engine delivers those)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open("refresh", flags, dir_fd=dfd)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # a symlink, or not a directory: the full run refuses it
+    try:
+        return not os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def _report(plan: Plan, started: float) -> int:
+    """Write the lines and recap of a converged run-once run; its exit code.
+
+    The very text `report.console` and `report.recap` write for a graph
+    whose every resource was unchanged (tests/oneshot compare the two).
+    """
+    lines = [*plan.lines, _graph_line(plan), "Converged for 0 seconds, exiting"]
+    text = "".join(f"{timestamp(time.time())} INFO  {visible(x)}\n" for x in lines)
+    n = plan.vertices
+    text += f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s:\n"
+    noun = "resource" if n == 1 else "resources"
+    text += f"OK: {n} {noun}: {n} unchanged, 0 changed, 0 failed\n"
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:  # its reader left, or a full disk: as for a full run, no failure
+        _silence_stderr()
+    return 0
+
+
+def _graph_line(plan: Plan) -> str:
+    return f"Graph[{plan.name}]: {plan.vertices} vertices, {plan.edges} edges (from {plan.source})"
+
+
+def _silence_stderr() -> None:
+    """Point stderr at /dev/null, so that the interpreter's last flush succeeds."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass

@@ -1,0 +1,234 @@
+"""The one-shot plan: what a fast path needs to know of a graph, kept in the state directory.
+
+A full run that was asked in a form the fast path understands stores, next
+to the parse cache, ``<state dir>/oneshot-plan``: for a graph made of files
+alone, each file's wanted state (path, type, content, mode, owner, group)
+as the compiler left it, the graph's name, size and source, and the lines
+compiling it wrote (its AutoEdges). The fast path reads it back without
+PyYAML, the compiler or the resource classes.
+
+It is `marshal` of plain values (str, bytes, int, bool, None, tuples and
+lists of them), not JSON: `json` imports `re`, which costs the fast path
+more than its whole check of ten files. marshal is not meant for data an
+attacker wrote, so the plan is read under the very rules of the parse cache
+(frontends/cache.py): a regular file reached without following a symlink,
+owned by this user and writable by nobody else, in a directory only this
+user (or root) may write; its shape is checked before any value is used.
+Whoever can write there could already rewrite the agent's lock and stored
+secrets.
+
+The key is a BLAKE2b over the graph file's bytes and shown name, pymgmt's
+and Python's versions, and the size and mtime of every module whose code
+decides the plan or the lines the fast path writes (`code_fingerprint`);
+anything else is a miss, and the full run stores a new plan.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import sys
+
+from .._version import __version__
+from ..safepath import read_regular
+
+TYPE_CHECKING = False  # typing, pathlib and the compiler cost the fast path its budget
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from ..frontends.compile import Compiled
+
+#: the file in the state directory
+PLAN_NAME = "oneshot-plan"
+#: bumped when the layout changes: an older plan is then a miss
+FORMAT = 1
+#: a plan larger than this is not read
+_MAX_BYTES = 256 << 20
+#: the subpackages whose code decides what a plan holds or what the fast path writes
+CODE_DIRS = ("", "frontends", "resources", "graph", "oneshot", "report", "cli")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: one file of the plan: (path, is_dir, absent, content, mode, owner, group); None: unmanaged
+FileWant = tuple[str, bool, bool, bytes | None, int | None, str | None, str | None]
+
+
+class Plan:
+    """A plan read back: the graph's name, source and size, its compile lines, its files."""
+
+    __slots__ = ("edges", "files", "lines", "name", "source", "vertices")
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        vertices: int,
+        edges: int,
+        lines: list[str],
+        files: list[FileWant],
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.vertices = vertices
+        self.edges = edges
+        self.lines = lines
+        self.files = files
+
+
+def code_fingerprint(dirs: tuple[str, ...]) -> str:
+    """Name, size and mtime of every module in `dirs` (subpackages of pymgmt).
+
+    An upgrade changes the version, but a developer's edit (or a package
+    rebuilt without a version bump) only changes these.
+    """
+    parts: list[str] = []
+    for sub in dirs:
+        try:
+            with os.scandir(os.path.join(_ROOT, sub)) as it:
+                for e in it:
+                    if e.name.endswith(".py"):
+                        st = e.stat(follow_symlinks=False)
+                        parts.append(f"{sub}/{e.name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            return "unknown"  # nothing to compare with: every run misses
+    parts.sort()
+    return ";".join(parts)
+
+
+def plan_key(text: bytes, source: str) -> bytes:
+    """The key of the plan of graph file bytes `text` shown as `source`."""
+    from _blake2 import blake2b  # hashlib would load OpenSSL: 6 ms
+
+    h = blake2b(digest_size=32)
+    for part in (f"pymgmt {__version__}", sys.version, source, code_fingerprint(CODE_DIRS)):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(text)
+    return h.digest()
+
+
+# -- reading (the fast path) -------------------------------------------------------------
+
+
+def read_at(dir_fd: int, key: bytes) -> Plan | None:
+    """The plan stored under `key` in the state directory `dir_fd`; None: none to trust."""
+    data = _read_trusted(dir_fd)
+    if data is None:
+        return None
+    try:
+        doc = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return _decode(doc, key)
+
+
+def _read_trusted(dir_fd: int) -> bytes | None:
+    if not _only_mine(os.fstat(dir_fd), dir_=True):
+        return None
+    return read_regular(PLAN_NAME, limit=_MAX_BYTES, dir_fd=dir_fd, follow=False, accept=_mine)
+
+
+def _mine(st: os.stat_result) -> bool:
+    return _only_mine(st, dir_=False)
+
+
+def _only_mine(st: os.stat_result, *, dir_: bool) -> bool:
+    """Owned by this user (a directory: or root) and not writable by group or world."""
+    owners = (os.geteuid(), 0) if dir_ else (os.geteuid(),)
+    return st.st_uid in owners and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _decode(doc: object, key: bytes) -> Plan | None:
+    """`doc` as a Plan if it has exactly the plan's shape and `key`; else None."""
+    if not isinstance(doc, tuple) or len(doc) != 8:
+        return None
+    fmt, got, name, source, vertices, edges, lines, files = doc
+    if fmt != FORMAT or got != key:
+        return None
+    if not (_all(str, (name, source)) and _all(int, (vertices, edges))):
+        return None
+    if not (isinstance(lines, list) and _all(str, lines) and isinstance(files, list)):
+        return None
+    if not all(_file_shaped(f) for f in files):
+        return None
+    return Plan(name, source, vertices, edges, lines, files)
+
+
+def _all(kind: type, values: Any) -> bool:
+    return all(type(v) is kind for v in values)
+
+
+def _file_shaped(f: object) -> bool:
+    if not isinstance(f, tuple) or len(f) != 7:
+        return False
+    path, is_dir, absent, content, mode, owner, group = f
+    return (
+        type(path) is str
+        and path.startswith("/")
+        and type(is_dir) is bool
+        and type(absent) is bool
+        and (content is None or type(content) is bytes)
+        and (mode is None or type(mode) is int)
+        and all(v is None or type(v) is str for v in (owner, group))
+    )
+
+
+# -- writing (a full run) ----------------------------------------------------------------
+
+
+def store(prefix: Path, text: bytes, source: str, compiled: Compiled) -> bool:
+    """Store the plan of `compiled` (parsed from `text`) in `prefix`, locked by this run.
+
+    Only a graph the fast path can check as a whole is stored: files alone,
+    nothing exported, collected or run remotely, no Send/Recv, nothing
+    grouped, no warning to show again. Returns whether a plan was written;
+    a failure to write is no error (the next run is a full one again).
+    """
+    data = encode(text, source, compiled)
+    if data is None:
+        return False
+    from ..fsutil import atomic_write_at, opened_dir
+
+    try:
+        with opened_dir(os.path.abspath(prefix)) as dfd:
+            atomic_write_at(dfd, PLAN_NAME, data, 0o600, None, None)
+    except OSError:
+        return False
+    return True
+
+
+def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
+    """The plan file's bytes, or None if the fast path cannot stand in for this graph."""
+    from ..frontends.compile import autoedge_message
+    from ..resources.file import File
+
+    declared, graph = compiled.declared, compiled.graph
+    if (
+        declared is None
+        or compiled.groups
+        or compiled.warnings
+        or getattr(declared, "warnings", None)
+    ):
+        return None
+    if graph.exported or graph.collect or declared.exported or declared.collect:
+        return None
+    if getattr(declared, "remote", None) or getattr(declared, "remotes", None):
+        return None
+    if any(e.send or e.recv for e in graph.edges):
+        return None
+    files: list[FileWant] = []
+    for res in graph.vertices.values():
+        if type(res) is not File:
+            return None
+        files.append(_want(res))
+    lines = [autoedge_message(e) for e in compiled.autoedges]
+    doc = (FORMAT, plan_key(text, source), graph.name, declared.source, len(graph.vertices))
+    return marshal.dumps((*doc, len(graph.edges), lines, files))
+
+
+def _want(res: Any) -> FileWant:
+    """A file's wanted state, as `File` itself works it out (`File._wanted`)."""
+    content = None if res.content is None else res.content.encode()
+    mode = None if res.mode is None else int(res.mode, 8)
+    path = res.target.rstrip("/") or "/"
+    return (path, res.is_dir, res.state == "absent", content, mode, res.owner, res.group)
