@@ -43,16 +43,15 @@ from ..errors import ResourceError
 from ..fsutil import (
     lstat_at,
     open_dir,
-    open_node,
     opened_dir,
     read_fd,
-    read_xattrs,
     same_content,
     sha256_fd,
     split,
 )
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
+from . import filestate
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 from .filestate import gid_of, matches, uid_of
 
@@ -259,7 +258,7 @@ resources:
             os.close(fd)
             if want_dir:
                 raise ResourceError(f"{self._fs_path} exists and is not a directory")
-            raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
+            raise ResourceError(f"{self._fs_path} exists and is {filestate.what(st)}")
         return fd, st
 
     async def _changes(self, fd: int | None, st: os.stat_result | None) -> list[Change]:
@@ -329,90 +328,30 @@ resources:
                 f"a directory; manage it with a file resource '{parent}/' first)"
             ) from None
         try:
-            if self.state == "absent":
-                self._remove(dfd, name, staging)
-            elif self.is_dir:
-                self._apply_dir(dfd, name, fields, staging)
-            elif "content" in fields or "state" in fields:
-                self._write(dfd, name, staging)
-            else:
-                self._apply_meta(dfd, name)
+            filestate.apply_at(self._wanted_state(), dfd, name, fields, staging)
+        except filestate.FileStateError as e:
+            raise ResourceError(str(e)) from None
         finally:
             os.close(dfd)
 
-    def _remove(self, dfd: int, name: str, staging: Staging) -> None:
-        try:
-            if self.is_dir:
-                os.rmdir(name, dir_fd=dfd)  # refuses a non-empty directory, on purpose
-            else:
-                os.unlink(name, dir_fd=dfd)  # a symlink here is removed, never followed
-        except FileNotFoundError:
-            return
-        staging.sync_dir(dfd)
-
-    def _apply_dir(self, dfd: int, name: str, fields: frozenset[str], staging: Staging) -> None:
-        mode = self._want_mode
-        if "state" in fields:
-            mode = 0o755 if mode is None else mode
-            os.mkdir(name, mode & 0o777, dir_fd=dfd)
-            staging.sync_dir(dfd)
-        self._apply_meta(dfd, name, mode)
-
-    def _apply_meta(self, dfd: int, name: str, mode: int | None = None) -> None:
-        """Owner and mode, set on the opened node: a symlink is never followed."""
-        mode = self._want_mode if mode is None else mode
-        fd = self._node(dfd, name)
-        try:
-            if self._uid is not None or self._gid is not None:
-                os.fchown(
-                    fd,
-                    -1 if self._uid is None else self._uid,
-                    -1 if self._gid is None else self._gid,
-                )
-            if mode is not None:
-                os.fchmod(fd, mode)  # exact bits (a new directory's mkdir obeyed the umask)
-        finally:
-            os.close(fd)
-
-    def _write(self, dfd: int, name: str, staging: Staging) -> None:
-        """Replace the content; what is not managed (owner, mode, xattrs) is kept."""
-        old = self._open_at(dfd, name)
-        uid, gid, mode = self._uid, self._gid, self._want_mode
-        xattrs: dict[str, bytes] = {}
-        if old is not None:
-            try:
-                st = os.fstat(old)
-                if not stat.S_ISREG(st.st_mode):
-                    raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
-                uid = st.st_uid if uid is None else uid
-                gid = st.st_gid if gid is None else gid
-                mode = stat.S_IMODE(st.st_mode) if mode is None else mode
-                xattrs = read_xattrs(old)
-            finally:
-                os.close(old)
-        if mode is None:
-            mode = 0o644 & ~_umask()
-        data = self._want if self._want is not None else b""
-        staging.write_at(dfd, name, data, mode, uid, gid, xattrs)
+    def _wanted_state(self) -> filestate.Wanted:
+        """What `filestate` applies, owner and group resolved by the last check."""
+        return filestate.Wanted(
+            self._fs_path,
+            is_dir=self.is_dir,
+            absent=self.state == "absent",
+            content=self._want,
+            mode=self._want_mode,
+            uid=self._uid,
+            gid=self._gid,
+        )
 
     def _open_at(self, dfd: int, name: str) -> int | None:
         """`open_node`, with a clear error for what cannot be opened (a symlink...)."""
         try:
-            return open_node(dfd, name)
-        except OSError as e:
-            st = lstat_at(dfd, name)
-            if st is None:
-                return None  # removed meanwhile
-            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                # a real error (EACCES...), not a wrong kind of file
-                raise OSError(e.errno, e.strerror, self._fs_path) from None
-        raise ResourceError(f"{self._fs_path} exists and is {_what(st)}")
-
-    def _node(self, dfd: int, name: str) -> int:
-        fd = self._open_at(dfd, name)
-        if fd is None:
-            raise ResourceError(f"{self._fs_path} disappeared while being changed")
-        return fd
+            return filestate.open_at(dfd, name, self._fs_path)
+        except filestate.FileStateError as e:
+            raise ResourceError(str(e)) from None
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -423,14 +362,6 @@ def _lstat(path: str) -> os.stat_result | None:
             return lstat_at(dfd, name)
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _what(st: os.stat_result) -> str:
-    if stat.S_ISLNK(st.st_mode):
-        return "a symlink (never followed: manage its target's path instead)"
-    if stat.S_ISDIR(st.st_mode):
-        return "a directory"
-    return "not a regular file"
 
 
 def _unified(path: str, old: bytes | None, new: bytes, st: os.stat_result | None) -> str:
@@ -478,15 +409,3 @@ def _gid(group: str) -> int:
         return gid_of(group)
     except KeyError:
         raise ResourceError(f"no such group {group!r}") from None
-
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; do it once per process.
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
-
-
-_UMASK: int | None = None
