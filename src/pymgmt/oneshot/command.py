@@ -16,9 +16,11 @@ import os
 import sys
 import time
 
+from ..report.exitcodes import EXIT_CHANGED, EXIT_FAILED
 from ..report.textline import timestamp, visible
 from ..safepath import read_regular, walk
 from ..statelock import default_prefix, lock_at, release
+from .apply import Outcome, apply, look
 from .check import all_converged
 from .plan import Plan, plan_key, read_at
 
@@ -26,6 +28,9 @@ from .plan import Plan, plan_key, read_at
 CONFIG_PATH = "/etc/pymgmt/pymgmt.yaml"
 #: the largest graph file read (frontends/graphfile.py refuses larger ones)
 _MAX_GRAPH = 64 << 20
+#: the recap's outcomes, in its order (report/recap.py)
+_ORDER = ("unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending")
+_SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
 #: flags taken without a value, besides the two that take one
 _PLAIN_FLAGS = ("--no-watch", "--no-config")
 #: a run under systemd talks to it (sd_notify, the journal's priorities): the full path
@@ -93,7 +98,7 @@ def try_run(words: list[str]) -> tuple[int | None, bool]:
 
 
 def _try(command: Command) -> tuple[int | None, bool]:
-    started = time.monotonic()
+    started, stamp = time.monotonic(), time.time()
     prefix = os.path.abspath(command.prefix or default_prefix())
     try:
         dfd = walk(prefix)
@@ -111,12 +116,50 @@ def _try(command: Command) -> tuple[int | None, bool]:
             held = lock_at(dfd)
         except OSError:  # another agent has it: the full run names it
             return None, False
-        if not (_no_pending_refresh(dfd) and all_converged(plan.files)):
+        outcome = _settle(plan, dfd)
+        if outcome is None:
             release(held)
             return None, False
-        return _report(plan, started), False  # the lock goes with the process
+        return _report(plan, outcome, started, stamp), False  # the lock goes with the process
     finally:
         os.close(dfd)
+
+
+def _settle(plan: Plan, dfd: int) -> Outcome | None:
+    """Check the plan's files and, if the plan allows it, make the changes; None: the full run."""
+    if not _no_pending_refresh(dfd):
+        return None
+    if not plan.applies:
+        return Outcome() if all_converged(plan.files) else None
+    todo = look(plan)
+    if todo is None:
+        return None
+    if not todo:
+        return Outcome()
+    with _Signals() as signals:  # from here on, a signal stops between two waves
+        return apply(plan, todo, signals.caught)
+
+
+class _Signals:
+    """SIGINT and SIGTERM noted, not raised, while changes are made (as the engine stops
+    gracefully): the wave under way is finished, and the run ends interrupted."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        import _signal  # type: ignore[import-not-found]  # signal.py imports enum: too dear
+
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            self._old[sig] = _signal.signal(sig, lambda signum, frame: self.caught.append(signum))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import _signal
+
+        for sig, old in self._old.items():
+            _signal.signal(sig, old)
 
 
 def _environment_allows(command: Command) -> bool:
@@ -140,24 +183,57 @@ def _no_pending_refresh(dfd: int) -> bool:
         os.close(fd)
 
 
-def _report(plan: Plan, started: float) -> int:
-    """Write the lines and recap of a converged run-once run; its exit code.
+def _report(plan: Plan, outcome: Outcome, started: float, stamp: float) -> int:
+    """Write the lines and recap of the run, as the full run writes them; its exit code.
 
-    The very text `report.console` and `report.recap` write for a graph
-    whose every resource was unchanged (tests/oneshot compare the two).
+    The very text `report.console` and `report.recap` write for such a run
+    (tests/oneshot compare the two).
     """
-    lines = [*plan.lines, _graph_line(plan), "Converged for 0 seconds, exiting"]
-    text = "".join(f"{timestamp(time.time())} INFO  {visible(x)}\n" for x in lines)
-    n = plan.vertices
-    text += f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s:\n"
-    noun = "resource" if n == 1 else "resources"
-    text += f"OK: {n} {noun}: {n} unchanged, 0 changed, 0 failed\n"
+    head = [*plan.lines, _graph_line(plan)]
+    text = "".join(_line(stamp, "INFO", x) for x in head)
+    for at, level, i, what in outcome.notices:
+        text += _line(at, level, f"{visible(plan.names[i])}: {what}")
+    if outcome.interrupted:
+        why = f"interrupted by {_SIGNAL_NAMES.get(outcome.interrupted, 'a signal')}"
+        text += _line(time.time(), "INFO", f"Stopping: {why} (again to exit at once)")
+    else:
+        text += _line(time.time(), "INFO", "Converged for 0 seconds, exiting")
+    how = " (interrupted)" if outcome.interrupted else ""
+    text += f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s{how}:\n"
+    text += recap_text(plan, outcome)
     try:
         sys.stderr.write(text)
         sys.stderr.flush()
     except OSError:  # its reader left, or a full disk: as for a full run, no failure
         _silence_stderr()
-    return 0
+    if outcome.interrupted:
+        return 128 + outcome.interrupted
+    states = outcome.states(plan).values()
+    changed = EXIT_CHANGED if "changed" in states else 0
+    return changed | (EXIT_FAILED if outcome.failed else 0)
+
+
+def _line(at: float, level: str, message: str) -> str:
+    return f"{timestamp(at)} {level:<5} {visible(message)}\n"
+
+
+def recap_text(plan: Plan, outcome: Outcome) -> str:
+    """The recap's per-resource lines and its total (report/recap.py's words)."""
+    states = outcome.states(plan)
+    width = max((len(name) for name in plan.names), default=10)
+    rows = sorted((plan.names[i], word) for i, word in states.items() if word != "unchanged")
+    text = "".join(f"  {name:<{width}}  {word}\n" for name, word in rows)
+    counts: dict[str, int] = {}
+    for word in states.values():
+        key = word.split(" (")[0].split(":")[0].lower()
+        counts[key] = counts.get(key, 0) + 1
+    always = ("unchanged", "changed", "failed", *(("pending",) if outcome.interrupted else ()))
+    parts = [f"{counts.get(k, 0)} {k}" for k in _ORDER if counts.get(k) or k in always]
+    verdict = "INTERRUPTED" if outcome.interrupted else "OK"
+    if not outcome.interrupted and (counts.get("failed") or counts.get("skipped")):
+        verdict = "FAILED"
+    n = len(plan.names)
+    return text + f"{verdict}: {n} {'resource' if n == 1 else 'resources'}: {', '.join(parts)}\n"
 
 
 def _graph_line(plan: Plan) -> str:

@@ -26,6 +26,7 @@ anything else is a miss, and the full run stores a new plan.
 from __future__ import annotations
 
 import marshal
+import math
 import os
 import stat
 import sys
@@ -39,11 +40,13 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..frontends.compile import Compiled
+    from ..graph.model import Key
+    from ..metaparams import MetaParams
 
 #: the file in the state directory
 PLAN_NAME = "oneshot-plan"
 #: bumped when the layout changes: an older plan is then a miss
-FORMAT = 1
+FORMAT = 2
 #: a plan larger than this is not read
 _MAX_BYTES = 256 << 20
 #: the subpackages whose code decides what a plan holds or what the fast path writes
@@ -57,23 +60,30 @@ FileWant = tuple[str, bool, bool, bytes | None, int | None, str | None, str | No
 class Plan:
     """A plan read back: the graph's name, source and size, its compile lines, its files."""
 
-    __slots__ = ("edges", "files", "lines", "name", "source", "vertices")
+    __slots__ = (
+        "after",
+        "applies",
+        "edges",
+        "files",
+        "lines",
+        "name",
+        "names",
+        "source",
+        "vertices",
+    )
 
-    def __init__(
-        self,
-        name: str,
-        source: str,
-        vertices: int,
-        edges: int,
-        lines: list[str],
-        files: list[FileWant],
-    ) -> None:
+    def __init__(self, name: str, source: str, vertices: int, edges: int, lines: list[str]) -> None:
         self.name = name
         self.source = source
         self.vertices = vertices
         self.edges = edges
         self.lines = lines
-        self.files = files
+        #: each file's wanted state, display name (``File[f1]``) and prerequisites (indices)
+        self.files: list[FileWant] = []
+        self.names: list[str] = []
+        self.after: list[tuple[int, ...]] = []
+        #: the fast path may make the changes too (no noop, retry, timeout, limit, notify)
+        self.applies = False
 
 
 def code_fingerprint(dirs: tuple[str, ...]) -> str:
@@ -140,18 +150,27 @@ def _only_mine(st: os.stat_result, *, dir_: bool) -> bool:
 
 def _decode(doc: object, key: bytes) -> Plan | None:
     """`doc` as a Plan if it has exactly the plan's shape and `key`; else None."""
-    if not isinstance(doc, tuple) or len(doc) != 8:
+    if not isinstance(doc, tuple) or len(doc) != 11:
         return None
-    fmt, got, name, source, vertices, edges, lines, files = doc
+    fmt, got, name, source, vertices, edges, lines, files, names, after, applies = doc
     if fmt != FORMAT or got != key:
         return None
-    if not (_all(str, (name, source)) and _all(int, (vertices, edges))):
+    if not (_all(str, (name, source)) and _all(int, (vertices, edges)) and type(applies) is bool):
         return None
-    if not (isinstance(lines, list) and _all(str, lines) and isinstance(files, list)):
+    if not all(isinstance(x, list) for x in (lines, files, names, after)) or not _all(str, lines):
         return None
-    if not all(_file_shaped(f) for f in files):
+    n = len(files)
+    if len(names) != n or len(after) != n or not _all(str, names):
         return None
-    return Plan(name, source, vertices, edges, lines, files)
+    if not all(_file_shaped(f) for f in files) or not all(_indices(a, n) for a in after):
+        return None
+    plan = Plan(name, source, vertices, edges, lines)
+    plan.files, plan.names, plan.after, plan.applies = files, names, after, applies
+    return plan
+
+
+def _indices(a: object, n: int) -> bool:
+    return isinstance(a, tuple) and all(type(i) is int and 0 <= i < n for i in a)
 
 
 def _all(kind: type, values: Any) -> bool:
@@ -200,6 +219,7 @@ def store(prefix: Path, text: bytes, source: str, compiled: Compiled) -> bool:
 def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
     """The plan file's bytes, or None if the fast path cannot stand in for this graph."""
     from ..frontends.compile import autoedge_message
+    from ..graph.model import key_str
     from ..resources.file import File
 
     declared, graph = compiled.declared, compiled.graph
@@ -217,13 +237,28 @@ def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
     if any(e.send or e.recv for e in graph.edges):
         return None
     files: list[FileWant] = []
-    for res in graph.vertices.values():
+    index: dict[Key, int] = {}
+    for key, res in graph.vertices.items():
         if type(res) is not File:
             return None
+        index[key] = len(files)
         files.append(_want(res))
+    after: list[list[int]] = [[] for _ in files]
+    for e in graph.edges:
+        after[index[e.dst]].append(index[e.src])
     lines = [autoedge_message(e) for e in compiled.autoedges]
-    doc = (FORMAT, plan_key(text, source), graph.name, declared.source, len(graph.vertices))
-    return marshal.dumps((*doc, len(graph.edges), lines, files))
+    applies = not any(e.notify for e in graph.edges) and all(
+        _plain_apply(r.meta) for r in graph.vertices.values()
+    )
+    names = [key_str(k) for k in graph.vertices]
+    head = (FORMAT, plan_key(text, source), graph.name, declared.source, len(graph.vertices))
+    tail = (len(graph.edges), lines, files, names, [tuple(a) for a in after], applies)
+    return marshal.dumps(head + tail)
+
+
+def _plain_apply(meta: MetaParams) -> bool:
+    """An apply the fast path makes as the engine would: once, now, for real."""
+    return not meta.noop and meta.retry == 0 and meta.timeout == 0 and meta.limit == math.inf
 
 
 def _want(res: Any) -> FileWant:

@@ -38,7 +38,7 @@ from .events import (
 )
 from .logs import NOTICE, Closable, Output, relay, silence
 from .record import Record
-from .textline import visible
+from .textline import change_text, visible
 
 
 class _StopAware:
@@ -174,7 +174,7 @@ class ConsoleReporter(_StopAware):
                     ev.vertex,
                 )
             return
-        what = ", ".join(_change_text(c.field, c.old, c.new) for c in ev.changes)
+        what = ", ".join(change_text(c.field, c.old, c.new) for c in ev.changes)
         if ev.seconds >= 0.1:
             what += f" ({ev.seconds:.2f} s)"
         if ev.noop:
@@ -218,16 +218,6 @@ def _remote_text(ev: RemoteChanged) -> str:
 
 def _s(n: int) -> str:
     return "" if n == 1 else "s"
-
-
-def _change_text(field: str, old: object, new: object) -> str:
-    if field == "run":
-        return f"run {new!r}"
-    if field == "content":
-        return "content" if old is None else f"content {old} -> {new}"
-    if old is None:
-        return f"{field} {new}"
-    return f"{field} {old} -> {new}"
 
 
 class JsonReporter(_Stream):

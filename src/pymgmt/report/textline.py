@@ -41,3 +41,14 @@ def visible(line: str) -> str:
     if line.isprintable():
         return line
     return "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
+
+
+def change_text(field: str, old: object, new: object) -> str:
+    """One change of a NOTICE line: ``mode 0600 -> 0644``, ``content``, ``run 'cmd'``."""
+    if field == "run":
+        return f"run {new!r}"
+    if field == "content":
+        return "content" if old is None else f"content {old} -> {new}"
+    if old is None:
+        return f"{field} {new}"
+    return f"{field} {old} -> {new}"

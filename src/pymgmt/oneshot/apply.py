@@ -1,0 +1,272 @@
+"""Making a plan's files as wanted, without the engine: the first apply and the repairs.
+
+Three steps, and nothing is changed before the third:
+
+1. **look**: each file is checked as `File.check` checks it, and what is
+   not as wanted gets the very changes `File.check` would list (the words
+   of the NOTICE lines). A file the fast path is not sure of (a symlink or
+   another kind of node in its place, an unknown user, a missing parent
+   no managed directory creates, a non-empty directory to remove) hands
+   the whole run to the full path, which reports it.
+2. **order**: the files to change form waves along the graph's edges
+   (AutoEdges put a directory before its files): a file waits for every
+   file it depends on.
+3. **apply**: each wave is one batch of `pymgmt.batch`, made by
+   `filestate.apply_at`, the file resource's own apply: temporary files
+   with their final mode and owner, one sync, the renames, one fsync per
+   directory. A file that fails makes every file after it in the graph
+   "skipped", as the engine does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from ..batch import Job, write_batch
+from ..report.textline import change_text
+from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
+from ..safepath import lstat_at, open_node, read_fd, same_content, sha256_hex, split, walk
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..batch import Staging
+    from .plan import FileWant, Plan
+
+#: a change as File.check lists it: (field, old, new)
+Change = tuple[str, object, object]
+
+
+class Outcome:
+    """What happened to each file: changes made, failures, and when each ended."""
+
+    __slots__ = ("changed", "failed", "interrupted", "notices", "todo")
+
+    def __init__(self, todo: dict[int, list[Change]] | None = None) -> None:
+        #: the files that were to change
+        self.todo = todo or {}
+        #: the signal that stopped the run between two waves (0: none)
+        self.interrupted = 0
+        #: file index -> the changes made
+        self.changed: dict[int, list[Change]] = {}
+        #: file index -> the failure's text
+        self.failed: dict[int, str] = {}
+        #: (time, level, file index, text), in the order they happened
+        self.notices: list[tuple[float, str, int, str]] = []
+
+    def states(self, plan: Plan) -> dict[int, str]:
+        """Each file's outcome in the recap's words (report/recap.py)."""
+        out: dict[int, str] = {}
+        for i in range(len(plan.files)):
+            blockers = sorted({plan.names[j] for j in _ancestors(plan, i) & self.failed.keys()})
+            if i in self.failed:
+                out[i] = f"FAILED: {self.failed[i]}"
+            elif blockers:
+                out[i] = f"skipped (blocked by {', '.join(blockers)})"
+            elif i in self.changed:
+                out[i] = "changed"
+            elif i in self.todo:
+                out[i] = "pending"  # a signal stopped the run before its wave
+            else:
+                out[i] = "unchanged"
+        return out
+
+
+def look(plan: Plan) -> dict[int, list[Change]] | None:
+    """The changes each file needs (index -> changes; converged files are absent).
+
+    None: a file the fast path leaves to the full run (see the module's docstring).
+    """
+    dirs: dict[str, int | None] = {}
+    try:
+        todo: dict[int, list[Change]] = {}
+        for i, f in enumerate(plan.files):
+            changes = _look(_resolved(f), dirs)
+            if changes is None:
+                return None
+            if changes:
+                todo[i] = changes
+        return todo if _parents_made(plan, todo, dirs) else None
+    except Exception:  # anything unexpected: the full run knows how to say it
+        return None
+    finally:
+        for fd in dirs.values():
+            if fd is not None:
+                os.close(fd)
+
+
+def _resolved(f: FileWant) -> Wanted:
+    """The file's wanted state with its owner and group looked up (KeyError: unknown)."""
+    path, is_dir, absent, content, mode, owner, group = f
+    uid = None if owner is None else uid_of(owner)
+    gid = None if group is None else gid_of(group)
+    return Wanted(path, is_dir=is_dir, absent=absent, content=content, mode=mode, uid=uid, gid=gid)
+
+
+def _look(w: Wanted, dirs: dict[str, int | None]) -> list[Change] | None:
+    parent, name = split(w.path)
+    if parent not in dirs:
+        try:
+            dirs[parent] = walk(parent)
+        except (FileNotFoundError, NotADirectoryError):
+            dirs[parent] = None
+    dfd = dirs[parent]
+    if w.absent:
+        st = None if dfd is None else lstat_at(dfd, name)
+        if dfd is None or st is None:
+            return []
+        if stat.S_ISDIR(st.st_mode) and (not w.is_dir or _has_entries(dfd, name)):
+            return None  # a directory where a file was, or a rmdir that would fail
+        return [("state", "exists", "absent")]
+    fd = None if dfd is None else open_node(dfd, name)  # a symlink raises: not ours to say
+    if fd is None:
+        return _absent_changes(w)
+    try:
+        st = os.fstat(fd)
+        if w.is_dir != stat.S_ISDIR(st.st_mode) or not (w.is_dir or stat.S_ISREG(st.st_mode)):
+            return None
+        if matches(fd, st, is_dir=w.is_dir, want=w.content, mode=w.mode, uid=w.uid, gid=w.gid):
+            return []
+        return _differences(w, fd, st)
+    finally:
+        os.close(fd)
+
+
+def _has_entries(dfd: int, name: str) -> bool:
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    try:
+        return bool(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
+def _absent_changes(w: Wanted) -> list[Change]:
+    """What File.check lists for a file or directory that is not there."""
+    out: list[Change] = [("state", "absent", "exists")]
+    if w.content is not None:
+        out.append(("content", None, _digest(w.content)))
+    return out + _meta_changes(w, None)
+
+
+def _differences(w: Wanted, fd: int, st: os.stat_result) -> list[Change]:
+    out: list[Change] = []
+    want = w.content
+    if want is not None and (st.st_size != len(want) or not same_content(fd, want)):
+        out.append(("content", _digest(read_fd(fd)), _digest(want)))
+    return out + _meta_changes(w, st)
+
+
+def _meta_changes(w: Wanted, st: os.stat_result | None) -> list[Change]:
+    out: list[Change] = []
+    if w.mode is not None:
+        have = None if st is None else stat.S_IMODE(st.st_mode)
+        if have != w.mode:
+            out.append(("mode", None if have is None else f"{have:04o}", f"{w.mode:04o}"))
+    if w.uid is not None and (st is None or st.st_uid != w.uid):
+        out.append(("owner", None if st is None else st.st_uid, w.uid))
+    if w.gid is not None and (st is None or st.st_gid != w.gid):
+        out.append(("group", None if st is None else st.st_gid, w.gid))
+    return out
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + sha256_hex(data)[:16]
+
+
+def _parents_made(plan: Plan, todo: dict[int, list[Change]], dirs: dict[str, int | None]) -> bool:
+    """Whether every file to create whose directory is missing gets it from the plan first.
+
+    The directory must be a managed one that this run creates, and an
+    ancestor of the file in the graph (so it is made in an earlier wave).
+    """
+    made = {
+        plan.files[i][0]: i
+        for i, ch in todo.items()
+        if plan.files[i][1] and not plan.files[i][2] and ch[0][0] == "state"
+    }
+    for i in todo:
+        parent = split(plan.files[i][0])[0]
+        if dirs.get(parent, 0) is None and not plan.files[i][2]:
+            maker = made.get(parent)
+            if maker is None or maker not in _ancestors(plan, i):
+                return False
+    return True
+
+
+def _ancestors(plan: Plan, i: int) -> set[int]:
+    seen: set[int] = set()
+    stack = list(plan.after[i])
+    while stack:
+        j = stack.pop()
+        if j not in seen:
+            seen.add(j)
+            stack.extend(plan.after[j])
+    return seen
+
+
+def waves(plan: Plan, todo: dict[int, list[Change]]) -> list[list[int]]:
+    """The files to change, in waves: each file after every file it depends on."""
+    depth: dict[int, int] = {}
+
+    def of(i: int) -> int:
+        if i not in depth:
+            # the graph is acyclic (checked when the plan was made)
+            depth[i] = 1 + max((of(j) for j in plan.after[i]), default=-1)
+        return depth[i]
+
+    out: dict[int, list[int]] = {}
+    for i in todo:
+        out.setdefault(of(i), []).append(i)
+    return [out[d] for d in sorted(out)]
+
+
+def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome:
+    """Make every file of `todo` as wanted, wave after wave; what happened.
+
+    `stop`: signals caught meanwhile; one stops the run before the next wave.
+    """
+    outcome = Outcome(todo)
+    for wave in waves(plan, todo):
+        if stop:
+            outcome.interrupted = stop[0]
+            break
+        ready = [i for i in wave if not (_ancestors(plan, i) & outcome.failed.keys())]
+        jobs = [Job(_applier(plan, i, todo[i])) for i in ready]
+        began = time.monotonic()
+        write_batch(jobs, threads=1)
+        took = time.monotonic() - began  # each apply waited for the whole batch's sync
+        for i, job in zip(ready, jobs, strict=True):
+            now = time.time()
+            if job.error is None:
+                outcome.changed[i] = todo[i]
+                outcome.notices.append((now, "NOTICE", i, changed_text(todo[i], took)))
+            else:
+                outcome.failed[i] = f"apply: {job.error}"
+                outcome.notices.append((now, "ERROR", i, f"FAILED in apply: {job.error}"))
+    return outcome
+
+
+def _applier(plan: Plan, i: int, changes: list[Change]) -> Callable[[Staging], None]:
+    w = _resolved(plan.files[i])
+    fields = frozenset(c[0] for c in changes)
+
+    def run(staging: Staging) -> None:
+        parent, name = split(w.path)
+        dfd = walk(parent)
+        try:
+            apply_at(w, dfd, name, fields, staging)
+        finally:
+            os.close(dfd)
+
+    return run
+
+
+def changed_text(changes: list[Change], seconds: float) -> str:
+    """The NOTICE line's text of a change made (report/console.py's words)."""
+    what = ", ".join(change_text(*c) for c in changes)
+    if seconds >= 0.1:
+        what += f" ({seconds:.2f} s)"
+    return "CheckApply(apply=True): changed: " + what
