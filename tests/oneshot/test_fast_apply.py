@@ -13,16 +13,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import dump
+from helpers import DEADLINE, dump
 from test_fast_path import _normal, _run
 
+from pymgmt.events import linux_inotify as kernel
+from pymgmt.events.linux_inotify import Inotify
 from pymgmt.oneshot.plan import PLAN_NAME
 
 NOBODY = 65534
@@ -188,3 +192,32 @@ def test_what_the_fast_path_is_unsure_of_goes_untouched_to_the_full_run(
     # the full run found f3 drifted: the fast path had changed nothing before handing over
     assert "NOTICE File[f3]: CheckApply(apply=True): changed: content" in proc.stderr
     assert proc.returncode & 4, proc.stderr  # and it reports what the fast path was unsure of
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_changing_ends_the_run_interrupted_never_ok(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The wave under way finishes (no half-written file), and the run says it was stopped."""
+    m = tmp_path / "managed"
+    files: list[dict[str, Any]] = [{"name": "dir", "path": f"{m}/"}]
+    files += [{"name": f"f{i}", "path": str(m / f"f{i}"), "content": "x" * i} for i in range(2000)]
+    graph, prefix = _graph(tmp_path, files, []), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2  # the plan is stored
+    shutil.rmtree(m)
+    argv = [sys.executable, "-m", "pymgmt.cli.main", "run", "--prefix", str(prefix)]
+    argv += ["--converged-timeout", "0", str(graph)]
+    with Inotify() as ino:
+        ino.add_watch(tmp_path, kernel.CREATE)
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            assert ino.wait(DEADLINE), "the fast path never made the directory"
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=4 * DEADLINE)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + sig, err
+    assert "(interrupted):" in err and "\nINTERRUPTED: 2001 resources:" in err, err
+    for f in m.iterdir():  # every file there is whole
+        assert f.read_text() == "x" * int(f.name[1:]), f

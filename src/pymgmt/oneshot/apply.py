@@ -61,7 +61,8 @@ class Outcome:
         """Each file's outcome in the recap's words (report/recap.py)."""
         out: dict[int, str] = {}
         for i in range(len(plan.files)):
-            blockers = sorted({plan.names[j] for j in _ancestors(plan, i) & self.failed.keys()})
+            failed = _ancestors(plan, i) & self.failed.keys() if self.failed else ()
+            blockers = sorted({plan.names[j] for j in failed})
             if i in self.failed:
                 out[i] = f"FAILED: {self.failed[i]}"
             elif blockers:
@@ -233,7 +234,9 @@ def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome
         if stop:
             outcome.interrupted = stop[0]
             break
-        ready = [i for i in wave if not (_ancestors(plan, i) & outcome.failed.keys())]
+        ready = [
+            i for i in wave if not (outcome.failed and _ancestors(plan, i) & outcome.failed.keys())
+        ]
         jobs = [Job(_applier(plan, i, todo[i])) for i in ready]
         began = time.monotonic()
         write_batch(jobs, threads=1)
@@ -247,6 +250,11 @@ def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome
                 outcome.failed[i] = f"apply: {job.error}"
                 outcome.notices.append((now, "ERROR", i, f"FAILED in apply: {job.error}"))
     return outcome
+
+
+def _blocked(plan: Plan, i: int, failed: dict[int, str]) -> bool:
+    """Whether a file that `i` depends on failed (then `i` is skipped)."""
+    return bool(failed) and not _ancestors(plan, i).isdisjoint(failed)
 
 
 def _applier(plan: Plan, i: int, changes: list[Change]) -> Callable[[Staging], None]:

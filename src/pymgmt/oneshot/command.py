@@ -92,9 +92,15 @@ def try_run(words: list[str]) -> tuple[int | None, bool]:
         return None, False
     try:
         return _try(command)
-    except KeyboardInterrupt:  # what the full run says of a ^C before its start
-        print("pymgmt: interrupted by SIGINT before start; nothing was changed", file=sys.stderr)
-        return 128 + 2, False
+    except KeyboardInterrupt:
+        return _interrupted_before_start(2), False
+
+
+def _interrupted_before_start(sig: int) -> int:
+    """What the full run says of a signal before its start; the exit code."""
+    name = _SIGNAL_NAMES.get(sig, f"signal {sig}")
+    print(f"pymgmt: interrupted by {name} before start; nothing was changed", file=sys.stderr)
+    return 128 + sig
 
 
 def _try(command: Command) -> tuple[int | None, bool]:
@@ -116,28 +122,33 @@ def _try(command: Command) -> tuple[int | None, bool]:
             held = lock_at(dfd)
         except OSError:  # another agent has it: the full run names it
             return None, False
-        outcome = _settle(plan, dfd)
-        if outcome is None:
-            release(held)
-            return None, False
-        return _report(plan, outcome, started, stamp), False  # the lock goes with the process
+        with _Signals() as signals:  # from here on, a signal stops the run gracefully
+            outcome = _settle(plan, dfd, signals.caught)
+            if outcome is None:
+                release(held)
+                if signals.caught:  # nothing was changed: the full run's words for it
+                    return _interrupted_before_start(signals.caught[0]), False
+                return None, False
+            if signals.caught and not outcome.interrupted:
+                outcome.interrupted = signals.caught[0]
+            return _report(plan, outcome, started, stamp), False  # the lock goes with the process
     finally:
         os.close(dfd)
 
 
-def _settle(plan: Plan, dfd: int) -> Outcome | None:
-    """Check the plan's files and, if the plan allows it, make the changes; None: the full run."""
-    if not _no_pending_refresh(dfd):
+def _settle(plan: Plan, dfd: int, stop: list[int]) -> Outcome | None:
+    """Check the plan's files and, if the plan allows it, make the changes; None: the full run.
+
+    `stop`: the signals caught meanwhile (apply stops between two waves).
+    """
+    if not _state_dir_plain(dfd):
         return None
     if not plan.applies:
         return Outcome() if all_converged(plan.files) else None
     todo = look(plan)
     if todo is None:
         return None
-    if not todo:
-        return Outcome()
-    with _Signals() as signals:  # from here on, a signal stops between two waves
-        return apply(plan, todo, signals.caught)
+    return apply(plan, todo, stop) if todo else Outcome()
 
 
 class _Signals:
@@ -168,8 +179,17 @@ def _environment_allows(command: Command) -> bool:
     return command.no_config or not os.path.lexists(CONFIG_PATH)
 
 
-def _no_pending_refresh(dfd: int) -> bool:
-    """No refresh notification waits in the state directory (the engine delivers those)."""
+def _state_dir_plain(dfd: int) -> bool:
+    """No refresh notification waits in the state directory (the engine delivers
+    those), and neither of its subdirectories is a symlink (the full run refuses
+    those it cannot trust, and says so)."""
+    try:
+        st = os.stat("state", dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        if (st.st_mode & 0o170000) == 0o120000:
+            return False
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open("refresh", flags, dir_fd=dfd)
