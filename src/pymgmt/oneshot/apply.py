@@ -209,18 +209,29 @@ def _ancestors(plan: Plan, i: int) -> set[int]:
 
 
 def waves(plan: Plan, todo: dict[int, list[Change]]) -> list[list[int]]:
-    """The files to change, in waves: each file after every file it depends on."""
+    """The files to change, in waves: each file after every file it depends on.
+
+    A file's wave is its depth in the graph (the graph is acyclic: checked
+    when the plan was made), worked out without recursion: a chain of
+    thousands of files is a valid graph.
+    """
     depth: dict[int, int] = {}
-
-    def of(i: int) -> int:
-        if i not in depth:
-            # the graph is acyclic (checked when the plan was made)
-            depth[i] = 1 + max((of(j) for j in plan.after[i]), default=-1)
-        return depth[i]
-
+    for start in todo:
+        stack = [start]
+        while stack:
+            i = stack[-1]
+            if i in depth:
+                stack.pop()
+                continue
+            missing = [j for j in plan.after[i] if j not in depth]
+            if missing:
+                stack.extend(missing)
+            else:
+                depth[i] = 1 + max((depth[j] for j in plan.after[i]), default=-1)
+                stack.pop()
     out: dict[int, list[int]] = {}
     for i in todo:
-        out.setdefault(of(i), []).append(i)
+        out.setdefault(depth[i], []).append(i)
     return [out[d] for d in sorted(out)]
 
 
