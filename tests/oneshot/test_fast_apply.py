@@ -221,3 +221,16 @@ def test_a_signal_while_changing_ends_the_run_interrupted_never_ok(
     assert "(interrupted):" in err and "\nINTERRUPTED: 2001 resources:" in err, err
     for f in m.iterdir():  # every file there is whole
         assert f.read_text() == "x" * int(f.name[1:]), f
+
+
+def test_a_first_run_made_by_the_fast_executor_reads_as_the_engines(tmp_path: Path) -> None:
+    """A run with no plan yet validates, stores one and hands its graph over (run_stored)."""
+    m = tmp_path / "managed"
+    graph = _graph(tmp_path, _w1(m), [("f0", "f1")])
+    full, _ = _run(graph, tmp_path / "one", "--no-cache")  # the engine
+    after_full = _tree(m)
+    shutil.rmtree(m)
+    handed, _ = _run(graph, tmp_path / "other")  # a new state directory: no plan
+    assert (handed.returncode, _tree(m)) == (full.returncode, after_full) == (2, after_full)
+    assert _words(handed.stderr) == _words(full.stderr)
+    assert (tmp_path / "other" / PLAN_NAME).is_file()

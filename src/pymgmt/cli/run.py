@@ -425,9 +425,15 @@ def _start_checked(args: argparse.Namespace) -> int:
     if to_cache is not None:
         _store_parsed(state.prefix, validated[1], to_cache)
     if getattr(args, "oneshot_plan", False) and path not in (None, STDIN):
+        from ..oneshot.command import run_stored
         from ..oneshot.plan import store
 
-        store(state.prefix, validated[0], path, validated[1])
+        # a file graph is then made as wanted by the fast path's executor, not the engine
+        if store(state.prefix, validated[0], path, validated[1]):
+            code = run_stored(str(state.prefix), validated[0], path)
+            if code is not None:
+                _flush_quietly()
+                os._exit(code)
     timeout = args.converged_timeout
     if timeout is not None and timeout < 0:
         timeout = None

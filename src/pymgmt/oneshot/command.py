@@ -136,6 +136,33 @@ def _try(command: Command) -> tuple[int | None, bool]:
         os.close(dfd)
 
 
+def run_stored(prefix: str, text: bytes, source: str) -> int | None:
+    """The rest of a full run whose graph was just validated and its plan stored.
+
+    The full run holds the state directory's lock and has written the
+    compiler's lines; when the plan lets the fast path make the changes,
+    it makes them here instead of starting the engine (a first apply of
+    10,000 files needs no 10,000 workers). None: start the engine.
+    """
+    started, stamp = time.monotonic(), time.time()
+    dfd = walk(prefix)
+    try:
+        plan = read_at(dfd, plan_key(text, source))
+        if plan is None or not plan.applies:
+            return None
+        with _Signals() as signals:
+            outcome = _settle(plan, dfd, signals.caught)
+            if outcome is None:
+                if signals.caught:
+                    return _interrupted_before_start(signals.caught[0])
+                return None
+            if signals.caught and not outcome.interrupted:
+                outcome.interrupted = signals.caught[0]
+            return _report(plan, outcome, started, stamp, compiled=True)
+    finally:
+        os.close(dfd)
+
+
 def _settle(plan: Plan, dfd: int, stop: list[int]) -> Outcome | None:
     """Check the plan's files and, if the plan allows it, make the changes; None: the full run.
 
@@ -203,13 +230,16 @@ def _state_dir_plain(dfd: int) -> bool:
         os.close(fd)
 
 
-def _report(plan: Plan, outcome: Outcome, started: float, stamp: float) -> int:
+def _report(
+    plan: Plan, outcome: Outcome, started: float, stamp: float, *, compiled: bool = False
+) -> int:
     """Write the lines and recap of the run, as the full run writes them; its exit code.
 
     The very text `report.console` and `report.recap` write for such a run
-    (tests/oneshot compare the two).
+    (tests/oneshot compare the two). `compiled`: the compiler already wrote
+    its lines (a full run handed its graph over, `run_stored`).
     """
-    head = [*plan.lines, _graph_line(plan)]
+    head = [*([] if compiled else plan.lines), _graph_line(plan)]
     text = "".join(_line(stamp, "INFO", x) for x in head)
     for at, level, i, what in outcome.notices:
         text += _line(at, level, f"{visible(plan.names[i])}: {what}")
