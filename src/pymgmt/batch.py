@@ -30,7 +30,7 @@ _SYNCFS_FS = frozenset({0xEF53, 0x58465342, 0x9123683E})  # ext2/3/4, xfs, btrfs
 _SYNC_THREADS = 16
 #: Threads staging the jobs of one batch: creating a file may wait for the
 #: disk (an inode table block to read), and those waits overlap.
-_STAGE_THREADS = 4
+STAGE_THREADS = 4
 
 DirKey = tuple[int, int]
 
@@ -157,7 +157,7 @@ class Job:
         self.staging.abandon()
 
 
-def write_batch(jobs: list[Job], threads: int = _STAGE_THREADS) -> None:
+def write_batch(jobs: list[Job], threads: int = STAGE_THREADS) -> None:
     """Stage, sync, install and fsync the directories of `jobs` (in a thread).
 
     `threads`: how many threads stage the jobs (1: this one alone).

@@ -24,7 +24,7 @@ import os
 import stat
 import time
 
-from ..batch import Job, write_batch
+from ..batch import STAGE_THREADS, Job, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
 from ..safepath import lstat_at, open_node, read_fd, same_content, sha256_hex, split, walk
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
     from ..batch import Staging
     from .plan import FileWant, Plan
+
+#: a wave of at least this many files is staged from several threads
+_THREADED = 64
 
 #: a change as File.check lists it: (field, old, new)
 Change = tuple[str, object, object]
@@ -245,12 +248,16 @@ def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome
         if stop:
             outcome.interrupted = stop[0]
             break
-        ready = [
-            i for i in wave if not (outcome.failed and _ancestors(plan, i) & outcome.failed.keys())
-        ]
-        jobs = [Job(_applier(plan, i, todo[i])) for i in ready]
+        ready = [i for i in wave if not _blocked(plan, i, outcome.failed)]
+        dirs: dict[str, int | BaseException] = {}
+        jobs = [Job(_applier(plan, i, todo[i], dirs)) for i in ready]
         began = time.monotonic()
-        write_batch(jobs, threads=1)
+        try:  # threads overlap the disk waits of creating many files (durable.py)
+            write_batch(jobs, threads=1 if len(jobs) < _THREADED else STAGE_THREADS)
+        finally:
+            for fd in dirs.values():
+                if isinstance(fd, int):
+                    os.close(fd)
         took = time.monotonic() - began  # each apply waited for the whole batch's sync
         for i, job in zip(ready, jobs, strict=True):
             now = time.time()
@@ -268,17 +275,28 @@ def _blocked(plan: Plan, i: int, failed: dict[int, str]) -> bool:
     return bool(failed) and not _ancestors(plan, i).isdisjoint(failed)
 
 
-def _applier(plan: Plan, i: int, changes: list[Change]) -> Callable[[Staging], None]:
+def _applier(
+    plan: Plan, i: int, changes: list[Change], dirs: dict[str, int | BaseException]
+) -> Callable[[Staging], None]:
+    """The job of file `i`: `filestate.apply_at` in its directory.
+
+    `dirs`: the wave's directories, each walked once (a wave's first step,
+    before its jobs run: they may run in threads), shared by its jobs.
+    """
     w = _resolved(plan.files[i])
     fields = frozenset(c[0] for c in changes)
+    parent, name = split(w.path)
+    if parent not in dirs:
+        try:
+            dirs[parent] = walk(parent)
+        except Exception as e:  # the job fails with it
+            dirs[parent] = e
 
     def run(staging: Staging) -> None:
-        parent, name = split(w.path)
-        dfd = walk(parent)
-        try:
-            apply_at(w, dfd, name, fields, staging)
-        finally:
-            os.close(dfd)
+        dfd = dirs[parent]
+        if not isinstance(dfd, int):
+            raise dfd
+        apply_at(w, dfd, name, fields, staging)
 
     return run
 
