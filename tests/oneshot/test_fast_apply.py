@@ -234,3 +234,44 @@ def test_a_first_run_made_by_the_fast_executor_reads_as_the_engines(tmp_path: Pa
     assert (handed.returncode, _tree(m)) == (full.returncode, after_full) == (2, after_full)
     assert _words(handed.stderr) == _words(full.stderr)
     assert (tmp_path / "other" / PLAN_NAME).is_file()
+
+
+def test_kill_9_while_the_fast_path_rewrites_leaves_every_file_old_or_new(tmp_path: Path) -> None:
+    m = tmp_path / "managed"
+    n = 2000
+
+    def files(word: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{"name": "dir", "path": f"{m}/"}]
+        out += [
+            {"name": f"f{i}", "path": str(m / f"f{i}"), "content": f"{word} {i}\n" * 50}
+            for i in range(n)
+        ]
+        return out
+
+    prefix = tmp_path / "state"
+    old = _graph(tmp_path, files("old"), [])
+    assert _run(old, prefix)[0].returncode == 2
+    new = _graph(tmp_path, files("new"), [])
+    assert _run(new, prefix, "--no-cache")[0].returncode == 2  # stores nothing: no plan yet
+    for i in range(n):
+        (m / f"f{i}").write_text(f"old {i}\n" * 50)
+    assert _run(new, prefix)[0].returncode == 2  # the plan of the new graph is stored
+    for i in range(n):
+        (m / f"f{i}").write_text(f"old {i}\n" * 50)
+    argv = [sys.executable, "-m", "pymgmt.cli.main", "run", "--prefix", str(prefix)]
+    argv += ["--converged-timeout", "0", str(new)]
+    with Inotify() as ino:
+        ino.add_watch(m, kernel.MOVED_TO)
+        proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+        try:  # killed among the renames: some files new, the rest still old
+            assert ino.wait(DEADLINE), "the fast path never renamed a file into place"
+            proc.kill()
+        finally:
+            proc.kill()
+            proc.wait()
+    for i in range(n):
+        assert (m / f"f{i}").read_text() in (f"old {i}\n" * 50, f"new {i}\n" * 50), i
+    proc2, fast = _run(new, prefix)  # the next run finishes the job (and the leftovers go)
+    assert fast and proc2.returncode == 2, proc2.stderr
+    assert sorted(p.name for p in m.iterdir()) == sorted(f"f{i}" for i in range(n))
+    assert all((m / f"f{i}").read_text() == f"new {i}\n" * 50 for i in range(n))
