@@ -1,4 +1,4 @@
-"""The date and the escaping of every text line pymgmt writes, with nothing but `math` and `time`.
+"""The date and the escaping of every text line pymgmt writes, with nothing but `time`.
 
 `pymgmt.report.logs` formats the lines (its docstring has the format);
 these two pieces live apart so that the one-shot fast path
@@ -8,7 +8,6 @@ imported, writes them exactly alike.
 
 from __future__ import annotations
 
-import math
 import time
 
 
@@ -20,7 +19,8 @@ def timestamp(t: float) -> str:
     "milliseconds")`` says, from `time` alone (datetime costs a millisecond
     of every start, issue 13).
     """
-    frac, whole = math.modf(t)  # rounded to microseconds as datetime rounds them
+    whole = float(int(t))  # math.modf(t), exactly (the subtraction below is exact), without math
+    frac = t - whole  # rounded to microseconds as datetime rounds them
     sec, us = int(whole), round(frac * 1_000_000)
     if us >= 1_000_000:
         sec, us = sec + 1, us - 1_000_000
