@@ -234,19 +234,26 @@ def test_graphs_of_other_kinds_and_other_flags_always_run_in_full(tmp_path: Path
         assert not fast and proc.returncode == 0, (flags, proc.stderr)
 
 
-def test_a_closed_stderr_exits_as_a_full_run_does(tmp_path: Path) -> None:
-    graph, _ = _w1(tmp_path)
+def test_a_reader_leaving_stops_the_fast_path_as_a_full_run(tmp_path: Path) -> None:
+    """``pymgmt run ... 2>&1 | head -1``: exit 141 (tests/cli/test_output_pipe.py), both ways."""
+    managed = tmp_path / "managed"
+    managed.mkdir()
+    files = [{"name": f"f{i}", "path": str(managed / f"f{i}"), "content": ""} for i in range(1000)]
+    graph = _graph(tmp_path, files)  # no AutoEdges: the first line comes from the run itself
     prefix = tmp_path / "state"
     _converged_twice(graph, prefix)
     codes = []
     for flags in (["--no-cache"], []):  # the full run, then the fast path
-        read, write = os.pipe()
-        os.close(read)
+        for f in managed.iterdir():
+            f.write_text("drifted\n")
         argv = [sys.executable, "-m", "pymgmt.cli.main", "run", "--prefix", str(prefix)]
         argv += ["--converged-timeout", "0", *flags, str(graph)]
-        try:
-            proc = subprocess.run(argv, stderr=write, timeout=4 * DEADLINE, check=False)
-        finally:
-            os.close(write)
-        codes.append(proc.returncode)
-    assert codes == [0, 0]  # converged, whoever could not read it
+        with subprocess.Popen(argv, stderr=subprocess.PIPE) as proc:
+            assert proc.stderr is not None
+            try:
+                assert proc.stderr.readline()
+                proc.stderr.close()
+                codes.append(proc.wait(timeout=4 * DEADLINE))
+            finally:
+                proc.kill()
+    assert codes == [141, 141]

@@ -251,11 +251,9 @@ def _report(
     how = " (interrupted)" if outcome.interrupted else ""
     text += f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s{how}:\n"
     text += recap_text(plan, outcome)
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except OSError:  # its reader left, or a full disk: as for a full run, no failure
+    if not _write_out(text):  # its reader left (``| head -1``): as a full run stops then
         _silence_stderr()
+        return 128 + 13  # SIGPIPE, as a shell says of a program the pipe killed
     if outcome.interrupted:
         return 128 + outcome.interrupted
     states = outcome.states(plan).values()
@@ -288,6 +286,28 @@ def recap_text(plan: Plan, outcome: Outcome) -> str:
 
 def _graph_line(plan: Plan) -> str:
     return f"Graph[{plan.name}]: {plan.vertices} vertices, {plan.edges} edges (from {plan.source})"
+
+
+def _write_out(text: str) -> bool:
+    """Write `text` to stderr; False if its reader went away.
+
+    Straight to the descriptor, chunk by chunk: a text stream's one big
+    write can end in a short write that no exception reports.
+    """
+    try:
+        sys.stderr.flush()  # a full run's own lines first (run_stored)
+        data = text.encode(sys.stderr.encoding or "utf-8", "backslashreplace")
+    except (OSError, ValueError):
+        data = text.encode("utf-8", "backslashreplace")
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(2, view[: 1 << 16]) :]
+        except BrokenPipeError:
+            return False
+        except OSError:  # a full disk: logging never fails a run
+            return True
+    return True
 
 
 def _silence_stderr() -> None:
