@@ -430,18 +430,19 @@ class Worker:
         started runs to its end and is reported (a graceful stop waits for it):
         what it changed must show in the recap.
         """
-        if self.halting():
-            self.dirty = True  # never ran: still pending work
-            self.status = self._status_before
-            return None
-        flight = self.services.in_flight
-        flight.enter()
-        self.in_check = True
-        try:
-            return await self._attempt_in_flight(noop)
-        finally:
-            self._set_idle()
-            flight.leave()
+        async with self.services.attempts:  # at most MAX_ATTEMPTS at once
+            if self.halting():
+                self.dirty = True  # never ran: still pending work
+                self.status = self._status_before
+                return None
+            flight = self.services.in_flight
+            flight.enter()
+            self.in_check = True
+            try:
+                return await self._attempt_in_flight(noop)
+            finally:
+                self._set_idle()
+                flight.leave()
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
