@@ -292,6 +292,7 @@ class Engine:
         # The workers that are not OK and clean, kept as they change: a repair
         # costs this what is left to do, not a walk of the graph (issue 13).
         standing = self.services.standing
+        standing.shrink()
         for w in standing.unfinished:
             if not _failed_ancestors(w):
                 return False  # work left: not settled (it will be reported later)
