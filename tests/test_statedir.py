@@ -35,7 +35,7 @@ from pymgmt.frontends.api import run_async as run_graph
 from pymgmt.fsutil import state_name
 from pymgmt.resources.file import File
 from pymgmt.resources.password import Password
-from pymgmt.statedir import LOCK_NAME
+from pymgmt.statedir import LOCK_NAME, intrusions
 
 NOBODY = 65534
 
@@ -232,3 +232,36 @@ def test_intrusions_resolve_each_path_as_realpath_does(tmp_path):
     real = _RealPaths()
     for _ in range(2):  # the second time from its cache
         assert [real.of(p) for p in paths] == [os.path.realpath(p) for p in paths]
+
+
+@pytest.mark.parametrize(
+    ("siblings", "others"),
+    [(0, 0), (10, 0), (10, 200)],
+    ids=["lstat-each", "one-listing", "listing-too-long"],
+)
+def test_intrusions_find_each_way_into_the_state_directory_among_many_files(
+    tmp_path, siblings, others
+):
+    """A symlink to a file, a symlinked directory, a symlinked parent: each is refused,
+    whether a directory's files are asked about one by one or read from one
+    listing (issue 13), and only those are."""
+    prefix = tmp_path / "state"
+    prefix.mkdir()
+    (prefix / "lock").write_text("")
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(others):  # unmanaged entries the listing reads past
+        (d / f"other{i}").write_text("")
+    (d / "evil").symlink_to(prefix / "lock")
+    (tmp_path / "into").symlink_to(prefix)
+    (tmp_path / "up").symlink_to(tmp_path)
+    g = GraphBuilder("intrusions")
+    wanted = [d / "evil", tmp_path / "into" / "x", tmp_path / "up" / "state"]
+    innocent = [d / f"f{i}" for i in range(siblings)]
+    for i in range(siblings):
+        innocent[i].write_text("")
+    for path in [*innocent[: siblings // 2], *wanted, *innocent[siblings // 2 :]]:
+        g.add(File(name=str(path), content="x"))
+    bad = intrusions(g.build(), prefix)
+    assert [str(e).split(" manages ")[1].split(",")[0] for e in bad] == [str(p) for p in wanted]
+    assert (prefix / "lock").read_text() == ""

@@ -15,7 +15,7 @@ import re
 
 from helpers import run_async, until
 
-from pymgmt.report.events import Applying, Checked, Failed, GraphStarted, Settled
+from pymgmt.report.events import Applying, Checked, Failed, GraphStarted, GraphSwapped, Settled
 from pymgmt.report.logs import Output
 from pymgmt.report.progress import Progress
 
@@ -123,3 +123,43 @@ def test_status_lines_stay_off_a_quiet_output() -> None:
 
     run_async(main())
     assert out.getvalue() == ""
+
+
+def test_applies_that_end_begin_again_or_leave_the_graph_are_followed_without_a_walk() -> None:
+    """What falls due waits in queues, not in a walk of every apply (issue 13):
+    an apply that ended, or left the graph, is never said; one that began
+    again is said once, from its new start; the status counts stay right."""
+    out = io.StringIO()
+    output = Output(out, journal=False, live=True)
+    progress = Progress(output, announce_after=0.05, every=0.3, status_after=60)
+    names = [f"Exec[{n}]" for n in "abcde"]
+    a, b, c, d, _ = names
+
+    async def main() -> None:
+        progress.emit(GraphStarted("g", "test", 5, 0))
+        for name in (a, b, c, d):
+            progress.emit(Applying(name, "start", ["run"]))
+        progress.emit(_done(a))
+        progress.emit(Applying(a, "event", ["run"]))  # again: now the youngest
+        progress.emit(GraphSwapped("g", kept=4, replaced=[], added=[], removed=[d]))
+        assert progress.status_text(progress._now()) == (
+            "pymgmt: 1/4 checked, 3 applying (Exec[b] 0 s, Exec[c] 0 s, Exec[a] 0 s), 1 pending"
+        )
+        await until(lambda: len(_lines(out)) >= 3, "three announcements")
+        assert _lines(out) == [f"INFO  {n}: applying run (running for 0 s)" for n in (b, c, a)]
+        progress.emit(_done(c))
+        await until(lambda: len(_lines(out)) >= 5, "two 'still running' lines")
+        assert sorted(_lines(out)[3:]) == [
+            f"INFO  {n}: still running: applying for 0.3 s" for n in (a, b)
+        ]
+        progress.emit(_done(a))
+        progress.emit(_done(b))
+        assert progress.status_text(progress._now()) == "pymgmt: 3/4 checked, 0 applying, 1 pending"
+        progress.emit(Settled(4, []))
+        said = len(_lines(out))
+        await asyncio.sleep(0.4)  # past the next interval: nothing more may come
+        assert len(_lines(out)) == said
+        assert progress._timer is None
+        progress.close()
+
+    run_async(main())

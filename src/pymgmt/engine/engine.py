@@ -289,16 +289,15 @@ class Engine:
         """Report that the graph is as wanted again, if it truly is."""
         if self.stopping:
             return False
-        failed: list[str] = []
-        would_change: list[str] = []
-        for w in self.workers.values():
-            if w.status is Status.FAILED:
-                failed.append(w.name)
-            elif w.status is Status.OK and not w.dirty:
-                if w.would_change:
-                    would_change.append(w.name)
-            elif not _failed_ancestors(w):
+        # The workers that are not OK and clean, kept as they change: a repair
+        # costs this what is left to do, not a walk of the graph (issue 13).
+        standing = self.services.standing
+        standing.shrink()
+        for w in standing.unfinished:
+            if not _failed_ancestors(w):
                 return False  # work left: not settled (it will be reported later)
+        failed = _in_graph_order(standing.failed)
+        would_change = _in_graph_order(standing.would_change)
         self.emit(Settled(len(self.workers), failed, would_change))
         _freeze_the_graph()
         return True
@@ -426,6 +425,8 @@ class Engine:
         self.converger.activity()
         await self._retire(stopping + removed)
         await self._stop_workers(stopping + removed)
+        for w in stopping + removed:
+            w.leave_standing()
         if self.stopping:
             return
         self.graph = new
@@ -455,8 +456,9 @@ class Engine:
         return w
 
     def _wire(self, graph: Graph[Resource]) -> None:
-        for w in self.workers.values():
+        for rank, w in enumerate(self.workers.values()):
             w.in_edges, w.out_edges = [], []
+            w.rank = rank
         for e in graph.edges:
             src, dst = self.workers.get(e.src), self.workers.get(e.dst)
             if src is not None and dst is not None:
@@ -546,6 +548,10 @@ def _freeze_the_graph() -> None:
     what they leave behind is still collected.
     """
     gc.freeze()
+
+
+def _in_graph_order(workers: set[Worker]) -> list[str]:
+    return [w.name for w in sorted(workers, key=lambda w: w.rank)]
 
 
 def _failed_ancestors(w: Worker) -> list[Worker]:

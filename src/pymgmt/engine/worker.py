@@ -45,7 +45,7 @@ from ..resources.base import Context, Plan, Resource
 from ..traits import Refreshable, Sendable, Subscribing, has
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
-from .services import Services
+from .services import Services, Standing
 
 log = logging.getLogger("pymgmt.engine")
 
@@ -66,11 +66,16 @@ class _Halted(Exception):
 
 class Worker:
     __slots__ = (
+        "_dirty",
         "_idle_waiters",
         "_phase",
+        "_place",
+        "_standing",
+        "_status",
         "_status_before",
         "_waiter",
         "_woken",
+        "_would_change",
         "bucket",
         "busy",
         "check_budget",
@@ -80,7 +85,6 @@ class Worker:
         "converged_once",
         "ctx",
         "dead",
-        "dirty",
         "event_reason",
         "in_check",
         "in_edges",
@@ -88,6 +92,7 @@ class Worker:
         "out_edges",
         "parents",
         "pending_on",
+        "rank",
         "reason",
         "received",
         "res",
@@ -95,16 +100,21 @@ class Worker:
         "sema_ids",
         "sent",
         "services",
-        "status",
         "task",
         "upstream",
         "watch_budget",
         "watching",
-        "would_change",
     )
 
     def __init__(self, services: Services, res: Resource) -> None:
         self.services = services
+        self._standing: Standing | None = services.standing
+        self._place: set[Worker] | None = None
+        self._status = Status.PENDING
+        self._dirty = True
+        self._would_change = False
+        #: its position in the engine's graph (orders the names `Settled` lists)
+        self.rank = 0
         self.res = res
         self.name = str(res)
         self.parents: list[Worker] = []
@@ -113,10 +123,8 @@ class Worker:
         self.out_edges: list[tuple[Worker, Edge]] = []
         #: the last values this vertex sent (Send/Recv), by output name
         self.sent: dict[str, object] = {}
-        self.status = Status.PENDING
         #: the status before the current run, restored if the run never starts
         self._status_before = Status.PENDING
-        self.dirty = True
         self.reason: Reason = "start"
         #: dirty (also) because an upstream vertex changed: only a run settles it
         self.upstream = False
@@ -130,7 +138,6 @@ class Worker:
         self.checks = 0  # completed check() calls, for tests and stats
         #: noop only: upstream vertices whose would-be changes this one waits on
         self.pending_on: list[str] = []
-        self.would_change = False
         #: woken: something happened since the loop last looked (see `_wait_wake`)
         self._woken = False
         self._waiter: asyncio.Future[None] | None = None
@@ -150,9 +157,65 @@ class Worker:
         self.watch_budget = RetryBudget(meta)
         self.bucket = TokenBucket(meta.limit, meta.burst)
         self.sema_ids = services.semaphores.declare([*meta.sema, *services.global_sema])
+        self._stand()  # pending and dirty: unfinished
 
     def __repr__(self) -> str:
         return f"<Worker {self.name} {self.status.value} dirty={self.dirty}>"
+
+    # -- where it stands: kept in `Standing` as it changes ---------------------------
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, status: Status) -> None:
+        self._status = status
+        self._stand()
+
+    @property
+    def dirty(self) -> bool:
+        """Work is due: an event, a parent's change or a retry since the last check."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, dirty: bool) -> None:
+        self._dirty = dirty
+        self._stand()
+
+    @property
+    def would_change(self) -> bool:
+        """noop only: the last check found changes it did not make."""
+        return self._would_change
+
+    @would_change.setter
+    def would_change(self, would: bool) -> None:
+        self._would_change = would
+        self._stand()
+
+    def _stand(self) -> None:
+        """Move into the `Standing` set that says where this worker now stands."""
+        standing = self._standing
+        if standing is None:
+            return  # not (or no longer) in the engine's graph
+        if self._status is Status.FAILED:
+            place: set[Worker] | None = standing.failed
+        elif self._status is Status.OK and not self._dirty:
+            place = standing.would_change if self._would_change else None
+        else:
+            place = standing.unfinished
+        if place is not self._place:
+            if self._place is not None:
+                self._place.discard(self)
+            if place is not None:
+                place.add(self)
+            self._place = place
+
+    def leave_standing(self) -> None:
+        """Out of the engine's graph (replaced or removed): counted no more."""
+        if self._place is not None:
+            self._place.discard(self)
+        self._place = self._standing = None
 
     # -- signals from outside ---------------------------------------------------
 
@@ -367,18 +430,19 @@ class Worker:
         started runs to its end and is reported (a graceful stop waits for it):
         what it changed must show in the recap.
         """
-        if self.halting():
-            self.dirty = True  # never ran: still pending work
-            self.status = self._status_before
-            return None
-        flight = self.services.in_flight
-        flight.enter()
-        self.in_check = True
-        try:
-            return await self._attempt_in_flight(noop)
-        finally:
-            self._set_idle()
-            flight.leave()
+        async with self.services.attempts:  # at most MAX_ATTEMPTS at once
+            if self.halting():
+                self.dirty = True  # never ran: still pending work
+                self.status = self._status_before
+                return None
+            flight = self.services.in_flight
+            flight.enter()
+            self.in_check = True
+            try:
+                return await self._attempt_in_flight(noop)
+            finally:
+                self._set_idle()
+                flight.leave()
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
