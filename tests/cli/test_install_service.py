@@ -83,6 +83,7 @@ def test_the_files_are_in_the_wheel(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     tree = tmp_path / "tree"  # a copy: building in place would leave build/ in the repo
     shutil.copytree(repo / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repo / "bin", tree / "bin")  # the command (bin/pymgmt)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo / name, tree / name)
     proc = subprocess.run(
@@ -95,6 +96,7 @@ def test_the_files_are_in_the_wheel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("pymgmt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert any(n.endswith(".data/scripts/pymgmt") for n in names), names  # the command
     for name in ("pymgmt.service", "pymgmt.yaml", "graph.yaml"):
         assert f"pymgmt/data/{name}" in names
         assert any(n.endswith(f".data/data/share/pymgmt/{name}") for n in names), names
