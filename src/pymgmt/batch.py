@@ -141,6 +141,15 @@ class Staging:
         self.files.clear()
 
 
+def batch_cap() -> int:
+    """The most jobs one batch may hold: every staged file keeps an fd open until
+    the sync, so stay well below the process's limit, whatever else is open."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(16, (soft if soft > 0 else 1024) // 4)
+
+
 class Job:
     """One apply's writes: the function that stages them, and its outcome."""
 

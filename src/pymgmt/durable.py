@@ -38,11 +38,10 @@ therefore waits one loop iteration, not a timer.
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .batch import Job, Staging, write_batch
+from .batch import Job, Staging, batch_cap, write_batch
 
 T = TypeVar("T")
 
@@ -76,8 +75,7 @@ class DurableWrites:
         self._driver: asyncio.Task[None] | None = None
         # Every staged file holds an fd until the sync: stay well below the
         # process's limit, whatever else is open.
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self._cap = max(16, (soft if soft > 0 else 1024) // 4)
+        self._cap = batch_cap()
         #: batches written and jobs run so far (tests and metrics read them)
         self.batches = 0
         self.jobs = 0

@@ -275,3 +275,26 @@ def test_kill_9_while_the_fast_path_rewrites_leaves_every_file_old_or_new(tmp_pa
     assert fast and proc2.returncode == 2, proc2.stderr
     assert sorted(p.name for p in m.iterdir()) == sorted(f"f{i}" for i in range(n))
     assert all((m / f"f{i}").read_text() == f"new {i}\n" * 50 for i in range(n))
+
+
+def test_a_wave_larger_than_the_descriptors_allow_is_made_in_several_batches(
+    tmp_path: Path,
+) -> None:
+    """Each staged file holds an fd until its batch's sync: 300 files under a limit of 64."""
+    m = tmp_path / "managed"
+    files: list[dict[str, Any]] = [{"name": "dir", "path": f"{m}/"}]
+    files += [{"name": f"f{i}", "path": str(m / f"f{i}"), "content": f"{i}\n"} for i in range(300)]
+    graph, prefix = _graph(tmp_path, files, []), tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2  # the plan is stored
+    shutil.rmtree(m)
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+        "from pymgmt.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", code, "run", "--prefix", str(prefix)]
+    proc = subprocess.run(
+        [*argv, "--converged-timeout", "0", str(graph)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "OK: 301 resources: 0 unchanged, 301 changed, 0 failed" in proc.stderr
+    assert all((m / f"f{i}").read_text() == f"{i}\n" for i in range(300))

@@ -24,7 +24,7 @@ import os
 import stat
 import time
 
-from ..batch import Job, write_batch
+from ..batch import Job, batch_cap, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
 from ..safepath import lstat_at, open_node, read_fd, same_content, sha256_hex, split, walk
@@ -241,30 +241,43 @@ def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome
     `stop`: signals caught meanwhile; one stops the run before the next wave.
     """
     outcome = Outcome(todo)
+    cap = batch_cap()
     for wave in waves(plan, todo):
         if stop:
             outcome.interrupted = stop[0]
             break
         ready = [i for i in wave if not _blocked(plan, i, outcome.failed)]
-        dirs: dict[str, int | BaseException] = {}
-        jobs = [Job(_applier(plan, i, todo[i], dirs)) for i in ready]
-        began = time.monotonic()
+        for start in range(0, len(ready), cap):  # each staged file holds an fd till the sync
+            _apply_batch(plan, todo, ready[start : start + cap], outcome)
+    return outcome
+
+
+def _apply_batch(
+    plan: Plan, todo: dict[int, list[Change]], files: list[int], outcome: Outcome
+) -> None:
+    """One batch of `pymgmt.batch`: the files' changes made durable by one sync."""
+    dirs: dict[str, int | BaseException] = {}
+    began = time.monotonic()
+    try:
+        jobs = [Job(_applier(plan, i, todo[i], dirs)) for i in files]
         try:  # one thread: at 100 and 1,000 files, staging threads only cost (measured)
             write_batch(jobs, threads=1)
-        finally:
-            for fd in dirs.values():
-                if isinstance(fd, int):
-                    os.close(fd)
-        took = time.monotonic() - began  # each apply waited for the whole batch's sync
-        for i, job in zip(ready, jobs, strict=True):
-            now = time.time()
-            if job.error is None:
-                outcome.changed[i] = todo[i]
-                outcome.notices.append((now, "NOTICE", i, changed_text(todo[i], took)))
-            else:
-                outcome.failed[i] = f"apply: {job.error}"
-                outcome.notices.append((now, "ERROR", i, f"FAILED in apply: {job.error}"))
-    return outcome
+        except Exception as e:  # a limit or a bug: no file of the batch may pass for done
+            for job in jobs:
+                job.fail(e)
+    finally:
+        for fd in dirs.values():
+            if isinstance(fd, int):
+                os.close(fd)
+    took = time.monotonic() - began  # each apply waited for the whole batch's sync
+    for i, job in zip(files, jobs, strict=True):
+        now = time.time()
+        if job.error is None:
+            outcome.changed[i] = todo[i]
+            outcome.notices.append((now, "NOTICE", i, changed_text(todo[i], took)))
+        else:
+            outcome.failed[i] = f"apply: {job.error}"
+            outcome.notices.append((now, "ERROR", i, f"FAILED in apply: {job.error}"))
 
 
 def _blocked(plan: Plan, i: int, failed: dict[int, str]) -> bool:
@@ -280,9 +293,8 @@ def _applier(
     `dirs`: the wave's directories, each walked once (a wave's first step,
     before its jobs run: they may run in threads), shared by its jobs.
     """
-    w = _resolved(plan.files[i])
     fields = frozenset(c[0] for c in changes)
-    parent, name = split(w.path)
+    parent, name = split(plan.files[i][0])
     if parent not in dirs:
         try:
             dirs[parent] = walk(parent)
@@ -293,7 +305,7 @@ def _applier(
         dfd = dirs[parent]
         if not isinstance(dfd, int):
             raise dfd
-        apply_at(w, dfd, name, fields, staging)
+        apply_at(_resolved(plan.files[i]), dfd, name, fields, staging)
 
     return run
 
