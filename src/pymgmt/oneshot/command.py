@@ -240,18 +240,19 @@ def _report(
     its lines (a full run handed its graph over, `run_stored`).
     """
     head = [*([] if compiled else plan.lines), _graph_line(plan)]
-    text = "".join(_line(stamp, "INFO", x) for x in head)
-    for at, level, i, what in outcome.notices:
-        text += _line(at, level, f"{visible(plan.names[i])}: {what}")
+    out = [_line(stamp, "INFO", x) for x in head]  # a list joined once: 100k lines
+    out += (
+        _line(at, lvl, f"{visible(plan.names[i])}: {what}") for at, lvl, i, what in outcome.notices
+    )
     if outcome.interrupted:
         why = f"interrupted by {_SIGNAL_NAMES.get(outcome.interrupted, 'a signal')}"
-        text += _line(time.time(), "INFO", f"Stopping: {why} (again to exit at once)")
+        out.append(_line(time.time(), "INFO", f"Stopping: {why} (again to exit at once)"))
     else:
-        text += _line(time.time(), "INFO", "Converged for 0 seconds, exiting")
+        out.append(_line(time.time(), "INFO", "Converged for 0 seconds, exiting"))
     how = " (interrupted)" if outcome.interrupted else ""
-    text += f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s{how}:\n"
-    text += recap_text(plan, outcome)
-    if not _write_out(text):  # its reader left (``| head -1``): as a full run stops then
+    out.append(f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s{how}:\n")
+    out.append(recap_text(plan, outcome))
+    if not _write_out("".join(out)):  # its reader left (``| head -1``): as a full run stops then
         _silence_stderr()
         return 128 + 13  # SIGPIPE, as a shell says of a program the pipe killed
     if outcome.interrupted:
