@@ -11,10 +11,11 @@ Three steps, and nothing is changed before the third:
 2. **order**: the files to change form waves along the graph's edges
    (AutoEdges put a directory before its files): a file waits for every
    file it depends on.
-3. **apply**: each wave is one batch of `pymgmt.batch`, made by
-   `filestate.apply_at`, the file resource's own apply: temporary files
-   with their final mode and owner, one sync, the renames, one fsync per
-   directory. A file that fails makes every file after it in the graph
+3. **apply**: each wave is made in batches of `pymgmt.batch` (as many
+   files as a quarter of the descriptor limit allows: a staged file is
+   open until the sync), by `filestate.apply_at`, the file resource's own
+   apply: temporary files with their final mode and owner, one sync, the
+   renames, one fsync per directory. A file that fails makes every file after it in the graph
    "skipped", as the engine does.
 """
 
