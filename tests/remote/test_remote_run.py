@@ -37,7 +37,18 @@ pytestmark = pytest.mark.slow
 
 
 def files(root: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(root.iterdir()) if p.is_file()}
+    """name -> content of the files in `root`, read while an agent may be writing there:
+    a temporary file it renames into place a moment later is neither listed nor read."""
+    out = {}
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".pymgmt-tmp-"):
+            continue
+        try:
+            if p.is_file():
+                out[p.name] = p.read_text()
+        except FileNotFoundError:
+            continue  # renamed or removed since the listing
+    return out
 
 
 def test_article_example_exchanges_files_and_follows_live_edits(
