@@ -28,8 +28,10 @@ class Location:
     column: int = 0
 
     def __str__(self) -> str:
-        if self.line:
+        if self.line and self.column:
             return f"{self.file}:{self.line}:{self.column}"
+        if self.line:  # a line without a column (Puppet's catalog has no columns)
+            return f"{self.file}:{self.line}"
         return self.file
 
 

@@ -138,6 +138,10 @@ def _parser(
         from .service import add_parser as add_service_parser
 
         add_service_parser(sub)
+    if command in (None, "puppet-translate"):
+        from .puppet import add_parser as add_puppet_parser
+
+        add_puppet_parser(sub)
     return p, run
 
 
@@ -152,6 +156,7 @@ COMMANDS = (
     "cluster",
     "status",
     "install-service",
+    "puppet-translate",
 )
 
 
@@ -756,6 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         from .pki import pki_command
 
         return pki_command(args)
+    if args.command == "puppet-translate":
+        from .puppet import translate_command
+
+        return translate_command(args)
     if args.command in ("docs", "schema", "completion"):
         from .docs import docs_command
 

@@ -70,34 +70,7 @@ class GraphBuilder:
         What needs the whole graph (semaphore sizes, cycles, Send/Recv,
         AutoEdges, AutoGroup) is `compile.accept`'s, as for every frontend.
         """
-        errors: list[InputError] = []
-        where = Location("api")
-        graph = self.graph.derive()
-        graph.warnings = []
-        for res in graph.vertices.values():
-            for fname, tp in res.param_types.items():
-                err = check_value(tp, getattr(res, fname))
-                if not err and fname not in res.binary_params:
-                    err = nul_problem(getattr(res, fname))
-                if err:
-                    errors.append(InputError(f"{res}: {err}", location=where, field=fname))
-            for fname, msg in res.problems():
-                errors.append(InputError(f"{res}: {msg}", location=where, field=fname))
-            for fname, msg in res.warnings():
-                graph.warnings.append(InputError(f"{res}: {msg}", location=where, field=fname))
-            for fname, msg in res.meta.problems():
-                errors.append(InputError(f"{res}: {msg}", location=where, field=f"meta.{fname}"))
-        for e in graph.edges:
-            for end in (e.src, e.dst):
-                if end not in graph.vertices:
-                    errors.append(
-                        InputError(
-                            f"edge names {key_str(end)}, which is not in the graph", location=where
-                        )
-                    )
-        if errors:
-            raise InputErrors(errors)
-        return graph
+        return check_declared(self.graph, Location("api"))
 
     def accept(self) -> Compiled:
         """The declared graph, accepted and compiled; raise InputErrors."""
@@ -106,6 +79,44 @@ class GraphBuilder:
     def build(self) -> Graph[Resource]:
         """Validate everything and return the compiled graph, or raise InputErrors."""
         return self.accept().graph
+
+
+def check_declared(declared: Graph[Resource], where: Location) -> Graph[Resource]:
+    """A copy of `declared`, each resource, metaparameter and edge checked; raise InputErrors.
+
+    For frontends that build resources from Python values rather than from
+    YAML nodes (this API, the Puppet translation): the same checks as the
+    YAML builder's, each error at the resource's location in
+    ``declared.locations`` (`where` when it has none).
+    """
+    errors: list[InputError] = []
+    graph = declared.derive()
+    graph.warnings = []
+    for key, res in graph.vertices.items():
+        at = graph.locations.get(key, where)
+        for fname, tp in res.param_types.items():
+            err = check_value(tp, getattr(res, fname))
+            if not err and fname not in res.binary_params:
+                err = nul_problem(getattr(res, fname))
+            if err:
+                errors.append(InputError(f"{res}: {err}", location=at, field=fname))
+        for fname, msg in res.problems():
+            errors.append(InputError(f"{res}: {msg}", location=at, field=fname))
+        for fname, msg in res.warnings():
+            graph.warnings.append(InputError(f"{res}: {msg}", location=at, field=fname))
+        for fname, msg in res.meta.problems():
+            errors.append(InputError(f"{res}: {msg}", location=at, field=f"meta.{fname}"))
+    for e in graph.edges:
+        for end in (e.src, e.dst):
+            if end not in graph.vertices:
+                errors.append(
+                    InputError(
+                        f"edge names {key_str(end)}, which is not in the graph", location=where
+                    )
+                )
+    if errors:
+        raise InputErrors(errors)
+    return graph
 
 
 @dataclass

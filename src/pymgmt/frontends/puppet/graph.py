@@ -1,0 +1,47 @@
+"""A translation as a declared pymgmt graph, checked like any frontend's.
+
+Each resource keeps the manifest's file and line as its location, so a
+value pymgmt refuses (a package name, an owner that does not parse) is
+reported where the Puppet code says it, not in a YAML file nobody wrote.
+"""
+
+from __future__ import annotations
+
+from ...errors import InputError, InputErrors, Location
+from ...graph.model import Edge, Graph
+from ...metaparams import MetaParams
+from ...resources.base import Resource, kinds
+from ..api import check_declared
+from .translate import Translation
+
+
+def declared_graph(tr: Translation) -> Graph[Resource]:
+    """The declared graph of `tr`; InputErrors for what it could not translate or check."""
+    errors = [u.error() for u in tr.unsupported if not _stood_in(tr, u.ref)] + tr.errors
+    if errors:
+        raise InputErrors(errors)
+    graph: Graph[Resource] = Graph(name=tr.name, source=tr.source)
+    registry = kinds()
+    for t in tr.resources:
+        where = t.origin.location or Location(tr.source)
+        try:
+            res = registry[t.kind](name=t.name, meta=MetaParams(**t.meta), **t.params)
+        except (TypeError, ValueError) as e:
+            errors.append(InputError(f"{t.origin.ref}: {e}", location=where))
+            continue
+        graph.add(res, where)
+    for rel in tr.edges:
+        graph.connect(Edge(rel.src, rel.dst, rel.why, rel.notify, None, "", ""))
+    if errors:
+        raise InputErrors(errors)
+    graph.warnings = list(tr.notes)
+    checked = check_declared(graph, Location(tr.source))
+    checked.warnings = list(tr.notes) + checked.warnings
+    return checked
+
+
+def _stood_in(tr: Translation, ref: str) -> bool:
+    return any(t.stand_in and t.origin.ref == ref for t in tr.resources)
+
+
+__all__ = ["declared_graph"]

@@ -1,0 +1,559 @@
+"""A Puppet catalog, translated into pymgmt resources and edges.
+
+Each Puppet resource maps onto one pymgmt kind (`_MAPPERS`): File to
+``file``, Package to ``pkg``, Service to ``svc``, Exec to ``exec``, Notify
+to ``noop``. Whatever a mapper cannot carry over exactly -- a type pymgmt
+has no kind for, a parameter whose meaning would be lost or changed -- is
+an `Unsupported` item with the manifest's file and line. A translation with
+any is refused unless the user allows them, and then each resource
+concerned becomes a ``noop`` in its place (kept for ordering, managing
+nothing): a site never loses part of itself without being told.
+
+Containers (classes, defined types, stages, nodes) are not resources on
+the system; Puppet orders through them with a start and an end marker per
+container. The same is done here, then the markers are contracted away:
+there is an edge from resource A to resource B when a path leads from A to
+B through markers only, and it carries refreshes when a ``notify`` or
+``subscribe`` relationship lies on such a path. So ``Class[a] ->
+Class[b]`` orders every resource of a before every resource of b, stages
+order their classes, and an empty class still passes its ordering on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import InputError, Location
+from .catalog import Catalog, CatalogResource
+
+Key = tuple[str, str]
+
+#: Puppet metaparameters every type has: relationship ones become edges
+RELATIONSHIPS = {
+    # param: (the reference comes first?, carries refreshes?)
+    "require": (True, False),
+    "subscribe": (True, True),
+    "before": (False, False),
+    "notify": (False, True),
+}
+#: metaparameters that change nothing about the end state: dropped quietly
+_QUIET_META = frozenset({"tag", "alias", "loglevel"})
+#: resource types that only contain others
+_CONTAINER_TYPES = frozenset({"class", "stage", "node"})
+
+
+class UnsupportedError(InputError):
+    """A type or parameter of the manifest that pymgmt cannot carry over."""
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """Something of the manifest the translation cannot carry over, and where it is."""
+
+    ref: str
+    location: Location | None
+    what: str
+
+    def error(self) -> UnsupportedError:
+        return UnsupportedError(f"{self.ref}: {self.what}", location=self.location)
+
+
+@dataclass(frozen=True)
+class Translated:
+    """One pymgmt resource, from one Puppet resource."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    meta: dict[str, Any]
+    #: the Puppet resource it comes from (its reference and location)
+    origin: CatalogResource
+    #: True when it stands in for an unsupported resource (manages nothing)
+    stand_in: bool = False
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.name)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """An edge between two translated resources, and the Puppet relationship it comes from."""
+
+    src: Key
+    dst: Key
+    notify: bool
+    why: str
+
+
+@dataclass
+class Translation:
+    """Everything a catalog turned into, and everything it could not."""
+
+    name: str
+    source: str
+    resources: list[Translated] = field(default_factory=list)
+    edges: list[Relation] = field(default_factory=list)
+    unsupported: list[Unsupported] = field(default_factory=list)
+    #: other problems: a relationship to nothing, two resources on one pymgmt key
+    errors: list[InputError] = field(default_factory=list)
+    #: accepted, but worth telling (what a stand-in or a noop does not do)
+    notes: list[InputError] = field(default_factory=list)
+
+
+class _Mapping:
+    """What one mapper call gathers for one Puppet resource."""
+
+    def __init__(self, res: CatalogResource) -> None:
+        self.res = res
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return self.res.params.get(name, default)
+
+    def unsupported(self, what: str) -> None:
+        self.problems.append(what)
+
+    def reject_others(self, handled: frozenset[str], ignored: frozenset[str] = frozenset()) -> None:
+        """Every parameter neither handled nor harmless is unsupported, by name."""
+        for name in sorted(self.res.params):
+            if name in handled or name in ignored or name in RELATIONSHIPS:
+                continue
+            if name in _QUIET_META:
+                continue
+            self.unsupported(f"parameter '{name}' is not supported")
+
+    def string(self, name: str) -> str | None:
+        value = self.res.params.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            self.unsupported(f"parameter '{name}' must be a string here, not {value!r}")
+            return None
+        return str(value)
+
+
+Mapper = Callable[[_Mapping, dict[str, Any]], tuple[str, str] | None]
+
+
+def translate(catalog: Catalog, source: str, *, allow: bool = False) -> Translation:
+    """The pymgmt resources and edges of `catalog` (Puppet's compiled manifest `source`)."""
+    out = Translation(name=_graph_name(source), source=source)
+    nodes = _Nodes(catalog)
+    keys: dict[str, Key] = {}
+    for res in catalog.resources:
+        if nodes.is_container(res):
+            continue
+        translated = _translate_one(res, out, allow)
+        if translated is None:
+            continue
+        clash = next((t for t in out.resources if t.key == translated.key), None)
+        if clash is not None:
+            out.errors.append(
+                InputError(
+                    f"{res.ref} and {clash.origin.ref} are both {translated.kind} "
+                    f"'{translated.name}' in pymgmt (declared at {clash.origin.location})",
+                    location=res.location,
+                )
+            )
+            continue
+        out.resources.append(translated)
+        keys[nodes.norm(res.ref)] = translated.key
+    out.edges = list(_relations(catalog, nodes, keys, out))
+    return out
+
+
+def _graph_name(source: str) -> str:
+    base = source.rsplit("/", 1)[-1].removesuffix(".pp")
+    return f"puppet-{base}" if base and not base.startswith("<") else "puppet"
+
+
+def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Translated | None:
+    mapper = _MAPPERS.get(res.type.lower())
+    mapping = _Mapping(res)
+    params: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    key: tuple[str, str] | None = None
+    if res.exported:
+        mapping.unsupported(
+            "exported resources (@@) are not translated yet: Puppet applies them only "
+            "where they are collected"
+        )
+    if mapper is None:
+        mapping.unsupported(f"resource type '{res.type}' has no pymgmt kind")
+    else:
+        key = mapper(mapping, params)
+        _metaparams(mapping, meta)
+    for note in mapping.notes:
+        out.notes.append(InputError(f"{res.ref}: {note}", location=res.location))
+    if mapping.problems or key is None:
+        out.unsupported += [Unsupported(res.ref, res.location, p) for p in mapping.problems]
+        if not allow:
+            return None
+        return Translated("noop", res.ref, {}, {}, res, stand_in=True)
+    return Translated(key[0], key[1], params, meta, res)
+
+
+def _metaparams(m: _Mapping, meta: dict[str, Any]) -> None:
+    """Puppet's own metaparameters that pymgmt has a meaning for."""
+    noop = m.param("noop")
+    if noop is not None:
+        if isinstance(noop, bool):
+            if noop:
+                meta["noop"] = True
+        else:
+            m.unsupported(f"parameter 'noop' must be true or false, not {noop!r}")
+    for name in ("schedule", "audit"):
+        if name in m.res.params:
+            m.unsupported(f"metaparameter '{name}' is not supported")
+
+
+# -- the mappers: one per Puppet type -----------------------------------------
+
+
+def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    path = m.string("path") or m.res.title
+    if not path.startswith("/"):
+        m.unsupported(f"path {path!r} is not absolute")
+        return None
+    path = path.rstrip("/") or "/"
+    ensure = m.string("ensure")
+    content = m.param("content")
+    source = m.param("source")
+    if ensure in ("absent",):
+        params["state"] = "absent"
+    elif ensure == "directory":
+        path = path if path.endswith("/") else path + "/"
+        if content is not None or source is not None:
+            m.unsupported("a directory with content or source is not supported")
+    elif ensure in ("file", "present"):
+        pass
+    elif ensure is None:
+        if content is None and source is None:
+            m.unsupported(
+                "without 'ensure', Puppet manages the attributes of a file only if it "
+                "exists; pymgmt's file would create it: say ensure => file"
+            )
+    else:
+        m.unsupported(f"ensure => {ensure!r} is not supported (file, directory or absent)")
+    if content is not None:
+        if isinstance(content, str):
+            params["content"] = content
+        else:
+            m.unsupported("parameter 'content' is not plain text (Sensitive or binary)")
+    elif source is not None:
+        _file_source(m, source, params)
+    mode = m.string("mode")
+    if mode is not None:
+        if mode.isdigit() and len(mode) in (3, 4):
+            params["mode"] = mode if len(mode) == 4 else "0" + mode
+        else:
+            m.unsupported(f"mode {mode!r} is not supported (octal digits only, such as '0644')")
+    for name in ("owner", "group"):
+        value = m.string(name)
+        if value is not None:
+            params[name] = value
+    m.reject_others(
+        frozenset({"path", "ensure", "content", "source", "mode", "owner", "group"}),
+        frozenset({"backup", "checksum", "show_diff", "provider"}),
+    )
+    return ("file", path)
+
+
+def _file_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
+    """A local ``source`` is read now and carried over as the file's content."""
+    first = source[0] if isinstance(source, list) and len(source) == 1 else source
+    if not isinstance(first, str):
+        m.unsupported("parameter 'source' with several alternatives is not supported")
+        return
+    path = first.removeprefix("file://")
+    if not path.startswith("/"):
+        m.unsupported(f"source {first!r} is not supported (a local absolute path only)")
+        return
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        params["content"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        m.unsupported(f"source {first!r} is not UTF-8 text")
+    except OSError as e:
+        m.unsupported(f"source {first!r} cannot be read: {e.strerror}")
+    else:
+        m.notes.append(f"the content of {path} is read at translation time")
+
+
+def _package(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    name = m.string("name") or m.res.title
+    ensure = m.string("ensure") or "installed"
+    states = {"present": "installed", "installed": "installed", "absent": "uninstalled"}
+    if ensure in states:
+        params["state"] = states[ensure]
+    elif ensure == "latest":
+        params["state"] = "newest"
+    elif ensure == "purged":
+        m.unsupported("ensure => purged is not supported (absent removes the package)")
+    elif ensure and ensure[0].isdigit():
+        params["state"] = ensure
+    else:
+        m.unsupported(f"ensure => {ensure!r} is not supported")
+    provider = m.string("provider")
+    if provider is not None and provider not in ("apt", "dpkg"):
+        m.unsupported(f"provider {provider!r} is not supported (apt)")
+    m.reject_others(frozenset({"name", "ensure", "provider"}))
+    return ("pkg", name)
+
+
+def _service(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    name = m.string("name") or m.res.title
+    ensure = m.param("ensure")
+    if ensure in ("running", True, "true"):
+        params["state"] = "running"
+    elif ensure in ("stopped", False, "false"):
+        params["state"] = "stopped"
+    elif ensure is not None:
+        m.unsupported(f"ensure => {ensure!r} is not supported (running or stopped)")
+    enable = m.param("enable")
+    if enable in (True, "true"):
+        params["startup"] = "enabled"
+    elif enable in (False, "false"):
+        params["startup"] = "disabled"
+    elif enable is not None:
+        m.unsupported(f"enable => {enable!r} is not supported (true or false)")
+    provider = m.string("provider")
+    if provider is not None and provider != "systemd":
+        m.unsupported(f"provider {provider!r} is not supported (systemd)")
+    m.reject_others(
+        frozenset({"name", "ensure", "enable", "provider"}),
+        frozenset({"hasstatus", "hasrestart"}),
+    )
+    return ("svc", name)
+
+
+def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    command = m.string("command") or m.res.title
+    # Puppet's posix provider hands a command with shell syntax to /bin/sh
+    # and splits a plain one: running every command with sh -c does both.
+    params["cmd"] = command
+    params["shell"] = "/bin/sh"
+    env: dict[str, str] = {}
+    path = m.param("path")
+    if path is not None:
+        parts = path if isinstance(path, list) else str(path).split(":")
+        env["PATH"] = ":".join(str(p) for p in parts)
+    environment = m.param("environment")
+    if environment is not None:
+        for item in environment if isinstance(environment, list) else [environment]:
+            name, eq, value = str(item).partition("=")
+            if not eq or not name:
+                m.unsupported(f"environment entry {item!r} is not NAME=VALUE")
+            else:
+                env[name] = value
+    if env:
+        params["env"] = env
+    for name in ("cwd", "creates"):
+        text = m.string(name)
+        if text is not None:
+            params[name] = text
+    onlyif = m.param("onlyif")
+    if onlyif is not None:
+        checks = onlyif if isinstance(onlyif, list) else [onlyif]
+        if len(checks) != 1 or not isinstance(checks[0], str):
+            m.unsupported("several 'onlyif' commands are not supported (one only)")
+        else:
+            params["ifcmd"] = checks[0]
+            params["ifshell"] = "/bin/sh"
+    _exec_timeout(m, params)
+    _exec_tries(m)
+    returns = m.param("returns")
+    if returns is not None and returns not in (0, "0", [0], ["0"]):
+        m.unsupported("'returns' other than 0 is not supported")
+    for name in ("unless", "refreshonly", "user", "group", "umask"):
+        if name in m.res.params:
+            m.unsupported(f"parameter '{name}' is not supported yet")
+    m.reject_others(
+        frozenset(
+            {"command", "path", "environment", "cwd", "creates", "onlyif", "timeout", "returns"}
+            | {"unless", "refreshonly", "user", "group", "umask", "tries", "try_sleep"}
+        ),
+        frozenset({"logoutput", "provider"}),
+    )
+    return ("exec", m.res.title)
+
+
+def _exec_timeout(m: _Mapping, params: dict[str, Any]) -> None:
+    timeout = m.param("timeout")
+    if timeout is None:
+        return
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        m.unsupported(f"timeout {timeout!r} is not a number")
+        return
+    if seconds > 0:
+        params["timeout"] = max(1, round(seconds))
+
+
+def _exec_tries(m: _Mapping) -> None:
+    """``tries`` and ``try_sleep`` are pymgmt's retry and delay metaparameters."""
+    if "tries" in m.res.params or "try_sleep" in m.res.params:
+        m.unsupported("parameters 'tries'/'try_sleep' are not supported yet (meta retry/delay)")
+
+
+def _notify(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    m.notes.append("becomes a noop: its message is not printed")
+    m.reject_others(frozenset({"message", "name", "withpath"}))
+    return ("noop", m.res.title)
+
+
+_MAPPERS: dict[str, Mapper] = {
+    "file": _file,
+    "package": _package,
+    "service": _service,
+    "exec": _exec,
+    "notify": _notify,
+}
+
+
+# -- containment and relationships --------------------------------------------
+
+
+class _Nodes:
+    """The catalog's resources by normalised reference, and its containment tree."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.by_ref: dict[str, CatalogResource] = {}
+        for res in catalog.resources:
+            self.by_ref[self.norm(res.ref)] = res
+        for res in catalog.resources:
+            for alias in self._aliases(res):
+                self.by_ref.setdefault(self.norm(f"{res.type}[{alias}]"), res)
+        self.children: dict[str, list[str]] = {}
+        for src, dst in catalog.contains:
+            self.children.setdefault(self.norm(src), []).append(self.norm(dst))
+
+    @staticmethod
+    def norm(ref: str) -> str:
+        """Puppet's reference, normalised: type case-insensitive; class titles too."""
+        open_at = ref.find("[")
+        if open_at < 0 or not ref.endswith("]"):
+            return ref.lower()
+        kind = ref[:open_at].lower()
+        title = ref[open_at + 1 : -1]
+        if kind == "class":
+            title = title.lower().removeprefix("::")
+        elif kind == "file" and len(title) > 1:
+            title = title.rstrip("/")
+        return f"{kind}[{title}]"
+
+    @staticmethod
+    def _aliases(res: CatalogResource) -> Iterator[str]:
+        for name in ("name", "path", "command"):
+            value = res.params.get(name)
+            if isinstance(value, str) and value != res.title:
+                yield value
+        alias = res.params.get("alias")
+        for value in alias if isinstance(alias, list) else [alias]:
+            if isinstance(value, str):
+                yield value
+
+    def is_container(self, res: CatalogResource) -> bool:
+        return (
+            res.type.lower() in _CONTAINER_TYPES
+            or res.kind in ("defined_type", "class")
+            or self.norm(res.ref) in self.children
+        )
+
+    def resolve(self, ref: str) -> CatalogResource | None:
+        return self.by_ref.get(self.norm(ref))
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def _relations(
+    catalog: Catalog, nodes: _Nodes, keys: dict[str, Key], out: Translation
+) -> Iterator[Relation]:
+    """Edges between translated resources, through containers' start and end markers."""
+    # Markers: ("start", ref) and ("end", ref) of a container; a resource is itself.
+    succ: dict[tuple[str, str], list[tuple[tuple[str, str], bool, str]]] = {}
+
+    def node(ref: str, end: bool) -> tuple[str, str]:
+        n = nodes.norm(ref)
+        if n in keys:
+            return ("res", n)
+        return ("end" if end else "start", n)
+
+    def link(a: tuple[str, str], b: tuple[str, str], notify: bool, why: str) -> None:
+        succ.setdefault(a, []).append((b, notify, why))
+
+    for res in catalog.resources:
+        n = nodes.norm(res.ref)
+        if n not in keys and nodes.is_container(res):
+            link(("start", n), ("end", n), False, "")
+    for parent, kids in nodes.children.items():
+        for kid in kids:
+            link(("start", parent), node(kid, end=False), False, "")
+            link(node(kid, end=True), ("end", parent), False, "")
+    for res in catalog.resources:
+        for param, (first, notify) in RELATIONSHIPS.items():
+            for ref in _references(res.params.get(param)):
+                other = nodes.resolve(ref)
+                if other is None:
+                    out.errors.append(
+                        InputError(
+                            f"{res.ref}: {param} => {ref}: no such resource in the catalog",
+                            location=res.location,
+                            field=param,
+                        )
+                    )
+                    continue
+                why = f"{res.ref} {param} {other.ref}"
+                a, b = (other, res) if first else (res, other)
+                link(node(a.ref, end=True), node(b.ref, end=False), notify, why)
+    yield from _contract(succ, keys)
+
+
+def _contract(
+    succ: dict[tuple[str, str], list[tuple[tuple[str, str], bool, str]]],
+    keys: dict[str, Key],
+) -> Iterator[Relation]:
+    """Resource-to-resource edges: paths between resources whose inner nodes are markers."""
+    for ref, key in keys.items():
+        found: dict[str, tuple[bool, str]] = {}
+        seen: set[tuple[tuple[str, str], bool]] = set()
+        stack: list[tuple[tuple[str, str], bool, str]] = [(("res", ref), False, "")]
+        while stack:
+            at, notify, why = stack.pop()
+            for nxt, n2, w2 in succ.get(at, ()):
+                carry = notify or n2
+                reason = why or w2
+                if nxt[0] == "res":
+                    old = found.get(nxt[1])
+                    if old is None or (carry and not old[0]):
+                        found[nxt[1]] = (carry, reason)
+                    continue
+                if (nxt, carry) in seen:
+                    continue
+                seen.add((nxt, carry))
+                stack.append((nxt, carry, reason))
+        for dst, (notify, why) in found.items():
+            yield Relation(key, keys[dst], notify, why or "containment")
+
+
+__all__ = [
+    "RELATIONSHIPS",
+    "Relation",
+    "Translated",
+    "Translation",
+    "Unsupported",
+    "UnsupportedError",
+    "translate",
+]

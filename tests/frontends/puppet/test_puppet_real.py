@@ -1,0 +1,153 @@
+"""`pymgmt puppet-translate` with the real Puppet compiler (Debian's puppet-agent).
+
+Each test compiles a real manifest; the translated graph is then run by a
+real pymgmt agent and the files it made are compared with what `puppet
+apply` makes of the same manifest, in its own directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PYMGMT, run_once
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("puppet") is None, reason="puppet-agent is not installed"),
+]
+
+#: a manifest exercising what Puppet users write: a class with parameters, a
+#: defined type, an `each` loop, a directory tree, relationships; ROOT is
+#: replaced by a per-run directory.
+MANIFEST = """\
+class web($port = 80) {
+  file { 'ROOT/etc/web.conf': content => "port=${port}\\n", mode => '0640' }
+}
+define site::vhost($docroot) {
+  file { "ROOT/etc/vhost-${title}.conf": content => "root ${docroot}\\n" }
+}
+file { ['ROOT/etc', 'ROOT/srv']: ensure => directory, mode => '0755' }
+['a', 'b', 'c'].each |$n| {
+  file { "ROOT/srv/${n}.txt": content => "${n}\\n", require => File['ROOT/srv'] }
+}
+site::vhost { 'one': docroot => '/var/www/one' }
+class { 'web': port => 8080 }
+Class['web'] -> Site::Vhost['one']
+"""
+
+
+def translate(tmp_path: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    manifest = tmp_path / "site.pp"
+    manifest.write_text(code)
+    argv = [*PYMGMT, "puppet-translate", *args, str(manifest)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    out: dict[str, tuple[str, int, bytes]] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in ["", *files]:
+            p = Path(dirpath, name) if name else Path(dirpath)
+            st = p.lstat()
+            kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+            data = p.read_bytes() if kind == "file" else b""
+            out[str(p.relative_to(root))] = (kind, stat.S_IMODE(st.st_mode), data)
+    return out
+
+
+def test_a_manifest_translates_runs_and_matches_puppet_apply(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    done = translate(tmp_path, MANIFEST.replace("ROOT", str(ours)))
+    assert done.returncode == 0, done.stderr
+    graph = tmp_path / "site.yaml"
+    graph.write_text(done.stdout)
+    run = run_once(graph, tmp_path / "state")
+    assert run.returncode == 2, run.stderr  # changes applied
+    applied = subprocess.run(
+        [
+            "puppet",
+            "apply",
+            "--color",
+            "false",
+            "--detailed-exitcodes",
+            "-e",
+            MANIFEST.replace("ROOT", str(theirs)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert applied.returncode == 2, applied.stderr
+    assert tree(ours) == tree(theirs)
+    assert tree(ours)["etc/web.conf"] == ("file", 0o640, b"port=8080\n")
+    again = run_once(graph, tmp_path / "state")
+    assert again.returncode == 0, again.stderr  # converged: nothing to change
+
+
+def test_relationships_become_edges_and_independent_resources_do_not(tmp_path: Path) -> None:
+    done = translate(tmp_path, MANIFEST.replace("ROOT", str(tmp_path / "r")))
+    assert done.returncode == 0, done.stderr
+    # the class before the defined type: web.conf -> vhost-one.conf
+    assert "from: {kind: file, name: %s/etc/web.conf}" % (tmp_path / "r") in done.stdout
+    names = [line for line in done.stdout.splitlines() if line.startswith("- name: ")]
+    assert any("web.conf] -> File[" in n and "vhost-one.conf]" in n for n in names)
+    # the loop's files depend on their directory only: not on one another
+    assert not any("a.txt] -> File[" in n for n in names)
+
+
+def test_unsupported_parts_are_listed_and_nothing_is_printed(tmp_path: Path) -> None:
+    code = (
+        "user { 'deploy': ensure => present, shell => '/bin/sh' }\n"
+        f"file {{ '{tmp_path}/x': ensure => file, content => 'x', backup => false,\n"
+        "  recurse => true }\n"
+    )
+    done = translate(tmp_path, code)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    site = tmp_path / "site.pp"
+    assert f"{site}:1: User[deploy]: resource type 'User' has no pymgmt kind" in done.stderr
+    assert f"{site}:2: File[{tmp_path}/x]: parameter 'recurse' is not supported" in done.stderr
+    assert "--puppet-allow-unsupported" in done.stderr
+    allowed = translate(tmp_path, code, "--puppet-allow-unsupported")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "- name: User[deploy]" in allowed.stdout
+
+
+def test_a_syntax_error_is_puppets_message_at_its_line(tmp_path: Path) -> None:
+    done = translate(tmp_path, "file { '/x':\n  content => 'a',\n  mode => \n}\n")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    site = tmp_path / "site.pp"
+    assert f"pymgmt: error: {site}:4:" in done.stderr
+    assert "Syntax error" in done.stderr
+
+
+def test_inline_code_and_a_missing_manifest(tmp_path: Path) -> None:
+    code = f"file {{ '{tmp_path}/inline': content => 'x' }}"
+    done = subprocess.run(
+        [*PYMGMT, "puppet-translate", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"- name: {tmp_path}/inline" in done.stdout
+    missing = subprocess.run(
+        [*PYMGMT, "puppet-translate", str(tmp_path / "nope.pp")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "no such manifest" in missing.stderr
