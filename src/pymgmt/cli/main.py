@@ -56,7 +56,7 @@ _MGMT_REFUSED = {
 _MGMT_FRONTENDS = {
     "lang": "mgmt's mcl language is not implemented",
     "empty": "mgmt's empty frontend is not implemented (there is no cluster to deploy from)",
-    "puppet": "mgmt's puppet frontend is not implemented",
+    "puppet": "mgmt's puppet frontend word needs --puppet MANIFEST (or Puppet code)",
 }
 #: graphviz layout programs mgmt's --graphviz-filter may name
 GRAPHVIZ_FILTERS = ("dot", "neato", "twopi", "circo", "fdp", "sfdp", "patchwork", "osage")
@@ -176,6 +176,7 @@ def _run_parser(sub: Any) -> argparse.ArgumentParser:
     run: argparse.ArgumentParser = sub.add_parser(
         "run",
         usage="pymgmt run [options] [yaml] FILE\n"
+        "       pymgmt run [options] --puppet MANIFEST\n"
         "       pymgmt run [options] --remote FILE [--remote FILE ...] [[yaml] FILE]",
         help="apply a graph and keep it converged",
         description="Apply a graph, then watch every resource and repair drift as it happens. "
@@ -191,6 +192,9 @@ def _run_parser(sub: Any) -> argparse.ArgumentParser:
         "(optional with --remote)",
     )
     run.add_argument("--file", "--yaml", dest="file_opt", metavar="FILE", help=argparse.SUPPRESS)
+    from .puppet import add_puppet_flags
+
+    add_puppet_flags(run, with_manifest=True)
     run.add_argument(
         "--converged-timeout",
         dest="converged_timeout",
@@ -615,7 +619,16 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     Sets `args.file`, `args.converged_timeout` (None: run forever) and
     `args.detailed_exit` (False: mgmt's --converged-exit, exit 0 once converged).
     """
-    args.file = _graph_file(parser, args.file, args.file_opt, optional=bool(args.remotes))
+    puppet = args.puppet is not None
+    args.file = _graph_file(
+        parser, args.file, args.file_opt, optional=bool(args.remotes) or puppet, puppet=puppet
+    )
+    if puppet and args.file:
+        parser.error(f"give a graph file or --puppet, not both (file: {args.file!r})")
+    if puppet and not args.puppet:
+        parser.error("--puppet needs a manifest file (ending in .pp) or Puppet code")
+    if not puppet and (args.puppet_conf or args.puppet_allow_unsupported or args.puppet_node):
+        parser.error("--puppet-conf, --puppet-node and --puppet-allow-unsupported go with --puppet")
     if (args.depth > 0 or args.tunnel) and not args.remote_child:
         parser.error("--depth and --tunnel are set by an initiator for the agents it starts")
     if args.converged_timeout is not None and args.converger_timeout is not None:
@@ -682,16 +695,20 @@ def _graph_file(
     file_opt: str | None,
     *,
     optional: bool = False,
+    puppet: bool = False,
 ) -> str | None:
     """The graph file from `[yaml] FILE` (mgmt's frontend word) or --file/--yaml.
 
-    `optional`: with --remote, this host may run no graph of its own.
+    `optional`: with --remote or --puppet, this host may run no graph file.
+    `puppet`: --puppet was given, so mgmt's ``run puppet --puppet X`` is fine.
     """
     import os.path
 
     # a frontend word, unless it is the name of an existing graph file
     word = words[0] if words and (len(words) > 1 or not os.path.exists(words[0])) else None
-    if word in _MGMT_FRONTENDS:
+    if word == "puppet" and puppet:
+        words = words[1:]
+    elif word in _MGMT_FRONTENDS:
         parser.error(f"{_MGMT_FRONTENDS[word]}; pymgmt runs YAML graphs: run [yaml] FILE")
     if word == "yaml":
         words = words[1:]

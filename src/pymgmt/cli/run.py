@@ -46,6 +46,7 @@ from .systemd import SystemdReporter
 
 if TYPE_CHECKING:
     from ..frontends.compile import Compiled
+    from ..frontends.puppet.catalog import PuppetSource
     from ..remote.child import ParentLink
     from ..remote.session import RemoteOptions, Remotes
     from ..remote.spec import RemoteSpec
@@ -193,6 +194,8 @@ def _reloading(
     from .reload import ReadOnce, Reloading
 
     def make(new: argparse.Namespace) -> Frontend:
+        if new.puppet is not None or args.puppet is not None:
+            return frontend  # the Puppet frontend recompiles on edits by itself
         if not new.file or new.file == STDIN:
             return frontend  # the same graph: only --remote files, or standard input (read once)
         path = os.path.abspath(new.file)
@@ -244,6 +247,25 @@ def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compi
     from ..frontends.yamlbuild import declare
 
     return (text, accept(declare(text, source))), key
+
+
+def _compile_puppet(args: argparse.Namespace) -> tuple[PuppetSource, Compiled, Any]:
+    """Compile --puppet with Puppet, translate and accept it: the source, graph, translation.
+
+    Unsupported types and parameters are errors (InputErrors with the
+    manifest's file and line) unless --puppet-allow-unsupported; then each
+    is a warning and its resource stands in as a noop.
+    """
+    from ..frontends.compile import accept
+    from ..frontends.puppet.catalog import PuppetSource
+    from ..frontends.puppet.frontend import compile_graph
+
+    source = PuppetSource.from_arg(args.puppet, args.puppet_conf, args.puppet_node)
+    translation, declared = compile_graph(source, allow=args.puppet_allow_unsupported)
+    log = logging.getLogger("pymgmt")
+    for item in translation.unsupported:
+        log.warning("warning: %s (stands in as a noop)", item.error())
+    return source, accept(declared), translation
 
 
 def _store_parsed(prefix: Path, compiled: Compiled, key: str) -> None:
@@ -365,8 +387,12 @@ def _start_checked(args: argparse.Namespace) -> int:
     if any(_missing_file(f, as_json=args.json) for f in [*named, *args.remotes]):
         return EXIT_INPUT
     # Validate everything before touching the system.
+    puppet: tuple[PuppetSource, Compiled, Any] | None = None
     try:
-        if path is None:
+        if args.puppet is not None:
+            puppet = _compile_puppet(args)
+            validated, to_cache = (b"", puppet[1]), None
+        elif path is None:
             from ..frontends.compile import accept
             from ..frontends.yamlbuild import declare
 
@@ -381,7 +407,7 @@ def _start_checked(args: argparse.Namespace) -> int:
     # --tmp-prefix directory does not exist yet, so no graph can name it.
     chosen = None if args.tmp_prefix else Path(args.prefix) if args.prefix else default_prefix()
     declared = validated[1].declared
-    assert isinstance(declared, YamlGraph)
+    assert declared is not None  # accept() keeps it
     # the declared graph: every resource as written (compiling only copies and groups them)
     if chosen is not None and (intruders := statedir.intrusions(declared, chosen)):
         print_input_error(InputErrors(intruders), as_json=args.json)
@@ -462,11 +488,18 @@ def _start_checked(args: argparse.Namespace) -> int:
     if systemd is not None:
         reporter = Fanout(reporter, systemd)
     text, compiled = validated
-    frontend: Frontend = (
-        _Once(declared)
-        if args.no_watch or path is None or path == STDIN  # standard input is read once
-        else YamlFrontend(path, first=(text, declared))
-    )
+    frontend: Frontend
+    if args.no_watch or (puppet is None and path in (None, STDIN)):  # stdin is read once
+        frontend = _Once(declared)
+    elif puppet is not None:
+        from ..frontends.puppet.frontend import PuppetFrontend
+
+        source, translation = puppet[0], puppet[2]
+        first = (translation, declared)
+        frontend = PuppetFrontend(source, allow=args.puppet_allow_unsupported, first=first)
+    else:
+        assert isinstance(declared, YamlGraph) and path is not None
+        frontend = YamlFrontend(path, first=(text, declared))
     if cluster is None:
         frontend = _SingleHostNote(frontend)
     graphviz = _GraphvizTap(args.graphviz, args.graphviz_filter)  # a reload may set it

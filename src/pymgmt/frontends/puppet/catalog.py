@@ -100,12 +100,12 @@ class Catalog:
 
 
 def compile_catalog(source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT) -> Catalog:
-    """Run Puppet's compiler on `source`; PuppetError with its message and location."""
-    if not source.inline and not os.path.isfile(source.text):
-        raise PuppetError(
-            "no such manifest (Puppet would compile an empty catalog)",
-            location=Location(source.text),
-        )
+    """Run Puppet's compiler on `source`; PuppetError with its message and location.
+
+    Blocking: for the command line, before the event loop runs. The live
+    frontend uses `compile_catalog_async`, which a stop can cut short.
+    """
+    _check_source(source)
     try:
         done = subprocess.run(  # noqa: S603 - an argv list; the manifest is an argument
             puppet_argv(source),
@@ -116,19 +116,68 @@ def compile_catalog(source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT) -
             env=_environment(),
         )
     except FileNotFoundError:
-        raise PuppetError(
-            "'puppet' is not installed (Debian: apt-get install puppet-agent)",
-            location=Location(source.name),
-        ) from None
+        raise _not_installed(source) from None
     except subprocess.TimeoutExpired:
+        raise _too_slow(source, timeout) from None
+    return _result(done.returncode, done.stdout, done.stderr, source)
+
+
+async def compile_catalog_async(
+    source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT
+) -> Catalog:
+    """`compile_catalog` as a child the event loop waits for; killed and reaped if cancelled."""
+    import asyncio
+
+    _check_source(source)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *puppet_argv(source),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_environment(),
+        )
+    except FileNotFoundError:
+        raise _not_installed(source) from None
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        raise _too_slow(source, timeout) from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()  # reaped, even while being cancelled
+    assert proc.returncode is not None
+    return _result(proc.returncode, out, err, source)
+
+
+def _check_source(source: PuppetSource) -> None:
+    if not source.inline and not os.path.isfile(source.text):
         raise PuppetError(
-            f"Puppet did not compile the catalog within {timeout:g} s",
-            location=Location(source.name),
-        ) from None
-    stderr = done.stderr.decode("utf-8", "replace")
-    if done.returncode != 0:
-        raise puppet_errors(stderr, source)
-    return parse_catalog(done.stdout, source.name)
+            "no such manifest (Puppet would compile an empty catalog)",
+            location=Location(source.text),
+        )
+
+
+def _not_installed(source: PuppetSource) -> PuppetError:
+    return PuppetError(
+        "'puppet' is not installed (Debian: apt-get install puppet-agent)",
+        location=Location(source.name),
+    )
+
+
+def _too_slow(source: PuppetSource, timeout: float) -> PuppetError:
+    return PuppetError(
+        f"Puppet did not compile the catalog within {timeout:g} s",
+        location=Location(source.name),
+    )
+
+
+def _result(code: int, stdout: bytes, stderr: bytes, source: PuppetSource) -> Catalog:
+    if code != 0:
+        raise puppet_errors(stderr.decode("utf-8", "replace"), source)
+    return parse_catalog(stdout, source.name)
 
 
 def puppet_argv(source: PuppetSource) -> list[str]:
@@ -249,6 +298,7 @@ __all__ = [
     "PuppetError",
     "PuppetSource",
     "compile_catalog",
+    "compile_catalog_async",
     "parse_catalog",
     "puppet_argv",
 ]
