@@ -7,6 +7,7 @@ apply` makes of the same manifest, in its own directory.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import stat
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYMGMT, run_once
+from tests.helpers import PYMGMT, json_lines, run_once
 
 pytestmark = [
     pytest.mark.slow,
@@ -151,3 +152,63 @@ def test_inline_code_and_a_missing_manifest(tmp_path: Path) -> None:
     )
     assert missing.returncode == 1
     assert "no such manifest" in missing.stderr
+
+
+def _stamps(d: Path, names: str) -> dict[str, tuple[float, float]]:
+    return {
+        n: (float((d / f"{n}.start").read_text()), float((d / f"{n}.end").read_text()))
+        for n in names
+    }
+
+
+def test_independent_puppet_resources_run_in_parallel_on_pymgmt(tmp_path: Path) -> None:
+    """The article's point: Puppet applies one resource after another; pymgmt, a DAG.
+
+    Each exec stamps its start, then waits (up to 60 s) until all three
+    have started, and fails if they never do: run one at a time, they fail.
+    """
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    wait_all = (
+        "for i in $(seq 600); do [ -e {d}/A.start ] && [ -e {d}/B.start ] && "
+        "[ -e {d}/C.start ] && exit 0; sleep 0.1; done; exit 1"
+    )
+
+    def code(d: Path, middle: str) -> str:
+        return "".join(
+            f"exec {{ '{n}': command => \"/bin/sh -c 'date +%s.%N > {d}/{n}.start; "
+            f"{middle.format(d=d)} && date +%s.%N > {d}/{n}.end'\" }}\n"
+            for n in "ABC"
+        )
+
+    manifest = tmp_path / "par.pp"
+    manifest.write_text(code(ours, f"({wait_all})"))
+    done = run_once(Path("puppet"), tmp_path / "state", "--puppet", str(manifest))
+    assert done.returncode == 2, done.stderr
+    stamps = _stamps(ours, "ABC")
+    assert max(s for s, _ in stamps.values()) <= min(e for _, e in stamps.values())
+    # the same resources through `puppet apply`: one after the other
+    applied = subprocess.run(
+        ["puppet", "apply", "--color", "false", "-e", code(theirs, "true")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    serial = sorted(_stamps(theirs, "ABC").values())
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(serial))
+
+
+def test_a_notify_relationship_delivers_a_refresh(tmp_path: Path) -> None:
+    site = tmp_path / "site.pp"
+    site.write_text(
+        f"file {{ '{tmp_path}/conf': content => 'x', notify => Notify['reload'] }}\n"
+        "notify { 'reload': }\n"
+    )
+    done = run_once(Path("puppet"), tmp_path / "state", "--puppet", str(site), "--json")
+    assert done.returncode == 2, done.stderr
+    events = json_lines(done.stdout)
+    noop = [e for e in events if e.get("event") == "checked" and e["vertex"] == "Noop[reload]"]
+    assert noop and noop[-1]["refreshed"] is True

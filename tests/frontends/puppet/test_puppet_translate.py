@@ -115,10 +115,19 @@ def test_packages_services_execs_and_notify() -> None:
         "timeout": 60,
     }
     assert got[("noop", "hello")] == {}
+    assert all(r.meta == {} for r in t.resources)
     assert [str(n) for n in t.notes] == [
         f"{SITE}:1: Notify[hello]: becomes a noop: its message is not printed"
     ]
     declared_graph(t)
+
+
+def test_exec_tries_and_try_sleep_are_retry_and_delay() -> None:
+    t = tr([res("Exec", "flaky", command="/bin/false", tries=3, try_sleep=1.5)])
+    (flaky,) = t.resources
+    assert flaky.meta == {"retry": 2, "delay": 1500}
+    graph = declared_graph(t)
+    assert graph.vertices[("exec", "flaky")].meta.retry == 2
 
 
 def test_unsupported_types_and_params_are_listed_with_file_and_line() -> None:

@@ -110,6 +110,8 @@ class _Mapping:
         self.res = res
         self.problems: list[str] = []
         self.notes: list[str] = []
+        #: pymgmt metaparameters the Puppet parameters ask for
+        self.meta: dict[str, Any] = {}
 
     def param(self, name: str, default: Any = None) -> Any:
         return self.res.params.get(name, default)
@@ -186,6 +188,7 @@ def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Trans
         mapping.unsupported(f"resource type '{res.type}' has no pymgmt kind")
     else:
         key = mapper(mapping, params)
+        meta.update(mapping.meta)
         _metaparams(mapping, meta)
     for note in mapping.notes:
         out.notes.append(InputError(f"{res.ref}: {note}", location=res.location))
@@ -366,7 +369,7 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
             params["ifcmd"] = checks[0]
             params["ifshell"] = "/bin/sh"
     _exec_timeout(m, params)
-    _exec_tries(m)
+    _exec_tries(m, m.meta)
     returns = m.param("returns")
     if returns is not None and returns not in (0, "0", [0], ["0"]):
         m.unsupported("'returns' other than 0 is not supported")
@@ -396,10 +399,16 @@ def _exec_timeout(m: _Mapping, params: dict[str, Any]) -> None:
         params["timeout"] = max(1, round(seconds))
 
 
-def _exec_tries(m: _Mapping) -> None:
+def _exec_tries(m: _Mapping, meta: dict[str, Any]) -> None:
     """``tries`` and ``try_sleep`` are pymgmt's retry and delay metaparameters."""
-    if "tries" in m.res.params or "try_sleep" in m.res.params:
-        m.unsupported("parameters 'tries'/'try_sleep' are not supported yet (meta retry/delay)")
+    tries, pause = m.param("tries"), m.param("try_sleep")
+    try:
+        if tries is not None and int(tries) > 1:
+            meta["retry"] = int(tries) - 1
+        if pause is not None and float(pause) > 0:
+            meta["delay"] = round(float(pause) * 1000)
+    except (TypeError, ValueError):
+        m.unsupported(f"tries {tries!r} / try_sleep {pause!r} are not numbers")
 
 
 def _notify(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
