@@ -242,7 +242,7 @@ async def _spawn(
     except spawn.CannotRun as e:
         raise ResourceError(str(e)) from None
     except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
-        raise ResourceError(str(spawn.cannot_run(cmd.shown, e.strerror))) from None
+        raise ResourceError(str(spawn.cannot_run(cmd.shown, e.strerror or str(e)))) from None
 
 
 async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple[int, spawn.Tail]:
