@@ -2,9 +2,10 @@
 
 Each case builds a real file system state, then asks both: the file
 resource's own check (in-process, as the engine would) and
-`oneshot.apply.look` on a plan holding the entry a full run would store for
-that resource (`plan._want`): converged when it finds nothing to change. The fast path may only ever say "converged"
-where `File.check` says so too; and where the check says converged, it
+`oneshot.apply.look` on a plan holding the entry a full run would store
+for that resource (`plan._want`): converged when it finds nothing to
+change. The fast path may only ever say "converged" where `File.check`
+says so too; and where the check says converged, it
 must too, or it would never answer.
 """
 
@@ -17,9 +18,9 @@ from typing import Any
 
 import pytest
 from helpers import resource_context, run_async
-from pymgmt.oneshot.apply import look
 
 from pymgmt.errors import ResourceError
+from pymgmt.oneshot.apply import look
 from pymgmt.oneshot.plan import Plan, _want
 from pymgmt.resources.file import File
 

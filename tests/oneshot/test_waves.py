@@ -11,7 +11,8 @@ from pymgmt.oneshot.plan import Plan
 
 def _plan(root: Path, after: list[tuple[int, ...]]) -> Plan:
     plan = Plan("g", "g.yaml", len(after), sum(map(len, after)), [])
-    plan.files = [(str(root / f"f{i}"), False, False, b"x", None, None, None) for i in range(len(after))]
+    n = len(after)
+    plan.files = [(str(root / f"f{i}"), False, False, b"x", None, None, None) for i in range(n)]
     plan.names = [f"File[f{i}]" for i in range(len(after))]
     plan.after = after
     return plan

@@ -273,7 +273,6 @@ def store(prefix: Path, text: bytes, source: str, compiled: Compiled) -> bool:
 def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
     """The plan file's bytes, or None if the fast path cannot stand in for this graph."""
     from ..frontends.compile import autoedge_message
-    from ..graph.model import key_str
 
     declared, graph = compiled.declared, compiled.graph
     if declared is None or compiled.warnings or getattr(declared, "warnings", None):
@@ -310,7 +309,7 @@ def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
         return None
     groups = [f"Grouping: Success for: {m} into {g[0]}" for g in compiled.groups for m in g[1:]]
     lines = [autoedge_message(e) for e in compiled.autoedges] + groups
-    names = [key_str(k) for k in graph.vertices]
+    names = [str(r) for r in graph.vertices.values()]  # the engine's (a group's members too)
     dpkg = _dpkg_stamp() if pkgs else ()
     head = (FORMAT, plan_key(text, source), graph.name, declared.source, len(graph.vertices))
     tail = (len(graph.edges), lines, files, names, [tuple(a) for a in after], applies)
