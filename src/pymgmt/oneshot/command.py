@@ -1,12 +1,13 @@
-"""``pymgmt run --converged-timeout 0 FILE`` of a file graph, before anything heavy is imported.
+"""``pymgmt run --converged-timeout 0 FILE``, before anything heavy is imported.
 
 `try_run` is called by `cli.main` first for every ``pymgmt run``. It
 answers only the plainest one-shot run (the flags `recognise` accepts,
 no configuration file, not under systemd), only for a graph whose plan
 (oneshot/plan.py) a full run stored, and only when it is sure of every
-file (oneshot/apply.py `look`): it then makes the changes, if any, and
-writes what the full run would write (its lines and recap, to the
-character but for times and dates) and its exit code. In every other case
+file (oneshot/apply.py `look`) and package (oneshot/execute.py): it then
+runs the graph (oneshot/execute.py) and writes what the full run would
+write (its lines and recap, to the character but for times and dates)
+and its exit code. In every other case
 it returns before changing or writing anything, and the full run goes on
 as if it had never been called. `run_stored` is the same executor for a
 full run that has just validated its graph and stored the plan.
