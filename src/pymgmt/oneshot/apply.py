@@ -29,7 +29,7 @@ import time
 from ..batch import Job, batch_cap, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
-from ..safepath import lstat_at, open_node, read_fd, same_content, sha256_hex, split, walk
+from ..safepath import lstat_at, open_node, read_fd, sha256_hex, split, walk
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -175,8 +175,10 @@ def _absent_changes(w: Wanted) -> list[Change]:
 def _differences(w: Wanted, fd: int, st: os.stat_result) -> list[Change]:
     out: list[Change] = []
     want = w.content
-    if want is not None and (st.st_size != len(want) or not same_content(fd, want)):
-        out.append(("content", _digest(read_fd(fd)), _digest(want)))
+    if want is not None:
+        have = read_fd(fd)  # once: to compare, and to digest if it differs
+        if have != want:
+            out.append(("content", _digest(have), _digest(want)))
     return out + _meta_changes(w, st)
 
 
