@@ -344,3 +344,33 @@ def test_a_package_that_would_change_goes_to_the_engine_before_anything_runs(
     assert not answered and proc.returncode == 6, proc.stderr
     assert count.read_text() == "x\n" * 2
     assert os.path.exists("/usr/bin/ls")
+
+
+def test_a_reader_leaving_stops_the_run_as_a_signal_would(tmp_path: Path) -> None:
+    """``| head -1``: the command under way finishes, nothing new starts, exit 141."""
+    d = tmp_path / "stamps"
+    d.mkdir()
+    release = tmp_path / "release"
+    graph = _graph(
+        tmp_path, [_stamp(d, "A", _wait_for_file(release)), _stamp(d, "B")], [("A", "B")]
+    )
+    prefix = tmp_path / "state"
+    release.touch()
+    assert _run(graph, prefix)[0].returncode == 2  # stores the plan
+    release.unlink()
+    shutil.rmtree(d)
+    d.mkdir()
+    argv = [sys.executable, "-m", "pymgmt.cli.main", "run", "--prefix", str(prefix)]
+    proc = subprocess.Popen([*argv, "--converged-timeout", "0", str(graph)], stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        assert b"Graph[cmds]" in proc.stderr.readline()  # the first line, then the reader leaves
+        proc.stderr.close()
+        wait_for(lambda: (d / "A.start").exists(), what="A to start")
+        release.touch()
+        proc.wait(timeout=4 * DEADLINE)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGPIPE
+    assert (d / "A.end").exists() and not (d / "B.start").exists()
