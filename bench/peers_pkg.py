@@ -100,7 +100,8 @@ def main() -> None:
             cmds[f"[{i}] {exe}"] = [exe, "run", "--prefix", state]
         cmds_list = list(cmds)
         before = [p for p in PKGS if _installed(p)]
-        subprocess.run([*APT, "install", *PKGS], env=ENV, capture_output=True, check=True)
+        if len(before) < len(PKGS):
+            subprocess.run([*APT, "install", *PKGS], env=ENV, capture_output=True, check=True)
         load0 = os.getloadavg()
         rows = []
         for phase, runs in (("install", args.runs), ("check", args.check_runs)):
