@@ -369,3 +369,28 @@ def test_a_reader_leaving_stops_the_run_as_a_signal_would(tmp_path: Path) -> Non
         proc.wait()
     assert proc.returncode == 128 + signal.SIGPIPE
     assert (d / "A.end").exists() and not (d / "B.start").exists()
+
+
+def test_a_command_started_with_descriptors_0_to_2_closed_runs_as_the_engine_runs_it(
+    tmp_path: Path,
+) -> None:
+    """The output pipe may then get one of their numbers; it must not become the
+    command's stdin or stdout for that (subprocess takes the same care)."""
+    graph = _graph(tmp_path, [_sh("c", "read x || echo no-stdin; echo out; exit 3")])
+    prefix = tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 4  # stores the plan
+    argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
+    argv += ["--prefix", str(prefix), "--converged-timeout", "0", str(graph)]
+    runs = []
+    for closing in ("<&-", "<&- >&-"):
+        proc = subprocess.run(
+            ["/bin/sh", "-c", f'exec "$@" {closing}', "sh", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 4, proc.stderr
+        assert "| asyncio" not in proc.stderr  # the fast path answered
+        runs.append(proc.stderr)
+    for err in runs:
+        assert "FAILED in apply: command exited with status 3; output: no-stdin | out" in err

@@ -362,7 +362,7 @@ def start(argv: list[str], shown: str, cwd: str, env: dict[str, str]) -> tuple[i
     """
     run_argv, environ, preexec = spawn.prepare(argv, shown, cwd, env)
     assert preexec is None  # can_run: the guard is there
-    r, w = os.pipe()
+    r, w = _pipe()
     actions: list[tuple[object, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, w, 1),
@@ -391,6 +391,21 @@ def start(argv: list[str], shown: str, cwd: str, env: dict[str, str]) -> tuple[i
             os.close(here)
     os.set_blocking(r, False)
     return pid, r
+
+
+def _pipe() -> tuple[int, int]:
+    """A pipe whose ends are not 0, 1 or 2 (a process started with one of them closed
+    would get it from `os.pipe`, and a child's 0-2 are set from it: as subprocess does)."""
+    import fcntl
+
+    ends = []
+    for fd in os.pipe():
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        ends.append(fd)
+    return ends[0], ends[1]
 
 
 def _inherited() -> list[int]:
@@ -432,7 +447,7 @@ def pkgs_unchanged(plan: Plan) -> bool:
 
 def _capture(argv: list[str], env: dict[str, str], ok: tuple[int, ...]) -> str | None:
     """The output of a query (its errors dropped), if it exits with a status of `ok`."""
-    r, w = os.pipe()
+    r, w = _pipe()
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, w, 1),
