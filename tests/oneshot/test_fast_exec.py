@@ -394,3 +394,20 @@ def test_a_command_started_with_descriptors_0_to_2_closed_runs_as_the_engine_run
         runs.append(proc.stderr)
     for err in runs:
         assert "FAILED in apply: command exited with status 3; output: no-stdin | out" in err
+
+
+def test_more_commands_than_the_descriptor_limit_allows_at_once_go_to_the_engine(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    graph = _graph(tmp_path, [_sh(f"c{i}", f"touch {out}/{i}") for i in range(40)])
+    prefix = tmp_path / "state"
+    assert _run(graph, prefix)[0].returncode == 2  # stores the plan
+    argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
+    argv += ["--prefix", str(prefix), "--converged-timeout", "0", str(graph)]
+    low = ["prlimit", "--nofile=128:128", "--"]  # a quarter: 32 descriptors, 16 commands
+    proc = subprocess.run([*low, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "| asyncio" in proc.stderr  # the engine ran them
+    assert len(list(out.iterdir())) == 40
