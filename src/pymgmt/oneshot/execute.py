@@ -58,13 +58,16 @@ _SIGPIPE, _SIGXFSZ, _SIGKILL = 13, 25, 9
 
 def can_run(plan: Plan) -> bool:
     """Whether this machine lets the fast path start the plan's commands as exec would:
-    under the guard (never the ``preexec_fn`` fallback), waited for through pidfds, and
+    under the guard (never the ``preexec_fn`` fallback), waited for through pidfds, not
+    on a terminal (where the engine shows what runs in a live status line), and
     all at once if they are ready at once (each holds two descriptors while it runs: more
     commands than a quarter of the descriptor limit allows go to the engine)."""
     if not plan.execs:
         return True
     if spawn.GUARD is None or not hasattr(os, "pidfd_open"):
         return False
+    if os.environ.get("TERM", "") != "dumb" and os.isatty(2):
+        return False  # the engine draws a live status line there (report/progress.py)
     from ..batch import batch_cap
 
     if 2 * len(plan.execs) > batch_cap():
