@@ -8,7 +8,13 @@ For pymgmt, the run's own events (``--json``) split the wall time: start-up
 to the first check, the transaction (the vertex's applying -> checked), and
 from there to exit.
 
-Needs root and apt; installs and removes real packages (powertop sl cowsay).
+Needs root and apt; installs and removes real packages (powertop sl cowsay,
+or `--packages`), but never removes one that was installed before it ran.
+The check runs take pymgmt's plain one-shot command (no ``--json``), the
+one a cron job runs and the fast path answers, so they have no split; the
+first of them is unmeasured (it stores the plan the next ones use).
+``--runs 0`` skips the install phase: with packages already installed,
+nothing on the machine changes.
 
     .venv/bin/python bench/peers_pkg.py --pymgmt /tmp/a/bin/pymgmt --pymgmt /tmp/b/bin/pymgmt
 """
@@ -61,6 +67,13 @@ def split(raw: str) -> dict[str, float]:
     return out
 
 
+def _installed(name: str) -> bool:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name], capture_output=True, text=True
+    )
+    return out.stdout.startswith("ii")
+
+
 def graph(d: Path) -> Path:
     path = d / "graph.yaml"
     body = "".join(f"  - name: {p}\n    state: installed\n" for p in PKGS)
@@ -73,7 +86,9 @@ def main() -> None:
     ap.add_argument("--pymgmt", action="append", help="a pymgmt executable (repeatable)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--check-runs", type=int, default=9)
+    ap.add_argument("--packages", default=",".join(PKGS), help="comma-separated")
     args = ap.parse_args()
+    PKGS[:] = args.packages.split(",")
     if os.geteuid() != 0:
         sys.exit("needs root (it installs packages)")
     exes = args.pymgmt or [PYMGMT]
@@ -82,14 +97,18 @@ def main() -> None:
         cmds = {"apt-get install / dpkg-query -W": None}
         for i, exe in enumerate(exes):
             state = f"{tmp}/state{i}"
-            cmds[f"[{i}] {exe}"] = [exe, "run", "--json", "--prefix", state]
+            cmds[f"[{i}] {exe}"] = [exe, "run", "--prefix", state]
         cmds_list = list(cmds)
-        subprocess.run([*APT, "install", *PKGS], env=ENV, capture_output=True, check=True)
+        before = [p for p in PKGS if _installed(p)]
+        if len(before) < len(PKGS):
+            subprocess.run([*APT, "install", *PKGS], env=ENV, capture_output=True, check=True)
         load0 = os.getloadavg()
         rows = []
         for phase, runs in (("install", args.runs), ("check", args.check_runs)):
+            if not runs:
+                continue
             samples: dict[str, list[tuple[float, float, str]]] = {k: [] for k in cmds_list}
-            for _ in range(runs):
+            for n in range(runs + (phase == "check")):
                 for name in cmds_list:
                     if phase == "install":
                         subprocess.run([*APT, "remove", *PKGS], env=ENV, capture_output=True)
@@ -98,15 +117,19 @@ def main() -> None:
                         argv = [*APT, "install", *PKGS] if phase == "install" else None
                         argv = argv or ["dpkg-query", "-W", *PKGS]
                     else:
-                        argv = [*base, "--converged-timeout", "0", g]
-                    samples[name].append(timed(argv))
+                        as_json = ["--json"] if phase == "install" else []
+                        argv = [*base, *as_json, "--converged-timeout", "0", g]
+                    if phase == "check" and n == 0:
+                        timed(argv)  # stores the plan: unmeasured
+                    else:
+                        samples[name].append(timed(argv))
             floor = statistics.median(s[0] for s in samples[cmds_list[0]])
             for name in cmds_list:
                 walls = [s[0] for s in samples[name]]
                 w = statistics.median(walls)
                 cpu = statistics.median(s[1] for s in samples[name])
                 parts = ""
-                if cmds[name] is not None:
+                if cmds[name] is not None and phase == "install":
                     sp = [split(s[2]) for s in samples[name]]
                     keys = ("graph", "start", "apply", "exit")
                     med = {
@@ -116,7 +139,8 @@ def main() -> None:
                     }
                     parts = ", ".join(f"{k} {v * 1000:.0f}" for k, v in med.items())
                 rows.append([phase, name, f"{w:.3f}", f"{w / floor:.2f}x", f"{cpu:.3f}", parts])
-        subprocess.run([*APT, "remove", *PKGS], env=ENV, capture_output=True)
+        if added := [p for p in PKGS if p not in before]:
+            subprocess.run([*APT, "remove", *added], env=ENV, capture_output=True)
         load1 = os.getloadavg()
     head = ["phase", "command", "wall s", "vs floor", "CPU s", "pymgmt split (ms)"]
     print(table(head, rows))

@@ -14,7 +14,9 @@ start and exit, so the makespan splits into:
 The floor is ``sh``: ``D & A; B; C; wait`` with the same job script. Every
 command in --pymgmt (several may be given, A/B) and the floor run interleaved,
 `--runs` rounds; medians of wall time and of CPU (user+sys of the agent and
-its children).
+its children). One unmeasured round first (`--warmup`): a host runs the same
+graph again and again, and the first run of a graph stores the plan the
+one-shot fast path answers the next ones from (README, "The one-shot fast path").
 
     .venv/bin/python bench/peers_w3.py --pymgmt /tmp/a/bin/pymgmt --pymgmt /tmp/b/bin/pymgmt
 """
@@ -88,6 +90,12 @@ def main() -> None:
     ap.add_argument("--pymgmt", action="append", help="a pymgmt executable (repeatable)")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--sleep", type=float, default=2.0, help="seconds each exec sleeps")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="unmeasured rounds first (a run of a graph stores the one-shot plan the next uses)",
+    )
     args = ap.parse_args()
     exes = args.pymgmt or [PYMGMT]
     with tempfile.TemporaryDirectory(prefix="pymgmt-w3-") as tmp:
@@ -101,6 +109,9 @@ def main() -> None:
             cmds[f"[{i}] {exe}"] = [exe, "run", "--prefix", state, "--converged-timeout", "0", g]
         env_load = os.getloadavg()
         samples: dict[str, list[dict[str, float]]] = {k: [] for k in cmds}
+        for _ in range(args.warmup):
+            for argv in cmds.values():
+                once(argv, d)
         for _ in range(args.runs):
             for name, argv in cmds.items():
                 samples[name].append(once(argv, d))

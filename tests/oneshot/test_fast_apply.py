@@ -44,10 +44,16 @@ def _tree(root: Path) -> dict[str, tuple[object, ...]]:
     return out
 
 
+#: report/progress.py's lines about a long apply: whether they come depends on the load
+_PROGRESS = re.compile(r"^DATE INFO  \S+: (applying .*\(running for \d+ s\)|still running:)")
+
+
 def _words(stderr: str) -> tuple[list[str], list[str]]:
     """(the NOTICE and ERROR lines, sorted; every other line, in order); without the
-    durations a slow change gets (``(0.12 s)``), which depend on the disk."""
+    durations a slow change gets (``(0.12 s)``), which depend on the disk, nor the
+    lines about an apply that takes a while (a loaded machine's)."""
     lines = [re.sub(r" \(\d+\.\d\d s\)$", "", x) for x in _normal(stderr).splitlines()]
+    lines = [x for x in lines if not _PROGRESS.match(x)]
     changes = sorted(x for x in lines if x.startswith(("DATE NOTICE", "DATE ERROR")))
     return changes, [x for x in lines if x not in changes]
 

@@ -2,9 +2,10 @@
 
 Each case builds a real file system state, then asks both: the file
 resource's own check (in-process, as the engine would) and
-`oneshot.check.all_converged` on the plan entry a full run would store for
-that resource (`plan._want`). The fast path may only ever say "converged"
-where `File.check` says so too; and where the check says converged, it
+`oneshot.apply.look` on a plan holding the entry a full run would store
+for that resource (`plan._want`): converged when it finds nothing to
+change. The fast path may only ever say "converged" where `File.check`
+says so too; and where the check says converged, it
 must too, or it would never answer.
 """
 
@@ -19,8 +20,8 @@ import pytest
 from helpers import resource_context, run_async
 
 from pymgmt.errors import ResourceError
-from pymgmt.oneshot.check import all_converged
-from pymgmt.oneshot.plan import _want
+from pymgmt.oneshot.apply import look
+from pymgmt.oneshot.plan import Plan, _want
 from pymgmt.resources.file import File
 
 NOBODY = 65534
@@ -92,4 +93,6 @@ def test_both_checks_agree(
         params["path"] = str(work / "missing" / "f")
     res = File(name="f", **params)
     verdict = run_async(_file_check(res, tmp_path))
-    assert all_converged([_want(res)]) == (verdict is True), verdict
+    plan = Plan("g", "g.yaml", 1, 0, [])
+    plan.files, plan.names, plan.after = [_want(res)], ["File[f]"], [()]
+    assert (look(plan) == {}) == (verdict is True), verdict

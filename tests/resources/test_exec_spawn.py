@@ -24,6 +24,7 @@ from helpers import PYMGMT, graph_doc, pid_alive, recap_of, run_once, wait_for, 
 
 from pymgmt.errors import ResourceError
 from pymgmt.resources import exec as exec_mod
+from pymgmt.resources import spawn
 
 
 def _graph(tmp_path: Path, *execs: dict[str, Any]) -> Path:
@@ -60,10 +61,10 @@ def test_a_command_dies_with_the_agent_even_on_kill_9(agent, tmp_path, field):
     wait_for(lambda: not pid_alive(pid), what="the command to die with the agent")
 
 
-@pytest.mark.skipif(exec_mod._GUARD is None, reason="no setpriv or /bin/sh here")
+@pytest.mark.skipif(spawn.GUARD is None, reason="no setpriv or /bin/sh here")
 def test_a_guard_whose_agent_is_gone_runs_nothing(tmp_path):
     mark = tmp_path / "ran"
-    guarded = exec_mod._guarded(["touch", str(mark)], None)  # guards for *this* process
+    guarded = spawn.guarded(["touch", str(mark)], None)  # guards for *this* process
     # Started by another process (a forking shell), as if the agent died first:
     # its parent is not the pid the guard checks, so the command never runs.
     orphan = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *guarded], check=False)
@@ -122,8 +123,8 @@ def test_without_the_guard_programs_the_preexec_fallback_runs_the_command(tmp_pa
     through a ``preexec_fn``): the same status and output."""
     from helpers import run_async
 
-    monkeypatch.setattr(exec_mod, "_GUARD", None)
-    monkeypatch.setattr(exec_mod, "_PRCTL", exec_mod._resolve_prctl())
+    monkeypatch.setattr(spawn, "GUARD", None)
+    monkeypatch.setattr(spawn, "PRCTL", spawn.resolve_prctl())
     argv = exec_mod._Argv(["/bin/sh", "-c", "echo out; exit 3"], "'/bin/sh'")
     code, out = run_async(exec_mod._run(argv, str(tmp_path), {"X": "1"}, 0))
     assert (code, out.tail) == (3, b"out\n")

@@ -7,15 +7,20 @@ or cache before checking anything; CFEngine answers the same question in
 ~80 ms. So the check comes first:
 
 * plan.py     what a full run stores for the next one: each file's wanted
+              state, each command as exec runs it, each package's wanted
               state, the graph's name, size and compile lines;
-* check.py    every file of a plan, judged by the file resource's own
-              rule (resources/filestate.py) after the same safe walk;
+* apply.py    every file of a plan, judged by the file resource's own
+              rule (resources/filestate.py) after the same safe walk, and
+              changed by its own apply in durable batches;
+* execute.py  the plan run by readiness: commands as exec runs them
+              (resources/spawn.py), packages checked by the apt backend's
+              own query (resources/pkgstate.py);
 * command.py  the command lines it answers, the state directory's lock,
               and the very lines and recap the full run would write.
 
-Only when every file is converged does it answer (exit 0); anything else
-(a change to make, an unknown flag, another agent holding the lock, a
-graph with other kinds) goes to the full run, which then decides and
-reports exactly as it always did. Its imports are `os`, `stat`, `time`,
-`fcntl`, `marshal`, `pwd`, `grp` and `_blake2`: nothing that costs.
+Anything it is not sure of (an unknown flag, another agent holding the
+lock, another kind, a package to change) goes to the full run before
+anything was changed or started, which then decides and reports exactly
+as it always did. Its imports are `os`, `stat`, `time`, `fcntl`,
+`marshal`, `pwd`, `grp`, `select` and `_blake2`: nothing that costs.
 """

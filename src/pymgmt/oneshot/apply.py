@@ -8,15 +8,16 @@ Three steps, and nothing is changed before the third:
    another kind of node in its place, an unknown user, a missing parent
    no managed directory creates, a non-empty directory to remove) hands
    the whole run to the full path, which reports it.
-2. **order**: the files to change form waves along the graph's edges
-   (AutoEdges put a directory before its files): a file waits for every
-   file it depends on.
-3. **apply**: each wave is made in batches of `pymgmt.batch` (as many
-   files as a quarter of the descriptor limit allows: a staged file is
-   open until the sync), by `filestate.apply_at`, the file resource's own
-   apply: temporary files with their final mode and owner, one sync, the
-   renames, one fsync per directory. A file that fails makes every file after it in the graph
-   "skipped", as the engine does.
+2. **order**: a file is changed once every vertex it depends on is done
+   (AutoEdges put a directory before its files); oneshot/execute.py
+   schedules, by readiness, with the graph's commands.
+3. **apply**: the files ready at once are made in batches of
+   `pymgmt.batch` (as many files as a quarter of the descriptor limit
+   allows: a staged file is open until the sync), by `filestate.apply_at`,
+   the file resource's own apply: temporary files with their final mode
+   and owner, one sync, the renames, one fsync per directory. A file that
+   fails makes every vertex after it in the graph "skipped", as the engine
+   does.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from ..batch import Job, batch_cap, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
-from ..safepath import lstat_at, open_node, read_fd, same_content, sha256_hex, split, walk
+from ..safepath import lstat_at, open_node, read_fd, sha256_hex, split, walk
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,12 +43,12 @@ Change = tuple[str, object, object]
 
 
 class Outcome:
-    """What happened to each file: changes made, failures, and when each ended."""
+    """What happened to each vertex: changes made, failures, and when each ended."""
 
-    __slots__ = ("changed", "failed", "interrupted", "notices", "todo")
+    __slots__ = ("changed", "failed", "interrupted", "notices", "say", "todo")
 
     def __init__(self, todo: dict[int, list[Change]] | None = None) -> None:
-        #: the files that were to change
+        #: the vertices that were to change (a command that turned out not to run leaves it)
         self.todo = todo or {}
         #: the signal that stopped the run between two waves (0: none)
         self.interrupted = 0
@@ -55,13 +56,22 @@ class Outcome:
         self.changed: dict[int, list[Change]] = {}
         #: file index -> the failure's text
         self.failed: dict[int, str] = {}
-        #: (time, level, file index, text), in the order they happened
+        #: (time, level, vertex index or -1, text), in the order they happened
         self.notices: list[tuple[float, str, int, str]] = []
+        #: where a line goes: `notices`, kept for the end; or written at once (a run of commands)
+        self.say: Callable[[float, str, int, str], None] = self._keep
+
+    def _keep(self, at: float, level: str, i: int, text: str) -> None:
+        self.notices.append((at, level, i, text))
+
+    def note(self, level: str, i: int, text: str) -> None:
+        """A line about vertex `i` (-1: about the run), now."""
+        self.say(time.time(), level, i, text)
 
     def states(self, plan: Plan) -> dict[int, str]:
-        """Each file's outcome in the recap's words (report/recap.py)."""
+        """Each vertex's outcome in the recap's words (report/recap.py)."""
         out: dict[int, str] = {}
-        for i in range(len(plan.files)):
+        for i in range(len(plan.names)):
             failed = _ancestors(plan, i) & self.failed.keys() if self.failed else ()
             blockers = sorted({plan.names[j] for j in failed})
             if i in self.failed:
@@ -86,6 +96,8 @@ def look(plan: Plan) -> dict[int, list[Change]] | None:
     try:
         todo: dict[int, list[Change]] = {}
         for i, f in enumerate(plan.files):
+            if f is None:
+                continue  # an exec or a package: oneshot/execute.py
             changes = _look(_resolved(f), dirs)
             if changes is None:
                 return None
@@ -98,6 +110,13 @@ def look(plan: Plan) -> dict[int, list[Change]] | None:
         for fd in dirs.values():
             if fd is not None:
                 os.close(fd)
+
+
+def file_of(plan: Plan, i: int) -> FileWant:
+    """The wanted state of vertex `i`, a file (every index of a file `todo` is one)."""
+    f = plan.files[i]
+    assert f is not None
+    return f
 
 
 def _resolved(f: FileWant) -> Wanted:
@@ -156,8 +175,10 @@ def _absent_changes(w: Wanted) -> list[Change]:
 def _differences(w: Wanted, fd: int, st: os.stat_result) -> list[Change]:
     out: list[Change] = []
     want = w.content
-    if want is not None and (st.st_size != len(want) or not same_content(fd, want)):
-        out.append(("content", _digest(read_fd(fd)), _digest(want)))
+    if want is not None:
+        have = read_fd(fd)  # once: to compare, and to digest if it differs
+        if have != want:
+            out.append(("content", _digest(have), _digest(want)))
     return out + _meta_changes(w, st)
 
 
@@ -185,13 +206,13 @@ def _parents_made(plan: Plan, todo: dict[int, list[Change]], dirs: dict[str, int
     ancestor of the file in the graph (so it is made in an earlier wave).
     """
     made = {
-        plan.files[i][0]: i
+        file_of(plan, i)[0]: i
         for i, ch in todo.items()
-        if plan.files[i][1] and not plan.files[i][2] and ch[0][0] == "state"
+        if file_of(plan, i)[1] and not file_of(plan, i)[2] and ch[0][0] == "state"
     }
     for i in todo:
-        parent = split(plan.files[i][0])[0]
-        if dirs.get(parent, 0) is None and not plan.files[i][2]:
+        parent = split(file_of(plan, i)[0])[0]
+        if dirs.get(parent, 0) is None and not file_of(plan, i)[2]:
             maker = made.get(parent)
             if maker is None or maker not in _ancestors(plan, i):
                 return False
@@ -209,48 +230,16 @@ def _ancestors(plan: Plan, i: int) -> set[int]:
     return seen
 
 
-def waves(plan: Plan, todo: dict[int, list[Change]]) -> list[list[int]]:
-    """The files to change, in waves: each file after every file it depends on.
+def apply_files(
+    plan: Plan, todo: dict[int, list[Change]], files: list[int], outcome: Outcome
+) -> None:
+    """Make `files` (each in `todo`, every file they depend on done) as wanted.
 
-    A file's wave is its depth in the graph (the graph is acyclic: checked
-    when the plan was made), worked out without recursion: a chain of
-    thousands of files is a valid graph.
+    In batches of `pymgmt.batch`: each staged file holds an fd till the sync.
     """
-    depth: dict[int, int] = {}
-    for start in todo:
-        stack = [start]
-        while stack:
-            i = stack[-1]
-            if i in depth:
-                stack.pop()
-                continue
-            missing = [j for j in plan.after[i] if j not in depth]
-            if missing:
-                stack.extend(missing)
-            else:
-                depth[i] = 1 + max((depth[j] for j in plan.after[i]), default=-1)
-                stack.pop()
-    out: dict[int, list[int]] = {}
-    for i in todo:
-        out.setdefault(depth[i], []).append(i)
-    return [out[d] for d in sorted(out)]
-
-
-def apply(plan: Plan, todo: dict[int, list[Change]], stop: list[int]) -> Outcome:
-    """Make every file of `todo` as wanted, wave after wave; what happened.
-
-    `stop`: signals caught meanwhile; one stops the run before the next wave.
-    """
-    outcome = Outcome(todo)
     cap = batch_cap()
-    for wave in waves(plan, todo):
-        if stop:
-            outcome.interrupted = stop[0]
-            break
-        ready = [i for i in wave if not _blocked(plan, i, outcome.failed)]
-        for start in range(0, len(ready), cap):  # each staged file holds an fd till the sync
-            _apply_batch(plan, todo, ready[start : start + cap], outcome)
-    return outcome
+    for start in range(0, len(files), cap):
+        _apply_batch(plan, todo, files[start : start + cap], outcome)
 
 
 def _apply_batch(
@@ -272,18 +261,12 @@ def _apply_batch(
                 os.close(fd)
     took = time.monotonic() - began  # each apply waited for the whole batch's sync
     for i, job in zip(files, jobs, strict=True):
-        now = time.time()
         if job.error is None:
             outcome.changed[i] = todo[i]
-            outcome.notices.append((now, "NOTICE", i, changed_text(todo[i], took)))
+            outcome.note("NOTICE", i, changed_text(todo[i], took))
         else:
             outcome.failed[i] = f"apply: {job.error}"
-            outcome.notices.append((now, "ERROR", i, f"FAILED in apply: {job.error}"))
-
-
-def _blocked(plan: Plan, i: int, failed: dict[int, str]) -> bool:
-    """Whether a file that `i` depends on failed (then `i` is skipped)."""
-    return bool(failed) and not _ancestors(plan, i).isdisjoint(failed)
+            outcome.note("ERROR", i, f"FAILED in apply: {job.error}")
 
 
 def _applier(
@@ -295,7 +278,7 @@ def _applier(
     before its jobs run: they may run in threads), shared by its jobs.
     """
     fields = frozenset(c[0] for c in changes)
-    parent, name = split(plan.files[i][0])
+    parent, name = split(file_of(plan, i)[0])
     if parent not in dirs:
         try:
             dirs[parent] = walk(parent)
@@ -306,7 +289,7 @@ def _applier(
         dfd = dirs[parent]
         if not isinstance(dfd, int):
             raise dfd
-        apply_at(_resolved(plan.files[i]), dfd, name, fields, staging)
+        apply_at(_resolved(file_of(plan, i)), dfd, name, fields, staging)
 
     return run
 

@@ -1,12 +1,13 @@
-"""``pymgmt run --converged-timeout 0 FILE`` of a file graph, before anything heavy is imported.
+"""``pymgmt run --converged-timeout 0 FILE``, before anything heavy is imported.
 
 `try_run` is called by `cli.main` first for every ``pymgmt run``. It
 answers only the plainest one-shot run (the flags `recognise` accepts,
 no configuration file, not under systemd), only for a graph whose plan
 (oneshot/plan.py) a full run stored, and only when it is sure of every
-file (oneshot/apply.py `look`): it then makes the changes, if any, and
-writes what the full run would write (its lines and recap, to the
-character but for times and dates) and its exit code. In every other case
+file (oneshot/apply.py `look`) and package (oneshot/execute.py): it then
+runs the graph (oneshot/execute.py) and writes what the full run would
+write (its lines and recap, to the character but for times and dates)
+and its exit code. In every other case
 it returns before changing or writing anything, and the full run goes on
 as if it had never been called. `run_stored` is the same executor for a
 full run that has just validated its graph and stored the plan.
@@ -22,8 +23,8 @@ from ..report.exitcodes import EXIT_CHANGED, EXIT_FAILED
 from ..report.textline import timestamp, visible
 from ..safepath import read_regular, walk
 from ..statelock import default_prefix, lock_at, release
-from .apply import Outcome, apply, look
-from .check import all_converged
+from .apply import Outcome, look
+from .execute import can_run, execute, pkgs_unchanged, say_stopping
 from .plan import Plan, plan_key, read_at
 
 #: the configuration file `pymgmt run` reads when it exists (config.DEFAULT_PATH)
@@ -32,7 +33,7 @@ CONFIG_PATH = "/etc/pymgmt/pymgmt.yaml"
 _MAX_GRAPH = 64 << 20
 #: the recap's outcomes, in its order (report/recap.py)
 _ORDER = ("unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending")
-_SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
+_SIGNAL_NAMES = {2: "SIGINT", 13: "SIGPIPE", 15: "SIGTERM"}
 #: flags taken without a value, besides the two that take one
 _PLAIN_FLAGS = ("--no-watch", "--no-config")
 #: a run under systemd talks to it (sd_notify, the journal's priorities): the full path
@@ -118,22 +119,21 @@ def _try(command: Command) -> tuple[int | None, bool]:
         if text is None:
             return None, False  # the full run says what is wrong with it
         plan = read_at(dfd, plan_key(text, source))
-        if plan is None:
-            return None, True
+        if plan is None or (plan.pkgs and plan.dpkg != _dpkg_stamp()):
+            return None, True  # none, or packages came or went since: AutoEdges may differ
         try:
             held = lock_at(dfd)
         except OSError:  # another agent has it: the full run names it
             return None, False
         with _Signals() as signals:  # from here on, a signal stops the run gracefully
-            outcome = _settle(plan, dfd, signals.caught)
+            report = _Report(plan, started, stamp, signals.caught)
+            outcome = _settle(plan, dfd, report)
             if outcome is None:
                 release(held)
                 if signals.caught:  # nothing was changed: the full run's words for it
                     return _interrupted_before_start(signals.caught[0]), False
                 return None, False
-            if signals.caught and not outcome.interrupted:
-                outcome.interrupted = signals.caught[0]
-            return _report(plan, outcome, started, stamp), False  # the lock goes with the process
+            return report.end(outcome), False  # the lock goes with the process
     finally:
         os.close(dfd)
 
@@ -153,31 +153,44 @@ def run_stored(prefix: str, text: bytes, source: str) -> int | None:
         if plan is None or not plan.applies:
             return None
         with _Signals() as signals:
-            outcome = _settle(plan, dfd, signals.caught)
+            report = _Report(plan, started, stamp, signals.caught, compiled=True)
+            outcome = _settle(plan, dfd, report)
             if outcome is None:
                 if signals.caught:
                     return _interrupted_before_start(signals.caught[0])
                 return None
-            if signals.caught and not outcome.interrupted:
-                outcome.interrupted = signals.caught[0]
-            return _report(plan, outcome, started, stamp, compiled=True)
+            return report.end(outcome)
     finally:
         os.close(dfd)
 
 
-def _settle(plan: Plan, dfd: int, stop: list[int]) -> Outcome | None:
-    """Check the plan's files and, if the plan allows it, make the changes; None: the full run.
+def _settle(plan: Plan, dfd: int, report: _Report) -> Outcome | None:
+    """Check the plan's files and packages and, if the plan allows it, run it; None: the
+    full run, and nothing was changed or started.
 
-    `stop`: the signals caught meanwhile (apply stops between two waves).
+    `report.stop`: the signals caught meanwhile (nothing new starts after one).
     """
     if not _state_dir_plain(dfd):
         return None
-    if not plan.applies:
-        return Outcome() if all_converged(plan.files) else None
-    todo = look(plan)
-    if todo is None:
-        return None
-    return apply(plan, todo, stop) if todo else Outcome()
+    if not plan.applies:  # files alone (plan.py): answered only when every one is as wanted
+        if look(plan) != {}:
+            return None
+        outcome = Outcome()
+    else:
+        if not can_run(plan) or not pkgs_unchanged(plan):
+            return None
+        todo = look(plan)
+        if todo is None:
+            return None
+        todo.update((i, [("run", None, e[0])]) for i, e in plan.execs.items())
+        outcome = Outcome(todo)
+        if todo:
+            if plan.execs:  # commands take their time: each line is written as it happens
+                report.go_live(outcome)
+            execute(plan, todo, report.stop, outcome)
+    if report.stop and not outcome.interrupted:  # a signal after the last batch began
+        say_stopping(outcome, report.stop[0], 0)
+    return outcome
 
 
 class _Signals:
@@ -192,8 +205,20 @@ class _Signals:
         import _signal  # type: ignore[import-not-found]  # signal.py imports enum: too dear
 
         for sig in (_signal.SIGINT, _signal.SIGTERM):
-            self._old[sig] = _signal.signal(sig, lambda signum, frame: self.caught.append(signum))
+            self._old[sig] = _signal.signal(sig, self._caught)
         return self
+
+    def _caught(self, sig: int, frame: object) -> None:
+        """The first stop is graceful; the next one exits at once, as the full run does
+        (a command under way dies with this process: spawn.py's guard)."""
+        self.caught.append(sig)
+        if len(self.caught) > 1:
+            name = _SIGNAL_NAMES.get(sig, f"signal {sig}")
+            try:  # noqa: SIM105 (contextlib costs the fast path ~5 ms)
+                os.write(2, f"\n{name} again: exiting at once\n".encode())
+            except OSError:
+                pass
+            os._exit(128 + sig)
 
     def __exit__(self, *exc: object) -> None:
         import _signal
@@ -206,6 +231,12 @@ def _environment_allows(command: Command) -> bool:
     if any(os.environ.get(name) for name in _SYSTEMD_ENV):
         return False
     return command.no_config or not os.path.lexists(CONFIG_PATH)
+
+
+def _dpkg_stamp() -> tuple[int, ...]:
+    from ..resources.pkgstate import dpkg_stamp
+
+    return dpkg_stamp()
 
 
 def _state_dir_plain(dfd: int) -> bool:
@@ -232,45 +263,69 @@ def _state_dir_plain(dfd: int) -> bool:
         os.close(fd)
 
 
-def _report(
-    plan: Plan, outcome: Outcome, started: float, stamp: float, *, compiled: bool = False
-) -> int:
-    """Write the lines and recap of the run, as the full run writes them; its exit code.
+class _Report:
+    """The run's lines and recap, as the full run writes them; its exit code.
 
     The very text `report.console` and `report.recap` write for such a run
-    (tests/oneshot compare the two). `compiled`: the compiler already wrote
-    its lines (a full run handed its graph over, `run_stored`).
+    (tests/oneshot compare the two). A run of files writes it all at its end
+    (a list joined once: 100k lines); a run of commands writes each line as
+    it happens (`go_live`), as the full run does. `compiled`: the compiler
+    already wrote its lines (a full run handed its graph over, `run_stored`).
     """
-    head = [*([] if compiled else plan.lines), _graph_line(plan)]
-    out = [_line(stamp, "INFO", x) for x in head]  # a list joined once: 100k lines
-    out += (
-        _line(at, lvl, f"{visible(plan.names[i])}: {what}") for at, lvl, i, what in outcome.notices
-    )
-    if outcome.interrupted:
-        why = f"interrupted by {_SIGNAL_NAMES.get(outcome.interrupted, 'a signal')}"
-        out.append(_line(time.time(), "INFO", f"Stopping: {why} (again to exit at once)"))
-    else:
-        out.append(_line(time.time(), "INFO", "Converged for 0 seconds, exiting"))
-    how = " (interrupted)" if outcome.interrupted else ""
-    out.append(f"Recap of graph {plan.name!r} after {time.monotonic() - started:.2f}s{how}:\n")
-    out.append(recap_text(plan, outcome))
-    if not _write_out("".join(out)):  # its reader left (``| head -1``): as a full run stops then
-        _silence_stderr()
-        return 128 + 13  # SIGPIPE, as a shell says of a program the pipe killed
-    if outcome.interrupted:
-        return 128 + outcome.interrupted
-    states = outcome.states(plan).values()
-    changed = EXIT_CHANGED if "changed" in states else 0
-    return changed | (EXIT_FAILED if outcome.failed else 0)
+
+    def __init__(
+        self, plan: Plan, started: float, stamp: float, stop: list[int], *, compiled: bool = False
+    ) -> None:
+        self.plan, self.started, self.stamp, self.stop = plan, started, stamp, stop
+        self.head = [*([] if compiled else plan.lines), _graph_line(plan)]
+        #: stderr's reader left while lines were written live
+        self.closed = False
+
+    def go_live(self, outcome: Outcome) -> None:
+        self._write([_line(self.stamp, "INFO", x) for x in self.head])
+        self.head = []
+        outcome.say = self._say
+
+    def _say(self, at: float, level: str, i: int, text: str) -> None:
+        self._write([_notice(self.plan, at, level, i, text)])
+
+    def _write(self, out: list[str]) -> None:
+        if not self.closed and not _write_out("".join(out)):
+            self.closed = True  # the full run's stop for it: nothing new starts
+            _silence_stderr()
+            self.stop.append(13)
+
+    def end(self, outcome: Outcome) -> int:
+        plan = self.plan
+        out = [_line(self.stamp, "INFO", x) for x in self.head]
+        out += (_notice(plan, at, lvl, i, what) for at, lvl, i, what in outcome.notices)
+        if not outcome.interrupted:
+            out.append(_line(time.time(), "INFO", "Converged for 0 seconds, exiting"))
+        how = " (interrupted)" if outcome.interrupted else ""
+        took = time.monotonic() - self.started
+        out.append(f"Recap of graph {plan.name!r} after {took:.2f}s{how}:\n")
+        states = outcome.states(plan)
+        out.append(recap_text(plan, states, interrupted=bool(outcome.interrupted)))
+        self._write(out)
+        if self.closed:  # its reader left (``| head -1``): as a full run stops then
+            return 128 + 13  # SIGPIPE, as a shell says of a program the pipe killed
+        if outcome.interrupted:
+            return 128 + outcome.interrupted
+        changed = EXIT_CHANGED if "changed" in states.values() else 0
+        return changed | (EXIT_FAILED if outcome.failed else 0)
+
+
+def _notice(plan: Plan, at: float, level: str, i: int, text: str) -> str:
+    return _line(at, level, text if i < 0 else f"{visible(plan.names[i])}: {text}")
 
 
 def _line(at: float, level: str, message: str) -> str:
     return f"{timestamp(at)} {level:<5} {visible(message)}\n"
 
 
-def recap_text(plan: Plan, outcome: Outcome) -> str:
-    """The recap's per-resource lines and its total (report/recap.py's words)."""
-    states = outcome.states(plan)
+def recap_text(plan: Plan, states: dict[int, str], *, interrupted: bool) -> str:
+    """The recap's per-resource lines and its total (report/recap.py's words), from
+    each vertex's outcome (`Outcome.states`)."""
     width = max((len(name) for name in plan.names), default=10)
     rows = sorted((plan.names[i], word) for i, word in states.items() if word != "unchanged")
     text = "".join(f"  {name:<{width}}  {word}\n" for name, word in rows)
@@ -278,10 +333,10 @@ def recap_text(plan: Plan, outcome: Outcome) -> str:
     for word in states.values():
         key = word.split(" (")[0].split(":")[0].lower()
         counts[key] = counts.get(key, 0) + 1
-    always = ("unchanged", "changed", "failed", *(("pending",) if outcome.interrupted else ()))
+    always = ("unchanged", "changed", "failed", *(("pending",) if interrupted else ()))
     parts = [f"{counts.get(k, 0)} {k}" for k in _ORDER if counts.get(k) or k in always]
-    verdict = "INTERRUPTED" if outcome.interrupted else "OK"
-    if not outcome.interrupted and (counts.get("failed") or counts.get("skipped")):
+    verdict = "INTERRUPTED" if interrupted else "OK"
+    if not interrupted and (counts.get("failed") or counts.get("skipped")):
         verdict = "FAILED"
     n = len(plan.names)
     return text + f"{verdict}: {n} {'resource' if n == 1 else 'resources'}: {', '.join(parts)}\n"

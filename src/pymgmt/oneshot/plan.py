@@ -40,13 +40,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..frontends.compile import Compiled
-    from ..graph.model import Key
     from ..metaparams import MetaParams
 
 #: the file in the state directory
 PLAN_NAME = "oneshot-plan"
 #: bumped when the layout changes: an older plan is then a miss
-FORMAT = 2
+FORMAT = 3
 #: a plan larger than this is not read
 _MAX_BYTES = 256 << 20
 #: the subpackages whose code decides what a plan holds or what the fast path writes
@@ -55,6 +54,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: one file of the plan: (path, is_dir, absent, content, mode, owner, group); None: unmanaged
 FileWant = tuple[str, bool, bool, bytes | None, int | None, str | None, str | None]
+#: one exec: (cmd, argv, shown, cwd, env pairs, timeout, creates, ifcmd argv, its shown)
+ExecWant = tuple[str, list[str], str, str, list[tuple[str, str]], int, str, list[str] | None, str]
+#: one package vertex (a group of them, as AutoGroup made it): (backend, [(name, state)])
+PkgWant = tuple[str, list[tuple[str, str]]]
 
 
 class Plan:
@@ -63,11 +66,14 @@ class Plan:
     __slots__ = (
         "after",
         "applies",
+        "dpkg",
         "edges",
+        "execs",
         "files",
         "lines",
         "name",
         "names",
+        "pkgs",
         "source",
         "vertices",
     )
@@ -78,10 +84,16 @@ class Plan:
         self.vertices = vertices
         self.edges = edges
         self.lines = lines
-        #: each file's wanted state, display name (``File[f1]``) and prerequisites (indices)
-        self.files: list[FileWant] = []
+        #: each vertex's display name (``File[f1]``) and prerequisites (indices), and
+        #: its wanted state: a file's in `files`, else None there and one in `execs` or `pkgs`
+        self.files: list[FileWant | None] = []
         self.names: list[str] = []
         self.after: list[tuple[int, ...]] = []
+        self.execs: dict[int, ExecWant] = {}
+        self.pkgs: dict[int, PkgWant] = {}
+        #: dpkg's database when the plan was made (`pkgstate.dpkg_stamp`); with packages,
+        #: another one means AutoEdges may differ: the full run again
+        self.dpkg: tuple[int, ...] = ()
         #: the fast path may make the changes too (no noop, retry, timeout, limit, notify)
         self.applies = False
 
@@ -150,10 +162,13 @@ def _only_mine(st: os.stat_result, *, dir_: bool) -> bool:
 
 def _decode(doc: object, key: bytes) -> Plan | None:
     """`doc` as a Plan if it has exactly the plan's shape and `key`; else None."""
-    if not isinstance(doc, tuple) or len(doc) != 11:
+    if not isinstance(doc, tuple) or len(doc) != 14:
         return None
-    fmt, got, name, source, vertices, edges, lines, files, names, after, applies = doc
+    fmt, got, name, source, vertices, edges, lines, files, names, after, applies = doc[:11]
+    execs, pkgs, dpkg = doc[11:]
     if fmt != FORMAT or got != key:
+        return None
+    if not (isinstance(execs, dict) and isinstance(pkgs, dict) and isinstance(dpkg, tuple)):
         return None
     if not (_all(str, (name, source)) and _all(int, (vertices, edges)) and type(applies) is bool):
         return None
@@ -164,8 +179,16 @@ def _decode(doc: object, key: bytes) -> Plan | None:
         return None
     if not all(_file_shaped(f) for f in files) or not all(_indices(a, n) for a in after):
         return None
+    others = {**execs, **pkgs}
+    if len(others) != len(execs) + len(pkgs) or not _all(int, dpkg):
+        return None
+    if set(others) != {i for i, f in enumerate(files) if f is None}:
+        return None  # every vertex is exactly one of a file, an exec, a package
+    if not all(map(_exec_shaped, execs.values())) or not all(map(_pkg_shaped, pkgs.values())):
+        return None
     plan = Plan(name, source, vertices, edges, lines)
     plan.files, plan.names, plan.after, plan.applies = files, names, after, applies
+    plan.execs, plan.pkgs, plan.dpkg = execs, pkgs, dpkg
     return plan
 
 
@@ -177,7 +200,37 @@ def _all(kind: type, values: Any) -> bool:
     return all(type(v) is kind for v in values)
 
 
+def _strs(v: object) -> bool:
+    return isinstance(v, list) and bool(v) and _all(str, v)
+
+
+def _exec_shaped(e: object) -> bool:
+    if not isinstance(e, tuple) or len(e) != 9:
+        return False
+    cmd, argv, shown, cwd, env, timeout, creates, if_argv, if_shown = e
+    return (
+        _all(str, (cmd, shown, cwd, creates, if_shown))
+        and _strs(argv)
+        and isinstance(env, list)
+        and all(isinstance(p, tuple) and len(p) == 2 and _all(str, p) for p in env)
+        and type(timeout) is int
+        and timeout >= 0
+        and (if_argv is None or _strs(if_argv))
+    )
+
+
+def _pkg_shaped(p: object) -> bool:
+    if not isinstance(p, tuple) or len(p) != 2 or type(p[0]) is not str:
+        return False
+    wanted = p[1]
+    return isinstance(wanted, list) and all(
+        isinstance(w, tuple) and len(w) == 2 and _all(str, w) for w in wanted
+    )
+
+
 def _file_shaped(f: object) -> bool:
+    if f is None:
+        return True  # another kind's vertex
     if not isinstance(f, tuple) or len(f) != 7:
         return False
     path, is_dir, absent, content, mode, owner, group = f
@@ -198,10 +251,11 @@ def _file_shaped(f: object) -> bool:
 def store(prefix: Path, text: bytes, source: str, compiled: Compiled) -> bool:
     """Store the plan of `compiled` (parsed from `text`) in `prefix`, locked by this run.
 
-    Only a graph the fast path can check as a whole is stored: files alone,
-    nothing exported, collected or run remotely, no Send/Recv, nothing
-    grouped, no warning to show again. Returns whether a plan was written;
-    a failure to write is no error (the next run is a full one again).
+    Only a graph the fast path can check as a whole is stored: files,
+    execs and packages (`_vertex_want` says which), nothing exported,
+    collected or run remotely, no Send/Recv, no warning to show again.
+    Returns whether a plan was written; a failure to write is no error
+    (the next run is a full one again).
     """
     data = encode(text, source, compiled)
     if data is None:
@@ -219,16 +273,9 @@ def store(prefix: Path, text: bytes, source: str, compiled: Compiled) -> bool:
 def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
     """The plan file's bytes, or None if the fast path cannot stand in for this graph."""
     from ..frontends.compile import autoedge_message
-    from ..graph.model import key_str
-    from ..resources.file import File
 
     declared, graph = compiled.declared, compiled.graph
-    if (
-        declared is None
-        or compiled.groups
-        or compiled.warnings
-        or getattr(declared, "warnings", None)
-    ):
+    if declared is None or compiled.warnings or getattr(declared, "warnings", None):
         return None
     if graph.exported or graph.collect or declared.exported or declared.collect:
         return None
@@ -236,24 +283,101 @@ def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
         return None
     if any(e.send or e.recv for e in graph.edges):
         return None
-    files: list[FileWant] = []
-    index: dict[Key, int] = {}
-    for key, res in graph.vertices.items():
-        if type(res) is not File:
-            return None
-        index[key] = len(files)
-        files.append(_want(res))
-    after: list[list[int]] = [[] for _ in files]
+    index = {key: i for i, key in enumerate(graph.vertices)}
+    after: list[list[int]] = [[] for _ in index]
     for e in graph.edges:
         after[index[e.dst]].append(index[e.src])
-    lines = [autoedge_message(e) for e in compiled.autoedges]
+    files: list[FileWant | None] = []
+    execs: dict[int, ExecWant] = {}
+    pkgs: dict[int, PkgWant] = {}
+    for i, res in enumerate(graph.vertices.values()):
+        want = _vertex_want(res)
+        if want is None:
+            return None
+        kind, value = want
+        files.append(value if kind == "file" else None)
+        if kind == "exec":
+            execs[i] = value
+        elif kind == "pkg":
+            pkgs[i] = value
+    if execs and _after_a_command(files, pkgs, execs, after):
+        return None
     applies = not any(e.notify for e in graph.edges) and all(
         _plain_apply(r.meta) for r in graph.vertices.values()
     )
-    names = [key_str(k) for k in graph.vertices]
+    if (execs or pkgs) and not applies:
+        return None
+    groups = [f"Grouping: Success for: {m} into {g[0]}" for g in compiled.groups for m in g[1:]]
+    lines = [autoedge_message(e) for e in compiled.autoedges] + groups
+    names = [str(r) for r in graph.vertices.values()]  # the engine's (a group's members too)
+    dpkg = _dpkg_stamp() if pkgs else ()
     head = (FORMAT, plan_key(text, source), graph.name, declared.source, len(graph.vertices))
     tail = (len(graph.edges), lines, files, names, [tuple(a) for a in after], applies)
-    return marshal.dumps(head + tail)
+    return marshal.dumps(head + tail + (execs, pkgs, dpkg))
+
+
+def _vertex_want(res: Any) -> tuple[str, Any] | None:
+    """(kind, wanted state) of a vertex the fast path can stand in for; else None."""
+    from ..metaparams import MetaParams
+    from ..resources.exec import Exec
+    from ..resources.file import File
+    from ..resources.pkg import Pkg
+
+    if type(res) is File and not res.members:
+        return "file", _want(res)
+    if res.secrets or res.tainted or res.meta != MetaParams():
+        return None  # the engine's retries, limits, semaphores...; a secret to redact
+    if type(res) is Exec and not (res.watchcmd or res.pollint or res.members):
+        return "exec", _exec_want(res)
+    if type(res) is Pkg and res.backend in ("auto", "apt"):
+        wanted = [(p.name, p.state) for p in res.packages]
+        if all(p.backend == res.backend and p.state != "newest" for p in res.packages):
+            return "pkg", (res.backend, wanted)  # newest asks apt-cache: the engine's
+    return None
+
+
+def _exec_want(res: Any) -> ExecWant:
+    """An exec's command as `Exec` runs it: split once, here, so the fast path needs no shlex."""
+    from ..resources.spawn import command_argv
+
+    argv = command_argv(res.cmd, res.shell)
+    if_argv = command_argv(res.ifcmd, res.ifshell) if res.ifcmd else None
+    env = sorted(res.env.items())
+    shown = repr(argv[0])  # Exec._argv's words (a graph with secrets has no plan)
+    if_shown = repr(if_argv[0]) if if_argv else ""
+    return (res.cmd, argv, shown, res.cwd, env, res.timeout, res.creates, if_argv, if_shown)
+
+
+def _after_a_command(
+    files: list[FileWant | None],
+    pkgs: dict[int, PkgWant],
+    execs: dict[int, ExecWant],
+    after: list[list[int]],
+) -> bool:
+    """Whether a file or package comes after a command in the graph.
+
+    The fast path checks files and packages before anything runs; the
+    engine checks them once what comes before them is done, and a command
+    may have changed them meanwhile.
+    """
+    below: set[int] = set()
+    stack = [i for i, a in enumerate(after) if not execs.keys().isdisjoint(a)]
+    children: list[list[int]] = [[] for _ in after]
+    for i, a in enumerate(after):
+        for j in a:
+            children[j].append(i)
+    while stack:
+        i = stack.pop()
+        if i not in below:
+            below.add(i)
+            stack.extend(children[i])
+    return any(files[i] is not None or i in pkgs for i in below)
+
+
+def _dpkg_stamp() -> tuple[int, ...]:
+    from ..resources.pkgstate import dpkg_stamp
+
+    return dpkg_stamp()
 
 
 def _plain_apply(meta: MetaParams) -> bool:

@@ -19,25 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import shlex
-import shutil
 import signal
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import ResourceError
 from ..redaction import redact
 from ..types import MAX_SECONDS, bound_problem, path_problem
+from . import spawn
 from .base import CONVERGED, Change, Context, Plan, Resource, param
-
-#: How much of a failed command's output ends up in the error message.
-_TAIL_LINES = 10
-#: ...and how much of each of those lines.
-_LINE_MAX = 500
-#: How much of a command's output is kept in memory (the rest is read and dropped).
-_KEEP_OUTPUT = 64 << 10
 
 
 class Exec(Resource, kind="exec"):
@@ -194,14 +185,13 @@ resources:
     async def apply(self, plan: Plan) -> None:
         asked = self._asked  # what this run answers; later triggers ask for another
         code, out = await _run(self._argv("cmd", self.shell), self.cwd, self.env, self.timeout)
-        tail = [line[:_LINE_MAX] for line in _kept_lines(out)][-_TAIL_LINES:]
+        tail = out.lines(redact)
         if out.dropped:
             self.ctx.log.debug("output: %d earlier bytes not kept", out.dropped)
         for line in tail:
             self.ctx.log.debug("output: %s", line)
         if code != 0:
-            detail = ("; output: " + " | ".join(tail)) if tail else ""
-            msg = f"command exited with status {code}{detail}"
+            msg = spawn.exit_message(code, tail)
             raise ResourceError(msg, command=self.cmd, exit_status=code)
         self._done = asked
 
@@ -215,15 +205,12 @@ resources:
         match the secret the redactor knows.
         """
         cmd = getattr(self, field)
-        if shell:
-            argv = [shell, "-c", cmd]
-        else:
-            try:
-                argv = shlex.split(cmd)
-            except ValueError as e:
-                raise ResourceError(f"{field} cannot be split into arguments: {e}") from None
-            if not argv:
-                raise ResourceError(f"{field} is empty")
+        try:
+            argv = spawn.command_argv(cmd, shell)
+        except ValueError as e:
+            raise ResourceError(f"{field} cannot be split into arguments: {e}") from None
+        if not argv:
+            raise ResourceError(f"{field} is empty")
         shown = f"the {field} (it holds a secret)" if self.is_secret(field) else repr(argv[0])
         return _Argv(argv, shown)
 
@@ -236,31 +223,12 @@ class _Argv:
     shown: str
 
 
-def _kept_lines(out: _Output) -> list[str]:
-    """The kept output as lines, every secret already replaced.
-
-    Redaction comes first, on the whole kept text: truncating a line or
-    cutting the 64 KiB tail first could leave a piece of a secret that no
-    longer matches it. When earlier bytes were dropped, the first kept line
-    is only the end of a line (maybe the end of a secret): it is dropped too.
-    """
-    text = out.tail.decode(errors="replace")
-    if out.dropped:
-        text = text.partition("\n")[2]
-    return redact(text).strip().splitlines()
-
-
 async def _spawn(
     cmd: _Argv, cwd: str, env: dict[str, str], *, stdout: int
 ) -> asyncio.subprocess.Process:
-    full_env = {**os.environ, **env} if env else None
-    argv, preexec = cmd.argv, None
-    if _GUARD is not None:
-        _check_runnable(cmd, cwd, full_env)
-        argv = _guarded(cmd.argv, full_env)
-    else:
-        preexec = functools.partial(_die_with_agent, os.getpid())
+    """Start `cmd` as `spawn.prepare` says (under the guard that makes it die with the agent)."""
     try:
+        argv, full_env, preexec = spawn.prepare(cmd.argv, cmd.shown, cwd, env)
         return await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd or None,
@@ -271,128 +239,13 @@ async def _spawn(
             start_new_session=True,  # its own process group, killed as one
             preexec_fn=preexec,
         )
+    except spawn.CannotRun as e:
+        raise ResourceError(str(e)) from None
     except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
-        raise ResourceError(f"cannot run {cmd.shown}: {e.strerror}") from None
+        raise ResourceError(str(spawn.cannot_run(cmd.shown, e.strerror or str(e)))) from None
 
 
-# -- dying with the agent ----------------------------------------------------------------
-#
-# A command (or a watchcmd that never ends) must not outlive the agent, even a
-# kill -9 of it: the child asks the kernel for SIGKILL when its parent dies
-# (PR_SET_PDEATHSIG). That request must be made in the child, between fork and
-# the command's exec, and race-free: if the agent died before the request, the
-# signal never comes, so the child checks its parent after asking.
-#
-# Two ways. The fast one runs the command under a guard, ``setpriv --pdeathsig
-# KILL -- /bin/sh -c 'check parent && exec "$@"' AGENT_PID ARGV...``: the guard
-# is two small execs (about 1 ms), and the agent spawns it without a
-# ``preexec_fn``, so CPython uses vfork. A ``preexec_fn`` forces a full fork of
-# the agent (its page tables, then copy-on-write faults while Python code runs
-# in the child) and blocks the event loop until the child execs: measured here
-# at about twice the spawn latency and 2.5x the time the loop is blocked
-# (bench/RESULTS.md "Issue 13: W3 and packages"), which W3's chained execs pay
-# once per link. The guard is used when setpriv
-# and /bin/sh exist (util-linux and dash are essential on Debian); otherwise
-# the ``preexec_fn`` below does the same.
-
-#: $0 is the agent's pid; a guard whose agent is already gone exits 1 (nobody sees it)
-_GUARD_SCRIPT = '[ "$PPID" = "$0" ] && exec "$@"'
-
-
-def _find_guard() -> tuple[str, str] | None:
-    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")  # the system's, not $PATH's
-    sh = "/bin/sh"
-    if setpriv is None or not os.access(sh, os.X_OK):
-        return None
-    return setpriv, sh
-
-
-_GUARD = _find_guard()
-
-
-def _guarded(argv: list[str], env: dict[str, str] | None) -> list[str]:
-    """`argv` under the guard; the command gets exactly the environment it would alone.
-
-    The shell exports PWD at start; it is unset again unless the
-    environment had it (then the shell keeps it, or corrects a stale one to
-    the command's working directory).
-    """
-    assert _GUARD is not None
-    setpriv, sh = _GUARD
-    has_pwd = "PWD" in (os.environ if env is None else env)
-    script = _GUARD_SCRIPT if has_pwd else "unset PWD; " + _GUARD_SCRIPT
-    return [setpriv, "--pdeathsig", "KILL", "--", sh, "-c", script, str(os.getpid()), *argv]
-
-
-def _check_runnable(cmd: _Argv, cwd: str, env: dict[str, str] | None) -> None:
-    """Refuse a program that cannot run, with the error a direct exec would give.
-
-    Under the guard a missing program is the shell's "not found" and status
-    127; this keeps the resource's own message ("cannot run 'x': No such file
-    or directory"). The program is looked up as execvp would: in the
-    command's PATH, or as a path from its working directory.
-    """
-    prog = cmd.argv[0]
-    if "/" in prog:
-        path: str | None = os.path.join(cwd, prog) if cwd else prog
-    else:
-        search = (os.environ if env is None else env).get("PATH", os.defpath)
-        path = shutil.which(prog, mode=os.F_OK, path=search)
-    if path is None or not os.path.exists(path):
-        raise ResourceError(f"cannot run {cmd.shown}: No such file or directory")
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
-        raise ResourceError(f"cannot run {cmd.shown}: Permission denied")
-
-
-def _die_with_agent(agent_pid: int) -> None:
-    """In the child, before exec: get SIGKILL if the agent dies (even by kill -9).
-
-    The fallback where the guard's programs are absent (see above).
-    If the agent died between fork and this call, the signal will never
-    come: die now instead.
-
-    Why a ``preexec_fn`` although the agent has threads (issue 8, item 17):
-    What makes a preexec_fn unsafe is a lock that another thread held at
-    fork time and that the child then takes. This one takes none: the
-    ``prctl`` symbol is resolved in the parent at import (a ``dlsym`` in the
-    child could wait forever on the loader lock), the ctypes call and
-    ``getppid``/``_exit`` are plain syscalls, nothing is imported, logged or
-    allocated outside the interpreter's own (fork-reinitialised) state.
-    Process groups use ``start_new_session``, done natively by subprocess.
-    """
-    assert _PRCTL is not None  # resolved at import whenever the fallback is in use
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != agent_pid:
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _resolve_prctl() -> Any:
-    """libc's prctl, for the fallback only: importing ctypes costs start-up time."""
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return prctl
-
-
-#: resolved in the parent: a forked child must not dlsym (another thread may hold the lock)
-_PRCTL = _resolve_prctl() if _GUARD is None else None
-
-
-@dataclass(frozen=True)
-class _Output:
-    """The end of a command's output (stdout and stderr, interleaved)."""
-
-    tail: bytes
-    #: bytes before `tail` that were read and dropped
-    dropped: int = 0
-
-
-async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple[int, _Output]:
+async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple[int, spawn.Tail]:
     """Run to completion; kill the whole process group on timeout or cancel."""
     proc = await _spawn(cmd, cwd, env, stdout=asyncio.subprocess.PIPE)
     try:
@@ -401,28 +254,19 @@ async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple
             out = await _drain(proc.stdout)
             await proc.wait()
     except TimeoutError:
-        raise ResourceError(f"command timed out after {timeout}s and was killed") from None
+        raise ResourceError(spawn.TIMED_OUT.format(timeout)) from None
     finally:
         await _reap(proc)
     assert proc.returncode is not None
     return proc.returncode, out
 
 
-async def _drain(stream: asyncio.StreamReader, keep: int = _KEEP_OUTPUT) -> _Output:
-    """Read `stream` to its end, keeping only the last `keep` bytes.
-
-    A command that prints gigabytes must neither fill the agent's memory nor
-    block on a full pipe: everything is read, the tail is kept.
-    """
-    buf = bytearray()
-    dropped = 0
+async def _drain(stream: asyncio.StreamReader) -> spawn.Tail:
+    """Read `stream` to its end, keeping its tail (`spawn.Tail`)."""
+    out = spawn.Tail()
     while chunk := await stream.read(1 << 16):
-        buf += chunk
-        if len(buf) > keep:
-            excess = len(buf) - keep
-            del buf[:excess]
-            dropped += excess
-    return _Output(bytes(buf), dropped)
+        out.feed(chunk)
+    return out
 
 
 async def _reap(proc: asyncio.subprocess.Process) -> None:

@@ -28,7 +28,6 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Generator, Sequence
@@ -36,12 +35,13 @@ from typing import IO, ClassVar, Literal, Protocol
 
 from ..errors import ResourceError
 from ..traits import UID, Want
+from . import pkgstate
 from .base import Change, Context, Plan, Resource, param
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?$")
 #: a package version (Debian's or RPM's): version characters, at least one digit
 _VERSION_RE = re.compile(r"^(?=[^\d]*\d)[A-Za-z0-9.+~:_-]+$")
-_DPKG_STATUS = "/var/lib/dpkg/status"
+_DPKG_STATUS = pkgstate.DPKG_STATUS
 #: dpkg rewrites its status file several times per run: wait for this much quiet.
 _QUIET = 0.3
 
@@ -181,23 +181,14 @@ resources:
         have = await self._backend.installed(names)
         newest = [p.name for p in self.packages if p.state == "newest"]
         cand = await self._backend.candidates(newest) if newest else {}
-        changes: list[Change] = []
-        for p in self.packages:
-            cur = have.get(p.name)
-            if p.state == "uninstalled":
-                if cur is not None:
-                    changes.append(Change(p.name, cur, "uninstalled"))
-            elif p.state == "installed":
-                if cur is None:
-                    changes.append(Change(p.name, "uninstalled", "installed"))
-            elif p.state == "newest":
-                want = cand.get(p.name)
-                if want is None and cur is None:
-                    raise ResourceError(f"package {p.name!r} is not known to {self._backend.name}")
-                if want is not None and cur != want:
-                    changes.append(Change(p.name, cur or "uninstalled", want))
-            elif cur != p.state:
-                changes.append(Change(p.name, cur or "uninstalled", p.state))
+        wanted = [(p.name, p.state) for p in self.packages]
+        try:
+            found = pkgstate.changes(wanted, have, cand)
+        except LookupError as e:
+            raise ResourceError(
+                f"package {e.args[0]!r} is not known to {self._backend.name}"
+            ) from None
+        changes = [Change(name, old, new) for name, old, new in found]
         return Plan(tuple(changes))
 
     async def apply(self, plan: Plan) -> None:
@@ -219,7 +210,7 @@ resources:
 
 
 def _make_backend(choice: str, ctx: Context) -> PackageBackend:
-    if choice == "packagekit" or (choice == "auto" and shutil.which("apt-get") is None):
+    if not pkgstate.uses_apt(choice):
         from .pkg_packagekit import PackageKitBackend
 
         return PackageKitBackend(ctx.dbus)
@@ -233,19 +224,6 @@ _SHIPPED: dict[tuple[str, tuple[int, ...]], tuple[str, ...]] = {}
 _SHIPPED_MAX = 1024
 
 
-def _dpkg_stamp() -> tuple[int, ...]:
-    """Identifies one state of the dpkg database.
-
-    dpkg replaces its status file by a rename after every change, so a new
-    inode (or mtime or size) means packages were installed or removed.
-    """
-    try:
-        st = os.stat(_DPKG_STATUS)
-    except OSError:
-        return ()
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def _shipped_files(name: str) -> tuple[str, ...]:
     """Files an installed package ships (empty when it is not installed).
 
@@ -255,7 +233,7 @@ def _shipped_files(name: str) -> tuple[str, ...]:
     already did, so it must not be called on the event loop: frontends
     compile graphs in a worker thread.
     """
-    stamp = _dpkg_stamp()
+    stamp = pkgstate.dpkg_stamp()
     found = _SHIPPED.get((name, stamp))
     if found is None:
         _prefetch_shipped([name])
@@ -269,7 +247,7 @@ def _prefetch_shipped(names: Sequence[str]) -> None:
     Each ``dpkg-query`` costs about 25 ms: a graph with many packages asks
     once, not once per package (issue 13).
     """
-    stamp = _dpkg_stamp()
+    stamp = pkgstate.dpkg_stamp()
     if any(k[1] != stamp for k in _SHIPPED) or len(_SHIPPED) + len(names) > _SHIPPED_MAX:
         _SHIPPED.clear()  # entries of an older database state are useless
     todo = sorted({n for n in names if (n, stamp) not in _SHIPPED})
@@ -354,7 +332,7 @@ class AptBackend:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_apt_env(),
+            env=pkgstate.apt_env(),
         )
         try:
             out, err = await proc.communicate()
@@ -377,7 +355,7 @@ class AptBackend:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=asyncio.subprocess.STDOUT,
-                env=_apt_env(),
+                env=pkgstate.apt_env(),
                 start_new_session=True,
             )
             code, stopped = await _wait_uncut(
@@ -401,16 +379,8 @@ class AptBackend:
 
     async def installed(self, names: Sequence[str]) -> dict[str, str | None]:
         # Exit status 1 only means some names are unknown to dpkg: not installed.
-        out = await self._query(
-            ["dpkg-query", "-W", "-f", "${Package}\t${db:Status-Abbrev}\t${Version}\n", *names],
-            ok=(0, 1),
-        )
-        found: dict[str, str | None] = dict.fromkeys(names)
-        for line in out.splitlines():
-            pkg, status, version = [*line.split("\t"), "", ""][:3]
-            if status.startswith("ii") and pkg in found:
-                found[pkg] = version
-        return found
+        out = await self._query(pkgstate.installed_argv(names), ok=pkgstate.QUERY_OK)
+        return pkgstate.parse_installed(out, names)
 
     async def candidates(self, names: Sequence[str]) -> dict[str, str | None]:
         out = await self._query(["apt-cache", "policy", *names])
@@ -429,10 +399,6 @@ class AptBackend:
 
     async def remove(self, names: Sequence[str]) -> None:
         await self._transaction("remove", names)
-
-
-def _apt_env() -> dict[str, str]:
-    return {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
 
 async def _wait_uncut(
