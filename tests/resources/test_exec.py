@@ -158,16 +158,65 @@ def test_removing_the_creates_path_makes_the_command_run_again(agent, tmp_path, 
     assert a.stop() == 0
 
 
-@pytest.mark.parametrize(("flag", "runs"), [(False, 0), (True, 1)], ids=["false", "true"])
-def test_ifcmd_decides_whether_the_command_runs(tmp_path, flag, runs):
+@pytest.mark.parametrize(
+    ("guard", "flag", "runs"),
+    [("ifcmd", False, 0), ("ifcmd", True, 1), ("nifcmd", False, 1), ("nifcmd", True, 0)],
+)
+def test_ifcmd_and_nifcmd_decide_whether_the_command_runs(tmp_path, guard, flag, runs):
+    """ifcmd: run when it exits 0; mgmt's nifcmd (Puppet's `unless`): when it does not."""
     log, flagfile = tmp_path / "log", tmp_path / "flag"
     if flag:
         flagfile.touch()
-    graph = _graph(tmp_path, _logging_exec("i", log, ifcmd=f"test -e {_q(flagfile)}"))
+    graph = _graph(tmp_path, _logging_exec("i", log, **{guard: f"test -e {_q(flagfile)}"}))
     proc = run_once(graph, tmp_path / "state", "--json")
     assert len(_lines(log)) == runs
     assert proc.returncode == (2 if runs else 0), proc.stderr
     assert recap_of(proc)["resources"]["Exec[i]"]["outcome"] == ("changed" if runs else "unchanged")
+
+
+def _refreshonly_graph(tmp_path: Path, managed: Path, content: str, log: Path) -> Path:
+    doc = graph_doc(
+        "refreshonly",
+        files=[{"name": str(managed / "conf"), "content": content}],
+        execs=[_logging_exec("reload", log, refreshonly=True)],
+    )
+    doc["edges"] = [
+        {
+            "name": "conf-reload",
+            "from": {"kind": "file", "name": str(managed / "conf")},
+            "to": {"kind": "exec", "name": "reload"},
+            "notify": True,
+        }
+    ]
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, doc)
+    return graph
+
+
+def test_refreshonly_runs_only_on_a_refresh(tmp_path, managed):
+    """Puppet's refreshonly: not at the start; once per change of what notifies it."""
+    log = tmp_path / "log"
+    graph = _refreshonly_graph(tmp_path, managed, "one\n", log)
+    first = run_once(graph, tmp_path / "state", "--json")
+    assert first.returncode == 2, first.stderr
+    assert len(_lines(log)) == 1  # the file changed, and notified it
+    again = run_once(graph, tmp_path / "state", "--json")
+    assert again.returncode == 0, again.stderr
+    assert len(_lines(log)) == 1  # nothing changed: no refresh, no run
+    assert recap_of(again)["resources"]["Exec[reload]"]["outcome"] == "unchanged"
+    graph = _refreshonly_graph(tmp_path, managed, "two\n", log)
+    third = run_once(graph, tmp_path / "state", "--json")
+    assert third.returncode == 2, third.stderr
+    assert len(_lines(log)) == 2
+
+
+def test_refreshonly_with_a_schedule_is_refused(tmp_path):
+    graph = _graph(tmp_path, _logging_exec("r", tmp_path / "log", refreshonly=True, pollint=5))
+    proc = subprocess.run(
+        [*PYMGMT, "validate", str(graph)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1
+    assert "pollint: never runs cmd with refreshonly: only a refresh does" in proc.stderr
 
 
 @pytest.mark.slow

@@ -327,7 +327,9 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
         return "file", _want(res)
     if res.secrets or res.tainted or res.meta != MetaParams():
         return None  # the engine's retries, limits, semaphores...; a secret to redact
-    if type(res) is Exec and not (res.watchcmd or res.pollint or res.members):
+    if type(res) is Exec and not (
+        res.watchcmd or res.pollint or res.members or res.nifcmd or res.refreshonly
+    ):
         return "exec", _exec_want(res)
     if type(res) is Pkg and res.backend in ("auto", "apt"):
         wanted = [(p.name, p.state) for p in res.packages]

@@ -7,8 +7,11 @@
 When does it run? Once when the graph starts, then whenever one of its
 events fires: a line of output from ``watchcmd``, a tick of ``pollint``, or
 the ``creates`` path disappearing. Guards skip a run: ``creates`` (the path
-exists) and ``ifcmd`` (runs only if it exits 0). A non-zero exit status, or
-exceeding ``timeout`` seconds, is a failure.
+exists), ``ifcmd`` (runs only if it exits 0) and mgmt's ``nifcmd`` (only if
+it exits non-zero: Puppet's ``unless``). With ``refreshonly`` it runs on a
+refresh notification only (Puppet's ``refreshonly``): not at the start, and
+not when ``creates`` disappears. A non-zero exit status, or exceeding
+``timeout`` seconds, is a failure.
 
 A ``watchcmd`` line or a ``pollint`` tick is the user's own schedule: the
 run it causes is a "tick", never drift. Only ``creates`` disappearing is the
@@ -36,7 +39,8 @@ class Exec(Resource, kind="exec"):
 
     It runs once when the graph starts, then on each line ``watchcmd``
     prints, every ``pollint`` seconds, when the ``creates`` path disappears,
-    and on a refresh notification. ``creates`` and ``ifcmd`` skip a run
+    and on a refresh notification (``refreshonly``: only then). ``creates``,
+    ``ifcmd`` and ``nifcmd`` skip a run
     that is not needed. A non-zero exit status or exceeding ``timeout`` is a
     failure. No shell is involved unless ``shell`` names one.
     """
@@ -64,6 +68,11 @@ resources:
     watchshell: str = param("", doc="shell for watchcmd, like shell")
     ifcmd: str = param("", doc="run cmd only when this command exits 0")
     ifshell: str = param("", doc="shell for ifcmd, like shell")
+    nifcmd: str = param("", doc="run cmd only when this command exits non-zero (Puppet's unless)")
+    nifshell: str = param("", doc="shell for nifcmd, like shell")
+    refreshonly: bool = param(
+        False, doc="run cmd only on a refresh notification, never at the start (as Puppet's)"
+    )
     creates: str = param(
         "", doc="run cmd only when this path does not exist (and when it disappears)"
     )
@@ -76,6 +85,7 @@ resources:
             ("cmd", self.shell),
             ("watchcmd", self.watchshell),
             ("ifcmd", self.ifshell),
+            ("nifcmd", self.nifshell),
         ):
             text = getattr(self, field)
             if field == "cmd" and not text.strip():
@@ -96,6 +106,9 @@ resources:
         for name in ("creates", "cwd"):
             if (value := getattr(self, name)) and (bad := path_problem(value)):
                 out.append((name, bad))
+        if self.refreshonly and (self.watchcmd or self.pollint):
+            field = "watchcmd" if self.watchcmd else "pollint"
+            out.append((field, "never runs cmd with refreshonly: only a refresh does"))
         if self.state not in ("", "present"):
             out.append(("state", f"only 'present' is meaningful for exec, got {self.state!r}"))
         return out
@@ -104,7 +117,7 @@ resources:
         await super().init(ctx)
         # Runs are asked for by number: a trigger that lands while a run is
         # under way asks for one more, which the run's end must not erase.
-        self._asked = 1  # run once when the graph starts
+        self._asked = 0 if self.refreshonly else 1  # run once when the graph starts
         self._done = 0
 
     def refresh(self) -> None:
@@ -138,7 +151,7 @@ resources:
                     ctx.inotify.unsubscribe(sub)
 
     def _on_creates(self) -> None:
-        if not os.path.lexists(self.creates):
+        if not self.refreshonly and not os.path.lexists(self.creates):
             self._trigger(tick=False)  # what the command made went away: drift
 
     async def _poll(self) -> None:
@@ -178,6 +191,13 @@ resources:
             code, _ = await _run(argv, self.cwd, self.env, self.timeout)
             if code != 0:
                 self.ctx.log.debug("ifcmd exited %d: not running cmd", code)
+                self._done = asked
+                return CONVERGED
+        if self.nifcmd:
+            argv = self._argv("nifcmd", self.nifshell)
+            code, _ = await _run(argv, self.cwd, self.env, self.timeout)
+            if code == 0:
+                self.ctx.log.debug("nifcmd exited 0: not running cmd")
                 self._done = asked
                 return CONVERGED
         return Plan((Change("run", None, self.cmd),))

@@ -40,6 +40,15 @@ file { ['ROOT/etc', 'ROOT/srv']: ensure => directory, mode => '0755' }
 site::vhost { 'one': docroot => '/var/www/one' }
 class { 'web': port => 8080 }
 Class['web'] -> Site::Vhost['one']
+exec { 'reload-web':
+  command     => "/bin/sh -c 'echo reloaded >> ROOT/srv/reloads'",
+  refreshonly => true,
+  subscribe   => Class['web'],
+}
+exec { 'seed':
+  command => '/bin/sh -c "echo seeded > ROOT/srv/seed"',
+  unless  => '/usr/bin/test -e ROOT/srv/seed',
+}
 """
 
 
@@ -90,8 +99,10 @@ def test_a_manifest_translates_runs_and_matches_puppet_apply(tmp_path: Path) -> 
     assert applied.returncode == 2, applied.stderr
     assert tree(ours) == tree(theirs)
     assert tree(ours)["etc/web.conf"] == ("file", 0o640, b"port=8080\n")
+    assert tree(ours)["srv/reloads"][2] == b"reloaded\n"  # refreshonly: one refresh, one run
     again = run_once(graph, tmp_path / "state")
     assert again.returncode == 0, again.stderr  # converged: nothing to change
+    assert tree(ours)["srv/reloads"][2] == b"reloaded\n"
 
 
 def test_relationships_become_edges_and_independent_resources_do_not(tmp_path: Path) -> None:

@@ -122,6 +122,20 @@ def test_packages_services_execs_and_notify() -> None:
     declared_graph(t)
 
 
+def test_exec_unless_and_refreshonly() -> None:
+    t = tr([res("Exec", "e", command="make", unless="test -e /x", refreshonly=True)])
+    assert not t.unsupported
+    (e,) = t.resources
+    assert e.params == {
+        "cmd": "make",
+        "shell": "/bin/sh",
+        "nifcmd": "test -e /x",
+        "nifshell": "/bin/sh",
+        "refreshonly": True,
+    }
+    declared_graph(t)
+
+
 def test_exec_tries_and_try_sleep_are_retry_and_delay() -> None:
     t = tr([res("Exec", "flaky", command="/bin/false", tries=3, try_sleep=1.5)])
     (flaky,) = t.resources
@@ -136,12 +150,12 @@ def test_unsupported_types_and_params_are_listed_with_file_and_line() -> None:
             res("Cron", "backup", line=3, command="x"),
             res("File", "/a", line=7, ensure="link", target="/b"),
             res("File", "/c", line=9, content="x", recurse=True),
-            res("Exec", "e", line=11, command="/bin/true", refreshonly=True),
+            res("Exec", "e", line=11, command="/bin/true", user="nobody"),
         ]
     )
     listed = sorted(str(u.error()) for u in t.unsupported)
     assert listed == [
-        f"{SITE}:11: Exec[e]: parameter 'refreshonly' is not supported yet",
+        f"{SITE}:11: Exec[e]: parameter 'user' is not supported yet",
         f"{SITE}:3: Cron[backup]: resource type 'Cron' has no pymgmt kind",
         f"{SITE}:7: File[/a]: ensure => 'link' is not supported (file, directory or absent)",
         f"{SITE}:7: File[/a]: parameter 'target' is not supported",

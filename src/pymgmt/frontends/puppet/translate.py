@@ -360,20 +360,27 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
         text = m.string(name)
         if text is not None:
             params[name] = text
-    onlyif = m.param("onlyif")
-    if onlyif is not None:
-        checks = onlyif if isinstance(onlyif, list) else [onlyif]
+    for puppet, ours in (("onlyif", "ifcmd"), ("unless", "nifcmd")):
+        guard = m.param(puppet)
+        if guard is None:
+            continue
+        checks = guard if isinstance(guard, list) else [guard]
         if len(checks) != 1 or not isinstance(checks[0], str):
-            m.unsupported("several 'onlyif' commands are not supported (one only)")
+            m.unsupported(f"several '{puppet}' commands are not supported (one only)")
         else:
-            params["ifcmd"] = checks[0]
-            params["ifshell"] = "/bin/sh"
+            params[ours] = checks[0]
+            params[ours.replace("cmd", "shell")] = "/bin/sh"
+    refreshonly = m.param("refreshonly")
+    if refreshonly in (True, "true"):
+        params["refreshonly"] = True
+    elif refreshonly not in (None, False, "false"):
+        m.unsupported(f"refreshonly => {refreshonly!r} is not true or false")
     _exec_timeout(m, params)
     _exec_tries(m, m.meta)
     returns = m.param("returns")
     if returns is not None and returns not in (0, "0", [0], ["0"]):
         m.unsupported("'returns' other than 0 is not supported")
-    for name in ("unless", "refreshonly", "user", "group", "umask"):
+    for name in ("user", "group", "umask"):
         if name in m.res.params:
             m.unsupported(f"parameter '{name}' is not supported yet")
     m.reject_others(
