@@ -17,6 +17,7 @@ import stat
 TYPE_CHECKING = False  # typing costs the fast path milliseconds it does not have
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from .fsutil import UnsafePathError
 
@@ -302,6 +303,13 @@ def temp_name(name: str) -> str:
 def sha256_hex(data: bytes) -> str:
     """SHA-256 of `data`, in hex, from CPython's own module: hashlib would first
     load OpenSSL (6 ms of the fast path) for the very same digest."""
+    global _sha256
+    if _sha256 is None:  # looked up once: an import statement per call was 4 % of a 10k first apply
+        _sha256 = _load_sha256()
+    return str(_sha256(data).hexdigest())
+
+
+def _load_sha256() -> Callable[[bytes], Any]:
     try:
         from _sha256 import sha256  # type: ignore[import-not-found]  # Python 3.11
     except ImportError:
@@ -309,7 +317,10 @@ def sha256_hex(data: bytes) -> str:
             from _sha2 import sha256  # type: ignore[import-not-found]  # 3.12+
         except ImportError:
             from hashlib import sha256
-    return str(sha256(data).hexdigest())
+    return sha256  # type: ignore[no-any-return]
+
+
+_sha256: Callable[[bytes], Any] | None = None
 
 
 def fsync_dir_fd(dir_fd: int) -> None:

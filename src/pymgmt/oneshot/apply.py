@@ -26,7 +26,7 @@ import os
 import stat
 import time
 
-from ..batch import Job, batch_cap, write_batch
+from ..batch import Job, batch_cap, raise_fd_limit, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
 from ..safepath import lstat_at, open_node, read_fd, sha256_hex, split, walk
@@ -237,6 +237,8 @@ def apply_files(
 
     In batches of `pymgmt.batch`: each staged file holds an fd till the sync.
     """
+    if not (plan.execs or plan.pkgs):  # no program is started: bigger batches, fewer syncs
+        raise_fd_limit()
     cap = batch_cap()
     for start in range(0, len(files), cap):
         _apply_batch(plan, todo, files[start : start + cap], outcome)

@@ -106,7 +106,7 @@ def apply_at(w: Wanted, dfd: int, name: str, fields: frozenset[str], staging: St
     elif w.is_dir:
         _apply_dir(w, dfd, name, fields, staging)
     elif "content" in fields or "state" in fields:
-        _write(w, dfd, name, staging)
+        _write(w, dfd, name, staging, created="state" in fields)
     else:
         _apply_meta(w, dfd, name)
 
@@ -146,9 +146,15 @@ def _apply_meta(w: Wanted, dfd: int, name: str, mode: int | None = None) -> None
         os.close(fd)
 
 
-def _write(w: Wanted, dfd: int, name: str, staging: Staging) -> None:
-    """Replace the content; what is not managed (owner, mode, xattrs) is kept."""
-    old = open_at(dfd, name, w.path)
+def _write(w: Wanted, dfd: int, name: str, staging: Staging, *, created: bool) -> None:
+    """Replace the content; what is not managed (owner, mode, xattrs) is kept.
+
+    `created`: the file was absent when checked, so there is nothing to keep,
+    and it is not looked up again (a lookup in a large directory is a tenth
+    of a first apply's time). One that appeared since is replaced as one that
+    appears after the lookup would be.
+    """
+    old = None if created else open_at(dfd, name, w.path)
     uid, gid, mode = w.uid, w.gid, w.mode
     xattrs: dict[str, bytes] = {}
     if old is not None:
