@@ -28,12 +28,6 @@ _SYNCFS_FS = frozenset({0xEF53, 0x58465342, 0x9123683E})  # ext2/3/4, xfs, btrfs
 #: Threads issuing the fsyncs of one batch when there is no syncfs: enough
 #: for the journal to fold many of them into one commit.
 _SYNC_THREADS = 16
-#: Up to this many files on one filesystem, a batch fsyncs each of them, from
-#: a thread each, instead of one syncfs: their cache flushes merge, so a few
-#: files are as quick (10 files: 10 ms either way under load, bench/RESULTS.md),
-#: no other process's dirty data is waited for, and ctypes, which syncfs needs,
-#: is not imported (5 ms of a 10-file one-shot run's 50).
-FSYNC_MAX = 16
 #: Threads staging the jobs of one batch: creating a file may wait for the
 #: disk (an inode table block to read), and those waits overlap.
 STAGE_THREADS = 4
@@ -242,7 +236,10 @@ def _sync(jobs: list[Job], dirs: _Dirs) -> None:
             by_dev.setdefault(f.dev, []).append((job, f.fd))
     for dev, group in by_dev.items():
         first = dirs.first[dev]
-        if len(group) > FSYNC_MAX and _syncfs_ok(first):
+        # Even 10 files: one syncfs took 3-6 ms, their fsyncs from 10 threads
+        # 12-13 ms (each flushes the disk cache; bench/sync_modes.py), more
+        # than ctypes costs to import (3-5 ms).
+        if len(group) > 1 and _syncfs_ok(first):
             try:
                 _syncfs(first)
                 continue

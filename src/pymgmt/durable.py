@@ -15,10 +15,9 @@ runs the writes of every apply in flight as one batch, in one thread:
    do not sync them yet;
 2. **sync**: every staged file is made durable at once: on ext4, xfs and
    btrfs one ``syncfs(2)`` per filesystem, which writes back the dirty files
-   and commits the journal once; for a few files (`batch.FSYNC_MAX`),
-   elsewhere, or when syncfs fails (to charge the error to the file it
-   belongs to), an fsync of each file, issued from several threads so that
-   the filesystem merges them into few commits and flushes;
+   and commits the journal once; elsewhere (or when syncfs fails, to charge
+   the error to the file it belongs to) an fsync of each file, issued from
+   several threads so that the filesystem merges them into few commits;
 3. **install**: each temporary file is renamed over its target;
 4. **directories**: each directory a job changed is fsynced once;
 5. every job's awaiter is woken: an apply returns once its change is durable.
