@@ -156,9 +156,10 @@ def raise_fd_limit(most: int = 1 << 16) -> None:
     The soft limit is 1,024 on most systems, for programs that still use
     select(); the hard one is far higher. With 1,024, `batch_cap` makes a
     100,000-file first apply 400 batches, each with its own syncs. Only
-    for a process that starts no other program (the one-shot fast path):
-    a child would inherit the raised limit (systemd raises it for its
-    services the same way, and lowers it again for their children).
+    for a process that starts no other program (the one-shot fast path
+    with files only): a child would inherit the raised limit (systemd
+    raises it for its services the same way, and lowers it again for
+    their children).
     """
     import resource
 
