@@ -41,7 +41,7 @@ import contextlib
 import gc
 import logging
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -442,7 +442,11 @@ class Engine:
             return
         self.graph = new
         self.workers = dict(keep)
-        started = [self._new_worker(res) for res in added]
+        if first:
+            with _collector_paused():
+                started = [self._new_worker(res) for res in added]
+        else:
+            started = [self._new_worker(res) for res in added]
         self._wire(new)
         if first:
             self.emit(GraphStarted(new.name, new.source, len(new.vertices), len(new.edges)))
@@ -574,6 +578,23 @@ def _freeze_the_graph() -> None:
     what they leave behind is still collected.
     """
     gc.freeze()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while the first graph's workers are made; then frozen.
+
+    They live as long as the graph, and nothing before them is garbage yet;
+    each collection walked all made so far (100k workers: issue 13).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _in_graph_order(workers: set[Worker]) -> list[str]:
