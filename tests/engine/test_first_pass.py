@@ -17,7 +17,7 @@ from helpers import EventLog, run_async, until
 from pymgmt import File, GraphBuilder
 from pymgmt.engine.engine import Engine
 from pymgmt.graph.model import Graph
-from pymgmt.report.events import Checked, Failed, Settled
+from pymgmt.report.events import Checked, Failed, Finished, Settled
 from pymgmt.resources.base import Resource
 from pymgmt.world.local import LocalWorld
 
@@ -173,3 +173,30 @@ def test_a_changeover_stops_files_that_never_had_a_task(tmp_path: Path) -> None:
         assert not files[1].exists()
 
     run_async(scenario())
+
+
+def test_a_stop_during_the_first_pass_starts_no_more_checks(tmp_path: Path) -> None:
+    files = _tree(tmp_path, 3000)  # several chunks
+    sink = EventLog()
+
+    async def scenario() -> None:
+        engine = Engine(world=LocalWorld("t"), reporter=sink, state_dir=tmp_path / "state")
+
+        class StopAtFirstCheck:
+            def emit(self, event: object) -> None:
+                sink.emit(event)
+                if isinstance(event, Checked) and not engine.stopping:
+                    engine.stop("test")  # the pass is under way: its first chunk reported
+
+        engine.reporter = StopAtFirstCheck()
+        front = _Queue()
+        front.q.put_nowait(_graph(files))
+        await engine.run(front)
+
+    run_async(scenario())
+    (finished,) = [e for e in sink.events if isinstance(e, Finished)]
+    states = {s.vertex: s.status for s in finished.states}
+    checked = {e.vertex for e in sink.events if isinstance(e, Checked)}
+    assert {v for v, s in states.items() if s == "ok"} == checked
+    assert 0 < len(checked) < len(files)  # the rest never started: pending
+    assert set(states.values()) == {"ok", "pending"}
