@@ -182,7 +182,14 @@ class Series:
 
 
 def run_config(
-    tmp: Path, n: int, dirs: int, kinds: list[str], trials: int, env: dict[str, str], seed: int
+    tmp: Path,
+    n: int,
+    dirs: int,
+    kinds: list[str],
+    trials: int,
+    env: dict[str, str],
+    seed: int,
+    written: bool = False,
 ) -> dict[str, object]:
     rng = random.Random(seed)
     root = tmp / f"n{n}-d{dirs}"
@@ -191,6 +198,10 @@ def run_config(
     graph = root / "graph.yaml"
     write_graph(graph, files)
     want = [content_of(i).encode() for i in range(n)]
+    if written:  # the agent starts on a converged tree: a check, not a first apply
+        for p, data in zip(files, want, strict=True):
+            p.write_bytes(data)
+            p.chmod(0o644)
 
     # Floor files live in a directory the agent does not watch.
     floor_dir = root / "floor"
@@ -360,6 +371,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument(
+        "--written",
+        action="store_true",
+        help="write the files before the agent starts (its start is a converged check)",
+    )
     args = ap.parse_args()
     check_venv()
     sizes = [int(x) for x in (args.sizes or ("1000" if args.quick else "1000,10000")).split(",")]
@@ -374,7 +390,9 @@ def main() -> None:
         for n in sizes:
             for dirs in layouts:
                 print(f"# drift_repair: N={n} dirs={dirs} ...", file=sys.stderr, flush=True)
-                configs.append(run_config(tmp, n, dirs, kinds, trials, env, args.seed))
+                configs.append(
+                    run_config(tmp, n, dirs, kinds, trials, env, args.seed, args.written)
+                )
 
     rows = []
     for c in configs:

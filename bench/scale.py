@@ -156,8 +156,10 @@ def agent(
                 raise RuntimeError(f"agent not converged ({len(seen)}/{n}); see {log}")
             time.sleep(0.005)
         converged = time.monotonic() - t0
-        time.sleep(2)  # let the start's own echoes settle
         hz = os.sysconf("SC_CLK_TCK")
+        converged_cpu = cpu_ticks(proc.pid) / hz  # the wall time above is the load's too
+        load = os.getloadavg()[0]
+        time.sleep(2)  # let the start's own echoes settle
         c0, w0 = cpu_ticks(proc.pid), time.monotonic()
         time.sleep(idle)
         idle_pct = 100 * (cpu_ticks(proc.pid) - c0) / hz / (time.monotonic() - w0)
@@ -177,7 +179,13 @@ def agent(
                 time.sleep(0.002)
             lat.append(time.monotonic() - t)
             time.sleep(1)
-        return {"converged_s": converged, "idle_pct": idle_pct, "edit_s": lat}
+        return {
+            "converged_s": converged,
+            "converged_cpu_s": converged_cpu,
+            "load": load,
+            "idle_pct": idle_pct,
+            "edit_s": lat,
+        }
     finally:
         stop(proc, timeout=60)
 
@@ -251,6 +259,8 @@ def main() -> None:
                     [
                         n,
                         f"{a['converged_s']:.2f}",
+                        f"{a['converged_cpu_s']:.2f}",
+                        f"{a['load']:.1f}",
                         f"{a['idle_pct']:.2f} % over {args.idle:.0f} s",
                         " / ".join(f"{x:.2f}" for x in edit),  # type: ignore[attr-defined]
                     ]
@@ -282,7 +292,15 @@ def main() -> None:
         print("\n### Agent on a converged tree\n")
         print(
             table(
-                ["N", "start -> all checked (s)", "idle CPU", "one-line edit live (s)"], agent_rows
+                [
+                    "N",
+                    "start -> all checked (s)",
+                    "its CPU (s)",
+                    "load",
+                    "idle CPU",
+                    "one-line edit live (s)",
+                ],
+                agent_rows,
             )
         )
     print(f"\n(load average: {results['load_start']} at start, {results['load_end']} at end)")

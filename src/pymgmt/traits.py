@@ -46,6 +46,22 @@ class Subscribing(Protocol):
 
 
 @runtime_checkable
+class BatchChecked(Protocol):
+    """A kind whose first checks the engine may make many at once (issue 13: 100k files).
+
+    ``converged_many(resources)`` says, for each initialised resource of the
+    kind, whether it is exactly as wanted right now: True only for a clear
+    "converged", False for anything else (a difference, an error). The engine
+    then runs the usual ``check`` of each False one, which says what differs
+    or fails; a True one is reported checked, unchanged, without a task of
+    its own until its watch fires.
+    """
+
+    @classmethod
+    def converged_many(cls, resources: Sequence[Any]) -> list[bool]: ...
+
+
+@runtime_checkable
 class Refreshable(Protocol):
     """Reacts to a refresh notification arriving along a ``notify`` edge.
 

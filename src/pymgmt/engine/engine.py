@@ -41,7 +41,7 @@ import contextlib
 import gc
 import logging
 from asyncio import FIRST_COMPLETED
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -69,6 +69,7 @@ from ..resources.base import Context, Resource
 from ..service import TaskStatus, start
 from ..world.base import World
 from .converger import Converger
+from .firstpass import first_pass
 from .refresh import RefreshStore
 from .semaphores import Semaphores
 from .services import InFlight, Services
@@ -151,6 +152,8 @@ class Engine:
         self.stopping = False
         #: checks and applies under way, which a graceful stop lets finish
         self.in_flight = InFlight()
+        #: the first pass under way over the vertices a swap started (engine/firstpass.py)
+        self._first_pass: asyncio.Task[None] | None = None
         #: what each Worker may use of the engine, and nothing more
         self.services = Services(
             converger=self.converger,
@@ -161,6 +164,7 @@ class Engine:
             emit=self.emit,
             noop=noop,
             is_stopping=lambda: self.stopping,
+            spawn=self._spawn,
         )
 
     def emit(self, event: Event) -> None:
@@ -256,6 +260,9 @@ class Engine:
         leave the system in a state nobody asked for, and the recap would not
         count what it did change. No new check starts meanwhile.
         """
+        if self._first_pass is not None:
+            # Its checks are short and it starts none once stopping: a moment.
+            await asyncio.wait([self._first_pass])
         n = self.in_flight.count
         if n:
             log.warning(
@@ -404,6 +411,10 @@ class Engine:
         """
         if self.stopping:
             return
+        if self._first_pass is not None:
+            # It holds vertices of the running graph that have no task yet.
+            await asyncio.wait([self._first_pass])
+            self._first_pass = None
         first = self.graph is None
         gc.unfreeze()  # replaced workers must be collectable; frozen again once settled
         old = self.workers
@@ -431,7 +442,11 @@ class Engine:
             return
         self.graph = new
         self.workers = dict(keep)
-        started = [self._new_worker(res) for res in added]
+        if first:
+            with _collector_paused():
+                started = [self._new_worker(res) for res in added]
+        else:
+            started = [self._new_worker(res) for res in added]
         self._wire(new)
         if first:
             self.emit(GraphStarted(new.name, new.source, len(new.vertices), len(new.edges)))
@@ -445,9 +460,24 @@ class Engine:
                     removed=[w.name for w in removed],
                 )
             )
-        assert self._tg is not None
+        # The vertices of a kind that checks in batches start in one pass;
+        # the others (and those the pass does not find converged) in a task each.
+        batch: list[Worker] = []
         for w in started:
-            w.task = self._tg.create_task(w.run(self._context), name=w.name)
+            if w.batchable():
+                batch.append(w)
+            else:
+                w.task = self._spawn(w)
+        if batch:
+            assert self._tg is not None
+            self._first_pass = self._tg.create_task(
+                first_pass(batch, self._context, self._spawn), name="first pass"
+            )
+
+    def _spawn(self, w: Worker) -> asyncio.Task[None]:
+        """Start the task of worker `w` (at a swap, or when a dormant one is woken)."""
+        assert self._tg is not None
+        return self._tg.create_task(w.run(self._context), name=w.name)
 
     def _new_worker(self, res: Resource) -> Worker:
         w = Worker(self.services, res)
@@ -498,9 +528,9 @@ class Engine:
             # changeover hung: issue 8). Our cancellation now propagates.
             await asyncio.wait(tasks)
         for w in workers:
-            # A task cancelled before it first ran never reached its finally.
-            w.closed = True
-            w.set_busy(False)
+            # A task cancelled before it first ran never reached its finally,
+            # and a dormant worker has no task.
+            await w.close()
 
     def _context(self, w: Worker) -> Context:
         res = w.res
@@ -548,6 +578,23 @@ def _freeze_the_graph() -> None:
     what they leave behind is still collected.
     """
     gc.freeze()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while the first graph's workers are made; then frozen.
+
+    They live as long as the graph, and nothing before them is garbage yet;
+    each collection walked all made so far (100k workers: issue 13).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def _in_graph_order(workers: set[Worker]) -> list[str]:

@@ -114,7 +114,13 @@ class Services:
     standing: Standing = field(default_factory=Standing)
     #: the checks (and applies) under way at once, at most (see MAX_ATTEMPTS)
     attempts: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_ATTEMPTS))
+    #: starts the task of a worker that had none (dormant after the first pass)
+    spawn: Callable[[Worker], asyncio.Task[None]] = field(default=lambda w: _no_spawn(w))
 
     @property
     def stopping(self) -> bool:
         return self.is_stopping()
+
+
+def _no_spawn(w: Worker) -> asyncio.Task[None]:
+    raise RuntimeError(f"no engine to start the task of {w.name}")

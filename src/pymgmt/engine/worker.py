@@ -42,7 +42,7 @@ from ..errors import InternalError, PymgmtError, ResourceError
 from ..graph.model import Edge
 from ..report.events import Applying, ChangeInfo, Checked, Failed, Reason
 from ..resources.base import Context, Plan, Resource
-from ..traits import Refreshable, Sendable, Subscribing, has
+from ..traits import BatchChecked, Refreshable, Sendable, Subscribing, has
 from .ratelimit import TokenBucket
 from .retry import RetryBudget
 from .services import Services, Standing
@@ -73,6 +73,7 @@ class Worker:
         "_standing",
         "_status",
         "_status_before",
+        "_unsubscribe",
         "_waiter",
         "_woken",
         "_would_change",
@@ -85,6 +86,7 @@ class Worker:
         "converged_once",
         "ctx",
         "dead",
+        "dormant",
         "event_reason",
         "in_check",
         "in_edges",
@@ -143,6 +145,10 @@ class Worker:
         self._waiter: asyncio.Future[None] | None = None
         self.busy = False
         self.closed = False  # the task has ended: nothing can wake it any more
+        #: checked by the engine's first pass and converged: no task until woken
+        self.dormant = False
+        #: takes the watch's subscription off the shared watcher (a Subscribing kind)
+        self._unsubscribe: Callable[[], None] | None = None
         self.dead = False  # init or watch failed for good
         #: replaced or removed by a changeover: no check starts any more
         self.retiring = False
@@ -220,9 +226,19 @@ class Worker:
     # -- signals from outside ---------------------------------------------------
 
     def poke(self) -> None:
-        """Ask the loop to re-evaluate (a parent finished, or an event)."""
+        """Ask the loop to re-evaluate (a parent finished, or an event).
+
+        A dormant worker (converged in the engine's first pass, no task) gets
+        its task now if there is work to do; with none (a parent finished),
+        its loop would only find nothing to do.
+        """
         if self.closed:
             return  # a dead worker must never count as busy (or the run would hang)
+        if self.dormant:
+            if not self.dirty or self.halting():
+                return  # nothing to do, or no check may start: stays as it is
+            self.dormant = False
+            self.task = self.services.spawn(self)
         self.set_busy(True)
         self._wake()
 
@@ -293,36 +309,68 @@ class Worker:
     # -- the task ------------------------------------------------------------------
 
     async def run(self, make_context: Callable[[Worker], Context]) -> None:
+        """The vertex's task: start it (unless the engine's first pass did), then its loop."""
         self.set_busy(True)
-        ctx = self.ctx = make_context(self)
         watch: asyncio.Task[None] | None = None
-        unsubscribe: Callable[[], None] | None = None
         try:
-            try:
-                await self.res.init(ctx)
-            except Exception as e:
-                self._fail("init", e)
+            if self.ctx is None and not await self.start(make_context):
                 return
-            unsubscribe = self._subscribe(ctx)
-            if unsubscribe is None:
+            ctx = self.ctx
+            assert ctx is not None
+            if self._unsubscribe is None:
                 watch = asyncio.get_running_loop().create_task(
                     self._watch(ctx), name=f"watch {self.name}"
                 )
             await self._loop()
         finally:
-            if unsubscribe is not None:
-                unsubscribe()
             if watch is not None:
                 # What a TaskGroup did here: the watch ends with the loop
                 # (its own failures are caught and reported in `_watch`).
                 watch.cancel()
                 await asyncio.wait([watch])
-            self.closed = True
-            self.set_busy(False)
-            try:
-                await self.res.cleanup()
-            except Exception as e:  # cleanup trouble must not hide the real exit
-                log.warning("%s: cleanup failed: %s", self.name, e)
+            await self.close()
+
+    async def start(self, make_context: Callable[[Worker], Context]) -> bool:
+        """Make the context, init, and subscribe if the kind allows it; False if init failed.
+
+        The failure is reported (`_fail`). Subscribing arms the watch before
+        any check, so a change made after it is an event, never lost.
+        """
+        ctx = self.ctx = make_context(self)
+        try:
+            await self.res.init(ctx)
+        except Exception as e:
+            self._fail("init", e)
+            return False
+        self._unsubscribe = self._subscribe(ctx)
+        return True
+
+    @property
+    def subscribed(self) -> bool:
+        """Watched by a plain subscription (no watch task needed)."""
+        return self._unsubscribe is not None
+
+    async def close(self) -> None:
+        """The vertex's end: its subscription off, nothing wakes it any more, cleanup once.
+
+        Its task's end, and the engine's stop for a worker without a task
+        (dormant, or never started). A worker that was never started has
+        nothing to clean up.
+        """
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+        if self.closed:
+            return
+        self.closed = True
+        self.dormant = False
+        self.set_busy(False)
+        if self.ctx is None:
+            return
+        try:
+            await self.res.cleanup()
+        except Exception as e:  # cleanup trouble must not hide the real exit
+            log.warning("%s: cleanup failed: %s", self.name, e)
 
     def _subscribe(self, ctx: Context) -> Callable[[], None] | None:
         """Watch by a plain subscription if the kind allows it; None: a watch task is needed.
@@ -518,6 +566,51 @@ class Worker:
             c.poke()
         return None
 
+    def batchable(self) -> bool:
+        """Whether the engine's first pass may check this vertex with others of its kind.
+
+        Only a plain vertex: a kind that checks in batches and watches by a
+        subscription, and nothing that must surround its check (a semaphore,
+        a rate limit, a timeout, a poll, a value received, a pending refresh).
+        """
+        res, meta = self.res, self.res.meta
+        return (
+            has(res, BatchChecked)
+            and has(res, Subscribing)
+            and not self.sema_ids
+            and meta.poll <= 0
+            and not meta.timeout
+            and self.bucket.unlimited
+            and not any(edge.recv for _, edge in self.in_edges)
+            and not self.services.refresh.pending(self.res.key)
+        )
+
+    def ready_for_batch(self) -> bool:
+        """Started, subscribed, and free to be checked now: every parent OK, no stop."""
+        return (
+            self.subscribed
+            and not self.closed
+            and not self.halting()
+            and all(p.status is Status.OK for p in self.parents)
+        )
+
+    def converged_at_start(self, seconds: float) -> None:
+        """The engine's first pass found this vertex as wanted (`ready_for_batch` held).
+
+        What a check with an empty plan does (`_attempt_in_flight`): OK,
+        clean, reported checked and unchanged, its children poked; then the
+        worker is dormant: no task until something wakes it (`poke`).
+        """
+        self.dirty = False
+        self.upstream = False
+        self.converged_once = True
+        if has(self.res, Sendable):
+            self.sent = dict(self.res.sends())
+        self._unchanged(self.reason, seconds)
+        self._woken = False
+        self.dormant = True
+        self.set_busy(False)
+
     def may_be_echo(self) -> bool:
         """OK, and dirty only because its watch fired: maybe just its own write.
 
@@ -616,9 +709,16 @@ class Worker:
         return out
 
     def _finish_noop_pending(self, reason: Reason, error: str) -> None:
-        self.status = Status.OK
         self.would_change = False
         self.pending_on = self._noop_pending()
+        note = f"check failed against the current state: {error}"
+        self._unchanged(reason, 0.0, noop=True, note=note)
+
+    def _unchanged(
+        self, reason: Reason, seconds: float, *, noop: bool = False, note: str = ""
+    ) -> None:
+        """OK after a check that changed nothing: counted, reported, the children told."""
+        self.status = Status.OK
         self.checks += 1
         self.services.emit(
             Checked(
@@ -626,11 +726,11 @@ class Worker:
                 reason=reason,
                 changes=[],
                 applied=False,
-                noop=True,
+                noop=noop,
                 drift=False,
-                seconds=0.0,
+                seconds=seconds,
                 pending_on=self.pending_on,
-                note=f"check failed against the current state: {error}",
+                note=note,
             )
         )
         for c in self.children:

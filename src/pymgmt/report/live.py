@@ -153,7 +153,9 @@ class LiveState:
             self.stopping = True
         elif isinstance(event, Finished):
             self._finished(event)
-        elif isinstance(event, Settled):
+        elif isinstance(event, Settled) and self._queues:
+            # `converged` walks every vertex: after each repair at 100k files,
+            # only for a reader (issue 13: drift repair p99)
             self._publish({"event": "settled", "converged": self.converged()})
 
     def graph_swapped(self, graph: Graph[Any]) -> None:

@@ -35,7 +35,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Literal
 
 from ..durable import Staging
@@ -224,6 +224,53 @@ resources:
             if fd is not None:
                 os.close(fd)
         return Plan(tuple(changes))
+
+    @classmethod
+    def converged_many(cls, files: Sequence[File]) -> list[bool]:
+        """Which of `files` are exactly as wanted now (traits.BatchChecked: the first pass).
+
+        The engine's first check of many files: one directory fd per
+        directory instead of a safe walk per file (``check`` pays an
+        ``openat2`` and a close per file: most of its 137 us at 10k files,
+        issue 13), and no task per file. Each file is judged by the rule
+        ``check`` applies first (`_matches`, i.e. `filestate.matches`). Anything
+        but a clear "converged" (missing, a large file, an unknown user, a
+        symlink, an error) is False, and the engine runs that file's own
+        ``check``, which says what differs or fails.
+        """
+        dirs: dict[str, int | None] = {}
+        try:
+            return [f._converged_in(dirs) for f in files]
+        finally:
+            for dfd in dirs.values():
+                if dfd is not None:
+                    os.close(dfd)
+
+    def _converged_in(self, dirs: dict[str, int | None]) -> bool:
+        """`converged_many` for one file; `dirs` holds the directory fds opened so far."""
+        try:
+            if self.owner is not None:
+                self._uid = _uid(self.owner)
+            if self.group is not None:
+                self._gid = _gid(self.group)
+            parent, name = split(self._fs_path)
+            if parent not in dirs:
+                try:
+                    dirs[parent] = open_dir(parent)
+                except (FileNotFoundError, NotADirectoryError):
+                    dirs[parent] = None  # no directory: no file either
+            dfd = dirs[parent]
+            if self.state == "absent":
+                return dfd is None or lstat_at(dfd, name) is None
+            fd = None if dfd is None else filestate.open_at(dfd, name, self._fs_path)
+            if fd is None:
+                return False
+            try:
+                return self._matches(fd, os.fstat(fd))
+            finally:
+                os.close(fd)
+        except Exception:  # the file's own check says what is wrong
+            return False
 
     def _matches(self, fd: int | None, st: os.stat_result) -> bool:
         """Converged, by the rule the one-shot fast path applies too (filestate.py).
