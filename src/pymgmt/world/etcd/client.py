@@ -343,6 +343,35 @@ async def _keeping_cancel(aw: Awaitable[T]) -> T:
         raise
 
 
+async def _add_watch(watcher: Any, key: bytes, callback: Any, **kw: Any) -> Any:
+    """aetcd's ``Watcher.add_callback``; a cancel of the caller is never lost.
+
+    add_callback waits for etcd's answer through ``asyncio.wait_for``, which
+    on Python 3.11 returns the new watch, not the cancel, when the answer is
+    handled in the loop iteration where the caller is cancelled. A clean
+    stop right after an endpoint change hit it beside CPU hogs: every watch
+    re-arms on the new channel then, the stop's cancel landed among etcd's
+    answers, the mirror went on watching, and the agent never exited.
+
+    Run in a task of its own, the caller's cancel stays the caller's. The
+    task is cancelled too; when it makes its watch all the same (its own
+    cancel lost the same way), that watch is cancelled, so no stream feeds a
+    queue nobody reads.
+    """
+    adding = asyncio.ensure_future(watcher.add_callback(key, callback, **kw))
+    try:
+        return await asyncio.shield(adding)
+    except asyncio.CancelledError:
+        adding.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        adding.cancel()
+        await asyncio.wait([adding], timeout=KEEPING_CANCEL_WAIT)
+        if adding.done() and not adding.cancelled() and adding.exception() is None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await watcher.cancel(adding.result().watch_id)
+        raise
+
+
 async def _next_item(queue: asyncio.Queue[T], timeout: float) -> T:
     """The queue's next item; TimeoutError after `timeout` s; a cancel always propagates.
 
@@ -1102,7 +1131,8 @@ class EtcdWorld:
             queue.put_nowait(item)
 
         start = _raw(prefix)
-        callback = await watcher.add_callback(
+        callback = await _add_watch(
+            watcher,
             start,
             deliver,
             range_end=aetcd.utils.prefix_range_end(start),
