@@ -110,8 +110,12 @@ def test_kill_9_of_a_member_then_of_the_leader_restores_the_ideal_size(cluster):
     for name in "bc":
         cluster.join(name, graph3(cluster.host(name), name), seeds=a)
     cluster.wait_members(set("abc"))
-    for name in "de":
-        cluster.join(name, plain(cluster.host(name)), seeds=a)
+    spares = [cluster.join(name, plain(cluster.host(name)), seeds=a) for name in "de"]
+    # a is d's and e's only seed: each must be connected before a is killed below
+    # (an agent whose seeds never answer exits 1 by design; under load e was still
+    # starting when a died)
+    for name, agent in zip("de", spares, strict=True):
+        agent.wait_event(event("host_joined", host=name), timeout=SETTLE, what=f"{name} connected")
     hosts = {n: cluster.hosts[n] for n in "abc"}
     cluster.wait_for(
         lambda: all(
