@@ -370,6 +370,10 @@ async def _add_watch(watcher: Any, key: bytes, callback: Any, **kw: Any) -> Any:
                 async with asyncio.timeout(1.0):
                     await watcher.cancel(adding.result().watch_id)
         raise
+    finally:
+        # the task holds its error, whose traceback holds this frame: no cycle
+        # keeping the channel (and gRPC's poller thread) alive until a gc pass
+        del adding
 
 
 async def _next_item(queue: asyncio.Queue[T], timeout: float) -> T:
