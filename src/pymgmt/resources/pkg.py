@@ -24,7 +24,6 @@ unit files it ships, so ``file`` and ``svc`` resources for them come after it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ import tempfile
 from collections.abc import Callable, Generator, Sequence
 from typing import IO, ClassVar, Literal, Protocol
 
+from .. import children
 from ..errors import ResourceError
 from ..traits import UID, Want
 from . import pkgstate
@@ -327,23 +327,10 @@ class AptBackend:
         self.log = log
 
     async def _query(self, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=pkgstate.apt_env(),
-        )
-        try:
-            out, err = await proc.communicate()
-        finally:
-            if proc.returncode is None:  # cancelled: a query may be killed
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.shield(proc.wait())
-        if proc.returncode not in ok:
-            raise ResourceError(f"{argv[0]} exited with status {proc.returncode}: {_tail(err)}")
-        return out.decode(errors="replace")
+        answer = await children.ask(argv, env=pkgstate.apt_env())
+        if answer.code not in ok:
+            raise ResourceError(f"{argv[0]} exited with status {answer.code}: {_tail(answer.err)}")
+        return answer.out.decode(errors="replace")
 
     async def _transaction(self, verb: str, args: Sequence[str]) -> None:
         argv = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600", verb, *args]

@@ -16,13 +16,13 @@ DOT text goes through `redact` like the ``--graphviz`` file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from .. import children
 from ..graph.graphviz import to_dot
 from ..graph.model import Graph, key_str
 from ..redaction import redact
@@ -93,27 +93,14 @@ class GraphView:
         if exe is None:
             raise LayoutError(f"graphviz ({self.program}) is not installed: no picture")
         # argv list, no shell; the DOT text on stdin
-        proc = await asyncio.create_subprocess_exec(
-            exe,
-            "-Tsvg",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
         try:
-            async with asyncio.timeout(LAYOUT_TIMEOUT):
-                out, err = await proc.communicate(dot)
+            answer = await children.ask([exe, "-Tsvg"], stdin=dot, timeout=LAYOUT_TIMEOUT)
         except TimeoutError:
             raise LayoutError(f"{self.program} took more than {LAYOUT_TIMEOUT:g} s") from None
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()  # reaped, even when we are being cancelled
-        if proc.returncode != 0:
-            message = redact(err.decode(errors="replace").strip())
+        if answer.code != 0:
+            message = redact(answer.err.decode(errors="replace").strip())
             raise LayoutError(f"{self.program} failed: {message}")
-        return out
+        return answer.out
 
 
 def light(vertex: dict[str, object]) -> dict[str, object]:

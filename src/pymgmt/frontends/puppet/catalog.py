@@ -126,30 +126,16 @@ async def compile_catalog_async(
     source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT
 ) -> Catalog:
     """`compile_catalog` as a child the event loop waits for; killed and reaped if cancelled."""
-    import asyncio
+    from pymgmt import children
 
     _check_source(source)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *puppet_argv(source),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_environment(),
-        )
+        answer = await children.ask(puppet_argv(source), env=_environment(), timeout=timeout)
     except FileNotFoundError:
         raise _not_installed(source) from None
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
     except TimeoutError:
         raise _too_slow(source, timeout) from None
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()  # reaped, even while being cancelled
-    assert proc.returncode is not None
-    return _result(proc.returncode, out, err, source)
+    return _result(answer.code, answer.out, answer.err, source)
 
 
 def _check_source(source: PuppetSource) -> None:

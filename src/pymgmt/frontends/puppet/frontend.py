@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+from ... import children
 from ...errors import InputError
 from ...graph.model import Graph
 from ...resources.base import Resource
@@ -178,25 +178,14 @@ async def _modulepath(source: PuppetSource) -> list[str]:
     if source.conf is not None:
         argv += ["--config", source.conf]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        answer = await children.ask(argv, timeout=120)
     except OSError as e:
         log.warning("cannot ask Puppet for its module path (%s): modules are not watched", e)
         return []
-    try:
-        async with asyncio.timeout(120):
-            out, _ = await proc.communicate()
     except TimeoutError:
         log.warning("Puppet did not print its module path: modules are not watched")
         return []
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    out = answer.out
     dirs = [d for d in out.decode("utf-8", "replace").strip().split(":") if d.startswith("/")]
     return [d for d in dirs if os.path.isdir(d)]
 
