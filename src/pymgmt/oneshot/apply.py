@@ -30,7 +30,7 @@ import time
 from ..batch import Job, batch_cap, raise_fd_limit, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
-from ..safepath import lstat_at, open_node, read_fd, sha256_hex, split, walk
+from ..safepath import Parents, lstat_at, open_node, read_fd, sha256_hex, split, walk
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,24 +93,20 @@ def look(plan: Plan) -> dict[int, list[Change]] | None:
 
     None: a file the fast path leaves to the full run (see the module's docstring).
     """
-    dirs: dict[str, int | None] = {}
     try:
-        todo: dict[int, list[Change]] = {}
-        for i, f in enumerate(plan.files):
-            if f is None:
-                continue  # an exec or a package: oneshot/execute.py
-            changes = _look(_resolved(f), dirs)
-            if changes is None:
-                return None
-            if changes:
-                todo[i] = changes
-        return todo if _parents_made(plan, todo, dirs) else None
+        with Parents() as parents:
+            todo: dict[int, list[Change]] = {}
+            for i, f in enumerate(plan.files):
+                if f is None:
+                    continue  # an exec or a package: oneshot/execute.py
+                changes = _look(_resolved(f), parents)
+                if changes is None:
+                    return None
+                if changes:
+                    todo[i] = changes
+            return todo if _parents_made(plan, todo, parents) else None
     except Exception:  # anything unexpected: the full run knows how to say it
         return None
-    finally:
-        for fd in dirs.values():
-            if fd is not None:
-                os.close(fd)
 
 
 def file_of(plan: Plan, i: int) -> FileWant:
@@ -128,14 +124,8 @@ def _resolved(f: FileWant) -> Wanted:
     return Wanted(path, is_dir=is_dir, absent=absent, content=content, mode=mode, uid=uid, gid=gid)
 
 
-def _look(w: Wanted, dirs: dict[str, int | None]) -> list[Change] | None:
-    parent, name = split(w.path)
-    if parent not in dirs:
-        try:
-            dirs[parent] = walk(parent)
-        except (FileNotFoundError, NotADirectoryError):
-            dirs[parent] = None
-    dfd = dirs[parent]
+def _look(w: Wanted, parents: Parents) -> list[Change] | None:
+    dfd, name = parents.of(w.path)
     if w.absent:
         st = None if dfd is None else lstat_at(dfd, name)
         if dfd is None or st is None:
@@ -200,7 +190,7 @@ def _digest(data: bytes) -> str:
     return "sha256:" + sha256_hex(data)[:16]
 
 
-def _parents_made(plan: Plan, todo: dict[int, list[Change]], dirs: dict[str, int | None]) -> bool:
+def _parents_made(plan: Plan, todo: dict[int, list[Change]], parents: Parents) -> bool:
     """Whether every file to create whose directory is missing gets it from the plan first.
 
     The directory must be a managed one that this run creates, and an
@@ -213,7 +203,7 @@ def _parents_made(plan: Plan, todo: dict[int, list[Change]], dirs: dict[str, int
     }
     for i in todo:
         parent = split(file_of(plan, i)[0])[0]
-        if dirs.get(parent, 0) is None and not file_of(plan, i)[2]:
+        if parents.missing(parent) and not file_of(plan, i)[2]:
             maker = made.get(parent)
             if maker is None or maker not in _ancestors(plan, i):
                 return False

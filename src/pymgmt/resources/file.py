@@ -49,6 +49,7 @@ from ..fsutil import (
     sha256_fd,
     split,
 )
+from ..safepath import Parents
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
 from . import filestate
@@ -238,28 +239,17 @@ resources:
         symlink, an error) is False, and the engine runs that file's own
         ``check``, which says what differs or fails.
         """
-        dirs: dict[str, int | None] = {}
-        try:
-            return [f._converged_in(dirs) for f in files]
-        finally:
-            for dfd in dirs.values():
-                if dfd is not None:
-                    os.close(dfd)
+        with Parents(open_dir) as parents:
+            return [f._converged_in(parents) for f in files]
 
-    def _converged_in(self, dirs: dict[str, int | None]) -> bool:
-        """`converged_many` for one file; `dirs` holds the directory fds opened so far."""
+    def _converged_in(self, parents: Parents) -> bool:
+        """`converged_many` for one file; `parents` holds the directory fds opened so far."""
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
             if self.group is not None:
                 self._gid = _gid(self.group)
-            parent, name = split(self._fs_path)
-            if parent not in dirs:
-                try:
-                    dirs[parent] = open_dir(parent)
-                except (FileNotFoundError, NotADirectoryError):
-                    dirs[parent] = None  # no directory: no file either
-            dfd = dirs[parent]
+            dfd, name = parents.of(self._fs_path)
             if self.state == "absent":
                 return dfd is None or lstat_at(dfd, name) is None
             fd = None if dfd is None else filestate.open_at(dfd, name, self._fs_path)
