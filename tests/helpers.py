@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -559,6 +559,33 @@ def apt(*args: str) -> None:
         timeout=600,
         env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
     )
+
+
+@contextlib.contextmanager
+def without_packages(names: Sequence[str]) -> Iterator[None]:
+    """Start with none of `names` installed and leave none behind.
+
+    First checks that dpkg is usable: a package run killed half-way (an
+    earlier test run stopped with kill) leaves dpkg "interrupted", and every
+    apt-get then fails; say so at once instead of as each test's timeout.
+    """
+    audit = subprocess.run(["dpkg", "--audit"], capture_output=True, text=True, check=False)
+    if audit.stdout.strip():
+        raise AssertionError(
+            "dpkg was left interrupted by an earlier package run; "
+            "scripts/system/prepare finishes it (dpkg --configure -a):\n" + audit.stdout
+        )
+    _remove_installed(names)
+    try:
+        yield
+    finally:
+        _remove_installed(names)
+
+
+def _remove_installed(names: Sequence[str]) -> None:
+    present = [p for p in names if installed(p)]
+    if present:
+        apt("remove", *present)
 
 
 # -- a private D-Bus message bus --------------------------------------------------------------

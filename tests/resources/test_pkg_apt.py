@@ -19,7 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import apt, installed, json_lines, pid_alive, recap_of, run_once, wait_for
+from helpers import (
+    apt,
+    installed,
+    json_lines,
+    pid_alive,
+    recap_of,
+    run_once,
+    wait_for,
+    without_packages,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,13 +43,8 @@ DPKG_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
 @pytest.fixture
 def clean_packages() -> Iterator[None]:
     """Start with none of the test packages installed; leave none behind."""
-    present = [p for p in PACKAGES if installed(p)]
-    if present:
-        apt("remove", *present)
-    yield
-    present = [p for p in PACKAGES if installed(p)]
-    if present:
-        apt("remove", *present)
+    with without_packages(PACKAGES):
+        yield
 
 
 def _graph(path: Path, state: str = "installed", names: list[str] = PACKAGES) -> Path:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import apt, installed, json_lines, run_once
+from helpers import installed, json_lines, run_once, without_packages
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
@@ -22,13 +22,8 @@ def on_the_test_bus(packagekit: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def clean(packagekit: str) -> Iterator[None]:
-    present = [p for p in PACKAGES if installed(p)]
-    if present:
-        apt("remove", *present)
-    yield
-    present = [p for p in PACKAGES if installed(p)]
-    if present:
-        apt("remove", *present)
+    with without_packages(PACKAGES):
+        yield
 
 
 def _graph(path: Path, state: str, names: list[str] = PACKAGES) -> Path:
