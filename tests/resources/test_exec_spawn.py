@@ -126,7 +126,13 @@ def test_without_the_guard_programs_the_preexec_fallback_runs_the_command(tmp_pa
     monkeypatch.setattr(spawn, "GUARD", None)
     monkeypatch.setattr(spawn, "PRCTL", spawn.resolve_prctl())
     argv = exec_mod._Argv(["/bin/sh", "-c", "echo out; exit 3"], "'/bin/sh'")
-    code, out = run_async(exec_mod._run(argv, str(tmp_path), {"X": "1"}, 0))
+    res = exec_mod.Exec(name="x", cmd="true", cwd=str(tmp_path), env={"X": "1"})
+    code, out = run_async(exec_mod._run(argv, res))
     assert (code, out.tail) == (3, b"out\n")
     with pytest.raises(ResourceError, match="cannot run 'nope': No such file or directory"):
-        run_async(exec_mod._run(exec_mod._Argv(["nope"], "'nope'"), "", {}, 0))
+        run_async(
+            exec_mod._run(exec_mod._Argv(["nope"], "'nope'"), exec_mod.Exec(name="y", cmd=""))
+        )
+    as_nobody = exec_mod.Exec(name="z", cmd="true", user="nobody")
+    with pytest.raises(ResourceError, match=r"as another user: setpriv \(util-linux\) is missing"):
+        run_async(exec_mod._run(argv, as_nobody))

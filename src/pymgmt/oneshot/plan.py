@@ -328,7 +328,13 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
     if res.secrets or res.tainted or res.meta != MetaParams():
         return None  # the engine's retries, limits, semaphores...; a secret to redact
     if type(res) is Exec and not (
-        res.watchcmd or res.pollint or res.members or res.nifcmd or res.refreshonly
+        res.watchcmd
+        or res.pollint
+        or res.members
+        or res.nifcmd
+        or res.refreshonly
+        or res.user
+        or res.group
     ):
         return "exec", _exec_want(res)
     if type(res) is Pkg and res.backend in ("auto", "apt"):

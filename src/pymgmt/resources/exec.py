@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
 from dataclasses import dataclass
@@ -42,7 +43,10 @@ class Exec(Resource, kind="exec"):
     and on a refresh notification (``refreshonly``: only then). ``creates``,
     ``ifcmd`` and ``nifcmd`` skip a run
     that is not needed. A non-zero exit status or exceeding ``timeout`` is a
-    failure. No shell is involved unless ``shell`` names one.
+    failure. No shell is involved unless ``shell`` names one. ``user`` and
+    ``group`` run every command of the resource (the guards and watchcmd
+    too, as Puppet runs ``onlyif``) without root's privileges: the guard's
+    ``setpriv`` changes them before the command is executed.
     """
 
     example = """\
@@ -77,6 +81,14 @@ resources:
         "", doc="run cmd only when this path does not exist (and when it disappears)"
     )
     pollint: int = param(0, doc="also run cmd every N seconds (0: never)")
+    user: str = param(
+        "",
+        doc="run cmd, ifcmd, nifcmd and watchcmd as this user (name or uid), with its groups,"
+        " HOME, USER and LOGNAME; empty: as the agent",
+    )
+    group: str = param(
+        "", doc="run them with this group (name or gid); empty: the user's primary group"
+    )
     state: str = param("", doc="accepted for mgmt's old examples; ignored")
 
     def problems(self) -> list[tuple[str, str]]:
@@ -109,6 +121,9 @@ resources:
         if self.refreshonly and (self.watchcmd or self.pollint):
             field = "watchcmd" if self.watchcmd else "pollint"
             out.append((field, "never runs cmd with refreshonly: only a refresh does"))
+        for name in ("user", "group"):
+            if (value := getattr(self, name)) and not _ACCOUNT.fullmatch(value):
+                out.append((name, f"not a {name} name or number: {value!r}"))
         if self.state not in ("", "present"):
             out.append(("state", f"only 'present' is meaningful for exec, got {self.state!r}"))
         return out
@@ -160,12 +175,7 @@ resources:
             self._trigger(tick=True)
 
     async def _watchcmd(self, started: asyncio.Future[None]) -> None:
-        proc = await _spawn(
-            self._argv("watchcmd", self.watchshell),
-            self.cwd,
-            self.env,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        proc = await _spawn(self._argv("watchcmd", self.watchshell), self, asyncio.subprocess.PIPE)
         started.set_result(None)
         try:
             assert proc.stdout is not None
@@ -188,14 +198,14 @@ resources:
             return CONVERGED
         if self.ifcmd:
             argv = self._argv("ifcmd", self.ifshell)
-            code, _ = await _run(argv, self.cwd, self.env, self.timeout)
+            code, _ = await _run(argv, self)
             if code != 0:
                 self.ctx.log.debug("ifcmd exited %d: not running cmd", code)
                 self._done = asked
                 return CONVERGED
         if self.nifcmd:
             argv = self._argv("nifcmd", self.nifshell)
-            code, _ = await _run(argv, self.cwd, self.env, self.timeout)
+            code, _ = await _run(argv, self)
             if code == 0:
                 self.ctx.log.debug("nifcmd exited 0: not running cmd")
                 self._done = asked
@@ -204,7 +214,7 @@ resources:
 
     async def apply(self, plan: Plan) -> None:
         asked = self._asked  # what this run answers; later triggers ask for another
-        code, out = await _run(self._argv("cmd", self.shell), self.cwd, self.env, self.timeout)
+        code, out = await _run(self._argv("cmd", self.shell), self)
         tail = out.lines(redact)
         if out.dropped:
             self.ctx.log.debug("output: %d earlier bytes not kept", out.dropped)
@@ -235,6 +245,10 @@ resources:
         return _Argv(argv, shown)
 
 
+#: A user or group as useradd/groupadd accept it (Debian's relaxed rule), or a number.
+_ACCOUNT = re.compile(r"[0-9]+|[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?")
+
+
 @dataclass(frozen=True)
 class _Argv:
     """A command ready to run, and what an error message may call it."""
@@ -243,15 +257,17 @@ class _Argv:
     shown: str
 
 
-async def _spawn(
-    cmd: _Argv, cwd: str, env: dict[str, str], *, stdout: int
-) -> asyncio.subprocess.Process:
-    """Start `cmd` as `spawn.prepare` says (under the guard that makes it die with the agent)."""
+async def _spawn(cmd: _Argv, res: Exec, stdout: int) -> asyncio.subprocess.Process:
+    """Start `cmd` as `spawn.prepare` says (under the guard that makes it die with the agent).
+
+    In `res`'s working directory and environment, as its user and group.
+    """
     try:
-        argv, full_env, preexec = spawn.prepare(cmd.argv, cmd.shown, cwd, env)
+        who = spawn.Identity.lookup(res.user, res.group) if res.user or res.group else None
+        argv, full_env, preexec = spawn.prepare(cmd.argv, cmd.shown, res.cwd, res.env, who)
         return await asyncio.create_subprocess_exec(
             *argv,
-            cwd=cwd or None,
+            cwd=res.cwd or None,
             env=full_env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=stdout,
@@ -265,9 +281,10 @@ async def _spawn(
         raise ResourceError(str(spawn.cannot_run(cmd.shown, e.strerror or str(e)))) from None
 
 
-async def _run(cmd: _Argv, cwd: str, env: dict[str, str], timeout: int) -> tuple[int, spawn.Tail]:
+async def _run(cmd: _Argv, res: Exec) -> tuple[int, spawn.Tail]:
     """Run to completion; kill the whole process group on timeout or cancel."""
-    proc = await _spawn(cmd, cwd, env, stdout=asyncio.subprocess.PIPE)
+    timeout = res.timeout
+    proc = await _spawn(cmd, res, asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(timeout or None):
             assert proc.stdout is not None

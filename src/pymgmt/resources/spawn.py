@@ -11,6 +11,8 @@ that the two cannot drift apart:
 * `prepare`: the argv, environment and ``preexec_fn`` of the spawn, under
   the guard that makes the command die with the agent (see below), after
   `check_runnable` refused a program that cannot run, with exec's words;
+* `Identity`: the user and group a command runs as when exec's ``user`` or
+  ``group`` asks to drop root's privileges;
 * `Tail`: the end of the command's output that is kept, and `exit_message`,
   what a failure says of it.
 
@@ -106,23 +108,91 @@ def check_runnable(argv: list[str], shown: str, cwd: str, env: dict[str, str] | 
         raise cannot_run(shown, "Permission denied")
 
 
+class Identity:
+    """Who a command runs as, looked up when it starts (exec's ``user`` and ``group``).
+
+    Like ``su``/``runuser`` and Puppet's exec ``user``: the user's uid, the
+    group's gid (default: the user's primary group), the user's
+    supplementary groups (none when only a group, or a uid with no account,
+    is given), and HOME, USER and LOGNAME set from the account unless the
+    resource's ``env`` sets them. Looked up at each start, not at load: an
+    account may be created by the graph itself, or changed meanwhile.
+    """
+
+    __slots__ = ("env", "gid", "groups", "uid")
+
+    def __init__(
+        self, uid: int | None, gid: int | None, groups: list[int] | None, env: dict[str, str]
+    ) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups  # None: leave root's as they are (only with no uid change)
+        self.env = env
+
+    @classmethod
+    def lookup(cls, user: str, group: str) -> Identity:
+        """The identity of `user` and `group` (names or numbers); CannotRun if unknown."""
+        import grp
+        import pwd
+
+        uid = gid = None
+        groups: list[int] | None = None
+        env: dict[str, str] = {}
+        if user:
+            try:
+                pw = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+            except KeyError:
+                if not user.isdigit():
+                    raise CannotRun(f"user {user!r} does not exist") from None
+                uid, groups = int(user), []  # a bare uid: no account, no groups
+            else:
+                uid, gid = pw.pw_uid, pw.pw_gid
+                groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+                env = {"HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name}
+        if group:
+            try:
+                gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise CannotRun(f"group {group!r} does not exist") from None
+            if groups is None:
+                groups = []
+        return cls(uid, gid, groups, env)
+
+    def setpriv_args(self) -> list[str]:
+        """The guard's ``setpriv`` options that become this identity."""
+        args: list[str] = []
+        if self.gid is not None:
+            args.append(f"--regid={self.gid}")
+        if self.uid is not None:
+            args.append(f"--reuid={self.uid}")
+        if self.groups:
+            args.append("--groups=" + ",".join(map(str, self.groups)))
+        elif self.groups is not None:
+            args.append("--clear-groups")
+        return args
+
+
 def prepare(
-    argv: list[str], shown: str, cwd: str, env: dict[str, str]
+    argv: list[str], shown: str, cwd: str, env: dict[str, str], who: Identity | None = None
 ) -> tuple[list[str], dict[str, str] | None, Callable[[], None] | None]:
     """(the argv to spawn, its environment (None: the agent's), its ``preexec_fn``).
 
     The argv is the command under the guard when the guard's programs
     exist, with no ``preexec_fn`` (so CPython vforks); else the command
     itself, with the ``preexec_fn`` fallback. CannotRun: a program that
-    cannot run, refused before anything starts.
+    cannot run, refused before anything starts. With `who`, the command
+    runs as that user and group (the guard's ``setpriv`` drops the
+    privileges, then the command is exec'd).
     """
-    environ = full_env(env)
+    environ = full_env({**who.env, **env} if who is not None else env)
     if GUARD is None:
+        if who is not None:
+            raise CannotRun(f"cannot run {shown} as another user: setpriv (util-linux) is missing")
         import functools
 
         return argv, environ, functools.partial(_die_with_agent, os.getpid())
     check_runnable(argv, shown, cwd, environ)
-    return guarded(argv, environ), environ, None
+    return guarded(argv, environ, who), environ, None
 
 
 # -- dying with the agent ----------------------------------------------------------------
@@ -161,7 +231,7 @@ def _find_guard() -> tuple[str, str] | None:
 GUARD = _find_guard()
 
 
-def guarded(argv: list[str], env: dict[str, str] | None) -> list[str]:
+def guarded(argv: list[str], env: dict[str, str] | None, who: Identity | None = None) -> list[str]:
     """`argv` under the guard; the command gets exactly the environment it would alone.
 
     The shell exports PWD at start; it is unset again unless the
@@ -172,7 +242,9 @@ def guarded(argv: list[str], env: dict[str, str] | None) -> list[str]:
     setpriv, sh = GUARD
     has_pwd = "PWD" in (os.environ if env is None else env)
     script = _GUARD_SCRIPT if has_pwd else "unset PWD; " + _GUARD_SCRIPT
-    return [setpriv, "--pdeathsig", "KILL", "--", sh, "-c", script, str(os.getpid()), *argv]
+    become = who.setpriv_args() if who is not None else []
+    agent = str(os.getpid())
+    return [setpriv, "--pdeathsig", "KILL", *become, "--", sh, "-c", script, agent, *argv]
 
 
 def _die_with_agent(agent_pid: int) -> None:
