@@ -98,6 +98,11 @@ resources:
         "", doc="absolute path, a directory when it ends in '/'; empty: the resource's name"
     )
     content: str | None = param(None, doc="the exact content; unset: not managed")
+    source: str | None = param(
+        None,
+        doc="absolute path of a local file whose bytes are the content (copied byte for"
+        " byte; an edit of the source is applied at once); unset: not managed",
+    )
     state: Literal["exists", "absent"] = param(
         "exists", doc="exists, or absent (removed; a directory only when empty)"
     )
@@ -132,8 +137,16 @@ resources:
             out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
-        if self.is_dir and self.content is not None:
-            out.append(("content", "a directory (path ending in '/') cannot have content"))
+        for name in ("content", "source"):
+            if self.is_dir and getattr(self, name) is not None:
+                out.append((name, f"a directory (path ending in '/') cannot have {name}"))
+        if self.source is not None:
+            if self.content is not None:
+                out.append(("source", "give either content or source, not both"))
+            elif bad := path_problem(self.source):
+                out.append(("source", bad))
+            elif self.source.rstrip("/") == self.target.rstrip("/"):
+                out.append(("source", "is the file itself"))
         for name, what in (("owner", "user"), ("group", "group")):
             value = getattr(self, name)
             bad = None if value is None else account_problem(value, what)
@@ -143,7 +156,8 @@ resources:
 
     def warnings(self) -> list[tuple[str, str]]:
         # mgmt's own examples (file1.yaml) give an absent file content: harmless.
-        ignored = [f for f in ("content", "mode", "owner", "group") if getattr(self, f) is not None]
+        managed = ("content", "source", "mode", "owner", "group")
+        ignored = [f for f in managed if getattr(self, f) is not None]
         if self.state == "absent" and ignored:
             return [(ignored[0], f"ignored: the file is to be absent ({', '.join(ignored)})")]
         return []
@@ -158,6 +172,8 @@ resources:
         return [UID("file", self.target.rstrip("/") or "/")]
 
     def wants(self) -> Generator[Want, bool, None]:
+        if self.source is not None:  # a managed source is made right first
+            yield Want((UID("file", self.source.rstrip("/") or "/"),))
         parts = [p for p in self.target.split("/") if p]
         for depth in range(len(parts) - 1, -1, -1):
             matched = yield Want((UID("file", "/" + "/".join(parts[:depth])),))
@@ -193,21 +209,35 @@ resources:
     # -- watch ------------------------------------------------------------------
 
     def subscribe(self, ctx: Context) -> Callable[[], None]:
-        """The whole watch is one hub subscription (traits.Subscribing): no task needed."""
-        sub = ctx.inotify.subscribe(self._fs_path, ctx.event)
-        return lambda: ctx.inotify.unsubscribe(sub)
+        """The whole watch is hub subscriptions (traits.Subscribing): no task needed.
+
+        A change of the source is a change of what is wanted, not drift of
+        the file: it asks for a run as a tick (reported "changed", never
+        "repaired").
+        """
+        subs = [ctx.inotify.subscribe(self._fs_path, ctx.event)]
+        if self.source is not None:
+            subs.append(ctx.inotify.subscribe(self.source, ctx.tick))
+
+        def unsubscribe() -> None:
+            for sub in subs:
+                ctx.inotify.unsubscribe(sub)
+
+        return unsubscribe
 
     async def watch(self, ctx: Context) -> None:
-        sub = ctx.inotify.subscribe(self._fs_path, ctx.event)
+        unsubscribe = self.subscribe(ctx)
         try:
             ctx.ready()
             await asyncio.Event().wait()
         finally:
-            ctx.inotify.unsubscribe(sub)
+            unsubscribe()
 
     # -- check ------------------------------------------------------------------
 
     async def check(self) -> Plan:
+        if self.source is not None and self.state != "absent":
+            await self._read_source()
         if self.owner is not None:
             self._uid = _uid(self.owner)
         if self.group is not None:
@@ -244,6 +274,8 @@ resources:
 
     def _converged_in(self, parents: Parents) -> bool:
         """`converged_many` for one file; `parents` holds the directory fds opened so far."""
+        if self.source is not None:
+            return False  # its content is the source's, read by its own check
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
@@ -271,6 +303,38 @@ resources:
             return False
         want, mode, uid, gid = self._want, self._want_mode, self._uid, self._gid
         return matches(fd, st, is_dir=self.is_dir, want=want, mode=mode, uid=uid, gid=gid)
+
+    async def _read_source(self) -> None:
+        """Make the source's bytes the wanted content (read again at every check).
+
+        The source is walked like any managed path, and read through its own
+        fd: its final component is never followed (a user's symlink there
+        could make the agent copy a file only root may read).
+        """
+        assert self.source is not None
+        path = self.source
+        parent, name = split(path)
+        try:
+            dfd = open_dir(parent)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ResourceError(f"source {path} does not exist") from None
+        try:
+            fd = filestate.open_at(dfd, name, path)
+        except filestate.FileStateError as e:
+            raise ResourceError(f"source: {e}") from None
+        finally:
+            os.close(dfd)
+        if fd is None:
+            raise ResourceError(f"source {path} does not exist")
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ResourceError(f"source {path} is {filestate.what(st)}, not a regular file")
+            data = read_fd(fd) if st.st_size <= _INLINE_IO else await off_loop(read_fd, fd)
+        finally:
+            os.close(fd)
+        if data != self._want:
+            self._want, self._want_sha = data, None
 
     def _open(self) -> tuple[int | None, os.stat_result | None]:
         """Open the path (walked safely, never following a final symlink) and fstat it.

@@ -91,6 +91,8 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         if value is not None and value not in allowed:
             listed = ", ".join(allowed) if allowed else "none"
             return Refused(f"its {what} {quote(value)} is not allowed here (allowed: {listed})")
+    if res.source is not None:  # and reading a path here for another host is a disclosure
+        return Refused(f"it copies a source file ({quote(res.source)}): a path on its own host")
     if res.content is not None:
         size = len(res.content.encode("utf-8", "surrogateescape"))
         if size > MAX_CONTENT:
@@ -99,6 +101,7 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         name=collected_name(res.name, host),
         path=path,
         content=res.content,
+        source=None,
         state=res.state,
         mode=mode,
         owner=res.owner,
