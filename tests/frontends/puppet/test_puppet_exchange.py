@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.harness import Cluster
-from tests.helpers import event, run_once
+from tests.helpers import event, run_once, write_atomic
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,15 +39,20 @@ def cluster(no_leaks: None, tmp_path: Path) -> Iterator[Cluster]:
         c.close()
 
 
+def exporting(share: Path, text: str) -> str:
+    """A manifest that exports one file into `share` and collects (so applies it here too)."""
+    return (
+        f"file {{ '{share}': ensure => directory }}\n"
+        f"@@file {{ '{share}/from-a.txt': content => \"{text}\\n\", mode => '0640' }}\n"
+        "File <<| |>>\n"
+    )
+
+
 def test_an_exported_file_lands_on_the_host_that_collects_it(cluster: Cluster) -> None:
     a, b = cluster.host("a"), cluster.host("b")
     share_a, share_b = a.root / "share", b.root / "share"
     site_a, site_b = a.root.parent / "a.pp", b.root.parent / "b.pp"
-    site_a.write_text(
-        f"file {{ '{share_a}': ensure => directory }}\n"
-        f"@@file {{ '{share_a}/from-a.txt': content => \"hello from a\\n\", mode => '0640' }}\n"
-        "File <<| |>>\n"
-    )
+    site_a.write_text(exporting(share_a, "hello from a"))
     site_b.write_text(f"file {{ '{share_b}': ensure => directory }}\nFile <<| |>>\n")
     puppet = ["--puppet-collect-dir"]
     cluster.start("a", Path("puppet"), "--puppet", str(site_a), *puppet, str(share_a))
@@ -68,6 +73,13 @@ def test_an_exported_file_lands_on_the_host_that_collects_it(cluster: Cluster) -
     assert b.agent is not None
     b.agent.wait_event(event("collect_changed"), timeout=COMPILE, what="b says what it collected")
     assert sorted(p.name for p in share_b.iterdir()) == ["from-a.txt"]
+    # live: a saved edit of a's manifest recompiles there, and b collects the new content
+    write_atomic(site_a, exporting(share_a, "hello again"))
+    cluster.wait_for(
+        lambda: (share_b / "from-a.txt").read_text() == "hello again\n",
+        "a's edited export collected on b",
+        timeout=COMPILE,
+    )
     assert cluster.stop("b") == 0
     assert cluster.stop("a") == 0
 
