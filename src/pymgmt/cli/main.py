@@ -627,8 +627,12 @@ def _resolve_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"give a graph file or --puppet, not both (file: {args.file!r})")
     if puppet and not args.puppet:
         parser.error("--puppet needs a manifest file (ending in .pp) or Puppet code")
-    if not puppet and (args.puppet_conf or args.puppet_allow_unsupported or args.puppet_node):
-        parser.error("--puppet-conf, --puppet-node and --puppet-allow-unsupported go with --puppet")
+    given = (args.puppet_conf, args.puppet_node, args.puppet_collect_dir)
+    if not puppet and (any(given) or args.puppet_allow_unsupported):
+        parser.error(
+            "--puppet-conf, --puppet-node, --puppet-collect-dir and --puppet-allow-unsupported "
+            "go with --puppet"
+        )
     if (args.depth > 0 or args.tunnel) and not args.remote_child:
         parser.error("--depth and --tunnel are set by an initiator for the agents it starts")
     if args.converged_timeout is not None and args.converger_timeout is not None:

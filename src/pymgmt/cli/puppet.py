@@ -56,6 +56,12 @@ def add_puppet_flags(p: argparse.ArgumentParser, *, with_manifest: bool) -> None
         help="let each resource that cannot be translated stand in as a noop (managing nothing)",
     )
     p.add_argument(
+        "--puppet-collect-dir",
+        metavar="DIR",
+        help="the directory files collected by the manifest's File <<| |>> land in "
+        "(other hosts' exported files, under their base names)",
+    )
+    p.add_argument(
         "--puppet-node",
         metavar="NAME",
         default="",
@@ -72,10 +78,17 @@ def translate_command(args: argparse.Namespace) -> int:
     from ..frontends.puppet.render import to_yaml
     from ..frontends.puppet.translate import UnsupportedError, translate
 
-    source = PuppetSource.from_arg(args.manifest, args.puppet_conf, args.puppet_node)
+    source = PuppetSource.from_arg(
+        args.manifest, args.puppet_conf, args.puppet_node, args.puppet_collect_dir
+    )
     try:
         catalog = compile_catalog(source)
-        translation = translate(catalog, source.name, allow=args.puppet_allow_unsupported)
+        translation = translate(
+            catalog,
+            source.name,
+            allow=args.puppet_allow_unsupported,
+            collect_dir=source.collect_dir,
+        )
         accept(declared_graph(translation))  # cycles, AutoEdges: it must run as printed
     except InputError as e:
         errors = e.errors if isinstance(e, InputErrors) else [e]
@@ -87,7 +100,7 @@ def translate_command(args: argparse.Namespace) -> int:
         print(f"pymgmt: nothing was translated{hint}", file=sys.stderr)
         return EXIT_INPUT
     for item in translation.unsupported:  # allowed, yet never dropped without a word
-        print(f"pymgmt: warning: {item.error()} (stands in as a noop)", file=sys.stderr)
+        print(f"pymgmt: warning: {item.error()} ({item.instead})", file=sys.stderr)
     for note in translation.notes:
         print(f"pymgmt: note: {note}", file=sys.stderr)
     sys.stdout.write(to_yaml(translation))

@@ -260,11 +260,13 @@ def _compile_puppet(args: argparse.Namespace) -> tuple[PuppetSource, Compiled, A
     from ..frontends.puppet.catalog import PuppetSource
     from ..frontends.puppet.frontend import compile_graph
 
-    source = PuppetSource.from_arg(args.puppet, args.puppet_conf, args.puppet_node)
+    source = PuppetSource.from_arg(
+        args.puppet, args.puppet_conf, args.puppet_node, args.puppet_collect_dir
+    )
     translation, declared = compile_graph(source, allow=args.puppet_allow_unsupported)
     log = logging.getLogger("pymgmt")
     for item in translation.unsupported:
-        log.warning("warning: %s (stands in as a noop)", item.error())
+        log.warning("warning: %s (%s)", item.error(), item.instead)
     return source, accept(declared), translation
 
 

@@ -8,15 +8,23 @@ JSON shape `puppet catalog find --render-as json` prints (catalog_format 2).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pymgmt.errors import InputError, InputErrors
+from pymgmt.errors import InputError, InputErrors, Location
 from pymgmt.frontends.compile import accept
-from pymgmt.frontends.puppet.catalog import PuppetError, parse_catalog
+from pymgmt.frontends.puppet.catalog import (
+    Collector,
+    Exported,
+    PuppetError,
+    parse_catalog,
+    read_store,
+)
 from pymgmt.frontends.puppet.graph import declared_graph
+from pymgmt.frontends.puppet.render import to_yaml
 from pymgmt.frontends.puppet.translate import Translation, UnsupportedError, translate
 
 SITE = "/srv/site.pp"
@@ -302,10 +310,122 @@ def test_a_local_source_is_read_as_content(tmp_path: Path) -> None:
     ]
 
 
-def test_exported_resources_are_listed_not_applied_here() -> None:
-    exported = {**res("File", "/exp", content=""), "exported": True}
-    t = tr([exported])
-    assert next(u.what for u in t.unsupported).startswith("exported resources (@@)")
+# -- exported resources and collectors ------------------------------------------------------
+
+
+def exchange(
+    resources: list[dict[str, Any]],
+    collectors: list[Collector] = (),  # type: ignore[assignment]
+    exported: list[Exported] = (),  # type: ignore[assignment]
+    *,
+    collect_dir: str | None = "/srv/share",
+    allow: bool = False,
+) -> Translation:
+    """`tr`, with what pymgmt's storeconfigs terminus recorded beside the catalog."""
+    parsed = parse_catalog(catalog(resources), SITE)
+    full = replace(parsed, collectors=list(collectors), exported=list(exported))
+    return translate(full, SITE, allow=allow, collect_dir=collect_dir)
+
+
+def collector(line: int, query: Any = None, *, type_: str = "File", overrides: bool = False) -> Any:
+    return Collector(type_, query, overrides, Location(SITE, line))
+
+
+def test_an_exported_file_collected_here_is_applied_and_exported() -> None:
+    """Puppet applies an @@file on its own node when the node collects it: pymgmt's @@."""
+    shared = {**res("File", "/srv/share/web1.txt", content="web1\n"), "exported": True}
+    t = exchange(
+        [shared, res("File", "/etc/motd", line=2, content="hi\n")],
+        [collector(3)],
+        [Exported("File", "/srv/share/web1.txt", Location(SITE, 1))],
+    )
+    assert not t.unsupported and not t.errors
+    graph = accept(declared_graph(t)).graph
+    assert graph.exported == {("file", "/srv/share/web1.txt")}
+    assert [(c.kind, c.pattern, c.mode) for c in graph.collect] == [("file", "/srv/share/", "0644")]
+    text = to_yaml(t)
+    assert "- name: '@@/srv/share/web1.txt'" in text
+    assert "collect:\n- {kind: file, pattern: /srv/share/, mode: '0644'}" in text
+
+
+def test_an_exported_file_not_collected_here_is_refused_with_its_line() -> None:
+    """Puppet leaves it out of the catalog (not applied here); pymgmt cannot export only."""
+    t = exchange([], [], [Exported("File", "/srv/share/web1.txt", Location(SITE, 7))])
+    assert [(u.ref, u.location) for u in t.unsupported] == [
+        ("File[/srv/share/web1.txt]", Location(SITE, 7))
+    ]
+    assert "not collected on this node" in t.unsupported[0].what
+    with pytest.raises(InputErrors):
+        declared_graph(t)
+    allowed = exchange([], [], [Exported("File", "/x/y", Location(SITE, 7))], allow=True)
+    assert [(r.kind, r.stand_in) for r in allowed.resources] == [("noop", True)]
+    assert not declared_graph(allowed).exported
+
+
+@pytest.mark.parametrize(
+    ("found", "ref", "why"),
+    [
+        (
+            collector(4, ["tag", "==", "web"]),
+            "File <<| tag == 'web' |>>",
+            "a collector's query is not supported",
+        ),
+        (
+            collector(4, [["tag", "==", "a"], "or", [["tag", "==", "b"], "and", ["x", "!=", 1]]]),
+            "File <<| tag == 'a' or (tag == 'b' and x != 1) |>>",
+            "a collector's query is not supported",
+        ),
+        (collector(4, overrides=True), "File <<| |>>", "overrides ({ ... }) are not supported"),
+        (collector(4, type_="Sshkey"), "Sshkey <<| |>>", "pymgmt collects files only"),
+    ],
+)
+def test_a_collector_pymgmt_cannot_honour_is_refused_at_its_line(
+    found: Collector, ref: str, why: str
+) -> None:
+    t = exchange([], [found])
+    assert len(t.unsupported) == 1
+    item = t.unsupported[0]
+    assert (item.ref, item.location) == (ref, Location(SITE, 4))
+    assert why in item.what
+    with pytest.raises(InputErrors) as e:
+        declared_graph(t)
+    assert str(e.value.errors[0]).startswith(f"{SITE}:4: {ref}: ")
+    # allowed: left out, with nothing standing in, and nothing collected
+    allowed = exchange([], [found], allow=True)
+    assert allowed.unsupported[0].instead == "ignored: nothing is collected"
+    assert not declared_graph(allowed).collect
+
+
+def test_a_collector_needs_the_directory_collected_files_land_in() -> None:
+    t = exchange([], [collector(9)], collect_dir=None)
+    assert "--puppet-collect-dir DIR" in t.unsupported[0].what
+    relative = exchange([], [collector(9)], collect_dir="share")
+    assert "is not an absolute directory" in relative.unsupported[0].what
+    twice = exchange([], [collector(9), collector(10)])
+    assert [c.location for c in twice.collect] == [Location(SITE, 9)]  # one entry per kind
+
+
+def test_exporting_another_type_than_file_is_refused() -> None:
+    t = exchange([{**res("Exec", "x", command="/bin/true"), "exported": True}])
+    assert t.unsupported[0].what.startswith("exporting Exec resources (@@) is not supported")
+
+
+def test_the_terminus_records_are_read_strictly() -> None:
+    data = (
+        b'{"collector":{"type":"File","query":null,"overrides":false,"file":"/m.pp","line":3}}\n'
+        b'{"collector":{"type":"File","query":["tag","==","x"],"overrides":true,"file":null,'
+        b'"line":4}}\n'
+        b'{"export":{"type":"File","title":"/a","file":"","line":1}}\n'
+    )
+    collectors, exported = read_store(data, SITE)
+    assert collectors == [
+        Collector("File", None, False, Location("/m.pp", 3)),
+        Collector("File", ["tag", "==", "x"], True, Location(SITE, 4)),
+    ]
+    assert exported == [Exported("File", "/a", Location(SITE, 1))]
+    for bad in (b"nope", b"[]", b'{"other": {}}', b'{"export": {"type": 1}}', b'{"a":1,"b":2}'):
+        with pytest.raises(PuppetError):
+            read_store(bad, SITE)
 
 
 def test_a_values_problem_is_reported_at_the_manifest_line() -> None:

@@ -21,7 +21,12 @@ CASES = {
     "an empty --puppet": (["--puppet", ""], "--puppet needs a manifest file"),
     "--puppet-conf alone": (
         ["--puppet-conf", "p.conf", "graph.yaml"],
-        "--puppet-conf, --puppet-node and --puppet-allow-unsupported go with --puppet",
+        "--puppet-conf, --puppet-node, --puppet-collect-dir and --puppet-allow-unsupported "
+        "go with --puppet",
+    ),
+    "--puppet-collect-dir alone": (
+        ["--puppet-collect-dir", "/srv/share", "graph.yaml"],
+        "--puppet-collect-dir and --puppet-allow-unsupported go with --puppet",
     ),
 }
 

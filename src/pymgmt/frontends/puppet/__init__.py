@@ -15,5 +15,9 @@ The rooms:
   classes, defined types and stages into edges between real resources the
   way Puppet orders them, and lists -- with file and line -- every type or
   parameter it cannot carry over, so that nothing is dropped silently;
-* `render` prints a translation as a YAML graph a user can read and keep.
+* `render` prints a translation as a YAML graph a user can read and keep;
+* ``ruby/`` is pymgmt's storeconfigs backend for Puppet (on its RUBYLIB):
+  it tells pymgmt what the manifest exports (``@@``) and collects
+  (``<<| |>>``), which `translate` maps onto the etcd World's exports and
+  ``collect:`` entries.
 """

@@ -7,6 +7,15 @@ on standard error that end in ``(file: F, line: N, column: C)``, which
 become `InputError`s at that location. Facter's complaints about what it
 may not read (``/proc/1/environ`` in a container) are noise, not errors.
 
+Exported resources and collectors: Puppet is run with storeconfigs on,
+and its backend is pymgmt's own terminus (``ruby/``, found through
+RUBYLIB), which answers every exported collector with nothing and writes
+what Puppet asked (each collector's type, query and location) and what
+the catalog exports (every ``@@`` resource, also those Puppet filters out
+of the catalog because this node does not collect them) to a private
+file; `read_store` reads it into the `Catalog`. pymgmt exchanges the
+resources itself, live, through its etcd World.
+
 A missing manifest is refused here: Puppet itself compiles an empty
 catalog for one, which would make a typo in a path remove nothing and
 manage nothing without a word.
@@ -22,7 +31,11 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ...errors import InputError, InputErrors, Location
@@ -50,11 +63,17 @@ class PuppetSource:
     conf: str | None = None
     #: the node the catalog is for (what ``node 'web1' { }`` matches): this host
     node: str = ""
+    #: where files collected by ``File <<| |>>`` land (``--puppet-collect-dir``)
+    collect_dir: str | None = None
 
     @classmethod
-    def from_arg(cls, arg: str, conf: str | None = None, node: str = "") -> PuppetSource:
+    def from_arg(
+        cls, arg: str, conf: str | None = None, node: str = "", collect_dir: str | None = None
+    ) -> PuppetSource:
         """mgmt's rule: an argument ending in ``.pp`` is a manifest file, anything else code."""
-        return cls(arg, inline=not arg.endswith(".pp"), conf=conf, node=node)
+        return cls(
+            arg, inline=not arg.endswith(".pp"), conf=conf, node=node, collect_dir=collect_dir
+        )
 
     @property
     def certname(self) -> str:
@@ -91,12 +110,42 @@ class CatalogResource:
 
 
 @dataclass(frozen=True)
+class Collector:
+    """An exported collector, ``Type <<| query |>> { overrides }``, as Puppet asked for it."""
+
+    #: the type collected, as Puppet spells it (``File``)
+    type: str
+    #: Puppet's query as a nested list (``["tag", "==", "web"]``), None for none
+    query: Any
+    #: True: the collector sets parameters on what it collects (``{ mode => ... }``)
+    overrides: bool
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A resource the manifest exports (``@@``), collected here or not."""
+
+    type: str
+    title: str
+    location: Location | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.type}[{self.title}]"
+
+
+@dataclass(frozen=True)
 class Catalog:
     """Every resource, and the containment edges (container -> contained)."""
 
     name: str
     resources: list[CatalogResource]
     contains: list[tuple[str, str]]
+    #: the exported collectors Puppet evaluated (pymgmt's storeconfigs terminus)
+    collectors: list[Collector] = field(default_factory=list)
+    #: every exported resource, also those Puppet left out as not collected here
+    exported: list[Exported] = field(default_factory=list)
 
 
 def compile_catalog(source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT) -> Catalog:
@@ -106,20 +155,21 @@ def compile_catalog(source: PuppetSource, *, timeout: float = COMPILE_TIMEOUT) -
     frontend uses `compile_catalog_async`, which a stop can cut short.
     """
     _check_source(source)
-    try:
-        done = subprocess.run(  # noqa: S603 - an argv list; the manifest is an argument
-            puppet_argv(source),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-            env=_environment(),
-        )
-    except FileNotFoundError:
-        raise _not_installed(source) from None
-    except subprocess.TimeoutExpired:
-        raise _too_slow(source, timeout) from None
-    return _result(done.returncode, done.stdout, done.stderr, source)
+    with _store() as store:
+        try:
+            done = subprocess.run(  # noqa: S603 - an argv list; the manifest is an argument
+                puppet_argv(source),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                env=_environment(store),
+            )
+        except FileNotFoundError:
+            raise _not_installed(source) from None
+        except subprocess.TimeoutExpired:
+            raise _too_slow(source, timeout) from None
+        return _result(done.returncode, done.stdout, done.stderr, source, store)
 
 
 async def compile_catalog_async(
@@ -129,13 +179,24 @@ async def compile_catalog_async(
     from pymgmt import children
 
     _check_source(source)
-    try:
-        answer = await children.ask(puppet_argv(source), env=_environment(), timeout=timeout)
-    except FileNotFoundError:
-        raise _not_installed(source) from None
-    except TimeoutError:
-        raise _too_slow(source, timeout) from None
-    return _result(answer.code, answer.out, answer.err, source)
+    with _store() as store:
+        argv, env = puppet_argv(source), _environment(store)
+        try:
+            answer = await children.ask(argv, env=env, timeout=timeout)
+        except FileNotFoundError:
+            raise _not_installed(source) from None
+        except TimeoutError:
+            raise _too_slow(source, timeout) from None
+        return _result(answer.code, answer.out, answer.err, source, store)
+
+
+@contextmanager
+def _store() -> Iterator[Path]:
+    """The file pymgmt's terminus writes to: in a private directory, removed after."""
+    with tempfile.TemporaryDirectory(prefix="pymgmt-puppet-") as d:
+        path = Path(d) / "store.jsonl"
+        path.touch(mode=0o600)
+        yield path
 
 
 def _check_source(source: PuppetSource) -> None:
@@ -160,26 +221,35 @@ def _too_slow(source: PuppetSource, timeout: float) -> PuppetError:
     )
 
 
-def _result(code: int, stdout: bytes, stderr: bytes, source: PuppetSource) -> Catalog:
+def _result(code: int, stdout: bytes, stderr: bytes, source: PuppetSource, store: Path) -> Catalog:
     if code != 0:
         raise puppet_errors(stderr.decode("utf-8", "replace"), source)
-    return parse_catalog(stdout, source.name)
+    catalog = parse_catalog(stdout, source.name)
+    collectors, exported = read_store(store.read_bytes(), source.name)
+    return replace(catalog, collectors=collectors, exported=exported)
+
+
+#: pymgmt's storeconfigs terminus, for Puppet's RUBYLIB
+RUBY_DIR = str(Path(__file__).with_name("ruby"))
 
 
 def puppet_argv(source: PuppetSource) -> list[str]:
-    """The compiler's command line: masterless, JSON, no colours."""
+    """The compiler's command line: masterless, JSON, no colours, pymgmt's storeconfigs."""
     argv = ["puppet", "catalog", "find", "--terminus", "compiler", "--render-as", "json"]
-    argv += ["--color", "false"]
+    argv += ["--color", "false", "--storeconfigs", "--storeconfigs_backend", "pymgmt"]
     if source.conf is not None:
         argv += ["--config", source.conf]
     argv += ["--code", source.text] if source.inline else ["--manifest", source.text]
     return [*argv, source.certname]
 
 
-def _environment() -> dict[str, str]:
-    """Puppet's environment: the agent's, with a C locale so messages parse the same."""
+def _environment(store: Path) -> dict[str, str]:
+    """Puppet's environment: the agent's, a C locale so messages parse the same, and
+    pymgmt's terminus on RUBYLIB with the file it writes to."""
     env = dict(os.environ)
     env["LANG"] = env["LC_ALL"] = "C.UTF-8"
+    env["RUBYLIB"] = ":".join(p for p in (RUBY_DIR, env.get("RUBYLIB", "")) if p)
+    env["PYMGMT_PUPPET_STORE"] = str(store)
     return env
 
 
@@ -240,11 +310,7 @@ def _resource(item: Any, source: str) -> CatalogResource:
     params = item.get("parameters", {})
     if not isinstance(params, dict):
         raise _malformed(source, "a resource's parameters are not an object")
-    file = item.get("file")
-    line = item.get("line")
-    where = None
-    if isinstance(file, str) and isinstance(line, int) and not isinstance(line, bool):
-        where = Location(file or source, line)
+    where = _where(item, source) if isinstance(item.get("file"), str) else None
     return CatalogResource(
         type=_string(item.get("type"), source, "type"),
         title=_string(item.get("title"), source, "title"),
@@ -253,6 +319,52 @@ def _resource(item: Any, source: str) -> CatalogResource:
         location=where,
         exported=item.get("exported") is True,
     )
+
+
+def read_store(data: bytes, source: str) -> tuple[list[Collector], list[Exported]]:
+    """The collectors and exports pymgmt's terminus wrote (a JSON object a line)."""
+    collectors: list[Collector] = []
+    exported: list[Exported] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise _malformed(source, "pymgmt's terminus wrote a line that is not JSON") from None
+        if not isinstance(item, dict) or len(item) != 1:
+            raise _malformed(source, "pymgmt's terminus wrote an unknown record")
+        what, fields = next(iter(item.items()))
+        if not isinstance(fields, dict):
+            raise _malformed(source, "pymgmt's terminus wrote an unknown record")
+        where = _where(fields, source)
+        if what == "collector":
+            collectors.append(
+                Collector(
+                    _string(fields.get("type"), source, "a collector's type"),
+                    fields.get("query"),
+                    fields.get("overrides") is True,
+                    where,
+                )
+            )
+        elif what == "export":
+            exported.append(
+                Exported(
+                    _string(fields.get("type"), source, "an export's type"),
+                    _string(fields.get("title"), source, "an export's title"),
+                    where,
+                )
+            )
+        else:
+            raise _malformed(source, f"pymgmt's terminus wrote an unknown record {what!r}")
+    return collectors, exported
+
+
+def _where(fields: dict[str, Any], source: str) -> Location | None:
+    """The file and line Puppet gives (an empty or missing file: the source itself)."""
+    file = fields.get("file")
+    line = fields.get("line")
+    if isinstance(line, bool) or not isinstance(line, int):
+        return None
+    return Location(file if isinstance(file, str) and file else source, line)
 
 
 def _edge(item: Any, source: str) -> tuple[str, str]:
@@ -281,10 +393,13 @@ __all__ = [
     "COMPILE_TIMEOUT",
     "Catalog",
     "CatalogResource",
+    "Collector",
+    "Exported",
     "PuppetError",
     "PuppetSource",
     "compile_catalog",
     "compile_catalog_async",
     "parse_catalog",
     "puppet_argv",
+    "read_store",
 ]

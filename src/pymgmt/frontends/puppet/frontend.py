@@ -52,7 +52,7 @@ def graph_of_catalog(
     catalog: Catalog, source: PuppetSource, *, allow: bool
 ) -> tuple[Translation, Graph[Resource]]:
     """Translate and check a compiled catalog: the translation and its declared graph."""
-    translation = translate(catalog, source.name, allow=allow)
+    translation = translate(catalog, source.name, allow=allow, collect_dir=source.collect_dir)
     return translation, declared_graph(translation)
 
 

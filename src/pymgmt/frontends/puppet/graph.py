@@ -3,6 +3,8 @@
 Each resource keeps the manifest's file and line as its location, so a
 value pymgmt refuses (a package name, an owner that does not parse) is
 reported where the Puppet code says it, not in a YAML file nobody wrote.
+Exported resources and collectors become the graph's ``exported`` keys and
+``collect`` entries, as YAML's ``@@`` and ``collect:`` do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from .translate import Translation
 
 def declared_graph(tr: Translation) -> Graph[Resource]:
     """The declared graph of `tr`; InputErrors for what it could not translate or check."""
-    errors = [u.error() for u in tr.unsupported if not _stood_in(tr, u.ref)] + tr.errors
+    errors: list[InputError] = [
+        u.error() for u in tr.unsupported if not u.ignored and not _stood_in(tr, u.ref)
+    ]
+    errors += tr.errors
     if errors:
         raise InputErrors(errors)
     graph: Graph[Resource] = Graph(name=tr.name, source=tr.source)
@@ -30,6 +35,9 @@ def declared_graph(tr: Translation) -> Graph[Resource]:
             errors.append(InputError(f"{t.origin.ref}: {e}", location=where))
             continue
         graph.add(res, where)
+        if t.exported:
+            graph.exported.add(res.key)
+    graph.collect = list(tr.collect)
     for rel in tr.edges:
         graph.connect(Edge(rel.src, rel.dst, rel.why, rel.notify, None, "", ""))
     if errors:

@@ -34,7 +34,8 @@ def to_yaml(tr: Translation) -> str:
             where = f" at {t.origin.location}" if t.origin.location else ""
             note = " (unsupported: stands in, manages nothing)" if t.stand_in else ""
             out.append(f"  # {t.origin.ref}{where}{note}")
-            entry: dict[str, Any] = {"name": t.name, **t.params}
+            name = "@@" + t.name if t.exported else t.name  # applied here, and exported
+            entry: dict[str, Any] = {"name": name, **t.params}
             if t.meta:
                 entry["meta"] = dict(t.meta)
             out.append(_indent(_dump([entry]), "  "))
@@ -51,6 +52,13 @@ def to_yaml(tr: Translation) -> str:
                 edge["notify"] = True
             edges.append(edge)
         out.append(_dump(edges, flow=None).rstrip("\n"))
+    if tr.collect:
+        out.append("collect:")
+        entries = [
+            {"kind": c.kind, "pattern": c.pattern, "mode": c.mode}
+            for c in tr.collect  # from File <<| |>>
+        ]
+        out.append(_dump(entries, flow=None).rstrip("\n"))
     return "\n".join(out) + "\n"
 
 

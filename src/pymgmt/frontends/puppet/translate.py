@@ -17,6 +17,25 @@ B through markers only, and it carries refreshes when a ``notify`` or
 ``subscribe`` relationship lies on such a path. So ``Class[a] ->
 Class[b]`` orders every resource of a before every resource of b, stages
 order their classes, and an empty class still passes its ordering on.
+
+Exported resources and collectors (`_exchange`). In Puppet an ``@@file``
+is not applied on the node that declares it unless that node collects it
+too, and ``File <<| query |>>`` brings in every node's matching exports at
+their own paths. pymgmt's ``@@`` both applies and exports, and its
+``collect:`` takes in every other host's exported files into one directory
+it names (world/confine.py: another host's export is untrusted). So:
+
+* an ``@@file`` this node also collects (Puppet applies it here) is a
+  pymgmt ``@@`` file: applied here, and exported;
+* an ``@@file`` this node does not collect is refused: pymgmt cannot export
+  a resource without applying it here, which Puppet would not do;
+* ``File <<| |>>`` -- no query, no overrides -- is a ``collect:`` entry for
+  files into the directory ``--puppet-collect-dir`` names (exporters put
+  their files in that directory, so each lands where Puppet would put it);
+  a query (``tag == 'web'``), overrides, another type, or no directory
+  given are refused: pymgmt's exports carry no tags to filter on, and a
+  collector that took in more, or elsewhere, than it says is worse than
+  none.
 """
 
 from __future__ import annotations
@@ -26,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InputError, Location
-from .catalog import Catalog, CatalogResource
+from ...graph.model import Collect
+from .catalog import Catalog, CatalogResource, Collector
 
 Key = tuple[str, str]
 
@@ -55,6 +75,10 @@ class Unsupported:
     ref: str
     location: Location | None
     what: str
+    #: what happens to it when allowed (--puppet-allow-unsupported)
+    instead: str = "stands in as a noop"
+    #: allowed, and simply left out: nothing stands in for it (a collector)
+    ignored: bool = False
 
     def error(self) -> UnsupportedError:
         return UnsupportedError(f"{self.ref}: {self.what}", location=self.location)
@@ -72,6 +96,8 @@ class Translated:
     origin: CatalogResource
     #: True when it stands in for an unsupported resource (manages nothing)
     stand_in: bool = False
+    #: True: also published for other hosts to collect (pymgmt's ``@@``)
+    exported: bool = False
 
     @property
     def key(self) -> Key:
@@ -101,6 +127,8 @@ class Translation:
     errors: list[InputError] = field(default_factory=list)
     #: accepted, but worth telling (what a stand-in or a noop does not do)
     notes: list[InputError] = field(default_factory=list)
+    #: what this host collects of other hosts' exports (from ``File <<| |>>``)
+    collect: list[Collect] = field(default_factory=list)
 
 
 class _Mapping:
@@ -141,12 +169,17 @@ class _Mapping:
 Mapper = Callable[[_Mapping, dict[str, Any]], tuple[str, str] | None]
 
 
-def translate(catalog: Catalog, source: str, *, allow: bool = False) -> Translation:
-    """The pymgmt resources and edges of `catalog` (Puppet's compiled manifest `source`)."""
+def translate(
+    catalog: Catalog, source: str, *, allow: bool = False, collect_dir: str | None = None
+) -> Translation:
+    """The pymgmt resources and edges of `catalog` (Puppet's compiled manifest `source`).
+
+    `collect_dir` is where files collected by ``File <<| |>>`` land.
+    """
     out = Translation(name=_graph_name(source), source=source)
     nodes = _Nodes(catalog)
     keys: dict[str, Key] = {}
-    for res in catalog.resources:
+    for res in [*catalog.resources, *_exported_elsewhere(catalog, nodes)]:
         if nodes.is_container(res):
             continue
         translated = _translate_one(res, out, allow)
@@ -165,7 +198,82 @@ def translate(catalog: Catalog, source: str, *, allow: bool = False) -> Translat
         out.resources.append(translated)
         keys[nodes.norm(res.ref)] = translated.key
     out.edges = list(_relations(catalog, nodes, keys, out))
+    for collector in catalog.collectors:
+        _collect(collector, collect_dir, out, allow)
     return out
+
+
+#: what the catalog's kind of an exported resource Puppet left out is marked as
+_NOT_HERE = "exported_not_collected"
+
+
+def _exported_elsewhere(catalog: Catalog, nodes: _Nodes) -> list[CatalogResource]:
+    """The exported resources Puppet left out of the catalog: this node does not collect them.
+
+    They are not applied here in Puppet, and pymgmt cannot export without
+    applying: each is listed as unsupported, so that it is never lost silently.
+    """
+    return [
+        CatalogResource(ex.type, ex.title, _NOT_HERE, location=ex.location, exported=True)
+        for ex in catalog.exported
+        if nodes.resolve(ex.ref) is None
+    ]
+
+
+def _collect(collector: Collector, collect_dir: str | None, out: Translation, allow: bool) -> None:
+    """``File <<| |>>`` as a ``collect:`` entry; anything it cannot say exactly is unsupported."""
+    ref = f"{collector.type} <<| {_query_text(collector.query)} |>>".replace("|  |", "| |")
+    problems: list[str] = []
+    if collector.type.lower() != "file":
+        problems.append(
+            f"collecting {collector.type} resources is not supported: pymgmt collects files only"
+        )
+    if collector.query is not None:
+        problems.append(
+            "a collector's query is not supported: pymgmt's exports carry no tags or "
+            "parameters to match, so it would collect every file other hosts export; "
+            "collect them all with File <<| |>>"
+        )
+    if collector.overrides:
+        problems.append("a collector's overrides ({ ... }) are not supported")
+    if not problems and not collect_dir:
+        problems.append(
+            "say where collected files land with --puppet-collect-dir DIR: pymgmt puts "
+            "every collected file in that one directory, under its base name"
+        )
+    elif not problems and collect_dir and not collect_dir.startswith("/"):
+        problems.append(f"--puppet-collect-dir {collect_dir!r} is not an absolute directory")
+    if problems:
+        instead = "ignored: nothing is collected"
+        out.unsupported += [
+            Unsupported(ref, collector.location, p, instead, ignored=allow) for p in problems
+        ]
+        return
+    assert collect_dir is not None
+    pattern = collect_dir if collect_dir.endswith("/") else collect_dir + "/"
+    if not any(c.kind == "file" for c in out.collect):  # one entry per kind, as in YAML
+        out.collect.append(Collect("file", pattern, location=collector.location))
+
+
+def _query_text(query: Any) -> str:
+    """Puppet's exported query (nested lists) written back as Puppet code, for messages."""
+    if query is None:
+        return ""
+    if isinstance(query, list) and len(query) == 3:
+        left, op, right = query
+        if op in ("and", "or") and isinstance(left, list) and isinstance(right, list):
+            return f"{_operand(left)} {op} {_operand(right)}"
+        if isinstance(left, str) and isinstance(op, str):
+            value = query[2]
+            shown = f"'{value}'" if isinstance(value, str) else str(value)
+            return f"{query[0]} {query[1]} {shown}"
+    return str(query)
+
+
+def _operand(query: list[Any]) -> str:
+    """A sub-query, in parentheses when it is an ``and`` or ``or`` itself."""
+    text = _query_text(query)
+    return f"({text})" if len(query) == 3 and query[1] in ("and", "or") else text
 
 
 def _graph_name(source: str) -> str:
@@ -179,12 +287,17 @@ def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Trans
     params: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     key: tuple[str, str] | None = None
-    if res.exported:
+    if res.kind == _NOT_HERE:
         mapping.unsupported(
-            "exported resources (@@) are not translated yet: Puppet applies them only "
-            "where they are collected"
+            "exported (@@) but not collected on this node: Puppet does not apply it here, "
+            "and pymgmt cannot export a resource without applying it (its @@ does both); "
+            "collect it here too (File <<| |>>) or declare it without @@"
         )
-    if mapper is None:
+    elif res.exported and res.type.lower() != "file":
+        mapping.unsupported(
+            f"exporting {res.type} resources (@@) is not supported: pymgmt exchanges files only"
+        )
+    elif mapper is None:
         mapping.unsupported(f"resource type '{res.type}' has no pymgmt kind")
     else:
         key = mapper(mapping, params)
@@ -197,7 +310,7 @@ def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Trans
         if not allow:
             return None
         return Translated("noop", res.ref, {}, {}, res, stand_in=True)
-    return Translated(key[0], key[1], params, meta, res)
+    return Translated(key[0], key[1], params, meta, res, exported=res.exported)
 
 
 def _metaparams(m: _Mapping, meta: dict[str, Any]) -> None:
