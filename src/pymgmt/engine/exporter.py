@@ -64,12 +64,13 @@ class Exporter:
     async def graph_swapped(self, graph: Graph[Resource]) -> None:
         """Publish `graph`'s exports; emit `Exported` when what is published changed."""
         if self.noop:
-            if graph.exported and not self._said_noop:
+            count = len(graph.exported) + len(graph.export_only)
+            if count and not self._said_noop:
                 self._said_noop = True
                 log.warning(
                     "noop: the %d exported resource%s of this graph are not published",
-                    len(graph.exported),
-                    "" if len(graph.exported) == 1 else "s",
+                    count,
+                    "" if count == 1 else "s",
                 )
             return
         self._wanted = sorted(_exported(graph), key=lambda r: r.key)
@@ -131,7 +132,9 @@ class Exporter:
 
 
 def _exported(graph: Graph[Resource]) -> Iterator[Resource]:
-    """The resources of `graph.exported`, also those AutoGroup folded into a leader."""
+    """The resources of `graph.exported` (also those AutoGroup folded into a leader)
+    and of `graph.export_only`."""
+    yield from graph.export_only
     wanted: set[Key] = graph.exported
     if not wanted:
         return

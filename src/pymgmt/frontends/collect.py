@@ -185,6 +185,7 @@ def _copy(graph: Graph[Resource]) -> Graph[Resource]:
     out.edges = list(graph.edges)
     out.locations = dict(graph.locations)
     out.exported = set(graph.exported)
+    out.export_only = list(graph.export_only)
     out.collect = list(graph.collect)
     return out
 

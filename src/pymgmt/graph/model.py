@@ -79,6 +79,9 @@ class Graph(Generic[V]):
     source: str = ""
     #: vertices this host also publishes to the cluster (YAML ``@@name``)
     exported: set[Key] = field(default_factory=set)
+    #: resources this host publishes to the cluster without applying them
+    #: (Puppet's ``@@`` resource its own node does not collect); never vertices
+    export_only: list[V] = field(default_factory=list)
     #: other hosts' exports this graph takes in
     collect: list[Collect] = field(default_factory=list)
     #: accepted, but the user should hear of it (an identical duplicate merged)
@@ -104,6 +107,7 @@ class Graph(Generic[V]):
             edges=list(self.edges) if edges is None else edges,
             locations=dict(self.locations),
             exported=set(self.exported),
+            export_only=list(self.export_only),
             collect=list(self.collect),
             warnings=list(self.warnings),
             edited_from=None,  # a derived graph is no edit of anything

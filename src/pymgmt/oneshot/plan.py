@@ -277,7 +277,13 @@ def encode(text: bytes, source: str, compiled: Compiled) -> bytes | None:
     declared, graph = compiled.declared, compiled.graph
     if declared is None or compiled.warnings or getattr(declared, "warnings", None):
         return None
-    if graph.exported or graph.collect or declared.exported or declared.collect:
+    if (
+        graph.exported
+        or graph.collect
+        or graph.export_only
+        or declared.exported
+        or declared.collect
+    ):
         return None
     if getattr(declared, "remote", None) or getattr(declared, "remotes", None):
         return None

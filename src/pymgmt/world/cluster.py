@@ -159,7 +159,7 @@ class ClusterOptions:
 
 def needs_cluster(graph: Graph[Any], options: ClusterOptions) -> bool:
     """The etcd World is needed: the graph exports or collects, or a flag asks for it."""
-    return bool(graph.exported or graph.collect or options.requested)
+    return bool(graph.exported or graph.export_only or graph.collect or options.requested)
 
 
 # -- running services in order ------------------------------------------------------------------

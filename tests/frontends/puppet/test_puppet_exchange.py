@@ -1,11 +1,10 @@
 """Puppet's exported resources and collectors on pymgmt's etcd World: real Puppet, real etcd.
 
-Two agents, each from its own manifest: host a exports an ``@@file`` (and
-collects, as Puppet needs it to apply the file on a itself), host b only
+Two agents, each from its own manifest: host a exports an ``@@file`` and
+does not collect it (so, as in Puppet, a does not apply it), host b
 collects; the exported file lands on b, at the path Puppet would give it.
-What pymgmt cannot map -- a collector's query, overrides, another type,
-an ``@@file`` its own node does not collect -- is refused at its file and
-line before anything changes. The translation rules themselves are pinned
+What pymgmt cannot map -- a collector's query, overrides, another type --
+is refused at its file and line before anything changes. The translation rules themselves are pinned
 in test_puppet_translate.py.
 """
 
@@ -40,11 +39,10 @@ def cluster(no_leaks: None, tmp_path: Path) -> Iterator[Cluster]:
 
 
 def exporting(share: Path, text: str) -> str:
-    """A manifest that exports one file into `share` and collects (so applies it here too)."""
+    """A manifest that exports one file into `share`, and does not collect it itself."""
     return (
         f"file {{ '{share}': ensure => directory }}\n"
         f"@@file {{ '{share}/from-a.txt': content => \"{text}\\n\", mode => '0640' }}\n"
-        "File <<| |>>\n"
     )
 
 
@@ -54,13 +52,14 @@ def test_an_exported_file_lands_on_the_host_that_collects_it(cluster: Cluster) -
     site_a, site_b = a.root.parent / "a.pp", b.root.parent / "b.pp"
     site_a.write_text(exporting(share_a, "hello from a"))
     site_b.write_text(f"file {{ '{share_b}': ensure => directory }}\nFile <<| |>>\n")
-    puppet = ["--puppet-collect-dir"]
-    cluster.start("a", Path("puppet"), "--puppet", str(site_a), *puppet, str(share_a))
+    cluster.start("a", Path("puppet"), "--puppet", str(site_a))
     assert a.agent is not None
     a.agent.wait_event(event("settled"), timeout=COMPILE, what="a's first graph settled")
-    # a applies its own export, as Puppet does on a node that collects it
-    assert (share_a / "from-a.txt").read_text() == "hello from a\n"
-    cluster.start("b", Path("puppet"), "--puppet", str(site_b), *puppet, str(share_b), seeds=a)
+    a.agent.wait_event(event("exported"), timeout=COMPILE, what="a publishes its export")
+    # a does not apply what it exports without collecting, as in Puppet
+    assert share_a.is_dir() and not (share_a / "from-a.txt").exists()
+    collect = ["--puppet-collect-dir", str(share_b)]
+    cluster.start("b", Path("puppet"), "--puppet", str(site_b), *collect, seeds=a)
     cluster.wait_for(
         lambda: (
             (share_b / "from-a.txt").is_file()
@@ -106,12 +105,3 @@ def test_what_pymgmt_cannot_map_is_refused_at_its_line_and_nothing_changes(
     assert f"{site}:4: Exec <<| |>>: collecting Exec resources is not supported" in done.stderr
     assert f"{site}:5: File <<| |>>: a collector's overrides" in done.stderr
     assert not out.exists()  # nothing was changed
-    # Without any collector, the @@file is not applied here by Puppet: refused too.
-    site.write_text(f"@@file {{ '{out}/only-exported': content => \"x\\n\" }}\n")
-    done = run_once(Path("puppet"), tmp_path / "state", "--puppet", str(site))
-    assert done.returncode == 1, done.stderr
-    assert (
-        f"{site}:1: File[{out}/only-exported]: exported (@@) but not collected on this node"
-        in done.stderr
-    )
-    assert not out.exists()

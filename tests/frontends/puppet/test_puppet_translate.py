@@ -348,18 +348,29 @@ def test_an_exported_file_collected_here_is_applied_and_exported() -> None:
     assert "collect:\n- {kind: file, pattern: /srv/share/, mode: '0644'}" in text
 
 
-def test_an_exported_file_not_collected_here_is_refused_with_its_line() -> None:
-    """Puppet leaves it out of the catalog (not applied here); pymgmt cannot export only."""
-    t = exchange([], [], [Exported("File", "/srv/share/web1.txt", Location(SITE, 7))])
-    assert [(u.ref, u.location) for u in t.unsupported] == [
-        ("File[/srv/share/web1.txt]", Location(SITE, 7))
-    ]
-    assert "not collected on this node" in t.unsupported[0].what
-    with pytest.raises(InputErrors):
-        declared_graph(t)
-    allowed = exchange([], [], [Exported("File", "/x/y", Location(SITE, 7))], allow=True)
-    assert [(r.kind, r.stand_in) for r in allowed.resources] == [("noop", True)]
-    assert not declared_graph(allowed).exported
+def test_an_exported_file_not_collected_here_is_published_and_not_applied() -> None:
+    """Puppet leaves it out of this node's catalog: pymgmt publishes it and applies nothing."""
+    only = Exported("File", "/srv/share/web1.txt", Location(SITE, 7), {"content": "web1\n"})
+    t = exchange([res("File", "/etc/motd", line=2, content="hi\n")], [], [only])
+    assert not t.unsupported and not t.errors
+    graph = accept(declared_graph(t)).graph
+    assert list(graph.vertices) == [("file", "/etc/motd")]
+    assert not graph.exported
+    (published,) = graph.export_only
+    assert (published.key, published.content) == (("file", "/srv/share/web1.txt"), "web1\n")
+    text = to_yaml(t)
+    assert "web1.txt" not in text.split("# Exported (@@) but not collected")[0]
+    assert "# File[/srv/share/web1.txt] at " in text and "#   - name: /srv/share/web1.txt" in text
+
+
+def test_an_export_only_resource_is_checked_and_nothing_may_relate_to_it() -> None:
+    bad = Exported("File", "/srv/x", Location(SITE, 7), {"ensure": "file", "owner": "a b:c"})
+    with pytest.raises(InputErrors) as e:
+        declared_graph(exchange([], [], [bad]))
+    assert str(e.value.errors[0]).startswith(f"{SITE}:7: File[/srv/x]: owner: ")
+    needs = res("File", "/etc/motd", line=2, content="", require="File[/srv/y]")
+    t = exchange([needs], [], [Exported("File", "/srv/y", Location(SITE, 7))])
+    assert "File[/srv/y]: no such resource in the catalog" in str(t.errors[0])
 
 
 @pytest.mark.parametrize(
@@ -416,14 +427,19 @@ def test_the_terminus_records_are_read_strictly() -> None:
         b'{"collector":{"type":"File","query":["tag","==","x"],"overrides":true,"file":null,'
         b'"line":4}}\n'
         b'{"export":{"type":"File","title":"/a","file":"","line":1}}\n'
+        b'{"export":{"type":"File","title":"/b","params":{"mode":"0600"},"file":"","line":2}}\n'
     )
     collectors, exported = read_store(data, SITE)
     assert collectors == [
         Collector("File", None, False, Location("/m.pp", 3)),
         Collector("File", ["tag", "==", "x"], True, Location(SITE, 4)),
     ]
-    assert exported == [Exported("File", "/a", Location(SITE, 1))]
-    for bad in (b"nope", b"[]", b'{"other": {}}', b'{"export": {"type": 1}}', b'{"a":1,"b":2}'):
+    assert exported == [
+        Exported("File", "/a", Location(SITE, 1)),
+        Exported("File", "/b", Location(SITE, 2), {"mode": "0600"}),
+    ]
+    bad_params = b'{"export": {"type": "File", "title": "/c", "params": []}}'
+    for bad in (b"nope", b"[]", b'{"other": {}}', b'{"export": {"type": 1}}', bad_params):
         with pytest.raises(PuppetError):
             read_store(bad, SITE)
 

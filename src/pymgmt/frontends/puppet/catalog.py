@@ -129,6 +129,8 @@ class Exported:
     type: str
     title: str
     location: Location | None = None
+    #: its parameters, as the catalog's JSON would give them
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -346,11 +348,15 @@ def read_store(data: bytes, source: str) -> tuple[list[Collector], list[Exported
                 )
             )
         elif what == "export":
+            params = fields.get("params", {})
+            if not isinstance(params, dict):
+                raise _malformed(source, "an export's parameters are not an object")
             exported.append(
                 Exported(
                     _string(fields.get("type"), source, "an export's type"),
                     _string(fields.get("title"), source, "an export's title"),
                     where,
+                    params,
                 )
             )
         else:

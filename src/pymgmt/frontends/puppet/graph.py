@@ -34,6 +34,13 @@ def declared_graph(tr: Translation) -> Graph[Resource]:
         except (TypeError, ValueError) as e:
             errors.append(InputError(f"{t.origin.ref}: {e}", location=where))
             continue
+        if t.export_only:
+            errors += [
+                InputError(f"{t.origin.ref}: {field}: {msg}", location=where)
+                for field, msg in res.problems()
+            ]
+            graph.export_only.append(res)  # published for the others, never applied here
+            continue
         graph.add(res, where)
         if t.exported:
             graph.exported.add(res.key)

@@ -25,7 +25,8 @@ def to_yaml(tr: Translation) -> str:
     ]
     by_kind: dict[str, list[Any]] = {}
     for t in tr.resources:
-        by_kind.setdefault(t.kind, []).append(t)
+        if not t.export_only:
+            by_kind.setdefault(t.kind, []).append(t)
     if by_kind:
         out.append("resources:")
     for kind, items in by_kind.items():
@@ -59,7 +60,28 @@ def to_yaml(tr: Translation) -> str:
             for c in tr.collect  # from File <<| |>>
         ]
         out.append(_dump(entries, flow=None).rstrip("\n"))
+    out += _export_only(tr)
     return "\n".join(out) + "\n"
+
+
+def _export_only(tr: Translation) -> list[str]:
+    """The resources only published for other hosts, as comments: a graph file cannot say it.
+
+    `pymgmt run --puppet` publishes them; this file, run as it is, does not.
+    """
+    only = [t for t in tr.resources if t.export_only]
+    if not only:
+        return []
+    out = [
+        "# Exported (@@) but not collected on this node: `pymgmt run --puppet` publishes",
+        "# these for the other hosts and applies nothing of them here; a graph file cannot",
+        "# say that, so running this file does not publish them:",
+    ]
+    for t in only:
+        where = f" at {t.origin.location}" if t.origin.location else ""
+        out.append(f"# {t.origin.ref}{where}")
+        out += ["#   " + line for line in _dump([{"name": t.name, **t.params}]).splitlines()]
+    return out
 
 
 class _Dumper(yaml.SafeDumper):

@@ -98,6 +98,9 @@ class Translated:
     stand_in: bool = False
     #: True: also published for other hosts to collect (pymgmt's ``@@``)
     exported: bool = False
+    #: True: only published for other hosts, never applied here (an ``@@``
+    #: resource its own node does not collect, which Puppet does not apply)
+    export_only: bool = False
 
     @property
     def key(self) -> Key:
@@ -196,7 +199,8 @@ def translate(
             )
             continue
         out.resources.append(translated)
-        keys[nodes.norm(res.ref)] = translated.key
+        if not translated.export_only:  # not in Puppet's catalog: nothing may relate to it
+            keys[nodes.norm(res.ref)] = translated.key
     out.edges = list(_relations(catalog, nodes, keys, out))
     for collector in catalog.collectors:
         _collect(collector, collect_dir, out, allow)
@@ -210,11 +214,13 @@ _NOT_HERE = "exported_not_collected"
 def _exported_elsewhere(catalog: Catalog, nodes: _Nodes) -> list[CatalogResource]:
     """The exported resources Puppet left out of the catalog: this node does not collect them.
 
-    They are not applied here in Puppet, and pymgmt cannot export without
-    applying: each is listed as unsupported, so that it is never lost silently.
+    They are not applied here in Puppet: pymgmt publishes them for the
+    other hosts and applies nothing of them here (`Graph.export_only`).
     """
     return [
-        CatalogResource(ex.type, ex.title, _NOT_HERE, location=ex.location, exported=True)
+        CatalogResource(
+            ex.type, ex.title, _NOT_HERE, ex.params, location=ex.location, exported=True
+        )
         for ex in catalog.exported
         if nodes.resolve(ex.ref) is None
     ]
@@ -287,13 +293,7 @@ def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Trans
     params: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     key: tuple[str, str] | None = None
-    if res.kind == _NOT_HERE:
-        mapping.unsupported(
-            "exported (@@) but not collected on this node: Puppet does not apply it here, "
-            "and pymgmt cannot export a resource without applying it (its @@ does both); "
-            "collect it here too (File <<| |>>) or declare it without @@"
-        )
-    elif res.exported and res.type.lower() != "file":
+    if res.exported and res.type.lower() != "file":
         mapping.unsupported(
             f"exporting {res.type} resources (@@) is not supported: pymgmt exchanges files only"
         )
@@ -310,6 +310,8 @@ def _translate_one(res: CatalogResource, out: Translation, allow: bool) -> Trans
         if not allow:
             return None
         return Translated("noop", res.ref, {}, {}, res, stand_in=True)
+    if res.kind == _NOT_HERE:
+        return Translated(key[0], key[1], params, meta, res, export_only=True)
     return Translated(key[0], key[1], params, meta, res, exported=res.exported)
 
 

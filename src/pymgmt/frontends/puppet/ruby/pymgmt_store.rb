@@ -70,12 +70,15 @@ module PymgmtStore
     end
   end
 
-  # Records each exported resource of the compiled catalog.
+  # Records each exported resource of the compiled catalog, with its
+  # parameters as the catalog's JSON gives them: one its own node does not
+  # collect is left out of that JSON, yet is to be published for others.
   def self.exports(catalog)
     catalog.resources.each do |r|
       next unless r.exported?
+      params = r.to_data_hash['parameters'] || {}
       record('export', 'type' => r.type.to_s, 'title' => r.title.to_s,
-                       'file' => r.file, 'line' => r.line)
+                       'params' => params, 'file' => r.file, 'line' => r.line)
     end
   end
 end
