@@ -158,12 +158,12 @@ def test_unsupported_types_and_params_are_listed_with_file_and_line() -> None:
             res("Cron", "backup", line=3, command="x"),
             res("File", "/a", line=7, ensure="link", target="/b"),
             res("File", "/c", line=9, content="x", recurse=True),
-            res("Exec", "e", line=11, command="/bin/true", user="nobody"),
+            res("Exec", "e", line=11, command="/bin/true", umask="0027"),
         ]
     )
     listed = sorted(str(u.error()) for u in t.unsupported)
     assert listed == [
-        f"{SITE}:11: Exec[e]: parameter 'user' is not supported yet",
+        f"{SITE}:11: Exec[e]: parameter 'umask' is not supported yet",
         f"{SITE}:3: Cron[backup]: resource type 'Cron' has no pymgmt kind",
         f"{SITE}:7: File[/a]: ensure => 'link' is not supported (file, directory or absent)",
         f"{SITE}:7: File[/a]: parameter 'target' is not supported",
@@ -294,7 +294,14 @@ def test_a_dependency_cycle_is_refused_by_the_graph_checks() -> None:
     assert "cycle" in str(e.value)
 
 
-def test_a_local_source_is_read_as_content(tmp_path: Path) -> None:
+def test_exec_user_and_group_are_execs_own() -> None:
+    t = tr([res("Exec", "e", command="/bin/true", user="www-data", group="adm")])
+    (e,) = t.resources
+    assert (e.params["user"], e.params["group"]) == ("www-data", "adm")
+    declared_graph(t)
+
+
+def test_a_local_source_is_the_files_source(tmp_path: Path) -> None:
     src = tmp_path / "motd"
     src.write_text("welcome\n")
     t = tr(
@@ -304,7 +311,7 @@ def test_a_local_source_is_read_as_content(tmp_path: Path) -> None:
         ]
     )
     motd = next(r for r in t.resources if r.name == "/etc/motd")
-    assert motd.params == {"content": "welcome\n"}
+    assert motd.params == {"source": str(src)}  # copied, and followed live
     assert [u.what for u in t.unsupported] == [
         "source 'puppet:///modules/x/y' is not supported (a local absolute path only)"
     ]

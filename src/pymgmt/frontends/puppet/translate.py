@@ -382,7 +382,7 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _file_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
-    """A local ``source`` is read now and carried over as the file's content."""
+    """A local ``source`` is the file's ``source``: copied byte for byte, and followed live."""
     first = source[0] if isinstance(source, list) and len(source) == 1 else source
     if not isinstance(first, str):
         m.unsupported("parameter 'source' with several alternatives is not supported")
@@ -391,16 +391,7 @@ def _file_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
     if not path.startswith("/"):
         m.unsupported(f"source {first!r} is not supported (a local absolute path only)")
         return
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        params["content"] = data.decode("utf-8")
-    except UnicodeDecodeError:
-        m.unsupported(f"source {first!r} is not UTF-8 text")
-    except OSError as e:
-        m.unsupported(f"source {first!r} cannot be read: {e.strerror}")
-    else:
-        m.notes.append(f"the content of {path} is read at translation time")
+    params["source"] = path
 
 
 def _package(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
@@ -495,9 +486,11 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
     returns = m.param("returns")
     if returns is not None and returns not in (0, "0", [0], ["0"]):
         m.unsupported("'returns' other than 0 is not supported")
-    for name in ("user", "group", "umask"):
-        if name in m.res.params:
-            m.unsupported(f"parameter '{name}' is not supported yet")
+    for name in ("user", "group"):
+        if (value := m.string(name)) is not None:
+            params[name] = value
+    if "umask" in m.res.params:
+        m.unsupported("parameter 'umask' is not supported yet")
     m.reject_others(
         frozenset(
             {"command", "path", "environment", "cwd", "creates", "onlyif", "timeout", "returns"}
