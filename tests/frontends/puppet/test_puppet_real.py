@@ -24,8 +24,9 @@ pytestmark = [
 ]
 
 #: a manifest exercising what Puppet users write: a class with parameters, a
-#: defined type, an `each` loop, a directory tree, relationships; ROOT is
-#: replaced by a per-run directory.
+#: defined type, an `each` loop, a directory tree, relationships, a package
+#: (installed already: nothing to install), a file copied from a local
+#: source; ROOT is replaced by a per-run directory.
 MANIFEST = """\
 class web($port = 80) {
   file { 'ROOT/etc/web.conf': content => "port=${port}\\n", mode => '0640' }
@@ -45,6 +46,8 @@ exec { 'reload-web':
   refreshonly => true,
   subscribe   => Class['web'],
 }
+package { 'coreutils': ensure => installed }
+file { 'ROOT/etc/motd': source => 'ROOT-motd', mode => '0644' }
 exec { 'seed':
   command => '/bin/sh -c "echo seeded > ROOT/srv/seed"',
   unless  => '/usr/bin/test -e ROOT/srv/seed',
@@ -73,8 +76,9 @@ def tree(root: Path) -> dict[str, tuple[str, int, bytes]]:
 
 def test_a_manifest_translates_runs_and_matches_puppet_apply(tmp_path: Path) -> None:
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    ours.mkdir()
-    theirs.mkdir()
+    for root in (ours, theirs):
+        root.mkdir()
+        Path(f"{root}-motd").write_bytes(b"\xffnot UTF-8, copied as it is\n")
     done = translate(tmp_path, MANIFEST.replace("ROOT", str(ours)))
     assert done.returncode == 0, done.stderr
     graph = tmp_path / "site.yaml"
@@ -99,6 +103,7 @@ def test_a_manifest_translates_runs_and_matches_puppet_apply(tmp_path: Path) -> 
     assert applied.returncode == 2, applied.stderr
     assert tree(ours) == tree(theirs)
     assert tree(ours)["etc/web.conf"] == ("file", 0o640, b"port=8080\n")
+    assert tree(ours)["etc/motd"] == ("file", 0o644, b"\xffnot UTF-8, copied as it is\n")
     assert tree(ours)["srv/reloads"][2] == b"reloaded\n"  # refreshonly: one refresh, one run
     again = run_once(graph, tmp_path / "state")
     assert again.returncode == 0, again.stderr  # converged: nothing to change
