@@ -486,9 +486,9 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
     returns = m.param("returns")
     if returns is not None and returns not in (0, "0", [0], ["0"]):
         m.unsupported("'returns' other than 0 is not supported")
-    for name in ("user", "group"):
-        if (value := m.string(name)) is not None:
-            params[name] = value
+    for account in ("user", "group"):
+        if (who := m.string(account)) is not None:
+            params[account] = who
     if "umask" in m.res.params:
         m.unsupported("parameter 'umask' is not supported yet")
     m.reject_others(
