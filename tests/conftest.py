@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -245,8 +245,10 @@ def agent(no_leaks: None, prefix: Path) -> Iterator[Callable[..., Agent]]:
     """
     started: list[Agent] = []
 
-    def start(graph: Path, *args: str, json_mode: bool = True) -> Agent:
-        a = Agent(graph, prefix, *args, json_mode=json_mode)
+    def start(
+        graph: Path, *args: str, json_mode: bool = True, wrapper: Sequence[str] = ()
+    ) -> Agent:
+        a = Agent(graph, prefix, *args, json_mode=json_mode, wrapper=wrapper)
         started.append(a)
         return a
 

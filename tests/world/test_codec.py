@@ -85,6 +85,7 @@ def test_metaparams_do_not_travel() -> None:
         "params": {
             "path": "/tmp/f",
             "content": "x",
+            "source": None,
             "state": "exists",
             "mode": None,
             "owner": None,

@@ -68,6 +68,7 @@ _GRAPH_FIELDS = frozenset(
         "locations",
         "source",
         "exported",
+        "export_only",
         "collect",
         "warnings",
         "remote",
@@ -192,6 +193,8 @@ def encode(graph: YamlGraph, key: str) -> bytes | None:
     names = {f.name for f in dataclasses.fields(graph)}
     if names != _GRAPH_FIELDS:
         return None  # a field this module does not know: it would be lost
+    if graph.export_only:
+        return None  # no graph file says it (Puppet's): nothing here to read it back
     for cls in {type(r) for r in graph.vertices.values()}:
         if not _storable(cls):
             return None

@@ -48,12 +48,9 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
     # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
-    ("file", "source"): "mgmt's file 'source' is not supported: give the 'content'",
     ("file", "recurse"): "mgmt's file 'recurse' is not supported",
     ("file", "force"): "mgmt's file 'force' is not supported",
     ("file", "fragments"): "mgmt's file 'fragments' are not supported: give the 'content'",
-    ("exec", "user"): "mgmt's exec 'user' is not supported: commands run as the agent's user",
-    ("exec", "group"): "mgmt's exec 'group' is not supported: commands run as the agent's group",
 }
 
 #: mgmt's resource kinds that pymgmt does not (yet) implement
@@ -65,7 +62,6 @@ MGMT_ONLY_KINDS = frozenset(
         "docker:container",
         "docker:image",
         "firewalld",
-        "group",
         "gsettings",
         "hostname",
         "http:server",
@@ -77,7 +73,6 @@ MGMT_ONLY_KINDS = frozenset(
         "print",
         "ssh:authorized_key",
         "test",
-        "user",
         "value",
         "virt",
     }

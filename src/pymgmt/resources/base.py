@@ -335,6 +335,22 @@ class Resource:
         return "<redacted>" if self.is_secret(field_name) else value
 
 
+async def watch_subscribed(
+    subscribe: Callable[[Context], Callable[[], None]], ctx: Context
+) -> None:
+    """The `watch` of a kind whose whole watch is `subscribe` (traits.Subscribing).
+
+    Used when the engine runs a watch task for it after all (the fallback
+    when subscribing failed once): subscribe, say ready, wait until cancelled.
+    """
+    unsubscribe = subscribe(ctx)
+    try:
+        ctx.ready()
+        await asyncio.Event().wait()
+    finally:
+        unsubscribe()
+
+
 async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking `fn` in a thread; a cancelled caller still waits for it to finish.
 
@@ -354,11 +370,13 @@ def kinds() -> dict[str, type[Resource]]:
     """Every registered kind, importing the built-in ones on first use."""
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
+    from . import group as _group  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401
     from . import pkg as _pkg  # noqa: F401
     from . import svc as _svc  # noqa: F401
     from . import timer as _timer  # noqa: F401
+    from . import user as _user  # noqa: F401
 
     return dict(_REGISTRY)
 

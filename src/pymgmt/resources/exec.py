@@ -26,10 +26,12 @@ import os
 import re
 import shlex
 import signal
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from ..errors import ResourceError
 from ..redaction import redact
+from ..traits import UID, Want
 from ..types import MAX_SECONDS, bound_problem, path_problem
 from . import spawn
 from .base import CONVERGED, Change, Context, Plan, Resource, param
@@ -90,6 +92,13 @@ resources:
         "", doc="run them with this group (name or gid); empty: the user's primary group"
     )
     state: str = param("", doc="accepted for mgmt's old examples; ignored")
+
+    def wants(self) -> Generator[Want, bool, None]:
+        """The account it runs as comes first, when the graph manages it."""
+        if self.user and not self.user.isdigit():
+            yield Want((UID("user", self.user),))
+        if self.group and not self.group.isdigit():
+            yield Want((UID("group", self.group),))
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []

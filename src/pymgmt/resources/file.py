@@ -28,7 +28,6 @@ thirds of its time in per-file fsyncs).
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import functools
 import hashlib
@@ -53,7 +52,7 @@ from ..safepath import Parents
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
 from . import filestate
-from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
@@ -174,6 +173,11 @@ resources:
     def wants(self) -> Generator[Want, bool, None]:
         if self.source is not None:  # a managed source is made right first
             yield Want((UID("file", self.source.rstrip("/") or "/"),))
+        if self.state != "absent":  # its owner and group, when the graph makes them
+            if self.owner is not None and not self.owner.isdigit():
+                yield Want((UID("user", self.owner),))
+            if self.group is not None and not self.group.isdigit():
+                yield Want((UID("group", self.group),))
         parts = [p for p in self.target.split("/") if p]
         for depth in range(len(parts) - 1, -1, -1):
             matched = yield Want((UID("file", "/" + "/".join(parts[:depth])),))
@@ -226,12 +230,7 @@ resources:
         return unsubscribe
 
     async def watch(self, ctx: Context) -> None:
-        unsubscribe = self.subscribe(ctx)
-        try:
-            ctx.ready()
-            await asyncio.Event().wait()
-        finally:
-            unsubscribe()
+        await watch_subscribed(self.subscribe, ctx)
 
     # -- check ------------------------------------------------------------------
 

@@ -1,0 +1,79 @@
+"""What the `user` and `group` kinds share: the system's own tools, and the files they edit.
+
+Accounts are changed through shadow's tools (``useradd``, ``usermod``,
+``userdel``, ``groupadd``, ``groupmod``, ``groupdel``), never by editing
+``/etc/passwd`` ourselves: they take the lock every other tool takes, keep
+``/etc/shadow`` and ``/etc/gshadow`` in step, and run the distribution's
+hooks (nscd, sssd caches). Arguments are an argv list; no shell is involved.
+
+A tool is never killed half-way: like a package transaction, a stop waits
+for it (it takes milliseconds), so a lock file is never left behind.
+
+Accounts are read with the C library's lookups (``pwd``, ``grp``), as every
+other program on the machine sees them. The watch is inotify on the files
+the tools replace (``/etc/passwd``, ``/etc/group``): an edit by any tool or
+by hand is seen at once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+from ..errors import ResourceError
+from .base import Context, off_loop
+
+#: the files a user or group change rewrites (shadow's tools rename new copies in place)
+WATCHED = ("/etc/passwd", "/etc/group")
+#: where the tools are looked up (the system's, whatever the agent's PATH)
+TOOL_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def subscribe(ctx: Context) -> Callable[[], None]:
+    """Watch the account files; returns what ends the watch."""
+    subs = [ctx.inotify.subscribe(path, ctx.event) for path in WATCHED]
+
+    def unsubscribe() -> None:
+        for sub in subs:
+            ctx.inotify.unsubscribe(sub)
+
+    return unsubscribe
+
+
+async def run_tool(argv: list[str]) -> None:
+    """Run one of shadow's tools to its end (a cancelled caller still waits for it).
+
+    ResourceError with the tool's own message when it fails.
+    """
+    done = await off_loop(_run, argv)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        tail = "; ".join(said[-3:]) or "no message"
+        raise ResourceError(f"{argv[0]} exited with status {done.returncode}: {tail}")
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": TOOL_PATH, "LC_ALL": "C"}
+    try:
+        return subprocess.run(  # noqa: S603 - an argv list, names validated by the kinds
+            argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False
+        )
+    except FileNotFoundError:
+        raise ResourceError(f"{argv[0]} is not installed (the 'passwd' package)") from None
+
+
+def account_name_problem(name: str, what: str) -> str | None:
+    """A name shadow's tools accept on Debian: no ':', ',', '/', space or leading '-'.
+
+    Not all digits either: a name that reads as a number would be taken for
+    an id by every tool that accepts both.
+    """
+    if not name:
+        return f"a {what} name must not be empty"
+    if name.isdigit():
+        return f"a {what} name must not be a number, got {name!r}"
+    if len(name) > 32:
+        return f"a {what} name has at most 32 characters, got {len(name)}"
+    if name.startswith("-") or any(c in name for c in ":,/\0") or any(c.isspace() for c in name):
+        return f"not a valid {what} name: {name!r}"
+    return None

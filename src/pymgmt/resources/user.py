@@ -1,0 +1,202 @@
+"""user: a local user account exists (with the wanted uid, groups, home, shell) or does not.
+
+Changed with ``useradd``/``usermod``/``userdel`` (`accounts.py` says why);
+watched through ``/etc/passwd`` and ``/etc/group``. A param left unset is
+not managed, as for files. ``groups`` is the exact list of supplementary
+groups (mgmt's and Ansible's meaning): a group not listed is left.
+
+The home directory is a field of the account: ``useradd`` does not create
+it here, and ``userdel`` never removes it (a user's files are not the
+agent's to delete); manage it with a `file` resource, which AutoEdges put
+after the user.
+"""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Literal
+
+from ..traits import UID, Want
+from ..types import MAX_ID, account_problem, bound_problem, path_problem
+from . import accounts
+from .base import CONVERGED, Change, Context, Plan, Resource, param, watch_subscribed
+
+
+class User(Resource, kind="user"):
+    """A local user account in a wanted state, or absent.
+
+    The name is the login. Each param left unset is not managed. ``group``
+    is the primary group (a name or gid; unset: the one ``useradd`` picks),
+    ``groups`` the exact supplementary groups. Managed groups come first
+    (AutoEdges), and a file owned by a managed user comes after it. Watched
+    through ``/etc/passwd`` and ``/etc/group``: an account changed or
+    removed behind the agent's back is repaired at once.
+    """
+
+    example = """\
+graph: service-user
+resources:
+  group:
+  - name: web
+  user:
+  - name: web
+    group: web
+    groups: [adm]
+    home: /srv/web
+    shell: /usr/sbin/nologin
+    system: true
+"""
+
+    state: Literal["exists", "absent"] = param("exists", doc="exists, or absent (removed)")
+    uid: int | None = param(None, doc="the user id; unset: not managed")
+    group: str | None = param(None, doc="the primary group, a name or gid; unset: not managed")
+    groups: list[str] | None = param(
+        None, doc="the exact supplementary groups (names); unset: not managed"
+    )
+    home: str | None = param(None, doc="the home directory (not created here); unset: not managed")
+    shell: str | None = param(None, doc="the login shell; unset: not managed")
+    comment: str | None = param(None, doc="the GECOS field, e.g. a full name; unset: not managed")
+    system: bool = param(
+        False, doc="when created: a system account (a uid below 1000, as useradd --system)"
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if bad := accounts.account_name_problem(self.name, "user"):
+            out.append(("name", bad))
+        if self.uid is not None and (bad := bound_problem(self.uid, 0, MAX_ID)):
+            out.append(("uid", bad))
+        if self.group is not None and (bad := account_problem(self.group, "group")):
+            out.append(("group", bad))
+        for g in self.groups or ():
+            if bad := accounts.account_name_problem(g, "group"):
+                out.append(("groups", bad))
+        for field in ("home", "shell"):
+            value = getattr(self, field)
+            if value is not None and (bad := path_problem(value)):
+                out.append((field, bad))
+        if self.comment is not None and any(c in self.comment for c in ":\n\0"):
+            out.append(
+                ("comment", "must not contain ':', a newline or NUL (fields of /etc/passwd)")
+            )
+        return out
+
+    def warnings(self) -> list[tuple[str, str]]:
+        managed = ("uid", "group", "groups", "home", "shell", "comment")
+        ignored = [f for f in managed if getattr(self, f) is not None]
+        if self.state == "absent" and ignored:
+            return [(ignored[0], f"ignored: the user is to be absent ({', '.join(ignored)})")]
+        return []
+
+    def manages(self) -> list[str]:
+        return [self.name]
+
+    # -- AutoEdges: the groups it is in come first ---------------------------------
+
+    def uids(self) -> list[UID]:
+        return [UID("user", self.name)]
+
+    def wants(self) -> Generator[Want, bool, None]:
+        if self.state == "absent":
+            return
+        names = [self.group] if self.group is not None and not self.group.isdigit() else []
+        for g in [*names, *(self.groups or ())]:
+            yield Want((UID("group", g),))
+
+    # -- watch / check / apply -----------------------------------------------------
+
+    def subscribe(self, ctx: Context) -> Callable[[], None]:
+        """The account files' watch (traits.Subscribing): no task needed."""
+        return accounts.subscribe(ctx)
+
+    async def watch(self, ctx: Context) -> None:
+        await watch_subscribed(self.subscribe, ctx)
+
+    async def check(self) -> Plan:
+        have = _Account.lookup(self.name)
+        if self.state == "absent":
+            return CONVERGED if have is None else Plan((Change("state", "exists", "absent"),))
+        if have is None:
+            return Plan((Change("state", "absent", "exists"),))
+        changes = [
+            Change(field, old, new)
+            for field, old, new in (
+                ("uid", have.uid, self.uid),
+                ("group", have.gid, self._gid()),
+                ("groups", have.groups, sorted(set(self.groups or ()))),
+                ("home", have.home, self.home),
+                ("shell", have.shell, self.shell),
+                ("comment", have.comment, self.comment),
+            )
+            if getattr(self, field) is not None and old != new
+        ]
+        return Plan(tuple(changes))
+
+    def _gid(self) -> int | None:
+        """The wanted primary gid (a group named must exist by now: AutoEdges made it)."""
+        if self.group is None:
+            return None
+        if self.group.isdigit():
+            return int(self.group)
+        try:
+            return grp.getgrnam(self.group).gr_gid
+        except KeyError:
+            from ..errors import ResourceError
+
+            raise ResourceError(f"group {self.group!r} does not exist") from None
+
+    async def apply(self, plan: Plan) -> None:
+        fields = {c.field for c in plan.changes}
+        if self.state == "absent":
+            await accounts.run_tool(["userdel", "--", self.name])
+            return
+        if "state" in fields:
+            argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
+            if self.system:
+                argv.append("--system")
+            await accounts.run_tool([*argv, "--", self.name])
+        else:
+            await accounts.run_tool(["usermod", *self._options(fields), "--", self.name])
+
+    def _options(self, fields: set[str] | frozenset[str]) -> list[str]:
+        """The tools' options for the managed params among `fields` (-d: both tools' home)."""
+        out: list[str] = []
+        for field, flag, value in (
+            ("uid", "--uid", self.uid),
+            ("group", "--gid", self.group),
+            ("groups", "--groups", None if self.groups is None else ",".join(self.groups)),
+            ("home", "-d", self.home),
+            ("shell", "--shell", self.shell),
+            ("comment", "--comment", self.comment),
+        ):
+            if value is not None and field in fields:
+                out += [flag, str(value)]
+        return out
+
+
+#: every param of the account itself
+_FIELDS = frozenset({"uid", "group", "groups", "home", "shell", "comment"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """A user account as the C library sees it."""
+
+    uid: int
+    gid: int
+    groups: list[str]
+    home: str
+    shell: str
+    comment: str
+
+    @classmethod
+    def lookup(cls, name: str) -> _Account | None:
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        groups = sorted(g.gr_name for g in grp.getgrall() if name in g.gr_mem)
+        return cls(pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell, pw.pw_gecos)

@@ -1,0 +1,164 @@
+"""user and group: real shadow tools, in a mount namespace with a private copy of /etc.
+
+Nothing of the machine's own accounts is touched: each test copies /etc,
+and the agent runs under ``unshare --mount`` with the copy bound over
+/etc, so useradd and friends (and the C library's lookups) see the copy.
+The test reads the copy's files directly; drift is made by the same tools,
+entered into the agent's namespace with ``nsenter``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_graph
+
+#: runs the rest of the argv with the directory $0 bound over /etc, in a new mount namespace
+BIND_ETC = 'mount --bind "$0" /etc && exec "$@"'
+
+
+@pytest.fixture
+def etc(tmp_path: Path) -> Path:
+    """A private copy of the machine's /etc."""
+    copy = tmp_path / "etc"
+    subprocess.run(["cp", "-a", "/etc", str(copy)], check=True)
+    return copy
+
+
+def wrapper(etc: Path) -> list[str]:
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", BIND_ETC]
+
+
+def run(etc: Path, tmp_path: Path, graph: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [*wrapper(etc), str(etc), *PYMGMT, "run", "--prefix", str(tmp_path / "state")]
+    argv += ["--converged-timeout", "0", "--json", *args, str(graph)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def entries(etc: Path, name: str) -> dict[str, list[str]]:
+    """The lines of etc/<name> (passwd, group), as fields by first field."""
+    out: dict[str, list[str]] = {}
+    for line in (etc / name).read_text().splitlines():
+        fields = line.split(":")
+        out[fields[0]] = fields
+    return out
+
+
+def graph(tmp_path: Path, **kinds: list[dict[str, Any]]) -> Path:
+    """A graph file of these resources, by kind (``files`` for file)."""
+    resources = {("file" if k == "files" else k): v for k, v in kinds.items()}
+    g = tmp_path / "graph.yaml"
+    write_graph(g, {"graph": "accounts", "resources": resources})
+    return g
+
+
+def test_a_group_a_user_in_it_and_a_file_it_owns_converge_in_one_run(tmp_path, etc):
+    home = tmp_path / "home"
+    home.mkdir()
+    g = graph(
+        tmp_path,
+        files=[{"name": "owned", "path": str(home / "f"), "content": "x\n", "owner": "webu"}],
+        user=[
+            {
+                "name": "webu",
+                "group": "webg",
+                "groups": ["adm"],
+                "home": str(home),
+                "shell": "/usr/sbin/nologin",
+                "comment": "Web user",
+                "system": True,
+            }
+        ],
+        group=[{"name": "webg", "gid": 2345}],
+    )
+    first = run(etc, tmp_path, g)
+    assert first.returncode == 2, first.stderr
+    # AutoEdges ordered group -> user -> file: nothing failed for want of another
+    assert not [e for e in json_lines(first.stdout) if e.get("event") == "failed"], first.stdout
+    user = entries(etc, "passwd")["webu"]
+    assert user[3] == "2345" and user[4:] == ["Web user", str(home), "/usr/sbin/nologin"]
+    assert int(user[2]) < 1000  # a system account
+    assert entries(etc, "group")["webg"][2] == "2345"
+    assert "webu" in entries(etc, "group")["adm"][3].split(",")
+    assert (home / "f").stat().st_uid == int(user[2])  # AutoEdges: the user came first
+    again = run(etc, tmp_path, g)
+    assert again.returncode == 0, again.stderr
+    outcomes = {k: v["outcome"] for k, v in recap_of(again)["resources"].items()}
+    assert set(outcomes.values()) == {"unchanged"}, outcomes
+
+
+def test_groups_are_exact_and_fields_are_changed_in_place(tmp_path, etc):
+    start = graph(tmp_path, user=[{"name": "u1", "groups": ["adm", "staff"], "uid": 3001}])
+    assert run(etc, tmp_path, start).returncode == 2
+    later = graph(tmp_path, user=[{"name": "u1", "groups": ["staff"], "shell": "/bin/bash"}])
+    done = run(etc, tmp_path, later)
+    assert done.returncode == 2, done.stderr
+    changed = [e for e in json_lines(done.stdout) if checked("User[u1]", applied=True)(e)]
+    assert {c["field"] for c in changed[0]["changes"]} == {"groups", "shell"}
+    group = entries(etc, "group")
+    assert "u1" not in group["adm"][3].split(",") and "u1" in group["staff"][3].split(",")
+    assert entries(etc, "passwd")["u1"][2] == "3001"  # uid unmanaged now: left as it was
+
+
+def test_absent_removes_the_account_and_not_its_home(tmp_path, etc):
+    home = tmp_path / "h"
+    home.mkdir()
+    made = run(etc, tmp_path, graph(tmp_path, user=[{"name": "gone", "home": str(home)}]))
+    assert made.returncode == 2, made.stderr
+    done = run(etc, tmp_path, graph(tmp_path, user=[{"name": "gone", "state": "absent"}]))
+    assert done.returncode == 2, done.stderr
+    assert "gone" not in entries(etc, "passwd")
+    assert home.is_dir()
+
+
+def test_accounts_changed_behind_the_agents_back_are_repaired(agent, tmp_path, etc):
+    g = graph(
+        tmp_path,
+        user=[{"name": "drifty", "uid": 3100, "group": "drift"}],
+        group=[{"name": "drift", "gid": 3200}],
+    )
+    a = agent(g, wrapper=[*wrapper(etc), str(etc)])
+    a.wait_checked(["Group[drift]", "User[drifty]"])
+    wait_for(lambda: "drifty" in entries(etc, "passwd"), what="the user to be made")
+
+    def inside(*argv: str) -> None:
+        ns = ["nsenter", "--target", str(a.proc.pid), "--mount", "--"]
+        subprocess.run([*ns, *argv], check=True, capture_output=True)
+
+    since = a.mark()
+    inside("userdel", "drifty")
+    wait_for(lambda: "drifty" in entries(etc, "passwd"), what="the user to be made again")
+    i = a.wait_event(checked("User[drifty]", applied=True), since=since, what="the repair")
+    assert a.events[i]["drift"], a.describe()
+    assert entries(etc, "passwd")["drifty"][2:4] == ["3100", "3200"]
+
+    since = a.mark()
+    inside("groupmod", "--gid", "3999", "drift")
+    wait_for(lambda: entries(etc, "group")["drift"][2] == "3200", what="the gid repaired")
+    a.wait_event(checked("Group[drift]", applied=True), since=since, what="the group repair")
+    assert a.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "res", "message"),
+    [
+        ("user", {"name": "a:b"}, "name: not a valid user name: 'a:b'"),
+        ("user", {"name": "123"}, "name: a user name must not be a number"),
+        ("user", {"name": "u", "groups": ["ok", "no way"]}, "groups: not a valid group name"),
+        ("user", {"name": "u", "shell": "sh"}, "shell: must be an absolute path"),
+        ("user", {"name": "u", "comment": "a:b"}, "comment: must not contain ':'"),
+        ("group", {"name": "g", "gid": -1}, "gid: "),
+    ],
+)
+def test_bad_accounts_are_input_errors(tmp_path, kind, res, message):
+    proc = subprocess.run(
+        [*PYMGMT, "validate", str(graph(tmp_path, **{kind: [res]}))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr
