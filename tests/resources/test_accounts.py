@@ -162,3 +162,14 @@ def test_bad_accounts_are_input_errors(tmp_path, kind, res, message):
     )
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr
+
+
+def test_minimum_membership_adds_groups_and_leaves_the_others(tmp_path, etc):
+    start = graph(tmp_path, user=[{"name": "u2", "groups": ["staff"]}])
+    assert run(etc, tmp_path, start).returncode == 2
+    more = graph(tmp_path, user=[{"name": "u2", "groups": ["adm"], "membership": "minimum"}])
+    done = run(etc, tmp_path, more)
+    assert done.returncode == 2, done.stderr
+    group = entries(etc, "group")
+    assert "u2" in group["adm"][3].split(",") and "u2" in group["staff"][3].split(",")
+    assert run(etc, tmp_path, more).returncode == 0  # in at least adm: converged

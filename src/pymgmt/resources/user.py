@@ -3,7 +3,9 @@
 Changed with ``useradd``/``usermod``/``userdel`` (`accounts.py` says why);
 watched through ``/etc/passwd`` and ``/etc/group``. A param left unset is
 not managed, as for files. ``groups`` is the exact list of supplementary
-groups (mgmt's and Ansible's meaning): a group not listed is left.
+groups (mgmt's and Ansible's meaning: the user leaves a group not listed),
+or with ``membership: minimum`` the groups it must at least be in
+(Puppet's default: other groups are left alone).
 
 The home directory is a field of the account: ``useradd`` does not create
 it here, and ``userdel`` never removes it (a user's files are not the
@@ -54,7 +56,12 @@ resources:
     uid: int | None = param(None, doc="the user id; unset: not managed")
     group: str | None = param(None, doc="the primary group, a name or gid; unset: not managed")
     groups: list[str] | None = param(
-        None, doc="the exact supplementary groups (names); unset: not managed"
+        None, doc="the supplementary groups (names); unset: not managed"
+    )
+    membership: Literal["exact", "minimum"] = param(
+        "exact",
+        doc="exact: the user is in no other supplementary group; minimum: in at least"
+        " these, others left (Puppet's default)",
     )
     home: str | None = param(None, doc="the home directory (not created here); unset: not managed")
     shell: str | None = param(None, doc="the login shell; unset: not managed")
@@ -126,7 +133,7 @@ resources:
             for field, old, new in (
                 ("uid", have.uid, self.uid),
                 ("group", have.gid, self._gid()),
-                ("groups", have.groups, sorted(set(self.groups or ()))),
+                ("groups", have.groups, self._groups_wanted(have.groups)),
                 ("home", have.home, self.home),
                 ("shell", have.shell, self.shell),
                 ("comment", have.comment, self.comment),
@@ -134,6 +141,11 @@ resources:
             if getattr(self, field) is not None and old != new
         ]
         return Plan(tuple(changes))
+
+    def _groups_wanted(self, have: list[str]) -> list[str]:
+        """The supplementary groups the user should end up in, sorted."""
+        want = set(self.groups or ())
+        return sorted(want | set(have) if self.membership == "minimum" else want)
 
     def _gid(self) -> int | None:
         """The wanted primary gid (a group named must exist by now: AutoEdges made it)."""
@@ -167,7 +179,7 @@ resources:
         for field, flag, value in (
             ("uid", "--uid", self.uid),
             ("group", "--gid", self.group),
-            ("groups", "--groups", None if self.groups is None else ",".join(self.groups)),
+            ("groups", "--groups", None if self.groups is None else ",".join(self._groups_arg())),
             ("home", "-d", self.home),
             ("shell", "--shell", self.shell),
             ("comment", "--comment", self.comment),
@@ -175,6 +187,14 @@ resources:
             if value is not None and field in fields:
                 out += [flag, str(value)]
         return out
+
+    def _groups_arg(self) -> list[str]:
+        """What --groups sets: all groups the user ends in (with minimum: the current ones too)."""
+        assert self.groups is not None
+        if self.membership == "exact":
+            return list(self.groups)
+        have = _Account.lookup(self.name)
+        return self._groups_wanted([] if have is None else have.groups)
 
 
 #: every param of the account itself

@@ -64,11 +64,13 @@ def test_a_run_once_reports_translation_errors_and_changes_nothing(tmp_path: Pat
     root = tmp_path / "out"
     site = tmp_path / "site.pp"
     site.write_text(
-        f"file {{ '{root}': ensure => directory }}\nuser {{ 'nobody-here': ensure => present }}\n"
+        f"file {{ '{root}': ensure => directory }}\n"
+        "tidy { '/tmp/pymgmt-never-tidied': age => '1w' }\n"
     )
     done = run_once(Path("puppet"), tmp_path / "state", "--puppet", str(site))
     assert done.returncode == 1
-    assert f"{site}:2: User[nobody-here]: resource type 'User' has no pymgmt kind" in done.stderr
+    tidy = "Tidy[/tmp/pymgmt-never-tidied]: resource type 'Tidy' has no pymgmt kind"
+    assert f"{site}:2: {tidy}" in done.stderr
     assert not root.exists()  # nothing was changed
     allowed = run_once(
         Path("puppet"), tmp_path / "state", "--puppet", str(site), "--puppet-allow-unsupported"

@@ -123,7 +123,7 @@ def test_relationships_become_edges_and_independent_resources_do_not(tmp_path: P
 
 def test_unsupported_parts_are_listed_and_nothing_is_printed(tmp_path: Path) -> None:
     code = (
-        "user { 'deploy': ensure => present, shell => '/bin/sh' }\n"
+        "tidy { '/tmp/pymgmt-never-tidied': age => '1w' }\n"
         f"file {{ '{tmp_path}/x': ensure => file, content => 'x', backup => false,\n"
         "  recurse => true }\n"
     )
@@ -131,12 +131,13 @@ def test_unsupported_parts_are_listed_and_nothing_is_printed(tmp_path: Path) -> 
     assert done.returncode == 1
     assert done.stdout == ""
     site = tmp_path / "site.pp"
-    assert f"{site}:1: User[deploy]: resource type 'User' has no pymgmt kind" in done.stderr
+    tidy = "Tidy[/tmp/pymgmt-never-tidied]: resource type 'Tidy' has no pymgmt kind"
+    assert f"{site}:1: {tidy}" in done.stderr
     assert f"{site}:2: File[{tmp_path}/x]: parameter 'recurse' is not supported" in done.stderr
     assert "--puppet-allow-unsupported" in done.stderr
     allowed = translate(tmp_path, code, "--puppet-allow-unsupported")
     assert allowed.returncode == 0, allowed.stderr
-    assert "- name: User[deploy]" in allowed.stdout
+    assert "- name: Tidy[/tmp/pymgmt-never-tidied]" in allowed.stdout
 
 
 def test_a_syntax_error_is_puppets_message_at_its_line(tmp_path: Path) -> None:

@@ -472,3 +472,33 @@ def test_a_values_problem_is_reported_at_the_manifest_line() -> None:
 def test_a_malformed_catalog_is_an_input_error(data: bytes) -> None:
     with pytest.raises(PuppetError):
         parse_catalog(data, SITE)
+
+
+def test_users_and_groups_map_onto_pymgmts_accounts() -> None:
+    t = tr(
+        [
+            res("Group", "web", gid=2001, system=True),
+            res("User", "web", uid="2001", gid="web", groups=["adm"], home="/srv/web"),
+            res("User", "ops", groups="adm", membership="inclusive", shell="/bin/bash"),
+            res("User", "old", ensure="absent"),
+        ]
+    )
+    assert not t.unsupported and not t.errors
+    users = {r.name: r.params for r in t.resources if r.kind == "user"}
+    assert users["web"] == {
+        "uid": 2001,
+        "group": "web",
+        "home": "/srv/web",
+        "groups": ["adm"],
+        "membership": "minimum",  # Puppet's default: other groups are left alone
+    }
+    assert users["ops"] == {"shell": "/bin/bash", "groups": ["adm"], "membership": "exact"}
+    assert users["old"] == {"state": "absent"}
+    groups = {r.name: r.params for r in t.resources if r.kind == "group"}
+    assert groups["web"] == {"gid": 2001, "system": True}
+    declared_graph(t)
+    refused = tr([res("User", "x", managehome=True, password="secret")])
+    assert sorted(u.what for u in refused.unsupported) == [
+        "managehome => true is not supported: manage the home with a file",
+        "parameter 'password' is not supported",
+    ]

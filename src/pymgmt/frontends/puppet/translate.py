@@ -2,12 +2,13 @@
 
 Each Puppet resource maps onto one pymgmt kind (`_MAPPERS`): File to
 ``file``, Package to ``pkg``, Service to ``svc``, Exec to ``exec``, Notify
-to ``noop``. Whatever a mapper cannot carry over exactly -- a type pymgmt
-has no kind for, a parameter whose meaning would be lost or changed -- is
-an `Unsupported` item with the manifest's file and line. A translation with
-any is refused unless the user allows them, and then each resource
-concerned becomes a ``noop`` in its place (kept for ordering, managing
-nothing): a site never loses part of itself without being told.
+to ``noop``, User to ``user``, Group to ``group``. Whatever a mapper cannot
+carry over exactly -- a type pymgmt has no kind for, a parameter whose
+meaning would be lost or changed -- is an `Unsupported` item with the
+manifest's file and line. A translation with any is refused unless the user
+allows them, and then each resource concerned becomes a ``noop`` in its
+place (kept for ordering, managing nothing): a site never loses part of
+itself without being told.
 
 Containers (classes, defined types, stages, nodes) are not resources on
 the system; Puppet orders through them with a start and an end marker per
@@ -532,12 +533,73 @@ def _notify(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
     return ("noop", m.res.title)
 
 
+def _account_state(m: _Mapping, params: dict[str, Any]) -> None:
+    ensure = m.string("ensure")
+    if ensure == "absent":
+        params["state"] = "absent"
+    elif ensure not in (None, "present"):
+        m.unsupported(f"ensure => {ensure!r} is not supported (present or absent)")
+    system = m.param("system")
+    if system in (True, "true"):
+        params["system"] = True
+    elif system not in (None, False, "false"):
+        m.unsupported(f"system => {system!r} is not true or false")
+
+
+def _number(m: _Mapping, name: str, params: dict[str, Any], to: str) -> None:
+    value = m.string(name)
+    if value is not None:
+        if value.isdigit():
+            params[to] = int(value)
+        else:
+            m.unsupported(f"{name} => {value!r} is not a number")
+
+
+def _user(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    """Puppet's user: the account itself; its home directory is a file resource's."""
+    _account_state(m, params)
+    _number(m, "uid", params, "uid")
+    for puppet, ours in (("gid", "group"), ("home", "home"), ("shell", "shell")):
+        if (value := m.string(puppet)) is not None:
+            params[ours] = value
+    if (comment := m.string("comment")) is not None:
+        params["comment"] = comment
+    groups = m.param("groups")
+    if groups is not None:
+        params["groups"] = [str(g) for g in (groups if isinstance(groups, list) else [groups])]
+        membership = m.string("membership") or "minimum"  # Puppet's default
+        if membership not in ("minimum", "inclusive"):
+            m.unsupported(f"membership => {membership!r} is not supported")
+        params["membership"] = "exact" if membership == "inclusive" else "minimum"
+    if m.param("managehome") in (True, "true"):
+        m.unsupported("managehome => true is not supported: manage the home with a file")
+    m.reject_others(
+        frozenset(
+            {"name", "ensure", "uid", "gid", "groups", "membership", "home", "shell"}
+            | {"comment", "system", "managehome"}
+        ),
+        frozenset({"provider", "forcelocal"}),
+    )
+    return ("user", m.string("name") or m.res.title)
+
+
+def _group(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
+    _account_state(m, params)
+    _number(m, "gid", params, "gid")
+    m.reject_others(
+        frozenset({"name", "ensure", "gid", "system"}), frozenset({"provider", "forcelocal"})
+    )
+    return ("group", m.string("name") or m.res.title)
+
+
 _MAPPERS: dict[str, Mapper] = {
     "file": _file,
     "package": _package,
     "service": _service,
     "exec": _exec,
     "notify": _notify,
+    "user": _user,
+    "group": _group,
 }
 
 
