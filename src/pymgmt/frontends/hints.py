@@ -67,7 +67,6 @@ MGMT_ONLY_KINDS = frozenset(
         "http:server",
         "kv",
         "mount",
-        "msg",
         "net",
         "nspawn",
         "print",
