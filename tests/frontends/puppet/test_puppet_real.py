@@ -194,7 +194,9 @@ def test_independent_puppet_resources_run_in_parallel_on_pymgmt(tmp_path: Path) 
 
     def code(d: Path, middle: str) -> str:
         return "".join(
-            f"exec {{ '{n}': command => \"/bin/sh -c 'date +%s.%N > {d}/{n}.start; "
+            # the stamp is renamed into place: a .start that exists holds its time already
+            f"exec {{ '{n}': command => \"/bin/sh -c 'date +%s.%N > {d}/{n}.t && "
+            f"mv {d}/{n}.t {d}/{n}.start; "
             f"{middle.format(d=d)} && date +%s.%N > {d}/{n}.end'\" }}\n"
             for n in "ABC"
         )
