@@ -141,13 +141,17 @@ class Staging:
         self.files.clear()
 
 
+#: the fewest jobs a batch may hold, whatever the descriptor limit (`batch_cap`)
+SMALLEST_CAP = 16
+
+
 def batch_cap() -> int:
     """The most jobs one batch may hold: every staged file keeps an fd open until
     the sync, so stay well below the process's limit, whatever else is open."""
     import resource
 
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return max(16, (soft if soft > 0 else 1024) // 4)
+    return max(SMALLEST_CAP, (soft if soft > 0 else 1024) // 4)
 
 
 def raise_fd_limit(most: int = 1 << 16) -> None:
