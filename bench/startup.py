@@ -7,9 +7,10 @@ after round), so that the noise of this shared machine hits them alike:
    script, against ``python -c pass`` (target: --version within 1.3x);
 2. one-shot runs, ``pymgmt run --converged-timeout 0``: an empty graph and
    W1 (N files ``fNNNN`` holding ``i am fNNNN``, mode 0644, and their
-   directory) with 10 and 100 files, first apply (from an empty directory)
-   and converged check, beside ``cf-agent -KIf`` on the same policy as
-   ../shared/bench-peers writes it (target: at most 0.5x CFEngine);
+   directory) with 10 and 100 files, first apply (from an empty directory),
+   converged check and repair (bench-peers' repair10%), beside ``cf-agent
+   -KIf`` on the same policy as ../shared/bench-peers writes it (target: at
+   most 0.5x CFEngine);
 3. where a run's time goes, per phase (interpreter, imports, parse or
    cache, the rest of the start, engine, recap and exit), from
    bench/_startup_probe.py's marks.
@@ -43,8 +44,10 @@ WORKLOADS: list[tuple[str, int | None, str]] = [
     ("empty graph", None, "converged"),
     ("W1 10 first", 10, "first"),
     ("W1 10 converged", 10, "converged"),
+    ("W1 10 repair", 10, "repair"),
     ("W1 100 first", 100, "first"),
     ("W1 100 converged", 100, "converged"),
+    ("W1 100 repair", 100, "repair"),
 ]
 #: exit codes that mean the run did its job (2: pymgmt changed something)
 OK_CODES = (0, 2)
@@ -112,6 +115,22 @@ def _emptied(directory: Path) -> Callable[[], None]:
     return lambda: shutil.rmtree(directory, ignore_errors=True)
 
 
+def _drifted(directory: Path, files: int) -> Callable[[], None]:
+    """bench-peers' repair10%: every tenth file deleted, every tenth (from the
+    sixth) edited, before each run."""
+
+    def drift() -> None:
+        if not directory.is_dir():
+            return  # before the first run, which makes them all
+        for i, x in enumerate(_names(files)):
+            if i % 10 == 0:
+                (directory / x).unlink(missing_ok=True)
+            elif i % 10 == 5:
+                (directory / x).write_text("drifted\n")
+
+    return drift
+
+
 def build_cells(
     venvs: dict[str, Path], tmp: Path, cfagent: str | None
 ) -> tuple[dict[str, Cell], dict[tuple[str, str], list[str]]]:
@@ -129,7 +148,11 @@ def build_cells(
             work = tmp / tool / label.replace(" ", "-")
             work.mkdir(parents=True, exist_ok=True)
             managed = work / "managed"
-            prepare = _emptied(managed) if phase == "first" else None
+            prepare = None
+            if phase == "first":
+                prepare = _emptied(managed)
+            elif phase == "repair":
+                prepare = _drifted(managed, files or 0)
             if tool == "cfengine":
                 assert cfagent is not None
                 write_policy(work / "policy.cf", files, managed)
@@ -291,7 +314,7 @@ def main() -> None:
         phases = {
             key: probe(venvs[key[0]], argv, args.probe_runs, env, tmp)
             for key, argv in probes.items()
-            if "first" not in key[1]
+            if key[1].split()[-1] not in ("first", "repair")  # only the first run would change
         }
         print_phases(phases)
     print(f"\n(1-minute load average after: {_load()})")

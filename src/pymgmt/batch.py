@@ -141,13 +141,17 @@ class Staging:
         self.files.clear()
 
 
+#: the fewest jobs a batch may hold, whatever the descriptor limit (`batch_cap`)
+SMALLEST_CAP = 16
+
+
 def batch_cap() -> int:
     """The most jobs one batch may hold: every staged file keeps an fd open until
     the sync, so stay well below the process's limit, whatever else is open."""
     import resource
 
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return max(16, (soft if soft > 0 else 1024) // 4)
+    return max(SMALLEST_CAP, (soft if soft > 0 else 1024) // 4)
 
 
 def raise_fd_limit(most: int = 1 << 16) -> None:
@@ -310,19 +314,59 @@ def _sync_dirs(jobs: list[Job], dirs: _Dirs) -> None:
 # -- syncfs(2) and statfs(2) through libc: Python binds neither ---------------------
 
 
-def _load_libc() -> Any:
-    """libc through ctypes, loaded at the first batch that could use syncfs."""
-    global _libc
-    if _libc is False:
-        _libc = None
-        if os.uname().machine in ("x86_64", "aarch64"):  # the statfs layout below
-            import ctypes
+class _Libc:
+    """The two libc functions a batch calls, bound through CPython's `_ctypes` alone.
 
-            _libc = ctypes.CDLL(None, use_errno=True)
+    The `ctypes` package around it (struct, types, its own type classes)
+    costs a small first apply 3-4 ms of CPU to import, a tenth of the run
+    (issue 13); the C extension costs 1. The few classes below are what
+    ``ctypes.CDLL(None, use_errno=True)``, ``c_int`` and ``c_long`` make of
+    the same extension, declared here.
+    """
+
+    def __init__(self) -> None:
+        import _ctypes
+
+        ct: Any = _ctypes  # typeshed types it for the ctypes package's use only
+
+        class Int(ct._SimpleCData):  # type: ignore[misc]  # ctypes.c_int
+            _type_ = "i"
+
+        class Long(ct._SimpleCData):  # type: ignore[misc]  # ctypes.c_long
+            _type_ = "l"
+
+        class Function(ct.CFuncPtr):  # type: ignore[misc]  # returns an int, keeps errno
+            _flags_ = ct.FUNCFLAG_CDECL | ct.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        class Process:  # what CFuncPtr asks of a library: its dlopen handle
+            _handle = ct.dlopen(None, os.RTLD_NOW)
+
+        class StatFs(ct.Array):  # type: ignore[misc]  # struct statfs, whose f_type is first
+            _type_ = Long
+            _length_ = 16  # 120 bytes on x86_64 and aarch64: room to spare
+
+        self.syncfs: Callable[[int], int] = Function(("syncfs", Process))
+        self.fstatfs: Callable[[int, Any], int] = Function(("fstatfs", Process))
+        self.statfs_buffer: Callable[[], Any] = StatFs
+        self.get_errno: Callable[[], int] = ct.get_errno
+
+
+def _load_libc() -> _Libc | None:
+    """libc's syncfs, bound at the first batch that could use it (None: not here)."""
+    global _libc, _libc_loaded
+    if not _libc_loaded:
+        _libc_loaded = True
+        if os.uname().machine in ("x86_64", "aarch64"):  # the statfs layout above
+            try:  # noqa: SIM105 (contextlib costs the fast path ~5 ms)
+                _libc = _Libc()
+            except (ImportError, AttributeError, OSError):
+                pass  # no ctypes, or no syncfs in this libc: an fsync per file
     return _libc
 
 
-_libc: Any = False  # not loaded yet
+_libc: _Libc | None = None
+_libc_loaded = False
 #: filesystem magic by st_dev, looked up once per device
 _fs_magic: dict[int, int] = {}
 
@@ -334,16 +378,14 @@ def _syncfs_ok(fd: int) -> bool:
         return False
     dev = os.fstat(fd).st_dev
     if dev not in _fs_magic:
-        import ctypes
-
-        buf = (ctypes.c_long * 16)()  # struct statfs: f_type is its first word
+        buf = libc.statfs_buffer()
         _fs_magic[dev] = buf[0] & 0xFFFFFFFF if libc.fstatfs(fd, buf) == 0 else 0
     return _fs_magic[dev] in _SYNCFS_FS
 
 
 def _syncfs(fd: int) -> None:
-    import ctypes
-
-    if _load_libc().syncfs(fd) != 0:
-        err = ctypes.get_errno()
+    libc = _load_libc()
+    assert libc is not None  # _syncfs_ok said yes
+    if libc.syncfs(fd) != 0:
+        err = libc.get_errno()
         raise OSError(err, os.strerror(err))

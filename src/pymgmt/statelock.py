@@ -41,8 +41,11 @@ def lock_at(dir_fd: int) -> list[int]:
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         fds.append(os.open(LOCK_NAME, flags, 0o644, dir_fd=fds[0]))
         fcntl.flock(fds[1], fcntl.LOCK_EX | fcntl.LOCK_NB)  # what older agents lock
-        os.ftruncate(fds[1], 0)
-        os.write(fds[1], f"{os.getpid()}\n".encode())
+        # Over the old PID, then cut to length: truncating to 0 frees the block
+        # the last run's sync wrote, and waits 2-4 ms for it (issue 13).
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fds[1], pid, 0)
+        os.ftruncate(fds[1], len(pid))
     except BaseException:
         release(fds)
         raise

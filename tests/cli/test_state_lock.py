@@ -8,12 +8,14 @@ PID that holds the directory; the first goes on undisturbed.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
 import pytest
 from helpers import checked, graph_doc, json_lines, run_once, snapshot, write_graph
 
+from pymgmt import statelock
 from pymgmt.frontends import api
 from pymgmt.resources.file import File
 from pymgmt.statedir import LOCK_NAME, StateDirBusy
@@ -87,3 +89,16 @@ def test_the_python_api_is_refused_too(agent, prefix, tmp_path, managed):
     with pytest.raises(StateDirBusy, match=f"PID {a.pid}"):
         asyncio.run(api.run_async(g, converged_timeout=0, state_dir=prefix))
     assert not (managed / "h").exists()
+
+
+def test_the_lock_file_holds_exactly_this_pid_over_a_longer_one(tmp_path: Path) -> None:
+    """The PID is written over the last holder's, then cut to its length (not
+    truncated first: that waited for the block the last run's sync wrote)."""
+    (tmp_path / LOCK_NAME).write_text("12345678901234567890\n")  # longer than any PID
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        held = statelock.lock_at(dfd)
+        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        statelock.release(held)
+    finally:
+        os.close(dfd)

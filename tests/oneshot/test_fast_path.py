@@ -32,11 +32,18 @@ def _run(graph: Path, prefix: Path, *args: str) -> tuple[subprocess.CompletedPro
     """
     argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
     argv += ["--prefix", str(prefix), "--converged-timeout", "0", *args, str(graph)]
+    proc, imported = _imports(argv)
+    return proc, "asyncio" not in imported
+
+
+def _imports(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `argv` (with ``-X importtime``): the process, its stderr without -X
+    importtime's lines, and the modules it imported."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=4 * DEADLINE, check=False)
     lines = proc.stderr.splitlines(keepends=True)
     imported = {ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")}
     proc.stderr = "".join(ln for ln in lines if not ln.startswith("import time:"))
-    return proc, "asyncio" not in imported
+    return proc, imported
 
 
 def _normal(stderr: str) -> str:
@@ -257,3 +264,48 @@ def test_a_reader_leaving_stops_the_fast_path_as_a_full_run(tmp_path: Path) -> N
             finally:
                 proc.kill()
     assert codes == [141, 141]
+
+
+#: the command as installed (pyproject's script-files), run from this checkout
+SCRIPT = Path(__file__).resolve().parents[2] / "bin" / "pymgmt"
+
+
+def _script(graph: Path, prefix: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """bin/pymgmt's one-shot run of `graph`, and the modules it imported."""
+    argv = [sys.executable, "-X", "importtime", str(SCRIPT), "run", "--prefix", str(prefix)]
+    argv += ["--converged-timeout", "0", str(graph)]
+    return _imports(argv)
+
+
+def test_the_script_answers_before_importing_the_command_line_parser(tmp_path: Path) -> None:
+    """A run the fast path answers ends in the script (pymgmt/oneshot/command.py
+    `run_or_return`): the same words and exit codes, without argparse's tables."""
+    graph, managed = _w1(tmp_path)
+    prefix = tmp_path / "state"
+    _converged_twice(graph, prefix)
+    (managed / "f0").unlink()
+    repaired, imported = _script(graph, prefix)
+    assert repaired.returncode == 2, repaired.stderr
+    assert "pymgmt.cli.main" not in imported and "pymgmt.oneshot.command" in imported
+    assert "OK: 6 resources: 5 unchanged, 1 changed, 0 failed\n" in repaired.stderr
+    assert (managed / "f0").read_text() == "i am f0\n"
+    fast, imported = _script(graph, prefix)
+    full, _ = _run(graph, prefix, "--no-cache")
+    assert fast.returncode == full.returncode == 0, (fast.stderr, full.stderr)
+    assert "pymgmt.cli.main" not in imported
+    assert _normal(fast.stderr) == _normal(full.stderr)
+
+
+def test_a_run_the_script_could_not_answer_stores_the_plan_for_the_next(tmp_path: Path) -> None:
+    """The fast path is asked once, by the script; the full run gets its answer
+    (store a plan), so the run after it is answered."""
+    graph, managed = _w1(tmp_path)
+    prefix = tmp_path / "state"
+    first, imported = _script(graph, prefix)
+    assert first.returncode == 2, first.stderr
+    assert "pymgmt.cli.main" in imported  # no plan yet: the full run
+    assert (prefix / PLAN_NAME).is_file()
+    assert sorted(p.name for p in managed.iterdir()) == [f"f{i}" for i in range(5)]
+    second, imported = _script(graph, prefix)
+    assert second.returncode == 0, second.stderr
+    assert "pymgmt.cli.main" not in imported

@@ -22,5 +22,8 @@ Anything it is not sure of (an unknown flag, another agent holding the
 lock, another kind, a package to change) goes to the full run before
 anything was changed or started, which then decides and reports exactly
 as it always did. Its imports are `os`, `stat`, `time`, `fcntl`,
-`marshal`, `pwd`, `grp`, `select` and `_blake2`: nothing that costs.
+`marshal`, `pwd` and `_blake2` (`grp` for a named group, `select` for
+commands, `_ctypes` for a syncfs): nothing that costs. The ``pymgmt``
+script asks it first and exits where it answers (command.py
+`run_or_return`), before the command line's parser is even imported.
 """

@@ -27,7 +27,6 @@ import os
 import stat
 import time
 
-from ..batch import Job, batch_cap, raise_fd_limit, write_batch
 from ..report.textline import change_text
 from ..resources.filestate import Wanted, apply_at, gid_of, matches, uid_of
 from ..safepath import Parents, lstat_at, open_node, read_fd, sha256_hex, split, walk
@@ -226,11 +225,17 @@ def apply_files(
 ) -> None:
     """Make `files` (each in `todo`, every file they depend on done) as wanted.
 
-    In batches of `pymgmt.batch`: each staged file holds an fd till the sync.
+    In batches of `pymgmt.batch` (imported here: a converged run never needs
+    it): each staged file holds an fd till the sync.
     """
-    if not (plan.execs or plan.pkgs):  # no program is started: bigger batches, fewer syncs
-        raise_fd_limit()
-    cap = batch_cap()
+    from ..batch import SMALLEST_CAP, batch_cap, raise_fd_limit
+
+    if len(files) <= SMALLEST_CAP:  # one batch whatever the limit: not worth asking it
+        cap = SMALLEST_CAP
+    else:
+        if not (plan.execs or plan.pkgs):  # no program is started: bigger batches, fewer syncs
+            raise_fd_limit()
+        cap = batch_cap()
     collecting = gc.isenabled()
     gc.disable()  # the plan lives till the end, a batch is freed by refcounts: GC only walked them
     try:  # (a fifth of a 10k first apply's user CPU, bench/RESULTS.md)
@@ -248,6 +253,8 @@ def _apply_batch(
     plan: Plan, todo: dict[int, list[Change]], files: list[int], outcome: Outcome
 ) -> None:
     """One batch of `pymgmt.batch`: the files' changes made durable by one sync."""
+    from ..batch import Job, write_batch
+
     dirs: dict[str, int | BaseException] = {}
     began = time.monotonic()
     try:

@@ -33,16 +33,17 @@ ends after the stop leaves its command pending.
 from __future__ import annotations
 
 import os
-import select
 import time
 
-from ..resources import spawn
 from .apply import Outcome, apply_files, changed_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .apply import Change
     from .plan import Plan
+
+# `select` and resources/spawn.py are imported where commands are run: a plan
+# of files alone (W1's first apply or repair) never needs them (~1 ms, issue 13).
 
 #: report/progress.py: an apply is said once it has run this long, then every `_EVERY` seconds
 _ANNOUNCE_AFTER = 1.0
@@ -64,6 +65,8 @@ def can_run(plan: Plan) -> bool:
     commands than a quarter of the descriptor limit allows go to the engine)."""
     if not plan.execs:
         return True
+    from ..resources import spawn
+
     if spawn.GUARD is None or not hasattr(os, "pidfd_open"):
         return False
     if os.environ.get("TERM", "") != "dumb" and os.isatty(2):
@@ -126,6 +129,8 @@ class _Job:
         self.begun = time.monotonic()
         self.deadline = self.begun + timeout if timeout else None
         self.code: int | None = None  # its exit status once reaped (negative: its signal)
+        from ..resources import spawn
+
         self.tail = spawn.Tail()
         self.announced = False
         self.next_still = self.begun + _EVERY
@@ -151,12 +156,16 @@ class _Run:
         self.jobs: dict[int, _Job] = {}  # by the fd that wakes it: its pipe's and its pidfd
         self.running: set[_Job] = set()
         self.stopping = False
-        self.poll = select.poll()
+        if plan.execs:  # every command is waited for in one poll
+            import select
+
+            self.poll = select.poll()
         self.wake = self._wakeup() if plan.execs else None
 
     def _wakeup(self) -> tuple[int, int, int]:
         """A pipe a signal writes to, so that a wait for commands ends at once."""
         import _signal  # type: ignore[import-not-found]  # signal.py imports enum: too dear
+        import select
 
         r, w = os.pipe()
         os.set_blocking(r, False)
@@ -237,6 +246,10 @@ class _Run:
         self._spawn(i, "apply", argv, shown)
 
     def _spawn(self, i: int, phase: str, argv: list[str], shown: str) -> None:
+        import select
+
+        from ..resources import spawn
+
         cwd, env, timeout = self.plan.execs[i][3:6]
         try:
             pid, rfd = start(argv, shown, cwd, dict(env))
@@ -251,6 +264,8 @@ class _Run:
             self.poll.register(fd, select.POLLIN)
 
     def _ended(self, job: _Job, *, timed_out: bool = False) -> None:
+        from ..resources import spawn
+
         self.running.discard(job)
         i, timeout = job.i, self.plan.execs[job.i][5]
         if timed_out:
@@ -369,6 +384,8 @@ def start(argv: list[str], shown: str, cwd: str, env: dict[str, str]) -> tuple[i
     directory is entered by this process around the spawn (it has no
     threads), since `posix_spawn` has no chdir. CannotRun: exec's words.
     """
+    from ..resources import spawn
+
     run_argv, environ, preexec = spawn.prepare(argv, shown, cwd, env)
     assert preexec is None  # can_run: the guard is there
     r, w = _pipe()

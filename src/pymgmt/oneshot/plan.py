@@ -26,7 +26,6 @@ anything else is a miss, and the full run stores a new plan.
 from __future__ import annotations
 
 import marshal
-import math
 import os
 import stat
 import sys
@@ -397,6 +396,8 @@ def _dpkg_stamp() -> tuple[int, ...]:
 
 def _plain_apply(meta: MetaParams) -> bool:
     """An apply the fast path makes as the engine would: once, now, for real."""
+    import math  # here, at store time: the fast path itself never needs it
+
     return not meta.noop and meta.retry == 0 and meta.timeout == 0 and meta.limit == math.inf
 
 

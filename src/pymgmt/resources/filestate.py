@@ -4,14 +4,14 @@
 the one-shot fast path (`pymgmt.oneshot`) asks it of every file of a
 graph before the rest of pymgmt is even imported. Both must call the same
 file converged, so the rule lives here once, with nothing but `os`,
-`stat`, `pwd` and `grp` imported. The same goes for making a file as
-wanted (`apply_at`): `File.apply` runs it in the engine's batch of durable
-writes, and the fast path in its own batch (`pymgmt.batch`).
+`stat` and `pwd` imported (`grp` when a group is named). The same goes
+for making a file as wanted (`apply_at`): `File.apply` runs it in the
+engine's batch of durable writes, and the fast path in its own batch
+(`pymgmt.batch`).
 """
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 import stat
@@ -55,7 +55,11 @@ def uid_of(owner: str) -> int:
 
 def gid_of(group: str) -> int:
     """The gid of a group name or number; KeyError if there is no such group."""
-    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    if group.isdigit():
+        return int(group)
+    import grp  # a shared library to load: only for a graph that names a group
+
+    return grp.getgrnam(group).gr_gid
 
 
 # -- making it so ------------------------------------------------------------------
