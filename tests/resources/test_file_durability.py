@@ -234,3 +234,65 @@ def test_kill_9_during_a_batch_leaves_every_file_old_or_new(tmp_path):
     assert proc.returncode == 2, proc.stderr.decode()
     assert set(states()) == {"new"}
     assert _temporaries(d) == []
+
+
+# -- a drift repair, written on the event loop (issue 13: a lone small write) -----------------
+
+REPAIR_ROUNDS = 30
+
+
+def test_kill_9_during_a_drift_repair_leaves_the_drifted_or_the_wanted_content(tmp_path, agent):
+    """A lone small repair is written on the agent's event loop: still old or new after kill -9.
+
+    Each round starts an agent on a converged file, replaces the file behind
+    its back, and kills the agent with SIGKILL a random moment later: before
+    the repair, inside it (its temporary file is left behind) or after it.
+    """
+    target = tmp_path / "conf"
+    wanted = b"".join(b"wanted line %05d\n" % k for k in range(2000))  # 38 KiB: small
+    drifted = b"drifted\n" * 100
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(
+        "graph: repair\nresources:\n  file:\n"
+        f"  - name: conf\n    path: {target}\n    mode: '0644'\n"
+        f"    content: {json.dumps(wanted.decode())}\n"
+    )
+    tmp_file = tmp_path / temp_name("conf")
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    history: list[tuple[float, str, bool]] = []
+    for n in range(REPAIR_ROUNDS):
+        write_atomic(target, wanted)
+        os.chmod(target, 0o644)
+        tmp_file.unlink(missing_ok=True)
+        a = agent(graph)
+        a.wait_checked(["File[conf]"])
+        write_atomic(target, drifted)
+        if n % 2 == 0:
+            # Half the rounds aim at the write: from the moment its temporary
+            # file appears (or, missed, the repair is done), at once or up to
+            # 2 ms later; the repair's fsync takes a few.
+            _spin_until(
+                lambda a=a: (
+                    tmp_file.exists()
+                    or os.stat(target).st_size == len(wanted)
+                    or a.proc.poll() is not None
+                )
+            )
+            delay = 0.0 if n == 0 else math.exp(rng.uniform(math.log(0.0001), math.log(0.002)))
+        else:
+            # The others: any moment from the drift to well after the repair.
+            delay = math.exp(rng.uniform(math.log(0.0002), math.log(0.03)))
+        time.sleep(delay)  # the experiment's input, not a wait for a condition
+        a.proc.send_signal(signal.SIGKILL)
+        assert a.wait_exit() == -signal.SIGKILL
+        got = target.read_bytes()
+        which = "drifted" if got == drifted else "wanted" if got == wanted else "MIXED"
+        history.append((round(delay, 4), which, tmp_file.exists()))
+        assert which != "MIXED", f"seed {seed}: partial content after kill -9: {history}"
+        assert os.stat(target).st_mode & 0o777 == 0o644
+        if n >= 9 and sum(1 for _, _, left in history if left) >= 3:
+            break
+    # The kills reached the write itself: its temporary file was left behind.
+    assert any(left for _, _, left in history), f"seed {seed}: {history}"
