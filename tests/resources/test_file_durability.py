@@ -296,3 +296,56 @@ def test_kill_9_during_a_drift_repair_leaves_the_drifted_or_the_wanted_content(t
             break
     # The kills reached the write itself: its temporary file was left behind.
     assert any(left for _, _, left in history), f"seed {seed}: {history}"
+
+
+@pytest.mark.parametrize("drift", ["mode", "owner"])
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_metadata_only_repair_is_fsynced_before_it_is_reported(tmp_path, drift, fast_path):
+    """A chmod or chown alone sits in the page cache; "repaired" means it is on disk.
+
+    A crash cannot be made here, so the syscalls say it (strace, real): the
+    node's fchmod/fchown is followed by an fsync of the same descriptor.
+    """
+    target = tmp_path / "f"
+    target.write_text("same\n")
+    os.chmod(target, 0o600)
+    graph = tmp_path / "graph.yaml"
+    want = {"mode": "0640"} if drift == "mode" else {"owner": "65534"}
+    res = {"name": str(target), "content": "same\n", **want}
+    graph.write_text(json.dumps({"graph": "meta", "resources": {"file": [res]}}))
+    prefix = tmp_path / "state"
+    if fast_path:  # a first full run stores the plan, the next is answered from it
+        _set(target, drift, wanted=True)
+        warm = subprocess.run(
+            [*PYMGMT, "run", "--prefix", str(prefix), "--converged-timeout", "0", str(graph)],
+            capture_output=True,
+            check=False,
+        )
+        assert warm.returncode in (0, 2), warm.stderr
+        _set(target, drift, wanted=False)
+    log = tmp_path / "strace.log"
+    argv = [
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        str(log),
+        "-e",
+        "trace=fchmod,fchown,fsync,fdatasync,syncfs",
+    ]
+    argv += [*PYMGMT, "run", "--prefix", str(prefix), "--converged-timeout", "0", str(graph)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    calls = [line.split(" ", 1)[1] for line in log.read_text().splitlines() if " " in line]
+    changed = [i for i, c in enumerate(calls) if c.startswith(("fchmod(", "fchown("))]
+    assert changed, calls
+    fd = calls[changed[-1]].split("(", 1)[1].split(",", 1)[0]
+    assert any(c.startswith(f"fsync({fd})") for c in calls[changed[-1] + 1 :]), calls
+
+
+def _set(target: Path, drift: str, *, wanted: bool) -> None:
+    """Make `target`'s mode or owner the wanted one, or the drifted one."""
+    if drift == "mode":
+        os.chmod(target, 0o640 if wanted else 0o600)
+    else:
+        os.chown(target, 65534 if wanted else 0, -1)

@@ -136,16 +136,26 @@ def _apply_dir(w: Wanted, dfd: int, name: str, fields: frozenset[str], staging: 
 
 
 def _apply_meta(w: Wanted, dfd: int, name: str, mode: int | None = None) -> None:
-    """Owner and mode, set on the opened node: a symlink is never followed."""
+    """Owner and mode, set on the opened node: a symlink is never followed.
+
+    Then the node is fsynced: a change is reported only once it is on disk,
+    and a chmod or chown alone would otherwise sit in the page cache (a crash
+    right after a "repaired" mode would bring the drifted one back).
+    """
     mode = w.mode if mode is None else mode
     fd = open_at(dfd, name, w.path)
     if fd is None:
         raise FileStateError(f"{w.path} disappeared while being changed")
     try:
+        changed = False
         if w.uid is not None or w.gid is not None:
             os.fchown(fd, -1 if w.uid is None else w.uid, -1 if w.gid is None else w.gid)
+            changed = True
         if mode is not None:
             os.fchmod(fd, mode)  # exact bits (a new directory's mkdir obeyed the umask)
+            changed = True
+        if changed:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
