@@ -227,7 +227,8 @@ def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compi
     Second: the cache key to store the parse under once the state directory
     is locked (None: it came from the cache, or no cache is wanted). The
     cache (frontends/cache.py) spares an unchanged graph PyYAML and the
-    builder; compiling runs either way. Not for standard input, nor for a
+    builder, and AutoEdges' search when the graph's follow from it alone;
+    the rest of compiling runs either way. Not for standard input, nor for a
     state directory made new for this run (--tmp-prefix: nothing to find),
     nor for an agent started by --remote (it leaves nothing behind).
     """
@@ -241,9 +242,9 @@ def _load_graph(path: str, args: argparse.Namespace) -> tuple[tuple[bytes, Compi
         from ..frontends import cache
 
         key = cache.cache_key(text, source)
-        declared = cache.read(Path(args.prefix) if args.prefix else default_prefix(), key)
-        if declared is not None:
-            return (text, accept(declared)), None
+        hit = cache.read(Path(args.prefix) if args.prefix else default_prefix(), key)
+        if hit is not None:
+            return (text, accept(hit[0], autoedges=hit[1])), None
     from ..frontends.yamlbuild import declare
 
     return (text, accept(declare(text, source))), key
@@ -276,7 +277,7 @@ def _store_parsed(prefix: Path, compiled: Compiled, key: str) -> None:
 
     declared = compiled.declared
     assert isinstance(declared, YamlGraph)
-    data = cache.encode(declared, key)
+    data = cache.encode(declared, key, compiled.autoedges)
     if data is not None:
         cache.write(prefix, data)
 
