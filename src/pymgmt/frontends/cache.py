@@ -283,6 +283,7 @@ def _key(k: Any) -> Key:
 
 
 def _encode(g: YamlGraph) -> dict[str, Any]:
+    default = MetaParams()  # most resources keep every default: no need to list them
     return {
         "name": g.name,
         "source": g.source,
@@ -292,7 +293,7 @@ def _encode(g: YamlGraph) -> dict[str, Any]:
                 r.kind,
                 r.name,
                 r.params(),
-                r.meta.non_default(),
+                {} if r.meta == default else r.meta.non_default(),
                 _loc(g.locations.get(k)),
             ]
             for k, r in g.vertices.items()
