@@ -281,3 +281,11 @@ def test_kept_autoedges_naming_no_vertex_make_the_cache_a_miss(tmp_path: Path) -
     doc["autoedges"].append([["file", "top"], ["file", "nowhere"]])
     cache.write(tmp_path, json.dumps(doc).encode())
     assert cache.read(tmp_path, "key") is None
+
+
+def test_a_graph_with_export_only_resources_is_not_stored() -> None:
+    # only Puppet's graphs publish resources they do not apply; the cache does not carry them
+    declared = declare(_TREE, "/srv/tree.yaml")
+    assert cache.encode(declared, "key") is not None
+    declared.export_only.append(next(iter(declared.vertices.values())))
+    assert cache.encode(declared, "key") is None
