@@ -162,6 +162,29 @@ def test_a_changed_graph_managing_the_state_directory_is_rejected(agent, prefix,
     assert a.stop(signal.SIGINT) == 0
 
 
+def test_a_one_line_edit_moving_a_file_into_the_state_directory_is_rejected(
+    agent, prefix, tmp_path, managed
+):
+    # one entry's line changes: the graph is re-read and checked for that resource alone
+    graph = tmp_path / "graph.yaml"
+    files = [{"name": n, "path": str(managed / n), "content": "x\n"} for n in ("e", "f", "g")]
+    write_graph(graph, graph_doc("g", files=files))
+    a = agent(graph)
+    a.wait_checked(["File[e]", "File[f]", "File[g]"])
+    since = a.mark()
+    files[1]["path"] = str(prefix / LOCK_NAME)
+    write_graph(graph, graph_doc("g", files=files))
+    i = a.wait_event(lambda e: e.get("event") == "graph_rejected", since=since)
+    assert "File[f] manages" in a.events[i]["errors"][0]["message"]
+    assert (prefix / LOCK_NAME).read_text() == f"{a.pid}\n"
+    since = a.mark()
+    files[1]["path"] = str(managed / "f2")  # and the next edit is checked (and taken) again
+    write_graph(graph, graph_doc("g", files=files))
+    a.wait_checked(["File[f]"], since=since)
+    assert (managed / "f2").read_text() == "x\n"
+    assert a.stop(signal.SIGINT) == 0
+
+
 @pytest.mark.parametrize("where", ["lock", "state/x", ".", "refresh/"])
 def test_a_graph_managing_a_path_in_the_state_directory_is_an_input_error(tmp_path, where):
     prefix = tmp_path / "state"

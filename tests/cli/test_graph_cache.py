@@ -20,6 +20,7 @@ from helpers import DEADLINE, dump, graph_doc, json_lines
 
 from pymgmt.frontends import cache
 from pymgmt.frontends.cache import CACHE_NAME
+from pymgmt.frontends.compile import accept
 from pymgmt.frontends.yamlbuild import declare
 from pymgmt.frontends.yamlmodel import YamlGraph
 from pymgmt.resources.base import shipped_kinds
@@ -228,3 +229,63 @@ def _graph_state(g: YamlGraph) -> dict[str, object]:
             value = [(x, x.location) for x in value]
         out[f.name] = value
     return out
+
+
+_TREE = """\
+graph: tree
+resources:
+  file:
+  - name: top
+    path: /srv/tree/
+  - name: sub
+    path: /srv/tree/sub/
+  - name: leaf
+    path: /srv/tree/sub/leaf
+    content: "x\\n"
+  - name: apart
+    path: /srv/apart
+    content: "y\\n"
+"""
+
+
+def test_autoedges_of_the_graph_alone_are_kept_and_added_again_on_a_hit(tmp_path: Path) -> None:
+    declared = declare(_TREE, "/srv/tree.yaml")
+    parsed = accept(declared)
+    assert len(parsed.autoedges) == 2  # top -> sub -> leaf
+    data = cache.encode(declared, "key", parsed.autoedges)
+    assert data is not None
+    cache.write(tmp_path, data)
+    hit = cache.read(tmp_path, "key")
+    assert hit is not None
+    graph, autoedges = hit
+    assert autoedges == parsed.autoedges
+    again = accept(graph, autoedges=autoedges)
+    assert again.autoedges == parsed.autoedges
+    assert again.graph.edges == parsed.graph.edges
+    assert again.graph.vertices.keys() == parsed.graph.vertices.keys()
+
+
+def test_autoedges_that_ask_the_system_are_not_kept(tmp_path: Path) -> None:
+    # pkg's AutoEdges ask dpkg which files a package ships: they may differ next time
+    declared = declare(shipped_kinds()["pkg"].example, "/srv/example.yaml")
+    data = cache.encode(declared, "key", [])
+    assert data is not None and json.loads(data)["autoedges"] is None
+    cache.write(tmp_path, data)
+    hit = cache.read(tmp_path, "key")
+    assert hit is not None and hit[1] is None
+
+
+def test_kept_autoedges_naming_no_vertex_make_the_cache_a_miss(tmp_path: Path) -> None:
+    declared = declare(_TREE, "/srv/tree.yaml")
+    doc = json.loads(cache.encode(declared, "key", accept(declared).autoedges) or b"")
+    doc["autoedges"].append([["file", "top"], ["file", "nowhere"]])
+    cache.write(tmp_path, json.dumps(doc).encode())
+    assert cache.read(tmp_path, "key") is None
+
+
+def test_a_graph_with_export_only_resources_is_not_stored() -> None:
+    # only Puppet's graphs publish resources they do not apply; the cache does not carry them
+    declared = declare(_TREE, "/srv/tree.yaml")
+    assert cache.encode(declared, "key") is not None
+    declared.export_only.append(next(iter(declared.vertices.values())))
+    assert cache.encode(declared, "key") is None

@@ -443,7 +443,7 @@ class Engine:
         self.graph = new
         self.workers = dict(keep)
         if first:
-            with _collector_paused():
+            with collector_paused():
                 started = [self._new_worker(res) for res in added]
         else:
             started = [self._new_worker(res) for res in added]
@@ -581,11 +581,13 @@ def _freeze_the_graph() -> None:
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No garbage collection while the first graph's workers are made; then frozen.
+def collector_paused() -> Iterator[None]:
+    """No garbage collection while something long-lived is made; then it is frozen.
 
-    They live as long as the graph, and nothing before them is garbage yet;
-    each collection walked all made so far (100k workers: issue 13).
+    The first graph's workers (and `pymgmt run`'s reading of the graph)
+    live as long as the graph, and nothing before them is garbage yet; each
+    collection walked all made so far (100k workers: issue 13). A
+    changeover and the end of the run unfreeze them (`gc.unfreeze`).
     """
     enabled = gc.isenabled()
     gc.disable()

@@ -7,8 +7,11 @@ run` keeps the *declared* graph, every resource's params as they were
 checked, in ``<state dir>/graph-cache.json``; the next run with the very
 same file reads that instead and builds the resources from it directly.
 Compiling (`compile.accept`: AutoEdges, AutoGroup, the graph-wide checks)
-still runs on every start: AutoEdges ask the system (``dpkg -L``), so the
-compiled graph is not a function of the file alone.
+still runs on every start, but for its slowest part: a graph whose
+AutoEdges follow from the graph alone (no kind in it asks the system, as
+pkg asks ``dpkg -L``: `autoedge.from_graph_alone`) keeps the AutoEdges
+found in it with the parse, and the next start adds those instead of
+searching again (3.6 of 5.5 s of compiling 100,000 files).
 
 The cache is only a faster way to the same graph:
 
@@ -46,6 +49,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import InputError, Location
+from ..graph.autoedge import auto_edge, from_graph_alone
 from ..graph.model import Collect, Edge, Key
 from ..metaparams import MetaParams
 from ..resources.base import Resource
@@ -56,7 +60,7 @@ log = logging.getLogger("pymgmt.cache")
 #: the file in the state directory
 CACHE_NAME = "graph-cache.json"
 #: bumped when the layout below changes: an older file is then stale
-FORMAT = 1
+FORMAT = 2
 #: a cache larger than this is not read (a graph file is at most 64 MiB)
 _MAX_BYTES = 256 << 20
 #: the fields of a YamlGraph this module stores; a graph with others is not stored
@@ -102,8 +106,11 @@ def _code_fingerprint() -> str:
 # -- reading ---------------------------------------------------------------------------
 
 
-def read(prefix: Path, key: str) -> YamlGraph | None:
-    """The declared graph stored under `key` in `prefix`; None if there is none to trust.
+def read(prefix: Path, key: str) -> tuple[YamlGraph, list[Edge] | None] | None:
+    """The declared graph stored under `key` in `prefix`, and its AutoEdges if kept.
+
+    None if there is none to trust; the AutoEdges are None when the graph's
+    depend on the system (they are searched for again then).
 
     Never raises for what is found on disk: a missing, foreign, unsafe,
     corrupt or stale file is a miss (said at debug level), and the caller
@@ -121,11 +128,12 @@ def read(prefix: Path, key: str) -> YamlGraph | None:
             log.debug("graph cache: made from another file or version: not used")
             return None
         graph = _decode(doc["graph"])
+        autoedges = _decode_autoedges(doc["autoedges"], graph)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError, ImportError) as e:
         log.debug("graph cache: unreadable (%s): not used", e)
         return None
     log.debug("graph cache: %d resources read from %s", len(graph.vertices), prefix / CACHE_NAME)
-    return graph
+    return graph, autoedges
 
 
 def _read_trusted(prefix: Path) -> bytes | None:
@@ -180,8 +188,11 @@ def _read_all(fd: int) -> bytes:
 # -- writing ---------------------------------------------------------------------------
 
 
-def encode(graph: YamlGraph, key: str) -> bytes | None:
+def encode(graph: YamlGraph, key: str, autoedges: list[Edge] | None = None) -> bytes | None:
     """The cache file for `graph`, or None when JSON cannot carry it exactly.
+
+    `autoedges`: what compiling `graph` added; kept only if they follow from
+    the graph alone (`autoedge.from_graph_alone`).
 
     Exactly: every param and metaparameter is declared with a type JSON
     keeps as it is (str, int, float, bool, None, Literals of those, and
@@ -200,7 +211,11 @@ def encode(graph: YamlGraph, key: str) -> bytes | None:
             return None
     try:
         body = _encode(graph)
-        return json.dumps({"format": FORMAT, "key": key, "graph": body}).encode()
+        edges = None
+        if autoedges is not None and from_graph_alone(graph.vertices.values()):
+            edges = [[list(e.src), list(e.dst)] for e in autoedges]
+        doc = {"format": FORMAT, "key": key, "graph": body, "autoedges": edges}
+        return json.dumps(doc).encode()
     except (TypeError, ValueError):
         return None
 
@@ -268,6 +283,7 @@ def _key(k: Any) -> Key:
 
 
 def _encode(g: YamlGraph) -> dict[str, Any]:
+    default = MetaParams()  # most resources keep every default: no need to list them
     return {
         "name": g.name,
         "source": g.source,
@@ -277,7 +293,7 @@ def _encode(g: YamlGraph) -> dict[str, Any]:
                 r.kind,
                 r.name,
                 r.params(),
-                r.meta.non_default(),
+                {} if r.meta == default else r.meta.non_default(),
                 _loc(g.locations.get(k)),
             ]
             for k, r in g.vertices.items()
@@ -326,6 +342,19 @@ def _decode(d: dict[str, Any]) -> YamlGraph:
         for kind, name, a, b, c in d.get("item_lines", [])
     }
     return g
+
+
+def _decode_autoedges(data: Any, graph: YamlGraph) -> list[Edge] | None:
+    """The kept AutoEdges, each between two vertices of `graph` (else the file is corrupt)."""
+    if data is None:
+        return None
+    edges = []
+    for src, dst in data:
+        a, b = _key(src), _key(dst)
+        if a not in graph.vertices or b not in graph.vertices:
+            raise ValueError(f"an AutoEdge names no vertex of the graph: {a} -> {b}")
+        edges.append(auto_edge(a, b))
+    return edges
 
 
 def _kind_class(module: str, kind: str) -> type[Resource]:

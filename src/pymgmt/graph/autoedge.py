@@ -15,7 +15,7 @@ both (issue 8, item 6).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..traits import UID, Edgeable, has
@@ -52,7 +52,7 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
                     src, dst = (key, other) if want.reversed else (other, key)
                     if (src, dst) in existing:
                         continue  # the user wrote this very ordering
-                    edge = Edge(src, dst, name=f"autoedge: {src} -> {dst}", auto=True)
+                    edge = auto_edge(src, dst)
                     existing.add((src, dst))
                     graph.connect(edge)
                     added.append(edge)
@@ -60,6 +60,23 @@ def add_autoedges(graph: Graph[Any], enabled: Callable[[Any], bool]) -> list[Edg
         except StopIteration:
             pass
     return added
+
+
+def auto_edge(src: Key, dst: Key) -> Edge:
+    """The edge AutoEdges adds from `src` to `dst` (the parse cache rebuilds it so)."""
+    return Edge(src, dst, name=f"autoedge: {src} -> {dst}", auto=True)
+
+
+def from_graph_alone(vertices: Iterable[Any]) -> bool:
+    """Whether the AutoEdges of `vertices` follow from the graph alone, not the system.
+
+    A kind's ``wants`` look at its own params, except where its search asks
+    the system (pkg: which files a package ships, from ``dpkg -L``); such a
+    kind answers its searches in ``prepare_wants``, so a graph without one
+    gets the same AutoEdges every time, and they may be kept with its parse
+    (frontends/cache.py).
+    """
+    return not any(hasattr(cls, "prepare_wants") for cls in {type(v) for v in vertices})
 
 
 def _searching(
