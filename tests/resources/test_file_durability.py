@@ -336,7 +336,8 @@ def test_a_metadata_only_repair_is_fsynced_before_it_is_reported(tmp_path, drift
     argv += [*PYMGMT, "run", "--prefix", str(prefix), "--converged-timeout", "0", str(graph)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
-    calls = [line.split(" ", 1)[1] for line in log.read_text().splitlines() if " " in line]
+    # "PID  call(...) = 0": the pid's column is padded to a width, so split on any space
+    calls = [line.split(None, 1)[1] for line in log.read_text().splitlines() if " " in line]
     changed = [i for i, c in enumerate(calls) if c.startswith(("fchmod(", "fchown("))]
     assert changed, calls
     fd = calls[changed[-1]].split("(", 1)[1].split(",", 1)[0]

@@ -92,6 +92,10 @@ MAX_TXN_BYTES = 1 << 20
 _REQUIRE_LEADER = (("hasleader", "true"),)
 
 
+#: how often registering looks again when the host key changes under a take-over
+_TAKEOVER_TRIES = 5
+
+
 class HostnameTaken(WorldError):
     """Another live host is registered under this hostname."""
 
@@ -706,34 +710,46 @@ class EtcdWorld:
 
     async def _register_host(self) -> None:
         """Create ``keys.host(hostname)`` on our lease unless a live host holds it."""
-        client = self._require_client()
+        self._require_client()  # raises at once if the World is closed or refused
         key = keys.host(self.hostname)
         kb = _raw(key)
         value = json.dumps(
             {"owner": self.owner, "pid": os.getpid(), "info": self.host_info}, sort_keys=True
         ).encode()
-        t = client.transactions
-        ok, responses = await self._create_on_lease(
-            kb, value, f"register host {self.hostname}", read_back=True
-        )
-        if not ok:
+        for _ in range(_TAKEOVER_TRIES):
+            ok, responses = await self._create_on_lease(
+                kb, value, f"register host {self.hostname}", read_back=True
+            )
+            if ok:
+                break
             [(old_value, old)] = responses[0]
-            if old.lease != self._lease_id and not self._same_owner(old_value):
+            if old.lease == self._lease_id:
+                break  # ours already (a registration retried after a lost answer)
+            if not self._same_owner(old_value):
                 raise HostnameTaken(self.hostname)
-            if old.lease != self._lease_id:
-                # Our own previous run, killed before its lease expired: take over.
-                won, _ = await self._call(
-                    f"take over host {self.hostname}",
-                    lambda: client.transaction(
-                        compare=[t.mod(kb) == old.mod_revision],
-                        success=[t.put(kb, value, lease=self._lease_id)],
-                        failure=[],
-                    ),
-                )
-                if not won:
-                    raise HostnameTaken(self.hostname)
+            # Our own previous run, killed before its lease expired: take over.
+            if await self._take_over(kb, value, old.mod_revision):
                 log.info("took over the host key of a previous run of %s", self.hostname)
+                break
+            # The key changed meanwhile: most often the old lease just expired
+            # and took it along. Look again: absent now, or another host's.
+        else:
+            raise HostnameTaken(self.hostname)
         self._leased[key] = value
+
+    async def _take_over(self, kb: bytes, value: bytes, revision: int) -> bool:
+        """Put our registration over the host key if it is still at `revision`."""
+        client = self._require_client()
+        t = client.transactions
+        won, _ = await self._call(
+            f"take over host {self.hostname}",
+            lambda: client.transaction(
+                compare=[t.mod(kb) == revision],
+                success=[t.put(kb, value, lease=self._lease_id)],
+                failure=[],
+            ),
+        )
+        return bool(won)
 
     def _same_owner(self, raw: bytes) -> bool:
         if not self.owner:
