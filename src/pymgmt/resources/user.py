@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ResourceError
 from ..traits import UID, Want
 from ..types import MAX_ID, account_problem, bound_problem, path_problem
 from . import accounts
@@ -156,8 +157,6 @@ resources:
         try:
             return grp.getgrnam(self.group).gr_gid
         except KeyError:
-            from ..errors import ResourceError
-
             raise ResourceError(f"group {self.group!r} does not exist") from None
 
     async def apply(self, plan: Plan) -> None:
