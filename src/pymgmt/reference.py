@@ -59,6 +59,8 @@ class ParamDoc:
     default: Any
     doc: str
     secret: bool = False
+    #: other spellings the graph file accepts for it
+    aliases: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -137,7 +139,11 @@ def _param(f: dataclasses.Field[Any], tp: Any) -> ParamDoc:
         default = f.default_factory()
     else:
         default = dataclasses.MISSING
-    return ParamDoc(f.name, tp, default, f.metadata.get("doc", ""), f.metadata.get("secret", False))
+    aliases = tuple(f.metadata.get("aliases", ()))
+    doc = f.metadata.get("doc", "")
+    if aliases and doc:
+        doc += "; also spelt " + ", ".join(f"``{a}``" for a in aliases)
+    return ParamDoc(f.name, tp, default, doc, f.metadata.get("secret", False), aliases)
 
 
 # -- words ------------------------------------------------------------------------------------
@@ -414,6 +420,9 @@ def _kind_schema(k: KindDoc) -> dict[str, Any]:
     }
     for p in k.params:
         props[p.name] = _param_schema(p)
+        for alias in p.aliases:
+            other = {k: v for k, v in props[p.name].items() if k != "default"}
+            props[alias] = {**other, "description": f"another spelling of {p.name}"}
     required = ["name", *(p.name for p in k.params if p.required)]
     return _described(k.summary, _strict_object(props, required))
 

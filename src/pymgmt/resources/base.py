@@ -69,12 +69,16 @@ def param(
     doc: str,
     secret: bool = False,
     default_factory: Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """Declare a resource param: its default and the one line that documents it.
 
     ``secret=True`` params are redacted in every log line, diff and report.
+    ``aliases`` are other spellings the graph file accepts for it (Puppet's
+    ``refreshonly`` for ``refresh_only``): a user's habit is understood, not
+    refused, while the graph still holds one field under one name.
     """
-    meta = {"doc": doc, "secret": secret}
+    meta = {"doc": doc, "secret": secret, "aliases": aliases}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -195,6 +199,8 @@ class Resource:
     secrets: ClassVar[frozenset[str]] = frozenset()
     #: The resolved annotation of every param, by name.
     param_types: ClassVar[dict[str, Any]] = {}
+    #: Other spellings of params the graph file accepts: alias -> param name.
+    param_aliases: ClassVar[dict[str, str]] = {}
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
@@ -225,6 +231,9 @@ class Resource:
         dataclasses.dataclass(cls, kw_only=True, eq=False)
         hints = typing.get_type_hints(cls)
         cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
+        cls.param_aliases = {
+            a: f.name for f in cls.params_fields() for a in f.metadata.get("aliases", ())
+        }
         cls.secrets = frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
         if kind:
             if kind in _REGISTRY:
