@@ -49,17 +49,35 @@ class DecodeError(PymgmtError):
 
 
 def encode(res: Resource) -> bytes:
-    """The export of `res`: its kind, name and every declared param, as JSON.
+    """The export of `res`: its kind, name and each declared param not at its default, as JSON.
 
     The values are the resource's declared ones (in a compiled graph, what
-    the graph said, since Send/Recv only fills copies at run time).
+    the graph said, since Send/Recv only fills copies at run time). A param
+    left at its default is left out, as the reader fills defaults in: so a
+    param that a newer pymgmt adds does not make an older collector refuse
+    every export during a rolling upgrade, only those that use it.
     """
-    params = {f.name: _plain(getattr(res, f.name)) for f in res.params_fields()}
+    params = {
+        f.name: _plain(value)
+        for f in res.params_fields()
+        if not _is_default(f, value := getattr(res, f.name))
+    }
     doc = {"v": VERSION, "kind": res.kind, "name": res.name, "params": params}
     text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # A lone surrogate (possible from the Python API) is written as is: the
     # readers refuse the export as invalid UTF-8 and say so, where it matters.
     return text.encode("utf-8", "surrogatepass")
+
+
+def _is_default(f: dataclasses.Field[Any], value: object) -> bool:
+    """Whether `value` is `f`'s default (the same type too: True is not 1 here)."""
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False  # required: always written
+    return type(value) is type(default) and value == default
 
 
 def _plain(value: object) -> object:
