@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from .frontends.yamlbuild import COLLECT_KEYS, COLLECTABLE, EDGE_KEYS, TOP_KEYS
 from .metaparams import MetaParams
-from .resources.base import Resource, shipped_kinds
+from .resources.base import Resource, param_default, shipped_kinds
 from .types import describe, unwrap_optional
 
 #: what the two keys every resource has mean
@@ -133,12 +133,7 @@ def missing_docs(classes: list[type[Resource]] | None = None) -> list[str]:
 
 
 def _param(f: dataclasses.Field[Any], tp: Any) -> ParamDoc:
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        default = dataclasses.MISSING
+    default = param_default(f)
     aliases = tuple(f.metadata.get("aliases", ()))
     doc = f.metadata.get("doc", "")
     if aliases and doc:

@@ -84,6 +84,15 @@ def param(
     return field(default=default, metadata=meta)
 
 
+def param_default(f: dataclasses.Field[Any]) -> Any:
+    """A param's default value (made afresh from a factory), or MISSING when it is required."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One difference between the observed and the wanted state.

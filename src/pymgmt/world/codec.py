@@ -27,7 +27,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import PymgmtError
-from ..resources.base import Resource, kinds
+from ..resources.base import Resource, kinds, param_default
 from ..types import PATH_MAX, check_value, nul_problem
 
 #: the format version written; a reader refuses any other
@@ -70,13 +70,11 @@ def encode(res: Resource) -> bytes:
 
 
 def _is_default(f: dataclasses.Field[Any], value: object) -> bool:
-    """Whether `value` is `f`'s default (the same type too: True is not 1 here)."""
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        return False  # required: always written
+    """Whether `value` is `f`'s default (the same type too: True is not 1 here).
+
+    A required param has none, so it is always written.
+    """
+    default = param_default(f)
     return type(value) is type(default) and value == default
 
 
