@@ -63,7 +63,6 @@ MGMT_ONLY_KINDS = frozenset(
         "docker:image",
         "firewalld",
         "gsettings",
-        "hostname",
         "http:server",
         "kv",
         "mount",
