@@ -65,7 +65,6 @@ MGMT_ONLY_KINDS = frozenset(
         "gsettings",
         "http:server",
         "kv",
-        "mount",
         "net",
         "nspawn",
         "print",
