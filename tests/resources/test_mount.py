@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_graph
 
+from pymgmt.frontends.compile import compile_graph
+from pymgmt.graph.model import Graph
 from pymgmt.resources import mounttab
+from pymgmt.resources.base import Resource
+from pymgmt.resources.file import File
+from pymgmt.resources.mount import Mount
 
 #: comments, a blank line and odd spacing the edits must keep byte for byte
 FSTAB = (
@@ -197,3 +202,16 @@ def test_bad_mounts_are_input_errors(tmp_path, res, message):
     )
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr
+
+
+def test_a_mount_comes_after_its_directory_and_the_nearest_mount_above():
+    g: Graph[Resource] = Graph(name="t")
+    g.add(File(name="/srv/a/"))
+    for name in ("/srv", "/srv/a", "/srv/a/b/c", "/other"):
+        g.add(Mount(name=name, device="d", type="tmpfs"))
+    edges = {(e.src, e.dst) for e in compile_graph(g).autoedges}
+    assert edges == {
+        (("file", "/srv/a/"), ("mount", "/srv/a")),
+        (("mount", "/srv"), ("mount", "/srv/a")),
+        (("mount", "/srv/a"), ("mount", "/srv/a/b/c")),
+    }

@@ -9,6 +9,7 @@ the host's hostname and /etc/hostname are what they were.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -137,3 +138,21 @@ def test_a_transient_name_other_than_the_static_one_fails_clearly(tmp_path, cont
     fails = [e for e in json_lines(done.stdout) if e["event"] == "failed"]
     assert "keeps it at the static hostname" in fails[0]["error"], fails
     assert _names(container)["kernel"] == name
+
+
+def test_the_watch_recovers_when_the_bus_comes_back(tmp_path, container, monkeypatch, agent):
+    link = tmp_path / "bus"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={link}")
+    name = f"pymgmt-{uuid.uuid4().hex[:8]}"
+    vertex = f"Hostname[{name}]"
+    a = agent(_graph(tmp_path / "g.yaml", name, "    meta: {retry: -1, delay: 100}\n"))
+    a.wait_event(
+        lambda e: e.get("event") == "failed" and e.get("retry_in") is not None,
+        what="a failed watch that will retry",
+    )
+    os.symlink(container.bus_address.removeprefix("unix:path="), link)  # the bus is back
+    a.wait_event(checked(vertex, applied=True), what="the names set after recovery")
+    wait_for(lambda: _names(container)["StaticHostname"] == name, what="the name set")
+    since = a.mark()  # and the signal is heard on the new connection
+    hostnamectl(container, "set-hostname", "--pretty", "moved")
+    a.wait_event(checked(vertex, applied=True, drift=True), since=since, what="the repair")

@@ -34,6 +34,7 @@ agent's back is repaired at once.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import stat
@@ -139,14 +140,25 @@ resources:
     def manages(self) -> list[str]:
         return [self.name]
 
-    # -- AutoEdges: the mount point's directory comes first --------------------------------
+    # -- AutoEdges: the mount point's directory and the nearest mount above it first --------
 
     def uids(self) -> list[UID]:
         return [UID("mount", self.name)]
 
     def wants(self) -> Generator[Want, bool, None]:
-        if self.state == "exists":
-            yield Want((UID("file", self.name),))
+        """The point's directory, then the nearest managed mount above it (Puppet's rule).
+
+        Files under a mount point are not ordered after the mount (as in mgmt
+        and Puppet): give the edge when a file must land in the mounted
+        filesystem.
+        """
+        if self.state != "exists":
+            return
+        yield Want((UID("file", self.name),))
+        parts = [p for p in self.name.split("/") if p]
+        for depth in range(len(parts) - 1, -1, -1):
+            if (yield Want((UID("mount", "/" + "/".join(parts[:depth])),))):
+                return
 
     # -- the wanted state ------------------------------------------------------------------
 
@@ -184,11 +196,13 @@ resources:
                 top = mounted[-1]
                 changes.append(Change("mounted", f"{top.source} ({top.fstype})", None))
             if entries:
-                changes.append(Change("fstab", _lines(entries), None))
+                diff = _fstab_diff(fstab, mounttab.with_entry(fstab, self.name, None))
+                changes.append(Change("fstab", _lines(entries), None, diff))
             return Plan(tuple(changes))
         want = self.entry()
         if entries != [want]:
-            changes.append(Change("fstab", _lines(entries) or None, _lines([want])))
+            diff = _fstab_diff(fstab, mounttab.with_entry(fstab, self.name, want))
+            changes.append(Change("fstab", _lines(entries) or None, _lines([want]), diff))
         if not mounted:
             changes.append(Change("mounted", None, f"{self.device} ({self.type})"))
             return Plan(tuple(changes))
@@ -246,7 +260,16 @@ resources:
 
 
 def _lines(entries: list[Entry]) -> str:
-    return "".join(e.line().decode("utf-8", "surrogateescape") for e in entries).rstrip("\n")
+    """Entries as shown in a report: fields separated by a space (they hold none raw)."""
+    text = b"".join(e.line() for e in entries).decode("utf-8", "surrogateescape")
+    return text.rstrip("\n").replace("\t", " ")
+
+
+def _fstab_diff(old: bytes, new: bytes) -> str:
+    """The unified diff of an fstab edit, for noop and the change report."""
+    a, b = (t.decode("utf-8", "replace").splitlines(keepends=True) for t in (old, new))
+    lines = difflib.unified_diff(a, b, FSTAB, FSTAB, n=1)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _same_source(device: str, source: str) -> bool:
