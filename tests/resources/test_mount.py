@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_graph
+from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_atomic, write_graph
 
 from pymgmt.frontends.compile import compile_graph
 from pymgmt.graph.model import Graph
@@ -147,7 +147,7 @@ def test_an_umount_and_an_fstab_edit_from_outside_are_repaired(agent, tmp_path, 
     wait_for(lambda: ns.mounts_at(point), what="the tmpfs mounted again")
 
     since = a.mark()
-    (ns.etc / "fstab").write_bytes(FSTAB)  # someone drops the line
+    write_atomic(ns.etc / "fstab", FSTAB)  # someone drops the line (as an editor saves)
     i = a.wait_event(checked(vertex, applied=True), since=since, what="the fstab repair")
     assert a.events[i]["drift"], a.describe()
     assert ns.fstab() == FSTAB + our_line(point)
