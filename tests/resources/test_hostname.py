@@ -1,6 +1,6 @@
 """hostname: what graph validation refuses or warns about (no D-Bus needed).
 
-The kind against a real systemd-hostnamed is tests/system/test_hostname.py.
+The kind against a real systemd-hostnamed is tests/system/test_hostnamed.py.
 """
 
 from __future__ import annotations
