@@ -47,6 +47,7 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
+    ("kv", "key"): "a kv's key is its name: write the key as 'name'",
     # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
     ("file", "recurse"): "mgmt's file 'recurse' is not supported",
     ("file", "force"): "mgmt's file 'force' is not supported",
@@ -65,7 +66,6 @@ MGMT_ONLY_KINDS = frozenset(
         "gsettings",
         "hostname",
         "http:server",
-        "kv",
         "mount",
         "net",
         "nspawn",

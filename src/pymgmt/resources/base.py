@@ -371,6 +371,7 @@ def kinds() -> dict[str, type[Resource]]:
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
     from . import group as _group  # noqa: F401
+    from . import kv as _kv  # noqa: F401
     from . import msg as _msg  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401
