@@ -47,6 +47,10 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
+    ("cron", "accuracysec"): "did you mean 'accuracy_sec'? pymgmt spells mgmt's names snake_case",
+    ("cron", "randomizeddelaysec"): "did you mean 'randomized_delay_sec'?",
+    ("cron", "wakesystem"): "did you mean 'wake_system'?",
+    ("cron", "remainafterelapse"): "did you mean 'remain_after_elapse'?",
     ("kv", "key"): "a kv's key is its name: write the key as 'name'",
     # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
     ("file", "recurse"): "mgmt's file 'recurse' is not supported",
@@ -59,7 +63,6 @@ MGMT_ONLY_KINDS = frozenset(
     {
         "augeas",
         "aws:ec2",
-        "cron",
         "docker:container",
         "docker:image",
         "firewalld",

@@ -23,23 +23,14 @@ then repairs.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Literal
 
 from ..errors import ResourceError
-from ..traits import UID, Want
 from .base import Change, Context, Plan, Resource, param
-from .systemd import ENABLED_STATES, Systemd
-
-_UNIT_DIRS = (
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-)
+from .systemd import ENABLED_STATES, Systemd, UnitOwner
 
 
-class Svc(Resource, kind="svc"):
+class Svc(UnitOwner, Resource, kind="svc"):
     """A systemd unit (``.service`` is implied when the name has no suffix).
 
     The name is the unit's. Converged means the unit is active
@@ -82,17 +73,10 @@ edges:
             return [("name", f"expected a unit name such as 'nginx', got {self.name!r}")]
         return []
 
-    def manages(self) -> list[str]:
-        # `nginx` and `nginx.service` are one unit; the user's manager is another.
-        return [f"{self.unit} (user)" if self.session else self.unit]
-
-    # -- AutoEdges: a managed unit file comes before the service -----------------------
-
-    def uids(self) -> list[UID]:
-        return [UID("svc", self.unit)]
-
-    def wants(self) -> Generator[Want, bool, None]:
-        yield Want(tuple(UID("file", f"{d}/{self.unit}") for d in _UNIT_DIRS))
+    @property
+    def owned_unit(self) -> str:
+        # `nginx` and `nginx.service` are one unit (manages, AutoEdges: UnitOwner)
+        return self.unit
 
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
@@ -105,14 +89,7 @@ edges:
     # -- watch ---------------------------------------------------------------------------
 
     async def watch(self, ctx: Context) -> None:
-        unsubs = await self._sd.watch_unit(self.unit, ctx.event)
-        try:
-            ctx.ready()
-            await self._sd.wait_lost()
-            raise ResourceError("lost the connection to systemd's D-Bus")
-        finally:
-            for u in unsubs:
-                u()
+        await self._sd.watch(self.unit, ctx)
 
     # -- check / apply ---------------------------------------------------------------------
 

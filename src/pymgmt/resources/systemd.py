@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ResourceError
 from ..events.dbus import system_bus_address
+from ..traits import UID, Want
 
 if TYPE_CHECKING:
     from ..events.dbus import DBusHub
+    from .base import Context
 
 SD = "org.freedesktop.systemd1"
 SD_PATH = "/org/freedesktop/systemd1"
@@ -37,6 +39,13 @@ PROPS = "org.freedesktop.DBus.Properties"
 JOB_DEADLINE = 300
 #: the directory the managed systemd sees as / (default /): unit files go below it
 SYSTEMD_ROOT_ENV = "PYMGMT_SYSTEMD_ROOT"
+#: the system unit directories a `file` resource may write a unit into
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+)
 #: UnitFileState values that mean "starts at boot (or with what pulls it in)"
 ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect"})
 
@@ -47,6 +56,35 @@ def systemd_root() -> str:
     if not root.startswith("/"):
         raise ResourceError(f"{SYSTEMD_ROOT_ENV} must be an absolute path, got {root!r}")
     return root
+
+
+class UnitOwner:
+    """`manages`, `uids` and `wants` of a kind that owns one unit (svc, cron).
+
+    It owns `owned_unit` (of the system's manager or, with ``session``, the
+    user's: another unit), and the `file` resources that could write
+    `needs_file_of` in a unit directory come first (AutoEdges).
+    """
+
+    kind: ClassVar[str]
+    session: bool
+
+    @property
+    def owned_unit(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def needs_file_of(self) -> str:
+        return self.owned_unit
+
+    def manages(self) -> list[str]:
+        return [f"{self.owned_unit} (user)" if self.session else self.owned_unit]
+
+    def uids(self) -> list[UID]:
+        return [UID(self.kind, self.owned_unit)]
+
+    def wants(self) -> Generator[Want, bool, None]:
+        yield Want(tuple(UID("file", f"{d}/{self.needs_file_of}") for d in UNIT_DIRS))
 
 
 class Systemd:
@@ -96,17 +134,34 @@ class Systemd:
         """Call `on_change` whenever `unit`'s properties or the unit files change.
 
         Returns the unsubscribes. systemd sends PropertiesChanged only to
-        subscribed clients, hence Subscribe first.
+        subscribed clients, hence Subscribe first. The end of a
+        daemon-reload counts too: ``systemctl disable`` sends
+        UnitFilesChanged *before* its reload, and a check run then can still
+        read the old UnitFileState; after the reload there is no other signal.
         """
         await self.manager("Subscribe")
         path = await self.unit_path(unit)
+
+        def reloaded(msg: Any) -> None:
+            if msg.body and not msg.body[0]:  # Reloading(false): done
+                on_change()
+
         return [
             await self.subscribe(path, PROPS, "PropertiesChanged", lambda _m: on_change()),
             await self.subscribe(SD_PATH, MANAGER, "UnitFilesChanged", lambda _m: on_change()),
+            await self.subscribe(SD_PATH, MANAGER, "Reloading", reloaded),
         ]
 
-    async def wait_lost(self) -> None:
-        await self.hub.wait_lost(self.address)
+    async def watch(self, unit: str, ctx: Context) -> None:
+        """A kind's watch of `unit`: events on every change, until the bus is lost."""
+        unsubs = await self.watch_unit(unit, ctx.event)
+        try:
+            ctx.ready()
+            await self.hub.wait_lost(self.address)
+            raise ResourceError("lost the connection to systemd's D-Bus")
+        finally:
+            for u in unsubs:
+                u()
 
     async def enable(self, unit: str, enabled: bool) -> None:
         """Enable (or disable) `unit`'s unit file, then reload so systemd sees it."""
