@@ -127,7 +127,7 @@ async def _etcd_value(node: EtcdProcess, key: str) -> bytes | None:
 
 
 @pytest.mark.slow
-def test_etcd_put_converged_and_outside_changes_repaired(tmp_path, etcd_node, agent, prefix):
+def test_etcd_put_converged_and_outside_changes_repaired(tmp_path, etcd_node, agent):
     key = f"t/{uuid.uuid4().hex[:8]}"
     full = keys.kv(key)
     graph = _kv_graph(tmp_path / "g.yaml", key, "v1")

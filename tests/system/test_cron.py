@@ -143,3 +143,35 @@ def test_a_calendar_event_systemd_refuses_fails_with_its_reason(tmp_path, nspawn
     fails = [e for e in json_lines(proc.stdout) if e["event"] == "failed"]
     assert fails and "systemd refused" in fails[0]["error"], fails
     assert "every other tuesday" in fails[0]["error"]
+
+
+def test_a_session_timer_goes_to_the_users_manager(
+    tmp_path, nspawn_systemd, user_manager, job, monkeypatch
+):
+    """session: true writes ~/.config/systemd/user (root's, inside) and asks user@0."""
+    c = nspawn_systemd
+    xdg = "XDG_RUNTIME_DIR=/run/user/0"
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", user_manager)
+    units = c.root / "root/.config/systemd/user"
+    timer = f"{job}.timer"
+    session = "    session: true\n"
+    graph = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily", session)
+    # no such user service yet: refused at check, nothing started
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "manager does not know" in proc.stdout
+    units.mkdir(parents=True, exist_ok=True)
+    (units / f"{job}.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    c.run("env", xdg, "systemctl", "--user", "daemon-reload")
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (units / timer).is_file()
+    assert not c.unit_path(timer).exists()
+    out = c.run("env", xdg, "systemctl", "--user", "is-active", timer, check=False)
+    assert out.stdout.strip() == "active"
+    again = run_once(graph, tmp_path / "p", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    gone = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily", session + "    state: absent\n")
+    assert run_once(gone, tmp_path / "p").returncode == 2
+    assert not (units / timer).exists()
+    (units / f"{job}.service").unlink()

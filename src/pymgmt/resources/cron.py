@@ -324,6 +324,7 @@ resources:
             # would only refuse it again (and wake every watcher of the reload)
             await self._loaded_or_refused()
         if active not in _LIVE:
+            await self._target_exists()
             changes.append(Change("state", active, "active"))
         if self.startup:
             ufs = await sd.prop(path, "UnitFileState") if exists else ""
@@ -358,6 +359,21 @@ resources:
             await sd.job("StartUnit", self.timer)
         elif rewritten:  # new settings take effect from a restart
             await sd.job("RestartUnit", self.timer)
+
+    async def _target_exists(self) -> None:
+        """Refuse to start a timer whose unit systemd does not know.
+
+        systemd would fail the start job ("unit to trigger not loaded"), the
+        failure would change the timer's properties, and that event would
+        start it again: an error said here, at check, changes nothing.
+        """
+        path = await self._sd.unit_path(self.target)
+        if await self._sd.prop(path, "LoadState") == "not-found":
+            where = "the user's" if self.session else "the system"
+            raise ResourceError(
+                f"{self.timer} starts {self.target}, which {where} manager does not know: "
+                "write its unit file (a file resource) or name another 'unit'"
+            )
 
     async def _loaded_or_refused(self) -> None:
         """After a reload: raise systemd's own reason if it refused the timer file."""

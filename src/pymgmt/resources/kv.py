@@ -44,6 +44,7 @@ from typing import ClassVar
 
 from ..errors import ResourceError
 from ..world.base import keys, kv_key_problem
+from ..world.local import LocalWorld
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
 
@@ -93,6 +94,12 @@ edges:
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
         self._key = self.full_key
+        if isinstance(ctx.world, LocalWorld):
+            ctx.log.warning(
+                "no cluster: %s is kept in this agent's memory only (start it with --seeds "
+                "or another cluster flag to share it)",
+                self._key,
+            )
 
     async def watch(self, ctx: Context) -> None:
         _, revision = await ctx.world.get_prefix(self._key)
