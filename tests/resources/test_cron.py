@@ -123,3 +123,26 @@ def test_open_dir_in_walks_below_a_root_without_following_symlinks(tmp_path: Pat
     made = fsutil.open_dir_in(str(tmp_path), "/home/u/.config/systemd/user", create=0o755)
     os.close(made)
     assert (tmp_path / "home/u/.config/systemd/user").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("span", "ok"),
+    [
+        ("1h 30min", True),
+        ("1h30min", True),
+        ("90", True),
+        (".5s", True),
+        ("3 days", True),
+        ("2 months", True),
+        ("1mm", False),
+        ("1.5.5", False),
+        ("1minx", False),
+        ("5 parsecs", False),
+        # each once took seconds of backtracking: a run of digits is one number
+        ("1" * 1000 + "x", False),
+        ("1.1" * 300 + "x", False),
+    ],
+)
+def test_time_spans_follow_systemd_time(span: str, ok: bool) -> None:
+    c = _cron(trigger="OnActiveSec", time=span)
+    assert (c.problems() == []) is ok

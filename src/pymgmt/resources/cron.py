@@ -71,16 +71,22 @@ _SPAN_UNIT = (
     "usec|us|µs|μs|msec|ms|seconds|second|sec|s|minutes|minute|min|m|hours|hour|hr|h|"
     "days|day|d|weeks|week|w|months|month|M|years|year|y"
 )
-_SPAN = re.compile(rf"\s*(?:(?:\d+(?:\.\d*)?|\.\d+)\s*(?:{_SPAN_UNIT})?\s*)+")
+#: (atomic groups: a run of digits is one number, never split, so no backtracking blow-up)
+_NUMBER = r"(?>\d+(?:\.\d+)?|\.\d+)(?![.\d])"
+_SPAN = re.compile(rf"\s*(?:{_NUMBER}(?>\s*(?:{_SPAN_UNIT})(?![A-Za-zµμ]))?\s*)+")
 #: what calendar events (systemd.time(7)) are made of, timezone names included
 _CALENDAR = re.compile(r"[A-Za-z0-9 :*/.,~+_-]{1,256}")
 _LIVE = ("active", "reloading")
+#: longest value accepted in the unit file (a calendar event or a span is short)
+_VALUE_MAX = 1024
 
 
 def _line_problem(value: str) -> str | None:
     """Why `value` cannot be one value in a unit file, or None."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         return "must be one line without control characters (newline, tab, NUL...)"
+    if len(value) > _VALUE_MAX:
+        return f"is longer than {_VALUE_MAX} characters"
     if value.endswith("\\"):
         return "must not end with a backslash (systemd would join it with the next line)"
     return None
