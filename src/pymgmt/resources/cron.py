@@ -182,10 +182,13 @@ resources:
                 out.append((field, bad))
         if self.state == "absent" and not self.trigger and not self.time:
             return out  # removing: nothing to write
+        said = {f for f, _ in out}  # one message per field: the first problem
         if not self.trigger or not self.time:
             out.append(
                 ("trigger" if not self.trigger else "time", "trigger and time are set together")
             )
+        elif "time" in said:
+            pass
         elif self.trigger == "OnCalendar":
             if not _CALENDAR.fullmatch(self.time):
                 out.append(
@@ -195,7 +198,7 @@ resources:
             out.append(("time", f"is not a time span such as '90s' or '1h 30min': {self.time!r}"))
         for field in ("accuracy_sec", "randomized_delay_sec"):
             value = getattr(self, field)
-            if value and not _SPAN.fullmatch(value):
+            if value and field not in said and not _SPAN.fullmatch(value):
                 out.append((field, f"is not a time span such as '1min': {value!r}"))
         return out
 
