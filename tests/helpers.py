@@ -115,6 +115,23 @@ class EventLog:
             if getattr(e, "vertex", None) == vertex and getattr(e, "applied", False)
         )
 
+    def checks(self, vertex: str) -> list[Any]:
+        """The `Checked` events of `vertex`, in order."""
+        from pymgmt.report.events import Checked
+
+        return [e for e in self.events if isinstance(e, Checked) and e.vertex == vertex]
+
+
+class GraphQueue:
+    """A frontend the test feeds graphs (or input errors) to, one at a time."""
+
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def graphs(self, hub: Any) -> Any:
+        while True:
+            yield await self.q.get()
+
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace `path` as an editor does: write a temporary file, rename it over."""

@@ -47,6 +47,7 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
+    ("kv", "key"): "a kv's key is its name: write the key as 'name'",
     # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
     ("file", "recurse"): "mgmt's file 'recurse' is not supported",
     ("file", "force"): "mgmt's file 'force' is not supported",
@@ -58,13 +59,11 @@ MGMT_ONLY_KINDS = frozenset(
     {
         "augeas",
         "aws:ec2",
-        "cron",
         "docker:container",
         "docker:image",
         "firewalld",
         "gsettings",
         "http:server",
-        "kv",
         "net",
         "nspawn",
         "print",

@@ -386,10 +386,12 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
 
 def kinds() -> dict[str, type[Resource]]:
     """Every registered kind, importing the built-in ones on first use."""
+    from . import cron as _cron  # noqa: F401
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
     from . import group as _group  # noqa: F401
     from . import hostname as _hostname  # noqa: F401
+    from . import kv as _kv  # noqa: F401
     from . import mount as _mount  # noqa: F401
     from . import msg as _msg  # noqa: F401
     from . import noop as _noop  # noqa: F401
