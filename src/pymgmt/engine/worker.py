@@ -73,6 +73,7 @@ class Worker:
         "_standing",
         "_status",
         "_status_before",
+        "_ticked",
         "_unsubscribe",
         "_waiter",
         "_woken",
@@ -128,6 +129,8 @@ class Worker:
         #: the status before the current run, restored if the run never starts
         self._status_before = Status.PENDING
         self.reason: Reason = "start"
+        #: a tick arrived while a run was under way (see `_attempt_in_flight`)
+        self._ticked = False
         #: dirty (also) because an upstream vertex changed: only a run settles it
         self.upstream = False
         #: what the watch firing means: the system moved ("event"), or the
@@ -283,6 +286,7 @@ class Worker:
     def on_tick(self) -> None:
         self.dirty = True
         self.reason = "tick"
+        self._ticked = True
         self.poke()
 
     def on_ready(self) -> None:
@@ -494,6 +498,7 @@ class Worker:
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
+        self._ticked = False
         self._phase = "check"
         refresh = self.services.refresh
         # What this run delivers: notifications arriving from now on are kept
@@ -540,7 +545,16 @@ class Worker:
             await refresh.consume(self.res.key, delivered)
         # Drift means the system moved by itself (the watch fired) and was put
         # back; a refresh run, a timer tick, a retry or an upstream change is not.
-        drift = applied and self.converged_once and reason == "event" and not delivered
+        # A tick during the run (a source or fragment edited just as the
+        # echo of the last write started this run) may be what the check
+        # found: a change of what is wanted explains it, so it is no drift.
+        drift = (
+            applied
+            and self.converged_once
+            and reason == "event"
+            and not delivered
+            and not self._ticked
+        )
         self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True
         self.would_change = bool(plan) and noop
