@@ -185,6 +185,27 @@ def test_the_agent_follows_the_source_tree_and_repairs_the_copy(agent, tmp_path,
     see_drift_repaired(a, "File[www]", edited, want, managed / "sentinel", repairs=2)
 
 
+def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed):
+    src, dst = _source(managed), managed / "www"
+    graph = files_graph(
+        tmp_path,
+        "fight",
+        _copy(dst, src, purge=True),
+        {"name": "cfg", "path": str(dst / "config.php"), "content": "<?php\n"},
+    )
+    proc = subprocess.run(
+        [*PYMGMT, "run", "--prefix", str(tmp_path / "p"), str(graph)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        f"File[cfg] manages '{dst}/config.php' inside '{dst}/', which File[www] purges"
+    ) in proc.stderr
+    assert not dst.exists()  # nothing was done
+
+
 @pytest.mark.parametrize(
     ("res", "message"),
     [

@@ -73,7 +73,6 @@ class Worker:
         "_standing",
         "_status",
         "_status_before",
-        "_ticked",
         "_unsubscribe",
         "_waiter",
         "_woken",
@@ -129,8 +128,6 @@ class Worker:
         #: the status before the current run, restored if the run never starts
         self._status_before = Status.PENDING
         self.reason: Reason = "start"
-        #: a tick arrived while a run was under way (see `_attempt_in_flight`)
-        self._ticked = False
         #: dirty (also) because an upstream vertex changed: only a run settles it
         self.upstream = False
         #: what the watch firing means: the system moved ("event"), or the
@@ -286,7 +283,6 @@ class Worker:
     def on_tick(self) -> None:
         self.dirty = True
         self.reason = "tick"
-        self._ticked = True
         self.poke()
 
     def on_ready(self) -> None:
@@ -498,7 +494,6 @@ class Worker:
 
     async def _attempt_in_flight(self, noop: bool) -> float | None:
         reason = self.reason
-        self._ticked = False
         self._phase = "check"
         refresh = self.services.refresh
         # What this run delivers: notifications arriving from now on are kept
@@ -545,15 +540,14 @@ class Worker:
             await refresh.consume(self.res.key, delivered)
         # Drift means the system moved by itself (the watch fired) and was put
         # back; a refresh run, a timer tick, a retry or an upstream change is not.
-        # A tick during the run (a source or fragment edited just as the
-        # echo of the last write started this run) may be what the check
-        # found: a change of what is wanted explains it, so it is no drift.
+        # A plan the resource says follows from a change of what is wanted
+        # (a source edited just as the echo of the last write came) is none.
         drift = (
             applied
             and self.converged_once
             and reason == "event"
             and not delivered
-            and not self._ticked
+            and not plan.wanted_moved
         )
         self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True

@@ -202,6 +202,9 @@ resources:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
         return ["/" + "/".join(p for p in self.target.split("/") if p)]
 
+    def purges(self) -> list[str]:
+        return self.manages() if self.recurse and self.purge else []
+
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
     def uids(self) -> list[UID]:
@@ -246,6 +249,7 @@ resources:
         self._wanted()
         #: recurse: the steps the last check found, and the watch of both trees
         self._tree_ops: list[filetree.Op] = []
+        self._tree_seen: int | None = None
         self._tree_watch: filetree.TreeWatch | None = None
 
     def received(self, changed: frozenset[str]) -> None:
@@ -288,10 +292,21 @@ resources:
     # -- check ------------------------------------------------------------------
 
     async def check(self) -> Plan:
+        before = self._read_want()
         plan = await self._check_file()
         if self.recurse:
-            return await self._check_tree(plan)
+            plan = await self._check_tree(plan)
+        if plan and before is not None and before != self._read_want():
+            return Plan(plan.changes, wanted_moved=True)  # a source moved: no drift
         return plan
+
+    def _read_want(self) -> object:
+        """What other files (source, fragments, a tree) made the wanted state at the last check."""
+        if self.recurse:
+            return self._tree_seen
+        if self.source is not None or self.fragments is not None:
+            return self._want
+        return None
 
     async def _check_tree(self, plan: Plan) -> Plan:
         """The top directory's plan, and then what the tree below it needs (filetree)."""
@@ -311,6 +326,7 @@ resources:
         while self._tree_watch is not None and self._tree_watch.update(tree.dirs):
             tree = await off_loop(walk)
         self._tree_ops = tree.ops
+        self._tree_seen = tree.seen
         change = tree.change(self.target)
         return plan if change is None else Plan((*plan.changes, change))
 

@@ -18,7 +18,10 @@ itself is the file resource's as ever: its ``mode``, ``owner``, ``group``):
   its own;
 * with ``purge``, nothing else is there: an entry of the target that the
   source lacks is removed, a directory with everything in it. A symlink is
-  removed as an entry, never followed (its target survives);
+  removed as an entry, never followed (its target survives). Another file
+  resource managing a path inside a purged tree is refused when the graph
+  is read (`frontends.compile.purge_conflicts`): mgmt and Puppet spare such
+  files, pymgmt says so rather than let two resources undo each other;
 * an entry of the wrong type (a file where the source has a directory, a
   symlink where it has a file...) is an error, unless ``force`` (mgmt's
   param) lets it be removed and made again.
@@ -92,6 +95,9 @@ class TreeDiff:
     ops: list[Op] = field(default_factory=list)
     #: directories of the source, relative to its top ("" is the top)
     dirs: list[str] = field(default_factory=list)
+    #: the source as seen (names, types, modes, sizes, mtimes): another value
+    #: at the next check means what is wanted moved
+    seen: int = 0
 
     def change(self, target: str) -> Change | None:
         """The plan's one change for the tree, listing what would be done, or None."""
@@ -165,6 +171,7 @@ class _Walk(_Trees):
         self.force = False
         self.entries = 0
         self.diff = TreeDiff()
+        self._seen: list[tuple[str, int, int, int, int]] = []
 
     def run(self) -> TreeDiff:
         src = _open_top(self.source, "source")
@@ -180,6 +187,7 @@ class _Walk(_Trees):
                     os.close(dst)
         finally:
             os.close(src)
+        self.diff.seen = hash(tuple(self._seen))
         return self.diff
 
     def _count(self, rel: str) -> None:
@@ -204,6 +212,7 @@ class _Walk(_Trees):
             st = lstat_at(src, name)
             if st is None:
                 continue  # removed meanwhile: its event follows
+            self._seen.append((sub, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
             have = None if dst is None else lstat_at(dst, name)
             entry = _Entry(src, dst, name, sub, st, have)
             if stat.S_ISDIR(st.st_mode):
