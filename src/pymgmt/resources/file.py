@@ -74,7 +74,11 @@ class File(Resource, kind="file"):
     Writes are atomic: a crash leaves the old content or the new. The parent
     directory must exist, or be managed too: AutoEdges put a file after the
     managed directories above it. Symlinks in the path are followed only
-    when root (or the agent's user) owns them.
+    when root (or the agent's user) owns them. The content may come from
+    other files: ``source`` (one file), ``fragments`` (several, in order:
+    `filefragments`); a directory may be kept a copy of a source tree
+    (``recurse``, ``purge``: `filetree`). Their edits are changes of what is
+    wanted, never drift.
     """
 
     example = """\
