@@ -72,6 +72,21 @@ def test_a_tree_is_copied_and_then_converged(tmp_path, managed):
     assert recap_of(again)["resources"]["File[www]"]["outcome"] == "unchanged"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_owner_and_group_are_set_on_every_entry(tmp_path, managed):
+    src, dst = _source(managed), managed / "www"
+    dst.mkdir()
+    (dst / "index.html").write_bytes(b"<h1>hi</h1>\n")  # right bytes, root's
+    graph = files_graph(tmp_path, "tree", _copy(dst, src, owner="65534", group="65534"))
+    proc = run_once(graph, tmp_path / "state", "--json")
+    assert proc.returncode == 2, proc.stderr
+    owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in [dst, *dst.rglob("*")]}
+    assert owners == {(65534, 65534)}
+    assert _tree(dst) == _tree(src)
+    again = run_once(graph, tmp_path / "state", "--json")
+    assert again.returncode == 0, again.stderr
+
+
 def test_noop_lists_what_it_would_create_replace_and_remove(tmp_path, managed):
     src, dst = _source(managed), managed / "www"
     dst.mkdir()
