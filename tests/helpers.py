@@ -291,12 +291,24 @@ def checked(
 
 
 def see_drift_repaired(
-    agent: Agent, vertex: str, path: Path, want: bytes, sentinel: Path, *, repairs: int = 1
+    agent: Agent,
+    vertex: str,
+    path: Path,
+    want: bytes,
+    sentinel: Path,
+    *,
+    repairs: int = 1,
+    in_place: bool = False,
 ) -> None:
     """Edit `path` behind `agent`'s back, see it put back to `want` as drift, stop
-    the agent, and check its recap counts `repairs` repairs in all."""
+    the agent, and check its recap counts `repairs` repairs in all.
+
+    `in_place`: rewrite the file itself, with no temporary file beside it (in a
+    purged tree, an editor's temporary file is itself drift, and purged).
+    """
     since = agent.mark()
-    write_atomic(path, "edited behind the agent's back\n")
+    edit = write_in_place if in_place else write_atomic
+    edit(path, "edited behind the agent's back\n")
 
     wait_for(lambda: bytes_or_none(path) == want, what=f"{path} to be repaired")
     i = agent.wait_event(checked(vertex, applied=True), since=since, what="the repair")

@@ -197,7 +197,8 @@ def test_the_agent_follows_the_source_tree_and_repairs_the_copy(agent, tmp_path,
 
     want = (src / "empty" / "later" / "f").read_bytes()
     edited = dst / "empty" / "later" / "f"
-    see_drift_repaired(a, "File[www]", edited, want, managed / "sentinel", repairs=2)
+    sentinel = managed / "sentinel"
+    see_drift_repaired(a, "File[www]", edited, want, sentinel, repairs=2, in_place=True)
 
 
 def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed):
@@ -225,6 +226,7 @@ def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed
     ("res", "message"),
     [
         ({"path": "/tmp/x/", "source": "/tmp/s/"}, "source: a source directory is copied with"),
+        ({"path": "/tmp/x", "source": "/tmp/s/"}, "source: a directory (ending in '/') is copied"),
         ({"path": "/tmp/x", "source": "/tmp/s", "recurse": True}, "recurse: copies a directory"),
         ({"path": "/tmp/x/", "recurse": True}, "recurse: copies a source directory: give source"),
         ({"path": "/tmp/x/", "source": "/tmp/s", "recurse": True}, "source: a directory copied"),

@@ -187,8 +187,10 @@ resources:
             if self.state == "absent":
                 return [("recurse", "copies a tree, which cannot be absent")]
             return filetree.problems(self.target, self.source, is_dir=self.is_dir)
-        if self.source is not None and self.source.endswith("/") and self.is_dir:
-            return [("source", "a source directory is copied with recurse: true")]
+        if self.source is not None and self.source.endswith("/"):
+            if self.is_dir:
+                return [("source", "a source directory is copied with recurse: true")]
+            return [("source", "a directory (ending in '/') is copied to a directory path only")]
         for name in ("purge", "force"):
             if getattr(self, name):
                 return [(name, "is used only with recurse: true")]
