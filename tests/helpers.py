@@ -246,6 +246,21 @@ def graph_doc(
     return doc
 
 
+def files_graph(tmp_path: Path, name: str, *files: dict[str, Any]) -> Path:
+    """`tmp_path`/graph.yaml: a graph of file resources only."""
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, graph_doc(name, files=list(files)))
+    return graph
+
+
+def bytes_or_none(path: Path) -> bytes | None:
+    """A file's bytes; None while it is missing."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def dump(doc: dict[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1 << 20)
 
@@ -290,6 +305,34 @@ def checked(
         )
 
     return match
+
+
+def see_drift_repaired(
+    agent: Agent,
+    vertex: str,
+    path: Path,
+    want: bytes,
+    sentinel: Path,
+    *,
+    repairs: int = 1,
+    in_place: bool = False,
+) -> None:
+    """Edit `path` behind `agent`'s back, see it put back to `want` as drift, stop
+    the agent, and check its recap counts `repairs` repairs in all.
+
+    `in_place`: rewrite the file itself, with no temporary file beside it (in a
+    purged tree, an editor's temporary file is itself drift, and purged).
+    """
+    since = agent.mark()
+    edit = write_in_place if in_place else write_atomic
+    edit(path, "edited behind the agent's back\n")
+
+    wait_for(lambda: bytes_or_none(path) == want, what=f"{path} to be repaired")
+    i = agent.wait_event(checked(vertex, applied=True), since=since, what="the repair")
+    assert agent.events[i]["drift"], agent.events[i]
+    agent.barrier(sentinel)
+    assert agent.stop() == 0
+    assert agent.recap()["resources"][vertex]["repaired"] == repairs
 
 
 def event(name: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:

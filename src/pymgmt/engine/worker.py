@@ -540,7 +540,15 @@ class Worker:
             await refresh.consume(self.res.key, delivered)
         # Drift means the system moved by itself (the watch fired) and was put
         # back; a refresh run, a timer tick, a retry or an upstream change is not.
-        drift = applied and self.converged_once and reason == "event" and not delivered
+        # A plan the resource says follows from a change of what is wanted
+        # (a source edited just as the echo of the last write came) is none.
+        drift = (
+            applied
+            and self.converged_once
+            and reason == "event"
+            and not delivered
+            and not plan.wanted_moved
+        )
         self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True
         self.would_change = bool(plan) and noop

@@ -188,6 +188,7 @@ def _compile(
     """
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
+    errors += purge_conflicts(graph)
     errors += sendrecv_problems(graph)
     if autoedges is None:
         added = add_autoedges(graph, lambda r: r.meta.autoedge)
@@ -291,6 +292,37 @@ def _compiles_alike(a: Resource, b: Resource) -> bool:
         if a.uids() != b.uids() or list(a.wants()) != list(b.wants()):
             return False
     return True
+
+
+def purge_conflicts(graph: Graph[Resource]) -> list[InputError]:
+    """Refuse a resource managing something inside a directory another one purges.
+
+    The purge would remove it and its own resource make it again, each run
+    undoing the other. (mgmt and Puppet spare such files instead; pymgmt
+    refuses, for a resource's params alone must say what it does: a purge
+    that spared them would change with every graph edit elsewhere.)
+    """
+    purged = {
+        (res.kind, d.rstrip("/") + "/"): key
+        for key, res in graph.vertices.items()
+        for d in res.purges()
+    }
+    if not purged:
+        return []
+    out: list[InputError] = []
+    for key, res in graph.vertices.items():
+        for thing in res.manages():
+            for (kind, d), owner in purged.items():
+                if owner != key and kind == res.kind and thing.startswith(d):
+                    out.append(
+                        InputError(
+                            f"{res} manages {thing!r} inside {d!r}, which "
+                            f"{graph.vertices[owner]} purges: each would undo the other "
+                            "(put it in the purged tree's source instead, or drop purge)",
+                            location=_where(graph, key),
+                        )
+                    )
+    return out
 
 
 def merge_duplicates(graph: Graph[Resource], errors: list[InputError]) -> list[InputError]:

@@ -48,10 +48,6 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
     ("kv", "key"): "a kv's key is its name: write the key as 'name'",
-    # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
-    ("file", "recurse"): "mgmt's file 'recurse' is not supported",
-    ("file", "force"): "mgmt's file 'force' is not supported",
-    ("file", "fragments"): "mgmt's file 'fragments' are not supported: give the 'content'",
 }
 
 #: mgmt's resource kinds that pymgmt does not (yet) implement

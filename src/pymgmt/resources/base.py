@@ -114,6 +114,10 @@ class Plan:
     """What `check` found: the changes that `apply` would make."""
 
     changes: tuple[Change, ...] = ()
+    #: what is wanted moved since the last check (a source file edited): the
+    #: changes follow from it, so applying them is no repair of drift, whatever
+    #: woke the check (the echo of the last write may have come first)
+    wanted_moved: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.changes)
@@ -323,6 +327,15 @@ class Resource:
         Two resources of one kind that manage the same thing would fight for
         ever, so the graph refuses them unless they are identical (then they
         are merged into one). Kinds that own nothing exclusively return [].
+        """
+        return []
+
+    def purges(self) -> list[str]:
+        """Directories (spelt as `manages` spells things) whose every entry this resource owns.
+
+        Anything else of its kind managed below one of them would be removed
+        by this resource and made again by the other, for ever: the graph
+        refuses that. Only a file with ``purge`` has any.
         """
         return []
 

@@ -51,7 +51,7 @@ from ..fsutil import (
 from ..safepath import Parents
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
-from . import filestate
+from . import filefragments, filestate, filetree
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
 
@@ -74,7 +74,11 @@ class File(Resource, kind="file"):
     Writes are atomic: a crash leaves the old content or the new. The parent
     directory must exist, or be managed too: AutoEdges put a file after the
     managed directories above it. Symlinks in the path are followed only
-    when root (or the agent's user) owns them.
+    when root (or the agent's user) owns them. The content may come from
+    other files: ``source`` (one file), ``fragments`` (several, in order:
+    `filefragments`); a directory may be kept a copy of a source tree
+    (``recurse``, ``purge``: `filetree`). Their edits are changes of what is
+    wanted, never drift.
     """
 
     example = """\
@@ -101,6 +105,25 @@ resources:
         None,
         doc="absolute path of a local file whose bytes are the content (copied byte for"
         " byte; an edit of the source is applied at once); unset: not managed",
+    )
+    fragments: list[str] | None = param(
+        None,
+        doc="absolute paths whose bytes, concatenated in order, are the content (mgmt's); one"
+        " ending in '/' is a directory whose regular files directly in it are taken in name"
+        " order; an edit of a fragment is applied at once; unset: not managed",
+    )
+    recurse: bool = param(
+        False,
+        doc="with a directory path and a source directory (both ending in '/'): keep the tree a"
+        " copy of the source (files byte for byte, the source's permission bits; see filetree)",
+    )
+    purge: bool = param(
+        False, doc="with recurse: remove what the source lacks (a symlink as itself, unfollowed)"
+    )
+    force: bool = param(
+        False,
+        doc="with recurse: replace an entry of the wrong type (a file where the source has a"
+        " directory, a symlink...) instead of failing",
     )
     state: Literal["exists", "absent"] = param(
         "exists", doc="exists, or absent (removed; a directory only when empty)"
@@ -136,9 +159,10 @@ resources:
             out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
-        for name in ("content", "source"):
-            if self.is_dir and getattr(self, name) is not None:
+        for name in ("content", "source", "fragments"):
+            if self.is_dir and getattr(self, name) is not None and not self.recurse:
                 out.append((name, f"a directory (path ending in '/') cannot have {name}"))
+        out.extend(self._parts_problems())
         if self.source is not None:
             if self.content is not None:
                 out.append(("source", "give either content or source, not both"))
@@ -153,9 +177,28 @@ resources:
                 out.append((name, bad))
         return out
 
+    def _parts_problems(self) -> list[tuple[str, str]]:
+        """fragments, recurse, purge and force: their own rules (filefragments, filetree)."""
+        if self.fragments is not None:
+            if self.content is not None or self.source is not None:
+                return [("fragments", "give only one of content, source and fragments")]
+            return filefragments.problems(self.target, self.fragments)
+        if self.recurse:
+            if self.state == "absent":
+                return [("recurse", "copies a tree, which cannot be absent")]
+            return filetree.problems(self.target, self.source, is_dir=self.is_dir)
+        if self.source is not None and self.source.endswith("/"):
+            if self.is_dir:
+                return [("source", "a source directory is copied with recurse: true")]
+            return [("source", "a directory (ending in '/') is copied to a directory path only")]
+        for name in ("purge", "force"):
+            if getattr(self, name):
+                return [(name, "is used only with recurse: true")]
+        return []
+
     def warnings(self) -> list[tuple[str, str]]:
         # mgmt's own examples (file1.yaml) give an absent file content: harmless.
-        managed = ("content", "source", "mode", "owner", "group")
+        managed = ("content", "source", "fragments", "mode", "owner", "group")
         ignored = [f for f in managed if getattr(self, f) is not None]
         if self.state == "absent" and ignored:
             return [(ignored[0], f"ignored: the file is to be absent ({', '.join(ignored)})")]
@@ -165,6 +208,9 @@ resources:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
         return ["/" + "/".join(p for p in self.target.split("/") if p)]
 
+    def purges(self) -> list[str]:
+        return self.manages() if self.recurse and self.purge else []
+
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
     def uids(self) -> list[UID]:
@@ -173,6 +219,8 @@ resources:
     def wants(self) -> Generator[Want, bool, None]:
         if self.source is not None:  # a managed source is made right first
             yield Want((UID("file", self.source.rstrip("/") or "/"),))
+        if self.fragments is not None:  # and so are managed fragments
+            yield from filefragments.wants(self.fragments)
         if self.state != "absent":  # its owner and group, when the graph makes them
             if self.owner is not None and not self.owner.isdigit():
                 yield Want((UID("user", self.owner),))
@@ -205,6 +253,10 @@ resources:
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
         self._wanted()
+        #: recurse: the steps the last check found, and the watch of both trees
+        self._tree_ops: list[filetree.Op] = []
+        self._tree_seen: int | None = None
+        self._tree_watch: filetree.TreeWatch | None = None
 
     def received(self, changed: frozenset[str]) -> None:
         # New content (e.g. a password) invalidates the cached checksum.
@@ -220,12 +272,23 @@ resources:
         "repaired").
         """
         subs = [ctx.inotify.subscribe(self._fs_path, ctx.event)]
-        if self.source is not None:
+        parts: list[Callable[[], None]] = []
+        if self.recurse:  # every directory of both trees (filetree.TreeWatch)
+            self._tree_watch = filetree.TreeWatch(
+                ctx.inotify, self.source or "", self.target, ctx.tick, ctx.event
+            )
+            parts.append(self._tree_watch.close)
+        elif self.source is not None:
             subs.append(ctx.inotify.subscribe(self.source, ctx.tick))
+        if self.fragments is not None:
+            parts.append(filefragments.subscribe(ctx.inotify, self.fragments, ctx.tick))
 
         def unsubscribe() -> None:
             for sub in subs:
                 ctx.inotify.unsubscribe(sub)
+            for undo in parts:
+                undo()
+            self._tree_watch = None
 
         return unsubscribe
 
@@ -235,7 +298,50 @@ resources:
     # -- check ------------------------------------------------------------------
 
     async def check(self) -> Plan:
-        if self.source is not None and self.state != "absent":
+        before = self._read_want()
+        plan = await self._check_file()
+        if self.recurse:
+            plan = await self._check_tree(plan)
+        if plan and before is not None and before != self._read_want():
+            return Plan(plan.changes, wanted_moved=True)  # a source moved: no drift
+        return plan
+
+    def _read_want(self) -> object:
+        """What other files (source, fragments, a tree) made the wanted state at the last check."""
+        if self.recurse:
+            return self._tree_seen
+        if self.source is not None or self.fragments is not None:
+            return self._want
+        return None
+
+    async def _check_tree(self, plan: Plan) -> Plan:
+        """The top directory's plan, and then what the tree below it needs (filetree)."""
+        assert self.source is not None
+        walk = functools.partial(
+            filetree.diff,
+            self.source,
+            self.target,
+            uid=self._uid,
+            gid=self._gid,
+            purge=self.purge,
+            force=self.force,
+        )
+        tree = await off_loop(walk)
+        # A directory read before its watch was made may have changed in
+        # between: walk again once every directory found is watched.
+        while self._tree_watch is not None and self._tree_watch.update(tree.dirs):
+            tree = await off_loop(walk)
+        self._tree_ops = tree.ops
+        self._tree_seen = tree.seen
+        change = tree.change(self.target)
+        return plan if change is None else Plan((*plan.changes, change))
+
+    async def _check_file(self) -> Plan:
+        if self.fragments is not None and self.state != "absent":
+            data = await off_loop(filefragments.read, self.fragments)
+            if data != self._want:
+                self._want, self._want_sha = data, None
+        elif self.source is not None and self.state != "absent" and not self.recurse:
             await self._read_source()
         if self.owner is not None:
             self._uid = _uid(self.owner)
@@ -273,8 +379,8 @@ resources:
 
     def _converged_in(self, parents: Parents) -> bool:
         """`converged_many` for one file; `parents` holds the directory fds opened so far."""
-        if self.source is not None:
-            return False  # its content is the source's, read by its own check
+        if self.source is not None or self.fragments is not None:
+            return False  # its content is read from other files by its own check
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
@@ -414,7 +520,13 @@ resources:
         # (a slow disk must not stall every other resource's watch), and
         # batched with the other applies in flight, which share the syncs.
         fields = frozenset(c.field for c in plan.changes)
-        await self.ctx.durable.run(functools.partial(self._apply, fields))
+        if fields - {"tree"}:
+            await self.ctx.durable.run(functools.partial(self._apply, fields))
+        if "tree" in fields:  # recurse: in chunks, each one batch job (filetree)
+            assert self.source is not None
+            copy = filetree.Applier(self.source, self.target, uid=self._uid, gid=self._gid)
+            for chunk in filetree.chunks(self._tree_ops):
+                await self.ctx.durable.run(functools.partial(copy, chunk))
 
     def _apply(self, fields: frozenset[str], staging: Staging) -> None:
         parent, name = split(self._fs_path)

@@ -93,6 +93,12 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
             return Refused(f"its {what} {quote(value)} is not allowed here (allowed: {listed})")
     if res.source is not None:  # and reading a path here for another host is a disclosure
         return Refused(f"it copies a source file ({quote(res.source)}): a path on its own host")
+    if res.fragments is not None:  # the same: paths on its own host, read here
+        return Refused(
+            f"it is built from fragments ({quote(res.fragments[0])}...): paths on its own host"
+        )
+    if res.recurse or res.purge:
+        return Refused("it copies a directory tree (recurse): paths on its own host")
     if res.content is not None:
         size = len(res.content.encode("utf-8", "surrogateescape"))
         if size > MAX_CONTENT:
@@ -102,6 +108,10 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         path=path,
         content=res.content,
         source=None,
+        fragments=None,
+        recurse=False,
+        purge=False,
+        force=False,
         state=res.state,
         mode=mode,
         owner=res.owner,
