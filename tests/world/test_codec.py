@@ -82,17 +82,40 @@ def test_metaparams_do_not_travel() -> None:
         "v": 1,
         "kind": "file",
         "name": "f",
-        "params": {
-            "path": "/tmp/f",
-            "content": "x",
-            "source": None,
-            "state": "exists",
-            "mode": None,
-            "owner": None,
-            "group": None,
-        },
+        "params": {"path": "/tmp/f", "content": "x"},  # params at their default stay home
     }
     assert decode(encode(res)).meta == MetaParams()
+
+
+def test_an_export_without_a_template_is_read_by_a_reader_that_predates_it() -> None:
+    """Issue 15 added `template` and `vars`: a file not using them exports what it did."""
+    res = File(name="f", path="/tmp/f", content="x", mode="0644")
+    assert set(json.loads(encode(res))["params"]) == {"path", "content", "mode"}
+    old = {"path", "content", "source", "state", "mode", "owner", "group"}  # the 1.0 file kind
+    written_before = {"path": "/tmp/f", "content": "x", "source": None, "state": "exists"}
+    doc = {"v": 1, "kind": "file", "name": "f", "params": written_before}
+    back = decode(json.dumps(doc).encode())
+    assert back.params() == {**res.params(), "mode": None} and set(written_before) <= old
+
+
+def test_a_received_secret_is_never_exported() -> None:
+    """Send/Recv fills the running copy: the export is the graph's declaration."""
+    from pymgmt.frontends.compile import compile_graph
+    from pymgmt.graph.model import Edge, Graph
+    from pymgmt.resources.password import Password
+
+    graph: Graph[Any] = Graph(name="t")
+    graph.add(Password(name="pw"))
+    f = File(name="/tmp/f", template="pw={{ pw }}\n", vars={"user": "app"})
+    graph.add(f)
+    edge = Edge(("password", "pw"), ("file", "/tmp/f"), "e", send="password", recv="vars.pw")
+    graph.connect(edge)
+    running = compile_graph(graph).graph.vertices[("file", "/tmp/f")]
+    running.receive({"vars.pw": "s3cret-never-exported"}, frozenset({"vars.pw"}))
+    assert running.vars == {"user": "app", "pw": "s3cret-never-exported"}
+    assert f.vars == {"user": "app"}  # the declaration's dict is not the running one's
+    assert encode(running) == encode(f)
+    assert b"s3cret" not in encode(running)
 
 
 def _doc(**params: Any) -> bytes:

@@ -51,15 +51,33 @@ class DecodeError(PymgmtError):
 def encode(res: Resource) -> bytes:
     """The export of `res`: its kind, name and every declared param, as JSON.
 
-    The values are the resource's declared ones (in a compiled graph, what
-    the graph said, since Send/Recv only fills copies at run time).
+    The values are the resource's declared ones: what Send/Recv filled in
+    (a running resource's ``recv_fields``, one ``vars.NAME`` too) is left
+    out, so a received value, a secret above all, is never exported. A
+    param at its default is left out as well, so a reader that predates the
+    param (a file's ``template``, issue 15) still reads the export of a
+    resource not using it.
     """
-    params = {f.name: _plain(getattr(res, f.name)) for f in res.params_fields()}
+    declared = res.params()
+    params = {
+        f.name: _plain(declared[f.name])
+        for f in res.params_fields()
+        if f.name in declared and not _is_default(f, declared[f.name])
+    }
     doc = {"v": VERSION, "kind": res.kind, "name": res.name, "params": params}
     text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # A lone surrogate (possible from the Python API) is written as is: the
     # readers refuse the export as invalid UTF-8 and say so, where it matters.
     return text.encode("utf-8", "surrogatepass")
+
+
+def _is_default(f: dataclasses.Field[Any], value: object) -> bool:
+    """Whether `value` is `f`'s default (of the same type: 0 is no False)."""
+    if f.default is not dataclasses.MISSING:
+        return type(value) is type(f.default) and value == f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(value == f.default_factory())
+    return False
 
 
 def _plain(value: object) -> object:
