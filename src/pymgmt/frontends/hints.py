@@ -47,6 +47,9 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
+    ("file", "context"): "did you mean 'vars'? a template's variables ('context' is Salt's)",
+    ("file", "defaults"): "did you mean 'vars'? a template's variables ('defaults' is Salt's)",
+    ("file", "variables"): "did you mean 'vars'?",
     # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
     ("file", "recurse"): "mgmt's file 'recurse' is not supported",
     ("file", "force"): "mgmt's file 'force' is not supported",
