@@ -355,3 +355,14 @@ def test_a_received_var_survives_live_edits_and_drift_is_repaired(agent, tmp_pat
     assert a.stop() == 0
     assert secret not in json.dumps(a.events) and secret not in a.stderr
     assert not a.bad_lines
+
+
+def test_noop_before_the_password_exists_says_the_file_waits_for_it(tmp_path, managed):
+    """No password yet: the var is undefined because its sender has not run, not a failure."""
+    app = managed / "app.conf"
+    proc = run_once(_graph(tmp_path, _doc(app)), tmp_path / "state", "--json", "--noop")
+    assert proc.returncode == 2, proc.stderr
+    resources = recap_of(proc)["resources"]
+    assert resources["File[app]"]["outcome"] == "pending"
+    assert resources["File[app]"]["failures"] == []
+    assert not app.exists()

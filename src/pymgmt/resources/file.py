@@ -24,6 +24,13 @@ by the next write. Every apply goes through the engine's `DurableWrites`
 (``ctx.durable``): the applies in flight at once share one sync and one
 fsync per directory (issue 13: a first apply of 1,000 files spent two
 thirds of its time in per-file fsyncs).
+
+The content may also be rendered from a Jinja2 ``template`` with ``vars``
+(`resources/template.py`, issue 15). mgmt renders templates in its own
+language (mcl's ``template()`` function) and hands the file plain content;
+pymgmt's YAML has no functions, so the file kind takes the template itself,
+and one var may arrive over Send/Recv (``recv: vars.NAME``): a generated
+password fills one line of a config instead of the whole file.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from ..durable import Staging
 from ..errors import ResourceError
@@ -250,7 +257,6 @@ edges:
 
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
-        self._compiled: tuple[str, Any] | None = None
         self._wanted()
 
     def received(self, changed: frozenset[str]) -> None:
@@ -405,9 +411,7 @@ edges:
         """
         assert self.template is not None
         try:
-            if self._compiled is None or self._compiled[0] != self.template:
-                self._compiled = (self.template, compile_template(self.template))
-            text = render(self._compiled[1], self.vars)
+            text = render(compile_template(self.template), self.vars)
         except TemplateProblem as e:
             raise ResourceError(f"template: {e}") from None
         self._want, self._want_sha = text.encode(), None
