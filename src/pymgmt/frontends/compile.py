@@ -190,6 +190,7 @@ def _compile(
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
     errors += sendrecv_problems(graph)
+    errors += export_problems(graph)
     if autoedges is None:
         added = add_autoedges(graph, lambda r: r.meta.autoedge)
     else:
@@ -501,6 +502,22 @@ def sendrecv_problems(graph: Graph[Resource]) -> list[InputError]:
         if e.send in src.secret_outputs:
             # A secret in one key makes the whole mapping secret (vars.NAME -> vars).
             dst.tainted = dst.tainted | {e.recv, name}
+    return errors
+
+
+def export_problems(graph: Graph[Resource]) -> list[InputError]:
+    """Every exported resource can be published as other hosts will collect it.
+
+    Run after `sendrecv_problems`, which marks what each resource receives:
+    an exported file's template is rendered here for export, without them.
+    """
+    errors: list[InputError] = []
+    exported = [graph.vertices[k] for k in sorted(graph.exported) if k in graph.vertices]
+    for res in (*exported, *graph.export_only):
+        bad = res.export_problem()
+        if bad:
+            where = graph.locations.get(res.key) or Location(graph.source)
+            errors.append(InputError(f"{res}: {bad[1]}", location=where, field=bad[0]))
     return errors
 
 

@@ -309,6 +309,18 @@ class Resource:
     def received(self, changed: frozenset[str]) -> None:
         """Hook: params in `changed` were just replaced by Send/Recv."""
 
+    def exported_form(self) -> Resource:
+        """What other hosts collect of this exported resource: by default itself.
+
+        A kind whose declaration holds something only this host should work
+        out (a file's template) returns a resource holding the result.
+        """
+        return self
+
+    def export_problem(self) -> tuple[str, str] | None:
+        """(field, why) when `exported_form` cannot be made; checked when compiling."""
+        return None
+
     def absorb(self, others: list[Resource]) -> None:
         """AutoGroup: absorb `others`; only kinds defining ``can_group`` are grouped."""
         self.members.extend(others)

@@ -35,6 +35,7 @@ password fills one line of a config instead of the whole file.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
@@ -274,6 +275,44 @@ edges:
         if field_name == "content" and self.template is not None:
             return not self.tainted.isdisjoint(("vars", "template", "content"))
         return super().is_secret(field_name)
+
+    # -- export: other hosts collect the rendered content -------------------------
+
+    def exported_form(self) -> File:
+        """The file as other hosts collect it: a template is rendered here, into content.
+
+        Its author's host renders it, as mgmt renders templates (in mcl)
+        before any resource exists; a collecting host runs no other host's
+        template code (world/confine.py refuses one). Only the graph's own
+        vars are used: Send/Recv values never leave the host (`export_problem`
+        refuses a template that needs one).
+        """
+        if self.template is None:
+            return self
+        try:
+            text = self._render_for_export(self.template)
+        except TemplateProblem as e:
+            raise ResourceError(f"template: {e}") from None
+        return dataclasses.replace(self, content=text, template=None, vars={})
+
+    def _render_for_export(self, template: str) -> str:
+        return render(compile_template(template), self.params()["vars"])
+
+    def export_problem(self) -> tuple[str, str] | None:
+        if self.template is None:
+            return None
+        received = sorted(r for r in self.recv_fields if r.startswith("vars.") or r == "template")
+        if received:
+            return (
+                "template",
+                f"an exported file cannot render values received over Send/Recv ({received[0]}):"
+                " its content goes to other hosts",
+            )
+        try:
+            self._render_for_export(self.template)
+        except TemplateProblem as e:
+            return ("template", f"cannot be rendered for export: {e}")
+        return None
 
     # -- watch ------------------------------------------------------------------
 

@@ -95,9 +95,10 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
     if res.source is not None:  # and reading a path here for another host is a disclosure
         return Refused(f"it copies a source file ({quote(res.source)}): a path on its own host")
     if res.template is not None:
-        # Rendering runs the other host's code here: sandboxed, but not bounded
-        # in time or memory. The exporting host renders; it exports content.
-        return Refused("it has a template (another host's code is not run here: export content)")
+        # Rendering would run the other host's code here: sandboxed, but not
+        # bounded in time or memory. A pymgmt exporter renders it and exports
+        # content (File.exported_form); a template arrives only from elsewhere.
+        return Refused("it has a template (another host's template code is not run here)")
     if res.content is not None:
         size = len(res.content.encode("utf-8", "surrogateescape"))
         if size > MAX_CONTENT:
