@@ -537,6 +537,34 @@ class Agent:
         return self.events[-1]
 
 
+#: runs the rest of the argv with the directory $0 bound over /etc, in a new mount namespace
+_BIND_ETC = 'mount --bind "$0" /etc && exec "$@"'
+
+
+def etc_wrapper(etc: Path) -> list[str]:
+    """The argv prefix that runs a command with the private /etc copy `etc` as its /etc.
+
+    A new mount namespace, so useradd and the C library's lookups inside it
+    see the copy, and the machine's own accounts are never touched.
+    """
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _BIND_ETC]
+
+
+def etc_entries(etc: Path, name: str) -> dict[str, list[str]]:
+    """The lines of etc/<name> (passwd, group), as fields by first field."""
+    out: dict[str, list[str]] = {}
+    for line in (etc / name).read_text().splitlines():
+        fields = line.split(":")
+        out[fields[0]] = fields
+    return out
+
+
+def in_mounts_of(pid: int, *argv: str) -> None:
+    """Run argv in the mount namespace of process `pid` (drift made where the agent looks)."""
+    ns = ["nsenter", "--target", str(pid), "--mount", "--"]
+    subprocess.run([*ns, *argv], check=True, capture_output=True)
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:

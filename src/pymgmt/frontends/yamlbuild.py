@@ -395,6 +395,7 @@ class _Builder:
         meta = MetaParams()
         value_nodes: dict[str, yaml.Node] = {}
         wrong: set[str] = set()
+        spelt = {k.value for k, _ in fields}
         for k, v in fields:
             key = k.value
             if key == "name":
@@ -410,6 +411,10 @@ class _Builder:
             if key == "meta":
                 meta = self.meta(v) or meta
                 continue
+            if key in cls.param_aliases:
+                key = self.spelling(k, key, cls.param_aliases[key], spelt)
+                if key is None:
+                    continue
             if key not in known:
                 self.error(
                     k,
@@ -468,6 +473,18 @@ class _Builder:
             self.refused.add(res.key)
             return None
         return res, exported
+
+    def spelling(self, node: yaml.Node, alias: str, name: str, spelt: set[str]) -> str | None:
+        """The param an alias spells, or None (an error) when the entry gives both."""
+        if name in spelt:
+            self.error(
+                node,
+                f"{alias!r} is another spelling of {name!r}, which is given too",
+                field=alias,
+                hint="keep one of them",
+            )
+            return None
+        return name
 
     def meta(self, node: yaml.Node) -> MetaParams | None:
         fields = self.mapping(node, "meta")

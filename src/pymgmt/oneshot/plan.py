@@ -341,7 +341,7 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
         or res.pollint
         or res.members
         or res.nifcmd
-        or res.refreshonly
+        or res.refresh_only
         or res.user
         or res.group
     ):

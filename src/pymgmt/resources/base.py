@@ -69,15 +69,28 @@ def param(
     doc: str,
     secret: bool = False,
     default_factory: Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """Declare a resource param: its default and the one line that documents it.
 
     ``secret=True`` params are redacted in every log line, diff and report.
+    ``aliases`` are other spellings the graph file accepts for it (Puppet's
+    ``refreshonly`` for ``refresh_only``): a user's habit is understood, not
+    refused, while the graph still holds one field under one name.
     """
-    meta = {"doc": doc, "secret": secret}
+    meta = {"doc": doc, "secret": secret, "aliases": aliases}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def param_default(f: dataclasses.Field[Any]) -> Any:
+    """A param's default value (made afresh from a factory), or MISSING when it is required."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +208,8 @@ class Resource:
     secrets: ClassVar[frozenset[str]] = frozenset()
     #: The resolved annotation of every param, by name.
     param_types: ClassVar[dict[str, Any]] = {}
+    #: Other spellings of params the graph file accepts: alias -> param name.
+    param_aliases: ClassVar[dict[str, str]] = {}
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
@@ -230,6 +245,9 @@ class Resource:
         dataclasses.dataclass(cls, kw_only=True, eq=False)
         hints = typing.get_type_hints(cls)
         cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
+        cls.param_aliases = {
+            a: f.name for f in cls.params_fields() for a in f.metadata.get("aliases", ())
+        }
         cls.secrets = frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
         if kind:
             if kind in _REGISTRY:
@@ -407,6 +425,8 @@ def kinds() -> dict[str, type[Resource]]:
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
     from . import group as _group  # noqa: F401
+    from . import hostname as _hostname  # noqa: F401
+    from . import mount as _mount  # noqa: F401
     from . import msg as _msg  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401

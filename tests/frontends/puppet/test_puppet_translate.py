@@ -139,7 +139,7 @@ def test_exec_unless_and_refreshonly() -> None:
         "shell": "/bin/sh",
         "nifcmd": "test -e /x",
         "nifshell": "/bin/sh",
-        "refreshonly": True,
+        "refresh_only": True,
     }
     declared_graph(t)
 

@@ -479,7 +479,7 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
             params[ours.replace("cmd", "shell")] = "/bin/sh"
     refreshonly = m.param("refreshonly")
     if refreshonly in (True, "true"):
-        params["refreshonly"] = True
+        params["refresh_only"] = True
     elif refreshonly not in (None, False, "false"):
         m.unsupported(f"refreshonly => {refreshonly!r} is not true or false")
     _exec_timeout(m, params)
