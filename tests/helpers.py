@@ -261,6 +261,17 @@ def bytes_or_none(path: Path) -> bytes | None:
         return None
 
 
+def sendrecv_edge(name: str, src: str, dst: str, send: str, recv: str) -> dict[str, Any]:
+    """A Send/Recv edge of an mgmt YAML document; `src` and `dst` are "kind:name"."""
+    return {
+        "name": name,
+        "from": dict(zip(("kind", "name"), src.split(":", 1), strict=True)),
+        "to": dict(zip(("kind", "name"), dst.split(":", 1), strict=True)),
+        "send": send,
+        "recv": recv,
+    }
+
+
 def dump(doc: dict[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1 << 20)
 

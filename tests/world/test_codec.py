@@ -100,6 +100,26 @@ def test_params_at_their_default_are_left_out_and_read_back_as_defaults() -> Non
     assert decode(json.dumps(full).encode(), {"file"}).same_as(res)
 
 
+def test_a_received_secret_is_never_exported() -> None:
+    """Send/Recv fills the running copy: the export is the graph's declaration."""
+    from pymgmt.frontends.compile import compile_graph
+    from pymgmt.graph.model import Edge, Graph
+    from pymgmt.resources.password import Password
+
+    graph: Graph[Any] = Graph(name="t")
+    graph.add(Password(name="pw"))
+    f = File(name="/tmp/f", template="pw={{ pw }}\n", vars={"user": "app"})
+    graph.add(f)
+    edge = Edge(("password", "pw"), ("file", "/tmp/f"), "e", send="password", recv="vars.pw")
+    graph.connect(edge)
+    running = compile_graph(graph).graph.vertices[("file", "/tmp/f")]
+    running.receive({"vars.pw": "s3cret-never-exported"}, frozenset({"vars.pw"}))
+    assert running.vars == {"user": "app", "pw": "s3cret-never-exported"}
+    assert f.vars == {"user": "app"}  # the declaration's dict is not the running one's
+    assert encode(running) == encode(f)
+    assert b"s3cret" not in encode(running)
+
+
 def _doc(**params: Any) -> bytes:
     return json.dumps({"v": 1, "kind": "file", "name": "f", "params": params}).encode()
 

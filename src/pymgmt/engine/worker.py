@@ -730,7 +730,7 @@ class Worker:
                 values[edge.recv] = parent.sent[edge.send]
         if not values:
             return
-        changed = frozenset(k for k, v in values.items() if getattr(self.res, k) != v)
+        changed = frozenset(k for k, v in values.items() if self.res.holds(k) != v)
         if changed:
             for k in sorted(changed):
                 # The first value is no news: only a value that differs from

@@ -48,6 +48,9 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
     ("kv", "key"): "a kv's key is its name: write the key as 'name'",
+    ("file", "context"): "did you mean 'vars'? a template's variables ('context' is Salt's)",
+    ("file", "defaults"): "did you mean 'vars'? a template's variables ('defaults' is Salt's)",
+    ("file", "variables"): "did you mean 'vars'?",
 }
 
 #: mgmt's resource kinds that pymgmt does not (yet) implement

@@ -30,6 +30,7 @@ from ..types import (
     MAX_PROBLEMS,
     check_value,
     describe,
+    is_optional,
     nul_problem,
     suggest,
     unwrap_optional,
@@ -61,7 +62,8 @@ EDGE_KEYS: dict[str, str] = {
     "to": "the resource that comes after it: {kind: KIND, name: NAME}",
     "notify": "true: 'to' gets a refresh notification whenever 'from' changed something",
     "send": "Send/Recv: the output of 'from' carried along the edge (a password's 'password')",
-    "recv": "Send/Recv: the param of 'to' that receives it",
+    "recv": "Send/Recv: the param of 'to' that receives it (vars.NAME: one variable of a"
+    " file's template)",
 }
 COLLECT_KEYS: dict[str, str] = {
     "kind": "the kind collected (file)",
@@ -799,7 +801,10 @@ def _node_kind(node: yaml.Node) -> str:
 
 
 def _is_optional_field(tp: Any) -> bool:
-    return tp is not unwrap_optional(tp)
+    # Not `tp is not unwrap_optional(tp)`: that cache answers an equal type with
+    # the first such object it saw (file's `vars` and exec's `env` are two
+    # `dict[str, str]`), and the identity test then took exec's env for optional.
+    return is_optional(tp)
 
 
 _META_TYPES: dict[str, Any] | None = None

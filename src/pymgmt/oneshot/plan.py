@@ -330,9 +330,11 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
 
     if type(res) is File and not res.members:
         # a source's (a tree's, fragments') bytes are read at each check: a stored
-        # plan would go stale
-        stale = res.source is not None or res.fragments is not None
-        return None if stale else ("file", _want(res))
+        # plan would go stale; a template is rendered by the engine (the fast
+        # path never imports Jinja2)
+        if res.source is not None or res.fragments is not None or res.template is not None:
+            return None
+        return "file", _want(res)
     if res.secrets or res.tainted or res.meta != MetaParams():
         return None  # the engine's retries, limits, semaphores...; a secret to redact
     if type(res) is Exec and not (

@@ -220,6 +220,9 @@ class Resource:
     #: params that may hold any text, NUL included (a file's content); every
     #: other string goes to the OS (argv, environ, a path), where NUL cuts it
     binary_params: ClassVar[frozenset[str]] = frozenset()
+    #: mapping params one key of which may receive a Send/Recv value on its own
+    #: (``recv: vars.NAME``); the rest of the mapping stays the graph's
+    recv_keyed: ClassVar[frozenset[str]] = frozenset()
     #: True for kinds whose watch fires on a schedule (timer), not because the
     #: system moved: what such an event leads to is never reported as drift.
     scheduled: ClassVar[bool] = False
@@ -232,9 +235,11 @@ class Resource:
     name: str
     meta: MetaParams = field(default_factory=MetaParams)
     ctx: Context = field(init=False, repr=False)
-    #: params filled by Send/Recv at run time; graph changeover ignores them
+    #: params filled by Send/Recv at run time; graph changeover ignores them. A
+    #: dotted ``vars.NAME`` is one key of a `recv_keyed` mapping param.
     recv_fields: frozenset[str] = field(default=frozenset(), init=False, repr=False)
-    #: params that receive a secret output: redacted like declared secrets
+    #: params that receive a secret output: redacted like declared secrets (a
+    #: received ``vars.NAME`` taints the whole ``vars`` as well)
     tainted: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     #: other resources grouped into this one by AutoGroup (this one leads)
     members: list[Resource] = field(default_factory=list, init=False, repr=False)
@@ -276,11 +281,19 @@ class Resource:
         return f"{self.kind.capitalize()}[{self.name}]"
 
     def params(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in self.params_fields()
-            if f.name not in self.recv_fields
-        }
+        """The params as the graph gives them: what Send/Recv filled is left out.
+
+        A key received into a mapping param (``vars.NAME``) is left out of
+        that mapping only, so an edit of the graph's other keys still counts.
+        """
+        recv = self.recv_fields
+        out = {f.name: getattr(self, f.name) for f in self.params_fields() if f.name not in recv}
+        if recv:
+            for target in recv:
+                name, dot, key = target.partition(".")
+                if dot and isinstance(out.get(name), dict):
+                    out[name] = {k: v for k, v in out[name].items() if k != key}
+        return out
 
     def same_as(self, other: Resource) -> bool:
         """True when `other` wants exactly the same state with the same meta."""
@@ -293,19 +306,42 @@ class Resource:
             and all(a.same_as(b) for a, b in zip(self.members, other.members, strict=True))
         )
 
+    def holds(self, target: str) -> Any:
+        """What a Send/Recv target holds now: a param, or one key of a mapping (``vars.NAME``)."""
+        name, dot, key = target.partition(".")
+        value = getattr(self, name)
+        return value.get(key) if dot and isinstance(value, dict) else value
+
     def receive(self, values: dict[str, Any], changed: frozenset[str]) -> None:
         """Send/Recv: take new values for params (only changed ones are passed).
 
-        Kinds that cache something derived from a param override `received`.
+        A dotted target (``vars.NAME``) sets that one key in a new copy of
+        the mapping: the graph's own dict is shared with the declarations
+        (`compile.instantiate`) and must not change. Kinds that cache
+        something derived from a param override `received`, which gets
+        the param names (``vars``, not ``vars.NAME``).
         """
         for k, v in values.items():
             if k in self.tainted:
                 register_value(v)  # from a secret output: secret here too
-            setattr(self, k, v)
-        self.received(changed)
+            name, dot, key = k.partition(".")
+            setattr(self, name, {**getattr(self, name), key: v} if dot else v)
+        self.received(frozenset(k.partition(".")[0] for k in changed))
 
     def received(self, changed: frozenset[str]) -> None:
         """Hook: params in `changed` were just replaced by Send/Recv."""
+
+    def exported_form(self) -> Resource:
+        """What other hosts collect of this exported resource: by default itself.
+
+        A kind whose declaration holds something only this host should work
+        out (a file's template) returns a resource holding the result.
+        """
+        return self
+
+    def export_problem(self) -> tuple[str, str] | None:
+        """(field, why) when `exported_form` cannot be made; checked when compiling."""
+        return None
 
     def absorb(self, others: list[Resource]) -> None:
         """AutoGroup: absorb `others`; only kinds defining ``can_group`` are grouped."""

@@ -24,10 +24,18 @@ by the next write. Every apply goes through the engine's `DurableWrites`
 (``ctx.durable``): the applies in flight at once share one sync and one
 fsync per directory (issue 13: a first apply of 1,000 files spent two
 thirds of its time in per-file fsyncs).
+
+The content may also be rendered from a Jinja2 ``template`` with ``vars``
+(`resources/template.py`, issue 15). mgmt renders templates in its own
+language (mcl's ``template()`` function) and hands the file plain content;
+pymgmt's YAML has no functions, so the file kind takes the template itself,
+and one var may arrive over Send/Recv (``recv: vars.NAME``): a generated
+password fills one line of a config instead of the whole file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
@@ -35,7 +43,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..durable import Staging
 from ..errors import ResourceError
@@ -54,6 +62,7 @@ from ..types import account_problem, path_problem
 from . import filefragments, filestate, filetree
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
+from .template import TemplateProblem, compile_template, render, syntax_problem
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 #: Above this size, reading a file leaves the event loop for a thread. Below
@@ -71,7 +80,11 @@ class File(Resource, kind="file"):
     content, mode, owner and group, or, with ``state: absent``, that nothing
     is there; a param left unset is not managed. Watched through inotify, so
     an edit, a chmod or a removal behind the agent's back is repaired at once.
-    Writes are atomic: a crash leaves the old content or the new. The parent
+    Writes are atomic: a crash leaves the old content or the new. The content
+    may be a Jinja2 ``template`` rendered (sandboxed, reading no other file)
+    with ``vars``; one var may come over Send/Recv (``recv: vars.NAME``), and
+    a secret received there keeps the whole rendered content out of every
+    diff, log and report. The parent
     directory must exist, or be managed too: AutoEdges put a file after the
     managed directories above it. Symlinks in the path are followed only
     when root (or the agent's user) owns them. The content may come from
@@ -93,9 +106,30 @@ resources:
     group: root
   - name: /srv/www/
     state: exists
+  - name: /etc/app/db.conf
+    mode: "0600"
+    template: |
+      [database]
+      user = {{ user }}
+      port = {{ port }}
+      password = {{ db_password }}
+    vars:
+      user: app
+      port: 5432
+  password:
+  - name: db
+    length: 32
+edges:
+- name: db-password
+  from: {kind: password, name: db}
+  to: {kind: file, name: /etc/app/db.conf}
+  send: password
+  recv: vars.db_password
 """
 
     binary_params = frozenset({"content"})
+    #: `vars.NAME` may receive one value over Send/Recv (see `Resource.recv_keyed`)
+    recv_keyed: ClassVar[frozenset[str]] = frozenset({"vars"})
 
     path: str = param(
         "", doc="absolute path, a directory when it ends in '/'; empty: the resource's name"
@@ -124,6 +158,16 @@ resources:
         False,
         doc="with recurse: replace an entry of the wrong type (a file where the source has a"
         " directory, a symlink...) instead of failing",
+    )
+    template: str | None = param(
+        None,
+        doc="a Jinja2 template (sandboxed, no file includes; an undefined variable is an"
+        " error) rendered with 'vars' into the content; unset: not managed",
+    )
+    vars: dict[str, str] = param(
+        default_factory=dict,
+        doc="the template's variables, by name; one may also come over Send/Recv"
+        " (recv: vars.NAME), and a secret received makes the whole content secret",
     )
     state: Literal["exists", "absent"] = param(
         "exists", doc="exists, or absent (removed; a directory only when empty)"
@@ -163,6 +207,14 @@ resources:
             if self.is_dir and getattr(self, name) is not None and not self.recurse:
                 out.append((name, f"a directory (path ending in '/') cannot have {name}"))
         out.extend(self._parts_problems())
+        if self.template is not None:
+            given = [f for f in ("content", "source", "fragments") if getattr(self, f) is not None]
+            if self.is_dir:
+                out.append(("template", "a directory (path ending in '/') cannot have template"))
+            elif given:
+                out.append(("template", f"give either {given[0]} or template, not both"))
+            elif bad := syntax_problem(self.template):
+                out.append(("template", bad))
         if self.source is not None:
             if self.content is not None:
                 out.append(("source", "give either content or source, not both"))
@@ -198,10 +250,12 @@ resources:
 
     def warnings(self) -> list[tuple[str, str]]:
         # mgmt's own examples (file1.yaml) give an absent file content: harmless.
-        managed = ("content", "source", "fragments", "mode", "owner", "group")
+        managed = ("content", "source", "fragments", "template", "mode", "owner", "group")
         ignored = [f for f in managed if getattr(self, f) is not None]
         if self.state == "absent" and ignored:
             return [(ignored[0], f"ignored: the file is to be absent ({', '.join(ignored)})")]
+        if self.vars and self.template is None:
+            return [("vars", "ignored: there is no template to use them")]
         return []
 
     def manages(self) -> list[str]:
@@ -238,6 +292,8 @@ resources:
         self._fs_path = self.target.rstrip("/") or "/"
         self._want = None if self.content is None else self.content.encode()
         self._want_sha: str | None = None
+        #: the template, rendered at the next check (its received vars may come later)
+        self._render_pending = self.template is not None
         self._want_mode = None if self.mode is None else int(self.mode, 8)
         # Users and groups may appear later (a package creates them), so they
         # are resolved at check time, not at init.
@@ -259,8 +315,58 @@ resources:
         self._tree_watch: filetree.TreeWatch | None = None
 
     def received(self, changed: frozenset[str]) -> None:
-        # New content (e.g. a password) invalidates the cached checksum.
+        # New content (e.g. a password) invalidates the cached checksum, and
+        # a new var (or template) asks for the template to be rendered again.
         self._wanted()
+
+    def is_secret(self, field_name: str) -> bool:
+        """Declared and received secrets, and the content rendered from one.
+
+        A secret received into `vars` (or `template`) ends up somewhere in the
+        rendered content: its diff and checksums are shown as ``<redacted>``
+        too, not only the var (issue 15).
+        """
+        if field_name == "content" and self.template is not None:
+            return not self.tainted.isdisjoint(("vars", "template", "content"))
+        return super().is_secret(field_name)
+
+    # -- export: other hosts collect the rendered content -------------------------
+
+    def exported_form(self) -> File:
+        """The file as other hosts collect it: a template is rendered here, into content.
+
+        Its author's host renders it, as mgmt renders templates (in mcl)
+        before any resource exists; a collecting host runs no other host's
+        template code (world/confine.py refuses one). Only the graph's own
+        vars are used: Send/Recv values never leave the host (`export_problem`
+        refuses a template that needs one).
+        """
+        if self.template is None:
+            return self
+        try:
+            text = self._render_for_export(self.template)
+        except TemplateProblem as e:
+            raise ResourceError(f"template: {e}") from None
+        return dataclasses.replace(self, content=text, template=None, vars={})
+
+    def _render_for_export(self, template: str) -> str:
+        return render(compile_template(template), self.params()["vars"])
+
+    def export_problem(self) -> tuple[str, str] | None:
+        if self.template is None:
+            return None
+        received = sorted(r for r in self.recv_fields if r.startswith("vars.") or r == "template")
+        if received:
+            return (
+                "template",
+                f"an exported file cannot render values received over Send/Recv ({received[0]}):"
+                " its content goes to other hosts",
+            )
+        try:
+            self._render_for_export(self.template)
+        except TemplateProblem as e:
+            return ("template", f"cannot be rendered for export: {e}")
+        return None
 
     # -- watch ------------------------------------------------------------------
 
@@ -343,6 +449,8 @@ resources:
                 self._want, self._want_sha = data, None
         elif self.source is not None and self.state != "absent" and not self.recurse:
             await self._read_source()
+        if self._render_pending and self.state != "absent":
+            self._render()
         if self.owner is not None:
             self._uid = _uid(self.owner)
         if self.group is not None:
@@ -379,8 +487,8 @@ resources:
 
     def _converged_in(self, parents: Parents) -> bool:
         """`converged_many` for one file; `parents` holds the directory fds opened so far."""
-        if self.source is not None or self.fragments is not None:
-            return False  # its content is read from other files by its own check
+        if self.source is not None or self.fragments is not None or self.template is not None:
+            return False  # its content is read from other files, or rendered: its own check
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
@@ -440,6 +548,21 @@ resources:
             os.close(fd)
         if data != self._want:
             self._want, self._want_sha = data, None
+
+    def _render(self) -> None:
+        """Make the rendered template the wanted content (once per new template or vars).
+
+        Rendered at check time, not at init: a var received over Send/Recv
+        arrives just before the first check. A template is small and renders
+        in microseconds, so it stays in the event loop.
+        """
+        assert self.template is not None
+        try:
+            text = render(compile_template(self.template), self.vars)
+        except TemplateProblem as e:
+            raise ResourceError(f"template: {e}") from None
+        self._want, self._want_sha = text.encode(), None
+        self._render_pending = False
 
     def _open(self) -> tuple[int | None, os.stat_result | None]:
         """Open the path (walked safely, never following a final symlink) and fstat it.
@@ -511,7 +634,9 @@ resources:
         else:
             old_text = None
             old = f"sha256:{(await off_loop(sha256_fd, fd))[:16]}"
-        return Change("content", old, new, diff=_unified(self._fs_path, old_text, want, st))
+        # Rendered from a secret: not even a diff is made (the engine drops it too).
+        diff = "" if self.is_secret("content") else _unified(self._fs_path, old_text, want, st)
+        return Change("content", old, new, diff=diff)
 
     # -- apply ------------------------------------------------------------------
 

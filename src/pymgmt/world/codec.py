@@ -51,16 +51,19 @@ class DecodeError(PymgmtError):
 def encode(res: Resource) -> bytes:
     """The export of `res`: its kind, name and each declared param not at its default, as JSON.
 
-    The values are the resource's declared ones (in a compiled graph, what
-    the graph said, since Send/Recv only fills copies at run time). A param
-    left at its default is left out, as the reader fills defaults in: so a
-    param that a newer pymgmt adds does not make an older collector refuse
-    every export during a rolling upgrade, only those that use it.
+    The values are the resource's declared ones: what Send/Recv filled in
+    (a running resource's ``recv_fields``, one ``vars.NAME`` too) is left
+    out, so a received value, a secret above all, is never exported. A
+    param left at its default is left out, as the reader fills defaults in:
+    so a param that a newer pymgmt adds (a file's ``template``, issue 15)
+    does not make an older collector refuse every export during a rolling
+    upgrade, only those that use it.
     """
+    declared = res.params()
     params = {
         f.name: _plain(value)
         for f in res.params_fields()
-        if not _is_default(f, value := getattr(res, f.name))
+        if f.name in declared and not _is_default(f, value := declared[f.name])
     }
     doc = {"v": VERSION, "kind": res.kind, "name": res.name, "params": params}
     text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -22,7 +22,8 @@ not absolute and normalised or its base name is empty, ``.``, ``..``,
 too long or has a NUL or a control character; when it is a directory; when its mode is more
 permissive than ``Collect.mode`` or has the setuid, setgid or sticky bit;
 when it asks for an owner or group not listed in ``Collect.owners`` /
-``groups``; when its content is over 1 MiB. A collected file without a mode
+``groups``; when it copies a ``source`` or renders a ``template`` (a path of
+its own host; code of another host); when its content is over 1 MiB. A collected file without a mode
 gets ``Collect.mode``, the most the collecting host allows, rather than
 whatever the umask would give. A symlink planted at the target is never
 followed: the file resource walks its path with ``O_NOFOLLOW``.
@@ -99,6 +100,11 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         )
     if res.recurse or res.purge:
         return Refused("it copies a directory tree (recurse): paths on its own host")
+    if res.template is not None:
+        # Rendering would run the other host's code here: sandboxed, but not
+        # bounded in time or memory. A pymgmt exporter renders it and exports
+        # content (File.exported_form); a template arrives only from elsewhere.
+        return Refused("it has a template (another host's template code is not run here)")
     if res.content is not None:
         size = len(res.content.encode("utf-8", "surrogateescape"))
         if size > MAX_CONTENT:
@@ -112,6 +118,7 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         recurse=False,
         purge=False,
         force=False,
+        template=None,
         state=res.state,
         mode=mode,
         owner=res.owner,
