@@ -175,6 +175,11 @@ edges:
     mode: str | None = param(None, doc="octal permission bits such as '0644'; unset: not managed")
     owner: str | None = param(None, doc="user name or uid; unset: not managed")
     group: str | None = param(None, doc="group name or gid; unset: not managed")
+    show_diff: bool = param(
+        True,
+        doc="false: a content change is shown by checksums only, never its lines (a copied"
+        " key, a config with secrets in it: Puppet's show_diff)",
+    )
 
     # -- static validation ----------------------------------------------------
 
@@ -635,7 +640,8 @@ edges:
             old_text = None
             old = f"sha256:{(await off_loop(sha256_fd, fd))[:16]}"
         # Rendered from a secret: not even a diff is made (the engine drops it too).
-        diff = "" if self.is_secret("content") else _unified(self._fs_path, old_text, want, st)
+        shown = self.show_diff and not self.is_secret("content")
+        diff = _unified(self._fs_path, old_text, want, st) if shown else ""
         return Change("content", old, new, diff=diff)
 
     # -- apply ------------------------------------------------------------------

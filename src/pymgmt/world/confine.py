@@ -119,6 +119,7 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         purge=False,
         force=False,
         template=None,
+        show_diff=res.show_diff,
         state=res.state,
         mode=mode,
         owner=res.owner,

@@ -541,3 +541,10 @@ def test_users_and_groups_map_onto_pymgmts_accounts() -> None:
         "managehome => true is not supported: manage the home with a file",
         "parameter 'password' is not supported",
     ]
+
+
+def test_file_show_diff_false_is_kept() -> None:
+    t = tr([res("File", "/etc/k", source="/srv/k", show_diff=False)])
+    assert not t.unsupported and not t.errors
+    (r,) = t.resources
+    assert r.params == {"source": "/srv/k", "show_diff": False}

@@ -378,6 +378,8 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
         value = m.string(name)
         if value is not None:
             params[name] = value
+    if m.param("show_diff") in (False, "false"):
+        params["show_diff"] = False
     if "recurse" not in params:
         for name in ("recurse", "purge", "force"):
             if _flag(m.param(name)):
@@ -385,9 +387,9 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
     m.reject_others(
         frozenset(
             {"path", "ensure", "content", "source", "mode", "owner", "group"}
-            | {"recurse", "purge", "force"}
+            | {"recurse", "purge", "force", "show_diff"}
         ),
-        frozenset({"backup", "checksum", "show_diff", "provider"}),
+        frozenset({"backup", "checksum", "provider"}),
     )
     return ("file", path)
 
