@@ -47,6 +47,7 @@ _MGMT_PRIORITIES = {
 }
 #: a journal field name as mgmt accepts one (and journald: no leading '_')
 _FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+_FIELD_RULE = "letters, digits and '_', which may not come first"
 
 
 class Msg(Resource, kind="msg"):
@@ -90,7 +91,7 @@ edges:
 
     def problems(self) -> list[tuple[str, str]]:
         return [
-            ("fields", f"not a journal field name (letters, digits, '_'; not first): {name!r}")
+            ("fields", f"not a journal field name ({_FIELD_RULE}): {name!r}")
             for name in self.fields
             if not _FIELD_NAME.fullmatch(name)
         ]
