@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import grp
 import pwd
+import subprocess
 from pathlib import Path
 
 import pytest
 from etcdutil import EtcdProcess, world_on
-from helpers import run_async, run_once
+from helpers import PYMGMT, run_async, run_once
 
 from pymgmt.frontends.yamlgraph import parse
 from pymgmt.resources.base import CONVERGED
@@ -96,8 +97,12 @@ def test_mgmts_exec_usergroup_runs_as_asked(
     kept = [ln for ln in lines if not any(ln.startswith(f"    {f}: ") for f in drop)]
     text = "".join(kept).replace("group: nogroup", f"group: {NOGROUP.gr_name}")
     graph.write_text(text)
-    proc = run_once(graph, tmp_path / "state")
-    assert proc.returncode == 2, proc.stderr
+    # mgmt's command line from exec-usergroup.sh (a --prefix in place of
+    # --tmp-prefix, which would leave a directory in /tmp), and its exit status
+    argv = ["run", "--converger-timeout=0", "--converged-exit", "--no-watch"]
+    argv += ["--prefix", str(tmp_path / "state"), "yaml", str(graph)]
+    proc = subprocess.run([*PYMGMT, *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
     result = shared / "result-exec-usergroup"
     assert result.read_text() == "this is a test\n"
     st = result.stat()
