@@ -54,6 +54,8 @@ def test_mgmt_account_spellings_fill_pymgmt_params(tmp_path: Path) -> None:
     edges = {(e.src, e.dst) for e in g.edges}
     assert (("group", "pmc-extra"), ("user", "pmc-worker")) in edges
     assert (("group", "pmc-staff"), ("user", "pmc-twin")) in edges
+    # and, as in mgmt, a user's primary group given by number finds the group with that gid
+    assert (("group", "pmc-staff"), ("user", "pmc-worker")) in edges
     (warning,) = g.warnings  # gid on an absent user, named as the graph spelt it
     assert warning.location is not None
     assert (warning.field, warning.location.line) == ("gid", 28)
@@ -136,3 +138,19 @@ def test_mgmts_kv_key_is_the_key_stored(tmp_path: Path, etcd_node: EtcdProcess) 
 def test_a_kv_named_otherwise_reports_its_key_problem_under_key_name() -> None:
     assert KeyValue(name="kv1", key_name="../etc").problems()[0][0] == "key_name"
     assert KeyValue(name="fine", key_name="a/b").problems() == []
+
+
+def test_an_id_finds_the_account_that_has_it(tmp_path: Path) -> None:
+    """mgmt matches a group by gid as by name; pymgmt does so for users' uids too."""
+    g = parse(
+        "graph: ids\nresources:\n"
+        "  user:\n  - name: pmc-owner\n    uid: 23010\n"
+        "  group:\n  - name: pmc-crew\n    gid: 23011\n"
+        f"  file:\n  - name: {tmp_path}/owned\n    owner: '23010'\n    group: '23011'\n"
+        "  exec:\n  - name: as-ids\n    cmd: 'true'\n    user: '23010'\n    group: '23011'\n",
+        "ids.yaml",
+    )
+    edges = {(e.src, e.dst) for e in g.edges}
+    for dst in (("file", f"{tmp_path}/owned"), ("exec", "as-ids")):
+        assert (("user", "pmc-owner"), dst) in edges
+        assert (("group", "pmc-crew"), dst) in edges

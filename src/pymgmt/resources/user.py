@@ -119,13 +119,15 @@ resources:
     # -- AutoEdges: the groups it is in come first ---------------------------------
 
     def uids(self) -> list[UID]:
-        return [UID("user", self.name)]
+        """Its login and, when managed, its uid (a name is never all digits)."""
+        own = [UID("user", self.name)]
+        return own if self.uid is None else [*own, UID("user", str(self.uid))]
 
     def wants(self) -> Generator[Want, bool, None]:
         if self.state == "absent":
             return
-        names = [self.group] if self.group is not None and not self.group.isdigit() else []
-        for g in [*names, *(self.groups or ())]:
+        primary = [] if self.group is None else [self.group]  # a name or a gid
+        for g in [*primary, *(self.groups or ())]:
             yield Want((UID("group", g),))
 
     # -- watch / check / apply -----------------------------------------------------
