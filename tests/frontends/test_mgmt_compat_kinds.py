@@ -82,6 +82,17 @@ def test_mgmts_priority_spelling_logs_at_that_priority(tmp_path: Path) -> None:
     assert "Msg[msg1]  changed" not in proc.stderr
 
 
+def test_mgmts_frag1_builds_the_file_after_its_fragments(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    graph = _graph("fragments_frag1.yaml", root, tmp_path / "frag1.yaml")
+    proc = run_once(graph, tmp_path / "state")
+    assert proc.returncode == 2, proc.stderr
+    want = "i am f1\ni am f2\ni am f3\ni am a bonus file\n"
+    assert (root / "whole1").read_text() == want
+    assert run_once(graph, tmp_path / "state").returncode == 0
+
+
 @pytest.mark.parametrize(
     ("drop", "owner", "group"),
     [
