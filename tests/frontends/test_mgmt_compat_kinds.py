@@ -41,6 +41,13 @@ def _graph(name: str, root: Path, dest: Path) -> Path:
     return dest
 
 
+def _run_in_root(name: str, tmp_path: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Run mgmt/NAME once with its paths under a fresh ``root``: (root, the run)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    return root, run_once(_graph(name, root, tmp_path / name), tmp_path / "state")
+
+
 def test_mgmt_account_spellings_fill_pymgmt_params(tmp_path: Path) -> None:
     text = (MGMT / "accounts_mgmt_spelling.yaml").read_text().replace(PLACEHOLDER, str(tmp_path))
     g = parse(text, "accounts.yaml")
@@ -70,10 +77,7 @@ def test_a_homedir_with_mgmts_trailing_slash_is_the_home_it_names() -> None:
 
 
 def test_mgmts_priority_spelling_logs_at_that_priority(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    graph = _graph("msg_mgmt.yaml", root, tmp_path / "msg.yaml")
-    proc = run_once(graph, tmp_path / "state")
+    root, proc = _run_in_root("msg_mgmt.yaml", tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert (root / "note").read_text() == "a change worth a message\n"
     (line,) = [ln for ln in proc.stderr.splitlines() if "Msg[msg1]" in ln]
@@ -83,14 +87,12 @@ def test_mgmts_priority_spelling_logs_at_that_priority(tmp_path: Path) -> None:
 
 
 def test_mgmts_frag1_builds_the_file_after_its_fragments(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    graph = _graph("fragments_frag1.yaml", root, tmp_path / "frag1.yaml")
-    proc = run_once(graph, tmp_path / "state")
+    root, proc = _run_in_root("fragments_frag1.yaml", tmp_path)
     assert proc.returncode == 2, proc.stderr
     want = "i am f1\ni am f2\ni am f3\ni am a bonus file\n"
     assert (root / "whole1").read_text() == want
-    assert run_once(graph, tmp_path / "state").returncode == 0
+    again = run_once(tmp_path / "fragments_frag1.yaml", tmp_path / "state")
+    assert again.returncode == 0, again.stderr
 
 
 @pytest.mark.parametrize(
