@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -228,6 +230,19 @@ def no_etcd_leaks(no_leaks: None, request: pytest.FixtureRequest) -> Iterator[No
 def prefix(tmp_path: Path) -> Path:
     """The agent's state directory (--prefix)."""
     return tmp_path / "state"
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory under /tmp that an unprivileged user (``nobody``) can reach and write to.
+
+    tmp_path is 0700 under a 0700 directory: a command run as another user
+    could not even reach it.
+    """
+    d = Path(tempfile.mkdtemp(prefix="pymgmt-shared-", dir="/tmp"))
+    d.chmod(0o1777)
+    yield d
+    shutil.rmtree(d)
 
 
 @pytest.fixture

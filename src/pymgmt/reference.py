@@ -61,6 +61,8 @@ class ParamDoc:
     secret: bool = False
     #: other spellings the graph file accepts for it
     aliases: tuple[str, ...] = ()
+    #: other spellings of its values the graph file accepts: spelling -> value
+    spellings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def required(self) -> bool:
@@ -138,7 +140,10 @@ def _param(f: dataclasses.Field[Any], tp: Any) -> ParamDoc:
     doc = f.metadata.get("doc", "")
     if aliases and doc:
         doc += "; also spelt " + ", ".join(f"``{a}``" for a in aliases)
-    return ParamDoc(f.name, tp, default, doc, f.metadata.get("secret", False), aliases)
+    spellings = dict(f.metadata.get("spellings", {}))
+    if spellings and doc:
+        doc += "; also " + ", ".join(f"``{k}`` for ``{v}``" for k, v in spellings.items())
+    return ParamDoc(f.name, tp, default, doc, f.metadata.get("secret", False), aliases, spellings)
 
 
 # -- words ------------------------------------------------------------------------------------
@@ -415,11 +420,25 @@ def _kind_schema(k: KindDoc) -> dict[str, Any]:
     }
     for p in k.params:
         props[p.name] = _param_schema(p)
+        if p.spellings:
+            props[p.name] = _with_spellings(props[p.name], list(p.spellings))
         for alias in p.aliases:
             other = {k: v for k, v in props[p.name].items() if k != "default"}
             props[alias] = {**other, "description": f"another spelling of {p.name}"}
     required = ["name", *(p.name for p in k.params if p.required)]
     return _described(k.summary, _strict_object(props, required))
+
+
+def _with_spellings(schema: dict[str, Any], spellings: list[str]) -> dict[str, Any]:
+    """`schema` with the other spellings of its values added to its enum."""
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], *spellings]}
+    return {
+        **schema,
+        "anyOf": [
+            *(dict(o, enum=[*o["enum"], *spellings]) if "enum" in o else o for o in schema["anyOf"])
+        ],
+    }
 
 
 def _meta_schema() -> dict[str, Any]:

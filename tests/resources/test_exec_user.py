@@ -11,11 +11,8 @@ import grp
 import os
 import pwd
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +24,6 @@ NOGROUP = grp.getgrgid(NOBODY.pw_gid).gr_name
 
 #: what the command reports: uid, gid, supplementary groups, HOME, USER, LOGNAME
 REPORT = 'echo "$(id -u) $(id -g) [$(id -G)] $HOME $USER $LOGNAME" > {out}'
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory under /tmp that the unprivileged user can reach and write to."""
-    d = Path(tempfile.mkdtemp(prefix="pymgmt-exec-user-", dir="/tmp"))
-    d.chmod(0o1777)
-    yield d
-    shutil.rmtree(d)
 
 
 def _run(tmp_path: Path, **res: Any) -> subprocess.CompletedProcess[str]:

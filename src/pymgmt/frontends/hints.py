@@ -39,6 +39,8 @@ _VALUES: dict[tuple[str, str], dict[str, str]] = {
     },
 }
 
+_KV_NOT_OFFERED = "mgmt's, not offered by pymgmt: `pydoc pymgmt.resources.kv` says why"
+
 #: (kind, field) -> hint, for fields pymgmt spells differently; kind "" = any kind
 _FIELDS: dict[tuple[str, str], str] = {
     ("", "ensure"): "did you mean 'state'? 'ensure' is Puppet's word for it",
@@ -47,7 +49,9 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
-    ("kv", "key"): "a kv's key is its name: write the key as 'name'",
+    ("kv", "skiplessthan"): _KV_NOT_OFFERED,
+    ("kv", "skipcmpstyle"): _KV_NOT_OFFERED,
+    ("kv", "mapped"): _KV_NOT_OFFERED,
     ("file", "context"): "did you mean 'vars'? a template's variables ('context' is Salt's)",
     ("file", "defaults"): "did you mean 'vars'? a template's variables ('defaults' is Salt's)",
     ("file", "variables"): "did you mean 'vars'?",
@@ -74,8 +78,19 @@ MGMT_ONLY_KINDS = frozenset(
 )
 
 
+#: mgmt-only kinds with a near relative in pymgmt: what to write instead
+_NEAR_KINDS = {
+    "print": (
+        "'print' is an mgmt resource kind that pymgmt does not implement; 'msg' logs its"
+        " 'body' on each refresh, as print does with 'refresh_only: true'"
+    ),
+}
+
+
 def kind_hint(kind: str) -> str | None:
     """For a kind mgmt has and pymgmt lacks: say that, not "did you mean"."""
+    if kind in _NEAR_KINDS:
+        return _NEAR_KINDS[kind]
     if kind in MGMT_ONLY_KINDS:
         return f"'{kind}' is an mgmt resource kind that pymgmt does not implement"
     return None

@@ -396,6 +396,7 @@ class _Builder:
         value_nodes: dict[str, yaml.Node] = {}
         wrong: set[str] = set()
         spelt = {k.value for k, _ in fields}
+        spelt_as: dict[str, str] = {}  # param -> the alias the entry wrote it as
         for k, v in fields:
             key = k.value
             if key == "name":
@@ -415,6 +416,7 @@ class _Builder:
                 key = self.spelling(k, key, cls.param_aliases[key], spelt)
                 if key is None:
                     continue
+                spelt_as[key] = k.value
             if key not in known:
                 self.error(
                     k,
@@ -425,6 +427,8 @@ class _Builder:
                 continue
             tp = cls.param_types[key]
             _, val = self.value(v, tp)
+            if isinstance(val, str):  # mgmt's `priority: Err` for pymgmt's `error`
+                val = cls.param_spellings.get(key, {}).get(val, val)
             if val is None and not _is_optional_field(tp):
                 continue  # `key:` with no value: keep the default, as mgmt does
             err = check_value(tp, val)
@@ -466,9 +470,10 @@ class _Builder:
         res = cls(name=name.removeprefix("@@") if exported else name, meta=meta, **values)
         for fname, msg in res.problems():
             habit = value_hint(kind, fname, getattr(res, fname, None))
-            self.error(value_nodes.get(fname, node), msg, field=fname, hint=habit)
+            where = value_nodes.get(fname, node)
+            self.error(where, msg, field=spelt_as.get(fname, fname), hint=habit)
         for fname, msg in res.warnings():
-            self.warn(value_nodes.get(fname, node), msg, field=fname)
+            self.warn(value_nodes.get(fname, node), msg, field=spelt_as.get(fname, fname))
         if len(self.errors) > before:
             self.refused.add(res.key)
             return None

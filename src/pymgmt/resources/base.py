@@ -43,7 +43,7 @@ import functools
 import logging
 import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform
@@ -70,6 +70,7 @@ def param(
     secret: bool = False,
     default_factory: Any = dataclasses.MISSING,
     aliases: tuple[str, ...] = (),
+    spellings: Mapping[str, str] | None = None,
 ) -> Any:
     """Declare a resource param: its default and the one line that documents it.
 
@@ -77,8 +78,10 @@ def param(
     ``aliases`` are other spellings the graph file accepts for it (Puppet's
     ``refreshonly`` for ``refresh_only``): a user's habit is understood, not
     refused, while the graph still holds one field under one name.
+    ``spellings`` does the same for values (mgmt's msg priority ``Err`` for
+    ``error``): other spelling -> the value it stands for.
     """
-    meta = {"doc": doc, "secret": secret, "aliases": aliases}
+    meta = {"doc": doc, "secret": secret, "aliases": aliases, "spellings": dict(spellings or {})}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -214,6 +217,8 @@ class Resource:
     param_types: ClassVar[dict[str, Any]] = {}
     #: Other spellings of params the graph file accepts: alias -> param name.
     param_aliases: ClassVar[dict[str, str]] = {}
+    #: Other spellings of values the graph file accepts: param -> {spelling: value}.
+    param_spellings: ClassVar[dict[str, dict[str, str]]] = {}
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
@@ -251,6 +256,11 @@ class Resource:
         cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
         cls.param_aliases = {
             a: f.name for f in cls.params_fields() for a in f.metadata.get("aliases", ())
+        }
+        cls.param_spellings = {
+            f.name: f.metadata["spellings"]
+            for f in cls.params_fields()
+            if f.metadata.get("spellings")
         }
         cls.secrets = frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
         if kind:

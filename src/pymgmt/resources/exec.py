@@ -107,11 +107,20 @@ resources:
     )
     state: str = param("", doc="accepted for mgmt's old examples; ignored")
 
+    def uids(self) -> list[UID]:
+        """Nothing: an exec provides no thing others name.
+
+        Declared all the same: AutoEdges take part only with both halves of
+        `traits.Edgeable`, and without it `wants` (its user and group first)
+        was never asked.
+        """
+        return []
+
     def wants(self) -> Generator[Want, bool, None]:
         """The account it runs as comes first, when the graph manages it."""
-        if self.user and not self.user.isdigit():
+        if self.user:  # a name or an id: a managed user or group provides both
             yield Want((UID("user", self.user),))
-        if self.group and not self.group.isdigit():
+        if self.group:
             yield Want((UID("group", self.group),))
 
     def problems(self) -> list[tuple[str, str]]:

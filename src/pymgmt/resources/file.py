@@ -281,9 +281,9 @@ edges:
         if self.fragments is not None:  # and so are managed fragments
             yield from filefragments.wants(self.fragments)
         if self.state != "absent":  # its owner and group, when the graph makes them
-            if self.owner is not None and not self.owner.isdigit():
+            if self.owner is not None:  # a name or an id: a user or group has both
                 yield Want((UID("user", self.owner),))
-            if self.group is not None and not self.group.isdigit():
+            if self.group is not None:
                 yield Want((UID("group", self.group),))
         parts = [p for p in self.target.split("/") if p]
         for depth in range(len(parts) - 1, -1, -1):

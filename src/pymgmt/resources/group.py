@@ -56,7 +56,14 @@ resources:
         return [self.name]
 
     def uids(self) -> list[UID]:
-        return [UID("group", self.name)]
+        """Its name and, when managed, its gid: a user, file or exec naming either comes after.
+
+        mgmt's user ``gid: 100`` finds its group by number (mgmt's GroupUID
+        matches on gid as on name); a name is never all digits, so the two
+        cannot be confused.
+        """
+        own = [UID("group", self.name)]
+        return own if self.gid is None else [*own, UID("group", str(self.gid))]
 
     def wants(self) -> Generator[Want, bool, None]:
         """Nothing: a group only provides (users and files that name it come after it)."""

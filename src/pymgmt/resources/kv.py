@@ -32,10 +32,14 @@ Not taken from mgmt, and why:
   so in an issue.
 * ``mapped`` (one value per host under the key): nothing in pymgmt reads
   such a per-host pool yet (mgmt's ``kvlookup`` is a language function).
-* ``key``: the name is the key (mgmt's default when ``key`` is unset);
-  ``key`` is the engine's own word for a vertex's (kind, name) identity,
-  and a second spelling of one key would only let two names fight over it.
 * mgmt's kv sends nothing over Send/Recv, and neither does this one.
+
+mgmt's ``key`` (the key, when it is not the name) is accepted: mgmt's own
+examples name a kv ``kv1`` and set ``key: hello``. The param is called
+``key_name`` here because ``key`` is the engine's word for a vertex's
+(kind, name) identity; ``key:`` in a graph fills it. Two kv resources
+holding one key are refused like two files with one path (`manages`),
+so two names never fight over it.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from .base import CONVERGED, Change, Context, Plan, Resource, param
 class KeyValue(Resource, kind="kv"):
     """A key in the cluster's etcd holds ``value``, or is absent when unset.
 
-    The name is the key (a name or an a/b/c path), stored under pymgmt's
+    The name is the key (a name or an a/b/c path; ``key`` names another), stored under pymgmt's
     own prefix ``/_pymgmt/kv/``. A change by another host or by ``etcdctl`` is
     seen by a watch and repaired. Without a cluster the key lives in the
     agent's memory only.
@@ -78,14 +82,22 @@ edges:
     binary_params: ClassVar[frozenset[str]] = frozenset({"value"})
 
     value: str | None = param(None, doc="the value to store (UTF-8); unset: the key is deleted")
+    key_name: str | None = param(
+        None, doc="the key, when it is not the resource's name (mgmt's key)", aliases=("key",)
+    )
 
     @property
     def full_key(self) -> str:
-        return keys.kv(self.name)
+        return keys.kv(self.stored_as)
+
+    @property
+    def stored_as(self) -> str:
+        """The key as the user spelt it: ``key``, or else the name (mgmt's default)."""
+        return self.name if self.key_name is None else self.key_name
 
     def problems(self) -> list[tuple[str, str]]:
-        if bad := kv_key_problem(self.name):
-            return [("name", bad)]
+        if bad := kv_key_problem(self.stored_as):
+            return [("name" if self.key_name is None else "key_name", bad)]
         return []
 
     def manages(self) -> list[str]:

@@ -8,21 +8,46 @@ secret is redacted like any other.
 
 A message changes nothing on the system: the resource is always converged,
 and logging it is not a change (a converged run still exits 0).
+
+mgmt's graphs run unchanged: its priorities (``Err``, ``Notice``...) are
+accepted for pymgmt's (syslog's emerg, alert and crit are logged as
+errors, the highest priority pymgmt's log has). ``journal`` and
+``syslog`` are accepted and change nothing: the line already is a
+journald entry under systemd, and mgmt's syslog output is itself a
+to-do. ``fields`` (extra journal fields) are checked as mgmt does and
+then ignored aloud: a line on stderr carries none.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Literal
 
+from ..report.logs import NOTICE
 from .base import CONVERGED, Plan, Resource, param
 
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
+    "notice": NOTICE,
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+#: mgmt's priorities (its Validate's words) -> pymgmt's
+_MGMT_PRIORITIES = {
+    "Emerg": "error",
+    "Alert": "error",
+    "Crit": "error",
+    "Err": "error",
+    "Warning": "warning",
+    "Notice": "notice",
+    "Info": "info",
+    "Debug": "debug",
+}
+#: a journal field name as mgmt accepts one (and journald: no leading '_')
+_FIELD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
+_FIELD_RULE = "letters, digits and '_', which may not come first"
 
 
 class Msg(Resource, kind="msg"):
@@ -51,9 +76,30 @@ edges:
 """
 
     body: str = param("", doc="the message; empty: the resource's name")
-    priority: Literal["debug", "info", "warning", "error"] = param(
-        "info", doc="the log level (journald priority under systemd)"
+    priority: Literal["debug", "info", "notice", "warning", "error"] = param(
+        "info",
+        doc="the log level (journald priority under systemd)",
+        spellings=_MGMT_PRIORITIES,
     )
+    journal: bool = param(
+        False, doc="mgmt's: send to the journal; pymgmt's line already is one under systemd"
+    )
+    syslog: bool = param(False, doc="mgmt's: send to syslog; a no-op, in mgmt too")
+    fields: dict[str, str] = param(
+        default_factory=dict, doc="mgmt's extra journal fields: checked, then ignored"
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [
+            ("fields", f"not a journal field name ({_FIELD_RULE}): {name!r}")
+            for name in self.fields
+            if not _FIELD_NAME.fullmatch(name)
+        ]
+
+    def warnings(self) -> list[tuple[str, str]]:
+        if self.fields:
+            return [("fields", "ignored: pymgmt's log lines carry no extra journal fields")]
+        return []
 
     def refresh(self) -> None:
         self.ctx.log.log(_LEVELS[self.priority], "%s", self.body or self.name)

@@ -55,7 +55,16 @@ resources:
 
     state: Literal["exists", "absent"] = param("exists", doc="exists, or absent (removed)")
     uid: int | None = param(None, doc="the user id; unset: not managed")
-    group: str | None = param(None, doc="the primary group, a name or gid; unset: not managed")
+    allow_duplicate_uid: bool = param(
+        False,
+        doc="let uid be one another user has too (useradd/usermod --non-unique)",
+        aliases=("allowduplicateuid",),
+    )
+    group: str | None = param(
+        None,
+        doc="the primary group, a name or gid; unset: not managed",
+        aliases=("gid",),
+    )
     groups: list[str] | None = param(
         None, doc="the supplementary groups (names); unset: not managed"
     )
@@ -64,7 +73,12 @@ resources:
         doc="exact: the user is in no other supplementary group; minimum: in at least"
         " these, others left (Puppet's default)",
     )
-    home: str | None = param(None, doc="the home directory (not created here); unset: not managed")
+    home: str | None = param(
+        None,
+        doc="the home directory (not created here; a trailing '/' is the same directory);"
+        " unset: not managed",
+        aliases=("homedir",),
+    )
     shell: str | None = param(None, doc="the login shell; unset: not managed")
     comment: str | None = param(None, doc="the GECOS field, e.g. a full name; unset: not managed")
     system: bool = param(
@@ -105,13 +119,15 @@ resources:
     # -- AutoEdges: the groups it is in come first ---------------------------------
 
     def uids(self) -> list[UID]:
-        return [UID("user", self.name)]
+        """Its login and, when managed, its uid (a name is never all digits)."""
+        own = [UID("user", self.name)]
+        return own if self.uid is None else [*own, UID("user", str(self.uid))]
 
     def wants(self) -> Generator[Want, bool, None]:
         if self.state == "absent":
             return
-        names = [self.group] if self.group is not None and not self.group.isdigit() else []
-        for g in [*names, *(self.groups or ())]:
+        primary = [] if self.group is None else [self.group]  # a name or a gid
+        for g in [*primary, *(self.groups or ())]:
             yield Want((UID("group", g),))
 
     # -- watch / check / apply -----------------------------------------------------
@@ -135,7 +151,7 @@ resources:
                 ("uid", have.uid, self.uid),
                 ("group", have.gid, self._gid()),
                 ("groups", have.groups, self._groups_wanted(have.groups)),
-                ("home", have.home, self.home),
+                ("home", have.home, _same_home(have.home, self.home)),
                 ("shell", have.shell, self.shell),
                 ("comment", have.comment, self.comment),
             )
@@ -168,9 +184,12 @@ resources:
             argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
             if self.system:
                 argv.append("--system")
+            if self.allow_duplicate_uid and self.uid is not None:
+                argv.append("--non-unique")
             await accounts.run_tool([*argv, "--", self.name])
         else:
-            await accounts.run_tool(["usermod", *self._options(fields), "--", self.name])
+            dup = ["--non-unique"] if self.allow_duplicate_uid and "uid" in fields else []
+            await accounts.run_tool(["usermod", *dup, *self._options(fields), "--", self.name])
 
     def _options(self, fields: set[str] | frozenset[str]) -> list[str]:
         """The tools' options for the managed params among `fields` (-d: both tools' home)."""
@@ -194,6 +213,13 @@ resources:
             return list(self.groups)
         have = _Account.lookup(self.name)
         return self._groups_wanted([] if have is None else have.groups)
+
+
+def _same_home(have: str, want: str | None) -> str | None:
+    """`want`, or `have` when they name one directory (mgmt writes homedir with a trailing '/')."""
+    if want is not None and want.rstrip("/") == have.rstrip("/") and have:
+        return have
+    return want
 
 
 #: every param of the account itself
