@@ -253,6 +253,24 @@ def managed(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Each test starts with the secrets the process had before it, and leaves them so.
+
+    The redaction registry is process-wide on purpose (a secret once seen is
+    hidden everywhere): a test that receives ``"x"`` as a secret in-process
+    would otherwise redact every later test's "x".
+    """
+    from pymgmt import redaction
+
+    values, pattern = set(redaction._values), redaction._pattern
+    yield
+    with redaction._lock:
+        redaction._values.clear()
+        redaction._values.update(values)
+        redaction._pattern = pattern
+
+
 @pytest.fixture
 def private_etc(tmp_path: Path) -> Path:
     """A private copy of the machine's /etc, for `helpers.etc_wrapper`."""
