@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -235,6 +236,14 @@ def managed(tmp_path: Path) -> Path:
     d = tmp_path / "m"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def private_etc(tmp_path: Path) -> Path:
+    """A private copy of the machine's /etc, for `helpers.etc_wrapper`."""
+    copy = tmp_path / "etc"
+    subprocess.run(["cp", "-a", "/etc", str(copy)], check=True)
+    return copy
 
 
 @pytest.fixture

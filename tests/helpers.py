@@ -115,6 +115,23 @@ class EventLog:
             if getattr(e, "vertex", None) == vertex and getattr(e, "applied", False)
         )
 
+    def checks(self, vertex: str) -> list[Any]:
+        """The `Checked` events of `vertex`, in order."""
+        from pymgmt.report.events import Checked
+
+        return [e for e in self.events if isinstance(e, Checked) and e.vertex == vertex]
+
+
+class GraphQueue:
+    """A frontend the test feeds graphs (or input errors) to, one at a time."""
+
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def graphs(self, hub: Any) -> Any:
+        while True:
+            yield await self.q.get()
+
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace `path` as an editor does: write a temporary file, rename it over."""
@@ -229,6 +246,32 @@ def graph_doc(
     return doc
 
 
+def files_graph(tmp_path: Path, name: str, *files: dict[str, Any]) -> Path:
+    """`tmp_path`/graph.yaml: a graph of file resources only."""
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, graph_doc(name, files=list(files)))
+    return graph
+
+
+def bytes_or_none(path: Path) -> bytes | None:
+    """A file's bytes; None while it is missing."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def sendrecv_edge(name: str, src: str, dst: str, send: str, recv: str) -> dict[str, Any]:
+    """A Send/Recv edge of an mgmt YAML document; `src` and `dst` are "kind:name"."""
+    return {
+        "name": name,
+        "from": dict(zip(("kind", "name"), src.split(":", 1), strict=True)),
+        "to": dict(zip(("kind", "name"), dst.split(":", 1), strict=True)),
+        "send": send,
+        "recv": recv,
+    }
+
+
 def dump(doc: dict[str, Any]) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1 << 20)
 
@@ -273,6 +316,34 @@ def checked(
         )
 
     return match
+
+
+def see_drift_repaired(
+    agent: Agent,
+    vertex: str,
+    path: Path,
+    want: bytes,
+    sentinel: Path,
+    *,
+    repairs: int = 1,
+    in_place: bool = False,
+) -> None:
+    """Edit `path` behind `agent`'s back, see it put back to `want` as drift, stop
+    the agent, and check its recap counts `repairs` repairs in all.
+
+    `in_place`: rewrite the file itself, with no temporary file beside it (in a
+    purged tree, an editor's temporary file is itself drift, and purged).
+    """
+    since = agent.mark()
+    edit = write_in_place if in_place else write_atomic
+    edit(path, "edited behind the agent's back\n")
+
+    wait_for(lambda: bytes_or_none(path) == want, what=f"{path} to be repaired")
+    i = agent.wait_event(checked(vertex, applied=True), since=since, what="the repair")
+    assert agent.events[i]["drift"], agent.events[i]
+    agent.barrier(sentinel)
+    assert agent.stop() == 0
+    assert agent.recap()["resources"][vertex]["repaired"] == repairs
 
 
 def event(name: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
@@ -524,6 +595,34 @@ class Agent:
         self._pull(0)
         assert self.events and self.events[-1].get("event") == "recap", self.describe()
         return self.events[-1]
+
+
+#: runs the rest of the argv with the directory $0 bound over /etc, in a new mount namespace
+_BIND_ETC = 'mount --bind "$0" /etc && exec "$@"'
+
+
+def etc_wrapper(etc: Path) -> list[str]:
+    """The argv prefix that runs a command with the private /etc copy `etc` as its /etc.
+
+    A new mount namespace, so useradd and the C library's lookups inside it
+    see the copy, and the machine's own accounts are never touched.
+    """
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _BIND_ETC]
+
+
+def etc_entries(etc: Path, name: str) -> dict[str, list[str]]:
+    """The lines of etc/<name> (passwd, group), as fields by first field."""
+    out: dict[str, list[str]] = {}
+    for line in (etc / name).read_text().splitlines():
+        fields = line.split(":")
+        out[fields[0]] = fields
+    return out
+
+
+def in_mounts_of(pid: int, *argv: str) -> None:
+    """Run argv in the mount namespace of process `pid` (drift made where the agent looks)."""
+    ns = ["nsenter", "--target", str(pid), "--mount", "--"]
+    subprocess.run([*ns, *argv], check=True, capture_output=True)
 
 
 def pid_alive(pid: int) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import event, json_lines, run_once, write_atomic
+from helpers import event, json_lines, run_once, sendrecv_edge, write_atomic
 
 from pymgmt import redaction
 from pymgmt.fsutil import state_name
@@ -102,15 +102,7 @@ def _planted(tmp_path: Path, secret: str, *, shell: str) -> tuple[Path, Path]:
             ],
             "exec": [{"name": "use-it", "cmd": "true", "shell": shell}],
         },
-        "edges": [
-            {
-                "name": "e1",
-                "from": {"kind": "password", "name": "pw"},
-                "to": {"kind": "exec", "name": "use-it"},
-                "send": "password",
-                "recv": "cmd",
-            }
-        ],
+        "edges": [sendrecv_edge("e1", "password:pw", "exec:use-it", "password", "cmd")],
     }
     graph = tmp_path / "graph.yaml"
     graph.write_text(yaml.safe_dump(doc))

@@ -132,6 +132,49 @@ def _load_openat2() -> Callable[[str], int] | None:
 _openat2 = _load_openat2()
 
 
+def open_dir_in(root: str, path: str, *, create: int | None = None) -> int:
+    """`open_dir` of absolute `path` as seen inside `root` (another system's ``/``).
+
+    `root` ``/`` is plain `open_dir`. Any other root is opened as given,
+    following what it is (``/proc/PID/root`` of a container is a magic
+    link the kernel resolves into the container's tree): it is the
+    operator's choice, like the bus address that goes with it. Below it no
+    symlink is followed at all, since one inside that tree would be
+    resolved against this host's ``/``, not the container's; missing
+    components are made with `create` when given.
+    """
+    if root == "/":
+        return open_dir(path, create=create)
+    below = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in (p for p in path.split("/") if p and p != "."):
+            where = f"{root.rstrip('/')}{path}"
+            if name == "..":
+                raise UnsafePathError(f"refusing '..' in {where}")
+            try:
+                nfd = os.open(name, below, dir_fd=fd)
+            except FileNotFoundError:
+                if create is None:
+                    raise FileNotFoundError(
+                        errno.ENOENT, os.strerror(errno.ENOENT), where
+                    ) from None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, create, dir_fd=fd)
+                nfd = os.open(name, below, dir_fd=fd)
+            except NotADirectoryError:
+                raise UnsafePathError(
+                    f"refusing {where}: {name!r} is a symlink or not a directory (below "
+                    f"{root} no symlink is followed)"
+                ) from None
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextlib.contextmanager
 def opened_dir(path: str, *, create: int | None = None) -> Iterator[int]:
     """`open_dir` as a context manager that closes the fd."""

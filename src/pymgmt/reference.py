@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from .frontends.yamlbuild import COLLECT_KEYS, COLLECTABLE, EDGE_KEYS, TOP_KEYS
 from .metaparams import MetaParams
-from .resources.base import Resource, shipped_kinds
+from .resources.base import Resource, param_default, shipped_kinds
 from .types import describe, unwrap_optional
 
 #: what the two keys every resource has mean
@@ -59,6 +59,8 @@ class ParamDoc:
     default: Any
     doc: str
     secret: bool = False
+    #: other spellings the graph file accepts for it
+    aliases: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -131,13 +133,12 @@ def missing_docs(classes: list[type[Resource]] | None = None) -> list[str]:
 
 
 def _param(f: dataclasses.Field[Any], tp: Any) -> ParamDoc:
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        default = dataclasses.MISSING
-    return ParamDoc(f.name, tp, default, f.metadata.get("doc", ""), f.metadata.get("secret", False))
+    default = param_default(f)
+    aliases = tuple(f.metadata.get("aliases", ()))
+    doc = f.metadata.get("doc", "")
+    if aliases and doc:
+        doc += "; also spelt " + ", ".join(f"``{a}``" for a in aliases)
+    return ParamDoc(f.name, tp, default, doc, f.metadata.get("secret", False), aliases)
 
 
 # -- words ------------------------------------------------------------------------------------
@@ -414,6 +415,9 @@ def _kind_schema(k: KindDoc) -> dict[str, Any]:
     }
     for p in k.params:
         props[p.name] = _param_schema(p)
+        for alias in p.aliases:
+            other = {k: v for k, v in props[p.name].items() if k != "default"}
+            props[alias] = {**other, "description": f"another spelling of {p.name}"}
     required = ["name", *(p.name for p in k.params if p.required)]
     return _described(k.summary, _strict_object(props, required))
 

@@ -9,46 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from helpers import pid_alive, run_async, until
+from helpers import EventLog, GraphQueue, pid_alive, run_async, until
 
 from pymgmt import Exec, File, GraphBuilder
 from pymgmt.engine.engine import Engine
 from pymgmt.errors import InputError, InputErrors
 from pymgmt.frontends import api
 from pymgmt.graph.model import Graph
-from pymgmt.report.events import Checked, Event, Failed, GraphSwapped
+from pymgmt.report.events import Checked, Failed, GraphSwapped
 from pymgmt.resources.base import CONVERGED, Change, Context, Plan, Resource
 from pymgmt.world.local import LocalWorld
 
 
-class _Events:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def checks(self, vertex: str) -> list[Checked]:
-        return [e for e in self.events if isinstance(e, Checked) and e.vertex == vertex]
-
-
-class _Queue:
-    """A frontend the test feeds graphs (or errors) to, one at a time."""
-
-    def __init__(self) -> None:
-        self.q: asyncio.Queue[Graph[Resource] | InputError] = asyncio.Queue()
-
-    async def graphs(self, hub: Any) -> AsyncIterator[Graph[Resource] | InputError]:
-        while True:
-            yield await self.q.get()
-
-
-def _engine(tmp_path: Path, sink: _Events, **kw: Any) -> Engine:
+def _engine(tmp_path: Path, sink: EventLog, **kw: Any) -> Engine:
     return Engine(world=LocalWorld("test"), reporter=sink, state_dir=tmp_path / "state", **kw)
 
 
@@ -107,14 +84,14 @@ def test_cancelling_a_run_kills_its_running_command(tmp_path):
 
 
 def test_stopping_the_engine_ends_every_task_and_watch(tmp_path):
-    sink = _Events()
+    sink = EventLog()
     g = GraphBuilder("stop")
     g.add(File(name="f", path=str(tmp_path / "f"), content="x"))
     g.add(Exec(name="w", cmd="true", watchcmd="sleep 60"))
 
     async def scenario() -> None:
         engine = _engine(tmp_path, sink)
-        front = _Queue()
+        front = GraphQueue()
         front.q.put_nowait(g.build())
         task = asyncio.create_task(engine.run(front))
         await until(lambda: len(sink.checks("File[f]")) >= 1 and sink.checks("Exec[w]"), "checks")
@@ -127,7 +104,7 @@ def test_stopping_the_engine_ends_every_task_and_watch(tmp_path):
     assert (tmp_path / "f").read_text() == "x"
 
 
-async def _barrier(engine: Engine, sink: _Events, sentinel: Path) -> None:
+async def _barrier(engine: Engine, sink: EventLog, sentinel: Path) -> None:
     """Return once every inotify event from before the call has been handled.
 
     ``converger.busy == 0`` is no barrier: the echo of a vertex's own first
@@ -145,7 +122,7 @@ async def _barrier(engine: Engine, sink: _Events, sentinel: Path) -> None:
 
 
 def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
-    sink = _Events()
+    sink = EventLog()
 
     sentinel = tmp_path / "sentinel"
 
@@ -162,7 +139,7 @@ def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
 
     async def scenario() -> None:
         engine = _engine(tmp_path, sink)
-        front = _Queue()
+        front = GraphQueue()
         task = asyncio.create_task(engine.run(front))
         front.q.put_nowait(graph("one", extra=False))
         await until(lambda: len(engine.workers) == 4, "start")
@@ -195,11 +172,11 @@ def test_changeover_keeps_the_worker_of_an_unchanged_vertex(tmp_path):
 
 
 def test_an_invalid_first_graph_raises_and_leaves_nothing_running(tmp_path):
-    sink = _Events()
+    sink = EventLog()
 
     async def scenario() -> None:
         engine = _engine(tmp_path, sink, converged_timeout=0)
-        front = _Queue()
+        front = GraphQueue()
         front.q.put_nowait(InputError("broken on purpose"))
         with pytest.raises(InputError, match="broken on purpose"):
             await engine.run(front)

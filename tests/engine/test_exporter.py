@@ -207,3 +207,20 @@ def test_a_swap_does_not_wait_out_a_partition_and_the_last_exports_go_out_after_
         assert await _published(world) == {"a/file/f1": "File[f1]", "a/file/f2": "File[f2]"}
 
     run_async(main())
+
+
+def test_an_exported_template_is_rendered_here_and_published_as_content() -> None:
+    """Issue 15: the collecting host runs no template; the exporting host renders it."""
+
+    async def main() -> None:
+        world = LocalWorld("a")
+        exporter = Exporter(ResWorld(world), [].append)
+        f = File(name="motd", path="/tmp/motd", template="hello {{ who }}\n", vars={"who": "b"})
+        await exporter.graph_swapped(_graph(f, exported=("motd",)))
+        (kv,) = (await world.get_prefix(PREFIX))[0]
+        got = decode(kv.value)
+        assert isinstance(got, File)
+        assert (got.content, got.template, got.vars) == ("hello b\n", None, {})
+        assert f.template is not None  # the running resource is left as declared
+
+    run_async(main())

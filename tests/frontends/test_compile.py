@@ -177,3 +177,49 @@ def test_an_exported_twin_merged_into_another_keeps_it_exported() -> None:
     assert list(out.graph.vertices) == [("file", "a")]
     assert out.graph.exported == {("file", "a")}
     assert len(out.graph.warnings) == 1
+
+
+# -- Send/Recv into one template var (issue 15) -------------------------------------------
+
+
+def _vars_graph(vars: dict[str, str]) -> Graph[Resource]:
+    graph: Graph[Resource] = Graph(name="t")
+    graph.add(Password(name="pw"))
+    graph.add(File(name="/nonexistent/t", template="{{ user }} {{ pw }}\n", vars=vars))
+    graph.connect(
+        Edge(
+            ("password", "pw"), ("file", "/nonexistent/t"), "e", False, None, "password", "vars.pw"
+        )
+    )
+    return graph
+
+
+def test_a_var_received_from_a_secret_is_marked_and_taints_all_of_vars_and_the_content() -> None:
+    f = compile_graph(_vars_graph({"user": "app"})).graph.vertices[("file", "/nonexistent/t")]
+    assert f.recv_fields == frozenset({"vars.pw"})
+    assert f.tainted == frozenset({"vars.pw", "vars"})
+    assert f.is_secret("vars") and f.is_secret("content") and not f.is_secret("template")
+    assert f.redact("vars", f.vars) == "<redacted>"
+
+
+def test_a_received_var_is_no_difference_to_changeover_but_an_edited_var_is() -> None:
+    running = compile_graph(_vars_graph({"user": "app"})).graph.vertices[("file", "/nonexistent/t")]
+    declared = running.vars
+    running.receive({"vars.pw": "s3cret"}, frozenset({"vars.pw"}))
+    assert running.vars == {"user": "app", "pw": "s3cret"}
+    assert declared == {"user": "app"}  # a copy was made: the graph's dict is unchanged
+    assert running.params()["vars"] == {"user": "app"}
+    same = compile_graph(_vars_graph({"user": "app"})).graph.vertices[("file", "/nonexistent/t")]
+    assert running.same_as(same) and same.same_as(running)
+    edited = compile_graph(_vars_graph({"user": "web"})).graph.vertices[("file", "/nonexistent/t")]
+    assert not running.same_as(edited)
+    # a var given in the graph under the received name is overridden, and ignored alike
+    shadow = compile_graph(_vars_graph({"user": "app", "pw": "placeholder"}))
+    assert running.same_as(shadow.graph.vertices[("file", "/nonexistent/t")])
+
+
+def test_the_holds_of_a_received_var_is_its_key() -> None:
+    f = compile_graph(_vars_graph({"user": "app"})).graph.vertices[("file", "/nonexistent/t")]
+    assert f.holds("vars.pw") is None and f.holds("vars") == {"user": "app"}
+    f.receive({"vars.pw": "x"}, frozenset({"vars.pw"}))
+    assert f.holds("vars.pw") == "x"

@@ -46,6 +46,7 @@ def _graphs(draw: st.DrawFn) -> Graph[Resource]:
             File(
                 name=path,
                 source=draw(st.none() | _paths()),
+                fragments=draw(st.none() | st.lists(_paths(), max_size=2)),
                 owner=draw(st.sampled_from([None, None, "bob", "0"])),
                 group=draw(st.sampled_from([None, None, "staff", "10"])),
                 state=draw(st.sampled_from(["exists", "exists", "absent"])),

@@ -14,22 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_graph
-
-#: runs the rest of the argv with the directory $0 bound over /etc, in a new mount namespace
-BIND_ETC = 'mount --bind "$0" /etc && exec "$@"'
+from helpers import (
+    PYMGMT,
+    checked,
+    etc_entries,
+    etc_wrapper,
+    in_mounts_of,
+    json_lines,
+    recap_of,
+    wait_for,
+    write_graph,
+)
 
 
 @pytest.fixture
-def etc(tmp_path: Path) -> Path:
-    """A private copy of the machine's /etc."""
-    copy = tmp_path / "etc"
-    subprocess.run(["cp", "-a", "/etc", str(copy)], check=True)
-    return copy
+def etc(private_etc: Path) -> Path:
+    return private_etc
 
 
 def wrapper(etc: Path) -> list[str]:
-    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", BIND_ETC]
+    return etc_wrapper(etc)
 
 
 def run(etc: Path, tmp_path: Path, graph: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,12 +43,7 @@ def run(etc: Path, tmp_path: Path, graph: Path, *args: str) -> subprocess.Comple
 
 
 def entries(etc: Path, name: str) -> dict[str, list[str]]:
-    """The lines of etc/<name> (passwd, group), as fields by first field."""
-    out: dict[str, list[str]] = {}
-    for line in (etc / name).read_text().splitlines():
-        fields = line.split(":")
-        out[fields[0]] = fields
-    return out
+    return etc_entries(etc, name)
 
 
 def graph(tmp_path: Path, **kinds: list[dict[str, Any]]) -> Path:
@@ -125,8 +124,7 @@ def test_accounts_changed_behind_the_agents_back_are_repaired(agent, tmp_path, e
     wait_for(lambda: "drifty" in entries(etc, "passwd"), what="the user to be made")
 
     def inside(*argv: str) -> None:
-        ns = ["nsenter", "--target", str(a.proc.pid), "--mount", "--"]
-        subprocess.run([*ns, *argv], check=True, capture_output=True)
+        in_mounts_of(a.proc.pid, *argv)
 
     since = a.mark()
     inside("userdel", "drifty")

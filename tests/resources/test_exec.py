@@ -174,11 +174,12 @@ def test_ifcmd_and_nifcmd_decide_whether_the_command_runs(tmp_path, guard, flag,
     assert recap_of(proc)["resources"]["Exec[i]"]["outcome"] == ("changed" if runs else "unchanged")
 
 
-def _refreshonly_graph(tmp_path: Path, managed: Path, content: str, log: Path) -> Path:
+def _refresh_graph(tmp_path: Path, managed: Path, content: str, log: Path, **extra: Any) -> Path:
+    """A file that notifies a refresh-only exec; `extra` are more exec params."""
     doc = graph_doc(
-        "refreshonly",
+        "refresh-only",
         files=[{"name": str(managed / "conf"), "content": content}],
-        execs=[_logging_exec("reload", log, refreshonly=True)],
+        execs=[_logging_exec("reload", log, **{"refresh_only": True, **extra})],
     )
     doc["edges"] = [
         {
@@ -193,30 +194,90 @@ def _refreshonly_graph(tmp_path: Path, managed: Path, content: str, log: Path) -
     return graph
 
 
-def test_refreshonly_runs_only_on_a_refresh(tmp_path, managed):
-    """Puppet's refreshonly: not at the start; once per change of what notifies it."""
+@pytest.mark.parametrize("spelling", ["refresh_only", "refreshonly"])
+def test_refresh_only_runs_only_on_a_refresh(tmp_path, managed, spelling):
+    """Not at the start, not on a converged run; once per change of what notifies it.
+
+    ``refreshonly`` (Puppet's spelling) is the same param.
+    """
     log = tmp_path / "log"
-    graph = _refreshonly_graph(tmp_path, managed, "one\n", log)
-    first = run_once(graph, tmp_path / "state", "--json")
+
+    def graph(content: str) -> Path:
+        path = _refresh_graph(tmp_path, managed, content, log)
+        if spelling != "refresh_only":
+            path.write_text(path.read_text().replace("refresh_only:", f"{spelling}:"))
+            assert f"{spelling}: true" in path.read_text()
+        return path
+
+    first = run_once(graph("one\n"), tmp_path / "state", "--json")
     assert first.returncode == 2, first.stderr
     assert len(_lines(log)) == 1  # the file changed, and notified it
-    again = run_once(graph, tmp_path / "state", "--json")
+    again = run_once(graph("one\n"), tmp_path / "state", "--json")
     assert again.returncode == 0, again.stderr
     assert len(_lines(log)) == 1  # nothing changed: no refresh, no run
     assert recap_of(again)["resources"]["Exec[reload]"]["outcome"] == "unchanged"
-    graph = _refreshonly_graph(tmp_path, managed, "two\n", log)
-    third = run_once(graph, tmp_path / "state", "--json")
+    third = run_once(graph("two\n"), tmp_path / "state", "--json")
     assert third.returncode == 2, third.stderr
     assert len(_lines(log)) == 2
 
 
-def test_refreshonly_with_a_schedule_is_refused(tmp_path):
-    graph = _graph(tmp_path, _logging_exec("r", tmp_path / "log", refreshonly=True, pollint=5))
+def test_refresh_only_alone_never_runs(tmp_path):
+    """Nothing notifies it: a run-once converges at once, exit 0, nothing run."""
+    log = tmp_path / "log"
+    graph = _graph(tmp_path, _logging_exec("r", log, refresh_only=True))
+    proc = run_once(graph, tmp_path / "state", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert not log.exists()
+    assert recap_of(proc)["resources"]["Exec[r]"]["outcome"] == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("guard", "passes", "runs"),
+    [
+        ("creates", True, 0),  # the path exists: the refresh runs nothing
+        ("creates", False, 1),
+        ("ifcmd", True, 1),
+        ("ifcmd", False, 0),  # ifcmd fails: the refresh runs nothing
+        ("nifcmd", True, 0),  # nifcmd succeeds: the refresh runs nothing
+        ("nifcmd", False, 1),
+    ],
+)
+def test_a_refresh_checks_the_guards_first(tmp_path, managed, guard, passes, runs):
+    """A refresh asks for a run, as Puppet's does: creates/ifcmd/nifcmd still decide it."""
+    log, flag = tmp_path / "log", tmp_path / "flag"
+    if passes:
+        flag.touch()
+    value = str(flag) if guard == "creates" else f"test -e {_q(flag)}"
+    graph = _refresh_graph(tmp_path, managed, "one\n", log, **{guard: value})
+    proc = run_once(graph, tmp_path / "state", "--json")
+    assert proc.returncode == 2, proc.stderr  # the file itself changed
+    assert len(_lines(log)) == runs
+    outcome = recap_of(proc)["resources"]["Exec[reload]"]["outcome"]
+    assert outcome == ("changed" if runs else "unchanged")
+    again = run_once(graph, tmp_path / "state", "--json")  # the refresh was used up
+    assert again.returncode == 0, again.stderr
+    assert len(_lines(log)) == runs
+
+
+def test_refresh_only_spelt_twice_is_refused(tmp_path):
+    graph = _graph(
+        tmp_path, _logging_exec("r", tmp_path / "log", refresh_only=True, refreshonly=True)
+    )
+    proc = subprocess.run(
+        [*PYMGMT, "validate", str(graph)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "'refreshonly' is another spelling of 'refresh_only', which is given too" in proc.stderr
+    assert not (tmp_path / "log").exists()
+
+
+def test_refresh_only_with_a_schedule_is_refused(tmp_path):
+    graph = _graph(tmp_path, _logging_exec("r", tmp_path / "log", refresh_only=True, pollint=5))
     proc = subprocess.run(
         [*PYMGMT, "validate", str(graph)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 1
-    assert "pollint: never runs cmd with refreshonly: only a refresh does" in proc.stderr
+    assert "pollint: never runs cmd with refresh_only: only a refresh does" in proc.stderr
 
 
 @pytest.mark.slow

@@ -60,3 +60,35 @@ def test_a_created_file_shows_as_one_hunk_of_additions():
     assert _unified("/etc/motd", None, b"hello\nworld\n", None) == (
         "--- /dev/null\n+++ /etc/motd\n@@ -0,0 +1,2 @@\n+hello\n+world\n"
     )
+
+
+def test_show_diff_false_shows_checksums_and_never_the_lines(tmp_path):
+    """Puppet's show_diff: a copied key's change is named, its lines are not shown."""
+    from helpers import files_graph, json_lines, run_once
+
+    secret_line = "-----BEGIN PRIVATE KEY----- 5ecr3t"
+    src, dst = tmp_path / "src.key", tmp_path / "dst.key"
+    src.write_text(secret_line + "\n")
+    dst.write_text("old line\n")
+    quiet = {"name": str(dst), "source": str(src), "mode": "0600", "show_diff": False}
+    for args in (("--json", "-v"), ("-v",), ("--noop", "-v"), ("--noop", "--json", "-v")):
+        dst.write_text("old line\n")
+        proc = run_once(files_graph(tmp_path, "keys", quiet), tmp_path / "state", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert secret_line not in proc.stdout + proc.stderr, args
+        assert "old line" not in proc.stdout + proc.stderr, args
+        if "--json" in args:
+            (change,) = [
+                c
+                for e in json_lines(proc.stdout)
+                if e.get("event") == "checked"
+                for c in e.get("changes", [])
+                if c["field"] == "content"
+            ]
+            assert change["diff"] == "" and change["new"].startswith("sha256:"), change
+        noop = "--noop" in args
+        assert dst.read_text() == ("old line\n" if noop else secret_line + "\n"), args
+    shown = {**quiet, "show_diff": True}
+    dst.write_text("old line\n")
+    proc = run_once(files_graph(tmp_path, "keys", shown), tmp_path / "state", "-v")
+    assert "-old line" in proc.stderr and "+" + secret_line in proc.stderr  # the default shows it

@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 from helpers import (
     PYMGMT,
+    bytes_or_none,
     checked,
-    graph_doc,
+    files_graph,
     recap_of,
     run_once,
+    see_drift_repaired,
     sentinel_res,
     wait_for,
     write_atomic,
-    write_graph,
 )
 
 #: not UTF-8, with a NUL and no final newline: copied byte for byte
@@ -29,16 +30,7 @@ BINARY = b"\x00\xff\xfe binary \x80\n\x01last"
 
 
 def _graph(tmp_path: Path, *files: dict[str, Any]) -> Path:
-    graph = tmp_path / "graph.yaml"
-    write_graph(graph, graph_doc("copy", files=list(files)))
-    return graph
-
-
-def _bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
+    return files_graph(tmp_path, "copy", *files)
 
 
 def test_a_source_is_copied_byte_for_byte_and_then_converged(tmp_path, managed):
@@ -78,24 +70,15 @@ def test_the_agent_follows_source_edits_and_repairs_the_copy(agent, tmp_path, ma
     )
     a = agent(graph)
     a.wait_checked(["File[c]", "File[sentinel]"])
-    wait_for(lambda: _bytes(dst) == b"one\n", what="the first copy")
+    wait_for(lambda: bytes_or_none(dst) == b"one\n", what="the first copy")
 
     since = a.mark()
     write_atomic(src, "two\n")  # the wanted content changes
-    wait_for(lambda: _bytes(dst) == b"two\n", what="the copy to follow its source")
+    wait_for(lambda: bytes_or_none(dst) == b"two\n", what="the copy to follow its source")
     i = a.wait_event(checked("File[c]", applied=True), since=since, what="the update")
     assert not a.events[i]["drift"], a.events[i]
 
-    since = a.mark()
-    write_atomic(dst, "edited behind the agent's back\n")
-    wait_for(lambda: _bytes(dst) == b"two\n", what="the copy to be repaired")
-    i = a.wait_event(checked("File[c]", applied=True), since=since, what="the repair")
-    assert a.events[i]["drift"], a.events[i]
-
-    a.barrier(managed / "sentinel")
-    assert a.stop() == 0
-    res = a.recap()["resources"]["File[c]"]
-    assert res["repaired"] == 1
+    see_drift_repaired(a, "File[c]", dst, b"two\n", managed / "sentinel")
 
 
 def test_a_missing_source_fails_and_leaves_the_file_alone(tmp_path, managed):

@@ -316,6 +316,17 @@ def nspawn_systemd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contain
         _timed("nspawn_systemd stop", start)
 
 
+@pytest.fixture
+def user_manager(nspawn_systemd: Container) -> Iterator[str]:
+    """root's user manager inside the container; yields its bus address for the host."""
+    c = nspawn_systemd
+    c.systemctl("start", "user@0.service")
+    bus = c.root / "run/user/0/bus"
+    poll(bus.exists, "the user manager's bus")
+    yield f"unix:path={bus}"
+    c.systemctl("stop", "user@0.service", check=False)
+
+
 # -- report -----------------------------------------------------------------------------
 
 

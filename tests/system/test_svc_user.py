@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from helpers import run_once, wait_for
-from syshelpers import Container
+from helpers import run_once
 
 pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 XDG = "XDG_RUNTIME_DIR=/run/user/0"
-
-
-@pytest.fixture
-def user_manager(nspawn_systemd: Container) -> Iterator[str]:
-    """root's user manager inside the container; yields its bus address for the host."""
-    c = nspawn_systemd
-    c.systemctl("start", "user@0.service")
-    bus = c.root / "run/user/0/bus"
-    wait_for(bus.exists, what="the user manager's bus")
-    yield f"unix:path={bus}"
-    c.systemctl("stop", "user@0.service", check=False)
 
 
 def test_a_user_unit_is_started_through_the_session_bus(

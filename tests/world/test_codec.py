@@ -82,17 +82,42 @@ def test_metaparams_do_not_travel() -> None:
         "v": 1,
         "kind": "file",
         "name": "f",
-        "params": {
-            "path": "/tmp/f",
-            "content": "x",
-            "source": None,
-            "state": "exists",
-            "mode": None,
-            "owner": None,
-            "group": None,
-        },
+        "params": {"path": "/tmp/f", "content": "x"},
     }
     assert decode(encode(res)).meta == MetaParams()
+
+
+def test_params_at_their_default_are_left_out_and_read_back_as_defaults() -> None:
+    """A param added by a newer pymgmt only stops an older collector when it is used."""
+    res = File(name="f", path="/tmp/f", content="", mode="0644", state="exists")
+    doc = json.loads(encode(res))
+    assert doc["params"] == {"path": "/tmp/f", "content": "", "mode": "0644"}
+    back = decode(encode(res), {"file"})
+    assert back.same_as(res)
+    assert (back.source, back.owner, back.state) == (None, None, "exists")
+    # an older writer's export, every param spelt out, reads the same
+    full = {"v": 1, "kind": "file", "name": "f", "params": {**doc["params"], "source": None}}
+    assert decode(json.dumps(full).encode(), {"file"}).same_as(res)
+
+
+def test_a_received_secret_is_never_exported() -> None:
+    """Send/Recv fills the running copy: the export is the graph's declaration."""
+    from pymgmt.frontends.compile import compile_graph
+    from pymgmt.graph.model import Edge, Graph
+    from pymgmt.resources.password import Password
+
+    graph: Graph[Any] = Graph(name="t")
+    graph.add(Password(name="pw"))
+    f = File(name="/tmp/f", template="pw={{ pw }}\n", vars={"user": "app"})
+    graph.add(f)
+    edge = Edge(("password", "pw"), ("file", "/tmp/f"), "e", send="password", recv="vars.pw")
+    graph.connect(edge)
+    running = compile_graph(graph).graph.vertices[("file", "/tmp/f")]
+    running.receive({"vars.pw": "s3cret-never-exported"}, frozenset({"vars.pw"}))
+    assert running.vars == {"user": "app", "pw": "s3cret-never-exported"}
+    assert f.vars == {"user": "app"}  # the declaration's dict is not the running one's
+    assert encode(running) == encode(f)
+    assert b"s3cret" not in encode(running)
 
 
 def _doc(**params: Any) -> bytes:

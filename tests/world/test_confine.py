@@ -74,6 +74,9 @@ def test_allowed_owner_and_group_and_absent_state() -> None:
         ({"path": "/q/f", "content": "x" * ((1 << 20) + 1)}, "more than 1,048,576"),
         ({"path": "/q/f", "content": "é" * ((1 << 19) + 1)}, "more than 1,048,576"),
         ({"path": "/q/f", "source": "/etc/shadow"}, "copies a source file ('/etc/shadow')"),
+        ({"path": "/q/f", "fragments": ["/etc/shadow"]}, "built from fragments ('/etc/shadow'"),
+        ({"path": "/q/f", "purge": True}, "copies a directory tree (recurse)"),
+        ({"path": "/q/f", "template": "{{ x }}", "vars": {"x": "1"}}, "has a template"),
     ],
 )
 def test_hostile_files_are_refused(kw: dict[str, Any], reason: str) -> None:

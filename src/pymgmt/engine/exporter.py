@@ -134,11 +134,11 @@ class Exporter:
 def _exported(graph: Graph[Resource]) -> Iterator[Resource]:
     """The resources of `graph.exported` (also those AutoGroup folded into a leader)
     and of `graph.export_only`."""
-    yield from graph.export_only
+    yield from (r.exported_form() for r in graph.export_only)
     wanted: set[Key] = graph.exported
     if not wanted:
         return
     for res in graph.vertices.values():
         for r in (res, *res.members):
             if r.key in wanted:
-                yield r
+                yield r.exported_form()  # a file's template: rendered here

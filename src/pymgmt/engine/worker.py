@@ -52,6 +52,11 @@ log = logging.getLogger("pymgmt.engine")
 
 Phase = Literal["init", "watch", "check", "apply"]
 
+#: after failures for good in a row, the pause before the next check (see
+#: `Worker._cooling`): 0.1 s after the second, doubling, at most 5 s
+COOL_FIRST = 0.1
+COOL_MAX = 5.0
+
 
 class Status(enum.Enum):
     PENDING = "pending"  # has not completed a check yet
@@ -88,6 +93,8 @@ class Worker:
         "dead",
         "dormant",
         "event_reason",
+        "fail_streak",
+        "failed_at",
         "in_check",
         "in_edges",
         "name",
@@ -161,6 +168,10 @@ class Worker:
         meta = res.meta
         self.check_budget = RetryBudget(meta)
         self.watch_budget = RetryBudget(meta)
+        #: check/apply failures for good in a row, and when the last one was
+        #: (see `_cooling`); a completed check ends the streak
+        self.fail_streak = 0
+        self.failed_at = 0.0
         self.bucket = TokenBucket(meta.limit, meta.burst)
         self.sema_ids = services.semaphores.declare([*meta.sema, *services.global_sema])
         self._stand()  # pending and dirty: unfinished
@@ -417,6 +428,9 @@ class Worker:
         self.status = Status.FAILED
         self.services.emit(failure(self.name, phase, e))
         self.services.converger.activity()
+        if phase in ("check", "apply"):
+            self.fail_streak += 1
+            self.failed_at = time.monotonic()
         if phase in ("init", "watch"):
             # Without a watch nothing will ever wake this vertex again: it
             # stays failed even if a check that was already running succeeds.
@@ -440,15 +454,35 @@ class Worker:
                 continue  # a parent will poke us when it is OK
             if self.halting():
                 continue  # stays dirty: pending work, never started
-            wait = self.bucket.wait_time()
+            wait = max(self.bucket.wait_time(), self._cooling())
             if wait > 0:
-                # Rate limited: stay busy and dirty; events arriving meanwhile
-                # collapse into the one check that runs when a token is free.
+                # Rate limited, or cooling after failures: stay busy and dirty;
+                # events arriving meanwhile collapse into the one check that
+                # runs when the wait is over.
                 await asyncio.sleep(wait)
                 self._woken = True
                 continue
             self.bucket.take()
             await self._process()
+
+    def _cooling(self) -> float:
+        """Seconds to wait before checking a vertex that keeps failing again (<= 0: now).
+
+        A failure for good waits for an event to try again, and the first
+        event after one is acted on at once: the operator may just have
+        fixed the cause. But a failing apply can itself make the event
+        that wakes it (systemd signals the job it refused, a half-made
+        file is seen by its own watch), and without a pause such a vertex
+        would fail a hundred times a second, burning a core and flooding
+        the log. So from the second failure in a row the next check waits
+        `COOL_FIRST` seconds, doubling each time up to `COOL_MAX`; a
+        completed check ends the streak. The retry metaparams are apart:
+        they schedule tries of their own, with their own delays.
+        """
+        if self.fail_streak < 2:
+            return 0.0
+        pause = min(COOL_FIRST * (1 << min(self.fail_streak - 2, 16)), COOL_MAX)
+        return self.failed_at + pause - time.monotonic()
 
     def halting(self) -> bool:
         """No check or apply may start: the engine stops, or a changeover retires us."""
@@ -529,6 +563,7 @@ class Worker:
             return delay
         seconds = time.monotonic() - start
         self.check_budget.reset()
+        self.fail_streak = 0
         if plan:
             self.services.converger.activity()
         if has(self.res, Sendable):
@@ -540,7 +575,15 @@ class Worker:
             await refresh.consume(self.res.key, delivered)
         # Drift means the system moved by itself (the watch fired) and was put
         # back; a refresh run, a timer tick, a retry or an upstream change is not.
-        drift = applied and self.converged_once and reason == "event" and not delivered
+        # A plan the resource says follows from a change of what is wanted
+        # (a source edited just as the echo of the last write came) is none.
+        drift = (
+            applied
+            and self.converged_once
+            and reason == "event"
+            and not delivered
+            and not plan.wanted_moved
+        )
         self.status = Status.FAILED if self.dead else Status.OK
         self.converged_once = True
         self.would_change = bool(plan) and noop
@@ -687,7 +730,7 @@ class Worker:
                 values[edge.recv] = parent.sent[edge.send]
         if not values:
             return
-        changed = frozenset(k for k, v in values.items() if getattr(self.res, k) != v)
+        changed = frozenset(k for k, v in values.items() if self.res.holds(k) != v)
         if changed:
             for k in sorted(changed):
                 # The first value is no news: only a value that differs from

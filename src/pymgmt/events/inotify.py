@@ -6,6 +6,12 @@ the file itself dies with the file: inotify sends DELETE_SELF and then
 nothing for the recreated file), so all files in one directory share one
 kernel watch, and events are dispatched by name with a dict lookup.
 
+A directory's *contents* can be watched too (`subscribe_dir`): every entry
+created, removed, renamed, written or chmodded in it, and the directory
+itself appearing, going or being replaced. That costs one more kernel watch,
+on the directory itself, shared with the subscriptions of files in it; a
+tree is watched by subscribing each of its directories.
+
 A path whose directories do not exist yet is watched through its nearest
 existing ancestor; when the next directory towards it appears, the
 subscription moves down, and when a watched directory disappears it moves
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -123,11 +130,36 @@ class Subscription:
         return f"Subscription({self.path!r})"
 
 
+class DirSubscription:
+    """A wish to hear about every entry of one directory (`InotifyHub.subscribe_dir`).
+
+    `entry` watches the directory's own name through its parent (it appears,
+    goes, is replaced or chmodded); `watched` is the watch on the directory
+    itself while it exists, whose every named event is a change of its contents.
+    """
+
+    __slots__ = ("callback", "entry", "path", "watched")
+
+    def __init__(self, path: str, callback: Callable[[], None]) -> None:
+        self.path = path
+        self.callback = callback
+        self.entry: Subscription | None = None
+        self.watched: _DirWatch | None = None
+
+    def __repr__(self) -> str:
+        return f"DirSubscription({self.path!r})"
+
+
 @dataclass(eq=False)
 class _DirWatch:
     dir: str
     wd: int
     by_name: dict[str, set[Subscription]] = field(default_factory=dict)
+    #: subscribers to every entry of this directory
+    contents: set[DirSubscription] = field(default_factory=set)
+
+    def unused(self) -> bool:
+        return not self.by_name and not self.contents
 
 
 class InotifyHub:
@@ -201,7 +233,98 @@ class InotifyHub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._detach(sub)
 
+    def subscribe_dir(self, path: str, callback: Callable[[], None]) -> DirSubscription:
+        """Call `callback` whenever an entry of directory `path` may have changed.
+
+        An entry created, removed, renamed, written, closed after writing or
+        chmodded is a change; so is the directory itself appearing, going or
+        being replaced (a missing directory is waited for, as `subscribe`
+        waits for a missing file). Entries of subdirectories are not: a tree
+        subscribes each of its directories. Raises WatchLimitError when the
+        kernel's inotify watch limit is reached.
+        """
+        if not _plain(path):
+            path = os.path.abspath(path).rstrip("/") or "/"
+        dsub = DirSubscription(path, callback)
+        dsub.entry = self.subscribe(path, functools.partial(self._dir_entry_changed, dsub))
+        try:
+            self._watch_contents(dsub)
+        except BaseException:
+            self.unsubscribe(dsub.entry)
+            raise
+        return dsub
+
+    def unsubscribe_dir(self, dsub: DirSubscription) -> None:
+        if dsub.entry is not None:
+            self.unsubscribe(dsub.entry)
+            dsub.entry = None
+        self._unwatch_contents(dsub)
+
     # -- internals ------------------------------------------------------------
+
+    def _dir_entry_changed(self, dsub: DirSubscription) -> None:
+        """The directory's own name changed in its parent: (re)watch what it now is.
+
+        The path may name another directory now (one renamed over it) while
+        the old one's watch has not reported it gone yet (its DELETE_SELF
+        comes when its last reference goes): the path is looked up again, and
+        a watch of another inode is treated as gone at once.
+        """
+        if dsub.entry is None:
+            return  # unsubscribed meanwhile
+        try:
+            old = self._dirs.get(dsub.path)
+            if old is not None and self._inotify is not None:
+                try:
+                    wd: int | None = self._inotify.add_watch(dsub.path, _DIR_MASK)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    wd = None
+                if wd != old.wd:
+                    self._gone(old)  # calls back here for `dsub`, which is then watched
+            self._watch_contents(dsub)
+        except WatchLimitError as e:
+            log.error("%s", e)  # as `_reattach`: nothing can watch it now
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            log.error("%s", WatchLimitError(dsub.path, dsub.path))
+        dsub.callback()
+
+    def _watch_contents(self, dsub: DirSubscription) -> None:
+        """Hang `dsub` on the watch of its directory, if the directory exists."""
+        dw = dsub.watched
+        if dw is not None and self._dirs.get(dw.dir) is dw:
+            return
+        dsub.watched = None
+        ino = self._inotify
+        if ino is None:
+            raise RuntimeError("InotifyHub.subscribe_dir before run() started")
+        dw = self._dirs.get(dsub.path)
+        if dw is None:
+            try:
+                wd = ino.add_watch(dsub.path, _DIR_MASK)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                return  # `entry` says when it appears
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise WatchLimitError(dsub.path, dsub.path) from None
+                raise
+            dw = self._by_wd.get(wd)  # the same inode watched under another name
+            if dw is None:
+                dw = _DirWatch(dir=dsub.path, wd=wd)
+                self._dirs[dsub.path] = dw
+                self._by_wd[wd] = dw
+        dw.contents.add(dsub)
+        dsub.watched = dw
+
+    def _unwatch_contents(self, dsub: DirSubscription) -> None:
+        dw = dsub.watched
+        dsub.watched = None
+        if dw is None:
+            return
+        dw.contents.discard(dsub)
+        if dw.unused() and self._dirs.get(dw.dir) is dw:
+            self._drop(dw)
 
     def _attach(self, sub: Subscription) -> None:
         """Hang `sub` on the deepest existing directory on its way."""
@@ -242,7 +365,7 @@ class InotifyHub:
             subs.discard(sub)
             if not subs:
                 del dw.by_name[name]
-        if not dw.by_name:
+        if dw.unused():
             self._drop(dw)
 
     def _drop(self, dw: _DirWatch) -> None:
@@ -266,6 +389,18 @@ class InotifyHub:
                 log.error("%s", e)
             sub.callback()
 
+    def _gone(self, dw: _DirWatch) -> None:
+        """The directory of `dw` went away (or its path is another one now): move everyone up."""
+        everyone = [s for subs in dw.by_name.values() for s in subs]
+        readers = list(dw.contents)
+        self._drop(dw)
+        for s in everyone:
+            s.watched = None
+        self._reattach(everyone)
+        for dsub in readers:  # a directory renamed over it, or nothing
+            dsub.watched = None
+            self._dir_entry_changed(dsub)
+
     def _dispatch(self, event: InotifyEvent) -> None:
         mask = event.mask
         if mask & kernel.Q_OVERFLOW:
@@ -274,22 +409,21 @@ class InotifyHub:
                 for subs in dw.by_name.values():
                     for sub in list(subs):
                         sub.callback()
+                for dsub in list(dw.contents):
+                    dsub.callback()
             return
         found = self._by_wd.get(event.wd)
         if found is None:
             return  # a watch already dropped (its IGNORED, or events queued before)
         dw = found
         if mask & _GONE:
-            # The directory itself went away: move everyone up a level.
-            everyone = [s for subs in dw.by_name.values() for s in subs]
-            self._drop(dw)
-            for s in everyone:
-                s.watched = None
-            self._reattach(everyone)
+            self._gone(dw)
             return
         name = event.name
         if not name:
             return  # about the directory itself, not a name in it
+        for dsub in list(dw.contents):
+            dsub.callback()
         named = dw.by_name.get(name)
         if not named:
             return

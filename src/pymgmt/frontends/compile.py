@@ -18,6 +18,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, get_args
 
 from ..errors import InputError, InputErrors, Location
 from ..graph.autoedge import add_autoedges
@@ -188,7 +189,9 @@ def _compile(
     """
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
+    errors += purge_conflicts(graph)
     errors += sendrecv_problems(graph)
+    errors += export_problems(graph)
     if autoedges is None:
         added = add_autoedges(graph, lambda r: r.meta.autoedge)
     else:
@@ -291,6 +294,37 @@ def _compiles_alike(a: Resource, b: Resource) -> bool:
         if a.uids() != b.uids() or list(a.wants()) != list(b.wants()):
             return False
     return True
+
+
+def purge_conflicts(graph: Graph[Resource]) -> list[InputError]:
+    """Refuse a resource managing something inside a directory another one purges.
+
+    The purge would remove it and its own resource make it again, each run
+    undoing the other. (mgmt and Puppet spare such files instead; pymgmt
+    refuses, for a resource's params alone must say what it does: a purge
+    that spared them would change with every graph edit elsewhere.)
+    """
+    purged = {
+        (res.kind, d.rstrip("/") + "/"): key
+        for key, res in graph.vertices.items()
+        for d in res.purges()
+    }
+    if not purged:
+        return []
+    out: list[InputError] = []
+    for key, res in graph.vertices.items():
+        for thing in res.manages():
+            for (kind, d), owner in purged.items():
+                if owner != key and kind == res.kind and thing.startswith(d):
+                    out.append(
+                        InputError(
+                            f"{res} manages {thing!r} inside {d!r}, which "
+                            f"{graph.vertices[owner]} purges: each would undo the other "
+                            "(put it in the purged tree's source instead, or drop purge)",
+                            location=_where(graph, key),
+                        )
+                    )
+    return out
 
 
 def merge_duplicates(graph: Graph[Resource], errors: list[InputError]) -> list[InputError]:
@@ -468,7 +502,13 @@ def sendrecv_problems(graph: Graph[Resource]) -> list[InputError]:
                 )
             )
             continue
-        if e.recv not in dst.param_types:
+        name, dot, key = e.recv.partition(".")
+        if dot:
+            bad = _keyed_recv_problem(dst, name, key)
+            if bad:
+                errors.append(InputError(bad, location=where, field="recv"))
+                continue
+        elif e.recv not in dst.param_types:
             hint = suggest(e.recv, dst.param_types)
             errors.append(
                 InputError(
@@ -479,7 +519,7 @@ def sendrecv_problems(graph: Graph[Resource]) -> list[InputError]:
                 )
             )
             continue
-        want, got = unwrap_optional(dst.param_types[e.recv]), outputs[e.send]
+        want, got = _recv_type(dst, name, bool(dot)), outputs[e.send]
         if want != got:
             errors.append(
                 InputError(
@@ -492,5 +532,53 @@ def sendrecv_problems(graph: Graph[Resource]) -> list[InputError]:
             continue
         dst.recv_fields = dst.recv_fields | {e.recv}
         if e.send in src.secret_outputs:
-            dst.tainted = dst.tainted | {e.recv}
+            # A secret in one key makes the whole mapping secret (vars.NAME -> vars).
+            dst.tainted = dst.tainted | {e.recv, name}
     return errors
+
+
+def export_problems(graph: Graph[Resource]) -> list[InputError]:
+    """Every exported resource can be published as other hosts will collect it.
+
+    Run after `sendrecv_problems`, which marks what each resource receives:
+    an exported file's template is rendered here for export, without them.
+    """
+    errors: list[InputError] = []
+    exported = [graph.vertices[k] for k in sorted(graph.exported) if k in graph.vertices]
+    for res in (*exported, *graph.export_only):
+        bad = res.export_problem()
+        if bad:
+            where = graph.locations.get(res.key) or Location(graph.source)
+            errors.append(InputError(f"{res}: {bad[1]}", location=where, field=bad[0]))
+    return errors
+
+
+def _keyed_recv_problem(dst: Resource, name: str, key: str) -> str | None:
+    """Why ``recv: NAME.KEY`` cannot receive into `dst`, or None.
+
+    Only the mapping params a kind lists in `recv_keyed` take one key over
+    Send/Recv (a file's ``vars``), and the key must be a name a template
+    can use.
+    """
+    if name not in dst.recv_keyed:
+        keyed = ", ".join(f"'{n}.NAME'" for n in sorted(dst.recv_keyed))
+        if keyed:
+            why = f"a dotted recv names one key of a mapping param, and {dst.kind} has {keyed}"
+        else:
+            why = (
+                f"no param of {dst.kind} takes one key over Send/Recv"
+                " (a dotted recv is for a file's 'vars.NAME')"
+            )
+        return f"{dst} cannot receive into {name + '.' + key!r}: {why}"
+    if not key.isidentifier():
+        return (
+            f"{dst} cannot receive into {name + '.' + key!r}: after {name + '.'!r} comes a"
+            " variable name (letters, digits and '_', not starting with a digit)"
+        )
+    return None
+
+
+def _recv_type(dst: Resource, name: str, keyed: bool) -> Any:
+    """The type a received value must have: the param's, or its mapping's values'."""
+    tp = unwrap_optional(dst.param_types[name])
+    return get_args(tp)[1] if keyed else tp

@@ -47,10 +47,10 @@ _FIELDS: dict[tuple[str, str], str] = {
     ("pkg", "version"): "a version goes in 'state': state: 1.2-3",
     ("file", "dest"): "did you mean 'path'?",
     ("exec", "command"): "did you mean 'cmd'?",
-    # mgmt fields pymgmt does not implement: say so, rather than guess a neighbour
-    ("file", "recurse"): "mgmt's file 'recurse' is not supported",
-    ("file", "force"): "mgmt's file 'force' is not supported",
-    ("file", "fragments"): "mgmt's file 'fragments' are not supported: give the 'content'",
+    ("kv", "key"): "a kv's key is its name: write the key as 'name'",
+    ("file", "context"): "did you mean 'vars'? a template's variables ('context' is Salt's)",
+    ("file", "defaults"): "did you mean 'vars'? a template's variables ('defaults' is Salt's)",
+    ("file", "variables"): "did you mean 'vars'?",
 }
 
 #: mgmt's resource kinds that pymgmt does not (yet) implement
@@ -58,15 +58,11 @@ MGMT_ONLY_KINDS = frozenset(
     {
         "augeas",
         "aws:ec2",
-        "cron",
         "docker:container",
         "docker:image",
         "firewalld",
         "gsettings",
-        "hostname",
         "http:server",
-        "kv",
-        "mount",
         "net",
         "nspawn",
         "print",

@@ -30,6 +30,7 @@ from ..types import (
     MAX_PROBLEMS,
     check_value,
     describe,
+    is_optional,
     nul_problem,
     suggest,
     text_problem,
@@ -62,7 +63,8 @@ EDGE_KEYS: dict[str, str] = {
     "to": "the resource that comes after it: {kind: KIND, name: NAME}",
     "notify": "true: 'to' gets a refresh notification whenever 'from' changed something",
     "send": "Send/Recv: the output of 'from' carried along the edge (a password's 'password')",
-    "recv": "Send/Recv: the param of 'to' that receives it",
+    "recv": "Send/Recv: the param of 'to' that receives it (vars.NAME: one variable of a"
+    " file's template)",
 }
 COLLECT_KEYS: dict[str, str] = {
     "kind": "the kind collected (file)",
@@ -425,6 +427,7 @@ class _Builder:
         meta = MetaParams()
         value_nodes: dict[str, yaml.Node] = {}
         wrong: set[str] = set()
+        spelt = {k.value for k, _ in fields}
         for k, v in fields:
             key = k.value
             if key == "name":
@@ -440,6 +443,10 @@ class _Builder:
             if key == "meta":
                 meta = self.meta(v) or meta
                 continue
+            if key in cls.param_aliases:
+                key = self.spelling(k, key, cls.param_aliases[key], spelt)
+                if key is None:
+                    continue
             if key not in known:
                 self.error(
                     k,
@@ -499,6 +506,18 @@ class _Builder:
             self.refused.add(res.key)
             return None
         return res, exported
+
+    def spelling(self, node: yaml.Node, alias: str, name: str, spelt: set[str]) -> str | None:
+        """The param an alias spells, or None (an error) when the entry gives both."""
+        if name in spelt:
+            self.error(
+                node,
+                f"{alias!r} is another spelling of {name!r}, which is given too",
+                field=alias,
+                hint="keep one of them",
+            )
+            return None
+        return name
 
     def meta(self, node: yaml.Node) -> MetaParams | None:
         fields = self.mapping(node, "meta")
@@ -815,7 +834,10 @@ def _node_kind(node: yaml.Node) -> str:
 
 
 def _is_optional_field(tp: Any) -> bool:
-    return tp is not unwrap_optional(tp)
+    # Not `tp is not unwrap_optional(tp)`: that cache answers an equal type with
+    # the first such object it saw (file's `vars` and exec's `env` are two
+    # `dict[str, str]`), and the identity test then took exec's env for optional.
+    return is_optional(tp)
 
 
 _META_TYPES: dict[str, Any] | None = None

@@ -329,8 +329,12 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
     from ..resources.pkg import Pkg
 
     if type(res) is File and not res.members:
-        # a source's bytes are read at each check: a stored plan would go stale
-        return None if res.source is not None else ("file", _want(res))
+        # a source's (a tree's, fragments') bytes are read at each check: a stored
+        # plan would go stale; a template is rendered by the engine (the fast
+        # path never imports Jinja2)
+        if res.source is not None or res.fragments is not None or res.template is not None:
+            return None
+        return "file", _want(res)
     if res.secrets or res.tainted or res.meta != MetaParams():
         return None  # the engine's retries, limits, semaphores...; a secret to redact
     if type(res) is Exec and not (
@@ -338,7 +342,7 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
         or res.pollint
         or res.members
         or res.nifcmd
-        or res.refreshonly
+        or res.refresh_only
         or res.user
         or res.group
     ):

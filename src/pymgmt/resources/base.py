@@ -69,15 +69,28 @@ def param(
     doc: str,
     secret: bool = False,
     default_factory: Any = dataclasses.MISSING,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """Declare a resource param: its default and the one line that documents it.
 
     ``secret=True`` params are redacted in every log line, diff and report.
+    ``aliases`` are other spellings the graph file accepts for it (Puppet's
+    ``refreshonly`` for ``refresh_only``): a user's habit is understood, not
+    refused, while the graph still holds one field under one name.
     """
-    meta = {"doc": doc, "secret": secret}
+    meta = {"doc": doc, "secret": secret, "aliases": aliases}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def param_default(f: dataclasses.Field[Any]) -> Any:
+    """A param's default value (made afresh from a factory), or MISSING when it is required."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,10 @@ class Plan:
     """What `check` found: the changes that `apply` would make."""
 
     changes: tuple[Change, ...] = ()
+    #: what is wanted moved since the last check (a source file edited): the
+    #: changes follow from it, so applying them is no repair of drift, whatever
+    #: woke the check (the echo of the last write may have come first)
+    wanted_moved: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.changes)
@@ -195,12 +212,17 @@ class Resource:
     secrets: ClassVar[frozenset[str]] = frozenset()
     #: The resolved annotation of every param, by name.
     param_types: ClassVar[dict[str, Any]] = {}
+    #: Other spellings of params the graph file accepts: alias -> param name.
+    param_aliases: ClassVar[dict[str, str]] = {}
     #: Send/Recv outputs (name -> type) of kinds that send, and which are secret.
     outputs: ClassVar[dict[str, Any]] = {}
     secret_outputs: ClassVar[frozenset[str]] = frozenset()
     #: params that may hold any text, NUL included (a file's content); every
     #: other string goes to the OS (argv, environ, a path), where NUL cuts it
     binary_params: ClassVar[frozenset[str]] = frozenset()
+    #: mapping params one key of which may receive a Send/Recv value on its own
+    #: (``recv: vars.NAME``); the rest of the mapping stays the graph's
+    recv_keyed: ClassVar[frozenset[str]] = frozenset()
     #: True for kinds whose watch fires on a schedule (timer), not because the
     #: system moved: what such an event leads to is never reported as drift.
     scheduled: ClassVar[bool] = False
@@ -213,9 +235,11 @@ class Resource:
     name: str
     meta: MetaParams = field(default_factory=MetaParams)
     ctx: Context = field(init=False, repr=False)
-    #: params filled by Send/Recv at run time; graph changeover ignores them
+    #: params filled by Send/Recv at run time; graph changeover ignores them. A
+    #: dotted ``vars.NAME`` is one key of a `recv_keyed` mapping param.
     recv_fields: frozenset[str] = field(default=frozenset(), init=False, repr=False)
-    #: params that receive a secret output: redacted like declared secrets
+    #: params that receive a secret output: redacted like declared secrets (a
+    #: received ``vars.NAME`` taints the whole ``vars`` as well)
     tainted: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     #: other resources grouped into this one by AutoGroup (this one leads)
     members: list[Resource] = field(default_factory=list, init=False, repr=False)
@@ -225,6 +249,9 @@ class Resource:
         dataclasses.dataclass(cls, kw_only=True, eq=False)
         hints = typing.get_type_hints(cls)
         cls.param_types = {f.name: hints[f.name] for f in cls.params_fields()}
+        cls.param_aliases = {
+            a: f.name for f in cls.params_fields() for a in f.metadata.get("aliases", ())
+        }
         cls.secrets = frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("secret"))
         if kind:
             if kind in _REGISTRY:
@@ -254,11 +281,19 @@ class Resource:
         return f"{self.kind.capitalize()}[{self.name}]"
 
     def params(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in self.params_fields()
-            if f.name not in self.recv_fields
-        }
+        """The params as the graph gives them: what Send/Recv filled is left out.
+
+        A key received into a mapping param (``vars.NAME``) is left out of
+        that mapping only, so an edit of the graph's other keys still counts.
+        """
+        recv = self.recv_fields
+        out = {f.name: getattr(self, f.name) for f in self.params_fields() if f.name not in recv}
+        if recv:
+            for target in recv:
+                name, dot, key = target.partition(".")
+                if dot and isinstance(out.get(name), dict):
+                    out[name] = {k: v for k, v in out[name].items() if k != key}
+        return out
 
     def same_as(self, other: Resource) -> bool:
         """True when `other` wants exactly the same state with the same meta."""
@@ -271,19 +306,42 @@ class Resource:
             and all(a.same_as(b) for a, b in zip(self.members, other.members, strict=True))
         )
 
+    def holds(self, target: str) -> Any:
+        """What a Send/Recv target holds now: a param, or one key of a mapping (``vars.NAME``)."""
+        name, dot, key = target.partition(".")
+        value = getattr(self, name)
+        return value.get(key) if dot and isinstance(value, dict) else value
+
     def receive(self, values: dict[str, Any], changed: frozenset[str]) -> None:
         """Send/Recv: take new values for params (only changed ones are passed).
 
-        Kinds that cache something derived from a param override `received`.
+        A dotted target (``vars.NAME``) sets that one key in a new copy of
+        the mapping: the graph's own dict is shared with the declarations
+        (`compile.instantiate`) and must not change. Kinds that cache
+        something derived from a param override `received`, which gets
+        the param names (``vars``, not ``vars.NAME``).
         """
         for k, v in values.items():
             if k in self.tainted:
                 register_value(v)  # from a secret output: secret here too
-            setattr(self, k, v)
-        self.received(changed)
+            name, dot, key = k.partition(".")
+            setattr(self, name, {**getattr(self, name), key: v} if dot else v)
+        self.received(frozenset(k.partition(".")[0] for k in changed))
 
     def received(self, changed: frozenset[str]) -> None:
         """Hook: params in `changed` were just replaced by Send/Recv."""
+
+    def exported_form(self) -> Resource:
+        """What other hosts collect of this exported resource: by default itself.
+
+        A kind whose declaration holds something only this host should work
+        out (a file's template) returns a resource holding the result.
+        """
+        return self
+
+    def export_problem(self) -> tuple[str, str] | None:
+        """(field, why) when `exported_form` cannot be made; checked when compiling."""
+        return None
 
     def absorb(self, others: list[Resource]) -> None:
         """AutoGroup: absorb `others`; only kinds defining ``can_group`` are grouped."""
@@ -305,6 +363,15 @@ class Resource:
         Two resources of one kind that manage the same thing would fight for
         ever, so the graph refuses them unless they are identical (then they
         are merged into one). Kinds that own nothing exclusively return [].
+        """
+        return []
+
+    def purges(self) -> list[str]:
+        """Directories (spelt as `manages` spells things) whose every entry this resource owns.
+
+        Anything else of its kind managed below one of them would be removed
+        by this resource and made again by the other, for ever: the graph
+        refuses that. Only a file with ``purge`` has any.
         """
         return []
 
@@ -368,9 +435,13 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
 
 def kinds() -> dict[str, type[Resource]]:
     """Every registered kind, importing the built-in ones on first use."""
+    from . import cron as _cron  # noqa: F401
     from . import exec as _exec  # noqa: F401
     from . import file as _file  # noqa: F401
     from . import group as _group  # noqa: F401
+    from . import hostname as _hostname  # noqa: F401
+    from . import kv as _kv  # noqa: F401
+    from . import mount as _mount  # noqa: F401
     from . import msg as _msg  # noqa: F401
     from . import noop as _noop  # noqa: F401
     from . import password as _password  # noqa: F401

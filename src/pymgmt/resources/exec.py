@@ -8,10 +8,19 @@ When does it run? Once when the graph starts, then whenever one of its
 events fires: a line of output from ``watchcmd``, a tick of ``pollint``, or
 the ``creates`` path disappearing. Guards skip a run: ``creates`` (the path
 exists), ``ifcmd`` (runs only if it exits 0) and mgmt's ``nifcmd`` (only if
-it exits non-zero: Puppet's ``unless``). With ``refreshonly`` it runs on a
-refresh notification only (Puppet's ``refreshonly``): not at the start, and
-not when ``creates`` disappears. A non-zero exit status, or exceeding
+it exits non-zero: Puppet's ``unless``). With ``refresh_only`` (also spelt
+``refreshonly``, as Puppet does) it runs on a refresh notification only, as
+an Ansible handler does: not at the start, not on a converged run, and not
+when ``creates`` disappears. A non-zero exit status, or exceeding
 ``timeout`` seconds, is a failure.
+
+A refresh asks for one run, not for an unconditional one: the guards are
+checked first, as Puppet checks ``creates``/``onlyif``/``unless`` on a
+refresh. So a refresh with ``creates`` present, ``ifcmd`` failing or
+``nifcmd`` succeeding runs nothing and is not a change. Refreshes that
+arrive together (or while a run is under way) ask for one more run, not one
+each; a refresh that arrives is kept by the engine across a crash until the
+run it asks for has happened.
 
 A ``watchcmd`` line or a ``pollint`` tick is the user's own schedule: the
 run it causes is a "tick", never drift. Only ``creates`` disappearing is the
@@ -42,12 +51,14 @@ class Exec(Resource, kind="exec"):
 
     It runs once when the graph starts, then on each line ``watchcmd``
     prints, every ``pollint`` seconds, when the ``creates`` path disappears,
-    and on a refresh notification (``refreshonly``: only then). ``creates``,
-    ``ifcmd`` and ``nifcmd`` skip a run
-    that is not needed. A non-zero exit status or exceeding ``timeout`` is a
-    failure. No shell is involved unless ``shell`` names one. ``user`` and
-    ``group`` run every command of the resource (the guards and watchcmd
-    too, as Puppet runs ``onlyif``) without root's privileges: the guard's
+    and on a refresh notification (``refresh_only``: only then). ``creates``,
+    ``ifcmd`` and ``nifcmd`` skip a run that is not needed, a refresh's too.
+    Commands run in ``cwd`` with ``env`` added to the agent's environment;
+    one that runs longer than ``timeout`` seconds is killed with its whole
+    process group, and that is a failure like a non-zero exit status. No
+    shell is involved unless ``shell`` names one. ``user`` and ``group``
+    run every command of the resource (the guards and watchcmd too, as
+    Puppet runs ``onlyif``) without root's privileges: the guard's
     ``setpriv`` changes them before the command is executed.
     """
 
@@ -76,8 +87,11 @@ resources:
     ifshell: str = param("", doc="shell for ifcmd, like shell")
     nifcmd: str = param("", doc="run cmd only when this command exits non-zero (Puppet's unless)")
     nifshell: str = param("", doc="shell for nifcmd, like shell")
-    refreshonly: bool = param(
-        False, doc="run cmd only on a refresh notification, never at the start (as Puppet's)"
+    refresh_only: bool = param(
+        False,
+        doc="run cmd only when a refresh notification arrives, never at the start"
+        " (Puppet's refreshonly, Ansible's handlers)",
+        aliases=("refreshonly",),
     )
     creates: str = param(
         "", doc="run cmd only when this path does not exist (and when it disappears)"
@@ -127,9 +141,9 @@ resources:
         for name in ("creates", "cwd"):
             if (value := getattr(self, name)) and (bad := path_problem(value)):
                 out.append((name, bad))
-        if self.refreshonly and (self.watchcmd or self.pollint):
+        if self.refresh_only and (self.watchcmd or self.pollint):
             field = "watchcmd" if self.watchcmd else "pollint"
-            out.append((field, "never runs cmd with refreshonly: only a refresh does"))
+            out.append((field, "never runs cmd with refresh_only: only a refresh does"))
         for name in ("user", "group"):
             if (value := getattr(self, name)) and not _ACCOUNT.fullmatch(value):
                 out.append((name, f"not a {name} name or number: {value!r}"))
@@ -141,7 +155,7 @@ resources:
         await super().init(ctx)
         # Runs are asked for by number: a trigger that lands while a run is
         # under way asks for one more, which the run's end must not erase.
-        self._asked = 0 if self.refreshonly else 1  # run once when the graph starts
+        self._asked = 0 if self.refresh_only else 1  # run once when the graph starts
         self._done = 0
 
     def refresh(self) -> None:
@@ -175,7 +189,7 @@ resources:
                     ctx.inotify.unsubscribe(sub)
 
     def _on_creates(self) -> None:
-        if not self.refreshonly and not os.path.lexists(self.creates):
+        if not self.refresh_only and not os.path.lexists(self.creates):
             self._trigger(tick=False)  # what the command made went away: drift
 
     async def _poll(self) -> None:

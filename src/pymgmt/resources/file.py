@@ -24,10 +24,18 @@ by the next write. Every apply goes through the engine's `DurableWrites`
 (``ctx.durable``): the applies in flight at once share one sync and one
 fsync per directory (issue 13: a first apply of 1,000 files spent two
 thirds of its time in per-file fsyncs).
+
+The content may also be rendered from a Jinja2 ``template`` with ``vars``
+(`resources/template.py`, issue 15). mgmt renders templates in its own
+language (mcl's ``template()`` function) and hands the file plain content;
+pymgmt's YAML has no functions, so the file kind takes the template itself,
+and one var may arrive over Send/Recv (``recv: vars.NAME``): a generated
+password fills one line of a config instead of the whole file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
@@ -35,7 +43,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Mapping, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..durable import Staging
 from ..errors import ResourceError
@@ -51,9 +59,10 @@ from ..fsutil import (
 from ..safepath import Parents
 from ..traits import UID, Want
 from ..types import account_problem, path_problem
-from . import filestate
+from . import filefragments, filestate, filetree
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
+from .template import TemplateProblem, compile_template, render, syntax_problem
 
 _MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 #: Above this size, reading a file leaves the event loop for a thread. Below
@@ -71,10 +80,18 @@ class File(Resource, kind="file"):
     content, mode, owner and group, or, with ``state: absent``, that nothing
     is there; a param left unset is not managed. Watched through inotify, so
     an edit, a chmod or a removal behind the agent's back is repaired at once.
-    Writes are atomic: a crash leaves the old content or the new. The parent
+    Writes are atomic: a crash leaves the old content or the new. The content
+    may be a Jinja2 ``template`` rendered (sandboxed, reading no other file)
+    with ``vars``; one var may come over Send/Recv (``recv: vars.NAME``), and
+    a secret received there keeps the whole rendered content out of every
+    diff, log and report. The parent
     directory must exist, or be managed too: AutoEdges put a file after the
     managed directories above it. Symlinks in the path are followed only
-    when root (or the agent's user) owns them.
+    when root (or the agent's user) owns them. The content may come from
+    other files: ``source`` (one file), ``fragments`` (several, in order:
+    `filefragments`); a directory may be kept a copy of a source tree
+    (``recurse``, ``purge``: `filetree`). Their edits are changes of what is
+    wanted, never drift.
     """
 
     example = """\
@@ -89,9 +106,30 @@ resources:
     group: root
   - name: /srv/www/
     state: exists
+  - name: /etc/app/db.conf
+    mode: "0600"
+    template: |
+      [database]
+      user = {{ user }}
+      port = {{ port }}
+      password = {{ db_password }}
+    vars:
+      user: app
+      port: 5432
+  password:
+  - name: db
+    length: 32
+edges:
+- name: db-password
+  from: {kind: password, name: db}
+  to: {kind: file, name: /etc/app/db.conf}
+  send: password
+  recv: vars.db_password
 """
 
     binary_params = frozenset({"content"})
+    #: `vars.NAME` may receive one value over Send/Recv (see `Resource.recv_keyed`)
+    recv_keyed: ClassVar[frozenset[str]] = frozenset({"vars"})
 
     path: str = param(
         "", doc="absolute path, a directory when it ends in '/'; empty: the resource's name"
@@ -102,12 +140,46 @@ resources:
         doc="absolute path of a local file whose bytes are the content (copied byte for"
         " byte; an edit of the source is applied at once); unset: not managed",
     )
+    fragments: list[str] | None = param(
+        None,
+        doc="absolute paths whose bytes, concatenated in order, are the content (mgmt's); one"
+        " ending in '/' is a directory whose regular files directly in it are taken in name"
+        " order; an edit of a fragment is applied at once; unset: not managed",
+    )
+    recurse: bool = param(
+        False,
+        doc="with a directory path and a source directory (both ending in '/'): keep the tree a"
+        " copy of the source (files byte for byte, the source's permission bits; see filetree)",
+    )
+    purge: bool = param(
+        False, doc="with recurse: remove what the source lacks (a symlink as itself, unfollowed)"
+    )
+    force: bool = param(
+        False,
+        doc="with recurse: replace an entry of the wrong type (a file where the source has a"
+        " directory, a symlink...) instead of failing",
+    )
+    template: str | None = param(
+        None,
+        doc="a Jinja2 template (sandboxed, no file includes; an undefined variable is an"
+        " error) rendered with 'vars' into the content; unset: not managed",
+    )
+    vars: dict[str, str] = param(
+        default_factory=dict,
+        doc="the template's variables, by name; one may also come over Send/Recv"
+        " (recv: vars.NAME), and a secret received makes the whole content secret",
+    )
     state: Literal["exists", "absent"] = param(
         "exists", doc="exists, or absent (removed; a directory only when empty)"
     )
     mode: str | None = param(None, doc="octal permission bits such as '0644'; unset: not managed")
     owner: str | None = param(None, doc="user name or uid; unset: not managed")
     group: str | None = param(None, doc="group name or gid; unset: not managed")
+    show_diff: bool = param(
+        True,
+        doc="false: a content change is shown by checksums only, never its lines (a copied"
+        " key, a config with secrets in it: Puppet's show_diff)",
+    )
 
     # -- static validation ----------------------------------------------------
 
@@ -136,9 +208,18 @@ resources:
             out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
-        for name in ("content", "source"):
-            if self.is_dir and getattr(self, name) is not None:
+        for name in ("content", "source", "fragments"):
+            if self.is_dir and getattr(self, name) is not None and not self.recurse:
                 out.append((name, f"a directory (path ending in '/') cannot have {name}"))
+        out.extend(self._parts_problems())
+        if self.template is not None:
+            given = [f for f in ("content", "source", "fragments") if getattr(self, f) is not None]
+            if self.is_dir:
+                out.append(("template", "a directory (path ending in '/') cannot have template"))
+            elif given:
+                out.append(("template", f"give either {given[0]} or template, not both"))
+            elif bad := syntax_problem(self.template):
+                out.append(("template", bad))
         if self.source is not None:
             if self.content is not None:
                 out.append(("source", "give either content or source, not both"))
@@ -153,17 +234,41 @@ resources:
                 out.append((name, bad))
         return out
 
+    def _parts_problems(self) -> list[tuple[str, str]]:
+        """fragments, recurse, purge and force: their own rules (filefragments, filetree)."""
+        if self.fragments is not None:
+            if self.content is not None or self.source is not None:
+                return [("fragments", "give only one of content, source and fragments")]
+            return filefragments.problems(self.target, self.fragments)
+        if self.recurse:
+            if self.state == "absent":
+                return [("recurse", "copies a tree, which cannot be absent")]
+            return filetree.problems(self.target, self.source, is_dir=self.is_dir)
+        if self.source is not None and self.source.endswith("/"):
+            if self.is_dir:
+                return [("source", "a source directory is copied with recurse: true")]
+            return [("source", "a directory (ending in '/') is copied to a directory path only")]
+        for name in ("purge", "force"):
+            if getattr(self, name):
+                return [(name, "is used only with recurse: true")]
+        return []
+
     def warnings(self) -> list[tuple[str, str]]:
         # mgmt's own examples (file1.yaml) give an absent file content: harmless.
-        managed = ("content", "source", "mode", "owner", "group")
+        managed = ("content", "source", "fragments", "template", "mode", "owner", "group")
         ignored = [f for f in managed if getattr(self, f) is not None]
         if self.state == "absent" and ignored:
             return [(ignored[0], f"ignored: the file is to be absent ({', '.join(ignored)})")]
+        if self.vars and self.template is None:
+            return [("vars", "ignored: there is no template to use them")]
         return []
 
     def manages(self) -> list[str]:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
         return ["/" + "/".join(p for p in self.target.split("/") if p)]
+
+    def purges(self) -> list[str]:
+        return self.manages() if self.recurse and self.purge else []
 
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
@@ -182,6 +287,8 @@ resources:
         """The steps before the ancestor walk, whose matches do not end it."""
         if self.source is not None:  # a managed source is made right first
             yield Want((UID("file", self.source.rstrip("/") or "/"),))
+        if self.fragments is not None:  # and so are managed fragments
+            yield from filefragments.wants(self.fragments)
         if self.state != "absent":  # its owner and group, when the graph makes them
             if self.owner is not None and not self.owner.isdigit():
                 yield Want((UID("user", self.owner),))
@@ -212,7 +319,8 @@ resources:
                 out.append(None)
                 continue
             steps: Sequence[Want]
-            if f.source is not None or f.owner is not None or f.group is not None:
+            others = (f.source, f.fragments, f.owner, f.group)
+            if any(x is not None for x in others):
                 steps = list(f._other_wants())
                 if found is not None:
                     steps.append(Want((UID("file", found),)))
@@ -231,6 +339,8 @@ resources:
         self._fs_path = self.target.rstrip("/") or "/"
         self._want = None if self.content is None else self.content.encode()
         self._want_sha: str | None = None
+        #: the template, rendered at the next check (its received vars may come later)
+        self._render_pending = self.template is not None
         self._want_mode = None if self.mode is None else int(self.mode, 8)
         # Users and groups may appear later (a package creates them), so they
         # are resolved at check time, not at init.
@@ -246,10 +356,64 @@ resources:
     async def init(self, ctx: Context) -> None:
         await super().init(ctx)
         self._wanted()
+        #: recurse: the steps the last check found, and the watch of both trees
+        self._tree_ops: list[filetree.Op] = []
+        self._tree_seen: int | None = None
+        self._tree_watch: filetree.TreeWatch | None = None
 
     def received(self, changed: frozenset[str]) -> None:
-        # New content (e.g. a password) invalidates the cached checksum.
+        # New content (e.g. a password) invalidates the cached checksum, and
+        # a new var (or template) asks for the template to be rendered again.
         self._wanted()
+
+    def is_secret(self, field_name: str) -> bool:
+        """Declared and received secrets, and the content rendered from one.
+
+        A secret received into `vars` (or `template`) ends up somewhere in the
+        rendered content: its diff and checksums are shown as ``<redacted>``
+        too, not only the var (issue 15).
+        """
+        if field_name == "content" and self.template is not None:
+            return not self.tainted.isdisjoint(("vars", "template", "content"))
+        return super().is_secret(field_name)
+
+    # -- export: other hosts collect the rendered content -------------------------
+
+    def exported_form(self) -> File:
+        """The file as other hosts collect it: a template is rendered here, into content.
+
+        Its author's host renders it, as mgmt renders templates (in mcl)
+        before any resource exists; a collecting host runs no other host's
+        template code (world/confine.py refuses one). Only the graph's own
+        vars are used: Send/Recv values never leave the host (`export_problem`
+        refuses a template that needs one).
+        """
+        if self.template is None:
+            return self
+        try:
+            text = self._render_for_export(self.template)
+        except TemplateProblem as e:
+            raise ResourceError(f"template: {e}") from None
+        return dataclasses.replace(self, content=text, template=None, vars={})
+
+    def _render_for_export(self, template: str) -> str:
+        return render(compile_template(template), self.params()["vars"])
+
+    def export_problem(self) -> tuple[str, str] | None:
+        if self.template is None:
+            return None
+        received = sorted(r for r in self.recv_fields if r.startswith("vars.") or r == "template")
+        if received:
+            return (
+                "template",
+                f"an exported file cannot render values received over Send/Recv ({received[0]}):"
+                " its content goes to other hosts",
+            )
+        try:
+            self._render_for_export(self.template)
+        except TemplateProblem as e:
+            return ("template", f"cannot be rendered for export: {e}")
+        return None
 
     # -- watch ------------------------------------------------------------------
 
@@ -261,12 +425,23 @@ resources:
         "repaired").
         """
         subs = [ctx.inotify.subscribe(self._fs_path, ctx.event)]
-        if self.source is not None:
+        parts: list[Callable[[], None]] = []
+        if self.recurse:  # every directory of both trees (filetree.TreeWatch)
+            self._tree_watch = filetree.TreeWatch(
+                ctx.inotify, self.source or "", self.target, ctx.tick, ctx.event
+            )
+            parts.append(self._tree_watch.close)
+        elif self.source is not None:
             subs.append(ctx.inotify.subscribe(self.source, ctx.tick))
+        if self.fragments is not None:
+            parts.append(filefragments.subscribe(ctx.inotify, self.fragments, ctx.tick))
 
         def unsubscribe() -> None:
             for sub in subs:
                 ctx.inotify.unsubscribe(sub)
+            for undo in parts:
+                undo()
+            self._tree_watch = None
 
         return unsubscribe
 
@@ -276,8 +451,53 @@ resources:
     # -- check ------------------------------------------------------------------
 
     async def check(self) -> Plan:
-        if self.source is not None and self.state != "absent":
+        before = self._read_want()
+        plan = await self._check_file()
+        if self.recurse:
+            plan = await self._check_tree(plan)
+        if plan and before is not None and before != self._read_want():
+            return Plan(plan.changes, wanted_moved=True)  # a source moved: no drift
+        return plan
+
+    def _read_want(self) -> object:
+        """What other files (source, fragments, a tree) made the wanted state at the last check."""
+        if self.recurse:
+            return self._tree_seen
+        if self.source is not None or self.fragments is not None:
+            return self._want
+        return None
+
+    async def _check_tree(self, plan: Plan) -> Plan:
+        """The top directory's plan, and then what the tree below it needs (filetree)."""
+        assert self.source is not None
+        walk = functools.partial(
+            filetree.diff,
+            self.source,
+            self.target,
+            uid=self._uid,
+            gid=self._gid,
+            purge=self.purge,
+            force=self.force,
+        )
+        tree = await off_loop(walk)
+        # A directory read before its watch was made may have changed in
+        # between: walk again once every directory found is watched.
+        while self._tree_watch is not None and self._tree_watch.update(tree.dirs):
+            tree = await off_loop(walk)
+        self._tree_ops = tree.ops
+        self._tree_seen = tree.seen
+        change = tree.change(self.target)
+        return plan if change is None else Plan((*plan.changes, change))
+
+    async def _check_file(self) -> Plan:
+        if self.fragments is not None and self.state != "absent":
+            data = await off_loop(filefragments.read, self.fragments)
+            if data != self._want:
+                self._want, self._want_sha = data, None
+        elif self.source is not None and self.state != "absent" and not self.recurse:
             await self._read_source()
+        if self._render_pending and self.state != "absent":
+            self._render()
         if self.owner is not None:
             self._uid = _uid(self.owner)
         if self.group is not None:
@@ -314,8 +534,8 @@ resources:
 
     def _converged_in(self, parents: Parents) -> bool:
         """`converged_many` for one file; `parents` holds the directory fds opened so far."""
-        if self.source is not None:
-            return False  # its content is the source's, read by its own check
+        if self.source is not None or self.fragments is not None or self.template is not None:
+            return False  # its content is read from other files, or rendered: its own check
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
@@ -375,6 +595,21 @@ resources:
             os.close(fd)
         if data != self._want:
             self._want, self._want_sha = data, None
+
+    def _render(self) -> None:
+        """Make the rendered template the wanted content (once per new template or vars).
+
+        Rendered at check time, not at init: a var received over Send/Recv
+        arrives just before the first check. A template is small and renders
+        in microseconds, so it stays in the event loop.
+        """
+        assert self.template is not None
+        try:
+            text = render(compile_template(self.template), self.vars)
+        except TemplateProblem as e:
+            raise ResourceError(f"template: {e}") from None
+        self._want, self._want_sha = text.encode(), None
+        self._render_pending = False
 
     def _open(self) -> tuple[int | None, os.stat_result | None]:
         """Open the path (walked safely, never following a final symlink) and fstat it.
@@ -446,7 +681,10 @@ resources:
         else:
             old_text = None
             old = f"sha256:{(await off_loop(sha256_fd, fd))[:16]}"
-        return Change("content", old, new, diff=_unified(self._fs_path, old_text, want, st))
+        # Rendered from a secret: not even a diff is made (the engine drops it too).
+        shown = self.show_diff and not self.is_secret("content")
+        diff = _unified(self._fs_path, old_text, want, st) if shown else ""
+        return Change("content", old, new, diff=diff)
 
     # -- apply ------------------------------------------------------------------
 
@@ -455,7 +693,13 @@ resources:
         # (a slow disk must not stall every other resource's watch), and
         # batched with the other applies in flight, which share the syncs.
         fields = frozenset(c.field for c in plan.changes)
-        await self.ctx.durable.run(functools.partial(self._apply, fields))
+        if fields - {"tree"}:
+            await self.ctx.durable.run(functools.partial(self._apply, fields))
+        if "tree" in fields:  # recurse: in chunks, each one batch job (filetree)
+            assert self.source is not None
+            copy = filetree.Applier(self.source, self.target, uid=self._uid, gid=self._gid)
+            for chunk in filetree.chunks(self._tree_ops):
+                await self.ctx.durable.run(functools.partial(copy, chunk))
 
     def _apply(self, fields: frozenset[str], staging: Staging) -> None:
         parent, name = split(self._fs_path)

@@ -32,8 +32,9 @@ class Password(Resource, kind="password"):
 
     Kept 0600 in the agent's state directory and never shown: every output
     says ``<redacted>``. An edge with ``send: password`` and ``recv: PARAM``
-    carries it into another resource's param. A refresh notification
-    generates a new one.
+    carries it into another resource's param (``recv: vars.NAME``: one
+    variable of a file's template). A refresh notification generates a new
+    one.
     """
 
     example = """\

@@ -121,6 +121,8 @@ class keys:
     NOMINATED = ROOT + "nominated/"
     #: the elected leader (the one host that nominates): created on its lease if absent
     LEADER = ROOT + "leader"
+    #: the kv resource's keys (mgmt's /_mgmt/strings/): KV + "<key>", shared by all hosts
+    KV = ROOT + "kv/"
 
     @staticmethod
     def exported(hostname: str, kind: str, name: str) -> str:
@@ -141,3 +143,35 @@ class keys:
     @staticmethod
     def nominated(hostname: str) -> str:
         return f"{keys.NOMINATED}{hostname}"
+
+    @staticmethod
+    def kv(key: str) -> str:
+        """The cluster key of a kv resource's `key` (which `kv_key_problem` accepted)."""
+        return f"{keys.KV}{key}"
+
+
+#: most bytes a kv key may have (etcd allows more; a key is a name, not data)
+KV_KEY_MAX = 1024
+
+
+def kv_key_problem(key: str) -> str | None:
+    """Why `key` cannot name a kv resource's key, or None.
+
+    A user key lives under `keys.KV` and must stay a name there: path-like
+    segments (``a/b``) are allowed, but no empty, ``.`` or ``..`` segment
+    and no leading or trailing ``/``, so nothing reading the key space as
+    paths can be walked out of the prefix, and no control character, so a
+    key printed in a log or by etcdctl is the key that is stored.
+    """
+    if not key:
+        return "must not be empty"
+    if len(key.encode("utf-8", "surrogateescape")) > KV_KEY_MAX:
+        return f"is longer than {KV_KEY_MAX} bytes"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return "must not contain control characters (newline, tab, NUL...)"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return (
+            f"must be a name or a/b/c path with no empty, '.' or '..' part "
+            f"(nor a leading or trailing '/'), got {key!r}"
+        )
+    return None

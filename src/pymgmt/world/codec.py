@@ -27,7 +27,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import PymgmtError
-from ..resources.base import Resource, kinds
+from ..resources.base import Resource, kinds, param_default
 from ..types import PATH_MAX, check_value, nul_problem
 
 #: the format version written; a reader refuses any other
@@ -49,17 +49,36 @@ class DecodeError(PymgmtError):
 
 
 def encode(res: Resource) -> bytes:
-    """The export of `res`: its kind, name and every declared param, as JSON.
+    """The export of `res`: its kind, name and each declared param not at its default, as JSON.
 
-    The values are the resource's declared ones (in a compiled graph, what
-    the graph said, since Send/Recv only fills copies at run time).
+    The values are the resource's declared ones: what Send/Recv filled in
+    (a running resource's ``recv_fields``, one ``vars.NAME`` too) is left
+    out, so a received value, a secret above all, is never exported. A
+    param left at its default is left out, as the reader fills defaults in:
+    so a param that a newer pymgmt adds (a file's ``template``, issue 15)
+    does not make an older collector refuse every export during a rolling
+    upgrade, only those that use it.
     """
-    params = {f.name: _plain(getattr(res, f.name)) for f in res.params_fields()}
+    declared = res.params()
+    params = {
+        f.name: _plain(value)
+        for f in res.params_fields()
+        if f.name in declared and not _is_default(f, value := declared[f.name])
+    }
     doc = {"v": VERSION, "kind": res.kind, "name": res.name, "params": params}
     text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # A lone surrogate (possible from the Python API) is written as is: the
     # readers refuse the export as invalid UTF-8 and say so, where it matters.
     return text.encode("utf-8", "surrogatepass")
+
+
+def _is_default(f: dataclasses.Field[Any], value: object) -> bool:
+    """Whether `value` is `f`'s default (the same type too: True is not 1 here).
+
+    A required param has none, so it is always written.
+    """
+    default = param_default(f)
+    return type(value) is type(default) and value == default
 
 
 def _plain(value: object) -> object:

@@ -22,7 +22,8 @@ not absolute and normalised or its base name is empty, ``.``, ``..``,
 too long or has a NUL or a control character; when it is a directory; when its mode is more
 permissive than ``Collect.mode`` or has the setuid, setgid or sticky bit;
 when it asks for an owner or group not listed in ``Collect.owners`` /
-``groups``; when its content is over 1 MiB. A collected file without a mode
+``groups``; when it copies a ``source`` or renders a ``template`` (a path of
+its own host; code of another host); when its content is over 1 MiB. A collected file without a mode
 gets ``Collect.mode``, the most the collecting host allows, rather than
 whatever the umask would give. A symlink planted at the target is never
 followed: the file resource walks its path with ``O_NOFOLLOW``.
@@ -93,6 +94,17 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
             return Refused(f"its {what} {quote(value)} is not allowed here (allowed: {listed})")
     if res.source is not None:  # and reading a path here for another host is a disclosure
         return Refused(f"it copies a source file ({quote(res.source)}): a path on its own host")
+    if res.fragments is not None:  # the same: paths on its own host, read here
+        return Refused(
+            f"it is built from fragments ({quote(res.fragments[0])}...): paths on its own host"
+        )
+    if res.recurse or res.purge:
+        return Refused("it copies a directory tree (recurse): paths on its own host")
+    if res.template is not None:
+        # Rendering would run the other host's code here: sandboxed, but not
+        # bounded in time or memory. A pymgmt exporter renders it and exports
+        # content (File.exported_form); a template arrives only from elsewhere.
+        return Refused("it has a template (another host's template code is not run here)")
     if res.content is not None:
         size = len(res.content.encode("utf-8", "surrogateescape"))
         if size > MAX_CONTENT:
@@ -102,6 +114,12 @@ def _confine_file(spec: Collect, host: str, res: File) -> File | Refused:
         path=path,
         content=res.content,
         source=None,
+        fragments=None,
+        recurse=False,
+        purge=False,
+        force=False,
+        template=None,
+        show_diff=res.show_diff,
         state=res.state,
         mode=mode,
         owner=res.owner,

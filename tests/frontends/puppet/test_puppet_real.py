@@ -133,7 +133,10 @@ def test_unsupported_parts_are_listed_and_nothing_is_printed(tmp_path: Path) -> 
     site = tmp_path / "site.pp"
     tidy = "Tidy[/tmp/pymgmt-never-tidied]: resource type 'Tidy' has no pymgmt kind"
     assert f"{site}:1: {tidy}" in done.stderr
-    assert f"{site}:2: File[{tmp_path}/x]: parameter 'recurse' is not supported" in done.stderr
+    assert (
+        f"{site}:2: File[{tmp_path}/x]: recurse => true is supported with ensure => directory "
+        "and a source" in done.stderr
+    )
     assert "--puppet-allow-unsupported" in done.stderr
     allowed = translate(tmp_path, code, "--puppet-allow-unsupported")
     assert allowed.returncode == 0, allowed.stderr

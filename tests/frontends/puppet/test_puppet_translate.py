@@ -139,7 +139,7 @@ def test_exec_unless_and_refreshonly() -> None:
         "shell": "/bin/sh",
         "nifcmd": "test -e /x",
         "nifshell": "/bin/sh",
-        "refreshonly": True,
+        "refresh_only": True,
     }
     declared_graph(t)
 
@@ -167,7 +167,7 @@ def test_unsupported_types_and_params_are_listed_with_file_and_line() -> None:
         f"{SITE}:3: Cron[backup]: resource type 'Cron' has no pymgmt kind",
         f"{SITE}:7: File[/a]: ensure => 'link' is not supported (file, directory or absent)",
         f"{SITE}:7: File[/a]: parameter 'target' is not supported",
-        f"{SITE}:9: File[/c]: parameter 'recurse' is not supported",
+        f"{SITE}:9: File[/c]: recurse => true is supported with ensure => directory and a source",
     ]
     assert t.resources == []  # refused: none of them half-translated
     with pytest.raises(InputErrors) as e:
@@ -314,6 +314,45 @@ def test_a_local_source_is_the_files_source(tmp_path: Path) -> None:
     assert motd.params == {"source": str(src)}  # copied, and followed live
     assert [u.what for u in t.unsupported] == [
         "source 'puppet:///modules/x/y' is not supported (a local absolute path only)"
+    ]
+
+
+def test_a_recursive_directory_source_is_a_recursive_copy() -> None:
+    t = tr(
+        [
+            res(
+                "File",
+                "/srv/www",
+                ensure="directory",
+                source="file:///srv/src",
+                recurse=True,
+                purge="true",
+                owner="www-data",
+            ),
+            res("File", "/srv/half", ensure="directory", source="/srv/src"),
+            res(
+                "File",
+                "/srv/moded",
+                ensure="directory",
+                source="/srv/src",
+                recurse=True,
+                mode="0644",
+            ),
+            res("File", "/srv/lone", ensure="directory", purge=True),
+        ]
+    )
+    www = next(r for r in t.resources if r.name == "/srv/www/")
+    assert www.params == {
+        "source": "/srv/src/",
+        "recurse": True,
+        "purge": True,
+        "owner": "www-data",
+    }
+    assert [u.what for u in t.unsupported] == [
+        "a directory with a source needs recurse => true",
+        "mode with recurse is not supported (Puppet sets it on every file copied; "
+        "pymgmt copies each file's own permission bits)",
+        "purge => true is supported with ensure => directory and a source",
     ]
 
 
@@ -502,3 +541,10 @@ def test_users_and_groups_map_onto_pymgmts_accounts() -> None:
         "managehome => true is not supported: manage the home with a file",
         "parameter 'password' is not supported",
     ]
+
+
+def test_file_show_diff_false_is_kept() -> None:
+    t = tr([res("File", "/etc/k", source="/srv/k", show_diff=False)])
+    assert not t.unsupported and not t.errors
+    (r,) = t.resources
+    assert r.params == {"source": "/srv/k", "show_diff": False}

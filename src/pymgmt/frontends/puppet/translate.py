@@ -346,8 +346,11 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
         params["state"] = "absent"
     elif ensure == "directory":
         path = path if path.endswith("/") else path + "/"
-        if content is not None or source is not None:
-            m.unsupported("a directory with content or source is not supported")
+        if content is not None:
+            m.unsupported("a directory with content is not supported")
+        elif source is not None:
+            _directory_source(m, source, params)
+            source = None  # mapped
     elif ensure in ("file", "present"):
         pass
     elif ensure is None:
@@ -375,9 +378,18 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
         value = m.string(name)
         if value is not None:
             params[name] = value
+    if m.param("show_diff") in (False, "false"):
+        params["show_diff"] = False
+    if "recurse" not in params:
+        for name in ("recurse", "purge", "force"):
+            if _flag(m.param(name)):
+                m.unsupported(f"{name} => true is supported with ensure => directory and a source")
     m.reject_others(
-        frozenset({"path", "ensure", "content", "source", "mode", "owner", "group"}),
-        frozenset({"backup", "checksum", "show_diff", "provider"}),
+        frozenset(
+            {"path", "ensure", "content", "source", "mode", "owner", "group"}
+            | {"recurse", "purge", "force", "show_diff"}
+        ),
+        frozenset({"backup", "checksum", "provider"}),
     )
     return ("file", path)
 
@@ -393,6 +405,37 @@ def _file_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
         m.unsupported(f"source {first!r} is not supported (a local absolute path only)")
         return
     params["source"] = path
+
+
+def _directory_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
+    """``recurse => true`` with a local directory ``source``: pymgmt's recursive copy.
+
+    Puppet's ``mode`` then applies to every file copied; pymgmt's to the
+    top directory only (a copy keeps each source entry's permission bits),
+    so the two differ and ``mode`` is refused rather than half-honoured.
+    Puppet's ``purge`` spares files other resources manage; pymgmt's
+    refuses a graph where one would be (`compile.purge_conflicts`).
+    """
+    if not _flag(m.param("recurse")):
+        m.unsupported("a directory with a source needs recurse => true")
+        return
+    if m.param("mode") is not None:
+        m.unsupported(
+            "mode with recurse is not supported (Puppet sets it on every file copied; "
+            "pymgmt copies each file's own permission bits)"
+        )
+    _file_source(m, source, params)
+    if "source" in params:
+        params["source"] = params["source"].rstrip("/") + "/"
+        params["recurse"] = True
+        for name in ("purge", "force"):
+            if _flag(m.param(name)):
+                params[name] = True
+
+
+def _flag(value: Any) -> bool:
+    """A Puppet boolean that is true (the catalog has true or "true")."""
+    return value is True or value == "true"
 
 
 def _package(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
@@ -479,7 +522,7 @@ def _exec(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
             params[ours.replace("cmd", "shell")] = "/bin/sh"
     refreshonly = m.param("refreshonly")
     if refreshonly in (True, "true"):
-        params["refreshonly"] = True
+        params["refresh_only"] = True
     elif refreshonly not in (None, False, "false"):
         m.unsupported(f"refreshonly => {refreshonly!r} is not true or false")
     _exec_timeout(m, params)

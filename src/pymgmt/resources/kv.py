@@ -1,0 +1,138 @@
+"""kv: a key in the cluster's key space holds a value (mgmt's ``kv`` resource).
+
+The key lives under its own prefix (`keys.KV`, ``/_pymgmt/kv/<key>``), so a
+user's key can never overwrite the agent's own bookkeeping (exports, host
+and converged keys); `kv_key_problem` refuses keys that would look like a
+way out of it. Converged means the stored bytes are exactly ``value``
+(UTF-8), or, with ``value`` unset, that the key does not exist (mgmt's
+meaning of a nil value: delete it).
+
+The watch is a prefix watch on the one key (`World.watch_prefix` replays
+from the revision the key was read at, so no change is ever missed):
+another host, or ``etcdctl put``, changing or deleting it is drift, and
+it is put back at once. Keys that merely share the prefix (``a`` and
+``ab``, ``a/b``) are filtered out.
+
+Without a cluster (no cluster flag, a graph without exports) the World is
+the agent's in-process one (`world/local.py`): the key is kept in memory
+for the agent's life, so a one-shot run puts it every time. With
+``--seeds`` or an embedded etcd it is the cluster's and outlives the agent
+(no lease: mgmt's kv keys are not tied to a host either).
+
+A value received over Send/Recv from a secret output (a password) is
+redacted in every plan, event and log, the stored old value included.
+
+Not taken from mgmt, and why:
+
+* ``skiplessthan``/``skipcmpstyle`` (keep a value only if it is larger):
+  read-compare-write through this World is not atomic, so two hosts raising
+  a counter at once could still lower it (mgmt's implementation has that
+  race); done right it needs a compare-and-swap transaction the World
+  Protocol does not offer. A graph that needs a monotonic value should say
+  so in an issue.
+* ``mapped`` (one value per host under the key): nothing in pymgmt reads
+  such a per-host pool yet (mgmt's ``kvlookup`` is a language function).
+* ``key``: the name is the key (mgmt's default when ``key`` is unset);
+  ``key`` is the engine's own word for a vertex's (kind, name) identity,
+  and a second spelling of one key would only let two names fight over it.
+* mgmt's kv sends nothing over Send/Recv, and neither does this one.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..errors import ResourceError
+from ..world.base import keys, kv_key_problem
+from ..world.local import LocalWorld
+from .base import CONVERGED, Change, Context, Plan, Resource, param
+
+
+class KeyValue(Resource, kind="kv"):
+    """A key in the cluster's etcd holds ``value``, or is absent when unset.
+
+    The name is the key (a name or an a/b/c path), stored under pymgmt's
+    own prefix ``/_pymgmt/kv/``. A change by another host or by ``etcdctl`` is
+    seen by a watch and repaired. Without a cluster the key lives in the
+    agent's memory only.
+    """
+
+    example = """\
+graph: kv
+resources:
+  password:
+  - name: db
+  kv:
+  - name: app/greeting
+    value: hello from pymgmt
+  - name: app/db/password
+edges:
+- name: share-the-secret
+  from: {kind: password, name: db}
+  to: {kind: kv, name: app/db/password}
+  send: password
+  recv: value
+"""
+
+    #: a value is data for other hosts, never an argv or a path: any text is fine
+    binary_params: ClassVar[frozenset[str]] = frozenset({"value"})
+
+    value: str | None = param(None, doc="the value to store (UTF-8); unset: the key is deleted")
+
+    @property
+    def full_key(self) -> str:
+        return keys.kv(self.name)
+
+    def problems(self) -> list[tuple[str, str]]:
+        if bad := kv_key_problem(self.name):
+            return [("name", bad)]
+        return []
+
+    def manages(self) -> list[str]:
+        return [self.full_key]
+
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        self._key = self.full_key
+        if isinstance(ctx.world, LocalWorld):
+            ctx.log.warning(
+                "no cluster: %s is kept in this agent's memory only (start it with --seeds "
+                "or another cluster flag to share it)",
+                self._key,
+            )
+
+    async def watch(self, ctx: Context) -> None:
+        _, revision = await ctx.world.get_prefix(self._key)
+        # the watch replays everything after `revision`: ready now misses nothing
+        ctx.ready()
+        events = ctx.world.watch_prefix(self._key, revision)
+        try:
+            async for ev in events:
+                if ev.key == self._key:
+                    ctx.event()
+        finally:
+            # an etcd watch holds a stream open: close it here, not at GC
+            if (aclose := getattr(events, "aclose", None)) is not None:
+                await aclose()
+        raise ResourceError(f"the watch on {self._key} ended: the cluster connection closed")
+
+    async def _stored(self) -> bytes | None:
+        found, _ = await self.ctx.world.get_prefix(self._key)
+        return next((kv.value for kv in found if kv.key == self._key), None)
+
+    def _wanted(self) -> bytes | None:
+        return None if self.value is None else self.value.encode("utf-8", "surrogateescape")
+
+    async def check(self) -> Plan:
+        stored, wanted = await self._stored(), self._wanted()
+        if stored == wanted:
+            return CONVERGED
+        old = None if stored is None else stored.decode("utf-8", "replace")
+        return Plan((Change("value", old, self.value),))
+
+    async def apply(self, plan: Plan) -> None:
+        wanted = self._wanted()
+        if wanted is None:
+            await self.ctx.world.delete(self._key)
+        else:
+            await self.ctx.world.put(self._key, wanted)

@@ -1,0 +1,368 @@
+"""file `template`: a Jinja2 template rendered with `vars` into the content (issue 15).
+
+Vars come from the graph or, one at a time, over Send/Recv (``recv:
+vars.NAME``). A secret received into a template makes the whole content
+secret: the issue's "a template with a received password renders one line
+of a config file and the secret appears in no output".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import (
+    PYMGMT,
+    checked,
+    event,
+    json_lines,
+    recap_of,
+    run_once,
+    sendrecv_edge,
+    sentinel_res,
+    wait_for,
+    write_atomic,
+    write_graph,
+)
+
+from pymgmt.oneshot.plan import PLAN_NAME
+from pymgmt.resources.file import File
+
+TEMPLATE = """\
+# managed by pymgmt
+[database]
+user = {{ user }}
+port = {{ port }}
+password = {{ db_password }}
+"""
+
+
+def _doc(
+    app: Path, *, template: str = TEMPLATE, vars: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A password sent into `vars.db_password` of a templated file, plus `extra` files."""
+    files = [
+        {
+            "name": "app",
+            "path": str(app),
+            "mode": "0600",
+            "template": template,
+            "vars": {"user": "app", "port": 5432} if vars is None else vars,
+        },
+        *extra.get("files", []),
+    ]
+    return {
+        "graph": "template",
+        "resources": {"password": [{"name": "db", "length": 24}], "file": files},
+        "edges": [
+            sendrecv_edge("db-secret", "password:db", "file:app", "password", "vars.db_password")
+        ],
+    }
+
+
+def _graph(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    graph = tmp_path / "graph.yaml"
+    write_graph(graph, doc)
+    return graph
+
+
+def _secret_of(app: Path) -> str:
+    """The password the file was rendered with (its one `password = ` line)."""
+    lines = [x for x in app.read_text().splitlines() if x.startswith("password = ")]
+    assert len(lines) == 1, app.read_text()
+    secret = lines[0].removeprefix("password = ")
+    assert len(secret) == 24 and secret.isalnum()
+    return secret
+
+
+def _rendered(secret: str, user: str = "app") -> str:
+    return (
+        TEMPLATE.replace("{{ user }}", user)
+        .replace("{{ port }}", "5432")
+        .replace("{{ db_password }}", secret)
+    )
+
+
+def _no_secret(secret: str, *procs: subprocess.CompletedProcess[str]) -> None:
+    for proc in procs:
+        assert secret not in proc.stdout and secret not in proc.stderr
+
+
+def _content_change(
+    proc: subprocess.CompletedProcess[str], vertex: str = "File[app]"
+) -> dict[str, Any]:
+    (ev,) = [e for e in json_lines(proc.stdout) if checked(vertex, changed=True)(e)]
+    (change,) = [c for c in ev["changes"] if c["field"] == "content"]
+    return change
+
+
+# -- from the graph alone ----------------------------------------------------------------
+
+
+def test_a_template_renders_the_graphs_vars_and_then_is_converged(tmp_path, managed):
+    conf = managed / "site.conf"
+    doc = {
+        "graph": "site",
+        "resources": {
+            "file": [
+                {
+                    "name": str(conf),
+                    "template": "server {{ name }}:{{ port }}\n{% for w in workers.split(',') %}"
+                    "worker {{ w }}\n{% endfor %}",
+                    "vars": {"name": "web", "port": 8080, "workers": "a,b"},
+                }
+            ]
+        },
+    }
+    graph = _graph(tmp_path, doc)
+    first = run_once(graph, tmp_path / "state", "--json")
+    assert first.returncode == 2, first.stderr
+    assert conf.read_text() == "server web:8080\nworker a\nworker b\n"
+    change = _content_change(first, f"File[{conf}]")
+    assert change["diff"].endswith("+worker b\n")  # no secret: the diff is shown
+    again = run_once(graph, tmp_path / "state", "--json")
+    assert again.returncode == 0, again.stderr
+    assert recap_of(again)["resources"][f"File[{conf}]"]["outcome"] == "unchanged"
+    assert not (tmp_path / "state" / PLAN_NAME).exists()  # the engine renders, not the fast path
+
+
+def test_the_trailing_newline_is_the_templates(tmp_path, managed):
+    doc = {
+        "graph": "nl",
+        "resources": {
+            "file": [
+                {"name": str(managed / "with"), "template": "a={{ a }}\n", "vars": {"a": "1"}},
+                {"name": str(managed / "without"), "template": "a={{ a }}", "vars": {"a": "1"}},
+            ]
+        },
+    }
+    proc = run_once(_graph(tmp_path, doc), tmp_path / "state")
+    assert proc.returncode == 2, proc.stderr
+    assert (managed / "with").read_bytes() == b"a=1\n"
+    assert (managed / "without").read_bytes() == b"a=1"
+
+
+def test_an_undefined_variable_fails_naming_it_and_leaves_the_file_alone(tmp_path, managed):
+    conf = managed / "site.conf"
+    conf.write_text("kept\n")
+    doc = {
+        "graph": "site",
+        "resources": {
+            "file": [{"name": str(conf), "template": "{{ name }}:{{ port }}", "vars": {"n": "w"}}]
+        },
+    }
+    proc = run_once(_graph(tmp_path, doc), tmp_path / "state", "--json")
+    assert proc.returncode == 4, proc.stderr
+    (err,) = recap_of(proc)["resources"][f"File[{conf}]"]["failures"]
+    assert "template: 'name' is undefined" in err
+    assert conf.read_text() == "kept\n"  # never an empty string written in its place
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ name.__class__.__mro__ }}", "refused by the sandbox"),
+        ("{{ lipsum.__globals__['os'] }}", "refused by the sandbox"),
+        ("{{ (1, 2).__class__ }}", "refused by the sandbox"),
+        ("{{ 1 // 0 }}", "ZeroDivisionError"),
+    ],
+)
+def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, template, message):
+    conf = managed / "site.conf"
+    doc = {
+        "graph": "site",
+        "resources": {"file": [{"name": str(conf), "template": template, "vars": {"name": "w"}}]},
+    }
+    proc = run_once(_graph(tmp_path, doc), tmp_path / "state", "--json")
+    assert proc.returncode == 4, proc.stderr
+    (err,) = recap_of(proc)["resources"][f"File[{conf}]"]["failures"]
+    assert message in err
+    assert not conf.exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"template": "x", "content": "y"}, "give either content or template, not both"),
+        ({"template": "x", "source": "/etc/hostname"}, "give either source or template"),
+        ({"path": "/tmp/d/", "template": "x"}, "a directory (path ending in '/')"),
+        ({"template": "{% for %}"}, "line 1 of the template: "),
+        ({"template": "a\n{% import 'x' as y %}"}, "line 2 of the template: 'import'"),
+        ({"template": "{% extends 'base' %}"}, "'extends' is not allowed"),
+    ],
+)
+def test_bad_templates_are_refused_before_anything_runs(params, problem):
+    res = File(name="/tmp/pymgmt-never-made", **params)
+    found = [m for f, m in res.problems() if f == "template" and problem in m]
+    assert found, res.problems()
+
+
+def test_vars_without_a_template_are_a_warning():
+    assert File(name="/tmp/x", content="c", vars={"a": "b"}).warnings() == [
+        ("vars", "ignored: there is no template to use them")
+    ]
+
+
+def test_a_syntax_error_is_an_input_error_with_its_place(tmp_path, managed):
+    doc = {
+        "graph": "bad",
+        "resources": {"file": [{"name": str(managed / "c"), "template": "ok\n{{ oops }\n"}]},
+    }
+    graph = _graph(tmp_path, doc)
+    proc = subprocess.run(
+        [*PYMGMT, "validate", str(graph)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"{graph}:" in proc.stderr
+    assert "template: line 2 of the template: unexpected '}'" in proc.stderr
+    assert not (managed / "c").exists()
+
+
+# -- Jinja2 is imported only by a graph with a template -------------------------------------
+
+
+def _imported(stderr: str) -> set[str]:
+    return {
+        x.rsplit("|", 1)[-1].strip() for x in stderr.splitlines() if x.startswith("import time:")
+    }
+
+
+def test_jinja2_is_imported_only_when_a_graph_has_a_template(tmp_path, managed):
+    plain = {"graph": "p", "resources": {"file": [{"name": str(managed / "p"), "content": "p\n"}]}}
+    argv = [sys.executable, "-X", "importtime", "-m", "pymgmt.cli.main", "run"]
+    argv += ["--converged-timeout", "0", "--prefix"]
+    without = subprocess.run(
+        [*argv, str(tmp_path / "s1"), str(_graph(tmp_path, plain))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert without.returncode == 2, without.stderr
+    assert "pymgmt.resources.file" in _imported(without.stderr)  # the probe sees imports
+    assert not {m for m in _imported(without.stderr) if m.startswith("jinja2")}
+    with_tpl = _doc(managed / "app")
+    (tmp_path / "t").mkdir()
+    proc = subprocess.run(
+        [*argv, str(tmp_path / "s2"), str(_graph(tmp_path / "t", with_tpl))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "jinja2.sandbox" in _imported(proc.stderr)
+
+
+# -- a received secret -----------------------------------------------------------------------
+
+
+def test_a_received_password_renders_one_line_and_appears_in_no_output(tmp_path, managed):
+    app = managed / "app.conf"
+    graph = _graph(tmp_path, _doc(app))
+    state = tmp_path / "state"
+
+    first = run_once(graph, state, "--json", "--log-level", "debug")
+    assert first.returncode == 2, first.stderr
+    secret = _secret_of(app)
+    assert app.read_text() == _rendered(secret)
+    assert [x for x in app.read_text().splitlines() if secret in x] == [f"password = {secret}"]
+    assert (app.stat().st_mode & 0o777) == 0o600
+    change = _content_change(first)
+    assert change == {"field": "content", "old": "<redacted>", "new": "<redacted>", "diff": ""}
+    _no_secret(secret, first)
+
+    again = run_once(graph, state, "--json")
+    assert again.returncode == 0, again.stderr
+    assert recap_of(again)["resources"]["File[app]"]["outcome"] == "unchanged"
+    _no_secret(secret, again)
+
+    # Drift by hand; noop (JSON and text, verbose: diffs shown) says what it would do.
+    drifted = app.read_text().replace("user = app", "user = root")
+    write_atomic(app, drifted)
+    noop_json = run_once(graph, state, "--json", "--noop", "--log-level", "debug")
+    noop_text = run_once(graph, state, "--noop", "-v")
+    for proc in (noop_json, noop_text):
+        assert proc.returncode == 2, proc.stderr  # "would change"
+    assert _content_change(noop_json)["diff"] == ""
+    assert "would change: content <redacted> -> <redacted>" in noop_text.stderr
+    assert app.read_text() == drifted  # noop changed nothing
+    _no_secret(secret, noop_json, noop_text)
+
+    # The repair, in text with diffs asked for, and in JSON.
+    repair = run_once(graph, state, "-v")
+    assert repair.returncode == 2, repair.stderr
+    assert app.read_text() == _rendered(secret)
+    assert "user = root" not in repair.stderr  # not even the drifted lines' diff
+    write_atomic(app, drifted)
+    repair_json = run_once(graph, state, "--json")
+    assert repair_json.returncode == 2, repair_json.stderr
+    assert _content_change(repair_json)["diff"] == ""
+    assert app.read_text() == _rendered(secret)
+    _no_secret(secret, repair, repair_json)
+
+
+def test_a_received_var_survives_live_edits_and_drift_is_repaired(agent, tmp_path, managed):
+    app = managed / "app.conf"
+    sentinel = sentinel_res(managed)
+    graph = _graph(tmp_path, _doc(app, files=[sentinel]))
+    a = agent(graph, "--log-level", "debug")
+    a.wait_checked(["File[app]", "File[sentinel]"])
+    wait_for(lambda: app.exists() and "password = " in app.read_text(), what="the first render")
+    secret = _secret_of(app)
+    a.barrier(managed / "sentinel")
+
+    # Drift is repaired, and reported as drift.
+    since = a.mark()
+    write_atomic(app, "password = guessed\n")
+    wait_for(lambda: app.read_text() == _rendered(secret), what="the repair")
+    i = a.wait_event(checked("File[app]", applied=True), since=since, what="the repair event")
+    assert a.events[i]["drift"] and a.events[i]["changes"][0]["diff"] == ""
+
+    # An edit elsewhere keeps the templated vertex: its received var is no difference.
+    since = a.mark()
+    other = {"name": "other", "path": str(managed / "other"), "content": "other\n"}
+    write_graph(graph, _doc(app, files=[sentinel, other]))
+    swap = a.events[a.wait_event(event("graph_swapped"), since=since, what="the changeover")]
+    assert (swap["added"], swap["replaced"], swap["kept"]) == (["File[other]"], [], 3)
+    a.barrier(managed / "sentinel")
+    assert not a.find(checked("File[app]", applied=True), since=since)
+
+    # Editing vars re-renders, with the password received again by the new vertex.
+    since = a.mark()
+    write_graph(graph, _doc(app, vars={"user": "web", "port": 5432}, files=[sentinel]))
+    swap = a.events[a.wait_event(event("graph_swapped"), since=since, what="the vars edit")]
+    assert "File[app]" in swap["replaced"]
+    wait_for(lambda: app.read_text() == _rendered(secret, "web"), what="the vars to re-render")
+
+    # Editing the template re-renders too.
+    since = a.mark()
+    template = TEMPLATE.replace("[database]", "[db]")
+    write_graph(
+        graph,
+        _doc(app, template=template, vars={"user": "web", "port": 5432}, files=[sentinel]),
+    )
+    wait_for(
+        lambda: app.read_text() == _rendered(secret, "web").replace("[database]", "[db]"),
+        what="the template edit to re-render",
+    )
+    a.wait_event(checked("File[app]", applied=True), since=since, what="the re-render")
+    a.barrier(managed / "sentinel")
+    assert a.stop() == 0
+    assert secret not in json.dumps(a.events) and secret not in a.stderr
+    assert not a.bad_lines
+
+
+def test_noop_before_the_password_exists_says_the_file_waits_for_it(tmp_path, managed):
+    """No password yet: the var is undefined because its sender has not run, not a failure."""
+    app = managed / "app.conf"
+    proc = run_once(_graph(tmp_path, _doc(app)), tmp_path / "state", "--json", "--noop")
+    assert proc.returncode == 2, proc.stderr
+    resources = recap_of(proc)["resources"]
+    assert resources["File[app]"]["outcome"] == "pending"
+    assert resources["File[app]"]["failures"] == []
+    assert not app.exists()

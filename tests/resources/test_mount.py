@@ -1,0 +1,217 @@
+"""mount: real mount(8) and umount(8) in a mount namespace of the test's own, with a private /etc.
+
+A holder process (``unshare --mount --propagation private``, then ``sleep``)
+keeps the namespace alive between runs, with a copy of /etc bound over
+/etc inside it; every agent run enters it with ``nsenter --mount``. So the
+tmpfs the agent mounts and the fstab it edits exist only there: each test
+asserts the host's mount table and /etc/fstab did not move.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import PYMGMT, checked, json_lines, recap_of, wait_for, write_atomic, write_graph
+
+from pymgmt.frontends.compile import compile_graph
+from pymgmt.graph.model import Graph
+from pymgmt.resources import mounttab
+from pymgmt.resources.base import Resource
+from pymgmt.resources.file import File
+from pymgmt.resources.mount import Mount
+
+#: comments, a blank line and odd spacing the edits must keep byte for byte
+FSTAB = (
+    b"# /etc/fstab: static file system information.\n"
+    b"#\n"
+    b"UUID=0a1b-2c3d  /               ext4    errors=remount-ro 0       1\n"
+    b"\n"
+    b"/dev/sr0        /media/cdrom0   udf,iso9660 user,noauto     0       0\n"
+    b"  # an indented comment\tafter a tab\n"
+)
+
+
+@dataclass
+class Namespace:
+    pid: int
+    etc: Path
+
+    def enter(self) -> list[str]:
+        """argv prefix that runs a command in the namespace (nsenter execs it)."""
+        return ["nsenter", "--target", str(self.pid), "--mount", "--"]
+
+    def mounts_at(self, point: Path) -> list[mounttab.Mounted]:
+        text = Path(f"/proc/{self.pid}/mountinfo").read_bytes()
+        return mounttab.mounted_at(mounttab.parse_mountinfo(text), str(point))
+
+    def fstab(self) -> bytes:
+        return (self.etc / "fstab").read_bytes()
+
+
+def _host_state(point: Path) -> tuple[bytes, int, int, list[mounttab.Mounted]]:
+    st = os.stat("/etc/fstab")
+    own = mounttab.parse_mountinfo(Path("/proc/self/mountinfo").read_bytes())
+    return (
+        Path("/etc/fstab").read_bytes(),
+        st.st_ino,
+        st.st_mtime_ns,
+        mounttab.mounted_at(own, str(point)),
+    )
+
+
+@pytest.fixture
+def point(tmp_path: Path) -> Path:
+    p = tmp_path / "mnt point"  # a space: escaped as \040 in both tables
+    p.mkdir()
+    return p
+
+
+@pytest.fixture
+def ns(tmp_path: Path, point: Path) -> Iterator[Namespace]:
+    """A mount namespace, a copy of /etc (fstab: FSTAB) over its /etc; the host checked after."""
+    host_before = _host_state(point)
+    etc = tmp_path / "etc"
+    subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
+    (etc / "fstab").write_bytes(FSTAB)
+    holder = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+         'mount --bind "$0" /etc && exec sleep infinity', str(etc)],
+    )  # fmt: skip
+    try:
+        ns = Namespace(holder.pid, etc)
+
+        def ready() -> bool:
+            if holder.poll() is not None:
+                raise AssertionError(f"the namespace holder exited {holder.returncode}")
+            return bool(ns.mounts_at(Path("/etc")))
+
+        wait_for(ready, what="the private /etc in the new namespace")
+        yield ns
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _host_state(point) == host_before, "the host's /etc/fstab or mounts changed"
+
+
+def _graph(tmp_path: Path, point: Path, **params: object) -> Path:
+    res = {"name": str(point), "device": "pymgmt-test", "type": "tmpfs"}
+    res["options"] = {"size": "4m", "mode": "0750", "nosuid": ""}
+    g = tmp_path / "graph.yaml"
+    write_graph(g, {"graph": "mnt", "resources": {"mount": [{**res, **params}]}})
+    return g
+
+
+def run(ns: Namespace, tmp_path: Path, graph: Path) -> subprocess.CompletedProcess[str]:
+    argv = [*ns.enter(), *PYMGMT, "run", "--prefix", str(tmp_path / "state")]
+    argv += ["--converged-timeout", "0", "--json", str(graph)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def our_line(point: Path) -> bytes:
+    return (
+        b"pymgmt-test\t"
+        + str(point).replace(" ", "\\040").encode()
+        + (b"\ttmpfs\tsize=4m,mode=0750,nosuid\t0\t0\n")
+    )
+
+
+def test_first_run_mounts_and_writes_fstab_next_is_converged(tmp_path, ns, point):
+    g = _graph(tmp_path, point)
+    first = run(ns, tmp_path, g)
+    assert first.returncode == 2, first.stdout + first.stderr
+    (m,) = ns.mounts_at(point)
+    assert (m.fstype, m.source, "nosuid" in m.options) == ("tmpfs", "pymgmt-test", True)
+    assert ns.fstab() == FSTAB + our_line(point)
+    again = run(ns, tmp_path, g)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert recap_of(again)["resources"][f"Mount[{point}]"]["outcome"] == "unchanged"
+    assert len(ns.mounts_at(point)) == 1
+
+
+def test_an_umount_and_an_fstab_edit_from_outside_are_repaired(agent, tmp_path, ns, point):
+    vertex = f"Mount[{point}]"
+    a = agent(_graph(tmp_path, point), wrapper=ns.enter())
+    a.wait_event(checked(vertex, applied=True), what="the first mount")
+    wait_for(lambda: ns.mounts_at(point), what="the tmpfs mounted")
+
+    since = a.mark()
+    subprocess.run([*ns.enter(), "umount", str(point)], check=True)
+    i = a.wait_event(checked(vertex, applied=True), since=since, what="the repair")
+    assert a.events[i]["drift"], a.describe()
+    assert [c["field"] for c in a.events[i]["changes"]] == ["mounted"]
+    wait_for(lambda: ns.mounts_at(point), what="the tmpfs mounted again")
+
+    since = a.mark()
+    write_atomic(ns.etc / "fstab", FSTAB)  # someone drops the line (as an editor saves)
+    i = a.wait_event(checked(vertex, applied=True), since=since, what="the fstab repair")
+    assert a.events[i]["drift"], a.describe()
+    assert ns.fstab() == FSTAB + our_line(point)
+    assert len(ns.mounts_at(point)) == 1  # not mounted twice
+    assert a.stop() == 0
+
+
+def test_absent_unmounts_and_removes_only_its_line(tmp_path, ns, point):
+    assert run(ns, tmp_path, _graph(tmp_path, point)).returncode == 2
+    absent = _graph(tmp_path, point, state="absent")
+    done = run(ns, tmp_path, absent)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert ns.mounts_at(point) == []
+    assert ns.fstab() == FSTAB  # every other line byte for byte
+    again = run(ns, tmp_path, absent)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_another_filesystem_at_the_point_is_an_error_and_left_mounted(tmp_path, ns, point):
+    subprocess.run([*ns.enter(), "mount", "-t", "tmpfs", "someone-else", str(point)], check=True)
+    done = run(ns, tmp_path, _graph(tmp_path, point))
+    assert done.returncode == 4, done.stdout + done.stderr
+    fails = [e for e in json_lines(done.stdout) if e["event"] == "failed"]
+    assert "someone-else (tmpfs) is mounted at" in fails[0]["error"], fails
+    assert [m.source for m in ns.mounts_at(point)] == ["someone-else"]
+
+
+@pytest.mark.parametrize(
+    ("res", "message"),
+    [
+        ({"name": "rel/dir", "device": "d", "type": "tmpfs"}, "name: must be an absolute path"),
+        ({"name": "/a//b", "device": "d", "type": "tmpfs"}, "name: must be a normal path"),
+        ({"name": "/mnt/x/", "device": "d", "type": "tmpfs"}, "name: must be a normal path"),
+        ({"name": "/mnt/x", "type": "tmpfs"}, "device: required with state: exists"),
+        ({"name": "/mnt/x", "device": "d"}, "type: required with state: exists"),
+        ({"name": "/mnt/x", "device": "d", "type": "ext 4"}, "type: not a filesystem type"),
+        (
+            {"name": "/mnt/x", "device": "d", "type": "tmpfs", "options": {"a,b": ""}},
+            "options: not an option name",
+        ),
+        (
+            {"name": "/mnt/x", "device": "d", "type": "tmpfs", "passno": -1},
+            "passno: must be 0 or more",
+        ),
+    ],
+)
+def test_bad_mounts_are_input_errors(tmp_path, res, message):
+    g = tmp_path / "graph.yaml"
+    write_graph(g, {"graph": "mnt", "resources": {"mount": [res]}})
+    proc = subprocess.run(
+        [*PYMGMT, "validate", str(g)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr
+
+
+def test_a_mount_comes_after_its_directory_and_the_nearest_mount_above():
+    g: Graph[Resource] = Graph(name="t")
+    g.add(File(name="/srv/a/"))
+    for name in ("/srv", "/srv/a", "/srv/a/b/c", "/other"):
+        g.add(Mount(name=name, device="d", type="tmpfs"))
+    edges = {(e.src, e.dst) for e in compile_graph(g).autoedges}
+    assert edges == {
+        (("file", "/srv/a/"), ("mount", "/srv/a")),
+        (("mount", "/srv"), ("mount", "/srv/a")),
+        (("mount", "/srv/a"), ("mount", "/srv/a/b/c")),
+    }

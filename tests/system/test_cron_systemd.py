@@ -1,0 +1,177 @@
+"""cron against a real systemd (PID 1 of an nspawn container), driven from the host.
+
+The agent runs on the host with DBUS_SYSTEM_BUS_ADDRESS at the container's
+system bus and PYMGMT_SYSTEMD_ROOT at the container's / (``/proc/PID/root``),
+so the timer file lands in the container's /etc/systemd/system, never the
+host's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import json_lines, run_once, wait_for, write_atomic
+from syshelpers import Container
+
+from pymgmt.resources.systemd import SYSTEMD_ROOT_ENV
+
+pytestmark = [pytest.mark.slow, pytest.mark.system]
+
+
+@pytest.fixture
+def job(nspawn_systemd: Container, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh oneshot service NAME.service that appends a line to /var/tmp/NAME.ran."""
+    c = nspawn_systemd
+    name = f"pymgmt-cron-{uuid.uuid4().hex[:8]}"
+    c.write_unit(
+        f"{name}.service",
+        f"[Unit]\nDescription=pymgmt cron test\n[Service]\nType=oneshot\n"
+        f"ExecStart=/bin/sh -c 'echo ran >> /var/tmp/{name}.ran'\n",
+    )
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", c.bus_address)
+    monkeypatch.setenv(SYSTEMD_ROOT_ENV, str(c.root))
+    yield name
+    c.remove_unit(f"{name}.timer")
+    c.remove_unit(f"{name}.service")
+    (c.root / f"var/tmp/{name}.ran").unlink(missing_ok=True)
+
+
+def _graph(path: Path, name: str, trigger: str, time: str, extra: str = "") -> Path:
+    path.write_text(
+        f"graph: cron\nresources:\n  cron:\n  - name: {name}\n    trigger: {trigger}\n"
+        f'    time: "{time}"\n{extra}'
+    )
+    return path
+
+
+def _enabled(c: Container, unit: str) -> str:
+    return c.systemctl("is-enabled", unit, check=False).stdout.strip()
+
+
+def _load_state(c: Container, unit: str) -> str:
+    return c.systemctl("show", "-p", "LoadState", "--value", unit).stdout.strip()
+
+
+def test_first_apply_writes_enables_and_starts_then_converged(tmp_path, nspawn_systemd, job):
+    c = nspawn_systemd
+    graph = _graph(tmp_path / "g.yaml", job, "OnCalendar", "*-*-* 03:00:00")
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    timer = f"{job}.timer"
+    text = c.unit_path(timer).read_text()
+    assert "OnCalendar=*-*-* 03:00:00\n" in text and f"Unit={job}.service\n" in text
+    assert c.unit_state(timer)[0] == "active"
+    assert _enabled(c, timer) == "enabled"
+    assert not (Path("/etc/systemd/system") / timer).exists(), "wrote the host's unit dir"
+    again = run_once(graph, tmp_path / "p", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_stop_disable_and_edit_from_outside_are_repaired(tmp_path, nspawn_systemd, job, agent):
+    c = nspawn_systemd
+    timer = f"{job}.timer"
+    a = agent(_graph(tmp_path / "g.yaml", job, "OnCalendar", "daily"))
+    a.wait_event(lambda e: e.get("event") == "checked" and e.get("applied"), what="the apply")
+    c.wait_unit_state(timer, "active")
+    written = c.unit_path(timer).read_text()
+
+    def repaired(since: int, what: str) -> dict[str, object]:
+        i = a.wait_event(
+            lambda e: e.get("event") == "checked" and e.get("drift"), since=since, what=what
+        )
+        return a.events[i]
+
+    since = a.mark()
+    c.systemctl("stop", timer)
+    ev = repaired(since, "the restart of the stopped timer")
+    assert {"field": "state", "old": "inactive", "new": "active", "diff": ""} in ev["changes"]
+    c.wait_unit_state(timer, "active")
+
+    since = a.mark()
+    c.systemctl("disable", timer)
+    repaired(since, "the re-enable")
+    wait_for(lambda: _enabled(c, timer) == "enabled", what="the timer enabled again")
+
+    since = a.mark()
+    write_atomic(c.unit_path(timer), written.replace("OnCalendar=daily", "OnCalendar=weekly"))
+    repaired(since, "the edited file put back")
+
+    def daily_loaded() -> bool:
+        loaded = c.systemctl("show", "-p", "TimersCalendar", "--value", timer).stdout
+        return c.unit_path(timer).read_text() == written and "*-*-* 00:00:00" in loaded
+
+    wait_for(daily_loaded, what="the file restored and systemd running it again")
+    assert c.unit_state(timer)[0] == "active"
+
+
+def test_absent_stops_disables_and_removes(tmp_path, nspawn_systemd, job):
+    c = nspawn_systemd
+    timer = f"{job}.timer"
+    graph = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily")
+    assert run_once(graph, tmp_path / "p").returncode == 2
+    c.wait_unit_state(timer, "active")
+    absent = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily", "    state: absent\n")
+    proc = run_once(absent, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert not c.unit_path(timer).exists()
+    assert c.unit_state(timer)[0] == "inactive"
+    assert _load_state(c, timer) == "not-found"
+    assert not (c.root / "etc/systemd/system/timers.target.wants" / timer).exists()
+    again = run_once(absent, tmp_path / "p", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_an_on_active_sec_timer_really_runs_its_service(tmp_path, nspawn_systemd, job):
+    c = nspawn_systemd
+    graph = _graph(tmp_path / "g.yaml", job, "OnActiveSec", "1s", "    accuracy_sec: 1ms\n")
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    ran = c.root / f"var/tmp/{job}.ran"
+    wait_for(lambda: ran.exists() and ran.read_text() == "ran\n", 30, "the service's run")
+    # elapsed, it stays loaded and active (remain_after_elapse): still converged
+    again = run_once(graph, tmp_path / "p", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_calendar_event_systemd_refuses_fails_with_its_reason(tmp_path, nspawn_systemd, job):
+    graph = _graph(tmp_path / "g.yaml", job, "OnCalendar", "every other tuesday")
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    fails = [e for e in json_lines(proc.stdout) if e["event"] == "failed"]
+    assert fails and "systemd refused" in fails[0]["error"], fails
+    assert "every other tuesday" in fails[0]["error"]
+
+
+def test_a_session_timer_goes_to_the_users_manager(
+    tmp_path, nspawn_systemd, user_manager, job, monkeypatch
+):
+    """session: true writes ~/.config/systemd/user (root's, inside) and asks user@0."""
+    c = nspawn_systemd
+    xdg = "XDG_RUNTIME_DIR=/run/user/0"
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", user_manager)
+    units = c.root / "root/.config/systemd/user"
+    timer = f"{job}.timer"
+    session = "    session: true\n"
+    graph = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily", session)
+    # no such user service yet: refused at check, nothing started
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "manager does not know" in proc.stdout
+    units.mkdir(parents=True, exist_ok=True)
+    (units / f"{job}.service").write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    c.run("env", xdg, "systemctl", "--user", "daemon-reload")
+    proc = run_once(graph, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (units / timer).is_file()
+    assert not c.unit_path(timer).exists()
+    out = c.run("env", xdg, "systemctl", "--user", "is-active", timer, check=False)
+    assert out.stdout.strip() == "active"
+    again = run_once(graph, tmp_path / "p", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    gone = _graph(tmp_path / "g.yaml", job, "OnCalendar", "daily", session + "    state: absent\n")
+    assert run_once(gone, tmp_path / "p").returncode == 2
+    assert not (units / timer).exists()
+    (units / f"{job}.service").unlink()
