@@ -127,35 +127,53 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
 
 
-def agent(
-    root: Path, graph: Path, files: list[Path], n: int, env: dict[str, str], idle: float, edits: int
-) -> dict[str, object]:
-    """Start to converged, idle CPU, and one-line edits of a running agent."""
-    log = root / "agent.jsonl"
-    cmd = [PYMGMT, "run", "--json", "--prefix", str(root / "prefix-agent"), str(graph)]
+def start_agent(
+    graph: Path, prefix: Path, log: Path, n: int, env: dict[str, str], per_file: float = 0.002
+) -> tuple[subprocess.Popen[bytes], float]:
+    """`pymgmt run --json` started and every vertex checked: the agent, and the wall time.
+
+    Its events go to `log`. The caller stops the agent; if it does not
+    converge in time, it is stopped here and RuntimeError raised.
+    """
+    cmd = [PYMGMT, "run", "--json", "--prefix", str(prefix), str(graph)]
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.DEVNULL, start_new_session=True
         )
     try:
-        seen: set[str] = set()
-        pos = 0
-        deadline = t0 + 120 + n * 0.002
-        while len(seen) < n:
-            with open(log, "rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-            cut = chunk.rfind(b"\n") + 1
-            pos += cut
-            for line in chunk[:cut].splitlines():
-                ev = json.loads(line)
-                if ev.get("event") == "checked":
-                    seen.add(str(ev["vertex"]))
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"agent not converged ({len(seen)}/{n}); see {log}")
-            time.sleep(0.005)
-        converged = time.monotonic() - t0
+        wait_all_checked(proc, log, n, t0 + 120 + n * per_file)
+    except BaseException:
+        stop(proc, timeout=60)
+        raise
+    return proc, time.monotonic() - t0
+
+
+def wait_all_checked(proc: subprocess.Popen[bytes], log: Path, n: int, deadline: float) -> None:
+    """Wait until the agent writing JSON events to `log` has said N vertices are `checked`."""
+    seen: set[str] = set()
+    pos = 0
+    while len(seen) < n:
+        with open(log, "rb") as f:
+            f.seek(pos)
+            chunk = f.read()
+        cut = chunk.rfind(b"\n") + 1
+        pos += cut
+        for line in chunk[:cut].splitlines():
+            ev = json.loads(line)
+            if ev.get("event") == "checked":
+                seen.add(str(ev["vertex"]))
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"agent not converged ({len(seen)}/{n}); see {log}")
+        time.sleep(0.005)
+
+
+def agent(
+    root: Path, graph: Path, files: list[Path], n: int, env: dict[str, str], idle: float, edits: int
+) -> dict[str, object]:
+    """Start to converged, idle CPU, and one-line edits of a running agent."""
+    proc, converged = start_agent(graph, root / "prefix-agent", root / "agent.jsonl", n, env)
+    try:
         hz = os.sysconf("SC_CLK_TCK")
         converged_cpu = cpu_ticks(proc.pid) / hz  # the wall time above is the load's too
         load = os.getloadavg()[0]

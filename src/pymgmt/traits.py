@@ -123,7 +123,9 @@ class Edgeable(Protocol):
     the step matched anything (the article's Next()/Test()), so a file stops
     at its nearest managed ancestor directory instead of depending on every
     ancestor. Optional, for a costly search: ``wants_kinds`` and
-    ``prepare_wants`` (see `pymgmt.graph.autoedge._searching`).
+    ``prepare_wants`` (see `pymgmt.graph.autoedge._searching`); for a kind
+    with many vertices, ``answer_wants(members, index)``, a classmethod
+    answering all their searches in one batch (`pymgmt.graph.autoedge`).
     """
 
     def uids(self) -> Sequence[UID]: ...

@@ -194,8 +194,11 @@ def path_problem(path: str) -> str | None:
         return f"must be an absolute path, got {path!r}"
     if "\0" in path:
         return "must not contain a NUL character (\\0)"
-    if len(path.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if size >= PATH_MAX:
         return f"is longer than {PATH_MAX - 1:,} bytes, the most a path can have"
+    if size <= NAME_MAX:
+        return None  # no component can be longer than the whole path
     for part in path.split("/"):
         n = len(part.encode("utf-8", "surrogateescape"))
         if n > NAME_MAX:

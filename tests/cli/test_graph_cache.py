@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, dump, graph_doc, json_lines
+from helpers import DEADLINE, Agent, dump, event, graph_doc, json_lines, wait_for
 
 from pymgmt.frontends import cache
 from pymgmt.frontends.cache import CACHE_NAME
@@ -289,3 +291,69 @@ def test_a_graph_with_export_only_resources_is_not_stored() -> None:
     assert cache.encode(declared, "key") is not None
     declared.export_only.append(next(iter(declared.vertices.values())))
     assert cache.encode(declared, "key") is None
+
+
+# -- an agent stores the parse once its graph settled (issue 13) --------------------------
+
+
+def _stored_before_start(graph: Path) -> bytes:
+    """What storing the parse right after parsing writes (as `pymgmt run` did before)."""
+    text, source = graph.read_bytes(), str(graph)
+    parsed = accept(declare(text, source))
+    assert isinstance(parsed.declared, YamlGraph)
+    data = cache.encode(parsed.declared, cache.cache_key(text, source), parsed.autoedges)
+    assert data is not None
+    return data
+
+
+def _never_settling(tmp_path: Path) -> Path:
+    """A file, and a command that fails and is retried for ever: the graph never settles."""
+    graph = tmp_path / "graph.yaml"
+    files = [
+        {"name": "d", "path": f"{tmp_path}/tree/"},
+        {"name": "f", "path": f"{tmp_path}/tree/f", "content": "x\n"},
+    ]
+    execs = [{"name": "fails", "cmd": "false", "meta": {"retry": -1, "delay": 3_600_000}}]
+    graph.write_text(dump(graph_doc("unsettled", files=files, execs=execs)))
+    return graph
+
+
+def test_an_agent_stores_the_parse_once_settled_the_same_bytes_as_before_start(
+    tmp_path: Path, agent: Callable[..., Agent], prefix: Path
+) -> None:
+    graph = tmp_path / "graph.yaml"
+    files = [
+        {"name": "d", "path": f"{tmp_path}/tree/"},
+        {"name": "f", "path": f"{tmp_path}/tree/f", "content": "x\n"},
+    ]
+    graph.write_text(dump(graph_doc("settles", files=files)))
+    a = agent(graph)
+    a.wait_event(event("settled"), what="the graph settling")
+    stored = wait_for(lambda: (prefix / CACHE_NAME).exists(), what="the parse stored")
+    assert stored
+    assert (prefix / CACHE_NAME).read_bytes() == _stored_before_start(graph)
+    assert [p.name for p in prefix.iterdir() if p.name.startswith(CACHE_NAME)] == [CACHE_NAME]
+
+
+def test_an_agent_killed_before_its_graph_settled_stored_nothing(
+    tmp_path: Path, agent: Callable[..., Agent], prefix: Path
+) -> None:
+    # kill -9 before the store: no cache, nor half of one; the next start parses
+    a = agent(_never_settling(tmp_path))
+    a.wait_checked(["File[f]", "Exec[fails]"])
+    a.send(signal.SIGKILL)
+    a.wait_exit()
+    assert not [p.name for p in prefix.iterdir() if p.name.startswith(CACHE_NAME)]
+    assert not a.find(event("settled"))
+
+
+def test_an_agent_stopped_before_its_graph_settled_stores_the_parse_on_the_way_out(
+    tmp_path: Path, agent: Callable[..., Agent], prefix: Path
+) -> None:
+    graph = _never_settling(tmp_path)
+    a = agent(graph)
+    a.wait_checked(["File[f]", "Exec[fails]"])
+    assert not (prefix / CACHE_NAME).exists()  # it never settles: not stored yet
+    a.stop(signal.SIGTERM)
+    assert not a.find(event("settled"))
+    assert (prefix / CACHE_NAME).read_bytes() == _stored_before_start(graph)

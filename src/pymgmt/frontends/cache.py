@@ -25,8 +25,10 @@ The cache is only a faster way to the same graph:
   the directory's fd), owned by this user, not writable by group or world,
   in a directory that only this user (or root) may write; otherwise, or if
   it is unreadable, corrupt or stale, it is ignored and replaced;
-* it is written after the state directory is locked (temporary file mode
-  0600 from its first byte, fsync, rename: `fsutil.atomic_write_at`), and
+* it is written after the state directory is locked, once the graph has
+  settled or the run stops (`cli.run._ParseKeeper`: the next start needs
+  it, this one does not), with a temporary file mode 0600 from its first
+  byte, fsync, rename (`fsutil.atomic_write_at`), and
   a graph is stored only if building it back from the JSON gives exactly
   the graph that was parsed; an invalid graph is never stored;
 * what a parse says is kept with it: its warnings are shown on a hit too.

@@ -14,9 +14,11 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _text
 from typing import IO, Any
 
 from ..errors import InputError
@@ -238,9 +240,57 @@ class JsonReporter(_Stream):
         if isinstance(event, RemoteOutput) and event.parsed is not None:
             self.write_obj(event.parsed)  # the remote's own event, with its host
             return
+        now = round(time.time(), 6)
+        if type(event) is Checked and (line := _unchanged_line(now, event)) is not None:
+            self.write(line)
+            return
         name = type(event).__name__
         body = event._asdict()
-        self.write_obj({"time": round(time.time(), 6), "event": _snake(name), **body})
+        self.write_obj({"time": now, "event": _snake(name), **body})
+
+
+#: `Checked`'s fields in order: `_unchanged_line` writes them in this order
+_CHECKED_FIELDS = (
+    "vertex",
+    "reason",
+    "changes",
+    "applied",
+    "noop",
+    "drift",
+    "seconds",
+    "pending_on",
+    "note",
+    "refreshed",
+    "notified",
+)
+_BOOL = {True: "true", False: "false"}
+
+
+def _unchanged_line(now: float, ev: Checked) -> str | None:
+    """The JSON line of a check that found nothing to do, as `write_obj` writes it, sooner.
+
+    An agent's start reports every vertex checked, most of them unchanged:
+    100,000 lines through a dict and the encoder took ~0.8 s (issue 13).
+    Only a line of plain values is written here (no changes, no lists, only
+    bools, finite floats and strings); anything else, or a `Checked` with
+    other fields than these, goes through the encoder (None).
+    """
+    if ev.changes or ev.pending_on or ev.notified or Checked._fields != _CHECKED_FIELDS:
+        return None
+    flags = (ev.applied, ev.noop, ev.drift, ev.refreshed)
+    if any(type(b) is not bool for b in flags) or type(ev.seconds) is not float:
+        return None
+    if not (math.isfinite(ev.seconds) and math.isfinite(now)):
+        return None
+    if not (isinstance(ev.vertex, str) and isinstance(ev.reason, str) and isinstance(ev.note, str)):
+        return None
+    applied, noop, drift, refreshed = (_BOOL[b] for b in flags)
+    return (
+        f'{{"time": {now!r}, "event": "checked", "vertex": {_text(ev.vertex)}, '
+        f'"reason": {_text(ev.reason)}, "changes": [], "applied": {applied}, '
+        f'"noop": {noop}, "drift": {drift}, "seconds": {ev.seconds!r}, "pending_on": [], '
+        f'"note": {_text(ev.note)}, "refreshed": {refreshed}, "notified": []}}\n'
+    )
 
 
 def _default(o: object) -> object:

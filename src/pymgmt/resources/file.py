@@ -42,7 +42,7 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import ClassVar, Literal
 
 from ..durable import Staging
@@ -276,6 +276,15 @@ edges:
         return [UID("file", self.target.rstrip("/") or "/")]
 
     def wants(self) -> Generator[Want, bool, None]:
+        yield from self._other_wants()
+        parts = [p for p in self.target.split("/") if p]
+        for depth in range(len(parts) - 1, -1, -1):
+            matched = yield Want((UID("file", "/" + "/".join(parts[:depth])),))
+            if matched:
+                return
+
+    def _other_wants(self) -> Iterator[Want]:
+        """The steps before the ancestor walk, whose matches do not end it."""
         if self.source is not None:  # a managed source is made right first
             yield Want((UID("file", self.source.rstrip("/") or "/"),))
         if self.fragments is not None:  # and so are managed fragments
@@ -285,11 +294,44 @@ edges:
                 yield Want((UID("user", self.owner),))
             if self.group is not None:
                 yield Want((UID("group", self.group),))
-        parts = [p for p in self.target.split("/") if p]
-        for depth in range(len(parts) - 1, -1, -1):
-            matched = yield Want((UID("file", "/" + "/".join(parts[:depth])),))
-            if matched:
-                return
+
+    @classmethod
+    def answer_wants(
+        cls, members: Sequence[tuple[Hashable, File]], index: Mapping[UID, Hashable]
+    ) -> list[Sequence[Want] | None]:
+        """Every file's search at once: the same steps as ``wants``, that can match.
+
+        The walk up the ancestors stops at the nearest one the graph
+        provides; that depends only on the file's directory, so it is looked
+        up once per directory (with every directory on the way), not built
+        as a `Want` per ancestor per file (3.6 s of 100,000 files, issue 13).
+        A file whose nearest match would be itself (impossible for a file,
+        whose one UID is never an ancestor of its own path) is left to walk.
+        """
+        provided = {u.value: k for u, k in index.items() if u.kind == "file"}
+        nearest = _NearestProvided(provided)
+        shared: dict[str, tuple[Want]] = {}  # a Want is frozen: one per ancestor found
+        out: list[Sequence[Want] | None] = []
+        for key, f in members:
+            parent = _parent_dir(f.target)
+            found = None if parent is None else nearest.of(parent)
+            if found is not None and provided[found] == key:
+                out.append(None)
+                continue
+            steps: Sequence[Want]
+            others = (f.source, f.fragments, f.owner, f.group)
+            if any(x is not None for x in others):
+                steps = list(f._other_wants())
+                if found is not None:
+                    steps.append(Want((UID("file", found),)))
+            elif found is None:
+                steps = ()
+            elif (one := shared.get(found)) is not None:
+                steps = one
+            else:
+                steps = shared[found] = (Want((UID("file", found),)),)
+            out.append(steps)
+        return out
 
     # -- wanted state, computed once ---------------------------------------------
 
@@ -695,6 +737,54 @@ edges:
             return filestate.open_at(dfd, name, self._fs_path)
         except filestate.FileStateError as e:
             raise ResourceError(str(e)) from None
+
+
+def _parent_dir(target: str) -> str | None:
+    """The directory ``wants`` starts its walk at, normalised; None for ``/``.
+
+    As the walk builds it: the path's components without empty ones, all
+    but the last joined under ``/``. An absolute path without ``//`` (every
+    path a graph may hold) is cut at its last ``/`` instead, the same string.
+    """
+    if target.startswith("/") and "//" not in target:
+        path = target.rstrip("/")
+        return (path[: path.rfind("/")] or "/") if path else None
+    parts = [p for p in target.split("/") if p]
+    return "/" + "/".join(parts[:-1]) if parts else None
+
+
+class _NearestProvided:
+    """The nearest of a directory and its ancestors that the graph provides, remembered.
+
+    `provided`: the normalised paths of the graph's file UIDs. Each answer
+    is kept for the directory asked and for every one passed on the way up,
+    so 100,000 files in 100 directories cost 100 walks.
+    """
+
+    def __init__(self, provided: Mapping[str, object]) -> None:
+        self.provided = provided
+        self.known: dict[str, str | None] = {}
+
+    def of(self, directory: str) -> str | None:
+        if (found := self.known.get(directory, "")) != "":
+            return found
+        passed: list[str] = []
+        d = directory
+        while True:
+            if d in self.known:
+                found = self.known[d]
+                break
+            if d in self.provided:
+                found = d
+                break
+            passed.append(d)
+            if d == "/":
+                found = None
+                break
+            d = d[: d.rfind("/")] or "/"
+        for p in passed:
+            self.known[p] = found
+        return found
 
 
 def _lstat(path: str) -> os.stat_result | None:
