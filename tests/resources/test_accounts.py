@@ -148,6 +148,10 @@ def test_accounts_changed_behind_the_agents_back_are_repaired(agent, tmp_path, e
         ("user", {"name": "u", "groups": ["ok", "no way"]}, "groups: not a valid group name"),
         ("user", {"name": "u", "shell": "sh"}, "shell: must be an absolute path"),
         ("user", {"name": "u", "comment": "a:b"}, "comment: must not contain ':'"),
+        ("user", {"name": "u", "home": "/srv/a:0:0"}, "home: must not contain ':'"),
+        ("user", {"name": "u", "shell": "/bin/sh\nroot"}, "shell: must not contain ':'"),
+        ("user", {"name": ".."}, "name: a user name must not be '..'"),
+        ("group", {"name": "."}, "name: a group name must not be '.'"),
         ("group", {"name": "g", "gid": -1}, "gid: "),
     ],
 )

@@ -66,14 +66,31 @@ def account_name_problem(name: str, what: str) -> str | None:
     """A name shadow's tools accept on Debian: no ':', ',', '/', space or leading '-'.
 
     Not all digits either: a name that reads as a number would be taken for
-    an id by every tool that accepts both.
+    an id by every tool that accepts both. Not ``.`` or ``..``: Debian's
+    useradd 4.13 takes them, but the default home ``/home/..`` and every
+    tool that joins a name to a directory would climb out (newer shadow
+    refuses them too).
     """
     if not name:
         return f"a {what} name must not be empty"
     if name.isdigit():
         return f"a {what} name must not be a number, got {name!r}"
+    if name in (".", ".."):
+        return f"a {what} name must not be {name!r}"
     if len(name) > 32:
         return f"a {what} name has at most 32 characters, got {len(name)}"
     if name.startswith("-") or any(c in name for c in ":,/\0") or any(c.isspace() for c in name):
         return f"not a valid {what} name: {name!r}"
+    return None
+
+
+def passwd_field_problem(value: str) -> str | None:
+    """Why `value` cannot be a field of /etc/passwd (':' separates them, a newline ends one).
+
+    useradd and usermod refuse such a home or shell too, but only at apply,
+    after other resources of the graph have run: said here, it is an input
+    error and nothing is touched.
+    """
+    if any(c in value for c in ":\n\0"):
+        return "must not contain ':', a newline or NUL (fields of /etc/passwd)"
     return None

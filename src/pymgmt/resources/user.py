@@ -82,14 +82,13 @@ resources:
         for g in self.groups or ():
             if bad := accounts.account_name_problem(g, "group"):
                 out.append(("groups", bad))
-        for field in ("home", "shell"):
+        for field in ("home", "shell", "comment"):
             value = getattr(self, field)
-            if value is not None and (bad := path_problem(value)):
+            if value is None:
+                continue
+            bad = path_problem(value) if field != "comment" else None
+            if bad or (bad := accounts.passwd_field_problem(value)):
                 out.append((field, bad))
-        if self.comment is not None and any(c in self.comment for c in ":\n\0"):
-            out.append(
-                ("comment", "must not contain ':', a newline or NUL (fields of /etc/passwd)")
-            )
         return out
 
     def warnings(self) -> list[tuple[str, str]]:
