@@ -43,7 +43,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import ResourceError
-from ..world.base import keys, kv_key_problem
+from ..world.base import KV_VALUE_MAX, keys, kv_key_problem
 from ..world.local import LocalWorld
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
@@ -84,9 +84,12 @@ edges:
         return keys.kv(self.name)
 
     def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         if bad := kv_key_problem(self.name):
-            return [("name", bad)]
-        return []
+            out.append(("name", bad))
+        if bad := _value_problem(self._wanted()):
+            out.append(("value", bad))
+        return out
 
     def manages(self) -> list[str]:
         return [self.full_key]
@@ -132,7 +135,16 @@ edges:
 
     async def apply(self, plan: Plan) -> None:
         wanted = self._wanted()
+        if bad := _value_problem(wanted):  # received over Send/Recv, after validation
+            raise ResourceError(f"the value {bad}")
         if wanted is None:
             await self.ctx.world.delete(self._key)
         else:
             await self.ctx.world.put(self._key, wanted)
+
+
+def _value_problem(value: bytes | None) -> str | None:
+    """Why etcd would refuse `value` (only when put: said before anything runs)."""
+    if value is not None and len(value) > KV_VALUE_MAX:
+        return f"is longer than {KV_VALUE_MAX:,} bytes (etcd's request limit), got {len(value):,}"
+    return None
