@@ -23,7 +23,10 @@ its fstab entries. With ``state: exists``, a *different* filesystem
 already mounted at the point is an error, never unmounted: the agent only
 takes down a mount it was asked to. Options are compared in fstab; in the
 mount table only ``ro``/``rw`` is (the kernel rewrites the others: ``size=4m``
-shows as ``size=4096k``), and a mismatch there is a remount. A bind mount
+shows as ``size=4096k``). A mismatch of either is a remount with the wanted
+options (Puppet's ``remounts``): a graph edit of ``options`` reaches the
+mounted filesystem, not only the next boot. The remount comes before the
+fstab write, so an agent killed between the two remounts again next time. A bind mount
 (``bind``/``rbind`` in the options) shows the filesystem's device, not the
 bound directory, so only its presence is checked.
 
@@ -214,7 +217,10 @@ resources:
                 "asked to)"
             )
         want_ro = "ro" in self.options
-        if ("ro" in top.options) != want_ro:
+        if entries and entries[0].options != want.options:
+            # the mount was made with the options fstab held: they changed, so remount
+            changes.append(Change("options", entries[0].options, want.options))
+        elif ("ro" in top.options) != want_ro:
             have = "ro" if "ro" in top.options else "rw"
             changes.append(Change("options", have, "ro" if want_ro else "rw"))
         return Plan(tuple(changes)) if changes else CONVERGED
@@ -241,13 +247,16 @@ resources:
             if "fstab" in fields:
                 await off_loop(_write_fstab, self.name, None)
             return
+        if "options" in fields:
+            # before fstab: killed in between, the next check still sees fstab's old
+            # options and remounts again; fstab is not merged in (only ours count)
+            remount = ["mount", "--options-mode", "ignore", "-o", f"remount,{self.option_string()}"]
+            await _run([*remount, "--", self.name])
         if "fstab" in fields:
             await off_loop(_write_fstab, self.name, self.entry())
         if "mounted" in fields:
             argv = ["mount", "-t", self.type, "-o", self.option_string(), "--", self.device]
             await _run([*argv, self.name])
-        elif "options" in fields:
-            await _run(["mount", "-o", f"remount,{self.option_string()}", "--", self.name])
 
     async def _unmount_all(self) -> None:
         """Unmount the point until nothing is mounted there (mounts can be stacked)."""
