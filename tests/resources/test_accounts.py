@@ -175,3 +175,35 @@ def test_minimum_membership_adds_groups_and_leaves_the_others(tmp_path, etc):
     group = entries(etc, "group")
     assert "u2" in group["adm"][3].split(",") and "u2" in group["staff"][3].split(",")
     assert run(etc, tmp_path, more).returncode == 0  # in at least adm: converged
+
+
+def test_a_tool_waits_for_the_account_files_lock_held_by_another_program(tmp_path, etc):
+    """vipw (or any shadow tool) holding /etc/passwd.lock: useradd waits, then runs.
+
+    The lock is shadow's own: a file naming a live process, which every
+    shadow tool honours ("cannot lock /etc/passwd; try again later").
+    Released without a change to /etc/passwd (vipw quit unchanged), no
+    watch fires: the tool itself must try again.
+    """
+    holder = subprocess.Popen(["sleep", "infinity"])
+    try:
+        (etc / "passwd.lock").write_text(str(holder.pid))
+        log = tmp_path / "agent.log"
+        g = graph(tmp_path, user=[{"name": "waiter", "shell": "/bin/sh"}])
+        argv = [*wrapper(etc), str(etc), *PYMGMT, "run", "--prefix", str(tmp_path / "state")]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*argv, "--converged-timeout", "0", str(g)], stdout=out, stderr=out
+            )
+        try:
+            wait_for(lambda: "locked" in log.read_text(), what="the agent to meet the lock")
+            assert proc.poll() is None, log.read_text()
+            (etc / "passwd.lock").unlink()  # the other program is done
+            assert proc.wait(timeout=60) == 2, log.read_text()
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert entries(etc, "passwd")["waiter"][6] == "/bin/sh"

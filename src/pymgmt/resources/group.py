@@ -85,13 +85,15 @@ resources:
     async def apply(self, plan: Plan) -> None:
         fields = {c.field: c for c in plan.changes}
         if self.state == "absent":
-            await accounts.run_tool(["groupdel", self.name])
+            await accounts.run_tool(["groupdel", self.name], self.ctx.log)
         elif "state" in fields:
             argv = ["groupadd"]
             if self.gid is not None:
                 argv += ["--gid", str(self.gid)]
             if self.system:
                 argv.append("--system")
-            await accounts.run_tool([*argv, "--", self.name])
+            await accounts.run_tool([*argv, "--", self.name], self.ctx.log)
         elif "gid" in fields:
-            await accounts.run_tool(["groupmod", "--gid", str(self.gid), "--", self.name])
+            await accounts.run_tool(
+                ["groupmod", "--gid", str(self.gid), "--", self.name], self.ctx.log
+            )

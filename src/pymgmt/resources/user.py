@@ -161,15 +161,17 @@ resources:
     async def apply(self, plan: Plan) -> None:
         fields = {c.field for c in plan.changes}
         if self.state == "absent":
-            await accounts.run_tool(["userdel", "--", self.name])
+            await accounts.run_tool(["userdel", "--", self.name], self.ctx.log)
             return
         if "state" in fields:
             argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
             if self.system:
                 argv.append("--system")
-            await accounts.run_tool([*argv, "--", self.name])
+            await accounts.run_tool([*argv, "--", self.name], self.ctx.log)
         else:
-            await accounts.run_tool(["usermod", *self._options(fields), "--", self.name])
+            await accounts.run_tool(
+                ["usermod", *self._options(fields), "--", self.name], self.ctx.log
+            )
 
     def _options(self, fields: set[str] | frozenset[str]) -> list[str]:
         """The tools' options for the managed params among `fields` (-d: both tools' home)."""
