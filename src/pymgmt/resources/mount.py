@@ -41,6 +41,7 @@ import difflib
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Generator
 from typing import Literal
 
@@ -65,6 +66,10 @@ TOOL_DEADLINE = 120
 _FSTYPE = re.compile(r"[a-z0-9][a-z0-9._+-]*\Z")
 _TAGS = ("UUID", "LABEL", "PARTUUID", "PARTLABEL")
 _BIND = frozenset({"bind", "rbind"})
+#: one fstab edit at a time in this process: mounts of one graph apply in
+#: parallel, and each edit is a read-modify-write of the one file (through
+#: one temporary name): two at once would lose a line or the temporary file
+_FSTAB_EDIT = threading.Lock()
 
 
 class Mount(Resource, kind="mount"):
@@ -327,7 +332,7 @@ def _read_fstab(dfd: int) -> tuple[bytes, os.stat_result | None]:
 
 def _write_fstab(point: str, entry: Entry | None) -> None:
     """Replace `point`'s fstab entries by `entry` (None: remove), durably, mode and owner kept."""
-    with opened_dir(FSTAB_DIR) as dfd:
+    with _FSTAB_EDIT, opened_dir(FSTAB_DIR) as dfd:
         old, st = _read_fstab(dfd)
         new = mounttab.with_entry(old, point, entry)
         if new == old:
