@@ -123,17 +123,18 @@ resources:
             return out
         if not self.device:
             out.append(("device", "required with state: exists"))
-        elif any(c in self.device for c in "\0\n"):
-            out.append(("device", "must not contain a newline or NUL"))
+        elif _has_control(self.device):
+            out.append(("device", "must not contain control characters (newline, NUL...)"))
         if not self.type:
             out.append(("type", "required with state: exists (tmpfs, ext4, nfs, ...)"))
         elif not _FSTYPE.match(self.type):
             out.append(("type", f"not a filesystem type: {self.type!r}"))
         for key, value in self.options.items():
-            if not key or any(c in key for c in ",= \t\n\0"):
+            if not key or any(c in key for c in ",=") or _has_control(key) or not key.isprintable():
                 out.append(("options", f"not an option name: {key!r}"))
-            elif any(c in value for c in ",\n\0"):
-                out.append(("options", f"the value of {key!r} must not contain ',' or a newline"))
+            elif "," in value or _has_control(value):
+                why = "must not contain ',' or control characters (newline, tab...)"
+                out.append(("options", f"the value of {key!r} {why}"))
         for field in ("freq", "passno"):
             if getattr(self, field) < 0:
                 out.append((field, f"must be 0 or more, got {getattr(self, field)}"))
@@ -271,6 +272,11 @@ resources:
         _fstab, left = await off_loop(self._observe)
         if left:
             raise ResourceError(f"{self.name} is still mounted after umount ({left[-1].source})")
+
+
+def _has_control(text: str) -> bool:
+    """Whether `text` holds a control character (fstab readers split fields at some)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def _lines(entries: list[Entry]) -> str:
