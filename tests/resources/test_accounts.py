@@ -26,6 +26,12 @@ from helpers import (
     write_graph,
 )
 
+from pymgmt.frontends.compile import compile_graph
+from pymgmt.graph.model import Graph
+from pymgmt.resources.base import Resource
+from pymgmt.resources.group import Group
+from pymgmt.resources.user import User
+
 
 @pytest.fixture
 def etc(private_etc: Path) -> Path:
@@ -207,3 +213,25 @@ def test_a_tool_waits_for_the_account_files_lock_held_by_another_program(tmp_pat
         holder.kill()
         holder.wait()
     assert entries(etc, "passwd")["waiter"][6] == "/bin/sh"
+
+
+def test_a_user_without_group_joins_the_existing_group_of_its_name(tmp_path, etc):
+    """useradd alone refuses ("group web exists - use -g") where USERGROUPS_ENAB is on."""
+    assert run(etc, tmp_path, graph(tmp_path, group=[{"name": "samename"}])).returncode == 2
+    both = graph(tmp_path, group=[{"name": "samename"}], user=[{"name": "samename"}])
+    done = run(etc, tmp_path, both)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert entries(etc, "passwd")["samename"][3] == entries(etc, "group")["samename"][2]
+    assert run(etc, tmp_path, both).returncode == 0
+
+
+def test_a_user_without_group_comes_after_the_group_of_its_name():
+    g: Graph[Resource] = Graph(name="t")
+    g.add(Group(name="web"))
+    g.add(User(name="web"))
+    g.add(User(name="other", group="web"))
+    edges = {(e.src, e.dst) for e in compile_graph(g).autoedges}
+    assert edges == {
+        (("group", "web"), ("user", "web")),
+        (("group", "web"), ("user", "other")),
+    }

@@ -15,6 +15,7 @@ after the user.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import pwd
 from collections.abc import Callable, Generator
@@ -32,7 +33,8 @@ class User(Resource, kind="user"):
     """A local user account in a wanted state, or absent.
 
     The name is the login. Each param left unset is not managed. ``group``
-    is the primary group (a name or gid; unset: the one ``useradd`` picks),
+    is the primary group (a name or gid; unset: the one ``useradd`` picks,
+    on Debian a new group of the user's name, joined if it already exists),
     ``groups`` the exact supplementary groups. Managed groups come first
     (AutoEdges), and a file owned by a managed user comes after it. Watched
     through ``/etc/passwd`` and ``/etc/group``: an account changed or
@@ -107,9 +109,11 @@ resources:
         return [UID("user", self.name)]
 
     def wants(self) -> Generator[Want, bool, None]:
+        """The groups it names; with ``group`` unset, the group of its own name (it joins it)."""
         if self.state == "absent":
             return
-        names = [self.group] if self.group is not None and not self.group.isdigit() else []
+        primary = self.name if self.group is None else self.group
+        names = [] if primary.isdigit() else [primary]
         for g in [*names, *(self.groups or ())]:
             yield Want((UID("group", g),))
 
@@ -165,6 +169,10 @@ resources:
             return
         if "state" in fields:
             argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
+            if self.group is None and _group_exists(self.name):
+                # useradd would make a group of the user's name (USERGROUPS_ENAB) and
+                # refuses when one exists ("use -g"): join it, as a new one would be
+                argv += ["--gid", self.name]
             if self.system:
                 argv.append("--system")
             await accounts.run_tool([*argv, "--", self.name], self.ctx.log)
@@ -195,6 +203,12 @@ resources:
             return list(self.groups)
         have = _Account.lookup(self.name)
         return self._groups_wanted([] if have is None else have.groups)
+
+
+def _group_exists(name: str) -> bool:
+    with contextlib.suppress(KeyError):
+        return grp.getgrnam(name) is not None
+    return False
 
 
 #: every param of the account itself
