@@ -198,3 +198,30 @@ def test_ten_timers_in_one_graph_converge_together(tmp_path, nspawn_systemd, job
         for name in names:
             c.remove_unit(f"{name}.timer")
             c.remove_unit(f"{name}.service")
+
+
+def test_a_file_written_by_an_agent_killed_before_its_reload_is_finished(
+    tmp_path, nspawn_systemd, job
+):
+    """kill -9 between the unit file write and the daemon-reload: the next run loads it and
+    the timer runs the new schedule (not the one it was started with)."""
+    c = nspawn_systemd
+    timer = f"{job}.timer"
+    assert (
+        run_once(_graph(tmp_path / "g.yaml", job, "OnCalendar", "daily"), tmp_path / "p").returncode
+        == 2
+    )
+    weekly = _graph(tmp_path / "g.yaml", job, "OnCalendar", "weekly")
+    # what the killed agent left: the new file in place, systemd not told
+    text = c.unit_path(timer).read_text().replace("OnCalendar=daily", "OnCalendar=weekly")
+    write_atomic(c.unit_path(timer), text)
+    proc = run_once(weekly, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+
+    def calendar() -> str:
+        return c.systemctl("show", "-p", "TimersCalendar", "--value", timer).stdout
+
+    assert "OnCalendar=weekly" in calendar() or "Mon *-*-* 00:00:00" in calendar(), calendar()
+    next_elapse = c.systemctl("show", "-p", "NextElapseUSecRealtime", "--value", timer).stdout
+    assert next_elapse.strip().startswith("Mon"), next_elapse
+    assert run_once(weekly, tmp_path / "p").returncode == 0
