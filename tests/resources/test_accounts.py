@@ -235,3 +235,18 @@ def test_a_user_without_group_comes_after_the_group_of_its_name():
         (("group", "web"), ("user", "web")),
         (("group", "web"), ("user", "other")),
     }
+
+
+def test_fifty_users_in_one_graph_converge_in_one_run(tmp_path, etc):
+    """Their tools run at once and wait for each other (the C library's lckpwdf): none fails."""
+    names = [f"many{i}" for i in range(50)]
+    users = [{"name": n, "groups": ["adm"], "shell": "/bin/sh"} for n in names]
+    g = graph(tmp_path, user=users, group=[{"name": f"manyg{i}"} for i in range(10)])
+    first = run(etc, tmp_path, g)
+    assert first.returncode == 2, first.stdout[-3000:] + first.stderr
+    outcomes = {v["outcome"] for v in recap_of(first)["resources"].values()}
+    assert outcomes == {"changed"}, recap_of(first)
+    passwd, group = entries(etc, "passwd"), entries(etc, "group")
+    assert all(passwd[n][6] == "/bin/sh" for n in names)
+    assert set(names) <= set(group["adm"][3].split(","))
+    assert run(etc, tmp_path, g).returncode == 0
