@@ -250,3 +250,18 @@ def test_fifty_users_in_one_graph_converge_in_one_run(tmp_path, etc):
     assert all(passwd[n][6] == "/bin/sh" for n in names)
     assert set(names) <= set(group["adm"][3].split(","))
     assert run(etc, tmp_path, g).returncode == 0
+
+
+def test_a_read_only_etc_fails_at_once_without_waiting_for_a_lock(tmp_path, etc):
+    """useradd says "cannot lock" there too, but no program holds the lock: no wait."""
+    read_only = 'mount --bind "$0" /etc && mount -o remount,bind,ro /etc && exec "$@"'
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", read_only]
+    argv += [str(etc), *PYMGMT, "run", "--prefix", str(tmp_path / "state"), "--json"]
+    g = graph(tmp_path, user=[{"name": "rofs"}])
+    done = subprocess.run(
+        [*argv, "--converged-timeout", "0", str(g)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    (failed,) = [e for e in json_lines(done.stdout) if e.get("event") == "failed"]
+    assert "cannot lock /etc/passwd" in failed["error"], failed
+    assert "still locked" not in failed["error"], failed

@@ -55,8 +55,9 @@ def subscribe(ctx: Context) -> Callable[[], None]:
 LOCK_WAIT = 60.0
 #: the first pause between tries, doubled each time up to `_LOCK_PAUSE_MAX`
 _LOCK_PAUSE, _LOCK_PAUSE_MAX = 0.05, 2.0
-#: what shadow's tools say (LC_ALL=C) when another program holds a lock file
-_LOCKED = b"cannot lock "
+#: what shadow's tools say (LC_ALL=C) when a live program holds a lock file; not
+#: "cannot lock", which a read-only /etc gives too, and waiting would not help
+_LOCKED = b" already used by PID "
 
 
 async def run_tool(argv: list[str], log: logging.Logger) -> None:
