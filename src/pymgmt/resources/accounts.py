@@ -17,7 +17,7 @@ without a change, no watch would fire, and the resource would stay failed.
 So such a tool is run again, with a growing pause, for up to `LOCK_WAIT`
 seconds (the lock is respected, never broken).
 
-Accounts are read with the C library's lookups (``pwd``, ``grp``), as every
+Accounts are read with the C library's lookups (``pwd``, ``grp``, off the loop), as every
 other program on the machine sees them. The watch is inotify on the files
 the tools replace (``/etc/passwd``, ``/etc/group``): an edit by any tool or
 by hand is seen at once.

@@ -26,7 +26,7 @@ from ..errors import ResourceError
 from ..traits import UID, Want
 from ..types import MAX_ID, account_problem, bound_problem, path_problem
 from . import accounts
-from .base import CONVERGED, Change, Context, Plan, Resource, param, watch_subscribed
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 
 
 class User(Resource, kind="user"):
@@ -127,6 +127,11 @@ resources:
         await watch_subscribed(self.subscribe, ctx)
 
     async def check(self) -> Plan:
+        # the C library's lookups may ask another service (NSS: systemd-userdbd,
+        # sssd, LDAP): off the loop, as any blocking read
+        return await off_loop(self._plan)
+
+    def _plan(self) -> Plan:
         have = _Account.lookup(self.name)
         if self.state == "absent":
             return CONVERGED if have is None else Plan((Change("state", "exists", "absent"),))
@@ -163,23 +168,23 @@ resources:
             raise ResourceError(f"group {self.group!r} does not exist") from None
 
     async def apply(self, plan: Plan) -> None:
-        fields = {c.field for c in plan.changes}
+        argv = await off_loop(self._argv, {c.field for c in plan.changes})
+        await accounts.run_tool(argv, self.ctx.log)
+
+    def _argv(self, fields: set[str]) -> list[str]:
+        """The tool's argv for `fields` (blocking: it may look groups up)."""
         if self.state == "absent":
-            await accounts.run_tool(["userdel", "--", self.name], self.ctx.log)
-            return
-        if "state" in fields:
-            argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
-            if self.group is None and _group_exists(self.name):
-                # useradd would make a group of the user's name (USERGROUPS_ENAB) and
-                # refuses when one exists ("use -g"): join it, as a new one would be
-                argv += ["--gid", self.name]
-            if self.system:
-                argv.append("--system")
-            await accounts.run_tool([*argv, "--", self.name], self.ctx.log)
-        else:
-            await accounts.run_tool(
-                ["usermod", *self._options(fields), "--", self.name], self.ctx.log
-            )
+            return ["userdel", "--", self.name]
+        if "state" not in fields:
+            return ["usermod", *self._options(fields), "--", self.name]
+        argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
+        if self.group is None and _group_exists(self.name):
+            # useradd would make a group of the user's name (USERGROUPS_ENAB) and
+            # refuses when one exists ("use -g"): join it, as a new one would be
+            argv += ["--gid", self.name]
+        if self.system:
+            argv.append("--system")
+        return [*argv, "--", self.name]
 
     def _options(self, fields: set[str] | frozenset[str]) -> list[str]:
         """The tools' options for the managed params among `fields` (-d: both tools' home)."""
