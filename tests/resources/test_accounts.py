@@ -26,6 +26,12 @@ from helpers import (
     write_graph,
 )
 
+from pymgmt.frontends.compile import compile_graph
+from pymgmt.graph.model import Graph
+from pymgmt.resources.base import Resource
+from pymgmt.resources.group import Group
+from pymgmt.resources.user import User
+
 
 @pytest.fixture
 def etc(private_etc: Path) -> Path:
@@ -148,6 +154,10 @@ def test_accounts_changed_behind_the_agents_back_are_repaired(agent, tmp_path, e
         ("user", {"name": "u", "groups": ["ok", "no way"]}, "groups: not a valid group name"),
         ("user", {"name": "u", "shell": "sh"}, "shell: must be an absolute path"),
         ("user", {"name": "u", "comment": "a:b"}, "comment: must not contain ':'"),
+        ("user", {"name": "u", "home": "/srv/a:0:0"}, "home: must not contain ':'"),
+        ("user", {"name": "u", "shell": "/bin/sh\nroot"}, "shell: must not contain ':'"),
+        ("user", {"name": ".."}, "name: a user name must not be '..'"),
+        ("group", {"name": "."}, "name: a group name must not be '.'"),
         ("group", {"name": "g", "gid": -1}, "gid: "),
     ],
 )
@@ -171,3 +181,87 @@ def test_minimum_membership_adds_groups_and_leaves_the_others(tmp_path, etc):
     group = entries(etc, "group")
     assert "u2" in group["adm"][3].split(",") and "u2" in group["staff"][3].split(",")
     assert run(etc, tmp_path, more).returncode == 0  # in at least adm: converged
+
+
+def test_a_tool_waits_for_the_account_files_lock_held_by_another_program(tmp_path, etc):
+    """vipw (or any shadow tool) holding /etc/passwd.lock: useradd waits, then runs.
+
+    The lock is shadow's own: a file naming a live process, which every
+    shadow tool honours ("cannot lock /etc/passwd; try again later").
+    Released without a change to /etc/passwd (vipw quit unchanged), no
+    watch fires: the tool itself must try again.
+    """
+    holder = subprocess.Popen(["sleep", "infinity"])
+    try:
+        (etc / "passwd.lock").write_text(str(holder.pid))
+        log = tmp_path / "agent.log"
+        g = graph(tmp_path, user=[{"name": "waiter", "shell": "/bin/sh"}])
+        argv = [*wrapper(etc), str(etc), *PYMGMT, "run", "--prefix", str(tmp_path / "state")]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*argv, "--converged-timeout", "0", str(g)], stdout=out, stderr=out
+            )
+        try:
+            wait_for(lambda: "locked" in log.read_text(), what="the agent to meet the lock")
+            assert proc.poll() is None, log.read_text()
+            (etc / "passwd.lock").unlink()  # the other program is done
+            assert proc.wait(timeout=60) == 2, log.read_text()
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert entries(etc, "passwd")["waiter"][6] == "/bin/sh"
+
+
+def test_a_user_without_group_joins_the_existing_group_of_its_name(tmp_path, etc):
+    """useradd alone refuses ("group web exists - use -g") where USERGROUPS_ENAB is on."""
+    assert run(etc, tmp_path, graph(tmp_path, group=[{"name": "samename"}])).returncode == 2
+    both = graph(tmp_path, group=[{"name": "samename"}], user=[{"name": "samename"}])
+    done = run(etc, tmp_path, both)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert entries(etc, "passwd")["samename"][3] == entries(etc, "group")["samename"][2]
+    assert run(etc, tmp_path, both).returncode == 0
+
+
+def test_a_user_without_group_comes_after_the_group_of_its_name():
+    g: Graph[Resource] = Graph(name="t")
+    g.add(Group(name="web"))
+    g.add(User(name="web"))
+    g.add(User(name="other", group="web"))
+    edges = {(e.src, e.dst) for e in compile_graph(g).autoedges}
+    assert edges == {
+        (("group", "web"), ("user", "web")),
+        (("group", "web"), ("user", "other")),
+    }
+
+
+def test_fifty_users_in_one_graph_converge_in_one_run(tmp_path, etc):
+    """Their tools run at once and wait for each other (the C library's lckpwdf): none fails."""
+    names = [f"many{i}" for i in range(50)]
+    users = [{"name": n, "groups": ["adm"], "shell": "/bin/sh"} for n in names]
+    g = graph(tmp_path, user=users, group=[{"name": f"manyg{i}"} for i in range(10)])
+    first = run(etc, tmp_path, g)
+    assert first.returncode == 2, first.stdout[-3000:] + first.stderr
+    outcomes = {v["outcome"] for v in recap_of(first)["resources"].values()}
+    assert outcomes == {"changed"}, recap_of(first)
+    passwd, group = entries(etc, "passwd"), entries(etc, "group")
+    assert all(passwd[n][6] == "/bin/sh" for n in names)
+    assert set(names) <= set(group["adm"][3].split(","))
+    assert run(etc, tmp_path, g).returncode == 0
+
+
+def test_a_read_only_etc_fails_at_once_without_waiting_for_a_lock(tmp_path, etc):
+    """useradd says "cannot lock" there too, but no program holds the lock: no wait."""
+    read_only = 'mount --bind "$0" /etc && mount -o remount,bind,ro /etc && exec "$@"'
+    argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", read_only]
+    argv += [str(etc), *PYMGMT, "run", "--prefix", str(tmp_path / "state"), "--json"]
+    g = graph(tmp_path, user=[{"name": "rofs"}])
+    done = subprocess.run(
+        [*argv, "--converged-timeout", "0", str(g)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    (failed,) = [e for e in json_lines(done.stdout) if e.get("event") == "failed"]
+    assert "cannot lock /etc/passwd" in failed["error"], failed
+    assert "still locked" not in failed["error"], failed

@@ -63,6 +63,8 @@ def test_the_unit_file_says_what_the_params_say_and_no_more() -> None:
     [
         ({"name": "a/b"}, "name"),
         ({"name": ".hidden"}, "name"),
+        ({"name": "backup@"}, "name"),
+        ({"unit": "backup@.service"}, "unit"),
         ({"unit": "nosuffix"}, "unit"),
         ({"unit": "x.timer"}, "unit"),
         ({"unit": "../x.service"}, "unit"),

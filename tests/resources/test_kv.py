@@ -14,7 +14,7 @@ from pymgmt.engine.engine import Engine
 from pymgmt.graph.model import Graph
 from pymgmt.resources.base import Resource
 from pymgmt.resources.kv import KeyValue
-from pymgmt.world.base import keys, kv_key_problem
+from pymgmt.world.base import KV_VALUE_MAX, keys, kv_key_problem
 from pymgmt.world.local import LocalWorld
 
 # -- validation -------------------------------------------------------------------------
@@ -179,3 +179,20 @@ def test_a_received_secret_is_stored_but_never_shown(tmp_path, etcd_node):
     assert stored.decode() not in proc.stdout + proc.stderr
     kv_checks = [e for e in json_lines(proc.stdout) if e.get("vertex") == f"Kv[{key}]"]
     assert any(c["new"] == "<redacted>" for e in kv_checks for c in e.get("changes", [])), kv_checks
+
+
+@pytest.mark.slow
+def test_the_largest_value_is_stored_and_a_larger_one_is_an_input_error(tmp_path, etcd_node):
+    """etcd refuses a request over 1.5 MiB: a value past the cap is refused at validation."""
+    key = f"t/{uuid.uuid4().hex[:8]}"
+    big = _kv_graph(tmp_path / "big.yaml", key, "x" * KV_VALUE_MAX)
+    stored = run_once(big, tmp_path / "p", "--json", *_client_flags(etcd_node))
+    assert stored.returncode == 2, stored.stdout[-2000:] + stored.stderr[-2000:]
+    assert run_async(_etcd_value(etcd_node, keys.kv(key))) == b"x" * KV_VALUE_MAX
+    huge = _kv_graph(tmp_path / "huge.yaml", key, "y" * (2 * KV_VALUE_MAX))
+    refused = run_once(huge, tmp_path / "p", "--json", *_client_flags(etcd_node))
+    assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
+    (problem,) = [p for e in json_lines(refused.stdout) for p in e.get("errors", [])]
+    assert (problem["line"], problem["column"], problem["field"]) == (5, 12, "value"), problem
+    assert "is longer than 1,048,576 bytes" in problem["message"], problem
+    assert run_async(_etcd_value(etcd_node, keys.kv(key))) == b"x" * KV_VALUE_MAX

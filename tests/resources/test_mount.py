@@ -155,6 +155,51 @@ def test_an_umount_and_an_fstab_edit_from_outside_are_repaired(agent, tmp_path, 
     assert a.stop() == 0
 
 
+def test_changed_options_are_written_and_the_mount_is_remounted_with_them(tmp_path, ns, point):
+    assert run(ns, tmp_path, _graph(tmp_path, point)).returncode == 2
+    options = {"size": "8m", "mode": "0750", "nosuid": "", "noexec": ""}
+    changed = _graph(tmp_path, point, options=options)
+    done = run(ns, tmp_path, changed)
+    assert done.returncode == 2, done.stdout + done.stderr
+    applied = [e for e in json_lines(done.stdout) if checked(f"Mount[{point}]", applied=True)(e)]
+    assert {c["field"] for c in applied[0]["changes"]} == {"fstab", "options"}, applied
+    (m,) = ns.mounts_at(point)  # remounted in place, not mounted twice
+    assert "noexec" in m.options and "nosuid" in m.options, m
+    size = subprocess.run(
+        [*ns.enter(), "stat", "-f", "-c", "%b %S", str(point)], capture_output=True, text=True
+    )
+    blocks, block_size = map(int, size.stdout.split())
+    assert blocks * block_size == 8 << 20, size.stdout
+    assert ns.fstab().endswith(b"\ttmpfs\tsize=8m,mode=0750,nosuid,noexec\t0\t0\n")
+    again = run(ns, tmp_path, changed)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_twenty_mounts_in_one_graph_each_keep_their_fstab_line(tmp_path, ns, point):
+    """Applied in parallel, every fstab edit keeps the others' lines (no lost update).
+
+    A lost line would be found missing by its resource's next check and put
+    back as "repaired": drift the agent made itself.
+    """
+    points = [tmp_path / f"m{i}" for i in range(20)]
+    res = [{"name": str(p), "device": f"t{i}", "type": "tmpfs"} for i, p in enumerate(points)]
+    for p in points:
+        p.mkdir()
+    g = tmp_path / "many.yaml"
+    write_graph(g, {"graph": "mnts", "resources": {"mount": res}})
+    first = run(ns, tmp_path, g)
+    assert first.returncode == 2, first.stdout + first.stderr
+    outcomes = {v["outcome"] for v in recap_of(first)["resources"].values()}
+    assert outcomes == {"changed"}, recap_of(first)
+    lines = [mounttab.parse_entry(line) for line in ns.fstab().splitlines()]
+    assert sorted(e.point for e in lines if e and e.device.startswith("t")) == sorted(
+        map(str, points)
+    )
+    assert all(len(ns.mounts_at(p)) == 1 for p in points)
+    again = run(ns, tmp_path, g)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_absent_unmounts_and_removes_only_its_line(tmp_path, ns, point):
     assert run(ns, tmp_path, _graph(tmp_path, point)).returncode == 2
     absent = _graph(tmp_path, point, state="absent")

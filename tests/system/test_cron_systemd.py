@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import json_lines, run_once, wait_for, write_atomic
+from helpers import json_lines, recap_of, run_once, wait_for, write_atomic
 from syshelpers import Container
 
 from pymgmt.resources.systemd import SYSTEMD_ROOT_ENV
@@ -175,3 +175,53 @@ def test_a_session_timer_goes_to_the_users_manager(
     assert run_once(gone, tmp_path / "p").returncode == 2
     assert not (units / timer).exists()
     (units / f"{job}.service").unlink()
+
+
+def test_ten_timers_in_one_graph_converge_together(tmp_path, nspawn_systemd, job):
+    """Applied in parallel (each its own file, reloads interleaved): changed, never repaired."""
+    c = nspawn_systemd
+    names = [f"{job}-{i}" for i in range(10)]
+    for name in names:
+        c.write_unit(f"{name}.service", "[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    try:
+        crons = "".join(f"  - name: {n}\n    trigger: OnCalendar\n    time: daily\n" for n in names)
+        graph = tmp_path / "g.yaml"
+        graph.write_text(f"graph: cron\nresources:\n  cron:\n{crons}")
+        first = run_once(graph, tmp_path / "p", "--json")
+        assert first.returncode == 2, first.stdout + first.stderr
+        outcomes = {k: v["outcome"] for k, v in recap_of(first)["resources"].items()}
+        assert set(outcomes.values()) == {"changed"}, outcomes
+        assert all(c.unit_state(f"{n}.timer")[0] == "active" for n in names)
+        again = run_once(graph, tmp_path / "p", "--json")
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        for name in names:
+            c.remove_unit(f"{name}.timer")
+            c.remove_unit(f"{name}.service")
+
+
+def test_a_file_written_by_an_agent_killed_before_its_reload_is_finished(
+    tmp_path, nspawn_systemd, job
+):
+    """kill -9 between the unit file write and the daemon-reload: the next run loads it and
+    the timer runs the new schedule (not the one it was started with)."""
+    c = nspawn_systemd
+    timer = f"{job}.timer"
+    assert (
+        run_once(_graph(tmp_path / "g.yaml", job, "OnCalendar", "daily"), tmp_path / "p").returncode
+        == 2
+    )
+    weekly = _graph(tmp_path / "g.yaml", job, "OnCalendar", "weekly")
+    # what the killed agent left: the new file in place, systemd not told
+    text = c.unit_path(timer).read_text().replace("OnCalendar=daily", "OnCalendar=weekly")
+    write_atomic(c.unit_path(timer), text)
+    proc = run_once(weekly, tmp_path / "p", "--json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+
+    def calendar() -> str:
+        return c.systemctl("show", "-p", "TimersCalendar", "--value", timer).stdout
+
+    assert "OnCalendar=weekly" in calendar() or "Mon *-*-* 00:00:00" in calendar(), calendar()
+    next_elapse = c.systemctl("show", "-p", "NextElapseUSecRealtime", "--value", timer).stdout
+    assert next_elapse.strip().startswith("Mon"), next_elapse
+    assert run_once(weekly, tmp_path / "p").returncode == 0

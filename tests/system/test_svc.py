@@ -61,6 +61,27 @@ def test_start_and_enable_then_converged(tmp_path, nspawn_systemd, unit):
     assert again.returncode == 0, again.stderr
 
 
+def test_two_services_in_one_graph_both_start(tmp_path, nspawn_systemd, unit):
+    """Both watches subscribe to systemd on the agent's one connection (the second is told
+    it already is: no failure)."""
+    c = nspawn_systemd
+    other = f"{unit}-b"
+    c.write_unit(f"{other}.service", sleeper())
+    try:
+        g = tmp_path / "g.yaml"
+        g.write_text(
+            "graph: svc\nresources:\n  svc:\n"
+            + "".join(f"  - name: {n}\n    state: running\n" for n in (unit, other))
+        )
+        proc = run_once(g, tmp_path / "p", "--json")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert not [e for e in json_lines(proc.stdout) if e["event"] == "failed"], proc.stdout
+        assert c.unit_state(f"{other}.service") == ("active", "running")
+    finally:
+        c.systemctl("stop", f"{other}.service", check=False)
+        c.remove_unit(f"{other}.service")
+
+
 def test_stop_and_disable(tmp_path, nspawn_systemd, unit):
     c = nspawn_systemd
     c.systemctl("enable", "--now", f"{unit}.service")

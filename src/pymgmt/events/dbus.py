@@ -124,11 +124,13 @@ class DBusHub:
         body: list[Any] | None = None,
         *,
         timeout: float | None = None,
+        harmless: frozenset[str] = frozenset(),
     ) -> list[Any]:
         """A method call; D-Bus errors become ResourceError with the bus's message.
 
         No reply within `timeout` seconds (default: the hub's `call_timeout`)
-        is a ResourceError naming the service and the method.
+        is a ResourceError naming the service and the method. An error named
+        in `harmless` (the state asked for already holds) is an empty reply.
         """
         from dbus_fast import Message, MessageType
 
@@ -153,6 +155,8 @@ class DBusHub:
         if reply is None:
             raise ResourceError(f"no reply from {destination} to {member}")
         if reply.message_type == MessageType.ERROR:
+            if reply.error_name in harmless:
+                return []
             detail = reply.body[0] if reply.body else reply.error_name
             raise ResourceError(f"{interface}.{member} failed: {detail}")
         return list(reply.body)

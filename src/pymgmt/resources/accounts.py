@@ -9,7 +9,15 @@ hooks (nscd, sssd caches). Arguments are an argv list; no shell is involved.
 A tool is never killed half-way: like a package transaction, a stop waits
 for it (it takes milliseconds), so a lock file is never left behind.
 
-Accounts are read with the C library's lookups (``pwd``, ``grp``), as every
+Two of our own tools at once are serialised by the C library's
+``lckpwdf`` (each waits its turn). But another program holding shadow's
+lock file (``vipw`` while its editor is open, ``passwd`` writing) makes a
+tool give up at once with "cannot lock ...; try again later"; released
+without a change, no watch would fire, and the resource would stay failed.
+So such a tool is run again, with a growing pause, for up to `LOCK_WAIT`
+seconds (the lock is respected, never broken).
+
+Accounts are read with the C library's lookups (``pwd``, ``grp``, off the loop), as every
 other program on the machine sees them. The watch is inotify on the files
 the tools replace (``/etc/passwd``, ``/etc/group``): an edit by any tool or
 by hand is seen at once.
@@ -17,7 +25,10 @@ by hand is seen at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
+import time
 from collections.abc import Callable
 
 from ..errors import ResourceError
@@ -40,16 +51,37 @@ def subscribe(ctx: Context) -> Callable[[], None]:
     return unsubscribe
 
 
-async def run_tool(argv: list[str]) -> None:
+#: seconds a tool is tried again while another program holds the account files' lock
+LOCK_WAIT = 60.0
+#: the first pause between tries, doubled each time up to `_LOCK_PAUSE_MAX`
+_LOCK_PAUSE, _LOCK_PAUSE_MAX = 0.05, 2.0
+#: what shadow's tools say (LC_ALL=C) when a live program holds a lock file; not
+#: "cannot lock", which a read-only /etc gives too, and waiting would not help
+_LOCKED = b" already used by PID "
+
+
+async def run_tool(argv: list[str], log: logging.Logger) -> None:
     """Run one of shadow's tools to its end (a cancelled caller still waits for it).
 
-    ResourceError with the tool's own message when it fails.
+    Tried again while another program holds the lock (the module docstring
+    says why). ResourceError with the tool's own message when it fails.
     """
-    done = await off_loop(_run, argv)
+    deadline = time.monotonic() + LOCK_WAIT
+    pause = _LOCK_PAUSE
+    while True:
+        done = await off_loop(_run, argv)
+        locked = done.returncode != 0 and _LOCKED in done.stderr
+        if not locked or time.monotonic() + pause > deadline:
+            break
+        if pause == _LOCK_PAUSE:
+            log.info("%s: the account files are locked by another program: waiting", argv[0])
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _LOCK_PAUSE_MAX)
     if done.returncode != 0:
         said = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
         tail = "; ".join(said[-3:]) or "no message"
-        raise ResourceError(f"{argv[0]} exited with status {done.returncode}: {tail}")
+        waited = f" (still locked after {LOCK_WAIT:.0f} s)" if locked else ""
+        raise ResourceError(f"{argv[0]} exited with status {done.returncode}{waited}: {tail}")
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
@@ -66,14 +98,31 @@ def account_name_problem(name: str, what: str) -> str | None:
     """A name shadow's tools accept on Debian: no ':', ',', '/', space or leading '-'.
 
     Not all digits either: a name that reads as a number would be taken for
-    an id by every tool that accepts both.
+    an id by every tool that accepts both. Not ``.`` or ``..``: Debian's
+    useradd 4.13 takes them, but the default home ``/home/..`` and every
+    tool that joins a name to a directory would climb out (newer shadow
+    refuses them too).
     """
     if not name:
         return f"a {what} name must not be empty"
     if name.isdigit():
         return f"a {what} name must not be a number, got {name!r}"
+    if name in (".", ".."):
+        return f"a {what} name must not be {name!r}"
     if len(name) > 32:
         return f"a {what} name has at most 32 characters, got {len(name)}"
     if name.startswith("-") or any(c in name for c in ":,/\0") or any(c.isspace() for c in name):
         return f"not a valid {what} name: {name!r}"
+    return None
+
+
+def passwd_field_problem(value: str) -> str | None:
+    """Why `value` cannot be a field of /etc/passwd (':' separates them, a newline ends one).
+
+    useradd and usermod refuse such a home or shell too, but only at apply,
+    after other resources of the graph have run: said here, it is an input
+    error and nothing is touched.
+    """
+    if any(c in value for c in ":\n\0"):
+        return "must not contain ':', a newline or NUL (fields of /etc/passwd)"
     return None

@@ -176,6 +176,10 @@ resources:
         out: list[tuple[str, str]] = []
         if not _UNIT_NAME.fullmatch(self.name) or self.name.startswith("."):
             out.append(("name", f"must be a unit name such as 'backup', got {self.name!r}"))
+        elif self.name.endswith("@"):  # backup@.timer: systemd starts only its instances
+            out.append(
+                ("name", f"is a template: name an instance ('backup@db'), got {self.name!r}")
+            )
         if self.unit and (
             not _UNIT_NAME.fullmatch(self.unit)
             or "." not in self.unit.strip(".")
@@ -183,6 +187,10 @@ resources:
         ):
             out.append(
                 ("unit", f"must be a unit name with its suffix ('x.service'), got {self.unit!r}")
+            )
+        elif "@." in self.unit:
+            out.append(
+                ("unit", f"is a template: name an instance ('x@db.service'), got {self.unit!r}")
             )
         for field in ("time", "accuracy_sec", "randomized_delay_sec", "description"):
             value = getattr(self, field)

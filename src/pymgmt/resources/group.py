@@ -14,7 +14,7 @@ from typing import Literal
 from ..traits import UID, Want
 from ..types import MAX_ID, bound_problem
 from . import accounts
-from .base import CONVERGED, Change, Context, Plan, Resource, param, watch_subscribed
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 
 
 class Group(Resource, kind="group"):
@@ -77,10 +77,8 @@ resources:
         await watch_subscribed(self.subscribe, ctx)
 
     async def check(self) -> Plan:
-        try:
-            have: int | None = grp.getgrnam(self.name).gr_gid
-        except KeyError:
-            have = None
+        # NSS may ask another service: off the loop (accounts.py)
+        have = await off_loop(_gid_of, self.name)
         if self.state == "absent":
             return CONVERGED if have is None else Plan((Change("state", "exists", "absent"),))
         if have is None:
@@ -92,13 +90,23 @@ resources:
     async def apply(self, plan: Plan) -> None:
         fields = {c.field: c for c in plan.changes}
         if self.state == "absent":
-            await accounts.run_tool(["groupdel", self.name])
+            await accounts.run_tool(["groupdel", self.name], self.ctx.log)
         elif "state" in fields:
             argv = ["groupadd"]
             if self.gid is not None:
                 argv += ["--gid", str(self.gid)]
             if self.system:
                 argv.append("--system")
-            await accounts.run_tool([*argv, "--", self.name])
+            await accounts.run_tool([*argv, "--", self.name], self.ctx.log)
         elif "gid" in fields:
-            await accounts.run_tool(["groupmod", "--gid", str(self.gid), "--", self.name])
+            await accounts.run_tool(
+                ["groupmod", "--gid", str(self.gid), "--", self.name], self.ctx.log
+            )
+
+
+def _gid_of(name: str) -> int | None:
+    """The gid of group `name` as the C library sees it; None if there is none."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None

@@ -47,7 +47,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import ResourceError
-from ..world.base import keys, kv_key_problem
+from ..world.base import KV_VALUE_MAX, keys, kv_key_problem
 from ..world.local import LocalWorld
 from .base import CONVERGED, Change, Context, Plan, Resource, param
 
@@ -96,9 +96,12 @@ edges:
         return self.name if self.key_name is None else self.key_name
 
     def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         if bad := kv_key_problem(self.stored_as):
-            return [("name" if self.key_name is None else "key_name", bad)]
-        return []
+            out.append(("name" if self.key_name is None else "key_name", bad))
+        if bad := _value_problem(self._wanted()):
+            out.append(("value", bad))
+        return out
 
     def manages(self) -> list[str]:
         return [self.full_key]
@@ -144,7 +147,16 @@ edges:
 
     async def apply(self, plan: Plan) -> None:
         wanted = self._wanted()
+        if bad := _value_problem(wanted):  # received over Send/Recv, after validation
+            raise ResourceError(f"the value {bad}")
         if wanted is None:
             await self.ctx.world.delete(self._key)
         else:
             await self.ctx.world.put(self._key, wanted)
+
+
+def _value_problem(value: bytes | None) -> str | None:
+    """Why etcd would refuse `value` (only when put: said before anything runs)."""
+    if value is not None and len(value) > KV_VALUE_MAX:
+        return f"is longer than {KV_VALUE_MAX:,} bytes (etcd's request limit), got {len(value):,}"
+    return None

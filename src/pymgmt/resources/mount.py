@@ -23,7 +23,10 @@ its fstab entries. With ``state: exists``, a *different* filesystem
 already mounted at the point is an error, never unmounted: the agent only
 takes down a mount it was asked to. Options are compared in fstab; in the
 mount table only ``ro``/``rw`` is (the kernel rewrites the others: ``size=4m``
-shows as ``size=4096k``), and a mismatch there is a remount. A bind mount
+shows as ``size=4096k``). A mismatch of either is a remount with the wanted
+options (Puppet's ``remounts``): a graph edit of ``options`` reaches the
+mounted filesystem, not only the next boot. The remount comes before the
+fstab write, so an agent killed between the two remounts again next time. A bind mount
 (``bind``/``rbind`` in the options) shows the filesystem's device, not the
 bound directory, so only its presence is checked.
 
@@ -38,6 +41,7 @@ import difflib
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Generator
 from typing import Literal
 
@@ -62,6 +66,10 @@ TOOL_DEADLINE = 120
 _FSTYPE = re.compile(r"[a-z0-9][a-z0-9._+-]*\Z")
 _TAGS = ("UUID", "LABEL", "PARTUUID", "PARTLABEL")
 _BIND = frozenset({"bind", "rbind"})
+#: one fstab edit at a time in this process: mounts of one graph apply in
+#: parallel, and each edit is a read-modify-write of the one file (through
+#: one temporary name): two at once would lose a line or the temporary file
+_FSTAB_EDIT = threading.Lock()
 
 
 class Mount(Resource, kind="mount"):
@@ -115,17 +123,18 @@ resources:
             return out
         if not self.device:
             out.append(("device", "required with state: exists"))
-        elif any(c in self.device for c in "\0\n"):
-            out.append(("device", "must not contain a newline or NUL"))
+        elif _has_control(self.device):
+            out.append(("device", "must not contain control characters (newline, NUL...)"))
         if not self.type:
             out.append(("type", "required with state: exists (tmpfs, ext4, nfs, ...)"))
         elif not _FSTYPE.match(self.type):
             out.append(("type", f"not a filesystem type: {self.type!r}"))
         for key, value in self.options.items():
-            if not key or any(c in key for c in ",= \t\n\0"):
+            if not key or any(c in key for c in ",=") or _has_control(key) or not key.isprintable():
                 out.append(("options", f"not an option name: {key!r}"))
-            elif any(c in value for c in ",\n\0"):
-                out.append(("options", f"the value of {key!r} must not contain ',' or a newline"))
+            elif "," in value or _has_control(value):
+                why = "must not contain ',' or control characters (newline, tab...)"
+                out.append(("options", f"the value of {key!r} {why}"))
         for field in ("freq", "passno"):
             if getattr(self, field) < 0:
                 out.append((field, f"must be 0 or more, got {getattr(self, field)}"))
@@ -214,7 +223,10 @@ resources:
                 "asked to)"
             )
         want_ro = "ro" in self.options
-        if ("ro" in top.options) != want_ro:
+        if entries and entries[0].options != want.options:
+            # the mount was made with the options fstab held: they changed, so remount
+            changes.append(Change("options", entries[0].options, want.options))
+        elif ("ro" in top.options) != want_ro:
             have = "ro" if "ro" in top.options else "rw"
             changes.append(Change("options", have, "ro" if want_ro else "rw"))
         return Plan(tuple(changes)) if changes else CONVERGED
@@ -241,13 +253,16 @@ resources:
             if "fstab" in fields:
                 await off_loop(_write_fstab, self.name, None)
             return
+        if "options" in fields:
+            # before fstab: killed in between, the next check still sees fstab's old
+            # options and remounts again; fstab is not merged in (only ours count)
+            remount = ["mount", "--options-mode", "ignore", "-o", f"remount,{self.option_string()}"]
+            await _run([*remount, "--", self.name])
         if "fstab" in fields:
             await off_loop(_write_fstab, self.name, self.entry())
         if "mounted" in fields:
             argv = ["mount", "-t", self.type, "-o", self.option_string(), "--", self.device]
             await _run([*argv, self.name])
-        elif "options" in fields:
-            await _run(["mount", "-o", f"remount,{self.option_string()}", "--", self.name])
 
     async def _unmount_all(self) -> None:
         """Unmount the point until nothing is mounted there (mounts can be stacked)."""
@@ -257,6 +272,11 @@ resources:
         _fstab, left = await off_loop(self._observe)
         if left:
             raise ResourceError(f"{self.name} is still mounted after umount ({left[-1].source})")
+
+
+def _has_control(text: str) -> bool:
+    """Whether `text` holds a control character (fstab readers split fields at some)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def _lines(entries: list[Entry]) -> str:
@@ -318,7 +338,7 @@ def _read_fstab(dfd: int) -> tuple[bytes, os.stat_result | None]:
 
 def _write_fstab(point: str, entry: Entry | None) -> None:
     """Replace `point`'s fstab entries by `entry` (None: remove), durably, mode and owner kept."""
-    with opened_dir(FSTAB_DIR) as dfd:
+    with _FSTAB_EDIT, opened_dir(FSTAB_DIR) as dfd:
         old, st = _read_fstab(dfd)
         new = mounttab.with_entry(old, point, entry)
         if new == old:

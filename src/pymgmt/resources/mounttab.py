@@ -16,8 +16,11 @@ import re
 from dataclasses import dataclass
 
 _OCTAL = re.compile(rb"\\([0-7]{3})")
-#: bytes that cannot appear raw in a field of either file
-_UNSAFE = frozenset(b" \t\n\\#")
+#: bytes that cannot appear raw in a field of either file: the kernel escapes
+#: space, tab, newline, backslash and '#'; fstab readers (and `parse_entry`)
+#: also split at a carriage return, vertical tab or form feed, so every
+#: control byte is escaped (libmount undoes any ``\ooo``)
+_UNSAFE = frozenset(b" \\#\x7f" + bytes(range(0x20)))
 
 
 def decode(field: bytes) -> str:
@@ -27,7 +30,7 @@ def decode(field: bytes) -> str:
 
 
 def encode(value: str) -> bytes:
-    """`value` as an fstab field: space, tab, newline, backslash and '#' as ``\\ooo``."""
+    """`value` as an fstab field: space, backslash, '#' and control bytes as ``\\ooo``."""
     raw = value.encode("utf-8", "surrogateescape")
     return b"".join(b"\\%03o" % b if b in _UNSAFE else bytes([b]) for b in raw)
 

@@ -46,6 +46,9 @@ UNIT_DIRS = (
     "/lib/systemd/system",
     "/usr/lib/systemd/system",
 )
+#: systemd's answer to a second Subscribe on one connection (every resource
+#: of a graph shares the agent's connection, and none ever unsubscribes)
+ALREADY_SUBSCRIBED = frozenset({"org.freedesktop.systemd1.AlreadySubscribed"})
 #: UnitFileState values that mean "starts at boot (or with what pulls it in)"
 ENABLED_STATES = frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect"})
 
@@ -134,12 +137,15 @@ class Systemd:
         """Call `on_change` whenever `unit`'s properties or the unit files change.
 
         Returns the unsubscribes. systemd sends PropertiesChanged only to
-        subscribed clients, hence Subscribe first. The end of a
+        subscribed clients, hence Subscribe first (once per connection: the
+        other resources on it find it already done). The end of a
         daemon-reload counts too: ``systemctl disable`` sends
         UnitFilesChanged *before* its reload, and a check run then can still
         read the old UnitFileState; after the reload there is no other signal.
         """
-        await self.manager("Subscribe")
+        await self.hub.call(
+            self.address, SD, SD_PATH, MANAGER, "Subscribe", harmless=ALREADY_SUBSCRIBED
+        )
         path = await self.unit_path(unit)
 
         def reloaded(msg: Any) -> None:

@@ -15,6 +15,7 @@ after the user.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import pwd
 from collections.abc import Callable, Generator
@@ -25,14 +26,15 @@ from ..errors import ResourceError
 from ..traits import UID, Want
 from ..types import MAX_ID, account_problem, bound_problem, path_problem
 from . import accounts
-from .base import CONVERGED, Change, Context, Plan, Resource, param, watch_subscribed
+from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 
 
 class User(Resource, kind="user"):
     """A local user account in a wanted state, or absent.
 
     The name is the login. Each param left unset is not managed. ``group``
-    is the primary group (a name or gid; unset: the one ``useradd`` picks),
+    is the primary group (a name or gid; unset: the one ``useradd`` picks,
+    on Debian a new group of the user's name, joined if it already exists),
     ``groups`` the exact supplementary groups. Managed groups come first
     (AutoEdges), and a file owned by a managed user comes after it. Watched
     through ``/etc/passwd`` and ``/etc/group``: an account changed or
@@ -96,14 +98,13 @@ resources:
         for g in self.groups or ():
             if bad := accounts.account_name_problem(g, "group"):
                 out.append(("groups", bad))
-        for field in ("home", "shell"):
+        for field in ("home", "shell", "comment"):
             value = getattr(self, field)
-            if value is not None and (bad := path_problem(value)):
+            if value is None:
+                continue
+            bad = path_problem(value) if field != "comment" else None
+            if bad or (bad := accounts.passwd_field_problem(value)):
                 out.append((field, bad))
-        if self.comment is not None and any(c in self.comment for c in ":\n\0"):
-            out.append(
-                ("comment", "must not contain ':', a newline or NUL (fields of /etc/passwd)")
-            )
         return out
 
     def warnings(self) -> list[tuple[str, str]]:
@@ -124,9 +125,10 @@ resources:
         return own if self.uid is None else [*own, UID("user", str(self.uid))]
 
     def wants(self) -> Generator[Want, bool, None]:
+        """The groups it names; with ``group`` unset, the group of its own name (it joins it)."""
         if self.state == "absent":
             return
-        primary = [] if self.group is None else [self.group]  # a name or a gid
+        primary = [self.name] if self.group is None else [self.group]  # a name or a gid
         for g in [*primary, *(self.groups or ())]:
             yield Want((UID("group", g),))
 
@@ -140,6 +142,11 @@ resources:
         await watch_subscribed(self.subscribe, ctx)
 
     async def check(self) -> Plan:
+        # the C library's lookups may ask another service (NSS: systemd-userdbd,
+        # sssd, LDAP): off the loop, as any blocking read
+        return await off_loop(self._plan)
+
+    def _plan(self) -> Plan:
         have = _Account.lookup(self.name)
         if self.state == "absent":
             return CONVERGED if have is None else Plan((Change("state", "exists", "absent"),))
@@ -176,20 +183,26 @@ resources:
             raise ResourceError(f"group {self.group!r} does not exist") from None
 
     async def apply(self, plan: Plan) -> None:
-        fields = {c.field for c in plan.changes}
+        argv = await off_loop(self._argv, {c.field for c in plan.changes})
+        await accounts.run_tool(argv, self.ctx.log)
+
+    def _argv(self, fields: set[str]) -> list[str]:
+        """The tool's argv for `fields` (blocking: it may look groups up)."""
         if self.state == "absent":
-            await accounts.run_tool(["userdel", "--", self.name])
-            return
-        if "state" in fields:
-            argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
-            if self.system:
-                argv.append("--system")
-            if self.allow_duplicate_uid and self.uid is not None:
-                argv.append("--non-unique")
-            await accounts.run_tool([*argv, "--", self.name])
-        else:
+            return ["userdel", "--", self.name]
+        if "state" not in fields:
             dup = ["--non-unique"] if self.allow_duplicate_uid and "uid" in fields else []
-            await accounts.run_tool(["usermod", *dup, *self._options(fields), "--", self.name])
+            return ["usermod", *dup, *self._options(fields), "--", self.name]
+        argv = ["useradd", "--no-create-home", *self._options(_FIELDS)]
+        if self.group is None and _group_exists(self.name):
+            # useradd would make a group of the user's name (USERGROUPS_ENAB) and
+            # refuses when one exists ("use -g"): join it, as a new one would be
+            argv += ["--gid", self.name]
+        if self.system:
+            argv.append("--system")
+        if self.allow_duplicate_uid and self.uid is not None:
+            argv.append("--non-unique")
+        return [*argv, "--", self.name]
 
     def _options(self, fields: set[str] | frozenset[str]) -> list[str]:
         """The tools' options for the managed params among `fields` (-d: both tools' home)."""
@@ -220,6 +233,12 @@ def _same_home(have: str, want: str | None) -> str | None:
     if want is not None and want.rstrip("/") == have.rstrip("/") and have:
         return have
     return want
+
+
+def _group_exists(name: str) -> bool:
+    with contextlib.suppress(KeyError):
+        return grp.getgrnam(name) is not None
+    return False
 
 
 #: every param of the account itself

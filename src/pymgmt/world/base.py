@@ -152,6 +152,8 @@ class keys:
 
 #: most bytes a kv key may have (etcd allows more; a key is a name, not data)
 KV_KEY_MAX = 1024
+#: bytes of a kv value: etcd refuses a request over 1.5 MiB by default (key and framing too)
+KV_VALUE_MAX = 1 << 20
 
 
 def kv_key_problem(key: str) -> str | None:
