@@ -9,6 +9,7 @@ of a config file and the secret appears in no output".
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,73 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
     (err,) = recap_of(proc)["resources"][f"File[{conf}]"]["failures"]
     assert message in err
     assert not conf.exists()
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 'x' * 10**8 }}", "too large: '*' would make more than"),
+        ("{{ 'x' * 10**10 }}", "too large: '*'"),  # was a MemoryError, or the OOM killer
+        ("{{ [0] * 10**8 }}", "too large: '*'"),
+        ("{{ 'x'|center(10**9) }}", "too large: filter 'center'"),
+        ("{{ 'x'.ljust(10**9) }}", "too large: ljust"),
+        ("{{ '%*s' % (10**9, 'x') }}", "too large: '%'"),
+        ("{{ 7 ** 1000000 }}", "too large: '**'"),
+        (
+            "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}",
+            "too much work",
+        ),
+        ("{{ [1, 2]|slice(10**7)|list|length }}", "too much work"),
+    ],
+)
+def test_a_runaway_template_is_stopped_as_its_own_error(template, message):
+    """The sandbox caps range() only: size and work are bounded here (template.py)."""
+    from pymgmt.resources.template import TemplateProblem, compile_template, render
+
+    before = sys.gettrace()
+    with pytest.raises(TemplateProblem, match=re.escape(message)):
+        render(compile_template(template), {})
+    assert sys.gettrace() is before  # a debugger's or coverage's tracer is put back
+
+
+def test_the_bound_leaves_a_real_config_alone():
+    from pymgmt.resources.template import compile_template, render
+
+    hosts = ",".join(f"10.0.{i // 256}.{i % 256}" for i in range(10_000))
+    text = "{% for h in hosts.split(',') %}server {{ h }}:{{ port }} check\n{% endfor %}"
+    out = render(compile_template(text), {"hosts": hosts, "port": "80"})
+    assert out.count("\n") == 10_000 and out.endswith("server 10.0.39.15:80 check\n")
+    assert render(compile_template("{{ 'ab' * 3 }} {{ 2 ** 64 }} {{ 'x'|center(5) }}"), {}) == (
+        "ababab 18446744073709551616   x  "
+    )
+
+
+def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed):
+    """Before the bound, validation hung on the power and the render hung the event loop."""
+    power, loops, other = managed / "power.conf", managed / "loops.conf", managed / "other"
+    doc = {
+        "graph": "runaway",
+        "resources": {
+            "file": [
+                {"name": str(power), "template": "{{ 7 ** 1000000000 }}"},
+                {
+                    "name": str(loops),
+                    "template": "{% for i in range(100000) %}{% for j in range(100000) %}"
+                    "{% endfor %}{% endfor %}",
+                },
+                {"name": str(other), "content": "fine\n"},
+            ]
+        },
+    }
+    proc = run_once(_graph(tmp_path, doc), tmp_path / "state", "--json")
+    assert proc.returncode == 2 | 4, proc.stderr  # one file changed, two failed
+    recap = recap_of(proc)["resources"]
+    (err,) = recap[f"File[{power}]"]["failures"]
+    assert "template: too large: '**'" in err
+    (err,) = recap[f"File[{loops}]"]["failures"]
+    assert "template: too much work" in err
+    assert not power.exists() and not loops.exists()
+    assert other.read_text() == "fine\n"
 
 
 @pytest.mark.parametrize(

@@ -450,7 +450,7 @@ edges:
         elif self.source is not None and self.state != "absent" and not self.recurse:
             await self._read_source()
         if self._render_pending and self.state != "absent":
-            self._render()
+            await off_loop(self._render)
         if self.owner is not None:
             self._uid = _uid(self.owner)
         if self.group is not None:
@@ -553,8 +553,9 @@ edges:
         """Make the rendered template the wanted content (once per new template or vars).
 
         Rendered at check time, not at init: a var received over Send/Recv
-        arrives just before the first check. A template is small and renders
-        in microseconds, so it stays in the event loop.
+        arrives just before the first check. Rendered off the event loop: a
+        template usually takes microseconds, but a runaway one may take its
+        whole budget (about a second, `template.MAX_STEPS`) before it is stopped.
         """
         assert self.template is not None
         try:

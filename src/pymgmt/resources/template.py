@@ -11,7 +11,13 @@ files, not web pages, and for a process that runs as root:
 * `StrictUndefined`: a variable that has no value is an error naming it,
   never an empty string silently written into a config;
 * no autoescape (a config is not HTML), and ``keep_trailing_newline`` so the
-  file ends as the template does.
+  file ends as the template does;
+* a bound on the work (`_Bounded`): the sandbox caps ``range`` but not
+  ``'x' * 10**10``, ``7 ** 10**9`` (folded at *compile* time: validation
+  hung), ``center(10**10)`` nor two nested loops of 100,000. A render runs
+  at most `MAX_STEPS` Python steps and makes at most `MAX_OUTPUT` characters,
+  and no operator or call may grow a value past that: a runaway template is
+  the template's error, never an agent that hangs or runs out of memory.
 
 Jinja2 is imported on first use: a graph without templates never imports it
 (it costs a few milliseconds at start).
@@ -20,16 +26,87 @@ Jinja2 is imported on first use: a graph without templates never imports it
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import math
+import sys
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jinja2 import Template
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
+#: The most characters a render may make, and any one value in it may grow to
+#: (a config file is kilobytes; 16 MiB leaves room and bounds the memory).
+MAX_OUTPUT = 16 << 20
+#: The most Python steps (a line of the template's code, a call of a filter's
+#: or the sandbox's Python code) one render may take: about a second of CPU.
+#: A loop over 10,000 hosts with a few lines each takes a few hundred thousand.
+MAX_STEPS = 2_000_000
+#: The most bits `**` may make (a million: still instant to compute and print).
+_MAX_POWER_BITS = 1 << 20
+
+
 class TemplateProblem(Exception):
     """A template that cannot be compiled or rendered; the message says why and where."""
+
+
+class _TooBig(Exception):
+    """Raised inside a render (or a constant folded at compile) that would grow too large."""
+
+
+def _check_size(what: str, size: float) -> None:
+    if size > MAX_OUTPUT:
+        raise _TooBig(f"{what} would make more than {MAX_OUTPUT:,} characters")
+
+
+def _sized(value: object) -> bool:
+    return isinstance(value, str | bytes | list | tuple)
+
+
+def _check_args(what: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """No integer argument beyond `MAX_OUTPUT`: a width, a count, a repeat."""
+    for arg in (*args, *kwargs.values()):
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_OUTPUT:
+            raise _TooBig(f"{what}: an argument of {arg} is more than {MAX_OUTPUT:,}")
+
+
+def _bounded_binop(op: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be too large, before it is computed."""
+    if op == "*":
+        for seq, times in ((left, right), (right, left)):
+            if _sized(seq) and isinstance(times, int):
+                _check_size(f"'{op}'", len(seq) * max(times, 0))
+    elif op == "+" and _sized(left) and _sized(right):
+        _check_size(f"'{op}'", len(left) + len(right))
+    elif op == "%":
+        _check_args("'%'", right if isinstance(right, tuple) else (right,), {})
+    elif (
+        op == "**"
+        and isinstance(left, int)
+        and isinstance(right, int)
+        and _too_many_bits(left, right)
+    ):
+        raise _TooBig(f"'**' would make a number of more than {_MAX_POWER_BITS:,} bits")
+
+
+def _too_many_bits(base: int, exponent: int) -> bool:
+    """Whether ``base ** exponent`` has more than `_MAX_POWER_BITS` bits."""
+    return exponent > 0 and abs(base) > 1 and exponent * math.log2(abs(base)) > _MAX_POWER_BITS
+
+
+def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` refusing an integer argument (after the value it filters) too large."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        # pass_context/pass_environment filters get that first, then the value
+        skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1
+        _check_args(f"filter '{name}'", args[skip:], kwargs)
+        return fn(*args, **kwargs)
+
+    return guarded
 
 
 @functools.cache
@@ -37,12 +114,32 @@ def _environment() -> ImmutableSandboxedEnvironment:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(
+    class _Bounded(ImmutableSandboxedEnvironment):
+        """The sandbox, with no operator or call growing a value past `MAX_OUTPUT`.
+
+        Intercepting ``*``, ``+``, ``%`` and ``**`` also stops Jinja from
+        folding them as constants when compiling (it folds only what the
+        sandbox does not intercept), so validation cannot hang on them.
+        """
+
+        intercepted_binops = frozenset({"*", "+", "%", "**"})
+
+        def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+            _bounded_binop(op, left, right)
+            return super().call_binop(context, op, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            _check_args(getattr(__obj, "__name__", "a call"), args, kwargs)
+            return super().call(__context, __obj, *args, **kwargs)
+
+    env = _Bounded(
         loader=None,
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
+    env.filters = {name: _guarded_filter(name, fn) for name, fn in env.filters.items()}
+    return env
 
 
 @functools.lru_cache(maxsize=1024)
@@ -62,6 +159,8 @@ def compile_template(text: str) -> Template:
         tree = env.parse(text)
     except TemplateSyntaxError as e:
         raise TemplateProblem(f"line {e.lineno} of the template: {e.message}") from None
+    except RecursionError:  # a thousand nested brackets: the parser's stack
+        raise TemplateProblem("the template is nested too deeply") from None
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         word = {"FromImport": "import"}.get(type(node).__name__, type(node).__name__.lower())
         raise TemplateProblem(
@@ -91,7 +190,13 @@ def render(template: Template, values: Mapping[str, str]) -> str:
     from jinja2.exceptions import SecurityError
 
     try:
-        return template.render(values)
+        return _bounded_render(template, values)
+    except _TooBig as e:
+        raise TemplateProblem(f"too large: {e}") from None
+    except _Exhausted:
+        raise TemplateProblem(
+            f"too much work: the render took more than {MAX_STEPS:,} steps (a loop too long?)"
+        ) from None
     except UndefinedError as e:
         message = str(e.message)
         if message.endswith(" is undefined"):
@@ -103,3 +208,39 @@ def render(template: Template, values: Mapping[str, str]) -> str:
         raise TemplateProblem(str(e.message or e)) from None
     except Exception as e:
         raise TemplateProblem(f"{type(e).__name__}: {e}") from None
+
+
+class _Exhausted(Exception):
+    """Raised by the tracer in a render that ran out of steps."""
+
+
+def _bounded_render(template: Template, values: Mapping[str, str]) -> str:
+    """`template.render`, stopped after `MAX_STEPS` steps or `MAX_OUTPUT` characters.
+
+    The steps are counted by a trace function of this thread only (a render
+    runs off the event loop, in a worker thread): every line of the
+    template's compiled code, and every call of Python code it makes (a
+    filter's loop, ``lipsum``). Whatever trace function was there before (a
+    debugger, coverage) is put back afterwards.
+    """
+    steps = 0
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:  # sys.TraceFunction
+        nonlocal steps
+        steps += 1
+        if steps > MAX_STEPS:
+            raise _Exhausted
+        return tracer if frame.f_code.co_filename == "<template>" else None
+
+    parts: list[str] = []
+    size = 0
+    before = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        for part in template.generate(values):
+            size += len(part)
+            _check_size("the rendered content", size)
+            parts.append(part)
+    finally:
+        sys.settrace(before)
+    return "".join(parts)
