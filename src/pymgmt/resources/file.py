@@ -260,10 +260,21 @@ edges:
 
     def manages(self) -> list[str]:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
-        return ["/" + "/".join(p for p in self.target.split("/") if p)]
+        return [_canonical(self.target).rstrip("/") or "/"]
 
     def purges(self) -> list[str]:
         return self.manages() if self.recurse and self.purge else []
+
+    def trees(self) -> list[str]:
+        return self.manages() if self.recurse else []
+
+    def reads(self) -> list[str]:
+        if self.state == "absent":
+            return []
+        out = [] if self.fragments is None else [_canonical(f) for f in self.fragments]
+        if self.source is not None:
+            out.append(_canonical(self.source) + ("**" if self.recurse else ""))
+        return out
 
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
@@ -690,6 +701,12 @@ edges:
             return filestate.open_at(dfd, name, self._fs_path)
         except filestate.FileStateError as e:
             raise ResourceError(str(e)) from None
+
+
+def _canonical(path: str) -> str:
+    """`path` with no empty component, keeping a final '/' (a directory's entries)."""
+    plain = "/" + "/".join(p for p in path.split("/") if p)
+    return plain + "/" if path.endswith("/") and plain != "/" else plain
 
 
 def _lstat(path: str) -> os.stat_result | None:
