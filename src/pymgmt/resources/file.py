@@ -204,7 +204,9 @@ edges:
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
         for name in ("content", "source", "fragments"):
-            if self.is_dir and getattr(self, name) is not None and not self.recurse:
+            # a tree copy's source is a directory's; content and fragments never are
+            exempt = name == "source" and self.recurse
+            if self.is_dir and getattr(self, name) is not None and not exempt:
                 out.append((name, f"a directory (path ending in '/') cannot have {name}"))
         out.extend(self._parts_problems())
         if self.template is not None:
