@@ -45,14 +45,17 @@ def _tree(top: Path) -> dict[str, tuple[str, int, bytes | None]]:
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
-            st = p.lstat()
             rel = str(p.relative_to(top))
-            if p.is_symlink():
-                out[rel] = ("link", 0, None)
-            elif p.is_dir():
-                out[rel] = ("dir", st.st_mode & 0o777, None)
-            else:
-                out[rel] = ("file", st.st_mode & 0o777, p.read_bytes())
+            try:
+                st = p.lstat()
+                if p.is_symlink():
+                    out[rel] = ("link", 0, None)
+                elif p.is_dir():
+                    out[rel] = ("dir", st.st_mode & 0o777, None)
+                else:
+                    out[rel] = ("file", st.st_mode & 0o777, p.read_bytes())
+            except FileNotFoundError:  # removed by the agent while read: not in the tree
+                continue
     return out
 
 
