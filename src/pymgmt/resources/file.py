@@ -236,7 +236,9 @@ edges:
         if self.fragments is not None:
             if self.content is not None or self.source is not None:
                 return [("fragments", "give only one of content, source and fragments")]
-            return filefragments.problems(self.target, self.fragments)
+            if bad := filefragments.problems(self.target, self.fragments):
+                return bad
+            # and on to recurse, purge and force, which fragments do not take either
         if self.recurse:
             if self.state == "absent":
                 return [("recurse", "copies a tree, which cannot be absent")]
