@@ -238,6 +238,9 @@ def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed
         ({"path": "/tmp/x/", "source": "/tmp/s", "recurse": True}, "source: a directory copied"),
         ({"path": "/tmp/x/", "source": "/tmp/x/y/", "recurse": True}, "are inside each other"),
         ({"path": "/tmp/x/y/", "source": "/tmp/x/", "recurse": True}, "are inside each other"),
+        # a doubled slash hid a copy inside its own source: deeper at each round
+        ({"path": "/tmp/x/y/", "source": "/tmp//x/", "recurse": True}, "are inside each other"),
+        ({"path": "/tmp/y/", "source": "/tmp/x/../y/z/", "recurse": True}, "must be a normalised"),
         ({"path": "/tmp/x/", "purge": True}, "purge: is used only with recurse: true"),
         ({"path": "/tmp/x", "force": True}, "force: is used only with recurse: true"),
         (

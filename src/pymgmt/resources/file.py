@@ -58,7 +58,7 @@ from ..fsutil import (
 )
 from ..safepath import Parents
 from ..traits import UID, Want
-from ..types import account_problem, path_problem
+from ..types import account_problem, canonical_path, dots_problem, path_problem
 from . import filefragments, filestate, filetree
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
@@ -197,8 +197,8 @@ edges:
                 else " (without 'path', the name is the path)"
             )
             out.append((field, bad_path + why))
-        elif "/../" in self.target + "/" or "/./" in self.target:
-            out.append((field, f"must be a normalised path, got {self.target!r}"))
+        elif bad_path := dots_problem(self.target):
+            out.append((field, bad_path))
         elif self.state == "absent" and not self.target.strip("/"):
             out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
@@ -220,9 +220,9 @@ edges:
         if self.source is not None:
             if self.content is not None:
                 out.append(("source", "give either content or source, not both"))
-            elif bad := path_problem(self.source):
+            elif bad := path_problem(self.source) or dots_problem(self.source):
                 out.append(("source", bad))
-            elif self.source.rstrip("/") == self.target.rstrip("/"):
+            elif (canonical_path(self.source).rstrip("/") or "/") == self.manages()[0]:
                 out.append(("source", "is the file itself"))
         for name, what in (("owner", "user"), ("group", "group")):
             value = getattr(self, name)
@@ -264,7 +264,7 @@ edges:
 
     def manages(self) -> list[str]:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
-        return [_canonical(self.target).rstrip("/") or "/"]
+        return [canonical_path(self.target).rstrip("/") or "/"]
 
     def purges(self) -> list[str]:
         return self.manages() if self.recurse and self.purge else []
@@ -275,9 +275,9 @@ edges:
     def reads(self) -> list[str]:
         if self.state == "absent":
             return []
-        out = [] if self.fragments is None else [_canonical(f) for f in self.fragments]
+        out = [] if self.fragments is None else [canonical_path(f) for f in self.fragments]
         if self.source is not None:
-            out.append(_canonical(self.source) + ("**" if self.recurse else ""))
+            out.append(canonical_path(self.source) + ("**" if self.recurse else ""))
         return out
 
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
@@ -705,12 +705,6 @@ edges:
             return filestate.open_at(dfd, name, self._fs_path)
         except filestate.FileStateError as e:
             raise ResourceError(str(e)) from None
-
-
-def _canonical(path: str) -> str:
-    """`path` with no empty component, keeping a final '/' (a directory's entries)."""
-    plain = "/" + "/".join(p for p in path.split("/") if p)
-    return plain + "/" if path.endswith("/") and plain != "/" else plain
 
 
 def _lstat(path: str) -> os.stat_result | None:
