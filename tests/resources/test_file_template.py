@@ -200,6 +200,12 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
             "too much work",
         ),
         ("{{ [1, 2]|slice(10**7)|list|length }}", "too much work"),
+        # doubling a string with '~' a few times: gigabytes by the tenth round
+        (
+            "{% set ns = namespace(s='x' * 10**7) %}{% for i in range(12) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+            "too large: '~'",
+        ),
     ],
 )
 def test_a_runaway_template_is_stopped_as_its_own_error(template, message):
@@ -222,6 +228,10 @@ def test_the_bound_leaves_a_real_config_alone():
     assert render(compile_template("{{ 'ab' * 3 }} {{ 2 ** 64 }} {{ 'x'|center(5) }}"), {}) == (
         "ababab 18446744073709551616   x  "
     )
+    text = (
+        "{% set x %}{{ a ~ 1 }}{% endset %}{{ x }} {% filter upper %}{{ a ~ 'f' }}{% endfilter %}"
+    )
+    assert render(compile_template(text), {"a": "a"}) == "a1 AF"
 
 
 def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed):

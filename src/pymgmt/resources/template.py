@@ -111,13 +111,26 @@ def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @functools.cache
 def _environment() -> ImmutableSandboxedEnvironment:
-    from jinja2 import StrictUndefined
+    from jinja2 import StrictUndefined, nodes
+    from jinja2.compiler import CodeGenerator, Frame, optimizeconst
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _BoundedCode(CodeGenerator):
+        """Jinja's code, with ``~`` (concatenation) checked like ``+`` (`_Bounded.join`)."""
+
+        @optimizeconst
+        def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+            self.write("environment.join((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
 
     class _Bounded(ImmutableSandboxedEnvironment):
         """The sandbox, with no operator or call growing a value past `MAX_OUTPUT`.
 
-        Intercepting ``*``, ``+``, ``%`` and ``**`` also stops Jinja from
+        ``~`` is checked in `join`, which the generated code calls instead of
+        Jinja's ``str_join``. Intercepting ``*``, ``+``, ``%`` and ``**`` also stops Jinja from
         folding them as constants when compiling (it folds only what the
         sandbox does not intercept), so validation cannot hang on them.
         """
@@ -131,6 +144,14 @@ def _environment() -> ImmutableSandboxedEnvironment:
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
             _check_args(getattr(__obj, "__name__", "a call"), args, kwargs)
             return super().call(__context, __obj, *args, **kwargs)
+
+        def join(self, values: tuple[Any, ...]) -> str:
+            """``a ~ b``: Jinja's ``str_join`` (autoescape is off), refused past `MAX_OUTPUT`."""
+            parts = [str(v) for v in values]
+            _check_size("'~'", sum(map(len, parts)))
+            return "".join(parts)
+
+    _Bounded.code_generator_class = _BoundedCode
 
     env = _Bounded(
         loader=None,
