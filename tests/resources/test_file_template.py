@@ -185,6 +185,10 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
     assert not conf.exists()
 
 
+#: a string of 10 million characters, under the bound: what is done with it may not be
+_BIG = "{% set b = 'x' * 10**7 %}"
+
+
 @pytest.mark.parametrize(
     ("template", "message"),
     [
@@ -200,6 +204,15 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
             "too much work",
         ),
         ("{{ [1, 2]|slice(10**7)|list|length }}", "too much work"),
+        # filters and str methods whose result outgrows their arguments
+        (_BIG + "{{ b|replace('x', 'xxxxxxxxxx') }}", "too large: filter 'replace'"),
+        (_BIG + "{{ b.replace('x', 'yyyyyyyyyy') }}", "too large: replace"),
+        (_BIG + "{{ [b, b, b]|join(b) }}", "too large: filter 'join'"),
+        (_BIG + "{{ b.join([b, b]) }}", "too large: join"),
+        (_BIG + "{{ '%s%s%s%s' % (b, b, b, b) }}", "too large: '%'"),
+        (_BIG + "{{ '{0}{0}{0}{0}'.format(b) }}", "too large: format"),
+        (_BIG + "{{ '{0}{0}'|format(b) }}", "too large: filter 'format'"),
+        ("{% set b = '\n' * 10**6 %}{{ b|indent('x' * 100) }}", "too large: filter 'indent'"),
         # doubling a string with '~' a few times: gigabytes by the tenth round
         (
             "{% set ns = namespace(s='x' * 10**7) %}{% for i in range(12) %}"
@@ -232,6 +245,11 @@ def test_the_bound_leaves_a_real_config_alone():
         "{% set x %}{{ a ~ 1 }}{% endset %}{{ x }} {% filter upper %}{{ a ~ 'f' }}{% endfilter %}"
     )
     assert render(compile_template(text), {"a": "a"}) == "a1 AF"
+    text = (
+        "{{ 'a-b'|replace('-', '+') }} {{ ['a','b']|join(', ') }} {{ '%s=%s' % ('k', 'v') }} "
+        "{{ '{}:{}'.format('h', 80) }} {{ 'a\nb'|indent(2) }} {{ ', '.join(['x','y']) }}"
+    )
+    assert render(compile_template(text), {}) == "a+b a, b k=v h:80 a\n  b x, y"
 
 
 def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed):

@@ -81,7 +81,10 @@ def _bounded_binop(op: str, left: Any, right: Any) -> None:
     elif op == "+" and _sized(left) and _sized(right):
         _check_size(f"'{op}'", len(left) + len(right))
     elif op == "%":
-        _check_args("'%'", right if isinstance(right, tuple) else (right,), {})
+        values = right if isinstance(right, tuple) else (right,)
+        _check_args("'%'", values, {})
+        if isinstance(left, str):
+            _check_size("'%'", _format_size(left, *values))
     elif (
         op == "**"
         and isinstance(left, int)
@@ -96,6 +99,59 @@ def _too_many_bits(base: int, exponent: int) -> bool:
     return exponent > 0 and abs(base) > 1 and exponent * math.log2(abs(base)) > _MAX_POWER_BITS
 
 
+def _length(value: object) -> int:
+    return len(value) if isinstance(value, str) else len(str(value))
+
+
+def _replace_size(text: Any, old: Any = "", new: Any = "", *_: Any, **__: Any) -> int:
+    if not (isinstance(text, str) and isinstance(old, str) and isinstance(new, str)):
+        return 0
+    times = text.count(old) if old else len(text) + 1
+    return len(text) + times * max(len(new) - len(old), 0)
+
+
+def _join_size(value: Any, sep: Any = "", *_: Any, **__: Any) -> int:
+    if not isinstance(value, list | tuple | str):
+        return 0  # a generator: not consumed here (its items are bounded one by one)
+    return sum(_length(v) for v in value) + _length(sep) * len(value)
+
+
+def _method_join_size(sep: Any, value: Any = (), *_: Any, **__: Any) -> int:
+    return _join_size(value, sep)
+
+
+def _format_size(fmt: Any, *args: Any, **kwargs: Any) -> int:
+    """At most every field of `fmt` filled with the longest argument."""
+    if not isinstance(fmt, str):
+        return 0
+    longest = max((_length(a) for a in (*args, *kwargs.values())), default=0)
+    return len(fmt) + (fmt.count("{") + fmt.count("%")) * longest
+
+
+def _indent_size(text: Any, width: Any = 4, *_: Any, **__: Any) -> int:
+    if not isinstance(text, str):
+        return 0
+    # a str width is the prefix itself; an int one was checked by `_check_args`
+    each = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    return len(text) + (text.count("\n") + 1) * each
+
+
+#: Filters and str methods whose result may be far larger than their arguments:
+#: the size they would make, computed before they run (arguments as the filter's).
+_GROWTH: dict[str, Callable[..., int]] = {
+    "replace": _replace_size,
+    "join": _join_size,
+    "format": _format_size,
+    "indent": _indent_size,
+}
+#: the same, for a method of a str (its first argument is the str itself)
+_METHOD_GROWTH: dict[str, Callable[..., int]] = {
+    "replace": _replace_size,
+    "join": _method_join_size,
+    "format": _format_size,
+}
+
+
 def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` refusing an integer argument (after the value it filters) too large."""
 
@@ -104,6 +160,8 @@ def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         # pass_context/pass_environment filters get that first, then the value
         skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1
         _check_args(f"filter '{name}'", args[skip:], kwargs)
+        if (size := _GROWTH.get(name)) is not None:
+            _check_size(f"filter '{name}'", size(*args[skip - 1 :], **kwargs))
         return fn(*args, **kwargs)
 
     return guarded
@@ -142,7 +200,12 @@ def _environment() -> ImmutableSandboxedEnvironment:
             return super().call_binop(context, op, left, right)
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-            _check_args(getattr(__obj, "__name__", "a call"), args, kwargs)
+            name = getattr(__obj, "__name__", "a call")
+            _check_args(name, args, kwargs)
+            # the sandbox hands str.format out wrapped (__wrapped__ is the method)
+            owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+            if isinstance(owner, str) and (size := _METHOD_GROWTH.get(name)) is not None:
+                _check_size(name, size(owner, *args, **kwargs))
             return super().call(__context, __obj, *args, **kwargs)
 
         def join(self, values: tuple[Any, ...]) -> str:
