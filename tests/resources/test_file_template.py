@@ -198,6 +198,10 @@ _BIG = "{% set b = 'x' * 10**7 %}"
         ("{{ 'x'|center(10**9) }}", "too large: filter 'center'"),
         ("{{ 'x'.ljust(10**9) }}", "too large: ljust"),
         ("{{ '%*s' % (10**9, 'x') }}", "too large: '%'"),
+        ("{{ '%*s'|format(10**9, 'x') }}", "too large: filter 'format'"),
+        ("{{ '{:>{}}'.format('x', 10**9) }}", "too large: format"),
+        ("{{ 'x'.rjust(10**9) }}", "too large: rjust"),
+        ("{{ lipsum(n=10**9) }}", "too large"),
         ("{{ 7 ** 1000000 }}", "too large: '**'"),
         (
             "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}",
@@ -250,6 +254,14 @@ def test_the_bound_leaves_a_real_config_alone():
         "{{ '{}:{}'.format('h', 80) }} {{ 'a\nb'|indent(2) }} {{ ', '.join(['x','y']) }}"
     )
     assert render(compile_template(text), {}) == "a+b a, b k=v h:80 a\n  b x, y"
+    # a big number is a value, not a width: printed in digits
+    text = (
+        "{{ '%d' % (mem|int * 1048576) }} {{ '{}'.format(2**32) }} {{ x|default(2**31) }} "
+        "{{ '%d'|format(2**31) }} {{ dict(a=10**9).a }}"
+    )
+    assert render(compile_template(text), {"mem": "4096"}) == (
+        "4294967296 4294967296 2147483648 2147483648 1000000000"
+    )
 
 
 def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -82,7 +83,8 @@ def _bounded_binop(op: str, left: Any, right: Any) -> None:
         _check_size(f"'{op}'", len(left) + len(right))
     elif op == "%":
         values = right if isinstance(right, tuple) else (right,)
-        _check_args("'%'", values, {})
+        if isinstance(left, str) and "*" in left:  # '%*s': a width among the values
+            _check_args("'%'", values, {})
         if isinstance(left, str):
             _check_size("'%'", _format_size(left, *values))
     elif (
@@ -152,6 +154,15 @@ _METHOD_GROWTH: dict[str, Callable[..., int]] = {
 }
 
 
+#: Filters and str methods taking a width or a count (an int argument that
+#: sizes the result); any other int argument is a value, printed in digits
+#: (``default(2147483648)``, ``'{}'.format(2**40)``).
+_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice"})
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+#: a str.format field whose spec takes a width from an argument: ``{:>{}}``
+_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
+
+
 def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` refusing an integer argument (after the value it filters) too large."""
 
@@ -159,9 +170,11 @@ def _guarded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         # pass_context/pass_environment filters get that first, then the value
         skip = 2 if getattr(fn, "jinja_pass_arg", None) is not None else 1
-        _check_args(f"filter '{name}'", args[skip:], kwargs)
+        value = args[skip - 1] if len(args) >= skip else None
+        if name in _WIDTH_FILTERS or (name == "format" and "*" in str(value)):
+            _check_args(f"filter '{name}'", args[skip:], kwargs)
         if (size := _GROWTH.get(name)) is not None:
-            _check_size(f"filter '{name}'", size(*args[skip - 1 :], **kwargs))
+            _check_size(f"filter '{name}'", size(value, *args[skip:], **kwargs))
         return fn(*args, **kwargs)
 
     return guarded
@@ -201,9 +214,14 @@ def _environment() -> ImmutableSandboxedEnvironment:
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
             name = getattr(__obj, "__name__", "a call")
-            _check_args(name, args, kwargs)
             # the sandbox hands str.format out wrapped (__wrapped__ is the method)
             owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+            if (
+                (isinstance(owner, str) and name in _WIDTH_METHODS)
+                or (isinstance(owner, str) and name == "format" and _NESTED_SPEC.search(owner))
+                or __obj is __self.globals.get("lipsum")
+            ):
+                _check_args(name, args, kwargs)
             if isinstance(owner, str) and (size := _METHOD_GROWTH.get(name)) is not None:
                 _check_size(name, size(owner, *args, **kwargs))
             return super().call(__context, __obj, *args, **kwargs)
