@@ -303,6 +303,8 @@ def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed)
         ({"template": "{% extends 'base' %}"}, "'extends' is not allowed"),
         # Jinja's parser recursed out of the stack (a RecursionError out of validate)
         ({"template": "{{ " + "[" * 3000 + "]" * 3000 + " }}"}, "nested too deeply"),
+        # and Python compiling Jinja's code (an IndentationError out of validate)
+        ({"template": "{% if a %}" * 120 + "x" + "{% endif %}" * 120}, "nested too deeply"),
     ],
 )
 def test_bad_templates_are_refused_before_anything_runs(params, problem):

@@ -259,17 +259,19 @@ def compile_template(text: str) -> Template:
     env = _environment()
     try:
         tree = env.parse(text)
+        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+            word = {"FromImport": "import"}.get(type(node).__name__, type(node).__name__.lower())
+            raise TemplateProblem(
+                f"line {node.lineno} of the template: '{word}' is not allowed (a template"
+                " cannot read other files; put the text in the template itself)"
+            )
+        return env.from_string(tree)
     except TemplateSyntaxError as e:
         raise TemplateProblem(f"line {e.lineno} of the template: {e.message}") from None
-    except RecursionError:  # a thousand nested brackets: the parser's stack
+    except (RecursionError, SyntaxError, MemoryError):
+        # a hundred brackets or blocks inside each other: Jinja's parser, or
+        # Python compiling Jinja's code (too many nested blocks), gives up
         raise TemplateProblem("the template is nested too deeply") from None
-    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-        word = {"FromImport": "import"}.get(type(node).__name__, type(node).__name__.lower())
-        raise TemplateProblem(
-            f"line {node.lineno} of the template: '{word}' is not allowed (a template"
-            " cannot read other files; put the text in the template itself)"
-        )
-    return env.from_string(tree)
 
 
 def syntax_problem(text: str) -> str | None:
