@@ -8,6 +8,7 @@ of a config file and the secret appears in no output".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -29,6 +30,8 @@ from helpers import (
     write_atomic,
     write_graph,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymgmt.oneshot.plan import PLAN_NAME
 from pymgmt.resources.file import File
@@ -478,3 +481,78 @@ def test_noop_before_the_password_exists_says_the_file_waits_for_it(tmp_path, ma
     assert resources["File[app]"]["outcome"] == "pending"
     assert resources["File[app]"]["failures"] == []
     assert not app.exists()
+
+
+_TOKENS = st.sampled_from(
+    [
+        "{% if a %}",
+        "{% endif %}",
+        "{% for x in a %}",
+        "{% endfor %}",
+        "{% set n = namespace(v=a) %}",
+        "{% set n.v = n.v ~ n.v %}",
+        "{% macro m(v) %}",
+        "{% endmacro %}",
+        "{{ m(a) }}",
+        "{{",
+        "}}",
+        "[",
+        "]",
+        "(",
+        ")",
+        "a",
+        " ~ ",
+        " * ",
+        " ** ",
+        " % ",
+        "|replace('a', a * 9)",
+        "|join(a)",
+        "|center(99999999)",
+        "|indent(a)",
+        "'%s'",
+        "10**9",
+        "range(99999)",
+        "a.__class__",
+        "{% raw %}",
+        "{% endraw %}",
+        "{#",
+        "#}",
+        "\n",
+    ]
+)
+
+
+_PAIRS = [
+    ("{% if a %}", "{% endif %}"),
+    ("{% for x in a %}", "{% endfor %}"),
+    ("{% filter upper %}", "{% endfilter %}"),
+    ("{{ (", ") }}"),
+    ("(", ")"),
+]
+
+
+@st.composite
+def _template_soup(draw: st.DrawFn) -> str:
+    """Tokens, and now and then one of them repeated deep (nesting is where parsers break)."""
+    parts = draw(st.lists(_TOKENS, max_size=40))
+    if draw(st.booleans()):
+        deep = draw(_TOKENS)
+        at = draw(st.integers(0, len(parts)))
+        parts[at:at] = [deep] * draw(st.integers(50, 400))
+    if draw(st.booleans()):  # balanced, so that it parses and reaches Python's compiler
+        opener, closer = draw(st.sampled_from(_PAIRS))
+        depth = draw(st.integers(20, 300))
+        parts = [opener] * depth + parts + [closer] * depth
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_template_soup())
+def test_no_template_makes_validation_or_rendering_raise_anything_else(text: str) -> None:
+    """Validation says what is wrong or nothing; a render ends, in output or a TemplateProblem."""
+    from pymgmt.resources.template import TemplateProblem, compile_template, render
+
+    problem = File(name="/tmp/pymgmt-never-made", template=text).problems()
+    if not problem:
+        with contextlib.suppress(TemplateProblem):
+            render(compile_template(text), {"a": "ab" * 50})
