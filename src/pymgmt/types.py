@@ -209,6 +209,24 @@ def path_problem(path: str) -> str | None:
     return None
 
 
+def canonical_path(path: str) -> str:
+    """`path` with no empty component, keeping a final '/' (``/a//b/`` is ``/a/b/``).
+
+    For comparing paths the kernel reads as one (a file and its own source,
+    a tree and a copy inside it); ``.`` and ``..`` are refused, not resolved
+    (see `dots_problem`).
+    """
+    plain = "/" + "/".join(p for p in path.split("/") if p)
+    return plain + "/" if path.endswith("/") and plain != "/" else plain
+
+
+def dots_problem(path: str) -> str | None:
+    """A path with a ``.`` or ``..`` component: refused, as comparing it would need the disk."""
+    if "/../" in path + "/" or "/./" in path + "/":
+        return f"must be a normalised path, got {path!r}"
+    return None
+
+
 _NUMBERISH = re.compile(r"^[+-]?[0-9.]+([eE][+-]?[0-9]+)?$")
 
 

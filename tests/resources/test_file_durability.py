@@ -350,3 +350,99 @@ def _set(target: Path, drift: str, *, wanted: bool) -> None:
         os.chmod(target, 0o640 if wanted else 0o600)
     else:
         os.chown(target, 65534 if wanted else 0, -1)
+
+
+# -- a recursive copy (file recurse: many files in chunks of batch jobs) -----------------------
+
+TREE_FILES = 200
+TREE_ROUNDS = 8
+
+
+def test_kill_9_during_a_recursive_copy_leaves_each_entry_old_new_or_absent(tmp_path):
+    """A tree copy killed at any moment: each file old or new, and the next run finishes.
+
+    The copy writes `filetree.CHUNK` files per batch job: a kill lands
+    between jobs or inside one. A file that existed holds its old bytes or
+    the source's; one that did not is absent or whole; a directory made
+    just before the kill gets its mode and its files from the next run,
+    which also leaves no temporary file anywhere in the tree.
+    """
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    names = [f"{sub}/f{i:03d}" for sub in ("kept", "made") for i in range(TREE_FILES)]
+    new = {n: _batch_content(i, "new", 60) for i, n in enumerate(names)}
+    old = {n: _batch_content(i, "old", 20) for i, n in enumerate(names) if n.startswith("kept/")}
+    for n, data in new.items():
+        (src / n).parent.mkdir(parents=True, exist_ok=True)
+        (src / n).write_bytes(data)
+        os.chmod(src / n, 0o640)
+    os.chmod(src / "made", 0o750)
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(
+        "graph: tree\nresources:\n  file:\n"
+        f"  - name: tree\n    path: {dst}/\n    source: {src}/\n    recurse: true\n"
+    )
+    argv = [*PYMGMT, "run", "--json", "--prefix", str(tmp_path / "state")]
+    argv += ["--converged-timeout", "0", str(graph)]
+
+    def reset() -> None:
+        subprocess.run(["rm", "-rf", "--", str(dst)], check=True)
+        (dst / "kept").mkdir(parents=True)
+        for n, data in old.items():
+            (dst / n).write_bytes(data)
+            os.chmod(dst / n, 0o640)
+
+    def temporaries() -> list[str]:
+        return [
+            f"{top}/{name}"
+            for top, _, files in os.walk(dst)
+            for name in files
+            if name.startswith(".pymgmt-tmp-")
+        ]
+
+    def states() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in names:
+            path = dst / n
+            if not path.exists():
+                assert n not in old, f"{n}: an existing file vanished"
+                which = "absent"
+            else:
+                got = path.read_bytes()
+                which = "new" if got == new[n] else "old" if got == old.get(n) else "BAD"
+                assert which != "BAD", f"{n}: partial content after kill -9 ({len(got)} bytes)"
+                assert os.stat(path).st_mode & 0o777 == 0o640, f"{n}: mode"
+            counts[which] = counts.get(which, 0) + 1
+        return counts
+
+    reset()
+    proc = subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr.decode()
+    (applied,) = [e["seconds"] for e in json_lines(proc.stdout.decode()) if e.get("applied")]
+    assert states() == {"new": len(names)}
+    window = max(applied, 0.005)
+
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    history: list[tuple[float, dict[str, int]]] = []
+    for n in range(TREE_ROUNDS):
+        reset()
+        agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _spin_until(lambda agent=agent: bool(temporaries()) or agent.poll() is not None)
+            low, high = math.log(0.0005), math.log(1.5 * window)
+            delay = 0.0 if n == 0 else math.exp(rng.uniform(low, high))
+            _kill_9_after(agent, delay)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.communicate()
+        history.append((round(delay, 4), states()))  # asserts each file old, new or absent
+
+        proc = subprocess.run(argv, capture_output=True, timeout=120, check=False)
+        assert proc.returncode in (0, 2), f"seed {seed}: {history}: {proc.stderr.decode()}"
+        assert states() == {"new": len(names)}, f"seed {seed}: {history}"
+        assert os.stat(dst / "made").st_mode & 0o777 == 0o750
+        assert temporaries() == [], f"seed {seed}: {history}"
+    # the kills landed inside the copy, not all after it
+    assert any(len(counts) > 1 for _, counts in history), f"seed {seed}: {history}"

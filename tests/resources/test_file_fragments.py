@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from helpers import (
     PYMGMT,
     bytes_or_none,
@@ -171,3 +172,52 @@ def test_bad_fragments_are_input_errors(tmp_path, extra, message):
     )
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr
+
+
+def _read_loop_problems(*files: dict[str, object]) -> list[str]:
+    from pymgmt.errors import InputErrors
+    from pymgmt.frontends.yamlgraph import parse
+
+    text = yaml.safe_dump({"graph": "loops", "resources": {"file": list(files)}})
+    try:
+        parse(text, "loops.yaml")
+    except InputErrors as e:
+        return [str(x) for x in e.errors]
+    return []
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        # each made of the files in the other's directory: each write grows the other
+        [{"name": "/m/x/a", "fragments": ["/m/y/"]}, {"name": "/m/y/b", "fragments": ["/m/x/"]}],
+        # spelt with a doubled slash, and through a named fragment file
+        [{"name": "/m//x/a", "fragments": ["/m/y/b"]}, {"name": "/m/y/b", "fragments": ["/m/x/"]}],
+        # two sources copying each other, through a third file
+        [
+            {"name": "/m/a", "source": "/m/b"},
+            {"name": "/m/b", "fragments": ["/m/c"]},
+            {"name": "/m/c", "source": "/m/a"},
+        ],
+        # a tree copy whose source holds a file made from the copy
+        [
+            {"name": "/m/www/", "source": "/m/src/", "recurse": True},
+            {"name": "/m/src/index.html", "fragments": ["/m/www/"]},
+        ],
+    ],
+)
+def test_files_built_from_each_other_are_refused(files):
+    """Before: valid, and a running agent grew both files at every round, for ever."""
+    # (a loop through named files is an AutoEdges cycle too, named as well)
+    (problem,) = [p for p in _read_loop_problems(*files) if "is built from what it makes" in p]
+    assert "each write would rebuild the next one for ever" in problem
+
+
+def test_a_chain_of_files_built_from_others_is_fine():
+    assert not _read_loop_problems(
+        {"name": "/m/x/a", "fragments": ["/m/y/", "/m/z"]},
+        {"name": "/m/y/b", "fragments": ["/m/z"]},
+        {"name": "/m/z", "source": "/m/seed"},
+        {"name": "/m/y/sub/c", "fragments": ["/m/x/"]},  # x/a reads y/ only, not y/sub/
+        {"name": "/m/gone", "state": "absent", "source": "/m/x/a"},
+    )

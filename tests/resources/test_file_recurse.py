@@ -7,6 +7,7 @@ A change in the source tree is a change of what is wanted (reported
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -24,6 +25,8 @@ from helpers import (
     wait_for,
     write_atomic,
 )
+
+from pymgmt.resources.file import File
 
 
 def _source(managed: Path) -> Path:
@@ -45,14 +48,17 @@ def _tree(top: Path) -> dict[str, tuple[str, int, bytes | None]]:
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
-            st = p.lstat()
             rel = str(p.relative_to(top))
-            if p.is_symlink():
-                out[rel] = ("link", 0, None)
-            elif p.is_dir():
-                out[rel] = ("dir", st.st_mode & 0o777, None)
-            else:
-                out[rel] = ("file", st.st_mode & 0o777, p.read_bytes())
+            try:
+                st = p.lstat()
+                if p.is_symlink():
+                    out[rel] = ("link", 0, None)
+                elif p.is_dir():
+                    out[rel] = ("dir", st.st_mode & 0o777, None)
+                else:
+                    out[rel] = ("file", st.st_mode & 0o777, p.read_bytes())
+            except FileNotFoundError:  # removed by the agent while read: not in the tree
+                continue
     return out
 
 
@@ -232,12 +238,20 @@ def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed
         ({"path": "/tmp/x/", "source": "/tmp/s", "recurse": True}, "source: a directory copied"),
         ({"path": "/tmp/x/", "source": "/tmp/x/y/", "recurse": True}, "are inside each other"),
         ({"path": "/tmp/x/y/", "source": "/tmp/x/", "recurse": True}, "are inside each other"),
+        # a doubled slash hid a copy inside its own source: deeper at each round
+        ({"path": "/tmp/x/y/", "source": "/tmp//x/", "recurse": True}, "are inside each other"),
+        ({"path": "/tmp/y/", "source": "/tmp/x/../y/z/", "recurse": True}, "must be a normalised"),
         ({"path": "/tmp/x/", "purge": True}, "purge: is used only with recurse: true"),
         ({"path": "/tmp/x", "force": True}, "force: is used only with recurse: true"),
         (
             {"path": "/tmp/x/", "source": "/tmp/s/", "recurse": True, "state": "absent"},
             "recurse: copies a tree, which cannot be absent",
         ),
+        # with fragments, recurse, purge and force went unchecked (valid, then a crash at run)
+        ({"path": "/tmp/x", "fragments": ["/tmp/f"], "recurse": True}, "recurse: copies a dir"),
+        ({"path": "/tmp/x", "fragments": ["/tmp/f"], "purge": True}, "purge: is used only with"),
+        ({"path": "/tmp/x", "fragments": ["/tmp/f"], "force": True}, "force: is used only with"),
+        ({"path": "/tmp/x/", "fragments": ["/tmp/f"], "recurse": True}, "cannot have fragments"),
     ],
 )
 def test_bad_recursive_copies_are_input_errors(tmp_path, res, message):
@@ -247,3 +261,30 @@ def test_bad_recursive_copies_are_input_errors(tmp_path, res, message):
     )
     assert proc.returncode == 1, proc.stderr
     assert message in proc.stderr
+
+
+def test_only_the_documented_shapes_of_a_file_are_valid():
+    """Every combination of the ways to make content, on a file and a directory path."""
+    ways: dict[str, dict[str, Any]] = {
+        "content": {"content": "x"},
+        "source": {"source": "/tmp/s"},
+        "source/": {"source": "/tmp/s/"},
+        "fragments": {"fragments": ["/tmp/f"]},
+        "template": {"template": "t"},
+        "recurse": {"recurse": True},
+        "purge": {"purge": True},
+        "force": {"force": True},
+    }
+    valid = set()
+    for path in ("/tmp/x", "/tmp/x/"):
+        for n in range(4):
+            for combo in itertools.combinations(ways, n):
+                if {"source", "source/"} <= set(combo):
+                    continue
+                params = {k: v for way in combo for k, v in ways[way].items()}
+                if not File(name="c", path=path, **params).problems():
+                    valid.add((path, combo))
+    alone = [(), ("content",), ("source",), ("fragments",), ("template",)]
+    trees = [(), ("source/", "recurse"), ("source/", "recurse", "purge")]
+    trees.append(("source/", "recurse", "force"))
+    assert valid == {("/tmp/x", c) for c in alone} | {("/tmp/x/", c) for c in trees}

@@ -115,6 +115,10 @@ def test_a_source_that_is_not_a_regular_file_is_refused(tmp_path, managed, what)
         ({"content": "x"}, "source: give either content or source, not both"),
         ({"source": "relative/path"}, "source: must be an absolute path"),
         ({"path": "/tmp/some/dir/"}, "source: a directory (path ending in '/') cannot have source"),
+        # spelt another way, the file itself (or a climb out) went unseen
+        ({"source": "/tmp//pymgmt-never-made"}, "source: is the file itself"),
+        ({"source": "/tmp/./pymgmt-never-made"}, "source: must be a normalised path"),
+        ({"source": "/tmp/../etc/shadow"}, "source: must be a normalised path"),
     ],
 )
 def test_bad_sources_are_input_errors(tmp_path, extra, message):

@@ -8,7 +8,9 @@ of a config file and the secret appears in no output".
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,8 @@ from helpers import (
     write_atomic,
     write_graph,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pymgmt.oneshot.plan import PLAN_NAME
 from pymgmt.resources.file import File
@@ -184,6 +188,113 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
     assert not conf.exists()
 
 
+#: a string of 10 million characters, under the bound: what is done with it may not be
+_BIG = "{% set b = 'x' * 10**7 %}"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ 'x' * 10**8 }}", "too large: '*' would make more than"),
+        ("{{ 'x' * 10**10 }}", "too large: '*'"),  # was a MemoryError, or the OOM killer
+        ("{{ [0] * 10**8 }}", "too large: '*'"),
+        ("{{ 'x'|center(10**9) }}", "too large: filter 'center'"),
+        ("{{ 'x'.ljust(10**9) }}", "too large: ljust"),
+        ("{{ '%*s' % (10**9, 'x') }}", "too large: '%'"),
+        ("{{ '%*s'|format(10**9, 'x') }}", "too large: filter 'format'"),
+        ("{{ '{:>{}}'.format('x', 10**9) }}", "too large: format"),
+        ("{{ 'x'.rjust(10**9) }}", "too large: rjust"),
+        ("{{ lipsum(n=10**9) }}", "too large"),
+        ("{{ 7 ** 1000000 }}", "too large: '**'"),
+        (
+            "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}",
+            "too much work",
+        ),
+        ("{{ [1, 2]|slice(10**7)|list|length }}", "too much work"),
+        # filters and str methods whose result outgrows their arguments
+        (_BIG + "{{ b|replace('x', 'xxxxxxxxxx') }}", "too large: filter 'replace'"),
+        (_BIG + "{{ b.replace('x', 'yyyyyyyyyy') }}", "too large: replace"),
+        (_BIG + "{{ [b, b, b]|join(b) }}", "too large: filter 'join'"),
+        (_BIG + "{{ b.join([b, b]) }}", "too large: join"),
+        (_BIG + "{{ '%s%s%s%s' % (b, b, b, b) }}", "too large: '%'"),
+        (_BIG + "{{ '{0}{0}{0}{0}'.format(b) }}", "too large: format"),
+        (_BIG + "{{ '{0}{0}'|format(b) }}", "too large: filter 'format'"),
+        ("{% set b = '\n' * 10**6 %}{{ b|indent('x' * 100) }}", "too large: filter 'indent'"),
+        # doubling a string with '~' a few times: gigabytes by the tenth round
+        (
+            "{% set ns = namespace(s='x' * 10**7) %}{% for i in range(12) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+            "too large: '~'",
+        ),
+    ],
+)
+def test_a_runaway_template_is_stopped_as_its_own_error(template, message):
+    """The sandbox caps range() only: size and work are bounded here (template.py)."""
+    from pymgmt.resources.template import TemplateProblem, compile_template, render
+
+    before = sys.gettrace()
+    with pytest.raises(TemplateProblem, match=re.escape(message)):
+        render(compile_template(template), {})
+    assert sys.gettrace() is before  # a debugger's or coverage's tracer is put back
+
+
+def test_the_bound_leaves_a_real_config_alone():
+    from pymgmt.resources.template import compile_template, render
+
+    hosts = ",".join(f"10.0.{i // 256}.{i % 256}" for i in range(10_000))
+    text = "{% for h in hosts.split(',') %}server {{ h }}:{{ port }} check\n{% endfor %}"
+    out = render(compile_template(text), {"hosts": hosts, "port": "80"})
+    assert out.count("\n") == 10_000 and out.endswith("server 10.0.39.15:80 check\n")
+    assert render(compile_template("{{ 'ab' * 3 }} {{ 2 ** 64 }} {{ 'x'|center(5) }}"), {}) == (
+        "ababab 18446744073709551616   x  "
+    )
+    text = (
+        "{% set x %}{{ a ~ 1 }}{% endset %}{{ x }} {% filter upper %}{{ a ~ 'f' }}{% endfilter %}"
+    )
+    assert render(compile_template(text), {"a": "a"}) == "a1 AF"
+    text = (
+        "{{ 'a-b'|replace('-', '+') }} {{ ['a','b']|join(', ') }} {{ '%s=%s' % ('k', 'v') }} "
+        "{{ '{}:{}'.format('h', 80) }} {{ 'a\nb'|indent(2) }} {{ ', '.join(['x','y']) }}"
+    )
+    assert render(compile_template(text), {}) == "a+b a, b k=v h:80 a\n  b x, y"
+    # a big number is a value, not a width: printed in digits
+    text = (
+        "{{ '%d' % (mem|int * 1048576) }} {{ '{}'.format(2**32) }} {{ x|default(2**31) }} "
+        "{{ '%d'|format(2**31) }} {{ dict(a=10**9).a }}"
+    )
+    assert render(compile_template(text), {"mem": "4096"}) == (
+        "4294967296 4294967296 2147483648 2147483648 1000000000"
+    )
+
+
+def test_a_runaway_template_fails_alone_and_the_agent_goes_on(tmp_path, managed):
+    """Before the bound, validation hung on the power and the render hung the event loop."""
+    power, loops, other = managed / "power.conf", managed / "loops.conf", managed / "other"
+    doc = {
+        "graph": "runaway",
+        "resources": {
+            "file": [
+                {"name": str(power), "template": "{{ 7 ** 1000000000 }}"},
+                {
+                    "name": str(loops),
+                    "template": "{% for i in range(100000) %}{% for j in range(100000) %}"
+                    "{% endfor %}{% endfor %}",
+                },
+                {"name": str(other), "content": "fine\n"},
+            ]
+        },
+    }
+    proc = run_once(_graph(tmp_path, doc), tmp_path / "state", "--json")
+    assert proc.returncode == 2 | 4, proc.stderr  # one file changed, two failed
+    recap = recap_of(proc)["resources"]
+    (err,) = recap[f"File[{power}]"]["failures"]
+    assert "template: too large: '**'" in err
+    (err,) = recap[f"File[{loops}]"]["failures"]
+    assert "template: too much work" in err
+    assert not power.exists() and not loops.exists()
+    assert other.read_text() == "fine\n"
+
+
 @pytest.mark.parametrize(
     ("params", "problem"),
     [
@@ -193,6 +304,10 @@ def test_the_sandbox_refuses_what_a_config_does_not_need(tmp_path, managed, temp
         ({"template": "{% for %}"}, "line 1 of the template: "),
         ({"template": "a\n{% import 'x' as y %}"}, "line 2 of the template: 'import'"),
         ({"template": "{% extends 'base' %}"}, "'extends' is not allowed"),
+        # Jinja's parser recursed out of the stack (a RecursionError out of validate)
+        ({"template": "{{ " + "[" * 3000 + "]" * 3000 + " }}"}, "nested too deeply"),
+        # and Python compiling Jinja's code (an IndentationError out of validate)
+        ({"template": "{% if a %}" * 120 + "x" + "{% endif %}" * 120}, "nested too deeply"),
     ],
 )
 def test_bad_templates_are_refused_before_anything_runs(params, problem):
@@ -366,3 +481,78 @@ def test_noop_before_the_password_exists_says_the_file_waits_for_it(tmp_path, ma
     assert resources["File[app]"]["outcome"] == "pending"
     assert resources["File[app]"]["failures"] == []
     assert not app.exists()
+
+
+_TOKENS = st.sampled_from(
+    [
+        "{% if a %}",
+        "{% endif %}",
+        "{% for x in a %}",
+        "{% endfor %}",
+        "{% set n = namespace(v=a) %}",
+        "{% set n.v = n.v ~ n.v %}",
+        "{% macro m(v) %}",
+        "{% endmacro %}",
+        "{{ m(a) }}",
+        "{{",
+        "}}",
+        "[",
+        "]",
+        "(",
+        ")",
+        "a",
+        " ~ ",
+        " * ",
+        " ** ",
+        " % ",
+        "|replace('a', a * 9)",
+        "|join(a)",
+        "|center(99999999)",
+        "|indent(a)",
+        "'%s'",
+        "10**9",
+        "range(99999)",
+        "a.__class__",
+        "{% raw %}",
+        "{% endraw %}",
+        "{#",
+        "#}",
+        "\n",
+    ]
+)
+
+
+_PAIRS = [
+    ("{% if a %}", "{% endif %}"),
+    ("{% for x in a %}", "{% endfor %}"),
+    ("{% filter upper %}", "{% endfilter %}"),
+    ("{{ (", ") }}"),
+    ("(", ")"),
+]
+
+
+@st.composite
+def _template_soup(draw: st.DrawFn) -> str:
+    """Tokens, and now and then one of them repeated deep (nesting is where parsers break)."""
+    parts = draw(st.lists(_TOKENS, max_size=40))
+    if draw(st.booleans()):
+        deep = draw(_TOKENS)
+        at = draw(st.integers(0, len(parts)))
+        parts[at:at] = [deep] * draw(st.integers(50, 400))
+    if draw(st.booleans()):  # balanced, so that it parses and reaches Python's compiler
+        opener, closer = draw(st.sampled_from(_PAIRS))
+        depth = draw(st.integers(20, 300))
+        parts = [opener] * depth + parts + [closer] * depth
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_template_soup())
+def test_no_template_makes_validation_or_rendering_raise_anything_else(text: str) -> None:
+    """Validation says what is wrong or nothing; a render ends, in output or a TemplateProblem."""
+    from pymgmt.resources.template import TemplateProblem, compile_template, render
+
+    problem = File(name="/tmp/pymgmt-never-made", template=text).problems()
+    if not problem:
+        with contextlib.suppress(TemplateProblem):
+            render(compile_template(text), {"a": "ab" * 50})

@@ -190,6 +190,7 @@ def _compile(
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
     errors += purge_conflicts(graph)
+    errors += read_loops(graph)
     errors += sendrecv_problems(graph)
     errors += export_problems(graph)
     if autoedges is None:
@@ -325,6 +326,64 @@ def purge_conflicts(graph: Graph[Resource]) -> list[InputError]:
                         )
                     )
     return out
+
+
+def read_loops(graph: Graph[Resource]) -> list[InputError]:
+    """Refuse resources that build themselves from each other's output, round and round.
+
+    Two files each made of fragments that include the other's file (``a``
+    from the directory ``b`` is in, ``b`` from ``a``'s) grow at every round:
+    each write is the other's fragment event. Read it as an edge from what
+    is read to the reader (`Resource.reads`); a cycle of them never settles.
+    """
+    patterns = {key: res.reads() for key, res in graph.vertices.items()}
+    if not any(patterns.values()):
+        return []  # the usual graph: nothing is indexed
+    by_path: dict[tuple[str, str], Key] = {}
+    by_parent: dict[tuple[str, str], list[tuple[str, Key]]] = {}
+    trees = [
+        (res.kind, t.rstrip("/") + "/", key)
+        for key, res in graph.vertices.items()
+        for t in res.trees()
+    ]
+    for key, res in graph.vertices.items():
+        for thing in res.manages():
+            by_path[res.kind, thing] = key
+            by_parent.setdefault((res.kind, thing.rpartition("/")[0] + "/"), []).append(
+                (thing, key)
+            )
+    edges: list[tuple[Key, Key]] = []
+    for key, reads in patterns.items():
+        kind = graph.vertices[key].kind
+        for pattern in reads:
+            if pattern.endswith("/**"):  # a tree: rare, a scan
+                top = pattern[:-2]
+                edges += [
+                    (k, key) for (kd, t), k in by_path.items() if kd == kind and t.startswith(top)
+                ]
+            elif pattern.endswith("/"):
+                edges += [(k, key) for _, k in by_parent.get((kind, pattern), [])]
+            elif (owner := by_path.get((kind, pattern))) is not None:
+                edges.append((owner, key))
+            # what a tree copy makes below its directory
+            inside = pattern.removesuffix("**")
+            edges += [(k, key) for kd, top, k in trees if kd == kind and inside.startswith(top)]
+    try:
+        check_acyclic(graph.vertices, edges)
+    except CycleError as c:
+        first = min(c.cycle, key=lambda k: _line_col(graph.locations.get(k)))
+        loop = c.cycle[:-1] if c.cycle[0] == c.cycle[-1] else c.cycle
+        at = loop.index(first)
+        path = " -> ".join(key_str(k) for k in [*loop[at:], *loop[:at], first])
+        return [
+            InputError(
+                f"{key_str(first)} is built from what it makes, through {path}: each write "
+                "would rebuild the next one for ever (a fragment or source that includes "
+                "the file reading it)",
+                location=_where(graph, first),
+            )
+        ]
+    return []
 
 
 def merge_duplicates(graph: Graph[Resource], errors: list[InputError]) -> list[InputError]:

@@ -385,6 +385,22 @@ class Resource:
         """
         return []
 
+    def reads(self) -> list[str]:
+        """What of its kind this resource builds its own state from (spelt as `manages`).
+
+        A path is one thing; a path ending in ``/`` is every entry directly
+        in that directory; one ending in ``/**`` is everything below it. Two
+        resources that each read what the other makes would rebuild each
+        other for ever (a file made of fragments that include the other's
+        file grows at every round): the graph refuses such a loop. Only a
+        file with ``source`` or ``fragments`` has any.
+        """
+        return []
+
+    def trees(self) -> list[str]:
+        """Directories (spelt as `manages`) this resource makes everything below (for `reads`)."""
+        return []
+
     async def init(self, ctx: Context) -> None:
         """Prepare; the default keeps the context for later verbs."""
         self.ctx = ctx

@@ -58,7 +58,7 @@ from ..fsutil import (
 )
 from ..safepath import Parents
 from ..traits import UID, Want
-from ..types import account_problem, path_problem
+from ..types import account_problem, canonical_path, dots_problem, path_problem
 from . import filefragments, filestate, filetree
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
 from .filestate import gid_of, matches, uid_of
@@ -202,14 +202,16 @@ edges:
                 else " (without 'path', the name is the path)"
             )
             out.append((field, bad_path + why))
-        elif "/../" in self.target + "/" or "/./" in self.target:
-            out.append((field, f"must be a normalised path, got {self.target!r}"))
+        elif bad_path := dots_problem(self.target):
+            out.append((field, bad_path))
         elif self.state == "absent" and not self.target.strip("/"):
             out.append(("state", "refusing to remove '/'"))
         if self.mode is not None and not _MODE_RE.match(self.mode):
             out.append(("mode", f"expected an octal mode such as '0644', got {self.mode!r}"))
         for name in ("content", "source", "fragments"):
-            if self.is_dir and getattr(self, name) is not None and not self.recurse:
+            # a tree copy's source is a directory's; content and fragments never are
+            exempt = name == "source" and self.recurse
+            if self.is_dir and getattr(self, name) is not None and not exempt:
                 out.append((name, f"a directory (path ending in '/') cannot have {name}"))
         out.extend(self._parts_problems())
         if self.template is not None:
@@ -223,9 +225,9 @@ edges:
         if self.source is not None:
             if self.content is not None:
                 out.append(("source", "give either content or source, not both"))
-            elif bad := path_problem(self.source):
+            elif bad := path_problem(self.source) or dots_problem(self.source):
                 out.append(("source", bad))
-            elif self.source.rstrip("/") == self.target.rstrip("/"):
+            elif (canonical_path(self.source).rstrip("/") or "/") == self.manages()[0]:
                 out.append(("source", "is the file itself"))
         for name, what in (("owner", "user"), ("group", "group")):
             value = getattr(self, name)
@@ -239,7 +241,9 @@ edges:
         if self.fragments is not None:
             if self.content is not None or self.source is not None:
                 return [("fragments", "give only one of content, source and fragments")]
-            return filefragments.problems(self.target, self.fragments)
+            if bad := filefragments.problems(self.target, self.fragments):
+                return bad
+            # and on to recurse, purge and force, which fragments do not take either
         if self.recurse:
             if self.state == "absent":
                 return [("recurse", "copies a tree, which cannot be absent")]
@@ -265,10 +269,21 @@ edges:
 
     def manages(self) -> list[str]:
         # `/a//b/` and `/a/b` are one path: a directory and a file there conflict.
-        return ["/" + "/".join(p for p in self.target.split("/") if p)]
+        return [canonical_path(self.target).rstrip("/") or "/"]
 
     def purges(self) -> list[str]:
         return self.manages() if self.recurse and self.purge else []
+
+    def trees(self) -> list[str]:
+        return self.manages() if self.recurse else []
+
+    def reads(self) -> list[str]:
+        if self.state == "absent":
+            return []
+        out = [] if self.fragments is None else [canonical_path(f) for f in self.fragments]
+        if self.source is not None:
+            out.append(canonical_path(self.source) + ("**" if self.recurse else ""))
+        return out
 
     # -- AutoEdges: a file depends on its nearest managed ancestor directory --------
 
@@ -497,7 +512,7 @@ edges:
         elif self.source is not None and self.state != "absent" and not self.recurse:
             await self._read_source()
         if self._render_pending and self.state != "absent":
-            self._render()
+            await off_loop(self._render)
         if self.owner is not None:
             self._uid = _uid(self.owner)
         if self.group is not None:
@@ -600,8 +615,9 @@ edges:
         """Make the rendered template the wanted content (once per new template or vars).
 
         Rendered at check time, not at init: a var received over Send/Recv
-        arrives just before the first check. A template is small and renders
-        in microseconds, so it stays in the event loop.
+        arrives just before the first check. Rendered off the event loop: a
+        template usually takes microseconds, but a runaway one may take its
+        whole budget (about a second, `template.MAX_STEPS`) before it is stopped.
         """
         assert self.template is not None
         try:

@@ -30,7 +30,7 @@ from ..errors import ResourceError
 from ..events.inotify import DirSubscription, InotifyHub, Subscription
 from ..fsutil import lstat_at, open_dir, read_fd, split
 from ..traits import UID, Want
-from ..types import path_problem
+from ..types import dots_problem, path_problem
 from . import filestate
 
 #: what `safepath.temp_name` calls the temporary file of a write in progress:
@@ -49,7 +49,7 @@ def problems(target: str, fragments: list[str]) -> list[tuple[str, str]]:
         if bad:
             return [(where, bad)]
         plain = frag.rstrip("/")
-        if "/../" in plain + "/" or "/./" in plain + "/" or "//" in frag:
+        if dots_problem(frag) or "//" in frag:
             return [(where, f"must be a normalised path, got {frag!r}")]
         if plain == here:
             return [(where, "is the file itself")]

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 from ..errors import ResourceError
 from ..fsutil import lstat_at, open_dir, read_xattrs
 from ..safepath import read_regular
-from ..types import path_problem
+from ..types import canonical_path, dots_problem, path_problem
 from .base import Change
 
 if TYPE_CHECKING:
@@ -130,9 +130,10 @@ def problems(target: str, source: str | None, *, is_dir: bool) -> list[tuple[str
         return [("recurse", "copies a source directory: give source, a path ending in '/'")]
     if not source.endswith("/"):
         return [("source", "a directory copied with recurse ends in '/', as the path does")]
-    if path_problem(source):
+    if path_problem(source) or dots_problem(source):
         return []  # said by the file's own check of source
-    src, dst = source.rstrip("/") + "/", target.rstrip("/") + "/"
+    # `/a//b/` is `/a/b/`: a copy inside its source would copy itself, deeper each round
+    src, dst = canonical_path(source), canonical_path(target.rstrip("/") + "/")
     if dst.startswith(src) or src.startswith(dst):
         return [("source", f"{source!r} and the path {target!r} are inside each other")]
     return []
