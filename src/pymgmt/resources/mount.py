@@ -119,6 +119,10 @@ resources:
         elif os.path.normpath(self.name) != self.name or self.name.startswith("//"):
             why = "must be a normal path (no '//', '.', '..' or trailing '/')"
             out.append(("name", f"{why}, got {self.name!r}"))
+        elif self.name == "/":
+            # the root filesystem is the system's own: unmounting it, or dropping
+            # its fstab line, would take the machine down at its next boot
+            out.append(("name", "the root filesystem '/' is not managed by a mount resource"))
         if self.state == "absent":
             return out
         if not self.device:
