@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import PYMGMT, event, graph_doc, snapshot, write_graph
+from helpers import PYMGMT, event, graph_doc, snapshot, wait_for, write_graph
 
 
 def pymgmt(*args: str, cwd: Path, env: dict[str, str] | None = None):
@@ -116,7 +116,8 @@ def test_mgmt_converged_exit_exits_0_even_when_a_resource_failed(tmp_path):
 def test_mgmt_converger_timeout_without_converged_exit_runs_on(agent, graph, managed):
     a = agent(graph, "--converger-timeout=0")
     a.wait_event(event("settled"), what="convergence")
-    assert "without --converged-exit runs forever" in a.stderr
+    # stderr is read by its own thread: the warning may trail the stdout event
+    wait_for(lambda: "without --converged-exit runs forever" in a.stderr, what="the warning")
     assert a.proc.poll() is None  # converged, and still running, as mgmt does
     assert a.stop(signal.SIGINT) == 0
 
