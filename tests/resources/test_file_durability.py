@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,27 @@ def _kill_9_after(proc: subprocess.Popen[bytes], delay: float) -> None:
     _, err = proc.communicate(timeout=DEADLINE)
     # killed by us, or (a late kill) finished its work: never a crash of its own
     assert proc.returncode in (-signal.SIGKILL, 2), (proc.returncode, err.decode())
+
+
+def _kill_9_once_writing(
+    argv: list[str], writing: Callable[[], bool], n: int, window: float, rng: random.Random
+) -> float:
+    """Start the agent, and once `writing` says it is, kill -9 it after a random delay.
+
+    The delay is log-uniform over the write (its staging, its sync, its
+    renames, and just after); round 0 kills at once. Returns the delay.
+    """
+    agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _spin_until(lambda: writing() or agent.poll() is not None)
+        low, high = math.log(0.0005), math.log(1.5 * window)
+        delay = 0.0 if n == 0 else math.exp(rng.uniform(low, high))
+        _kill_9_after(agent, delay)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+    return delay
 
 
 def test_kill_9_at_any_moment_leaves_old_or_new_content(tmp_path):
@@ -204,17 +226,7 @@ def test_kill_9_during_a_batch_leaves_every_file_old_or_new(tmp_path):
     history: list[tuple[float, dict[str, int], int]] = []
     for n in range(BATCH_ROUNDS):
         reset()
-        agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _spin_until(lambda agent=agent: bool(_temporaries(d)) or agent.poll() is not None)
-            # Log-uniform over the batch: its staging, its sync, its renames, and just after.
-            low, high = math.log(0.0005), math.log(1.5 * window)
-            delay = 0.0 if n == 0 else math.exp(rng.uniform(low, high))
-            _kill_9_after(agent, delay)
-        finally:
-            if agent.poll() is None:
-                agent.kill()
-                agent.communicate()
+        delay = _kill_9_once_writing(argv, lambda: bool(_temporaries(d)), n, window, rng)
         seen = states()
         counts = {k: seen.count(k) for k in sorted(set(seen))}
         history.append((round(delay, 4), counts, len(_temporaries(d))))
@@ -427,16 +439,7 @@ def test_kill_9_during_a_recursive_copy_leaves_each_entry_old_new_or_absent(tmp_
     history: list[tuple[float, dict[str, int]]] = []
     for n in range(TREE_ROUNDS):
         reset()
-        agent = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _spin_until(lambda agent=agent: bool(temporaries()) or agent.poll() is not None)
-            low, high = math.log(0.0005), math.log(1.5 * window)
-            delay = 0.0 if n == 0 else math.exp(rng.uniform(low, high))
-            _kill_9_after(agent, delay)
-        finally:
-            if agent.poll() is None:
-                agent.kill()
-                agent.communicate()
+        delay = _kill_9_once_writing(argv, lambda: bool(temporaries()), n, window, rng)
         history.append((round(delay, 4), states()))  # asserts each file old, new or absent
 
         proc = subprocess.run(argv, capture_output=True, timeout=120, check=False)
