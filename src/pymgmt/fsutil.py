@@ -198,7 +198,7 @@ def sha256_fd(fd: int) -> str:
 def atomic_write_at(
     dir_fd: int,
     name: str,
-    data: bytes,
+    data: bytes | list[bytes],
     mode: int,
     uid: int | None,
     gid: int | None,
@@ -207,6 +207,9 @@ def atomic_write_at(
     replace: bool = True,
 ) -> None:
     """Replace `name` in `dir_fd` with `data`: readers and crashes see old or new only.
+
+    `data` may come as a list of pieces, written in order (a large cache
+    encoded a piece at a time is never joined in memory).
 
     `write_temp_at`, fsync, `install_temp_at`, then an fsync of the
     directory. Many files at once are cheaper through `pymgmt.durable`,

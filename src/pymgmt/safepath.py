@@ -266,13 +266,13 @@ def read_xattrs(fd: int) -> dict[str, bytes]:
 def write_temp_at(
     dir_fd: int,
     name: str,
-    data: bytes,
+    data: bytes | list[bytes],
     mode: int,
     uid: int | None,
     gid: int | None,
     xattrs: dict[str, bytes] | None = None,
 ) -> int:
-    """Write `data` to the temporary file of `name`; its open fd, not yet synced.
+    """Write `data` (or its pieces, in order) to `name`'s temporary file; its open fd, unsynced.
 
     Owner, extended attributes and then the exact mode are set on the
     temporary file before its first byte (the ACL goes before the mode, since
@@ -295,9 +295,10 @@ def write_temp_at(
         for key, value in (xattrs or {}).items():
             os.setxattr(fd, key, value)
         os.fchmod(fd, mode)  # exact bits, umask ignored, before the first byte
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for piece in [data] if isinstance(data, bytes) else data:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
     except BaseException:
         os.close(fd)
         os.unlink(tmp, dir_fd=dir_fd)

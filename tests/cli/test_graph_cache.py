@@ -7,6 +7,7 @@ PyYAML. Each test uses real files, real runs and a real state directory.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -14,17 +15,19 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import DEADLINE, Agent, dump, event, graph_doc, json_lines, wait_for
 
+from pymgmt.cli.run import _ParseKeeper
 from pymgmt.frontends import cache
 from pymgmt.frontends.cache import CACHE_NAME
 from pymgmt.frontends.compile import accept
 from pymgmt.frontends.yamlbuild import declare
 from pymgmt.frontends.yamlmodel import YamlGraph
+from pymgmt.report.events import Applying, Settled
 from pymgmt.resources.base import shipped_kinds
 
 #: a user that is not root (the tests run as root): a foreign owner
@@ -357,3 +360,83 @@ def test_an_agent_stopped_before_its_graph_settled_stores_the_parse_on_the_way_o
     a.stop(signal.SIGTERM)
     assert not a.find(event("settled"))
     assert (prefix / CACHE_NAME).read_bytes() == _stored_before_start(graph)
+
+
+# -- stored a piece at a time: no long hold of the GIL (issue 13) -------------------------
+
+
+def _big_graph(tmp_path: Path, n: int = 2 * cache.PIECE_ITEMS + 7) -> Path:
+    """More resources than two pieces hold: nested files (AutoEdges), execs with edges."""
+    files: list[dict[str, object]] = [{"name": "top", "path": f"{tmp_path}/tree/"}]
+    files += [
+        {"name": f"f{i}", "path": f"{tmp_path}/tree/f{i}", "content": f"{i} \u00e9\u2603\n"}
+        for i in range(n)
+    ]
+    execs = [{"name": f"e{i}", "cmd": "true", "meta": {"retry": i}} for i in range(n)]
+    edges = [(f"exec:e{i}", f"exec:e{i + 1}") for i in range(n - 1)]
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(dump(graph_doc("big", files=files, execs=execs, edges=edges)))
+    return graph
+
+
+def _listed(value: object) -> object:
+    """`cache._encode`'s layout with every generator made a list: what json.dumps takes."""
+    if isinstance(value, dict):
+        return {k: _listed(v) for k, v in value.items()}
+    if isinstance(value, Iterator):
+        return [_listed(v) for v in value]
+    return value
+
+
+def test_the_pieces_joined_are_json_dumps_of_the_whole_document(tmp_path: Path) -> None:
+    graph = _big_graph(tmp_path)
+    text = graph.read_bytes()
+    parsed = accept(declare(text, str(graph)))
+    declared = parsed.declared
+    assert isinstance(declared, YamlGraph)
+    assert len(parsed.autoedges) > cache.PIECE_ITEMS and len(declared.edges) > cache.PIECE_ITEMS
+    pieces = cache.encode_pieces(declared, "key", parsed.autoedges)
+    assert pieces is not None
+    got = list(pieces)
+    assert len(got) > 6  # resources, edges, AutoEdges and item lines each in several pieces
+    whole = {
+        "format": cache.FORMAT,
+        "key": "key",
+        "graph": _listed(cache._encode(declared)),
+        "autoedges": [[list(e.src), list(e.dst)] for e in parsed.autoedges],
+    }
+    assert b"".join(got) == json.dumps(whole).encode()
+    cache.write(tmp_path, got)  # written piece by piece, read back whole
+    hit = cache.read(tmp_path, "key")
+    assert hit is not None and hit[1] == parsed.autoedges
+    assert _graph_state(hit[0]) == _graph_state(declared)
+
+
+def test_storing_the_parse_pauses_while_a_change_is_applied(tmp_path: Path) -> None:
+    graph = _big_graph(tmp_path)
+    text, source = graph.read_bytes(), str(graph)
+    key = cache.cache_key(text, source)
+    keeper = _ParseKeeper(tmp_path, accept(declare(text, source)), key)
+    progress: list[int] = []
+
+    async def scenario() -> None:
+        task = asyncio.create_task(keeper.keep())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert keeper._pieces == []  # nothing before the graph first settles
+        keeper.emit(Settled(1, [], []))
+        for _ in range(3):  # three pieces, one per turn of the loop
+            await asyncio.sleep(0)
+        assert len(keeper._pieces) == 3
+        keeper.emit(Applying("File[f1]", "drift", ["content"]))
+        paused_at = len(keeper._pieces)
+        for _ in range(50):
+            await asyncio.sleep(0)
+            progress.append(len(keeper._pieces))
+        assert not (tmp_path / CACHE_NAME).exists()
+        keeper.emit(Settled(1, [], []))
+        await asyncio.wait_for(task, DEADLINE)
+        assert set(progress) == {paused_at}
+
+    asyncio.run(scenario())
+    assert (tmp_path / CACHE_NAME).read_bytes() == _stored_before_start(graph)

@@ -16,7 +16,7 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from ..frontends.yamlmodel import YamlGraph
 from ..graph.model import Graph
 from ..redaction import redact
 from ..report.console import ConsoleReporter, Fanout, JsonReporter, silence
-from ..report.events import Converged, Event, Settled
+from ..report.events import Applying, Converged, Event, Settled
 from ..report.exitcodes import EXIT_INPUT, EXIT_OK
 from ..report.live import LiveState
 from ..report.logs import current, setup_logging
@@ -298,29 +298,23 @@ def _compile_puppet(args: argparse.Namespace) -> tuple[PuppetSource, Compiled, A
     return source, accept(declared), translation
 
 
-def _store_parsed(prefix: Path, compiled: Compiled, key: str) -> None:
-    """Keep the declared graph in the (locked) state directory for the next run."""
-    from ..frontends import cache
-
-    declared = compiled.declared
-    assert isinstance(declared, YamlGraph)
-    data = cache.encode(declared, key, compiled.autoedges)
-    if data is not None:
-        cache.write(prefix, data)
-
-
 class _ParseKeeper:
     """Stores the parse for the next start once the graph has settled, not before it runs.
 
     Encoding and writing 100,000 resources took 1.3-2.4 s of a first start
     before the engine began (issue 13); the next start needs it, this one
     does not. So it is a reporter that waits for the first ``Settled`` (an
-    agent) or ``Converged`` (a run-once): then `keep` stores it in a thread,
-    off the event loop. A run that ends before that stores it on the way out
-    (`finish`). The declared graph is never changed after compiling (the
-    engine runs fresh copies), so what is stored is what was parsed, and the
-    write is the cache's atomic one: a crash or ``kill -9`` before or during
-    it leaves the old cache or none, and the next start parses again.
+    agent) or ``Converged`` (a run-once), then encodes on the event loop a
+    piece at a time (`cache.encode_pieces`, ~1 ms each), only while nothing
+    is being applied (an ``Applying`` pauses it until the next ``Settled``),
+    and writes the pieces in a thread. Encoding it whole in a thread held
+    the GIL for 0.1-0.4 s in one C call, and the first drift repair after
+    the start waited for all of it. A run that ends first stores the rest on
+    the way out (`finish`). The declared graph is never changed after
+    compiling (the engine runs fresh copies), so what is stored is what was
+    parsed, and the write is the cache's atomic one: a crash or ``kill -9``
+    before or during it leaves the old cache or none, and the next start
+    parses again.
     """
 
     def __init__(self, prefix: Path, compiled: Compiled, key: str) -> None:
@@ -328,26 +322,66 @@ class _ParseKeeper:
         self.compiled = compiled
         self.key = key
         self.stored = False
-        self.settled = asyncio.Event()
+        #: set while the graph is at rest (after Settled or Converged, until Applying)
+        self.quiet = asyncio.Event()
+        self._pieces: list[bytes] = []
+        self._rest: Iterator[bytes] | None = None
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Settled | Converged):
-            self.settled.set()
+            self.quiet.set()
+        elif isinstance(event, Applying):
+            self.quiet.clear()
 
     async def keep(self) -> None:
-        """Store it once settled (cancelled meanwhile: `finish` does it)."""
-        await self.settled.wait()
-        if not self.stored:
-            await off_loop(self.store)
+        """Store it once settled (cancelled meanwhile: `finish` does the rest)."""
+        while not self.stored:
+            await self.quiet.wait()
+            if self._step():
+                await off_loop(self._write)
+                return
+            await asyncio.sleep(0)  # a drift's check goes first
 
-    def store(self) -> None:
+    def _step(self) -> bool:
+        """Encode one more piece; True once all are there (None pieces: nothing to store)."""
+        from ..frontends import cache
+
+        if self._rest is None:
+            declared = self.compiled.declared
+            assert isinstance(declared, YamlGraph)
+            rest = cache.encode_pieces(declared, self.key, self.compiled.autoedges)
+            if rest is None:
+                self.stored = True  # JSON cannot carry this graph exactly
+                return False
+            self._rest = rest
+        try:
+            self._pieces.append(next(self._rest))
+        except StopIteration:
+            return True
+        except (TypeError, ValueError):  # a value JSON cannot carry exactly
+            self.stored = True
+        except Exception as e:  # only a faster next start is lost; never this run
+            logging.getLogger("pymgmt.cache").warning("graph cache: not stored: %s", e)
+            self.stored = True
+        return False
+
+    def _write(self) -> None:
         if self.stored:
             return
         self.stored = True
+        from ..frontends import cache
+
         try:
-            _store_parsed(self.prefix, self.compiled, self.key)
+            cache.write(self.prefix, self._pieces)
         except Exception as e:  # only a faster next start is lost; never this run
             logging.getLogger("pymgmt.cache").warning("graph cache: not stored: %s", e)
+        self._pieces = []
+
+    def store(self) -> None:
+        """Encode what is left and write it, now (the fast path; the end of a run)."""
+        while not self.stored and not self._step():
+            pass
+        self._write()
 
     finish = store
 
