@@ -40,6 +40,10 @@ from _common import BENCH, ROOT
 TOOLS = ("pymgmt", "cfengine", "salt", "puppet", "floor")
 #: W3's critical path: three chained `sleep 2`
 W3_PATH = 6.0
+#: CFEngine's apt package module, as the Debian package ships it (setup.sh installs it)
+APT_GET_TEMPLATE = Path(
+    "/usr/share/cfengine3/masterfiles/modules/packages/vendored/apt_get.mustache"
+)
 SETUP_BENCHC = Path("/tmp/benchC")  # where the harness's setup.sh puts the peers' venvs
 SECTION = "## Issue 13: side by side"
 
@@ -97,6 +101,13 @@ def link_venvs(benchc: Path) -> None:
         dst = benchc / src.name
         if src.exists() and not dst.exists() and not dst.is_symlink():
             dst.symlink_to(src)
+    module = benchc / "cfengine" / "modules" / "apt_get"
+    if not module.exists() and APT_GET_TEMPLATE.exists():
+        # setup.sh's step, for a machine where only the Debian package was
+        # installed: without it every CFEngine W2 run fails at once ("BAD")
+        module.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(APT_GET_TEMPLATE, module)
+        module.chmod(0o755)
 
 
 def install_tree(venv: Path) -> Path:
