@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,31 @@ def test_drift_is_repaired_by_the_fast_path_too(tmp_path: Path) -> None:
             assert proc.returncode == 2 and "1 changed" in proc.stderr, proc.stderr
         again, fast_again = _run(graph, prefix)
         assert again.returncode == 0 and fast_again, again.stderr
+
+
+def test_quiet_runs_are_answered_with_the_full_quiet_runs_words(tmp_path: Path) -> None:
+    """-q: the fast path writes what a full -q run writes (the recap, no INFO or NOTICE)."""
+    graph, managed = _w1(tmp_path)
+    fast_prefix, full_prefix = tmp_path / "state", tmp_path / "full"
+    # a first apply: the full run stores the plan and hands the changes to the fast path
+    first, _ = _run(graph, fast_prefix, "-q")
+    shutil.rmtree(managed)
+    full_first, _ = _run(graph, full_prefix, "-q", "--no-cache")
+    assert first.returncode == full_first.returncode == 2, (first.stderr, full_first.stderr)
+    assert _normal(first.stderr) == _normal(full_first.stderr)
+    assert "INFO" not in first.stderr and "NOTICE" not in first.stderr
+    assert "6 changed" in first.stderr
+    for drift in (None, lambda: (managed / "f1").write_text("edited\n")):
+        if drift is not None:
+            drift()
+        fast, answered = _run(graph, fast_prefix, "-q")
+        if drift is not None:
+            drift()
+        full, answered_full = _run(graph, full_prefix, "-q", "--no-cache")
+        assert answered and not answered_full
+        assert fast.returncode == full.returncode, (fast.stderr, full.stderr)
+        assert _normal(fast.stderr) == _normal(full.stderr)
+        assert fast.stdout == full.stdout == ""
 
 
 def test_a_symlink_in_place_of_a_file_is_never_called_converged(tmp_path: Path) -> None:

@@ -564,7 +564,7 @@ def _start_checked(args: argparse.Namespace) -> int:
 
         # a file graph is then made as wanted by the fast path's executor, not the engine
         if store(state.prefix, validated[0], path, validated[1]):
-            code = run_stored(str(state.prefix), validated[0], path)
+            code = run_stored(str(state.prefix), validated[0], path, quiet=args.quiet)
             if code is not None:
                 _flush_quietly()
                 os._exit(code)

@@ -34,7 +34,10 @@ _MAX_GRAPH = 64 << 20
 _ORDER = ("unchanged", "changed", "repaired", "would change", "failed", "skipped", "pending")
 _SIGNAL_NAMES = {2: "SIGINT", 13: "SIGPIPE", 15: "SIGTERM"}
 #: flags taken without a value, besides the two that take one
-_PLAIN_FLAGS = ("--no-watch", "--no-config")
+_QUIET_FLAGS = ("-q", "--quiet")
+_PLAIN_FLAGS = ("--no-watch", "--no-config", *_QUIET_FLAGS)
+#: the levels -q leaves out (the full run's log level is then WARNING)
+_CHATTY = ("DEBUG", "INFO", "NOTICE")
 #: a run under systemd talks to it (sd_notify, the journal's priorities): the full path
 _SYSTEMD_ENV = ("NOTIFY_SOCKET", "JOURNAL_STREAM")
 
@@ -42,12 +45,14 @@ _SYSTEMD_ENV = ("NOTIFY_SOCKET", "JOURNAL_STREAM")
 class Command:
     """A command line the fast path may answer: the graph file and the state directory."""
 
-    __slots__ = ("file", "no_config", "prefix")
+    __slots__ = ("file", "no_config", "prefix", "quiet")
 
-    def __init__(self, file: str, prefix: str | None, no_config: bool) -> None:
+    def __init__(self, file: str, prefix: str | None, no_config: bool, quiet: bool) -> None:
         self.file = file
         self.prefix = prefix
         self.no_config = no_config
+        #: -q: only warnings, failures and the recap, as the full run's log level says
+        self.quiet = quiet
 
 
 def recognise(words: list[str]) -> Command | None:
@@ -55,13 +60,14 @@ def recognise(words: list[str]) -> Command | None:
 
     Exact spellings only (argparse's abbreviations and anything unknown go
     to the full parser, which explains them): ``--converged-timeout 0``
-    (required), ``--prefix DIR``, ``--no-watch``, ``--no-config``, mgmt's
-    frontend word ``yaml`` and the graph file (not standard input).
+    (required), ``--prefix DIR``, ``--no-watch``, ``--no-config``, ``-q``
+    (``--quiet``), mgmt's frontend word ``yaml`` and the graph file (not
+    standard input).
     """
     if not words or words[0] != "run":
         return None
     file = prefix = None
-    timeout = frontend = no_config = False
+    timeout = frontend = no_config = quiet = False
     rest = iter(words[1:])
     for word in rest:
         flag, eq, value = word.partition("=")
@@ -75,6 +81,7 @@ def recognise(words: list[str]) -> Command | None:
                 return None
         elif word in _PLAIN_FLAGS:
             no_config = no_config or word == "--no-config"
+            quiet = quiet or word in _QUIET_FLAGS
         elif word == "yaml" and not frontend and file is None:
             frontend = True
         elif file is None and word and not word.startswith("-"):
@@ -83,7 +90,7 @@ def recognise(words: list[str]) -> Command | None:
             return None
     if not timeout or file is None:
         return None
-    return Command(file, prefix, no_config)
+    return Command(file, prefix, no_config, quiet)
 
 
 def run_or_return(words: list[str]) -> None:
@@ -155,7 +162,7 @@ def _try(command: Command) -> tuple[int | None, bool]:
         except OSError:  # another agent has it: the full run names it
             return None, False
         with _Signals() as signals:  # from here on, a signal stops the run gracefully
-            report = _Report(plan, started, stamp, signals.caught)
+            report = _Report(plan, started, stamp, signals.caught, quiet=command.quiet)
             outcome = _settle(plan, dfd, report)
             if outcome is None:
                 release(held)
@@ -167,7 +174,7 @@ def _try(command: Command) -> tuple[int | None, bool]:
         os.close(dfd)
 
 
-def run_stored(prefix: str, text: bytes, source: str) -> int | None:
+def run_stored(prefix: str, text: bytes, source: str, *, quiet: bool = False) -> int | None:
     """The rest of a full run whose graph was just validated and its plan stored.
 
     The full run holds the state directory's lock and has written the
@@ -182,7 +189,7 @@ def run_stored(prefix: str, text: bytes, source: str) -> int | None:
         if plan is None or not plan.applies:
             return None
         with _Signals() as signals:
-            report = _Report(plan, started, stamp, signals.caught, compiled=True)
+            report = _Report(plan, started, stamp, signals.caught, compiled=True, quiet=quiet)
             outcome = _settle(plan, dfd, report)
             if outcome is None:
                 if signals.caught:
@@ -312,13 +319,22 @@ class _Report:
     (a list joined once: 100k lines); a run of commands writes each line as
     it happens (`go_live`), as the full run does. `compiled`: the compiler
     already wrote its lines (a full run handed its graph over, `run_stored`).
+    `quiet` (-q): no line below WARNING, as the full run's logging then.
     """
 
     def __init__(
-        self, plan: Plan, started: float, stamp: float, stop: list[int], *, compiled: bool = False
+        self,
+        plan: Plan,
+        started: float,
+        stamp: float,
+        stop: list[int],
+        *,
+        compiled: bool = False,
+        quiet: bool = False,
     ) -> None:
         self.plan, self.started, self.stamp, self.stop = plan, started, stamp, stop
-        self.head = [*([] if compiled else plan.lines), _graph_line(plan)]
+        self.quiet = quiet
+        self.head = [] if quiet else [*([] if compiled else plan.lines), _graph_line(plan)]
         #: stderr's reader left while lines were written live
         self.closed = False
 
@@ -328,7 +344,8 @@ class _Report:
         outcome.say = self._say
 
     def _say(self, at: float, level: str, i: int, text: str) -> None:
-        self._write([_notice(self.plan, at, level, i, text)])
+        if not (self.quiet and level in _CHATTY):
+            self._write([_notice(self.plan, at, level, i, text)])
 
     def _write(self, out: list[str]) -> None:
         if not self.closed and not _write_out("".join(out)):
@@ -339,8 +356,12 @@ class _Report:
     def end(self, outcome: Outcome) -> int:
         plan = self.plan
         out = [_line(self.stamp, "INFO", x) for x in self.head]
-        out += (_notice(plan, at, lvl, i, what) for at, lvl, i, what in outcome.notices)
-        if not outcome.interrupted:
+        out += (
+            _notice(plan, at, lvl, i, what)
+            for at, lvl, i, what in outcome.notices
+            if not (self.quiet and lvl in _CHATTY)
+        )
+        if not outcome.interrupted and not self.quiet:
             out.append(_line(time.time(), "INFO", "Converged for 0 seconds, exiting"))
         how = " (interrupted)" if outcome.interrupted else ""
         took = time.monotonic() - self.started
