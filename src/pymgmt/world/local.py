@@ -67,20 +67,17 @@ class LocalWorld:
         if self._state_dir is None:
             return
         try:
-            data = await asyncio.to_thread(
-                statedir.read_own, self._state_dir, STORE_NAME, STORE_MAX
-            )
+            stored = await asyncio.to_thread(_read_stored, self._state_dir)
         except statedir.StateFileRefused as e:
             log.warning("the stored keys are not read (%s): they start empty", e)
             return
-        if data is None:
-            return
-        try:
-            revision, found = _decode(data)
         except ValueError as e:
             where = self._state_dir / STORE_NAME
             log.warning("the stored keys in %s are ignored (%s): they start empty", where, e)
             return
+        if stored is None:
+            return
+        revision, found = stored
         self._revision = max(self._revision, revision)
         for key, (value, secret) in found.items():
             if secret:
@@ -208,6 +205,12 @@ def _encode(revision: int, kept: Mapping[str, bytes]) -> bytes:
         }
     doc = {"format": STORE_FORMAT, "revision": revision, "keys": out}
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _read_stored(state_dir: Path) -> tuple[int, dict[str, tuple[bytes, bool]]] | None:
+    """The file's revision and keys (in a thread: up to `STORE_MAX` bytes of JSON); None: none."""
+    data = statedir.read_own(state_dir, STORE_NAME, STORE_MAX)
+    return None if data is None else _decode(data)
 
 
 def _decode(data: bytes) -> tuple[int, dict[str, tuple[bytes, bool]]]:
