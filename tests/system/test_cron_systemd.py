@@ -227,13 +227,18 @@ def test_a_file_written_by_an_agent_killed_before_its_reload_is_finished(
     assert run_once(weekly, tmp_path / "p").returncode == 0
 
 
+@pytest.mark.parametrize("startup", ["enabled", "disabled"])
 def test_a_timer_that_unloads_itself_is_re_armed_as_a_tick_and_a_stop_is_still_drift(
-    tmp_path, nspawn_systemd, job, agent
+    tmp_path, nspawn_systemd, job, agent, startup
 ):
-    """remain_after_elapse false: the timer's own end is its schedule, a person's stop is not."""
+    """remain_after_elapse false: the timer's own end is its schedule, a person's stop is not.
+
+    Disabled, nothing else holds the inactive timer: systemd would
+    garbage-collect it, and forget when it fired, but for the watch's pin.
+    """
     c = nspawn_systemd
     timer = f"{job}.timer"
-    extra = "    accuracy_sec: 1ms\n    remain_after_elapse: false\n"
+    extra = f"    accuracy_sec: 1ms\n    remain_after_elapse: false\n    startup: {startup}\n"
     a = agent(_graph(tmp_path / "g.yaml", job, "OnActiveSec", "3s", extra))
 
     def applied(reason: str, since: int, what: str) -> dict[str, object]:

@@ -315,7 +315,8 @@ resources:
     async def watch(self, ctx: Context) -> None:
         sub = ctx.inotify.subscribe(self._host_path(), ctx.event)
         try:
-            await self._sd.watch(self.timer, ctx)
+            # a timer that unloads itself must stay loaded to tell why it stopped
+            await self._sd.watch(self.timer, ctx, pin=not self.remain_after_elapse)
         finally:
             ctx.inotify.unsubscribe(sub)
 
@@ -375,7 +376,9 @@ resources:
         (re)started has an older trigger, or none (0): that stays drift.
         One stop cannot be told from the timer's own end: one made while
         the service of that very firing still runs, after which the timer
-        would have unloaded itself anyway.
+        would have unloaded itself anyway. The watch pins the unit
+        (``Unit.Ref``): a disabled timer that unloaded itself would
+        otherwise be garbage-collected, and its trigger time forgotten.
         """
         if self.remain_after_elapse:
             return False  # an elapsed timer stays active: stopped means someone stopped it
