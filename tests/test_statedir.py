@@ -35,7 +35,7 @@ from pymgmt.frontends.api import run_async as run_graph
 from pymgmt.fsutil import state_name
 from pymgmt.resources.file import File
 from pymgmt.resources.password import Password
-from pymgmt.statedir import LOCK_NAME, intrusions
+from pymgmt.statedir import LOCK_NAME, StateFileRefused, intrusions, read_own
 
 NOBODY = 65534
 
@@ -289,3 +289,40 @@ def test_intrusions_find_each_way_into_the_state_directory_among_many_files(
     bad = intrusions(g.build(), prefix)
     assert [str(e).split(" manages ")[1].split(",")[0] for e in bad] == [str(p) for p in wanted]
     assert (prefix / "lock").read_text() == ""
+
+
+# -- read_own: a file of the state directory that only the agent could have written ----------
+
+
+def _own_file(prefix: Path, data: bytes, mode: int = 0o600) -> Path:
+    prefix.mkdir(mode=0o700, exist_ok=True)
+    path = prefix / "f"
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+def test_read_own_reads_the_agents_file_and_none_when_there_is_none(tmp_path):
+    assert read_own(tmp_path / "absent", "f", 100) is None
+    _own_file(tmp_path / "p", b"mine")
+    assert read_own(tmp_path / "p", "f", 100) == b"mine"
+    assert read_own(tmp_path / "p", "other", 100) is None
+
+
+def test_read_own_refuses_what_another_user_could_have_written_or_too_much(tmp_path):
+    prefix = tmp_path / "p"
+    path = _own_file(prefix, b"x" * 101)
+    with pytest.raises(StateFileRefused, match="larger than 100 bytes"):
+        read_own(prefix, "f", 100)
+    path.chmod(0o620)
+    with pytest.raises(StateFileRefused, match="others may write it"):
+        read_own(prefix, "f", 1000)
+    path.chmod(0o600)
+    prefix.chmod(0o770)
+    with pytest.raises(StateFileRefused, match="writable by another user"):
+        read_own(prefix, "f", 1000)
+    prefix.chmod(0o700)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(StateFileRefused, match="not a regular file"):
+        read_own(prefix, "f", 1000)

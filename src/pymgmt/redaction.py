@@ -77,6 +77,16 @@ def register_value(value: object) -> None:
         register(str(value))
 
 
+def is_secret(value: str) -> bool:
+    """Whether `value` itself was registered as a secret (not merely contains one).
+
+    For a store that keeps values beyond this process (the single-host
+    World's file): what was secret when stored is registered again when read.
+    """
+    with _lock:
+        return bool(value) and value in _values
+
+
 def redact(text: str) -> str:
     """`text` with every registered secret replaced by ``<redacted>``."""
     pattern = _pattern

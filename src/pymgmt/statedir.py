@@ -29,8 +29,10 @@ the lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -138,6 +140,67 @@ def _check_subdirs(prefix: Path) -> None:
             continue  # made (safely) when first needed
         except fsutil.UnsafePathError as e:
             raise StateDirUnsafe(prefix, str(e)) from None
+
+
+class StateFileRefused(PymgmtError):
+    """A file in the state directory that the agent will not read; the message says why."""
+
+
+def read_own(prefix: Path, name: str, limit: int) -> bytes | None:
+    """The bytes of `name` in the state directory, if only this user could have written them.
+
+    None when there is nothing to read (no directory yet, no file). Raises
+    `StateFileRefused` for anything else: the directory reached through a
+    symlink another user owns, or writable by group or others; the file a
+    symlink (never followed: ``O_NOFOLLOW`` in the directory's fd), not a
+    regular file, owned by another user, writable by group or others,
+    larger than `limit`, or unreadable. What is read is still untrusted
+    input for the caller to check.
+    """
+    try:
+        dfd = fsutil.open_dir(os.path.abspath(prefix))
+    except FileNotFoundError:
+        return None
+    except (OSError, fsutil.UnsafePathError) as e:
+        raise StateFileRefused(f"{prefix}: {getattr(e, 'strerror', None) or e}") from None
+    where = os.path.join(os.path.abspath(prefix), name)
+    try:
+        if not _writable_by_me_alone(os.fstat(dfd), also_root=True):
+            raise StateFileRefused(f"{prefix} is writable by another user")
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd
+            )
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # ELOOP: a symlink
+            why = "a symlink (never followed)" if e.errno == errno.ELOOP else e.strerror
+            raise StateFileRefused(f"{where}: {why}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StateFileRefused(f"{where} is not a regular file")
+            if not _writable_by_me_alone(st, also_root=False):
+                raise StateFileRefused(f"{where} is another user's, or others may write it")
+            if st.st_size > limit:
+                raise StateFileRefused(f"{where} is larger than {limit:,} bytes")
+            # one bounded read: a file grown since the fstat is not read whole
+            data = os.pread(fd, st.st_size + 1, 0)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise StateFileRefused(f"{where}: {e.strerror or e}") from None
+    finally:
+        os.close(dfd)
+    if len(data) > limit:  # grown since the fstat
+        raise StateFileRefused(f"{where} is larger than {limit:,} bytes")
+    return data
+
+
+def _writable_by_me_alone(st: os.stat_result, *, also_root: bool) -> bool:
+    """Owned by this user (or root, for a directory) and not writable by group or others."""
+    owner_ok = st.st_uid == os.geteuid() or (also_root and st.st_uid == 0)
+    return owner_ok and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _holder(prefix: Path) -> int | None:

@@ -225,3 +225,53 @@ def test_a_file_written_by_an_agent_killed_before_its_reload_is_finished(
     next_elapse = c.systemctl("show", "-p", "NextElapseUSecRealtime", "--value", timer).stdout
     assert next_elapse.strip().startswith("Mon"), next_elapse
     assert run_once(weekly, tmp_path / "p").returncode == 0
+
+
+@pytest.mark.parametrize("startup", ["enabled", "disabled"])
+def test_a_timer_that_unloads_itself_is_re_armed_as_a_tick_and_a_stop_is_still_drift(
+    tmp_path, nspawn_systemd, job, agent, startup
+):
+    """remain_after_elapse false: the timer's own end is its schedule, a person's stop is not.
+
+    Disabled, nothing else holds the inactive timer: systemd would
+    garbage-collect it, and forget when it fired, but for the watch's pin.
+    """
+    c = nspawn_systemd
+    timer = f"{job}.timer"
+    extra = f"    accuracy_sec: 1ms\n    remain_after_elapse: false\n    startup: {startup}\n"
+    a = agent(_graph(tmp_path / "g.yaml", job, "OnActiveSec", "3s", extra))
+
+    def applied(reason: str, since: int, what: str) -> dict[str, object]:
+        i = a.wait_event(
+            lambda e: (
+                e.get("event") == "checked" and e.get("applied") and e.get("reason") == reason
+            ),
+            since=since,
+            timeout=30,
+            what=what,
+        )
+        return a.events[i]
+
+    applied("start", 0, "the first start")
+    ran = c.root / f"var/tmp/{job}.ran"
+    # it fires, unloads itself, and is started again: a tick, never drift
+    rearm = applied("tick", 0, "the re-arm after the timer fired")
+    assert {"field": "state", "old": "inactive", "new": "active", "diff": ""} in rearm["changes"]
+    assert ran.read_text() == "ran\n"  # it had fired (once) when it was re-armed
+    assert not a.find(lambda e: e.get("drift")), a.describe()
+
+    # stopped by a person (well before its next firing, 3 s after the re-arm): drift
+    since = a.mark()
+    c.systemctl("stop", timer)
+    i = a.wait_event(
+        lambda e: e.get("event") == "checked" and e.get("applied"), since=since, what="the repair"
+    )
+    assert a.events[i]["drift"] is True and a.events[i]["reason"] == "event", a.events[i]
+    c.wait_unit_state(timer, "active")
+
+    # and the next firing is a tick again
+    applied("tick", i + 1, "the re-arm after the second firing")
+    assert ran.read_text() == "ran\nran\n"
+    assert len(a.find(lambda e: e.get("drift"))) == 1, a.describe()
+    assert a.stop() == 0
+    assert a.recap()["resources"][f"Cron[{job}]"]["repaired"] == 1  # the stop alone

@@ -838,7 +838,8 @@ class _Stopper:
 class _Run:
     """One run of the agent inside the event loop: the World, then the engine.
 
-    Single host: a LocalWorld and the engine, exactly as before issue 9.
+    Single host: a LocalWorld (its unleased keys kept in the state directory)
+    and the engine.
     Cluster (world/cluster.py): the etcd server (unless a client), the etcd
     client World, then -- while the engine runs -- the host watcher and this
     host's converged-state publisher. On the way out (converged, SIGINT,
@@ -900,7 +901,9 @@ class _Run:
             if self.web is not None:
                 await self.web.start()
             if self.cluster is None:
-                engine = self.make_engine(LocalWorld(self.hostname), [], None)
+                world = LocalWorld(self.hostname, self.state_dir)  # unleased keys kept there
+                await world.load()
+                engine = self.make_engine(world, [], None)
                 self.stopper.engine = engine
                 await engine.run(self.guarded(self.frontend))
             else:

@@ -539,6 +539,7 @@ class Worker:
             if delivered and not noop and has(self.res, Refreshable):
                 self.res.refresh()
             plan, applied = await self._timed(noop)
+            reason = _scheduled(plan, reason)
         except asyncio.CancelledError:
             raise
         except _Halted:
@@ -705,7 +706,8 @@ class Worker:
         if self.out_edges:
             await self._notify_ahead()
         self._phase = "apply"
-        self.services.emit(Applying(self.name, self.reason, [c.field for c in plan.changes]))
+        why = _scheduled(plan, self.reason)
+        self.services.emit(Applying(self.name, why, [c.field for c in plan.changes]))
         await self.res.apply(plan)
         return plan, True
 
@@ -790,6 +792,15 @@ class Worker:
             )
             for c in plan.changes
         ]
+
+
+def _scheduled(plan: Plan, reason: Reason) -> Reason:
+    """What woke the run, as reported: a watch event the resource calls its own schedule is a tick.
+
+    A timer that unloads itself after firing looks to its watch like a
+    ``systemctl stop``; only its check can tell the two apart (`Plan.scheduled`).
+    """
+    return "tick" if plan.scheduled and reason == "event" else reason
 
 
 def _cause(e: BaseException) -> BaseException:

@@ -164,8 +164,9 @@ async def run_async(
     if intruders := statedir.intrusions(graph, Path(state_dir)):
         raise InputErrors(intruders)
     sink = _Collect()
+    world = LocalWorld(hostname or socket.gethostname(), Path(state_dir))
     engine = Engine(
-        world=LocalWorld(hostname or socket.gethostname()),
+        world=world,
         reporter=sink,
         state_dir=Path(state_dir),
         noop=noop,
@@ -174,6 +175,7 @@ async def run_async(
         accepted=compiled,  # compiled above: the Engine need not compile it again
     )
     with statedir.lock(Path(state_dir)):  # one agent per state directory (issue 8)
+        await world.load()  # after the lock: the file is this agent's alone
         assert compiled.declared is not None
         await engine.run(_Static(compiled.declared))
     return RunResult(sink.recap.exit_code(), sink.recap, sink.events)

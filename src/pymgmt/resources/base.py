@@ -121,6 +121,10 @@ class Plan:
     #: changes follow from it, so applying them is no repair of drift, whatever
     #: woke the check (the echo of the last write may have come first)
     wanted_moved: bool = False
+    #: the changes follow from the resource's own schedule having come round
+    #: (a timer that elapsed and unloaded itself), not from the system moving:
+    #: a run its watch woke is reported as a "tick", never as repaired drift
+    scheduled: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.changes)

@@ -35,9 +35,11 @@ mgmt's params, named in snake case (``accuracy_sec``,
 ``randomized_delay_sec``, ``wake_system``, ``remain_after_elapse``); mgmt's
 own spellings (``accuracysec``...) are accepted as aliases, so mgmt's cron
 graphs run unchanged. With ``remain_after_elapse: false`` a timer that
-cannot elapse again (``OnActiveSec``) unloads itself once it fired, which
-this kind sees as stopped and starts again: it then fires once per
-repair, as in mgmt.
+cannot elapse again (``OnActiveSec``) unloads itself once it fired; this
+kind starts it again, as mgmt's does, so it fires once per re-arm. That
+re-arm is the timer's own schedule coming round: it is reported as a
+"tick", never as repaired drift (`Cron._elapsed` tells it from a
+``systemctl stop``, which stays drift).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from .. import fsutil
 from ..errors import ResourceError
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param
 from .file import _unified
-from .systemd import ENABLED_STATES, Systemd, UnitOwner, systemd_root
+from .systemd import ENABLED_STATES, TIMER, Systemd, UnitOwner, systemd_root
 
 Trigger = Literal[
     "OnCalendar",
@@ -155,7 +157,7 @@ resources:
     )
     remain_after_elapse: bool = param(
         True,
-        doc="an elapsed timer stays loaded (false: unloaded, and so started again)",
+        doc="an elapsed timer stays active (false: it unloads itself; re-armed, as a tick)",
         aliases=("remainafterelapse",),
     )
     description: str | None = param(
@@ -313,7 +315,8 @@ resources:
     async def watch(self, ctx: Context) -> None:
         sub = ctx.inotify.subscribe(self._host_path(), ctx.event)
         try:
-            await self._sd.watch(self.timer, ctx)
+            # a timer that unloads itself must stay loaded to tell why it stopped
+            await self._sd.watch(self.timer, ctx, pin=not self.remain_after_elapse)
         finally:
             ctx.inotify.unsubscribe(sub)
 
@@ -355,7 +358,33 @@ resources:
             ufs = await sd.prop(path, "UnitFileState") if exists else ""
             if (self.startup == "enabled") != (ufs in ENABLED_STATES):
                 changes.append(Change("startup", ufs, self.startup))
-        return Plan(tuple(changes)) if changes else CONVERGED
+        if not changes:
+            return CONVERGED
+        # re-arming a timer that unloaded itself is its schedule, not drift;
+        # anything else wrong besides (an edit, a disable) is still drift
+        only_stopped = [c.field for c in changes] == ["state"]
+        return Plan(tuple(changes), scheduled=only_stopped and await self._elapsed(path))
+
+    async def _elapsed(self, path: str) -> bool:
+        """Whether the timer stopped itself by firing (``remain_after_elapse: false``).
+
+        systemd gives both the same end (inactive, Result ``success``), but
+        a timer that unloads itself after firing fired during the activation
+        it ends: its ``LastTriggerUSec`` is at or after its
+        ``ActiveEnterTimestamp`` (both CLOCK_REALTIME, in µs). A
+        ``systemctl stop`` of a timer that has not fired since it was
+        (re)started has an older trigger, or none (0): that stays drift.
+        One stop cannot be told from the timer's own end: one made while
+        the service of that very firing still runs, after which the timer
+        would have unloaded itself anyway. The watch pins the unit
+        (``Unit.Ref``): a disabled timer that unloaded itself would
+        otherwise be garbage-collected, and its trigger time forgotten.
+        """
+        if self.remain_after_elapse:
+            return False  # an elapsed timer stays active: stopped means someone stopped it
+        fired = await self._sd.prop(path, "LastTriggerUSec", TIMER)
+        armed = await self._sd.prop(path, "ActiveEnterTimestamp")
+        return bool(fired and armed and fired >= armed)
 
     async def apply(self, plan: Plan) -> None:
         fields = {c.field for c in plan.changes}

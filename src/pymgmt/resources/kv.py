@@ -14,13 +14,18 @@ it is put back at once. Keys that merely share the prefix (``a`` and
 ``ab``, ``a/b``) are filtered out.
 
 Without a cluster (no cluster flag, a graph without exports) the World is
-the agent's in-process one (`world/local.py`): the key is kept in memory
-for the agent's life, so a one-shot run puts it every time. With
-``--seeds`` or an embedded etcd it is the cluster's and outlives the agent
-(no lease: mgmt's kv keys are not tied to a host either).
+the agent's own (`world/local.py`), and the key is kept, like etcd keeps
+it, in the agent's state directory (``world-keys.json``, mode 0600,
+written durably before the put returns): a second one-shot run of the same
+graph is converged, and a restarted agent finds the key. Only this host
+sees it then. With ``--seeds`` or an embedded etcd it is the cluster's and
+outlives the agent (no lease: mgmt's kv keys are not tied to a host either).
 
 A value received over Send/Recv from a secret output (a password) is
 redacted in every plan, event and log, the stored old value included.
+Without a cluster it is stored in the root-only state directory, marked
+secret, so a later run (even one whose graph no longer sends it) still
+redacts it.
 
 Not taken from mgmt, and why:
 
@@ -57,8 +62,8 @@ class KeyValue(Resource, kind="kv"):
 
     The name is the key (a name or an a/b/c path; ``key`` names another), stored under pymgmt's
     own prefix ``/_pymgmt/kv/``. A change by another host or by ``etcdctl`` is
-    seen by a watch and repaired. Without a cluster the key lives in the
-    agent's memory only.
+    seen by a watch and repaired. Without a cluster the key is this host's,
+    kept in the agent's state directory across runs.
     """
 
     example = """\
@@ -110,9 +115,9 @@ edges:
         await super().init(ctx)
         self._key = self.full_key
         if isinstance(ctx.world, LocalWorld):
-            ctx.log.warning(
-                "no cluster: %s is kept in this agent's memory only (start it with --seeds "
-                "or another cluster flag to share it)",
+            ctx.log.debug(
+                "no cluster: %s is kept in this host's state directory, seen by no other host "
+                "(start the agent with --seeds or another cluster flag to share it)",
                 self._key,
             )
 

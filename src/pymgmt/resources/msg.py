@@ -1,4 +1,4 @@
-"""msg: a message in the agent's log each time a refresh notification arrives.
+"""msg: a message in the agent's log at its first check and at each refresh notification.
 
 mgmt's ``msg`` and Puppet's ``notify`` with a message: a graph says in the
 log that something happened ("nginx.conf changed: reloading"). The line is
@@ -6,8 +6,19 @@ the agent's own log line, at the priority asked for, so under systemd it
 is a journald entry with that priority. Received text (Send/Recv) that is
 secret is redacted like any other.
 
+When, as in mgmt (``engine/resources/msg.go``: its ``logStateOK`` starts
+false): once at the resource's first check, in every run and under
+``--noop`` too, then once per refresh notification. A first check that
+also delivers a refresh logs it once, not twice (mgmt clears the same one
+flag for both).
+
 A message changes nothing on the system: the resource is always converged,
-and logging it is not a change (a converged run still exits 0).
+and logging it is not a change (a converged run still exits 0). There it
+differs from mgmt, whose ``CheckApply`` always answers "not converged".
+It differs in the line, too: mgmt's is ``Body: <body>`` at its default
+level (the priority goes to the journal only); pymgmt's is the body alone
+at ``priority``. A refresh under ``--noop`` is not delivered, so it logs
+nothing, while mgmt logs it on its check that applies nothing.
 
 mgmt's graphs run unchanged: its priorities (``Err``, ``Notice``...) are
 accepted for pymgmt's (syslog's emerg, alert and crit are logged as
@@ -25,7 +36,7 @@ import re
 from typing import Literal
 
 from ..report.logs import NOTICE
-from .base import CONVERGED, Plan, Resource, param
+from .base import CONVERGED, Context, Plan, Resource, param
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -51,11 +62,12 @@ _FIELD_RULE = "letters, digits and '_', which may not come first"
 
 
 class Msg(Resource, kind="msg"):
-    """Logs ``body`` at ``priority`` each time a refresh notification arrives.
+    """Logs ``body`` at ``priority`` at its first check and at each refresh notification.
 
     Always converged: logging is not a change of the system. Put it at the
     end of a ``notify: true`` edge to say in the log (the journal, under
-    systemd) that what notifies it changed.
+    systemd) that what notifies it changed; as in mgmt it is also said
+    once when the agent starts checking it.
     """
 
     example = """\
@@ -101,10 +113,19 @@ edges:
             return [("fields", "ignored: pymgmt's log lines carry no extra journal fields")]
         return []
 
+    async def init(self, ctx: Context) -> None:
+        await super().init(ctx)
+        #: the message is due at the next check: at the first one (mgmt's
+        #: logStateOK starts false), and after each refresh
+        self._due = True
+
     def refresh(self) -> None:
-        self.ctx.log.log(_LEVELS[self.priority], "%s", self.body or self.name)
+        self._due = True
 
     async def check(self) -> Plan:
+        if self._due:
+            self._due = False
+            self.ctx.log.log(_LEVELS[self.priority], "%s", self.body or self.name)
         return CONVERGED
 
     async def apply(self, plan: Plan) -> None:

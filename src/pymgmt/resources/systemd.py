@@ -158,16 +158,36 @@ class Systemd:
             await self.subscribe(SD_PATH, MANAGER, "Reloading", reloaded),
         ]
 
-    async def watch(self, unit: str, ctx: Context) -> None:
-        """A kind's watch of `unit`: events on every change, until the bus is lost."""
+    async def watch(self, unit: str, ctx: Context, *, pin: bool = False) -> None:
+        """A kind's watch of `unit`: events on every change, until the bus is lost.
+
+        `pin`: hold a reference on the unit meanwhile (``Unit.Ref``), so
+        that systemd never garbage-collects it while it is inactive and
+        unreferenced otherwise (a disabled timer that unloaded itself), which
+        would forget its runtime properties (``LastTriggerUSec``). systemd
+        drops the reference itself when this bus connection closes; it is
+        dropped here when the watch ends.
+        """
         unsubs = await self.watch_unit(unit, ctx.event)
+        path = await self.unit_path(unit) if pin else None
         try:
+            if path is not None:
+                await self.call(path, UNIT, "Ref")
             ctx.ready()
             await self.hub.wait_lost(self.address)
             raise ResourceError("lost the connection to systemd's D-Bus")
         finally:
             for u in unsubs:
                 u()
+            if path is not None:
+                await self._unpin(path, ctx.log)
+
+    async def _unpin(self, path: str, log: logging.Logger) -> None:
+        """Drop `watch`'s reference; a lost bus has dropped it already."""
+        try:
+            await self.call(path, UNIT, "Unref")
+        except Exception as e:  # the bus is gone, or the unit was never pinned
+            log.debug("Unref %s: %s", path, e)
 
     async def enable(self, unit: str, enabled: bool) -> None:
         """Enable (or disable) `unit`'s unit file, then reload so systemd sees it."""
