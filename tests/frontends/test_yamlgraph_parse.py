@@ -654,10 +654,17 @@ def test_an_edge_to_a_name_in_another_case_is_hinted_among_many_names() -> None:
         ("groups: true", "groups: expected a list of strings, got a boolean"),
         ("groups: {a: b}", "groups: expected a list of strings, got a mapping"),
         ("groups: [[a]]", "groups: item 0: expected a string, got a list"),
+        # a Literal param (of a user): a number or a boolean is named as one
+        ("state: 1", "state: expected one of 'exists', 'absent', got an integer"),
+        ("state: 1.0", "state: expected one of 'exists', 'absent', got a float"),
+        ("state: off", "state: expected one of 'exists', 'absent', got a boolean"),
+        ("state: [exists]", "state: expected one of 'exists', 'absent', got a list"),
+        ("state: gone", "state: expected one of 'exists', 'absent', got 'gone'"),
     ],
 )
 def test_a_type_error_names_the_type_given(fields: str, message: str) -> None:
-    kind, head = ("user", "") if fields.startswith("groups") else ("exec", "cmd: 'true'\n    ")
+    of_user = fields.startswith(("groups", "state"))
+    kind, head = ("user", "") if of_user else ("exec", "cmd: 'true'\n    ")
     (e,) = _errors(f"graph: g\nresources:\n  {kind}:\n  - name: e\n    {head}{fields}\n")
     assert f"{e.field}: {e.message}" == message
 

@@ -213,11 +213,14 @@ class _Builder:
             if node.tag == _NULL:
                 return True, None
             if inner is str or (
-                get_origin(inner) is not None
+                node.tag == _STR
+                and get_origin(inner) is not None
                 and get_origin(inner) is not list
                 and get_origin(inner) is not dict
             ):
-                # Strings and Literals keep the literal text: `mode: 0644` is "0644".
+                # Strings keep the literal text: `mode: 0644` is "0644"; so do the
+                # words of a Literal (one that YAML reads as a number or a boolean,
+                # `state: 1`, is constructed below, so its error names that type).
                 return True, node.value
             # Constructed for every other type, bool too: `refresh_only: 1` is then
             # refused as the integer it is (it used to be kept as text: "a string").
@@ -512,7 +515,8 @@ class _Builder:
             if err:
                 habit = value_hint(kind, key, val)
                 if habit:  # the habit's own hint, not difflib's nearest word
-                    err = f"expected {describe(unwrap_optional(tp))}, got {val!r}"
+                    given = v.value if isinstance(v, yaml.ScalarNode) else val  # `yes`, not True
+                    err = f"expected {describe(unwrap_optional(tp))}, got {given!r}"
                 self.error(v, err, field=key, hint=habit)
                 wrong.add(key)
                 continue
