@@ -152,7 +152,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
             argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False
         )
     except FileNotFoundError:
-        raise ResourceError(f"{argv[0]} is not installed (the 'passwd' package)") from None
+        package = "util-linux" if argv[0] == "unshare" else "passwd"
+        raise ResourceError(f"{argv[0]} is not installed (the {package!r} package)") from None
 
 
 def account_name_problem(name: str, what: str) -> str | None:
