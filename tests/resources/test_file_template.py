@@ -616,3 +616,16 @@ def test_a_render_error_without_a_secret_still_says_what_it_is():
         render(compile_template("{{ {}[pw | upper] }}"), {"pw": "abc"})
     with pytest.raises(TemplateProblem, match=r"^line 1 of the template: an undefined value \("):
         render(compile_template("{{ {}[pw | upper] }}"), {"pw": "abc"}, secret=True)
+
+
+def test_a_received_template_that_does_not_compile_is_not_quoted(tmp_path):
+    """A template received from a secret is one: Jinja's syntax error would quote it."""
+    from pymgmt.errors import ResourceError
+
+    res = File(name=str(tmp_path / "f"), template="{{ x s3cretWord }}")
+    with pytest.raises(ResourceError, match="s3cretWord"):
+        res._render()  # not a secret: the error shows the template's own text
+    res.tainted = frozenset({"template"})
+    with pytest.raises(ResourceError) as info:
+        res._render()
+    assert "s3cretWord" not in str(info.value) and "is a secret" in str(info.value)
