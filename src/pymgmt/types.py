@@ -11,6 +11,7 @@ Supported: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` of strings,
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 import types
@@ -63,9 +64,13 @@ def type_name(value: object) -> str:
     if isinstance(value, int):
         return "an integer"
     if isinstance(value, float):
-        return "a number"
+        return "a float"  # "a number" would not say what is wrong with it for an integer
     if isinstance(value, str):
         return "a string"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, datetime.date):  # a datetime too
+        return "a timestamp"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, dict):

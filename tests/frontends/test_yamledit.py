@@ -153,3 +153,19 @@ def test_a_graph_read_back_from_the_parse_cache_is_edited_one_entry_too(tmp_path
     new = redeclare(old_text, new_text, cached)
     assert new is not None
     _same(new, declare(new_text, "g.yaml"))
+
+
+def test_an_edit_of_a_group_an_absent_user_learns_from_is_compiled_whole() -> None:
+    """The fast path keeps the other vertices: a user's fact about its group would go stale."""
+    old_text = (
+        b"graph: edit\nresources:\n  group:\n  - name: web\n    state: exists\n"
+        b"  user:\n  - name: web\n    state: absent\n"
+    )
+    old = declare(old_text, "g.yaml")
+    prev = accept(old)
+    assert prev.graph.vertices[("user", "web")].keeps_own_group  # type: ignore[attr-defined]
+    new = redeclare(old_text, old_text.replace(b"state: exists", b"state: absent"), old)
+    assert new is not None and new.edited_from is not None
+    assert recompile(prev, new) is None
+    full = accept(new)
+    assert not full.graph.vertices[("user", "web")].keeps_own_group  # type: ignore[attr-defined]

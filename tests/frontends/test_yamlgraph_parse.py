@@ -32,6 +32,9 @@ def _errors(text: str) -> list[InputError]:
     return e.errors if isinstance(e, InputErrors) else [e]
 
 
+_IGNORED = "the value is read as written, and the tag would be ignored"
+
+
 # -- value conversion -----------------------------------------------------------------
 
 
@@ -94,7 +97,7 @@ def test_exec_param_conversion(fields: str, attr: str, expected: object) -> None
     ("fields", "message"),
     [
         ("timeout: '5'", "timeout: expected an integer, got a string"),
-        ("timeout: 5.0", "timeout: expected an integer, got a number"),
+        ("timeout: 5.0", "timeout: expected an integer, got a float"),
         ("timeout: true", "timeout: expected an integer, got a boolean"),
         ("timeout: 0o10", "timeout: expected an integer, got a string"),  # not YAML 1.1
         ("env: [A=1]", "env: expected a mapping of strings to strings, got a list"),
@@ -584,10 +587,10 @@ def test_a_key_at_the_wrong_depth_read_as_a_kind_gets_a_hint(key: str, hint: str
 @pytest.mark.parametrize(
     ("yaml_value", "message"),
     [
-        ("!!int three", "meta.retry: expected an integer, got a string"),
-        ("!!float x", "meta.retry: expected an integer, got a string"),
-        ("!!bool x", "meta.retry: expected an integer, got a string"),
-        ("!!binary aGk=", "meta.retry: expected an integer, got bytes"),
+        ("!!int three", "meta.retry: expected an integer, got !!int 'three', not a valid !!int"),
+        ("!!float x", "meta.retry: expected an integer, got !!float 'x', not a valid !!float"),
+        ("!!bool x", "meta.retry: expected an integer, got !!bool 'x', not a valid !!bool"),
+        ("!!binary aGk=", f"meta.retry: the YAML tag !!binary is refused: {_IGNORED}"),
     ],
 )
 def test_a_tag_that_does_not_fit_its_value_is_an_input_error(yaml_value: str, message: str) -> None:
@@ -615,3 +618,90 @@ def test_an_edge_to_a_name_in_another_case_is_hinted_among_many_names() -> None:
         "edges:\n- {from: {kind: noop, name: n1}, to: {kind: noop, name: N2999}}\n"
     )
     assert e.hint == "did you mean 'n2999'?"
+
+
+# -- a wrong type is named as YAML gave it; tags pymgmt does not read are refused -----------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # a bool param: every YAML type is named (an int was "a string" before)
+        ("refresh_only: 1", "refresh_only: expected a boolean (true/false), got an integer"),
+        ("refresh_only: 0", "refresh_only: expected a boolean (true/false), got an integer"),
+        ("refresh_only: 1.5", "refresh_only: expected a boolean (true/false), got a float"),
+        ("refresh_only: 'true'", "refresh_only: expected a boolean (true/false), got a string"),
+        ("refresh_only: [true]", "refresh_only: expected a boolean (true/false), got a list"),
+        ("refresh_only: {a: 1}", "refresh_only: expected a boolean (true/false), got a mapping"),
+        (
+            "refresh_only: 2024-01-02",
+            "refresh_only: expected a boolean (true/false), got a timestamp",
+        ),
+        # an int param
+        ("timeout: 1.5", "timeout: expected an integer, got a float"),
+        ("timeout: yes", "timeout: expected an integer, got a boolean"),
+        ("timeout: abc", "timeout: expected an integer, got a string"),
+        ("timeout: {a: 1}", "timeout: expected an integer, got a mapping"),
+        # a mapping param
+        ("env: 3", "env: expected a mapping of strings to strings, got an integer"),
+        ("env: 1.5", "env: expected a mapping of strings to strings, got a float"),
+        ("env: true", "env: expected a mapping of strings to strings, got a boolean"),
+        ("env: text", "env: expected a mapping of strings to strings, got a string"),
+        # a text param: a scalar keeps its text; a list or a mapping is named
+        ("shell: {a: b}", "shell: expected a string, got a mapping"),
+        # a list param (of a user)
+        ("groups: 3", "groups: expected a list of strings, got an integer"),
+        ("groups: true", "groups: expected a list of strings, got a boolean"),
+        ("groups: {a: b}", "groups: expected a list of strings, got a mapping"),
+        ("groups: [[a]]", "groups: item 0: expected a string, got a list"),
+        # a Literal param (of a user): a number or a boolean is named as one
+        ("state: 1", "state: expected one of 'exists', 'absent', got an integer"),
+        ("state: 1.0", "state: expected one of 'exists', 'absent', got a float"),
+        ("state: off", "state: expected one of 'exists', 'absent', got a boolean"),
+        ("state: [exists]", "state: expected one of 'exists', 'absent', got a list"),
+        ("state: gone", "state: expected one of 'exists', 'absent', got 'gone'"),
+    ],
+)
+def test_a_type_error_names_the_type_given(fields: str, message: str) -> None:
+    of_user = fields.startswith(("groups", "state"))
+    kind, head = ("user", "") if of_user else ("exec", "cmd: 'true'\n    ")
+    (e,) = _errors(f"graph: g\nresources:\n  {kind}:\n  - name: e\n    {head}{fields}\n")
+    assert f"{e.field}: {e.message}" == message
+
+
+def test_a_null_bool_keeps_the_default_and_an_int_text_stays_text() -> None:
+    res = _one("exec", "cmd: 'true'\nrefresh_only:\nshell: 12", name="e")
+    assert (res.refresh_only, res.shell) == (False, "12")
+
+
+@pytest.mark.parametrize(
+    ("fields", "tag", "line", "column"),
+    [
+        ("content: !!binary aGVsbG8=", "!!binary", 5, 14),
+        ("content: !secret s3cret", "!secret", 5, 14),
+        ("mode: !!set {a: ~}", "!!set", 5, 11),
+        ("vars: {a: !!binary aGk=}", "!!binary", 5, 15),
+        ("vars: !!omap [a: b]", "!!omap", 5, 11),
+    ],
+)
+def test_a_tag_on_a_param_that_would_be_ignored_is_refused_with_its_place(
+    fields: str, tag: str, line: int, column: int
+) -> None:
+    """Until now ``content: !!binary aGVsbG8=`` wrote the base64 text itself, silently."""
+    text = f"graph: g\nresources:\n  file:\n  - name: /tmp/x\n    {fields}\n"
+    (e,) = _errors(text)
+    assert e.message == f"the YAML tag {tag} is refused: {_IGNORED}"
+    assert (e.field, e.location.line, e.location.column) == (fields.split(":")[0], line, column)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        "content: !!str 12",
+        "mode: !!str 0644",
+        "content: 2024-01-02",  # an implicit timestamp: a text param keeps the text
+        "vars: !!map {a: b}",
+    ],
+)
+def test_yamls_own_plain_tags_are_read(fields: str) -> None:
+    _one("file", fields)

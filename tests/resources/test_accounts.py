@@ -265,3 +265,54 @@ def test_a_read_only_etc_fails_at_once_without_waiting_for_a_lock(tmp_path, etc)
     (failed,) = [e for e in json_lines(done.stdout) if e.get("event") == "failed"]
     assert "cannot lock /etc/passwd" in failed["error"], failed
     assert "still locked" not in failed["error"], failed
+
+
+# -- a user removed while the graph keeps the group of its name ------------------------------
+
+
+def test_a_removed_user_leaves_the_group_of_its_name_the_graph_keeps(tmp_path, etc):
+    """userdel (USERGROUPS_ENAB yes) would delete it, and the group resource make it again."""
+    assert "USERGROUPS_ENAB yes" in (etc / "login.defs").read_text()
+    both = graph(tmp_path, group=[{"name": "keptg"}], user=[{"name": "keptg"}])
+    assert run(etc, tmp_path, both).returncode == 2
+    before = entries(etc, "group")["keptg"]
+    assert entries(etc, "passwd")["keptg"][3] == before[2]  # its primary group: userdel's prey
+
+    absent = graph(tmp_path, group=[{"name": "keptg"}], user=[{"name": "keptg", "state": "absent"}])
+    done = run(etc, tmp_path, absent)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "keptg" not in entries(etc, "passwd")
+    assert entries(etc, "group")["keptg"] == before  # the very group: same gid, never removed
+    outcomes = {k: v["outcome"] for k, v in recap_of(done)["resources"].items()}
+    assert outcomes == {"User[keptg]": "changed", "Group[keptg]": "unchanged"}, outcomes
+    assert not [e for e in json_lines(done.stdout) if e.get("drift")], done.stdout
+    # login.defs itself was never touched: the setting lived in userdel's namespace only
+    assert "USERGROUPS_ENAB yes" in (etc / "login.defs").read_text()
+    again = run(etc, tmp_path, absent)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_removed_user_takes_its_group_along_when_the_graph_does_not_keep_it(tmp_path, etc):
+    """userdel's own default, as Puppet leaves it: the private group goes with the user."""
+    assert run(etc, tmp_path, graph(tmp_path, user=[{"name": "loneu"}])).returncode == 2
+    assert "loneu" in entries(etc, "group")
+    done = run(etc, tmp_path, graph(tmp_path, user=[{"name": "loneu", "state": "absent"}]))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "loneu" not in entries(etc, "passwd") and "loneu" not in entries(etc, "group")
+
+
+def test_only_an_absent_user_learns_that_the_graph_keeps_its_group():
+    """A compile-time fact, on the compiled copy: the declaration is left as it was."""
+    g: Graph[Resource] = Graph(name="t")
+    g.add(Group(name="a"))
+    g.add(User(name="a", state="absent"))
+    g.add(Group(name="b", state="absent"))
+    g.add(User(name="b", state="absent"))
+    g.add(User(name="c", state="absent"))
+    g.add(Group(name="d"))
+    g.add(User(name="d"))
+    compiled = compile_graph(g).graph.vertices
+    keeps = {n: compiled[("user", n)].keeps_own_group for n in "abcd"}  # type: ignore[attr-defined]
+    assert keeps == {"a": True, "b": False, "c": False, "d": False}
+    assert not g.vertices[("user", "a")].keeps_own_group  # type: ignore[attr-defined]
+    assert not compiled[("user", "a")].same_as(g.vertices[("user", "a")])

@@ -34,6 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pymgmt.oneshot.plan import PLAN_NAME
+from pymgmt.report.exitcodes import EXIT_FAILED
 from pymgmt.resources.file import File
 
 TEMPLATE = """\
@@ -556,3 +557,75 @@ def test_no_template_makes_validation_or_rendering_raise_anything_else(text: str
     if not problem:
         with contextlib.suppress(TemplateProblem):
             render(compile_template(text), {"a": "ab" * 50})
+
+
+@pytest.mark.parametrize(
+    ("template", "what"),
+    [
+        # the filtered value as a missing key: Jinja's message quotes the key
+        ("port = 1\n{{ {}[pw | upper] }}\n", "line 2 of the template: an undefined value"),
+        ("{{ (pw | upper) ~ 1 / 0 }}\n", "line 1 of the template: ZeroDivisionError"),
+        # str.format's KeyError names the field: the value itself
+        ("a\nb\n{{ ('{' ~ (pw | upper) ~ '}').format() }}\n", "line 3 of the template: KeyError"),
+    ],
+)
+def test_a_render_error_with_a_secret_var_quotes_no_part_of_it(tmp_path, managed, template, what):
+    """A secret through a filter is a text the registry does not know: no error may quote it.
+
+    The password's charset is lower case only, so its upper-cased form
+    shares no run of characters with it: `redaction` alone would let it by.
+    """
+    plain, app = managed / "plain", managed / "app.conf"
+    doc = {
+        "graph": "template-secret-error",
+        "resources": {
+            "password": [{"name": "db", "length": 24, "charset": "abcdefghijklmnopqrstuvwxyz"}],
+            "file": [
+                {"name": "plain", "path": str(plain), "mode": "0600"},
+                {"name": "app", "path": str(app), "template": template},
+            ],
+        },
+        "edges": [
+            sendrecv_edge("to-plain", "password:db", "file:plain", "password", "content"),
+            sendrecv_edge("to-app", "password:db", "file:app", "password", "vars.pw"),
+        ],
+    }
+    graph = _graph(tmp_path, doc)
+    state = tmp_path / "state"
+    runs = [
+        run_once(graph, state, "--json", "--log-level", "debug"),
+        run_once(graph, state, "-v"),
+    ]
+    secret = plain.read_text()
+    assert len(secret) == 24 and secret.islower()
+    for proc in runs:
+        assert proc.returncode & EXIT_FAILED, proc.stderr
+        for form in (secret, secret.upper(), secret.upper()[:8], secret.upper()[-8:]):
+            assert form not in proc.stdout and form not in proc.stderr
+    failed = [e for e in json_lines(runs[0].stdout) if e.get("vertex") == "File[app]"]
+    errors = [e["error"] for e in failed if e.get("error")]
+    assert errors and all(what in err and "not shown" in err for err in errors), failed
+    assert what in runs[1].stderr
+    assert not app.exists()
+
+
+def test_a_render_error_without_a_secret_still_says_what_it_is():
+    from pymgmt.resources.template import TemplateProblem, compile_template, render
+
+    with pytest.raises(TemplateProblem, match="has no attribute 'ABC'"):
+        render(compile_template("{{ {}[pw | upper] }}"), {"pw": "abc"})
+    with pytest.raises(TemplateProblem, match=r"^line 1 of the template: an undefined value \("):
+        render(compile_template("{{ {}[pw | upper] }}"), {"pw": "abc"}, secret=True)
+
+
+def test_a_received_template_that_does_not_compile_is_not_quoted(tmp_path):
+    """A template received from a secret is one: Jinja's syntax error would quote it."""
+    from pymgmt.errors import ResourceError
+
+    res = File(name=str(tmp_path / "f"), template="{{ x s3cretWord }}")
+    with pytest.raises(ResourceError, match="s3cretWord"):
+        res._render()  # not a secret: the error shows the template's own text
+    res.tainted = frozenset({"template"})
+    with pytest.raises(ResourceError) as info:
+        res._render()
+    assert "s3cretWord" not in str(info.value) and "is a secret" in str(info.value)

@@ -262,3 +262,105 @@ def test_a_mount_comes_after_its_directory_and_the_nearest_mount_above():
         (("mount", "/srv"), ("mount", "/srv/a")),
         (("mount", "/srv/a"), ("mount", "/srv/a/b/c")),
     }
+
+
+# -- a secret in the options ------------------------------------------------------------------
+
+#: a bind mount takes any option (the kernel ignores them): a real mount carrying a password
+PASSWORDS = ("S3cretBindPw", "0therPassVal")
+
+
+def _secret_graph(tmp_path: Path, point: Path, password: str) -> Path:
+    source = tmp_path / "bound"
+    source.mkdir(exist_ok=True)
+    options = {"bind": "", "username": "svc", "password": password, "credentials": "/root/c"}
+    return _graph(tmp_path, point, device=str(source), type="none", options=options)
+
+
+def _leaks(proc: subprocess.CompletedProcess[str], *secrets: str) -> list[str]:
+    return [s for s in secrets if s in proc.stdout or s in proc.stderr]
+
+
+def test_a_password_option_reaches_no_output_and_validation_warns(tmp_path, ns, point):
+    """The password goes into fstab (mount needs it) and nowhere else: not the JSON events,
+    the diff, the recap, the text output, nor the validation's warning."""
+    vertex = f"Mount[{point}]"
+    # someone else's hand-written cifs line: the diff's context must hide its password too
+    other = b"//srv/share\t/media/share\tcifs\tnoauto,pass=HandWrittenPw\t0\t0\n"
+    (ns.etc / "fstab").write_bytes(FSTAB + other)
+    g = _secret_graph(tmp_path, point, PASSWORDS[0])
+
+    check = subprocess.run([*PYMGMT, "validate", str(g)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    warning = [line for line in check.stderr.splitlines() if "credentials=FILE" in line]
+    assert len(warning) == 1 and f"{g}:" in warning[0] and "options: " in warning[0], check.stderr
+    assert "readable by every user" in warning[0]
+
+    first = run(ns, tmp_path, g)
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert f"password={PASSWORDS[0]}".encode() in ns.fstab()  # mount(8) reads it there
+    assert [m.fstype for m in ns.mounts_at(point)] != []
+    applied = [e for e in json_lines(first.stdout) if checked(vertex, applied=True)(e)]
+    (fstab,) = [c for c in applied[0]["changes"] if c["field"] == "fstab"]
+    assert "password=<redacted>" in fstab["new"] and "password=<redacted>" in fstab["diff"]
+    assert "pass=<redacted>" in fstab["diff"], fstab["diff"]  # the context line
+    assert "credentials=/root/c" in fstab["new"]  # a file's name is no secret
+    assert "credentials=FILE" in first.stderr  # the warning, in a run too
+    assert recap_of(first)["resources"][vertex]["outcome"] == "changed"
+
+    # the graph's password changes: the old one, in the fstab line being replaced, is
+    # a secret this process never saw, and the text output shows the diff (-v)
+    changed = _secret_graph(tmp_path, point, PASSWORDS[1])
+    text = subprocess.run(
+        [*ns.enter(), *PYMGMT, "run", "--prefix", str(tmp_path / "state"),
+         "--converged-timeout", "0", "-v", str(changed)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert text.returncode == 2, text.stderr
+    assert "password=<redacted>" in text.stderr, text.stderr
+    assert f"password={PASSWORDS[1]}".encode() in ns.fstab()
+    again = run(ns, tmp_path, changed)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    for proc in (check, first, text, again):
+        assert _leaks(proc, *PASSWORDS, "HandWrittenPw") == [], proc.stdout + proc.stderr
+
+
+def test_the_shown_params_hide_a_secret_options_value():
+    """What the status socket, the web page and the live report show of a vertex."""
+    from pymgmt.report.live import shown_params
+
+    res = Mount(
+        name="/mnt/x",
+        device="//srv/s",
+        type="cifs",
+        options={"username": "svc", "password": "pw-in-the-graph", "secretfile": "/root/s"},
+    )
+    assert shown_params(res)["options"] == {
+        "username": "svc",
+        "password": "<redacted>",
+        "secretfile": "/root/s",
+    }
+    assert [f for f, _ in res.warnings()] == ["options"]
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("password", True),
+        ("password2", True),
+        ("pass", True),
+        ("secret", True),
+        ("key", True),
+        ("auth_token", True),
+        ("credentials", False),
+        ("secretfile", False),
+        ("passwd_file", False),
+        ("username", False),
+        ("size", False),
+    ],
+)
+def test_which_options_are_secret(name, secret):
+    assert mounttab.secret_option(name) is secret
+    line = f"//s /m cifs uid=0,{name}=v4lue 0 0"
+    assert ("v4lue" in mounttab.masked(line, "<redacted>")) is not secret

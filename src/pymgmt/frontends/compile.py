@@ -43,6 +43,8 @@ class Compiled:
     #: the declared graph this was compiled from (`accept` sets it); the
     #: Engine compiles that very object no second time
     declared: Graph[Resource] | None = None
+    #: the kinds resources of the graph learnt from (`teach`)
+    learnt_from: frozenset[str] = frozenset()
 
 
 def accept(
@@ -189,6 +191,7 @@ def _compile(
     """
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
+    learnt_from = teach(graph)
     errors += purge_conflicts(graph)
     errors += read_loops(graph)
     errors += sendrecv_problems(graph)
@@ -204,7 +207,7 @@ def _compile(
         if cycles:
             errors.append(cycle_error(graph, c.cycle))
     if errors:  # nothing further is worth computing: the graph will not run
-        return Compiled(graph, added, [], warnings)
+        return Compiled(graph, added, [], warnings, learnt_from=learnt_from)
     for e in added:
         log.info("%s", autoedge_message(e))
     grouper = grouper or NonReachabilityGrouper()
@@ -220,7 +223,8 @@ def _compile(
             log.info("Grouping: Success for: %s into %s", key_str(m), key_str(members[0]))
     if groups:
         graph = apply_groups(graph, groups, _merge)
-    return Compiled(graph, added, [[key_str(m) for m in g] for g in groups], warnings)
+    groups_shown = [[key_str(m) for m in g] for g in groups]
+    return Compiled(graph, added, groups_shown, warnings, learnt_from=learnt_from)
 
 
 def autoedge_message(e: Edge) -> str:
@@ -238,6 +242,21 @@ def instantiate(declared: Graph[Resource]) -> Graph[Resource]:
     for key, res in declared.vertices.items():
         out.vertices[key] = _fresh(res)
     return out
+
+
+def teach(graph: Graph[Resource]) -> frozenset[str]:
+    """Let each resource of a kind with `learns_from` learn what it needs of the others.
+
+    Returns the kinds learnt from: an edit of a resource of one of them must
+    be compiled whole (`recompile`), or a learner would keep a stale fact.
+    """
+    learners = {cls for cls in {type(r) for r in graph.vertices.values()} if cls.learns_from}
+    if not learners:
+        return frozenset()
+    for res in graph.vertices.values():
+        if type(res) in learners:
+            res.learn(graph.vertices)
+    return frozenset().union(*(cls.learns_from for cls in learners))
 
 
 def _fresh(res: Resource) -> Resource:
@@ -270,6 +289,8 @@ def recompile(prev: Compiled, declared: Graph[Resource]) -> Compiled | None:
         return None  # unknown, or grouped (into another vertex, or leading a group)
     if not _compiles_alike(old, new) or key in declared.exported:
         return None
+    if type(new).learns_from or new.kind in prev.learnt_from:
+        return None  # what it learns, or what others learn of it, may have moved
     if any(e.send or e.recv for e in declared.edges if key in (e.src, e.dst)):
         return None
     if declared.warnings or prev.warnings or prev.graph.warnings:
@@ -279,7 +300,7 @@ def recompile(prev: Compiled, declared: Graph[Resource]) -> Compiled | None:
     location = declared.locations.get(key)
     if location is not None:
         graph.locations[key] = location
-    out = Compiled(graph, prev.autoedges, prev.groups, [])
+    out = Compiled(graph, prev.autoedges, prev.groups, [], learnt_from=prev.learnt_from)
     out.declared = declared
     return out
 

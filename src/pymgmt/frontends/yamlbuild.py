@@ -3,7 +3,20 @@
 Every key is checked, and every problem in the file is reported in one
 pass, each with its location and a "did you mean" for misspelt kinds and
 fields. Scalars for string params keep their literal text, which is what
-makes ``mode: 0644`` mean "0644". Only what one resource, edge, metaparameter
+makes ``mode: 0644`` mean "0644". A value of the wrong type is named as
+YAML gave it (``refresh_only: 1`` is "an integer", not "a string").
+
+Only YAML's own plain tags are read (``!!str``, ``!!int``, ``!!float``,
+``!!bool``, ``!!null``, a timestamp, lists and mappings). Any other tag on a
+param's value (``!!binary``, ``!!set``, a local ``!secret``) is refused with
+its place, not ignored: until now ``content: !!binary aGVsbG8=`` wrote the
+base64 text itself into the file, silently. It is refused rather than
+decoded because every text param is a ``str`` that reaches a file, an argv
+or a path: decoded bytes are not text (a NUL, invalid UTF-8), and a tag
+that means one thing for ``content`` would have to mean something for
+``cmd`` and ``path`` too. Binary content comes from a file (``source``).
+
+Only what one resource, edge, metaparameter
 or collect entry shows on its own is checked here; what needs the whole
 graph (cycles, semaphore sizes, Send/Recv, AutoEdges) is `compile.accept`'s.
 When a piece is refused, the graph of the valid pieces still goes through
@@ -83,6 +96,13 @@ _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
+_YAML_TAG = "tag:yaml.org,2002:"
+#: the tags a param's value may carry: those YAML itself gives plain values
+#: (a timestamp and `=` included: a text param keeps their text as written)
+_READ_TAGS = frozenset(
+    _YAML_TAG + t
+    for t in ("null", "str", "int", "float", "bool", "timestamp", "value", "seq", "map")
+) | {_YAML_TAG + "merge"}
 
 
 def declare(text: bytes | str, filename: str) -> YamlGraph:
@@ -193,17 +213,20 @@ class _Builder:
             if node.tag == _NULL:
                 return True, None
             if inner is str or (
-                get_origin(inner) is not None
+                node.tag == _STR
+                and get_origin(inner) is not None
                 and get_origin(inner) is not list
                 and get_origin(inner) is not dict
             ):
-                # Strings and Literals keep the literal text: `mode: 0644` is "0644".
+                # Strings keep the literal text: `mode: 0644` is "0644"; so do the
+                # words of a Literal (one that YAML reads as a number or a boolean,
+                # `state: 1`, is constructed below, so its error names that type).
                 return True, node.value
-            if inner is bool and node.tag != _BOOL:
-                return True, node.value
+            # Constructed for every other type, bool too: `refresh_only: 1` is then
+            # refused as the integer it is (it used to be kept as text: "a string").
             constructed, v = self.construct(node)
             if not constructed:
-                return True, node.value
+                return False, node.value  # `!!int three`: the caller names the tag
             if inner is float and node.tag == _STR and node.value.lower() in ("inf", "infinity"):
                 return True, math.inf
             return True, v
@@ -227,6 +250,18 @@ class _Builder:
                 return True, out_d
             return True, {}
         return False, None
+
+    def tag_error(self, node: yaml.Node, field: str) -> None:
+        """A tag the builder does not read, on `field`'s value (see the module docstring)."""
+        self.error(
+            node,
+            f"the YAML tag {_short_tag(node.tag)} is refused: the value is read as written,"
+            " and the tag would be ignored",
+            field=field,
+            hint="remove the tag; binary content comes from a file: source: PATH"
+            if node.tag == _YAML_TAG + "binary"
+            else "remove the tag",
+        )
 
     def construct(self, node: yaml.Node) -> tuple[bool, Any]:
         """The YAML value of a node: (False, text) when its tag does not fit (`!!int x`)."""
@@ -458,6 +493,12 @@ class _Builder:
                 )
                 continue
             tp = cls.param_types[key]
+            # a scalar of a plain tag is the common case: no call for it (100k files)
+            plain = v.tag in _READ_TAGS and isinstance(v, yaml.ScalarNode)
+            if not plain and (tagged := _foreign_tag(v)) is not None:
+                self.tag_error(tagged, key)
+                wrong.add(key)
+                continue
             other = cls.param_spellings.get(key)  # mgmt's `priority: Err` for `error`
             if key in plan.text and isinstance(v, yaml.ScalarNode) and v.tag != _NULL:
                 val = v.value  # what `value` and `check_value` make of a string, sooner
@@ -465,18 +506,19 @@ class _Builder:
                     val = other.get(val, val)
                 err = None if key in cls.binary_params else text_problem(val)
             else:
-                _, val = self.value(v, tp)
+                read, val = self.value(v, tp)
                 if other and isinstance(val, str):
                     val = other.get(val, val)
                 if val is None and not _is_optional_field(tp):
                     continue  # `key:` with no value: keep the default, as mgmt does
-                err = check_value(tp, val)
+                err = check_value(tp, val) if read else _unreadable(v, tp)
                 if not err and key not in cls.binary_params:
                     err = nul_problem(val)
             if err:
                 habit = value_hint(kind, key, val)
                 if habit:  # the habit's own hint, not difflib's nearest word
-                    err = f"expected {describe(unwrap_optional(tp))}, got {val!r}"
+                    given = v.value if isinstance(v, yaml.ScalarNode) else val  # `yes`, not True
+                    err = f"expected {describe(unwrap_optional(tp))}, got {given!r}"
                 self.error(v, err, field=key, hint=habit)
                 wrong.add(key)
                 continue
@@ -547,10 +589,14 @@ class _Builder:
                 ok = False
                 continue
             tp = hints[k.value]
-            _, val = self.value(v, tp)
+            if (tagged := _foreign_tag(v)) is not None:
+                self.tag_error(tagged, f"meta.{k.value}")
+                ok = False
+                continue
+            read, val = self.value(v, tp)
             if val is None:
                 continue
-            err = check_value(tp, val)
+            err = check_value(tp, val) if read else _unreadable(v, tp)
             if err:
                 self.error(v, err, field=f"meta.{k.value}")
                 ok = False
@@ -839,6 +885,33 @@ def _node_kind(node: yaml.Node) -> str:
     if node.tag == _NULL:
         return "nothing"
     return f"the scalar {node.value!r}"
+
+
+def _foreign_tag(node: yaml.Node) -> yaml.Node | None:
+    """The first node in `node` with a tag the builder does not read (`_READ_TAGS`)."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if n.tag not in _READ_TAGS:
+            return n
+        if isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                todo += (k, v)
+    return None
+
+
+def _short_tag(tag: str) -> str:
+    """A tag as written in YAML: ``!!binary`` for YAML's own, ``!name`` for a local one."""
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+def _unreadable(node: yaml.Node, tp: Any) -> str:
+    """The problem of a scalar whose explicit tag does not fit its text (`!!int three`)."""
+    tag = _short_tag(node.tag)
+    value = getattr(node, "value", "")
+    return f"expected {describe(unwrap_optional(tp))}, got {tag} {value!r}, not a valid {tag}"
 
 
 def _is_optional_field(tp: Any) -> bool:

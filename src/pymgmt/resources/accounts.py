@@ -26,8 +26,13 @@ by hand is seen at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -84,6 +89,62 @@ async def run_tool(argv: list[str], log: logging.Logger) -> None:
         raise ResourceError(f"{argv[0]} exited with status {done.returncode}{waited}: {tail}")
 
 
+#: the settings file of shadow's tools
+LOGIN_DEFS = "/etc/login.defs"
+#: a constant script (the data are its arguments, never part of it): bind the
+#: copy of login.defs ($0) over the real one in this mount namespace, then
+#: become the tool ("$@"); the namespace, and the bind, end with the tool
+_WITH_DEFS = 'mount --bind -- "$0" /etc/login.defs && exec "$@"'
+
+
+async def run_tool_with_defs(argv: list[str], log: logging.Logger, name: str, value: str) -> None:
+    """`run_tool`, the tool reading login.defs with setting `name` as `value`.
+
+    What ``useradd -K NAME=VALUE`` does, for a tool without ``-K`` (Debian's
+    userdel 4.13 has none): the tool runs in a mount namespace of its own
+    (unshare), where a copy of login.defs with that one line changed is
+    bound over the real file; nothing else on the machine sees the copy, and
+    the real file is never written. When login.defs already says `value`
+    (or has no such setting and `value` is ``no``, the default of a flag),
+    the tool is run as it is.
+    """
+    copy = await off_loop(_defs_copy, name, value)
+    if copy is None:
+        await run_tool(argv, log)
+        return
+    try:
+        wrapped = ["unshare", "--mount", "--propagation", "private", "--"]
+        await run_tool([*wrapped, "/bin/sh", "-c", _WITH_DEFS, copy, *argv], log)
+    finally:
+        await off_loop(shutil.rmtree, os.path.dirname(copy), True)
+
+
+def _defs_copy(name: str, value: str) -> str | None:
+    """A private copy of login.defs with `name` set to `value`; None when it says so already."""
+    try:
+        with open(LOGIN_DEFS, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    setting = re.compile(rf"^[ \t]*{re.escape(name)}[ \t]+(\S+)", re.MULTILINE)
+    found = setting.findall(text)
+    now = found[-1] if found else ("no" if value == "no" else None)
+    if now is not None and now.lower() == value.lower():
+        return None
+    text = setting.sub("#", text) + f"\n{name} {value}\n"
+    directory = tempfile.mkdtemp(prefix="pymgmt-login-defs-")  # 0700, root's own
+    path = os.path.join(directory, "login.defs")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(directory)
+        raise
+    return path
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
     env = {"PATH": TOOL_PATH, "LC_ALL": "C"}
     try:
@@ -91,7 +152,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
             argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False
         )
     except FileNotFoundError:
-        raise ResourceError(f"{argv[0]} is not installed (the 'passwd' package)") from None
+        package = "util-linux" if argv[0] == "unshare" else "passwd"
+        raise ResourceError(f"{argv[0]} is not installed (the {package!r} package)") from None
 
 
 def account_name_problem(name: str, what: str) -> str | None:

@@ -238,6 +238,9 @@ class Resource:
     #: a whole graph file using the kind, shown by `pymgmt docs KIND` (the
     #: reference's tests check that it validates)
     example: ClassVar[str] = ""
+    #: kinds whose declarations this kind looks at when the graph is compiled
+    #: (`learn`); an edit of a resource of one of them recompiles the graph whole
+    learns_from: ClassVar[frozenset[str]] = frozenset()
     #: params_fields() of this very class, computed once (set on each subclass)
     _params_fields: ClassVar[list[dataclasses.Field[Any]]]
 
@@ -344,6 +347,16 @@ class Resource:
 
     def received(self, changed: frozenset[str]) -> None:
         """Hook: params in `changed` were just replaced by Send/Recv."""
+
+    def learn(self, others: Mapping[tuple[str, str], Resource]) -> None:
+        """Hook: take what it needs of the other resources of the graph, by (kind, name).
+
+        Called by the compiler on its fresh copy (never on the declaration) for
+        kinds with `learns_from`, so a fact about another resource reaches this
+        one without a global and without changing the graph it was given: a
+        user to be removed learns whether the graph keeps the group of its name.
+        What is learnt lives in a non-init field that `same_as` compares.
+        """
 
     def exported_form(self) -> Resource:
         """What other hosts collect of this exported resource: by default itself.

@@ -620,8 +620,16 @@ edges:
         whole budget (about a second, `template.MAX_STEPS`) before it is stopped.
         """
         assert self.template is not None
+        secret = not self.tainted.isdisjoint(("vars", "template"))
         try:
-            text = render(compile_template(self.template), self.vars)
+            compiled = compile_template(self.template)
+        except TemplateProblem as e:
+            # a template received from a secret is itself one: Jinja's message quotes it
+            withheld = "it does not compile (the error is not shown: the template is a secret)"
+            why = withheld if "template" in self.tainted else str(e)
+            raise ResourceError(f"template: {why}") from None
+        try:
+            text = render(compiled, self.vars, secret=secret)
         except TemplateProblem as e:
             raise ResourceError(f"template: {e}") from None
         self._want, self._want_sha = text.encode(), None

@@ -30,6 +30,18 @@ fstab write, so an agent killed between the two remounts again next time. A bind
 (``bind``/``rbind`` in the options) shows the filesystem's device, not the
 bound directory, so only its presence is checked.
 
+Some options carry a secret as their value: cifs' ``password=`` and
+``pass=``, ceph's ``secret=``, and any option whose name holds ``pass``,
+``pwd``, ``secret``, ``token`` or ``key`` (`mounttab.SECRET_WORDS`; not one
+naming the file that holds it, ``credentials=``, ``secretfile=``). Such a
+value is registered with the redaction registry as soon as the resource is
+declared, and every text this kind makes of fstab (the change's lines, its
+diff, the params shown by the status socket) shows it as ``<redacted>`` by
+the option's name, so a password written by hand into fstab, or the one a
+graph edit just replaced, is hidden too. It still goes into /etc/fstab,
+which every user may read, and into mount(8)'s argv: validation warns, and
+says that ``credentials=FILE`` (a root-only file) is the safe way.
+
 The watch is the mount table's own change signal (`pymgmt.events.mountinfo`)
 and inotify on /etc/fstab: an ``umount`` or an edit of fstab behind the
 agent's back is repaired at once.
@@ -49,6 +61,7 @@ from ..children import ask
 from ..errors import ResourceError
 from ..events.mountinfo import MOUNTINFO, watch_mount_table
 from ..fsutil import atomic_write_at, opened_dir
+from ..redaction import MARK, register
 from ..safepath import read_fd
 from ..traits import UID, Want
 from ..types import path_problem
@@ -107,10 +120,27 @@ resources:
     type: str = param("", doc="the filesystem type, as mount -t takes it (ext4, tmpfs, nfs)")
     options: dict[str, str] = param(
         default_factory=lambda: {"defaults": ""},
-        doc="mount options, option -> value ('' for a flag such as ro or nosuid)",
+        doc="mount options, option -> value ('' for a flag such as ro or nosuid); a"
+        " password=/secret= value is never shown, but fstab is world-readable: prefer"
+        " credentials=FILE",
     )
     freq: int = param(0, doc="fstab's dump frequency (fifth field)")
     passno: int = param(0, doc="fstab's fsck order (sixth field): 0 none, 1 root, 2 others")
+
+    def __post_init__(self) -> None:
+        # Registered when declared, not at init as secret params are: a graph
+        # that is refused, or a plan made before any init, is output too.
+        for value in self._secret_values():
+            register(value)
+
+    def _secret_values(self) -> list[str]:
+        return [v for k, v in self.options.items() if v and mounttab.secret_option(k)]
+
+    def redact(self, field_name: str, value: object) -> object:
+        """The options with each secret's value as ``<redacted>`` (status socket, web, live)."""
+        if field_name == "options" and isinstance(value, dict):
+            return {k: MARK if v and mounttab.secret_option(k) else v for k, v in value.items()}
+        return super().redact(field_name, value)
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -148,7 +178,16 @@ resources:
         given = [f for f in ("device", "type") if getattr(self, f)]
         if self.state == "absent" and given:
             return [(given[0], "ignored: the mount is to be absent")]
-        return []
+        return [
+            (
+                "options",
+                f"the value of {key!r} is a secret, and {FSTAB} is readable by every user "
+                "(and mount's command line by every process): keep it in a file only root "
+                "may read and give credentials=FILE (cifs; ceph: secretfile=FILE)",
+            )
+            for key, value in self.options.items()
+            if value and mounttab.secret_option(key)
+        ]
 
     def manages(self) -> list[str]:
         return [self.name]
@@ -229,7 +268,8 @@ resources:
         want_ro = "ro" in self.options
         if entries and entries[0].options != want.options:
             # the mount was made with the options fstab held: they changed, so remount
-            changes.append(Change("options", entries[0].options, want.options))
+            old, new = (_shown(o) for o in (entries[0].options, want.options))
+            changes.append(Change("options", old, new))
         elif ("ro" in top.options) != want_ro:
             have = "ro" if "ro" in top.options else "rw"
             changes.append(Change("options", have, "ro" if want_ro else "rw"))
@@ -283,15 +323,20 @@ def _has_control(text: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
+def _shown(text: str) -> str:
+    """`text` (options, fstab lines) as a report may show it: no secret option's value."""
+    return mounttab.masked(text, MARK)
+
+
 def _lines(entries: list[Entry]) -> str:
     """Entries as shown in a report: fields separated by a space (they hold none raw)."""
     text = b"".join(e.line() for e in entries).decode("utf-8", "surrogateescape")
-    return text.rstrip("\n").replace("\t", " ")
+    return _shown(text.rstrip("\n").replace("\t", " "))
 
 
 def _fstab_diff(old: bytes, new: bytes) -> str:
-    """The unified diff of an fstab edit, for noop and the change report."""
-    a, b = (t.decode("utf-8", "replace").splitlines(keepends=True) for t in (old, new))
+    """The unified diff of an fstab edit, for noop and the change report (no secret in it)."""
+    a, b = (_shown(t.decode("utf-8", "replace")).splitlines(keepends=True) for t in (old, new))
     lines = difflib.unified_diff(a, b, FSTAB, FSTAB, n=1)
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 

@@ -23,6 +23,39 @@ _OCTAL = re.compile(rb"\\([0-7]{3})")
 _UNSAFE = frozenset(b" \\#\x7f" + bytes(range(0x20)))
 
 
+#: words that make an option's value a secret: cifs' ``password=``,
+#: ``password2=`` and ``pass=``, ceph's ``secret=``, ecryptfs' ``key=`` (its
+#: ``passphrase_passwd=``), and any ``*token*`` or ``*pwd*`` option
+SECRET_WORDS = ("pass", "pwd", "secret", "token", "key")
+#: an option that names the *file* holding a secret (cifs' ``credentials=``,
+#: ceph's ``secretfile=``, s3fs' ``passwd_file=``) is the safe way: not secret
+_NAMES_A_FILE = ("file", "credentials", "_stdin")
+#: an option ``name=value`` where a list of options, or an fstab field, may start
+_OPTION = re.compile(r"(?<![^\s,])([^\s,=]+)=([^\s,]*)")
+
+
+def secret_option(name: str) -> bool:
+    """Whether option `name` carries a secret as its value (`SECRET_WORDS`)."""
+    low = name.lower()
+    return any(w in low for w in SECRET_WORDS) and not low.endswith(_NAMES_A_FILE)
+
+
+def masked(text: str, mark: str) -> str:
+    """`text` (options, fstab lines, a diff of them) with every secret option's value as `mark`.
+
+    By name, not by value: an fstab line written by hand, or the line of a
+    password since changed in the graph, holds a secret this process never
+    saw (the redaction registry only knows the values it was given).
+    """
+    if "=" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        return f"{m[1]}={mark}" if m[2] and secret_option(m[1]) else m[0]
+
+    return _OPTION.sub(one, text)
+
+
 def decode(field: bytes) -> str:
     """A field of fstab or mountinfo with its ``\\ooo`` escapes undone (bytes kept exact)."""
     raw = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)

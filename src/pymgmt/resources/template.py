@@ -283,12 +283,20 @@ def syntax_problem(text: str) -> str | None:
     return None
 
 
-def render(template: Template, values: Mapping[str, str]) -> str:
+def render(template: Template, values: Mapping[str, str], *, secret: bool = False) -> str:
     """`template` rendered with `values`; TemplateProblem if it cannot be.
 
     Anything the template raises is its author's problem, not ours (a
     division by zero, an unsafe attribute, an undefined variable): it is
     reported as the template's error.
+
+    `secret`: some value (or the template itself) is a secret. The registry
+    (`pymgmt.redaction`) only knows the value as received, and a filter
+    makes another text of it (``{{ pw | upper }}``, a slice, a hash) that
+    an error message may quote (``'dict object' has no attribute 'S3CRET'``).
+    No rule can tell which part of such a message came from the secret, so
+    the message is left out whole: the problem names its kind and the line
+    of the template, never a word of the error's text.
     """
     from jinja2 import TemplateError, UndefinedError
     from jinja2.exceptions import SecurityError
@@ -296,22 +304,53 @@ def render(template: Template, values: Mapping[str, str]) -> str:
     try:
         return _bounded_render(template, values)
     except _TooBig as e:
+        if secret:
+            raise TemplateProblem(_withheld("too large", e)) from None
         raise TemplateProblem(f"too large: {e}") from None
     except _Exhausted:
         raise TemplateProblem(
             f"too much work: the render took more than {MAX_STEPS:,} steps (a loop too long?)"
         ) from None
     except UndefinedError as e:
+        if secret:
+            raise TemplateProblem(_withheld("an undefined value", e)) from None
         message = str(e.message)
         if message.endswith(" is undefined"):
             message += " (give it in 'vars', or receive it: recv: vars.NAME)"
         raise TemplateProblem(message) from None
     except SecurityError as e:
+        if secret:
+            raise TemplateProblem(_withheld("refused by the sandbox", e)) from None
         raise TemplateProblem(f"refused by the sandbox: {e}") from None
     except TemplateError as e:
+        if secret:
+            raise TemplateProblem(_withheld(type(e).__name__, e)) from None
         raise TemplateProblem(str(e.message or e)) from None
     except Exception as e:
+        if secret:
+            raise TemplateProblem(_withheld(type(e).__name__, e)) from None
         raise TemplateProblem(f"{type(e).__name__}: {e}") from None
+
+
+def _withheld(what: str, e: BaseException) -> str:
+    """The problem of a render with a secret: what went wrong and where, no text of it."""
+    line = _template_line(e)
+    where = f"line {line} of the template" if line else "the template"
+    return (
+        f"{where}: {what} (the error's text is not shown: the template's values hold a"
+        " secret, which it could quote)"
+    )
+
+
+def _template_line(e: BaseException) -> int | None:
+    """The template line the error was raised at (Jinja maps its frames back), if known."""
+    line = None
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 class _Exhausted(Exception):

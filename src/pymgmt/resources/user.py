@@ -7,6 +7,16 @@ groups (mgmt's and Ansible's meaning: the user leaves a group not listed),
 or with ``membership: minimum`` the groups it must at least be in
 (Puppet's default: other groups are left alone).
 
+``state: absent`` runs ``userdel``, which also removes the group of the
+user's name when login.defs says ``USERGROUPS_ENAB yes`` (Debian's default,
+and Puppet's behaviour too): kept as it is, unless the graph manages that
+group as ``exists``. Then userdel would remove it, the group resource would
+make it again (with a new gid, maybe) and report drift the agent made
+itself; so the user learns of that group when the graph is compiled
+(`Resource.learn`) and userdel runs with ``USERGROUPS_ENAB no``
+(`accounts.run_tool_with_defs`: what ``-K`` would do, which Debian's
+userdel lacks).
+
 The home directory is a field of the account: ``useradd`` does not create
 it here, and ``userdel`` never removes it (a user's files are not the
 agent's to delete); manage it with a `file` resource, which AutoEdges put
@@ -16,17 +26,19 @@ after the user.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import pwd
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..errors import ResourceError
 from ..traits import UID, Want
 from ..types import MAX_ID, account_problem, bound_problem, path_problem
 from . import accounts
 from .base import CONVERGED, Change, Context, Plan, Resource, off_loop, param, watch_subscribed
+from .group import Group
 
 
 class User(Resource, kind="user"):
@@ -38,7 +50,10 @@ class User(Resource, kind="user"):
     ``groups`` the exact supplementary groups. Managed groups come first
     (AutoEdges), and a file owned by a managed user comes after it. Watched
     through ``/etc/passwd`` and ``/etc/group``: an account changed or
-    removed behind the agent's back is repaired at once.
+    removed behind the agent's back is repaired at once. ``absent`` runs
+    ``userdel``, which takes the group of the user's name along
+    (USERGROUPS_ENAB), except when the graph keeps that group as a
+    ``group`` resource.
     """
 
     example = """\
@@ -86,6 +101,21 @@ resources:
     system: bool = param(
         False, doc="when created: a system account (a uid below 1000, as useradd --system)"
     )
+
+    learns_from: ClassVar[frozenset[str]] = frozenset({"group"})
+    #: learnt when compiled: to be absent while the graph keeps the group of its name
+    keeps_own_group: bool = dataclasses.field(default=False, init=False, repr=False)
+
+    def learn(self, others: Mapping[tuple[str, str], Resource]) -> None:
+        group = others.get(("group", self.name))
+        kept = isinstance(group, Group) and group.state == "exists"
+        self.keeps_own_group = self.state == "absent" and kept
+
+    def same_as(self, other: Resource) -> bool:
+        # a graph that starts or stops keeping the group changes what userdel does
+        return super().same_as(other) and self.keeps_own_group == getattr(
+            other, "keeps_own_group", False
+        )
 
     def problems(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -184,7 +214,11 @@ resources:
 
     async def apply(self, plan: Plan) -> None:
         argv = await off_loop(self._argv, {c.field for c in plan.changes})
-        await accounts.run_tool(argv, self.ctx.log)
+        if self.state == "absent" and self.keeps_own_group:
+            # userdel would remove the group the graph keeps (the module docstring)
+            await accounts.run_tool_with_defs(argv, self.ctx.log, "USERGROUPS_ENAB", "no")
+        else:
+            await accounts.run_tool(argv, self.ctx.log)
 
     def _argv(self, fields: set[str]) -> list[str]:
         """The tool's argv for `fields` (blocking: it may look groups up)."""
