@@ -255,7 +255,33 @@ def intrusions(graph: Graph[Any], prefix: Path) -> list[InputError]:
                     hits.append(i)
             elif near and (inside(_join(head, name)) or inside(_join(real_head, name))):
                 hits.append(i)
-    return [_intrusion(graph, *managed[i], prefix) for i in sorted(hits)]
+    out = [_intrusion(graph, *managed[i], prefix) for i in sorted(hits)]
+    return out + _purges_around(graph, roots, prefix)
+
+
+def _purges_around(graph: Graph[Any], roots: set[str], prefix: Path) -> list[InputError]:
+    """An input error for each resource purging a directory the state directory is in.
+
+    The purge would remove the agent's lock, secrets and refresh markers as
+    entries no resource manages. Compared as written and with symlinks
+    resolved, both sides.
+    """
+    out: list[InputError] = []
+    for key, res in graph.vertices.items():
+        for spelt in res.purges():
+            tops = {spelt, os.path.realpath(spelt)}
+            heads = tuple(t.rstrip("/") + "/" for t in tops)
+            if any(r in tops or r.startswith(heads) for r in roots):
+                out.append(
+                    InputError(
+                        f"{res} purges {spelt}, which holds the agent's state directory {prefix}",
+                        location=graph.locations.get(key),
+                        field="purge",
+                        hint="the state directory belongs to the agent: purge another"
+                        " directory, or give the agent another --prefix",
+                    )
+                )
+    return out
 
 
 def _intrusion(

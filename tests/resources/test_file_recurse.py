@@ -2,7 +2,8 @@
 
 A change in the source tree is a change of what is wanted (reported
 "changed"); a change in the copy behind the agent's back is drift (reported
-"repaired"). Purge removes what the source lacks, a symlink as itself.
+"repaired"). Purge removes what the source lacks, a symlink as itself (and spares what
+other resources manage: test_file_purge.py).
 """
 
 from __future__ import annotations
@@ -207,34 +208,13 @@ def test_the_agent_follows_the_source_tree_and_repairs_the_copy(agent, tmp_path,
     see_drift_repaired(a, "File[www]", edited, want, sentinel, repairs=2, in_place=True)
 
 
-def test_a_file_managed_inside_a_purged_tree_is_an_input_error(tmp_path, managed):
-    src, dst = _source(managed), managed / "www"
-    graph = files_graph(
-        tmp_path,
-        "fight",
-        _copy(dst, src, purge=True),
-        {"name": "cfg", "path": str(dst / "config.php"), "content": "<?php\n"},
-    )
-    proc = subprocess.run(
-        [*PYMGMT, "run", "--prefix", str(tmp_path / "p"), str(graph)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 1, proc.stderr
-    assert (
-        f"File[cfg] manages '{dst}/config.php' inside '{dst}/', which File[www] purges"
-    ) in proc.stderr
-    assert not dst.exists()  # nothing was done
-
-
 @pytest.mark.parametrize(
     ("res", "message"),
     [
         ({"path": "/tmp/x/", "source": "/tmp/s/"}, "source: a source directory is copied with"),
         ({"path": "/tmp/x", "source": "/tmp/s/"}, "source: a directory (ending in '/') is copied"),
         ({"path": "/tmp/x", "source": "/tmp/s", "recurse": True}, "recurse: copies a directory"),
-        ({"path": "/tmp/x/", "recurse": True}, "recurse: copies a source directory: give source"),
+        ({"path": "/tmp/x/", "recurse": True}, "recurse: copies a source directory, or purges"),
         ({"path": "/tmp/x/", "source": "/tmp/s", "recurse": True}, "source: a directory copied"),
         ({"path": "/tmp/x/", "source": "/tmp/x/y/", "recurse": True}, "are inside each other"),
         ({"path": "/tmp/x/y/", "source": "/tmp/x/", "recurse": True}, "are inside each other"),
@@ -286,5 +266,5 @@ def test_only_the_documented_shapes_of_a_file_are_valid():
                     valid.add((path, combo))
     alone = [(), ("content",), ("source",), ("fragments",), ("template",)]
     trees = [(), ("source/", "recurse"), ("source/", "recurse", "purge")]
-    trees.append(("source/", "recurse", "force"))
+    trees += [("source/", "recurse", "force"), ("recurse", "purge")]  # purge1.mcl's shape
     assert valid == {("/tmp/x", c) for c in alone} | {("/tmp/x/", c) for c in trees}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -192,7 +192,7 @@ def _compile(
     graph = instantiate(declared)
     warnings = merge_duplicates(graph, errors)
     learnt_from = teach(graph)
-    errors += purge_conflicts(graph)
+    spare_managed(graph)
     errors += read_loops(graph)
     errors += sendrecv_problems(graph)
     errors += export_problems(graph)
@@ -265,6 +265,7 @@ def _fresh(res: Resource) -> Resource:
     fresh.members = []
     fresh.recv_fields = frozenset()
     fresh.tainted = frozenset()
+    fresh.spares = frozenset()
     return fresh
 
 
@@ -296,7 +297,8 @@ def recompile(prev: Compiled, declared: Graph[Resource]) -> Compiled | None:
     if declared.warnings or prev.warnings or prev.graph.warnings:
         return None
     graph = prev.graph.derive()
-    graph.vertices[key] = _fresh(new)
+    graph.vertices[key] = fresh = _fresh(new)
+    fresh.spares = running.spares  # what the graph manages inside it did not change
     location = declared.locations.get(key)
     if location is not None:
         graph.locations[key] = location
@@ -309,6 +311,8 @@ def _compiles_alike(a: Resource, b: Resource) -> bool:
     """Whether compiling sees no difference between `a` and `b` (same key assumed)."""
     if type(a) is not type(b) or a.meta != b.meta or a.manages() != b.manages():
         return False
+    if a.trees() != b.trees():
+        return False  # what it spares is computed for trees only (`spare_managed`)
     if has(a, Groupable):
         return False  # whether it may join a group can depend on any param
     if has(a, Edgeable):
@@ -318,35 +322,40 @@ def _compiles_alike(a: Resource, b: Resource) -> bool:
     return True
 
 
-def purge_conflicts(graph: Graph[Resource]) -> list[InputError]:
-    """Refuse a resource managing something inside a directory another one purges.
+def spare_managed(graph: Graph[Resource], keys: Iterable[Key] | None = None) -> None:
+    """Tell each tree (`Resource.trees`) what other resources of its kind manage inside it.
 
-    The purge would remove it and its own resource make it again, each run
-    undoing the other. (mgmt and Puppet spare such files instead; pymgmt
-    refuses, for a resource's params alone must say what it does: a purge
-    that spared them would change with every graph edit elsewhere.)
+    A directory that purges (or copies a source) leaves those paths to
+    their own resources, and walks into their ancestors to purge around
+    them: mgmt's and Puppet's ``purge``, where a file resource inside a
+    purged directory is spared. The set is the graph's, not the tree's
+    params, so it is set on the compiled vertex (`keys`: only those) and
+    compared at a changeover (`Resource.same_as`): a graph edit that adds
+    or removes a managed file inside restarts the tree's vertex, and a file
+    whose resource left the graph is then purged, as Puppet does. A path
+    that is itself a tree is spelt with ``/**`` after it (`Resource.reads`'
+    spelling): everything below it is that tree's, where below a plain
+    directory resource the purge goes on.
     """
-    purged = {
-        (res.kind, d.rstrip("/") + "/"): key
-        for key, res in graph.vertices.items()
-        for d in res.purges()
-    }
-    if not purged:
-        return []
-    out: list[InputError] = []
+    trees: dict[str, list[tuple[str, Key]]] = {}  # kind -> (directory + "/", owner)
+    for key in graph.vertices if keys is None else keys:
+        res = graph.vertices[key]
+        for d in res.trees():
+            trees.setdefault(res.kind, []).append((d.rstrip("/") + "/", key))
+    if not trees:
+        return
+    found: dict[Key, set[str]] = {owner: set() for dirs in trees.values() for _, owner in dirs}
     for key, res in graph.vertices.items():
+        dirs = trees.get(res.kind)
+        if not dirs:
+            continue
+        own_trees = res.trees()
         for thing in res.manages():
-            for (kind, d), owner in purged.items():
-                if owner != key and kind == res.kind and thing.startswith(d):
-                    out.append(
-                        InputError(
-                            f"{res} manages {thing!r} inside {d!r}, which "
-                            f"{graph.vertices[owner]} purges: each would undo the other "
-                            "(put it in the purged tree's source instead, or drop purge)",
-                            location=_where(graph, key),
-                        )
-                    )
-    return out
+            for d, owner in dirs:
+                if owner != key and thing.startswith(d):
+                    found[owner].add(f"{thing}/**" if thing in own_trees else thing)
+    for owner, spared in found.items():
+        graph.vertices[owner].spares = frozenset(spared)
 
 
 def read_loops(graph: Graph[Resource]) -> list[InputError]:

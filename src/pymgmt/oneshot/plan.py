@@ -334,6 +334,8 @@ def _vertex_want(res: Any) -> tuple[str, Any] | None:
         # path never imports Jinja2)
         if res.source is not None or res.fragments is not None or res.template is not None:
             return None
+        if res.recurse:  # a purge without a source walks the tree: the engine's
+            return None
         return "file", _want(res)
     if res.secrets or res.tainted or res.meta != MetaParams():
         return None  # the engine's retries, limits, semaphores...; a secret to redact

@@ -255,6 +255,11 @@ class Resource:
     tainted: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     #: other resources grouped into this one by AutoGroup (this one leads)
     members: list[Resource] = field(default_factory=list, init=False, repr=False)
+    #: what other resources of its kind manage inside its `trees` (spelt as
+    #: `manages`), set when compiling (`compile.spare_managed`): the tree leaves
+    #: them alone. Derived from the graph, not its params, and part of what it
+    #: wants: a graph edit that changes it restarts the vertex (`same_as`).
+    spares: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -319,6 +324,7 @@ class Resource:
             and self.name == other.name
             and self.params() == other.params()
             and self.meta == other.meta
+            and self.spares == other.spares
             and len(self.members) == len(other.members)
             and all(a.same_as(b) for a, b in zip(self.members, other.members, strict=True))
         )
@@ -394,11 +400,11 @@ class Resource:
         return []
 
     def purges(self) -> list[str]:
-        """Directories (spelt as `manages` spells things) whose every entry this resource owns.
+        """Directories (spelt as `manages` spells things) whose unmanaged entries it removes.
 
-        Anything else of its kind managed below one of them would be removed
-        by this resource and made again by the other, for ever: the graph
-        refuses that. Only a file with ``purge`` has any.
+        What another resource of its kind manages below one of them is
+        spared (`spares`, filled from the graph by `trees`), as mgmt and
+        Puppet spare it. Only a file with ``purge`` has any.
         """
         return []
 
@@ -415,7 +421,11 @@ class Resource:
         return []
 
     def trees(self) -> list[str]:
-        """Directories (spelt as `manages`) this resource makes everything below (for `reads`)."""
+        """Directories (spelt as `manages`) this resource makes everything below.
+
+        For `reads`, and for `spares`: what another resource of its kind
+        manages below one of them is that resource's, never this one's.
+        """
         return []
 
     async def init(self, ctx: Context) -> None:

@@ -91,7 +91,11 @@ class File(Resource, kind="file"):
     other files: ``source`` (one file), ``fragments`` (several, in order:
     `filefragments`); a directory may be kept a copy of a source tree
     (``recurse``, ``purge``: `filetree`). Their edits are changes of what is
-    wanted, never drift.
+    wanted, never drift. A directory with ``recurse`` and ``purge`` and no
+    source holds only what the graph manages in it (mgmt's and Puppet's
+    purge): an entry no other file resource manages is removed, at once
+    when it appears (drift); the paths other file resources manage inside
+    are spared, with the directories above them.
     """
 
     example = """\
@@ -148,11 +152,20 @@ edges:
     )
     recurse: bool = param(
         False,
-        doc="with a directory path and a source directory (both ending in '/'): keep the tree a"
-        " copy of the source (files byte for byte, the source's permission bits; see filetree)",
+        doc="with a directory path (ending in '/'): manage the tree below it, either a copy of a"
+        " source directory (files byte for byte, the source's permission bits; see filetree), or,"
+        " with purge and no source, a directory holding only what the graph manages; paths other"
+        " file resources of the graph manage inside are theirs, never copied over or removed",
     )
     purge: bool = param(
-        False, doc="with recurse: remove what the source lacks (a symlink as itself, unfollowed)"
+        False,
+        doc="with recurse: remove every entry that the source lacks (no source: every entry) and"
+        " that no other file resource of the graph manages (mgmt's and Puppet's purge); the spared"
+        " set is the paths of the graph's other file resources inside the directory, and the"
+        " directories above them, walked into and purged around them; it follows graph edits (a"
+        " file whose resource is dropped is then purged). A symlink is removed as itself, never"
+        " followed; another filesystem mounted inside is never crossed (an error); '/' and a"
+        " directory holding the agent's state directory are refused",
     )
     force: bool = param(
         False,
@@ -247,7 +260,9 @@ edges:
         if self.recurse:
             if self.state == "absent":
                 return [("recurse", "copies a tree, which cannot be absent")]
-            return filetree.problems(self.target, self.source, is_dir=self.is_dir)
+            return filetree.problems(
+                self.target, self.source, is_dir=self.is_dir, purge=self.purge, force=self.force
+            )
         if self.source is not None and self.source.endswith("/"):
             if self.is_dir:
                 return [("source", "a source directory is copied with recurse: true")]
@@ -443,7 +458,7 @@ edges:
         parts: list[Callable[[], None]] = []
         if self.recurse:  # every directory of both trees (filetree.TreeWatch)
             self._tree_watch = filetree.TreeWatch(
-                ctx.inotify, self.source or "", self.target, ctx.tick, ctx.event
+                ctx.inotify, self.source, self.target, ctx.tick, ctx.event
             )
             parts.append(self._tree_watch.close)
         elif self.source is not None:
@@ -484,7 +499,6 @@ edges:
 
     async def _check_tree(self, plan: Plan) -> Plan:
         """The top directory's plan, and then what the tree below it needs (filetree)."""
-        assert self.source is not None
         walk = functools.partial(
             filetree.diff,
             self.source,
@@ -493,11 +507,13 @@ edges:
             gid=self._gid,
             purge=self.purge,
             force=self.force,
+            spared=filetree.Spared.below(self.manages()[0], self.spares),
         )
         tree = await off_loop(walk)
         # A directory read before its watch was made may have changed in
         # between: walk again once every directory found is watched.
-        while self._tree_watch is not None and self._tree_watch.update(tree.dirs):
+        watch = self._tree_watch
+        while watch is not None and watch.update(tree.dirs, tree.target_dirs):
             tree = await off_loop(walk)
         self._tree_ops = tree.ops
         self._tree_seen = tree.seen
@@ -551,6 +567,8 @@ edges:
         """`converged_many` for one file; `parents` holds the directory fds opened so far."""
         if self.source is not None or self.fragments is not None or self.template is not None:
             return False  # its content is read from other files, or rendered: its own check
+        if self.recurse:
+            return False  # a purge walks the tree: its own check
         try:
             if self.owner is not None:
                 self._uid = _uid(self.owner)
@@ -720,7 +738,6 @@ edges:
         if fields - {"tree"}:
             await self.ctx.durable.run(functools.partial(self._apply, fields))
         if "tree" in fields:  # recurse: in chunks, each one batch job (filetree)
-            assert self.source is not None
             copy = filetree.Applier(self.source, self.target, uid=self._uid, gid=self._gid)
             for chunk in filetree.chunks(self._tree_ops):
                 await self.ctx.durable.run(functools.partial(copy, chunk))

@@ -1,7 +1,18 @@
-"""file `recurse` and `purge`: a directory kept a copy of a source directory (mgmt's, Puppet's).
+"""file `recurse` and `purge`: a directory kept a copy of a source, or purged (mgmt's, Puppet's).
 
 Kept apart from `file.py`, which calls in here for a file resource whose
-path and ``source`` both end in ``/`` and that has ``recurse: true``.
+path ends in ``/`` and that has ``recurse: true``: with a ``source``
+directory the tree is kept a copy of it; without one, ``purge: true`` keeps
+the directory holding only what the graph manages in it (mgmt's
+``examples/lang/purge1.mcl``, Puppet's ``purge => true``).
+
+What another file resource of the graph manages inside the tree (its
+`Resource.spares`, filled from the graph when compiling) is that resource's
+alone: never copied, changed or removed by the tree. The directories above
+such a path are kept, and walked into so that what is unmanaged in them is
+purged too. One rule for both shapes, so the two resources never undo each
+other: a source entry that another resource wants ``absent`` is simply not
+copied.
 
 What converged means, entry by entry below the directory (the directory
 itself is the file resource's as ever: its ``mode``, ``owner``, ``group``):
@@ -17,11 +28,13 @@ itself is the file resource's as ever: its ``mode``, ``owner``, ``group``):
   ownership); unset, a new entry is the agent's and an existing one keeps
   its own;
 * with ``purge``, nothing else is there: an entry of the target that the
-  source lacks is removed, a directory with everything in it. A symlink is
-  removed as an entry, never followed (its target survives). Another file
-  resource managing a path inside a purged tree is refused when the graph
-  is read (`frontends.compile.purge_conflicts`): mgmt and Puppet spare such
-  files, pymgmt says so rather than let two resources undo each other;
+  source lacks (without a source: every entry) and that no other resource
+  manages is removed, a directory with everything in it. A symlink is
+  removed as an entry, never followed (its target survives). A purge never
+  crosses into another filesystem (a mount point, or a file bind-mounted,
+  inside the tree): that is an error naming it, and nothing in it is
+  removed (``rm --one-file-system``); a bind mount of the same filesystem
+  has the same device and is not told apart;
 * an entry of the wrong type (a file where the source has a directory, a
   symlink where it has a file...) is an error, unless ``force`` (mgmt's
   param) lets it be removed and made again.
@@ -93,8 +106,12 @@ class TreeDiff:
     """What a check found: the steps, and the directories of both trees (to watch)."""
 
     ops: list[Op] = field(default_factory=list)
-    #: directories of the source, relative to its top ("" is the top)
+    #: directories of the source, relative to its top ("" is the top): watched
+    #: in both trees
     dirs: list[str] = field(default_factory=list)
+    #: directories walked in the target alone (no source; one kept for a managed
+    #: path below it that the source lacks): watched in the target
+    target_dirs: list[str] = field(default_factory=list)
     #: the source as seen (names, types, modes, sizes, mtimes): another value
     #: at the next check means what is wanted moved
     seen: int = 0
@@ -111,7 +128,8 @@ class TreeDiff:
         lines = [f"{op.action} {top}/{op.rel}{_suffix(op)}\n" for op in self.ops[:_SHOWN]]
         if len(self.ops) > _SHOWN:
             lines.append(f"... and {len(self.ops) - _SHOWN} more\n")
-        return Change("tree", summary, "a copy of the source", diff="".join(lines))
+        want = "a copy of the source" if self.dirs else "only what the graph manages"
+        return Change("tree", summary, want, diff="".join(lines))
 
 
 def _suffix(op: Op) -> str:
@@ -122,12 +140,26 @@ def _suffix(op: Op) -> str:
     return ""
 
 
-def problems(target: str, source: str | None, *, is_dir: bool) -> list[tuple[str, str]]:
-    """What is wrong with a recursive copy's params (field, message)."""
+def problems(
+    target: str, source: str | None, *, is_dir: bool, purge: bool, force: bool
+) -> list[tuple[str, str]]:
+    """What is wrong with a recursive copy's or purge's params (field, message)."""
     if not is_dir:
         return [("recurse", "copies a directory: end the path with '/'")]
+    if purge and (canonical_path(target).rstrip("/") or "/") == "/":
+        return [("purge", "refusing to purge '/': it would remove all the graph does not manage")]
     if source is None:
-        return [("recurse", "copies a source directory: give source, a path ending in '/'")]
+        if not purge:
+            return [
+                (
+                    "recurse",
+                    "copies a source directory, or purges: give source (a path ending in '/'),"
+                    " or purge: true",
+                )
+            ]
+        if force:
+            return [("force", "replaces entries copied from a source: there is no source")]
+        return []
     if not source.endswith("/"):
         return [("source", "a directory copied with recurse ends in '/', as the path does")]
     if path_problem(source) or dots_problem(source):
@@ -156,40 +188,81 @@ class _Entry(NamedTuple):
 class _Trees:
     """A source and a target tree's top directories, and the owner wanted below them."""
 
-    def __init__(self, source: str, target: str, *, uid: int | None, gid: int | None) -> None:
-        self.source = source.rstrip("/") or "/"
+    def __init__(
+        self, source: str | None, target: str, *, uid: int | None, gid: int | None
+    ) -> None:
+        self.source = None if source is None else source.rstrip("/") or "/"
         self.target = target.rstrip("/") or "/"
         self.uid = uid
         self.gid = gid
 
 
-class _Walk(_Trees):
-    """One walk of a source and a target tree (blocking: run off the loop)."""
+class Spared:
+    """The paths, relative to the top, that other resources manage, and their ancestors.
 
-    def __init__(self, source: str, target: str, *, uid: int | None, gid: int | None) -> None:
+    `whole`: another tree (spelt ``path/**``), left alone with all below it.
+    `managed`: an entry another resource manages (everything in `whole`
+    too); a directory there is still walked into, its entries being no
+    resource's. `ancestors`: directories kept, and walked into, for a
+    managed path below them.
+    """
+
+    def __init__(self, rels: frozenset[str] = frozenset()) -> None:
+        self.whole = {r.removesuffix("/**") for r in rels if r.endswith("/**")}
+        self.managed = {r.removesuffix("/**") for r in rels}
+        self.ancestors = {r[:i] for r in self.managed for i, c in enumerate(r) if c == "/"}
+
+    @classmethod
+    def below(cls, top: str, paths: frozenset[str]) -> Spared:
+        """The `paths` (canonical, absolute) below directory `top` (canonical), made relative."""
+        head = top.rstrip("/") + "/"
+        return cls(frozenset(p[len(head) :] for p in paths if p.startswith(head)))
+
+
+class _Walk(_Trees):
+    """One walk of a source (if any) and a target tree (blocking: run off the loop)."""
+
+    def __init__(
+        self, source: str | None, target: str, *, uid: int | None, gid: int | None
+    ) -> None:
         super().__init__(source, target, uid=uid, gid=gid)
         self.purge = False
         self.force = False
+        self.spared = Spared()
         self.entries = 0
         self.diff = TreeDiff()
+        #: the device of the target's top: a purge never crosses into another
+        self.dev = -1
         self._seen: list[tuple[str, int, int, int, int]] = []
 
     def run(self) -> TreeDiff:
-        src = _open_top(self.source, "source")
+        src = None if self.source is None else _open_top(self.source, "source")
         try:
             try:
                 dst: int | None = _open_top(self.target, "path")
             except FileNotFoundError:
                 dst = None  # made by the file's own "state" change first
             try:
+                if dst is not None:
+                    self.dev = os.fstat(dst).st_dev
+                if src is None and dst is None:
+                    self.diff.target_dirs.append("")  # watched until it is made
                 self._dir(src, dst, "", 0)
             finally:
                 if dst is not None:
                     os.close(dst)
         finally:
-            os.close(src)
+            if src is not None:
+                os.close(src)
         self.diff.seen = hash(tuple(self._seen))
         return self.diff
+
+    def _other_fs(self, sub: str) -> ResourceError:
+        return ResourceError(
+            f"{self.target}/{sub} is on another filesystem than {self.target}/ (a mount point"
+            " inside the tree): purge never crosses into another filesystem, and removed"
+            " nothing there; unmount it, or manage it with its own file resource (spared)"
+        )
 
     def _count(self, rel: str) -> None:
         self.entries += 1
@@ -199,25 +272,62 @@ class _Walk(_Trees):
                 f"(at {rel}): recurse copies at most that many"
             )
 
-    def _dir(self, src: int, dst: int | None, rel: str, depth: int) -> None:
+    def _dir(self, src: int | None, dst: int | None, rel: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise ResourceError(
-                f"{self.source}/{rel} is more than {MAX_DEPTH} directories deep: "
-                f"recurse copies at most that deep"
+                f"{self.source if src is not None else self.target}/{rel} is more than"
+                f" {MAX_DEPTH} directories deep: recurse copies at most that deep"
             )
-        self.diff.dirs.append(rel)
-        names = _names(src)
-        for name in names:
+        (self.diff.dirs if src is not None else self.diff.target_dirs).append(rel)
+        copied = set() if src is None else self._copy_entries(src, dst, rel, depth)
+        if not self.purge or dst is None:
+            return
+        if os.fstat(dst).st_dev != self.dev:
+            raise self._other_fs(rel.rstrip("/"))
+        spared = self.spared
+        for name in _names(dst):
+            sub = f"{rel}{name}"
+            if name in copied or sub in spared.whole:
+                continue  # the source's, or another tree's
+            self._count(sub)
+            st = lstat_at(dst, name)
+            kept = sub in spared.managed or sub in spared.ancestors
+            if st is not None and kept and stat.S_ISDIR(st.st_mode):
+                if st.st_dev != self.dev:
+                    raise self._other_fs(sub)
+                try:  # kept for what is managed below it, and purged around that
+                    fd = os.open(name, _RDIR, dir_fd=dst)
+                except OSError as e:  # a symlink swapped in since the lstat: never followed
+                    raise ResourceError(f"{self.target}/{sub} changed while read ({e})") from None
+                try:
+                    self._dir(None, fd, sub + "/", depth + 1)
+                finally:
+                    os.close(fd)
+                continue
+            if sub not in spared.managed:  # a managed file is its resource's
+                self._remove(dst, name, sub)
+
+    def _copy_entries(self, src: int, dst: int | None, rel: str, depth: int) -> set[str]:
+        """The steps that copy directory `rel` of the source; the names it copies."""
+        copied: set[str] = set()
+        for name in _names(src):
             sub = f"{rel}{name}"
             self._count(sub)
             st = lstat_at(src, name)
             if st is None:
                 continue  # removed meanwhile: its event follows
             self._seen.append((sub, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
+            spared = self.spared
+            if sub in spared.whole:
+                continue  # another tree's: never copied over, never purged
+            alone = sub in spared.managed
+            if (alone or sub in spared.ancestors) and not stat.S_ISDIR(st.st_mode):
+                continue  # another resource's file; or a directory needed here for one
+            copied.add(name)
             have = None if dst is None else lstat_at(dst, name)
             entry = _Entry(src, dst, name, sub, st, have)
             if stat.S_ISDIR(st.st_mode):
-                self._subdir(entry, depth)
+                self._subdir(entry, depth, own=not alone)
             elif stat.S_ISREG(st.st_mode):
                 self._file(entry)
             else:
@@ -225,22 +335,25 @@ class _Walk(_Trees):
                     f"source entry {self.source}/{sub} is {_what(st)}: recurse copies "
                     "directories and regular files only, and never follows a symlink"
                 )
-        if self.purge and dst is not None:
-            wanted = set(names)
-            for name in _names(dst):
-                if name not in wanted:
-                    self._count(f"{rel}{name}")
-                    self._remove(dst, name, f"{rel}{name}")
+        return copied
 
-    def _subdir(self, e: _Entry, depth: int) -> None:
+    def _subdir(self, e: _Entry, depth: int, *, own: bool = True) -> None:
+        """A directory of the source; not `own`: another resource makes it and sets its mode.
+
+        Such a directory's entries are still the copy's, once it is there (its
+        appearing is an event of the directory above, which is watched).
+        """
         src, dst, name, sub, st, have = e
         mode = stat.S_IMODE(st.st_mode) & 0o777
-        if have is not None and not stat.S_ISDIR(have.st_mode):
+        if not own:
+            if have is None or not stat.S_ISDIR(have.st_mode):
+                return
+        elif have is not None and not stat.S_ISDIR(have.st_mode):
             self._wrong_type(dst, name, sub, have, "a directory")
             have = None
         if have is None:
             self.diff.ops.append(Op("mkdir", sub, mode))
-        else:
+        elif own:
             self._meta(sub, mode, have)
         sfd = os.open(name, _RDIR, dir_fd=src)
         try:
@@ -291,39 +404,55 @@ class _Walk(_Trees):
         st = lstat_at(dst, name)
         if st is None:
             return
+        if st.st_dev != self.dev:
+            raise self._other_fs(sub)
         if stat.S_ISDIR(st.st_mode):
-            for _ in _tree_entries(dst, name, 0):
+            for below in _tree_entries(dst, name, self.dev, 0):
                 self._count(sub)
+                if below is not None:
+                    raise self._other_fs(f"{sub}/{below}")
         self.diff.ops.append(Op("remove", sub, what=_what(st)))
 
 
-def _tree_entries(dfd: int, name: str, depth: int) -> Iterator[None]:
-    """One item per entry below directory `name` (never following a symlink)."""
+def _tree_entries(dfd: int, name: str, dev: int, depth: int) -> Iterator[str | None]:
+    """One item per entry below directory `name` (never following a symlink).
+
+    The item is None, or the path (relative to `name`) of an entry on
+    another device than `dev` (a mount point), which is not walked into.
+    """
     if depth > MAX_DEPTH:
         raise ResourceError(f"a directory to remove is more than {MAX_DEPTH} directories deep")
     fd = os.open(name, _RDIR, dir_fd=dfd)
     try:
         for sub in os.listdir(fd):
-            yield None
             st = lstat_at(fd, sub)
+            if st is not None and st.st_dev != dev:
+                yield sub
+                continue
+            yield None
             if st is not None and stat.S_ISDIR(st.st_mode):
-                yield from _tree_entries(fd, sub, depth + 1)
+                for below in _tree_entries(fd, sub, dev, depth + 1):
+                    yield None if below is None else f"{sub}/{below}"
     finally:
         os.close(fd)
 
 
 def diff(
-    source: str,
+    source: str | None,
     target: str,
     *,
     uid: int | None,
     gid: int | None,
     purge: bool,
     force: bool,
+    spared: Spared,
 ) -> TreeDiff:
-    """What making `target` a copy of `source` takes (blocking: run it off the loop)."""
+    """What making `target` a copy of `source` (None: empty) takes, `spared` left alone.
+
+    Blocking: run it off the loop.
+    """
     walk = _Walk(source, target, uid=uid, gid=gid)
-    walk.purge, walk.force = purge, force
+    walk.purge, walk.force, walk.spared = purge, force, spared
     return walk.run()
 
 
@@ -400,21 +529,27 @@ class Applier(_Trees):
     """Makes one chunk of steps in one batch job (in the batch's thread)."""
 
     def __call__(self, ops: list[Op], staging: Staging) -> None:
-        src, dst = _Dirs(self.source, "source"), _Dirs(self.target, "path")
+        dst = _Dirs(self.target, "path")
         try:
-            for op in ops:
-                self._one(op, src, dst, staging)
+            src = None if self.source is None else _Dirs(self.source, "source")
+            try:
+                for op in ops:
+                    self._one(op, src, dst, staging)
+            finally:
+                if src is not None:
+                    src.close()
         finally:
-            src.close()
             dst.close()
 
-    def _one(self, op: Op, src: _Dirs, dst: _Dirs, staging: Staging) -> None:
+    def _one(self, op: Op, src: _Dirs | None, dst: _Dirs, staging: Staging) -> None:
         parent, name = _split_rel(op.rel)
         dfd = dst.of(parent)
         if op.action == "remove":
-            _remove_tree(dfd, name, f"{self.target}/{op.rel}", 0)
+            _remove_tree(dfd, name, f"{self.target}/{op.rel}", dst.dev, 0)
             staging.sync_dir(dfd)
-        elif op.action == "mkdir":
+            return
+        assert src is not None, "only a removal is planned without a source"
+        if op.action == "mkdir":
             os.mkdir(name, 0o700, dir_fd=dfd)  # the exact mode once the owner is set
             self._meta(dfd, name, op.rel, op.mode, staging)
             staging.sync_dir(dfd)
@@ -477,6 +612,8 @@ class _Dirs:
     def __init__(self, top: str, what: str) -> None:
         self._fds: dict[str, int] = {"": _open_top(top, what)}
         self._top = top
+        #: the top's device: a removal never crosses into another filesystem
+        self.dev = os.fstat(self._fds[""]).st_dev
 
     def of(self, rel: str) -> int:
         fd = self._fds.get(rel)
@@ -510,11 +647,20 @@ def _open_node(dfd: int, name: str) -> int | None:
         raise ResourceError(f"{name} cannot be opened without following it ({e})") from None
 
 
-def _remove_tree(dfd: int, name: str, shown: str, depth: int) -> None:
-    """Remove `name` in `dfd`: a directory with everything in it, a symlink as itself."""
+def _remove_tree(dfd: int, name: str, shown: str, dev: int, depth: int) -> None:
+    """Remove `name` in `dfd`: a directory with everything in it, a symlink as itself.
+
+    Nothing on another device than `dev` is removed or walked into: a mount
+    made since the check is an error, as it is at the check.
+    """
     st = lstat_at(dfd, name)
     if st is None:
         return
+    if st.st_dev != dev:
+        raise ResourceError(
+            f"{shown} is on another filesystem (a mount point): purge never crosses into"
+            " another filesystem"
+        )
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dfd)  # a symlink goes, its target stays
         return
@@ -523,7 +669,7 @@ def _remove_tree(dfd: int, name: str, shown: str, depth: int) -> None:
     fd = os.open(name, _RDIR, dir_fd=dfd)
     try:
         for sub in os.listdir(fd):
-            _remove_tree(fd, sub, f"{shown}/{sub}", depth + 1)
+            _remove_tree(fd, sub, f"{shown}/{sub}", dev, depth + 1)
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=dfd)
@@ -533,50 +679,56 @@ def _remove_tree(dfd: int, name: str, shown: str, depth: int) -> None:
 
 
 class TreeWatch:
-    """Subscriptions to every directory of the source tree (`tick`) and of the copy (`event`).
+    """Subscriptions to every directory of the source tree (`tick`) and of the target (`event`).
 
     The directories are known from the last check's walk: `update` adds the
     new ones and drops the gone ones. A directory subscribed only after the
     walk read it could have changed in between, so `update` says whether it
-    added any, and the resource then walks again.
+    added any, and the resource then walks again. Without a source, only
+    the target's directories are watched: an entry made in any of them is
+    drift that the purge removes.
     """
 
     def __init__(
         self,
         hub: InotifyHub,
-        source: str,
+        source: str | None,
         target: str,
         tick: Callable[[], None],
         event: Callable[[], None],
     ) -> None:
         self._hub = hub
-        self._tops = (source.rstrip("/"), target.rstrip("/"))
-        self._callbacks = (tick, event)
-        self._subs: dict[str, tuple[DirSubscription, DirSubscription]] = {}
-        self.update([""])
+        self._source = None if source is None else source.rstrip("/")
+        self._target = target.rstrip("/")
+        self._tick, self._event = tick, event
+        #: (True for the source, relative directory) -> its subscription
+        self._subs: dict[tuple[bool, str], DirSubscription] = {}
+        self.update([""], [])
 
-    def update(self, dirs: list[str]) -> bool:
-        """Watch exactly `dirs` (relative, "" the top) in both trees; whether any was added."""
-        wanted = set(dirs)
-        for rel in [r for r in self._subs if r not in wanted]:
-            for dsub in self._subs.pop(rel):
-                self._hub.unsubscribe_dir(dsub)
+    def update(self, dirs: list[str], target_dirs: list[str]) -> bool:
+        """Watch `dirs` (relative, "" the top) in both trees and `target_dirs` in the target.
+
+        Returns whether any subscription was added.
+        """
+        wanted = [(False, rel) for rel in (*dirs, *target_dirs)]
+        if self._source is not None:
+            wanted += [(True, rel) for rel in dirs]
+        keep = set(wanted)
+        for gone in [k for k in self._subs if k not in keep]:
+            self._hub.unsubscribe_dir(self._subs.pop(gone))
         added = False
-        for rel in dirs:
-            if rel not in self._subs:
-                (src, dst), (tick, event) = self._tops, self._callbacks
-                one = self._hub.subscribe_dir(f"{src}/{rel}".rstrip("/") or "/", tick)
-                try:
-                    two = self._hub.subscribe_dir(f"{dst}/{rel}".rstrip("/") or "/", event)
-                except BaseException:
-                    self._hub.unsubscribe_dir(one)
-                    raise
-                self._subs[rel] = (one, two)
+        for k in wanted:
+            if k not in self._subs:
+                is_source, rel = k
+                top = self._source if is_source else self._target
+                path = f"{top}/{rel}".rstrip("/") or "/"
+                self._subs[k] = self._hub.subscribe_dir(
+                    path, self._tick if is_source else self._event
+                )
                 added = True
         return added
 
     def close(self) -> None:
-        for pair in self._subs.values():
-            for dsub in pair:
-                self._hub.unsubscribe_dir(dsub)
+        for dsub in self._subs.values():
+            self._hub.unsubscribe_dir(dsub)
         self._subs.clear()
