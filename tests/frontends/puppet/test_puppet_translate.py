@@ -339,6 +339,9 @@ def test_a_recursive_directory_source_is_a_recursive_copy() -> None:
                 mode="0644",
             ),
             res("File", "/srv/lone", ensure="directory", purge=True),
+            res("File", "/srv/kept", ensure="directory", recurse=True, purge=True),
+            res("File", "/srv/d", ensure="directory", recurse=True, purge=True, force=True),
+            res("File", "/srv/plain", ensure="directory", recurse=True),
         ]
     )
     www = next(r for r in t.resources if r.name == "/srv/www/")
@@ -352,8 +355,14 @@ def test_a_recursive_directory_source_is_a_recursive_copy() -> None:
         "a directory with a source needs recurse => true",
         "mode with recurse is not supported (Puppet sets it on every file copied; "
         "pymgmt copies each file's own permission bits)",
-        "purge => true is supported with ensure => directory and a source",
+        "purge => true without recurse => true purges nothing",
+        "purge without force is not supported (Puppet keeps unmanaged directories, "
+        "pymgmt's purge removes them): add force => true",
+        "recurse => true is supported with ensure => directory and a source",
     ]
+    # Puppet's purge without a source: pymgmt's (mgmt's purge1.mcl), sparing managed files
+    d = next(r for r in t.resources if r.name == "/srv/d/")
+    assert d.params == {"recurse": True, "purge": True}
 
 
 # -- exported resources and collectors ------------------------------------------------------

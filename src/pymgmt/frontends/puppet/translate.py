@@ -342,6 +342,7 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
     ensure = m.string("ensure")
     content = m.param("content")
     source = m.param("source")
+    purge_said = False
     if ensure in ("absent",):
         params["state"] = "absent"
     elif ensure == "directory":
@@ -351,6 +352,9 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
         elif source is not None:
             _directory_source(m, source, params)
             source = None  # mapped
+        elif _flag(m.param("purge")):
+            _directory_purge(m, params)
+            purge_said = True  # mapped, or said why not: not said again below
     elif ensure in ("file", "present"):
         pass
     elif ensure is None:
@@ -380,7 +384,7 @@ def _file(m: _Mapping, params: dict[str, Any]) -> tuple[str, str] | None:
             params[name] = value
     if m.param("show_diff") in (False, "false"):
         params["show_diff"] = False
-    if "recurse" not in params:
+    if "recurse" not in params and not purge_said:
         for name in ("recurse", "purge", "force"):
             if _flag(m.param(name)):
                 m.unsupported(f"{name} => true is supported with ensure => directory and a source")
@@ -413,8 +417,8 @@ def _directory_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
     Puppet's ``mode`` then applies to every file copied; pymgmt's to the
     top directory only (a copy keeps each source entry's permission bits),
     so the two differ and ``mode`` is refused rather than half-honoured.
-    Puppet's ``purge`` spares files other resources manage; pymgmt's
-    refuses a graph where one would be (`compile.purge_conflicts`).
+    Puppet's ``purge`` spares files other resources manage; so does
+    pymgmt's (`compile.spare_managed`).
     """
     if not _flag(m.param("recurse")):
         m.unsupported("a directory with a source needs recurse => true")
@@ -431,6 +435,25 @@ def _directory_source(m: _Mapping, source: Any, params: dict[str, Any]) -> None:
         for name in ("purge", "force"):
             if _flag(m.param(name)):
                 params[name] = True
+
+
+def _directory_purge(m: _Mapping, params: dict[str, Any]) -> None:
+    """``recurse => true, purge => true, force => true`` without a source: pymgmt's purge.
+
+    Puppet then removes every file no resource manages, and directories
+    only with ``force``; pymgmt's purge removes unmanaged directories too, so
+    the translation asks for ``force`` rather than remove more than Puppet would.
+    """
+    if not _flag(m.param("recurse")):
+        m.unsupported("purge => true without recurse => true purges nothing")
+    elif not _flag(m.param("force")):
+        m.unsupported(
+            "purge without force is not supported (Puppet keeps unmanaged directories, "
+            "pymgmt's purge removes them): add force => true"
+        )
+    else:
+        params["recurse"] = params["purge"] = True
+        return
 
 
 def _flag(value: Any) -> bool:
