@@ -223,3 +223,28 @@ def test_the_holds_of_a_received_var_is_its_key() -> None:
     assert f.holds("vars.pw") is None and f.holds("vars") == {"user": "app"}
     f.receive({"vars.pw": "x"}, frozenset({"vars.pw"}))
     assert f.holds("vars.pw") == "x"
+
+
+def test_a_tree_is_told_what_the_graph_manages_inside_it_and_a_change_of_that_restarts_it() -> None:
+    """`spare_managed`: derived from the graph, on the compiled copy, and part of `same_as`."""
+
+    def graph(*names: str) -> Graph[Resource]:
+        g: Graph[Resource] = Graph(name="t")
+        g.add(File(name="top", path="/srv/top/", recurse=True, purge=True))
+        g.add(File(name="/srv/top/inner/", source="/srv/src/", recurse=True))  # a tree: whole
+        g.add(File(name="/srv/top/sub/"))  # a plain directory: walked into
+        g.add(File(name="/srv/other"))  # outside: not the tree's business
+        for name in names:
+            g.add(File(name=name, content="x"))
+        return g
+
+    declared = graph("/srv/top/a", "/srv/top/sub/b")
+    first = compile_graph(declared).graph
+    top = first.vertices[("file", "top")]
+    assert top.spares == {"/srv/top/inner/**", "/srv/top/sub", "/srv/top/a", "/srv/top/sub/b"}
+    assert first.vertices[("file", "/srv/top/inner/")].spares == frozenset()
+    assert declared.vertices[("file", "top")].spares == frozenset()  # the declaration untouched
+    again = compile_graph(graph("/srv/top/a", "/srv/top/sub/b")).graph
+    assert again.vertices[("file", "top")].same_as(top)
+    dropped = compile_graph(graph("/srv/top/a")).graph
+    assert not dropped.vertices[("file", "top")].same_as(top)  # a changeover restarts it

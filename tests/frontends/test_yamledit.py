@@ -169,3 +169,25 @@ def test_an_edit_of_a_group_an_absent_user_learns_from_is_compiled_whole() -> No
     assert recompile(prev, new) is None
     full = accept(new)
     assert not full.graph.vertices[("user", "web")].keeps_own_group  # type: ignore[attr-defined]
+
+
+def test_a_recompiled_edit_keeps_what_a_purged_tree_spares(tmp_path: Path) -> None:
+    """An edit of a file inside a purged tree, or of the tree's own mode, is one vertex."""
+    top = tmp_path / "top"
+    tree = f"  - name: {top}/\n    recurse: true\n    purge: true\n    mode: '0755'\n"
+    old_text = _text(top, ["a\n", "b\n"]).replace(b"  file:\n", b"  file:\n" + tree.encode())
+    old = declare(old_text, "g.yaml")
+    prev = accept(old)
+    key = ("file", f"{top}/")
+    assert prev.graph.vertices[key].spares == {f"{top}/f0", f"{top}/f1"}
+    for edited in (
+        old_text.replace(b'"b\\n"', b'"b2\\n"'),
+        old_text.replace(b"mode: '0755'", b"mode: '0700'"),
+    ):
+        new = redeclare(old_text, edited, old)
+        assert new is not None
+        fast = recompile(prev, new)
+        assert fast is not None
+        full = accept(new)
+        assert fast.graph.vertices[key].spares == full.graph.vertices[key].spares
+        assert fast.graph.vertices[key].same_as(full.graph.vertices[key])
