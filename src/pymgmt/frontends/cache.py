@@ -45,7 +45,6 @@ import itertools
 import json
 import logging
 import os
-import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,52 +140,14 @@ def read(prefix: Path, key: str) -> tuple[YamlGraph, list[Edge] | None] | None:
 
 
 def _read_trusted(prefix: Path) -> bytes | None:
-    """The cache file's bytes, if this user alone could have written them."""
-    from .. import fsutil
+    """The cache file's bytes, if this user alone could have written them (`statedir.read_own`)."""
+    from .. import statedir
 
-    try:  # walked as the lock walks it: no symlink another user could have made
-        dfd = fsutil.open_dir(os.path.abspath(prefix))
-    except (OSError, fsutil.UnsafePathError):
-        return None  # no state directory yet (nothing cached), or not one to trust
     try:
-        if not _only_mine(os.fstat(dfd), dir_=True):
-            log.debug("graph cache: %s is writable by others: not used", prefix)
-            return None
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(CACHE_NAME, flags, dir_fd=dfd)
-        except OSError as e:  # ENOENT: none yet; ELOOP: a symlink, never followed
-            if not isinstance(e, FileNotFoundError):
-                log.debug("graph cache: cannot open it (%s): not used", e.strerror)
-            return None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or not _only_mine(st, dir_=False):
-                log.debug("graph cache: not a file of this user's alone: not used")
-                return None
-            if st.st_size > _MAX_BYTES:
-                return None
-            return _read_all(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        log.debug("graph cache: cannot read it (%s): not used", e.strerror)
+        return statedir.read_own(prefix, CACHE_NAME, _MAX_BYTES)
+    except statedir.StateFileRefused as e:
+        log.debug("graph cache: not used (%s)", e)
         return None
-    finally:
-        os.close(dfd)
-
-
-def _only_mine(st: os.stat_result, *, dir_: bool) -> bool:
-    """Owned by this user (a directory: or root) and not writable by group or world."""
-    owners = (os.geteuid(), 0) if dir_ else (os.geteuid(),)
-    return st.st_uid in owners and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # -- writing ---------------------------------------------------------------------------
