@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -322,14 +322,14 @@ def _compiles_alike(a: Resource, b: Resource) -> bool:
     return True
 
 
-def spare_managed(graph: Graph[Resource], keys: Iterable[Key] | None = None) -> None:
+def spare_managed(graph: Graph[Resource]) -> None:
     """Tell each tree (`Resource.trees`) what other resources of its kind manage inside it.
 
     A directory that purges (or copies a source) leaves those paths to
     their own resources, and walks into their ancestors to purge around
     them: mgmt's and Puppet's ``purge``, where a file resource inside a
     purged directory is spared. The set is the graph's, not the tree's
-    params, so it is set on the compiled vertex (`keys`: only those) and
+    params, so it is set on the compiled vertex and
     compared at a changeover (`Resource.same_as`): a graph edit that adds
     or removes a managed file inside restarts the tree's vertex, and a file
     whose resource left the graph is then purged, as Puppet does. A path
@@ -338,8 +338,7 @@ def spare_managed(graph: Graph[Resource], keys: Iterable[Key] | None = None) -> 
     directory resource the purge goes on.
     """
     trees: dict[str, list[tuple[str, Key]]] = {}  # kind -> (directory + "/", owner)
-    for key in graph.vertices if keys is None else keys:
-        res = graph.vertices[key]
+    for key, res in graph.vertices.items():
         for d in res.trees():
             trees.setdefault(res.kind, []).append((d.rstrip("/") + "/", key))
     if not trees:
